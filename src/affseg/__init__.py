@@ -1,0 +1,72 @@
+"""affseg: image segmentation with learned pixel affinities.
+
+Public entry points
+-------------------
+segment(image, ...)   -> label map (H, W) of the default (or a named) method
+hierarchy(image, ...) -> :class:`affseg.segment.hierarchy.Hierarchy`, coarse-to-fine
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from affseg.errors import AffsegError, CorruptFileError, DatasetNotFoundError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from affseg.segment.hierarchy import Hierarchy
+
+__version__ = "0.1.0"
+__all__ = [
+    "AffsegError",
+    "CorruptFileError",
+    "DatasetNotFoundError",
+    "InputError",
+    "hierarchy",
+    "segment",
+]
+
+
+def hierarchy(image: np.ndarray, method: str | None = None, **options: Any) -> Hierarchy:
+    """Hierarchical segmentation of one RGB image.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+        The photo.
+    method : str, optional
+        A name from :data:`affseg.methods.METHODS`; default :data:`affseg.methods.DEFAULT_METHOD`.
+    **options
+        Keyword options of that method (``seed`` among them).
+
+    Returns
+    -------
+    Hierarchy
+        Nested label maps (and the equivalent UCM).
+    """
+    from affseg.methods import run_method
+
+    return run_method(image, method, **options)
+
+
+def segment(
+    image: np.ndarray, method: str | None = None, segments: int | None = None, **options: Any
+) -> np.ndarray:
+    """Flat segmentation of one RGB image.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    method : str, optional
+        See :func:`hierarchy`.
+    segments : int, optional
+        Pick the hierarchy level whose number of segments is closest to this; default: the
+        method's own default level.
+
+    Returns
+    -------
+    ndarray, shape (H, W), int32
+        Labels 1..K.
+    """
+    return hierarchy(image, method, **options).labels(segments)

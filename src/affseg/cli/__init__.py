@@ -1,0 +1,55 @@
+"""The ``affseg`` command line.
+
+Each subcommand lives in its own module of this package with two functions:
+``add_parser(subparsers)`` registers it (and sets ``func`` on its parser), and the
+function set as ``func`` takes the parsed ``argparse.Namespace`` and returns an exit code.
+User errors (:class:`~affseg.errors.AffsegError`) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from affseg import __version__
+from affseg.errors import AffsegError
+
+#: Modules of ``affseg.cli`` that define subcommands, in the order ``--help`` lists them.
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "segment",
+    "eval",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="affseg",
+        description="Image segmentation with learned pixel affinities.",
+    )
+    parser.add_argument("--version", action="version", version=f"affseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(f"affseg.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``affseg`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AffsegError as exc:
+        print(f"affseg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("affseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
