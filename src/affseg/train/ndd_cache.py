@@ -1,0 +1,236 @@
+"""Cache of frozen-backbone features and grid labels for training spec-diff-net on a CPU.
+
+The EfficientNet-Lite0 backbone is frozen, so its features are computed once per image,
+scale and flip and stored on disk; training then runs only the small feature head, the
+diffusion module and the interpolation. One cache item (a ``.pt`` file of tensors, loadable
+with ``weights_only=True``) holds, for an image resized by ``scale`` to a size that is a
+multiple of 16 (and optionally mirrored left-right):
+
+- ``f2, f4, f8, f16`` : float16 feature maps (C_l, H/s, W/s) of the pyramid;
+- ``grid`` : int16 (K, H/8, W/8), each of the K human annotations reduced to the stride-8
+  feature grid by majority vote inside each 8 x 8 cell;
+- ``half`` : int16 (K, H/2, W/2), the annotations at half resolution (majority of 2 x 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from affseg.data.io import atomic_write, read_image, write_json
+from affseg.data.paths import dataset_dir
+from affseg.errors import CorruptFileError, DatasetNotFoundError
+
+#: Bump when the content of a cache item changes.
+CACHE_VERSION = 1
+#: Image sizes are rounded to multiples of this (the coarsest pyramid stride).
+SIZE_MULTIPLE = 16
+
+
+def snapped_size(height: int, width: int, scale: float = 1.0) -> tuple[int, int]:
+    """Size (H', W') of an image scaled by ``scale``, rounded to multiples of 16 (>= 16)."""
+    m = SIZE_MULTIPLE
+    return (
+        max(m, int(round(height * scale / m)) * m),
+        max(m, int(round(width * scale / m)) * m),
+    )
+
+
+def read_bsds_annotations(path: str | os.PathLike[str]) -> list[np.ndarray]:
+    """Human segmentations of one BSDS500 ``groundTruth/*.mat`` file.
+
+    Returns
+    -------
+    list of ndarray, each (H, W) int32, labels 1..n
+    """
+    import scipy.io
+
+    try:
+        gt = scipy.io.loadmat(path)["groundTruth"]
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is a corrupt file
+        raise CorruptFileError(f"cannot read BSDS ground truth {path}: {exc}") from None
+    return [np.asarray(gt[0, k]["Segmentation"][0, 0], dtype=np.int32) for k in range(gt.shape[1])]
+
+
+def bsds_items(root: str | os.PathLike[str] | None, split: str) -> list[tuple[Path, Path]]:
+    """(image, groundTruth .mat) pairs of one BSDS500 split, sorted by name.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        Missing dataset or split folder.
+    """
+    base = dataset_dir("BSDS500", root)
+    img_dir, gt_dir = base / "images" / split, base / "groundTruth" / split
+    if not img_dir.is_dir() or not gt_dir.is_dir():
+        raise DatasetNotFoundError(f"BSDS500 split {split!r} not found under {base}")
+    pairs = [(p, gt_dir / f"{p.stem}.mat") for p in sorted(img_dir.glob("*.jpg"))]
+    pairs = [(i, g) for i, g in pairs if g.is_file()]
+    if not pairs:
+        raise DatasetNotFoundError(f"no images with ground truth in {img_dir}")
+    return pairs
+
+
+def block_majority(labels: np.ndarray, factor: int) -> np.ndarray:
+    """Reduce label maps by a majority vote inside each ``factor x factor`` block.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (K, H, W), non-negative ints; H and W multiples of ``factor``
+    factor : int
+
+    Returns
+    -------
+    ndarray, shape (K, H / factor, W / factor), int64
+        Ties go to the smallest label.
+    """
+    k, h, w = labels.shape
+    hb, wb = h // factor, w // factor
+    blocks = labels.reshape(k, hb, factor, wb, factor).transpose(0, 1, 3, 2, 4)
+    blocks = np.sort(blocks.reshape(-1, factor * factor), axis=1)
+    counts = (blocks[:, :, None] == blocks[:, None, :]).sum(2)
+    best = blocks[np.arange(len(blocks)), counts.argmax(1)]
+    return best.reshape(k, hb, wb).astype(np.int64)
+
+
+def prepare_item(
+    image: np.ndarray, annotations: Sequence[np.ndarray], scale: float, flip: bool
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Resize (and mirror) an image and its annotations to the snapped size.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    annotations : sequence of ndarray, each (H, W) int
+    scale : float
+    flip : bool
+        Mirror left-right.
+
+    Returns
+    -------
+    image : Tensor, shape (1, 3, H', W'), float32 in [0, 1]
+    labels : ndarray, shape (K, H', W'), int64 (nearest-neighbour resized)
+    """
+    import torch.nn.functional as F
+
+    h, w = image.shape[:2]
+    hs, ws = snapped_size(h, w, scale)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    x = F.interpolate(x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=True)
+    x = x.clamp(0, 1)
+    # nearest resize: sample each target pixel centre
+    ry = np.minimum(((np.arange(hs) + 0.5) * h / hs).astype(np.int64), h - 1)
+    rx = np.minimum(((np.arange(ws) + 0.5) * w / ws).astype(np.int64), w - 1)
+    labels = np.stack([np.asarray(a)[np.ix_(ry, rx)] for a in annotations]).astype(np.int64)
+    if flip:
+        x = x.flip(-1)
+        labels = labels[:, :, ::-1].copy()
+    return x, labels
+
+
+class FeatureCache:
+    """Disk cache of backbone features and grid labels, one ``.pt`` file per item.
+
+    Parameters
+    ----------
+    cache_dir : path-like
+        Folder of the cache (created). A ``manifest.json`` there records its settings.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike[str]) -> None:
+        self.dir = Path(cache_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def key(split: str, stem: str, scale: float, flip: bool) -> str:
+        """File stem of one cache item."""
+        return f"{split}_{stem}_s{int(round(scale * 100)):03d}_f{int(flip)}"
+
+    def path(self, key: str) -> Path:
+        """File of one cache item."""
+        return self.dir / f"{key}.pt"
+
+    def build(
+        self,
+        backbone: torch.nn.Module,
+        items: Sequence[tuple[Path, Path]],
+        split: str,
+        scales: Sequence[float],
+        flips: Sequence[bool] = (False, True),
+        progress: bool = True,
+    ) -> list[str]:
+        """Compute the missing items of a split and return all their keys.
+
+        Parameters
+        ----------
+        backbone : EfficientNetLitePyramid
+        items : sequence of (image path, groundTruth path)
+        split : str
+        scales : sequence of float
+        flips : sequence of bool
+        progress : bool
+            Show a tqdm bar.
+
+        Returns
+        -------
+        list of str
+            Keys, ordered by image, then scale, then flip.
+        """
+        from tqdm import tqdm
+
+        keys: list[str] = []
+        todo = []
+        for img_path, gt_path in items:
+            for s in scales:
+                for f in flips:
+                    k = self.key(split, img_path.stem, s, f)
+                    keys.append(k)
+                    if not self.path(k).is_file():
+                        todo.append((img_path, gt_path, s, f, k))
+        if todo:
+            bar = tqdm(todo, desc=f"caching {split} features", disable=not progress)
+            for img_path, gt_path, s, f, k in bar:
+                self._build_one(backbone, img_path, gt_path, s, f, k)
+        write_json(
+            self.dir / "manifest.json",
+            {"version": CACHE_VERSION, "backbone": "efficientnet-lite0", "dtype": "float16"},
+        )
+        return keys
+
+    def _build_one(
+        self,
+        backbone: torch.nn.Module,
+        img_path: Path,
+        gt_path: Path,
+        scale: float,
+        flip: bool,
+        key: str,
+    ) -> None:
+        image = read_image(img_path)
+        ann = read_bsds_annotations(gt_path)
+        x, labels = prepare_item(image, ann, scale, flip)
+        with torch.no_grad():
+            feats = backbone(x)
+        item = {f"f{s}": t[0].to(torch.float16).contiguous() for s, t in zip(
+            (2, 4, 8, 16), feats, strict=True)}
+        item["grid"] = torch.from_numpy(block_majority(labels, 8).astype(np.int16))
+        item["half"] = torch.from_numpy(block_majority(labels, 2).astype(np.int16))
+        atomic_write(self.path(key), lambda tmp: torch.save(item, tmp))
+
+    def load(self, key: str) -> dict[str, torch.Tensor]:
+        """One cache item (see the module docstring for its tensors)."""
+        try:
+            return torch.load(self.path(key), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise CorruptFileError(f"cannot read cache item {self.path(key)}: {exc}") from None
+
+
+def read_manifest(cache_dir: str | os.PathLike[str]) -> dict:
+    """The cache's ``manifest.json`` ({} when absent)."""
+    p = Path(cache_dir) / "manifest.json"
+    return json.loads(p.read_text()) if p.is_file() else {}
