@@ -241,3 +241,57 @@ def test_diffusion_hierarchy_checks_shapes() -> None:
         diffusion_hierarchy(
             np.zeros((12, 2)), 1.0, (3, 4), (6, 8), upsample=lambda m: m
         )
+
+
+class _ColourNet:
+    """Stand-in for SpecDiffNet: the embedding is the image colour on a stride-4 grid."""
+
+    def __init__(self) -> None:
+        self.upsampled = 0
+
+    def encode(self, images):
+        import torch
+        import torch.nn.functional as F
+
+        from affseg.models.spec_diff_net import NDDOutput
+
+        hh, ww = images.shape[-2:]
+        small = F.interpolate(images, size=(hh // 4, ww // 4), mode="area")
+        emb = small.flatten(2).transpose(1, 2)  # (B, N, 3)
+        return NDDOutput(emb, torch.tensor(20.0), (hh // 4, ww // 4), small, [], (hh, ww))
+
+    def upsample(self, maps, out):
+        import torch.nn.functional as F
+
+        self.upsampled += 1
+        return F.interpolate(maps, size=out.image_size, mode="bilinear", align_corners=False)
+
+
+@pytest.mark.parametrize("upsample", ["hr", "lr"])
+def test_ndd_hierarchy_end_to_end_with_a_model_object(upsample: str) -> None:
+    from affseg.models.ndd_segmenter import ndd_hierarchy
+
+    img, truth = _two_region_image()
+    net = _ColourNet()
+    hier = ndd_hierarchy(img, model=net, upsample=upsample, max_centres="12", eps="0.01")
+    assert net.upsampled == (1 if upsample == "hr" else 0)
+    assert hier.shape == truth.shape and hier.n_segments[-1] == 1
+    two = hier.labels(2)
+    agree = max(np.mean((two == 1) == (truth == 1)), np.mean((two == 1) == (truth == 0)))
+    assert agree > 0.97
+
+
+def test_ndd_hierarchy_rejects_bad_options() -> None:
+    from affseg.methods import get_method
+    from affseg.models.ndd_segmenter import ndd_hierarchy
+
+    assert get_method("ndd") is ndd_hierarchy
+    img, _ = _two_region_image()
+    with pytest.raises(InputError, match="upsample must be"):
+        ndd_hierarchy(img, model=_ColourNet(), upsample="bicubic")
+    with pytest.raises(InputError, match="unknown ndd option"):
+        ndd_hierarchy(img, model=_ColourNet(), centres=4)
+    with pytest.raises(InputError, match="bad ndd option value"):
+        ndd_hierarchy(img, model=_ColourNet(), max_centres="many")
+    with pytest.raises(InputError, match="grayscale"):
+        ndd_hierarchy(img[..., 0], model=_ColourNet())

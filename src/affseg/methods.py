@@ -26,6 +26,7 @@ METHODS: dict[str, str] = {
     "quickshift": "affseg.segment.baselines:quickshift_hierarchy",
     "ncut": "affseg.segment.baselines:ncut_hierarchy",
     "kmeans": "affseg.segment.baselines:kmeans_hierarchy",
+    "ndd": "affseg.models.ndd_segmenter:ndd_hierarchy",
 }
 
 #: The method ``affseg segment`` and :func:`affseg.segment` use when none is named.

@@ -65,6 +65,7 @@ def grid_clustering(
     max_centres: int = 9,
     beta: float = 50.0,
     n_iter: int = 20,
+    stride: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Kernel k-means of the grid nodes from coverage centres.
 
@@ -77,6 +78,10 @@ def grid_clustering(
         (h, w).
     eps, max_centres : see :func:`~affseg.segment.kernel_grouping.coverage_centres`.
     beta, n_iter : see :func:`~affseg.segment.kernel_grouping.kernel_kmeans`.
+    stride : int
+        Later centres and the cluster means come from the nodes of every ``stride``-th row
+        and column (1: all nodes, as in the reference; 2: four times cheaper, and every
+        node is still assigned).
 
     Returns
     -------
@@ -90,8 +95,15 @@ def grid_clustering(
         raise InputError(f"phi has shape {phi.shape}; expected ({h * w}, Ne) for grid {h}x{w}")
     kernel = diffusion_kernel(phi, tau)
     middle = (h // 2) * w + w // 2
-    centres = coverage_centres(kernel, eps=eps, max_centres=max_centres, first=middle)
-    z = kernel_kmeans(kernel, centres, beta=beta, n_iter=n_iter)
+    if stride < 1:
+        raise InputError(f"stride must be >= 1; got {stride}")
+    sub = None
+    if stride > 1:
+        sub = np.arange(h * w).reshape(h, w)[stride // 2 :: stride, stride // 2 :: stride].ravel()
+    centres = coverage_centres(
+        kernel, eps=eps, max_centres=max_centres, first=middle, candidates=sub
+    )
+    z = kernel_kmeans(kernel, centres, beta=beta, n_iter=n_iter, sample=sub)
     return kernel, np.ascontiguousarray(z.T.reshape(-1, h, w))
 
 
@@ -169,6 +181,7 @@ def diffusion_hierarchy(
     max_centres: int = 9,
     beta: float = 50.0,
     n_iter: int = 20,
+    stride: int = 2,
     linkage: str = "kernel",
     min_size: int = 0,
     default_height: float = 0.5,
@@ -189,7 +202,7 @@ def diffusion_hierarchy(
         ``maps (C, h, w) -> (C, H, W)``, e.g. feature-attentional interpolation ("HR");
         default: :func:`resize_maps` with ``resize_mode`` ("LR").
     resize_mode : {"bilinear", "nearest"}
-    eps, max_centres, beta, n_iter, linkage, min_size, default_height
+    eps, max_centres, beta, n_iter, stride, linkage, min_size, default_height
         See :func:`grid_clustering` and :func:`labels_to_hierarchy`.
 
     Returns
@@ -206,7 +219,8 @@ def diffusion_hierarchy(
     [2, 1]
     """
     kernel, assign = grid_clustering(
-        phi, tau, grid, eps=eps, max_centres=max_centres, beta=beta, n_iter=n_iter
+        phi, tau, grid, eps=eps, max_centres=max_centres, beta=beta, n_iter=n_iter,
+        stride=stride,
     )
     size = (int(image_size[0]), int(image_size[1]))
     if upsample is None:

@@ -70,6 +70,7 @@ def coverage_centres(
     eps: float = 0.02,
     max_centres: int = 9,
     first: int | None = None,
+    candidates: np.ndarray | None = None,
 ) -> np.ndarray:
     """Cluster centres whose similarity maps cover the grid (Eq. 9 of seed 001).
 
@@ -88,6 +89,9 @@ def coverage_centres(
     first : int, optional
         Index of the first centre; default ``N // 2`` (the middle node of a row-major grid
         whose row count is odd; callers with a grid pass its centre explicitly).
+    candidates : ndarray, shape (M,), optional
+        Nodes allowed as later centres (default: all). A sub-grid cuts the cost of each
+        step from N^2 to M N; the coverage itself is always measured on all N nodes.
 
     Returns
     -------
@@ -105,10 +109,16 @@ def coverage_centres(
     cover = np.minimum(k[first].copy(), 1.0)
     chosen = np.zeros(n, dtype=bool)
     chosen[first] = True
+    cand = np.arange(n) if candidates is None else np.asarray(candidates, dtype=np.int64)
+    if cand.size == 0 or cand.min() < 0 or cand.max() >= n:
+        raise InputError(f"candidates must be node indices in 0..{n - 1}")
+    k_cand = k if candidates is None else k[cand]
     while len(centres) < min(max_centres, n) and float(np.mean(1.0 - cover)) >= eps:
-        gain = k @ (1.0 - cover)
-        gain[chosen] = -np.inf
-        i = int(np.argmax(gain))
+        gain = k_cand @ (1.0 - cover)
+        gain[chosen[cand]] = -np.inf
+        if not np.isfinite(gain).any():
+            break
+        i = int(cand[int(np.argmax(gain))])
         centres.append(i)
         chosen[i] = True
         np.minimum(cover + k[i], 1.0, out=cover)
@@ -128,6 +138,7 @@ def kernel_kmeans(
     *,
     beta: float = 50.0,
     n_iter: int = 20,
+    sample: np.ndarray | None = None,
 ) -> np.ndarray:
     """Soft kernel k-means with ``kernel`` as the inner product of feature space.
 
@@ -148,6 +159,9 @@ def kernel_kmeans(
         Inverse temperature of the soft assignment (reference: 50).
     n_iter : int
         Maximum number of updates (reference: 20).
+    sample : ndarray, shape (M,), optional
+        Nodes that define the cluster means (default: all). Every node is still assigned;
+        with a sub-grid of M nodes an update costs M N instead of N^2.
 
     Returns
     -------
@@ -164,10 +178,18 @@ def kernel_kmeans(
     d = diag - 2.0 * k[:, c_idx] + diag[c_idx, 0][None, :]
     z = _softmax_rows(-beta * d)
     hard = z.argmax(axis=1)
+    if sample is None:
+        k_ns, idx = k, slice(None)
+    else:
+        idx = np.asarray(sample, dtype=np.int64)
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
+            raise InputError(f"sample must be node indices in 0..{n - 1}")
+        k_ns = k[:, idx]  # (N, M)
     for _ in range(n_iter):
-        mass = np.maximum(z.sum(axis=0), 1e-8)  # (C,)
-        kz = k @ z  # (N, C)
-        within = np.einsum("nc,nc->c", z, kz) / mass**2
+        zs = z[idx]  # (M, C)
+        mass = np.maximum(zs.sum(axis=0), 1e-8)  # (C,)
+        kz = k_ns @ zs  # (N, C)
+        within = np.einsum("mc,mc->c", zs, kz[idx]) / mass**2
         d = diag - 2.0 * kz / mass[None, :] + within[None, :]
         z = _softmax_rows(-beta * d)
         new_hard = z.argmax(axis=1)
