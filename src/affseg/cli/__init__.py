@@ -20,6 +20,7 @@ from affseg.errors import AffsegError
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "segment",
     "eval",
+    "train",
 )
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from affseg.data.bsds import load_ground_truth
 from affseg.data.io import atomic_write, read_image, write_json
-from affseg.data.paths import dataset_dir
 from affseg.errors import CorruptFileError, DatasetNotFoundError
 
 #: Bump when the content of a cache item changes.
@@ -41,38 +41,21 @@ def snapped_size(height: int, width: int, scale: float = 1.0) -> tuple[int, int]
     )
 
 
-def read_bsds_annotations(path: str | os.PathLike[str]) -> list[np.ndarray]:
-    """Human segmentations of one BSDS500 ``groundTruth/*.mat`` file.
-
-    Returns
-    -------
-    list of ndarray, each (H, W) int32, labels 1..n
-    """
-    import scipy.io
-
-    try:
-        gt = scipy.io.loadmat(path)["groundTruth"]
-    except Exception as exc:  # noqa: BLE001 - any decoding failure is a corrupt file
-        raise CorruptFileError(f"cannot read BSDS ground truth {path}: {exc}") from None
-    return [np.asarray(gt[0, k]["Segmentation"][0, 0], dtype=np.int32) for k in range(gt.shape[1])]
-
-
 def bsds_items(root: str | os.PathLike[str] | None, split: str) -> list[tuple[Path, Path]]:
-    """(image, groundTruth .mat) pairs of one BSDS500 split, sorted by name.
+    """(image, groundTruth .mat) pairs of one BSDS500 split, sorted by id.
 
     Raises
     ------
     DatasetNotFoundError
-        Missing dataset or split folder.
+        Missing dataset or split folder, or a split without ground truth.
     """
-    base = dataset_dir("BSDS500", root)
-    img_dir, gt_dir = base / "images" / split, base / "groundTruth" / split
-    if not img_dir.is_dir() or not gt_dir.is_dir():
-        raise DatasetNotFoundError(f"BSDS500 split {split!r} not found under {base}")
-    pairs = [(p, gt_dir / f"{p.stem}.mat") for p in sorted(img_dir.glob("*.jpg"))]
+    from affseg.data import bsds
+
+    pairs = [(bsds.image_path(root, split, i), bsds.gt_path(root, split, i))
+             for i in bsds.list_split(root, split)]
     pairs = [(i, g) for i, g in pairs if g.is_file()]
     if not pairs:
-        raise DatasetNotFoundError(f"no images with ground truth in {img_dir}")
+        raise DatasetNotFoundError(f"no BSDS500 {split!r} images with ground truth")
     return pairs
 
 
@@ -212,7 +195,7 @@ class FeatureCache:
         key: str,
     ) -> None:
         image = read_image(img_path)
-        ann = read_bsds_annotations(gt_path)
+        ann = load_ground_truth(gt_path)
         x, labels = prepare_item(image, ann, scale, flip)
         with torch.no_grad():
             feats = backbone(x)
