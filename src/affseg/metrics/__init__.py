@@ -1,1 +1,16 @@
-"""affseg.metrics."""
+"""affseg.metrics: the region benchmark and the other segmentation / depth metrics."""
+
+from affseg.metrics.contingency import compact_labels, contingency_table
+from affseg.metrics.pairwise import pairwise_scores
+from affseg.metrics.pixel_accuracy import hungarian_accuracy, hungarian_matched
+from affseg.metrics.region import RegionBenchmark, score_nested
+
+__all__ = [
+    "RegionBenchmark",
+    "compact_labels",
+    "contingency_table",
+    "hungarian_accuracy",
+    "hungarian_matched",
+    "pairwise_scores",
+    "score_nested",
+]
