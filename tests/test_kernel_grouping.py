@@ -138,6 +138,20 @@ def test_connected_cleanup_min_size_absorbs_small_regions() -> None:
     assert len(np.unique(out)) == 2 and out[6, 6] == out[0, 0]
 
 
+def test_connected_cleanup_with_soft_assignments_spares_dissimilar_regions() -> None:
+    # a block of class 0 in a background split at random between two equivalent classes
+    rng = np.random.default_rng(10)
+    block = np.zeros((30, 40), bool)
+    block[10:20, 12:28] = True
+    labels = np.where(block, 0, rng.integers(1, 3, size=block.shape))
+    soft = np.stack([block * 0.98 + 0.01, ~block * 0.5, ~block * 0.5]).astype(float)
+    out = connected_cleanup(labels, soft=soft)
+    np.testing.assert_array_equal(out == out[15, 20], block)  # the block keeps its shape
+    assert len(np.unique(out)) == 3  # and the background its two (connected) parts
+    plain = connected_cleanup(labels)  # by border length only: pieces touching the block
+    assert (plain == plain[15, 20]).sum() > block.sum()  # ... are swallowed by it
+
+
 def test_adjacent_pairs_counts_border_length() -> None:
     lab = np.array([[1, 1, 2], [1, 1, 2], [3, 3, 3]])
     a, b, c = adjacent_pairs(lab)
