@@ -135,34 +135,54 @@ def _find(parent: np.ndarray, x: int) -> int:
 
 
 @numba.njit(cache=True)
-def _merge_roots(
-    u: np.ndarray,
-    node: np.ndarray,
-    order: np.ndarray,
-    batch_end: np.ndarray,
-    thresholds: np.ndarray,
-    n_fine: int,
-) -> np.ndarray:
+def _merge_levels(
+    u: np.ndarray, lab0: np.ndarray, n0: int, keep: np.ndarray, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Union-find over the cells of ``u`` activated threshold by threshold.
 
-    ``node`` holds, per double-grid cell, the component id (1..n_fine) of the cells
-    active at the first threshold and ``n_fine + 1 + flat index`` for the others; cells
-    ``order[batch_end[k-1]:batch_end[k]]`` become active at ``thresholds[k]``. Returns the
-    root of every fine component after each threshold, shape (T, n_fine).
+    ``lab0`` labels (1..n0) the 8-connected components of ``u <= thresholds[0]``; every
+    other cell is its own node ``n0 + 1 + flat index`` and joins its active 8-neighbours at
+    the first threshold >= its value. After each threshold the components of the fine ids
+    ``keep`` (those holding pixels) are numbered 0..K-1 in order of ``keep``.
+
+    Returns
+    -------
+    parents : ndarray, shape (T, len(keep)), int64
+    counts : ndarray, shape (T,), int64
     """
     rows, cols = u.shape
-    n_nodes = n_fine + 1 + rows * cols
-    parent = np.arange(n_nodes)
     n_thr = thresholds.shape[0]
-    roots = np.empty((n_thr, n_fine), dtype=np.int64)
-    start = 0
+    last = thresholds[n_thr - 1]
+    # counting sort of the later cells by the threshold that activates them
+    batch = np.full(rows * cols, -1, dtype=np.int64)
+    sizes = np.zeros(n_thr + 1, dtype=np.int64)
+    for i in range(rows):
+        for j in range(cols):
+            v = u[i, j]
+            if lab0[i, j] == 0 and v <= last:
+                k = np.searchsorted(thresholds, v)  # first threshold >= v
+                batch[i * cols + j] = k
+                sizes[k + 1] += 1
+    starts = np.cumsum(sizes)
+    fill = starts[:-1].copy()
+    order = np.empty(starts[-1], dtype=np.int64)
+    for c in range(rows * cols):
+        k = batch[c]
+        if k >= 0:
+            order[fill[k]] = c
+            fill[k] += 1
+    parent = np.arange(n0 + 1 + rows * cols)
+    n_keep = keep.shape[0]
+    parents = np.empty((n_thr, n_keep), dtype=np.int64)
+    counts = np.empty(n_thr, dtype=np.int64)
+    slot = np.full(n0 + 1, -1, dtype=np.int64)
     for k in range(n_thr):
         t = thresholds[k]
-        for q in range(start, batch_end[k]):
+        for q in range(starts[k], starts[k + 1]):
             c = order[q]
             i = c // cols
             j = c - i * cols
-            a = _find(parent, node[i, j])
+            a = _find(parent, n0 + 1 + c)
             for di in range(-1, 2):
                 ii = i + di
                 if ii < 0 or ii >= rows:
@@ -172,17 +192,27 @@ def _merge_roots(
                     if jj < 0 or jj >= cols or (di == 0 and dj == 0):
                         continue
                     if u[ii, jj] <= t:
-                        b = _find(parent, node[ii, jj])
-                        if a != b:
-                            if a < b:  # keep the smallest id as the root
+                        nb = lab0[ii, jj]
+                        if nb == 0:
+                            nb = n0 + 1 + ii * cols + jj
+                        b = _find(parent, nb)
+                        if a != b:  # keep the smallest id as the root (a fine id)
+                            if a < b:
                                 parent[b] = a
                             else:
                                 parent[a] = b
                                 a = b
-        start = batch_end[k]
-        for f in range(n_fine):
-            roots[k, f] = _find(parent, f + 1)
-    return roots
+        n_seg = 0
+        for f in range(n_keep):
+            r = _find(parent, keep[f])
+            if slot[r] < 0:
+                slot[r] = n_seg
+                n_seg += 1
+            parents[k, f] = slot[r]
+        counts[k] = n_seg
+        for f in range(n_keep):
+            slot[_find(parent, keep[f])] = -1
+    return parents, counts
 
 
 def ucm_nested_labels(
@@ -190,8 +220,8 @@ def ucm_nested_labels(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The segmentations of a UCM at many thresholds at once, as a fine map + parent maps.
 
-    Same result as ``ucm_to_labels(ucm2, t)`` for every ``t`` (up to label names) but one
-    labelling and one union-find pass instead of one labelling per threshold: the
+    Same partitions as ``ucm_to_labels(ucm2, t)`` for every ``t`` (up to label names) but
+    one labelling and one union-find pass instead of one labelling per threshold: the
     partitions are nested, so every one is a merge of the finest.
 
     Parameters
@@ -217,36 +247,21 @@ def ucm_nested_labels(
     a UCM is labelled threshold by threshold here (slow path, same semantics except that
     label 0 becomes an ordinary label).
     """
-    u = check_ucm2(ucm2)
+    u = np.ascontiguousarray(check_ucm2(ucm2))  # loadmat gives Fortran order
     thr = np.asarray(thresholds, dtype=np.float64)
     if thr.ndim != 1 or thr.size == 0 or np.any(np.diff(thr) < 0):
         raise InputError("thresholds must be a non-empty non-decreasing 1-D array")
-    pix = u[1::2, 1::2]
-    if pix.max() > thr[0]:
+    if u[1::2, 1::2].max() > thr[0]:
         return _nested_labels_slow(u, thr)
     lab0, n0 = ndimage.label(u <= thr[0], structure=_EIGHT)
     fine_raw = lab0[1::2, 1::2]
-    # ids of the components that hold pixels, compacted to 0..F-1
     present = np.zeros(n0 + 1, dtype=bool)
     present[fine_raw.ravel()] = True
-    flat = u.ravel()
-    later = np.flatnonzero((flat > thr[0]) & (flat <= thr[-1]))
-    order = later[np.argsort(flat[later], kind="stable")]
-    batch_end = np.searchsorted(flat[order], thr, side="right")
-    node = np.where(lab0 > 0, lab0, n0 + 1 + np.arange(u.size).reshape(u.shape))
-    roots = _merge_roots(u, node, order, batch_end.astype(np.int64), thr, int(n0))
-    keep = np.flatnonzero(present[1:])  # fine component ids - 1 that hold pixels
-    roots = roots[:, keep]
+    keep = np.flatnonzero(present)  # fine component ids that hold pixels
+    parents, counts = _merge_levels(u, lab0, int(n0), keep, thr)
     lut = np.zeros(n0 + 1, dtype=np.int64)
-    lut[keep + 1] = np.arange(keep.size)
-    fine = lut[fine_raw]
-    parents = np.empty_like(roots)
-    counts = np.empty(thr.size, dtype=np.int64)
-    for k in range(thr.size):
-        _, inv = np.unique(roots[k], return_inverse=True)
-        parents[k] = inv
-        counts[k] = inv.max() + 1
-    return fine, parents, counts
+    lut[keep] = np.arange(keep.size)
+    return lut[fine_raw], parents, counts
 
 
 def _nested_labels_slow(
