@@ -1,0 +1,253 @@
+"""Hyperbolic affinity learning (HAM, seed 002) and a guided propagation network.
+
+A small guidance network maps the image (plus, for depth, the upsampled input) to
+per-pixel embeddings. :class:`HAMAffinity` turns embeddings into propagation affinities:
+
+1. ``geometry="hyperbolic"``: embeddings are tangent vectors, mapped into the Poincare
+   ball by ``expmap0`` (curvature ``c`` learned, init 0.1 as in UniDC); the distance of a
+   pixel to each of its ``k^2 - 1`` neighbours is the geodesic distance.
+   ``geometry="euclidean"`` ("naive"): the same embeddings, Euclidean distance. Everything
+   else (network, training, propagation) is shared so the two compare on equal terms.
+2. **Geodesic weight**: the distances are normalised per pixel by a softmax of
+   ``-d / tau`` (learned temperature), so near neighbours get most of the weight.
+3. **Beta-priority**: neighbours are ranked by distance and each rank ``r`` has a learned
+   gain ``sigmoid(beta_r)`` (initialised decreasing with the rank): the closest neighbours
+   have priority. (UniDC sorts the neighbour features and scales them by the HNN++
+   beta-concatenation ratio before a Mobius linear layer; this is the per-pixel,
+   position-preserving form of that ordering, see BENCHMARKS.md ``## HAM``.)
+
+The affinity of neighbour ``n`` is ``s_p * softmax(-d/tau)_n * sigmoid(beta_rank(n))``
+with ``s_p`` a learned propagation strength in [0, 1]; its absolute sum is <= 1.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from affseg.affinity.hyperbolic import distance, expmap0
+from affseg.errors import InputError
+from affseg.models.propagation import propagate, shift_stack
+
+Geometry = Literal["hyperbolic", "euclidean"]
+GEOMETRIES: tuple[str, ...] = ("hyperbolic", "euclidean")
+
+
+def neighbour_distances(emb: Tensor, k: int = 3, dilation: int = 1,
+                        geometry: Geometry = "hyperbolic", c: float | Tensor = 0.1) -> Tensor:
+    """Distance of every pixel's embedding to its ``k^2 - 1`` neighbours'.
+
+    Parameters
+    ----------
+    emb : Tensor, shape (B, D, H, W)
+        Embeddings (tangent vectors at the origin for the hyperbolic geometry).
+    k, dilation : int
+        Neighbourhood (see :func:`affseg.models.propagation.neighbour_offsets`).
+    geometry : {"hyperbolic", "euclidean"}
+    c : float or Tensor
+        Ball curvature (hyperbolic only).
+
+    Returns
+    -------
+    Tensor, shape (B, k*k - 1, H, W)
+    """
+    if geometry == "hyperbolic":
+        x = expmap0(emb, c, dim=1)
+        return distance(x.unsqueeze(1), shift_stack(x, k, dilation), c, dim=2)
+    if geometry == "euclidean":
+        diff = emb.unsqueeze(1) - shift_stack(emb, k, dilation)
+        return (diff * diff).sum(dim=2).clamp_min(1e-12).sqrt()
+    raise InputError(f"unknown affinity geometry {geometry!r}; use hyperbolic or euclidean")
+
+
+class HAMAffinity(nn.Module):
+    """Affinities from embeddings: geodesic weight x beta-priority x strength.
+
+    Parameters
+    ----------
+    geometry : {"hyperbolic", "euclidean"}
+    k : int
+        Neighbourhood size (3, 5, 7).
+    c : float
+        Initial curvature (learned through a softplus when ``learn_c``).
+    learn_c : bool
+    """
+
+    def __init__(self, geometry: Geometry = "hyperbolic", k: int = 3, c: float = 0.1,
+                 learn_c: bool = True) -> None:
+        super().__init__()
+        if geometry not in GEOMETRIES:
+            raise InputError(f"unknown affinity geometry {geometry!r}; use hyperbolic or "
+                             "euclidean")
+        self.geometry = geometry
+        self.k = k
+        kk = k * k - 1
+        raw_c = torch.tensor(math.log(math.expm1(c)))
+        self.raw_c = nn.Parameter(raw_c) if learn_c else nn.Parameter(raw_c, False)
+        self.log_tau = nn.Parameter(torch.zeros(()))
+        self.beta = nn.Parameter(torch.linspace(2.0, -1.0, kk))
+
+    @property
+    def curvature(self) -> Tensor:
+        """The ball curvature ``c > 0`` (scalar tensor)."""
+        return F.softplus(self.raw_c) + 1e-4
+
+    def forward(self, emb: Tensor, strength: Tensor, dilation: int = 1) -> Tensor:
+        """Affinities for :func:`~affseg.models.propagation.propagate` (``norm="clip"``).
+
+        Parameters
+        ----------
+        emb : Tensor, shape (B, D, H, W)
+        strength : Tensor, shape (B, 1, H, W)
+            Propagation strength in [0, 1].
+        dilation : int
+
+        Returns
+        -------
+        Tensor, shape (B, k*k - 1, H, W)
+            Non-negative, summing to at most ``strength`` per pixel.
+        """
+        d = neighbour_distances(emb, self.k, dilation, self.geometry, self.curvature)
+        weight = torch.softmax(-d / self.log_tau.exp(), dim=1)
+        rank = d.detach().argsort(dim=1).argsort(dim=1)
+        priority = torch.sigmoid(self.beta)[rank]
+        return strength * weight * priority
+
+
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
+
+
+class GuidanceNet(nn.Module):
+    """A small three-level U-Net: input channels -> embeddings and auxiliary maps.
+
+    Parameters
+    ----------
+    in_ch : int
+    width : int
+        Channels at full resolution (x2, x4 at strides 2, 4).
+    embed_dim : int
+        Embedding size D.
+    n_aux : int
+        Auxiliary logit maps (propagation strength, confidence, ...).
+    """
+
+    def __init__(self, in_ch: int = 4, width: int = 16, embed_dim: int = 8,
+                 n_aux: int = 2) -> None:
+        super().__init__()
+        self.enc0 = _block(in_ch, width)
+        self.enc1 = _block(width, 2 * width, 2)
+        self.enc2 = _block(2 * width, 4 * width, 2)
+        self.dec1 = _block(6 * width, 2 * width)
+        self.dec0 = _block(3 * width, width)
+        self.head = nn.Conv2d(width, embed_dim + n_aux, 1)
+        self.embed_dim = embed_dim
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Map (B, in_ch, H, W) (H, W divisible by 4) to embeddings and auxiliary logits.
+
+        Returns
+        -------
+        emb : Tensor, shape (B, embed_dim, H, W)
+        aux : Tensor, shape (B, n_aux, H, W)
+        """
+        e0 = self.enc0(x)
+        e1 = self.enc1(e0)
+        e2 = self.enc2(e1)
+        d1 = self.dec1(torch.cat([F.interpolate(e2, size=e1.shape[-2:], mode="bilinear",
+                                                align_corners=False), e1], 1))
+        d0 = self.dec0(torch.cat([F.interpolate(d1, size=e0.shape[-2:], mode="bilinear",
+                                                align_corners=False), e0], 1))
+        out = self.head(d0)
+        return out[:, : self.embed_dim], out[:, self.embed_dim :]
+
+
+#: Fixed normalisation of disparity values (8-bit units) fed to the guidance network.
+DEPTH_CENTER, DEPTH_SCALE = 128.0, 64.0
+
+
+class DepthSRPropagation(nn.Module):
+    """Guided depth super-resolution by coarse-to-fine HAM (or naive) propagation.
+
+    The low-res depth is propagated at its own resolution, upsampled x2 (bilinear) and
+    propagated again, up to full resolution. Every level uses affinities from the
+    guidance embeddings average-pooled to that level; the level's initial map is softly
+    re-imposed with a learned per-pixel confidence (the data term).
+
+    Parameters
+    ----------
+    geometry : {"hyperbolic", "euclidean"}
+    k : int
+        Propagation kernel size.
+    iterations : int
+        Propagation steps per level.
+    width, embed_dim : int
+        Guidance-network size.
+    """
+
+    def __init__(self, geometry: Geometry = "hyperbolic", k: int = 3, iterations: int = 6,
+                 width: int = 16, embed_dim: int = 8) -> None:
+        super().__init__()
+        self.guide = GuidanceNet(4, width, embed_dim, n_aux=2)
+        self.affinity = HAMAffinity(geometry, k)
+        self.k = k
+        self.iterations = iterations
+        with torch.no_grad():  # start with strong propagation, weak data term
+            self.guide.head.bias[embed_dim] = 2.0
+            self.guide.head.bias[embed_dim + 1] = -3.0
+
+    def config(self) -> dict[str, object]:
+        """Constructor arguments (stored with the weights)."""
+        return {"geometry": self.affinity.geometry, "k": self.k,
+                "iterations": self.iterations, "width": self.guide.enc0[0].out_channels,
+                "embed_dim": self.guide.embed_dim}
+
+    def forward(self, rgb: Tensor, lr_depth: Tensor, factor: int,
+                iterations: int | None = None) -> Tensor:
+        """Super-resolve ``lr_depth`` by ``factor`` guided by ``rgb``.
+
+        Parameters
+        ----------
+        rgb : Tensor, shape (B, 3, H, W), float in [0, 1]
+        lr_depth : Tensor, shape (B, 1, H / factor, W / factor)
+            Disparity (any unit; the network input is normalised for 8-bit disparity).
+        factor : int
+            Power of two; H and W must be divisible by ``max(factor, 4)``.
+        iterations : int, optional
+            Override the steps per level.
+
+        Returns
+        -------
+        Tensor, shape (B, 1, H, W)
+        """
+        levels = int(round(math.log2(factor)))
+        h, w = rgb.shape[-2:]
+        if 2**levels != factor or lr_depth.shape[-2:] != (h // factor, w // factor) or (
+                h % max(factor, 4) or w % max(factor, 4)):
+            raise InputError(
+                f"depth {tuple(lr_depth.shape[-2:])} and guide {(h, w)} do not match a "
+                f"power-of-two factor {factor} (guide size must be divisible by it and 4)"
+            )
+        steps = self.iterations if iterations is None else iterations
+        up = F.interpolate(lr_depth, size=(h, w), mode="bicubic", align_corners=False)
+        emb, aux = self.guide(torch.cat([rgb, (up - DEPTH_CENTER) / DEPTH_SCALE], 1))
+        strength = torch.sigmoid(aux[:, :1])
+        conf = torch.sigmoid(aux[:, 1:2])
+        cur = lr_depth
+        for lvl in range(levels, -1, -1):
+            s = 2**lvl
+            if lvl < levels:
+                cur = F.interpolate(cur, scale_factor=2, mode="bilinear", align_corners=False)
+            pool = (lambda t, s=s: F.avg_pool2d(t, s)) if s > 1 else (lambda t: t)
+            aff = self.affinity(pool(emb), pool(strength))
+            cur = propagate(cur, aff, self.k, steps, h0=cur, mask=pool(conf), norm="clip")
+        return cur

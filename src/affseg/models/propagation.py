@@ -1,0 +1,250 @@
+"""SPN-family spatial propagation (CSPN / CSPN++ / NLSPN style; REFERENCE_NOTES §4).
+
+A map ``h`` (B, C, H, W) is propagated over local ``k x k`` neighbourhoods::
+
+    h_p <- a_p0 h_p + sum_n a_pn h_{p+n}          (a_p0 = 1 - sum_n a_pn)
+    h   <- (1 - m) h + m h0                        (optional re-imposition of known values)
+
+for a fixed number of iterations, with per-pixel affinities ``a_pn`` for the ``k^2 - 1``
+non-centre neighbours (offsets from :func:`neighbour_offsets`, row-major, centre left out).
+Affinities are normalised so that ``sum_n |a_pn| <= 1``; the step is then a convex-like
+combination and preserves constants. Borders use replicate padding (a constant map stays
+constant). Vectorised: each iteration is ``k^2 - 1`` fused multiply-adds of shifted
+views of one padded tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from affseg.errors import InputError
+
+NormMode = Literal["sum", "clip", "none"]
+
+
+def neighbour_offsets(k: int, dilation: int = 1) -> list[tuple[int, int]]:
+    """Offsets ``(dy, dx)`` of the ``k^2 - 1`` non-centre neighbours, row-major.
+
+    Parameters
+    ----------
+    k : int
+        Odd kernel size (3, 5, 7, ...).
+    dilation : int
+        Spacing between neighbours.
+
+    Returns
+    -------
+    list of (int, int), length k*k - 1
+    """
+    if k < 3 or k % 2 == 0:
+        raise InputError(f"propagation kernel size must be odd and >= 3, got {k}")
+    if dilation < 1:
+        raise InputError(f"dilation must be >= 1, got {dilation}")
+    r = k // 2
+    return [
+        (dy * dilation, dx * dilation)
+        for dy in range(-r, r + 1)
+        for dx in range(-r, r + 1)
+        if (dy, dx) != (0, 0)
+    ]
+
+
+def shift_stack(x: Tensor, k: int, dilation: int = 1) -> Tensor:
+    """Neighbour values of every pixel, replicate-padded at the border.
+
+    Parameters
+    ----------
+    x : Tensor, shape (B, C, H, W)
+    k : int
+    dilation : int
+
+    Returns
+    -------
+    Tensor, shape (B, k*k - 1, C, H, W)
+        ``out[:, n, :, y, x] = x[:, :, y + dy_n, x + dx_n]`` (clamped to the image).
+    """
+    r = (k // 2) * dilation
+    h, w = x.shape[-2:]
+    xp = torch.nn.functional.pad(x, (r, r, r, r), mode="replicate")
+    views = [xp[..., r + dy : r + dy + h, r + dx : r + dx + w] for dy, dx in
+             neighbour_offsets(k, dilation)]
+    return torch.stack(views, dim=1)
+
+
+def normalize_affinity(affinity: Tensor, mode: NormMode = "sum", eps: float = 1e-6
+                       ) -> tuple[Tensor, Tensor]:
+    """Normalise raw neighbour affinities and derive the centre weight.
+
+    Parameters
+    ----------
+    affinity : Tensor, shape (B, K, H, W)
+        Raw affinities of the K = k^2 - 1 non-centre neighbours.
+    mode : {"sum", "clip", "none"}
+        ``"sum"`` (CSPN++): ``a / (sum|a| + eps)``; ``"clip"`` (NLSPN):
+        ``a / max(1, sum|a| + eps)``; ``"none"``: used as given (caller guarantees the bound).
+    eps : float
+
+    Returns
+    -------
+    neighbours : Tensor, shape (B, K, H, W)
+        With ``sum_n |a_n| <= 1`` for ``"sum"`` and ``"clip"``.
+    centre : Tensor, shape (B, 1, H, W)
+        ``1 - sum_n a_n``.
+    """
+    if affinity.ndim != 4:
+        raise InputError(f"affinity must be (B, K, H, W), got shape {tuple(affinity.shape)}")
+    total = affinity.abs().sum(dim=1, keepdim=True)
+    if mode == "sum":
+        affinity = affinity / (total + eps)
+    elif mode == "clip":
+        affinity = affinity / (total + eps).clamp_min(1.0)
+    elif mode != "none":
+        raise InputError(f"unknown affinity normalisation {mode!r}; use sum, clip or none")
+    return affinity, 1.0 - affinity.sum(dim=1, keepdim=True)
+
+
+def propagate(
+    h: Tensor,
+    affinity: Tensor,
+    k: int = 3,
+    iterations: int = 18,
+    *,
+    h0: Tensor | None = None,
+    mask: Tensor | None = None,
+    dilation: int = 1,
+    norm: NormMode = "sum",
+) -> Tensor:
+    """Run CSPN-style local propagation.
+
+    Parameters
+    ----------
+    h : Tensor, shape (B, C, H, W)
+        Initial map (e.g. an upsampled low-res depth or coarse class scores).
+    affinity : Tensor, shape (B, k*k - 1, H, W)
+        Raw neighbour affinities, normalised with :func:`normalize_affinity`.
+    k : int
+        Kernel size (3, 5, 7).
+    iterations : int
+        Number of propagation steps (>= 0).
+    h0 : Tensor, shape (B, C, H, W), optional
+        Known values re-imposed after every step where ``mask`` is set (default ``h``).
+    mask : Tensor, shape (B, 1 or C, H, W), optional
+        1 (or a confidence in [0, 1]) where ``h0`` is known; no re-imposition if None.
+    dilation : int
+        Neighbour spacing.
+    norm : {"sum", "clip", "none"}
+        Affinity normalisation.
+
+    Returns
+    -------
+    Tensor, shape (B, C, H, W)
+    """
+    if h.ndim != 4:
+        raise InputError(f"propagated map must be (B, C, H, W), got shape {tuple(h.shape)}")
+    kk = k * k - 1
+    offsets = neighbour_offsets(k, dilation)
+    if affinity.shape != (h.shape[0], kk, *h.shape[-2:]):
+        raise InputError(
+            f"affinity has shape {tuple(affinity.shape)}; expected "
+            f"{(h.shape[0], kk, *h.shape[-2:])} for k={k}"
+        )
+    if iterations < 0:
+        raise InputError(f"iterations must be >= 0, got {iterations}")
+    a, centre = normalize_affinity(affinity, norm)
+    a = a.unsqueeze(2)  # (B, K, 1, H, W) broadcasts over channels
+    if mask is not None:
+        h0 = h if h0 is None else h0
+        mask = mask.to(h.dtype)
+        keep = 1.0 - mask
+        fixed = mask * h0
+    grad = torch.is_grad_enabled() and (
+        h.requires_grad or a.requires_grad or (h0 is not None and h0.requires_grad)
+        or (mask is not None and mask.requires_grad)
+    )
+    if not grad and h.device.type == "cpu" and iterations > 0:
+        return _propagate_numba(h, a[:, :, 0], centre[:, 0], offsets, iterations,
+                                None if mask is None else (keep, fixed))
+    r = (k // 2) * dilation
+    hh, ww = h.shape[-2:]
+    for _ in range(iterations):
+        hp = torch.nn.functional.pad(h, (r, r, r, r), mode="replicate")
+        out = centre * h
+        for n, (dy, dx) in enumerate(offsets):
+            out = out + a[:, n] * hp[..., r + dy : r + dy + hh, r + dx : r + dx + ww]
+        h = out
+        if mask is not None:
+            h = keep * h + fixed
+    return h
+
+
+def _propagate_numba(h: Tensor, a: Tensor, centre: Tensor, offsets: list[tuple[int, int]],
+                     iterations: int, masked: tuple[Tensor, Tensor] | None) -> Tensor:
+    """Inference path of :func:`propagate`: one fused, multi-threaded pass per step.
+
+    Shapes: ``h`` (B, C, H, W), ``a`` (B, K, H, W), ``centre`` (B, H, W); ``masked`` holds
+    ``(1 - m, m * h0)`` broadcastable to ``h``. Same arithmetic as the torch path.
+    """
+    dtype = h.dtype
+    hn = np.ascontiguousarray(h.detach().numpy(), dtype=np.float32)
+    an = np.ascontiguousarray(a.detach().numpy(), dtype=np.float32)
+    cn = np.ascontiguousarray(centre.detach().numpy(), dtype=np.float32)
+    offs = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    if masked is None:
+        keep = fixed = np.zeros((1, 1, 1, 1), np.float32)
+    else:
+        keep = np.ascontiguousarray(
+            np.broadcast_to(masked[0].detach().numpy(), hn.shape), dtype=np.float32)
+        fixed = np.ascontiguousarray(
+            np.broadcast_to(masked[1].detach().numpy(), hn.shape), dtype=np.float32)
+    out = _propagate_kernel(hn, an, cn, offs, iterations, keep, fixed, masked is not None)
+    return torch.from_numpy(out).to(dtype)
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _propagate_kernel(h, a, centre, offs, iterations, keep, fixed, use_mask):
+    b_n, c_n, hh, ww = h.shape
+    kk = offs.shape[0]
+    cur = h.copy()
+    nxt = np.empty_like(h)
+    for _ in range(iterations):
+        for by in numba.prange(b_n * hh):
+            b = by // hh
+            y = by % hh
+            for c in range(c_n):
+                for x in range(ww):
+                    s = centre[b, y, x] * cur[b, c, y, x]
+                    for n in range(kk):
+                        yy = min(max(y + offs[n, 0], 0), hh - 1)
+                        xx = min(max(x + offs[n, 1], 0), ww - 1)
+                        s += a[b, n, y, x] * cur[b, c, yy, xx]
+                    if use_mask:
+                        s = keep[b, c, y, x] * s + fixed[b, c, y, x]
+                    nxt[b, c, y, x] = s
+        cur, nxt = nxt, cur
+    return cur
+
+
+def uniform_affinity(shape: tuple[int, int, int], k: int = 3, value: float | None = None,
+                     dtype: torch.dtype = torch.float32) -> Tensor:
+    """Spatially constant affinities (a plain smoothing kernel), mainly for tests.
+
+    Parameters
+    ----------
+    shape : (B, H, W)
+    k : int
+    value : float, optional
+        Weight of each neighbour; default ``1 / k^2`` (a box filter).
+    dtype : torch.dtype
+
+    Returns
+    -------
+    Tensor, shape (B, k*k - 1, H, W)
+    """
+    b, h, w = shape
+    v = 1.0 / (k * k) if value is None else value
+    return torch.full((b, k * k - 1, h, w), v, dtype=dtype)
