@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "segment",
     "eval",
     "train",
+    "depth_sr",
 )
 
 
