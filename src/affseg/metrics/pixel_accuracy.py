@@ -42,7 +42,7 @@ def hungarian_matched(table: np.ndarray) -> float:
         t = t.T
     k, m = t.shape
     best = t.argmax(axis=0)  # (M,)
-    if np.unique(best).size == m:
+    if np.bincount(best, minlength=k).max() <= 1:
         return float(t[best, np.arange(m)].sum())
     if k > m:
         cand = np.unique(np.argpartition(-t, m - 1, axis=0)[:m])

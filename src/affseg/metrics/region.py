@@ -291,9 +291,11 @@ def score_nested(
     """
     n_thr, n_fine = parents.shape
     n_pix = fine.size
-    # score each distinct partition once
-    uniq, inverse = np.unique(parents, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
+    # score each partition once per run of identical consecutive thresholds (for a UCM
+    # every distinct partition; nested partitions never repeat after a change)
+    changed = np.any(parents[1:] != parents[:-1], axis=1)  # (T-1,)
+    inverse = np.concatenate([[0], np.cumsum(changed)])  # (T,)
+    uniq = parents[np.concatenate([[True], changed])]  # (D, F)
     n_lev = uniq.shape[0]
     k_lev = uniq.max(axis=1) + 1  # (D,)
     offs = np.concatenate([[0], np.cumsum(k_lev)])  # (D+1,)
