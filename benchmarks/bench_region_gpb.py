@@ -26,6 +26,11 @@ def main() -> int:
     parser.add_argument("--data", default=None, help="data root (default $AFFSEG_DATA)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N")
     parser.add_argument("--threads", type=int, default=2, help="BLAS/numba threads")
+    parser.add_argument(
+        "--naive",
+        action="store_true",
+        help="for comparison: label every threshold with ucm_to_labels, score the 99 maps",
+    )
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(args.threads))
@@ -36,7 +41,7 @@ def main() -> int:
     from affseg.data.bsds import load_ground_truth
     from affseg.data.paths import data_root
     from affseg.metrics import RegionBenchmark
-    from affseg.segment.ucm import ucm_nested_labels
+    from affseg.segment.ucm import BSDS_THRESHOLDS, ucm_nested_labels, ucm_to_labels
 
     root = Path(args.data) if args.data else data_root()
     ucm_dir = root / "BSDS500_gPb_ucm2" / "val"
@@ -58,7 +63,10 @@ def main() -> int:
     bench = RegionBenchmark()
     t0 = time.perf_counter()
     for image_id, ucm2, gts in data:
-        bench.update(ucm2, gts, image_id)
+        if args.naive:
+            bench.update([ucm_to_labels(ucm2, t) for t in BSDS_THRESHOLDS], gts, image_id)
+        else:
+            bench.update(ucm2, gts, image_id)
     res = bench.compute()
     t_score = time.perf_counter() - t0
 
