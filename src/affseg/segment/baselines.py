@@ -45,7 +45,7 @@ _FOUR = ndimage.generate_binary_structure(2, 1)
 #: Default sweeps (fine -> coarse).
 FELZENSZWALB_SCALES = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 SLIC_SEGMENTS = (1024, 512, 256, 128, 64, 32, 16, 8, 4)
-QUICKSHIFT_MAX_DISTS = (4.0, 6.0, 8.0, 10.0, 14.0, 20.0, 28.0, 40.0, 60.0)
+QUICKSHIFT_MAX_DISTS = (3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 14.0, 20.0, 35.0)
 NCUT_THRESHOLDS = (0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5, 1e-6)
 KMEANS_KS = (16, 12, 8, 6, 5, 4, 3, 2)
 
@@ -249,7 +249,7 @@ def quickshift_hierarchy(
     *,
     seed: int = 0,
     max_dists: Sequence[float] = QUICKSHIFT_MAX_DISTS,
-    kernel_size: float = 3.0,
+    kernel_size: float = 5.0,
     ratio: float = 1.0,
     sigma: float = 0.0,
     min_size: int = 20,
