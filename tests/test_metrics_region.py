@@ -167,6 +167,21 @@ def test_nested_labels_match_ucm_to_labels_on_arbitrary_maps(seed: int) -> None:
         assert pairs.shape[1] == np.unique(want).size == np.unique(got).size == counts[k]
 
 
+def test_chunked_and_sparse_paths_agree(monkeypatch) -> None:
+    """Splitting levels into chunks and sparse counting change nothing."""
+    import affseg.metrics.region as region
+
+    rng = np.random.default_rng(11)
+    levels = [rng.integers(0, k, size=(8, 9)) for k in (7, 5, 9, 2, 3)]
+    gts = [rng.integers(0, 4, size=(8, 9)), rng.integers(0, 6, size=(8, 9))]
+    whole = RegionBenchmark().update(levels, gts)
+    monkeypatch.setattr(region, "_DENSE_LIMIT", 8)
+    split = RegionBenchmark().update(levels, gts)
+    for key in ("cntR", "pri", "vi", "pixel_accuracy"):
+        np.testing.assert_allclose(split[key], whole[key], rtol=1e-12)
+    assert split["best_cntR"] == pytest.approx(whole["best_cntR"])
+
+
 # ----------------------------------------------------------------- dataset conventions
 
 

@@ -267,6 +267,62 @@ def _last_argmax(x: np.ndarray) -> int:
     return int(x.size - 1 - np.argmax(x[::-1]))
 
 
+#: Entries of a dense stacked contingency table above which work is split up.
+_DENSE_LIMIT = 1 << 22
+
+
+def _score_levels(
+    lev_map: np.ndarray,
+    k_lev: np.ndarray,
+    r0: np.ndarray,
+    col: np.ndarray,
+    val: np.ndarray,
+    g_size: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Statistics of D partitions against one annotator from the finest table.
+
+    Parameters
+    ----------
+    lev_map : ndarray, shape (D, F), int
+        Fine label -> segment (0..k_lev[d]-1) at each level.
+    k_lev : ndarray, shape (D,)
+    r0, col, val : ndarray, shape (nnz,)
+        Non-zero entries of the finest contingency table (fine label, GT region, count).
+    g_size : ndarray, shape (M,)
+        GT region sizes.
+
+    Returns
+    -------
+    best : ndarray, shape (D, M)
+        Per GT region, its best IoU with a segment of each level.
+    ri, vi, matched : ndarray, shape (D,)
+        Rand index, variation of information (bits), Hungarian accuracy.
+    """
+    m = g_size.size
+    n_pix = float(g_size.sum())
+    n_lev = lev_map.shape[0]
+    offs = np.concatenate([[0], np.cumsum(k_lev)])  # (D+1,)
+    rows = lev_map[:, r0] + offs[:-1, None]  # (D, nnz): rows of the stacked tables
+    table = np.bincount(
+        (rows * m + col).ravel(), weights=np.tile(val, n_lev), minlength=offs[-1] * m
+    ).reshape(offs[-1], m)  # (sum K_d, M): the level tables stacked
+    r_size = table.sum(axis=1)  # (sum K_d,)
+    iou = table / (r_size[:, None] + g_size[None, :] - table)
+    best = np.maximum.reduceat(iou, offs[:-1], axis=0)  # (D, M)
+    sum_sq = np.add.reduceat((table**2).sum(axis=1), offs[:-1])
+    r_sq = np.add.reduceat(r_size**2, offs[:-1])
+    g_sq = float((g_size**2).sum())
+    ri = 1 - (r_sq / 2 + g_sq / 2 - sum_sq) / (n_pix * (n_pix - 1) / 2)
+    xl = np.add.reduceat(_xlog2x(table).sum(axis=1), offs[:-1])
+    rl = np.add.reduceat(_xlog2x(r_size), offs[:-1])
+    gl = float(_xlog2x(g_size).sum())
+    vi = (rl + gl - 2 * xl) / n_pix
+    matched = np.array(
+        [hungarian_matched(table[offs[d] : offs[d + 1]]) for d in range(n_lev)]
+    ) / n_pix
+    return best, ri, vi, matched
+
+
 def score_nested(
     fine: np.ndarray,
     parents: np.ndarray,
@@ -298,8 +354,6 @@ def score_nested(
     uniq = parents[np.concatenate([[True], changed])]  # (D, F)
     n_lev = uniq.shape[0]
     k_lev = uniq.max(axis=1) + 1  # (D,)
-    offs = np.concatenate([[0], np.cumsum(k_lev)])  # (D+1,)
-    lev_rows = uniq + offs[:-1, None]  # (D, F): fine label -> row of the stacked tables
     fine_flat = fine.ravel()
 
     cnt = np.zeros(n_lev)
@@ -307,33 +361,33 @@ def score_nested(
     vi = np.zeros(n_lev)
     pa = np.zeros(n_lev)
     best_cnt = 0.0
-    pairs = n_pix * (n_pix - 1) / 2
     for gt in ground_truths:
         g, m = compact_labels(gt)
-        c0 = np.bincount(fine_flat * m + g.ravel(), minlength=n_fine * m)  # (F*M,)
-        nz = np.flatnonzero(c0)
-        r0, col = np.divmod(nz, m)
-        val = c0[nz].astype(np.float64)
+        keys = fine_flat * m + g.ravel()
+        if n_fine * m <= _DENSE_LIMIT:
+            c0 = np.bincount(keys, minlength=n_fine * m)  # (F*M,)
+            nz = np.flatnonzero(c0)
+            val = c0[nz].astype(np.float64)
+        else:  # a very fine common refinement (non-nested label maps): sparse count
+            nz, c = np.unique(keys, return_counts=True)
+            val = c.astype(np.float64)
+        r0, col = np.divmod(nz, m)  # the finest table's non-zeros (nnz,)
         g_size = np.bincount(col, weights=val, minlength=m)  # (M,)
-        keys = (lev_rows[:, r0] * m + col).ravel()  # (D * nnz,)
-        table = np.bincount(keys, weights=np.tile(val, n_lev), minlength=offs[-1] * m)
-        table = table.reshape(offs[-1], m)  # (sum K_d, M)
-        r_size = table.sum(axis=1)  # (sum K_d,)
-        inter = table
-        iou = inter / (r_size[:, None] + g_size[None, :] - inter)
-        best = np.maximum.reduceat(iou, offs[:-1], axis=0)  # (D, M)
-        cnt += best @ g_size
-        best_cnt += float(best.max(axis=0) @ g_size)
-        sum_sq = np.add.reduceat((inter**2).sum(axis=1), offs[:-1])
-        r_sq = np.add.reduceat(r_size**2, offs[:-1])
-        g_sq = float((g_size**2).sum())
-        ri += 1 - (r_sq / 2 + g_sq / 2 - sum_sq) / pairs
-        xl = np.add.reduceat(_xlog2x(inter).sum(axis=1), offs[:-1])
-        rl = np.add.reduceat(_xlog2x(r_size), offs[:-1])
-        gl = float(_xlog2x(g_size).sum())
-        vi += (rl + gl - 2 * xl) / n_pix
-        for d in range(n_lev):
-            pa[d] += hungarian_matched(table[offs[d] : offs[d + 1]]) / n_pix
+        best_all = np.zeros(m)
+        # levels in chunks that keep the stacked tables to a few million entries
+        cost = k_lev * m + r0.size
+        start = 0
+        while start < n_lev:
+            stop = start + max(1, int(np.searchsorted(np.cumsum(cost[start:]), _DENSE_LIMIT)))
+            sl = slice(start, stop)
+            best, ri_c, vi_c, pa_c = _score_levels(uniq[sl], k_lev[sl], r0, col, val, g_size)
+            cnt[sl] += best @ g_size
+            best_all = np.maximum(best_all, best.max(axis=0))
+            ri[sl] += ri_c
+            vi[sl] += vi_c
+            pa[sl] += pa_c
+            start = stop
+        best_cnt += float(best_all @ g_size)
     n_gt = len(ground_truths)
     sum_r = float(n_gt * n_pix)
     cnt_t = cnt[inverse]
