@@ -112,6 +112,12 @@ class RegionBenchmark:
         self._stats: list[dict[str, Any]] = []
         self._axis: np.ndarray | None = None  # threshold values of the scored inputs
 
+    @property
+    def axis(self) -> np.ndarray | None:
+        """Threshold value of each scored position, shape (T,): the UCM thresholds, or
+        0..L-1 for lists of L label maps; None before the first :meth:`update`."""
+        return self._axis
+
     # ------------------------------------------------------------------ per image
     def _partitions(
         self, segmentation: Any, shape: tuple[int, int]
@@ -202,10 +208,11 @@ class RegionBenchmark:
         Returns
         -------
         dict
-            ``covering`` {ods, ois, best, ods_threshold}, ``pri`` {ods, ois, ods_threshold},
-            ``vi`` {ods, ois, ods_threshold}, ``pixel_accuracy`` {ods, ois,
-            ods_threshold}, ``images``, ``per_image`` {id: {covering_ois, covering_best,
-            pri_ois, vi_ois, pixel_accuracy_ois}}.
+            ``covering`` {ods, ois, best, ods_threshold, ods_index}, ``pri``, ``vi`` and
+            ``pixel_accuracy`` {ods, ois, ods_threshold, ods_index}, ``images``,
+            ``per_image`` {id: {covering_ois, covering_best, pri_ois, vi_ois,
+            pixel_accuracy_ois}}. ``ods_threshold`` is the value on :attr:`axis` of the
+            ODS position (its last argmax), ``ods_index`` its index.
         """
         if not self._stats:
             raise InputError("no image has been scored: call update() first")
@@ -228,21 +235,25 @@ class RegionBenchmark:
                 "ois": ois_cnt / sum_r,
                 "best": best_cnt / sum_r,
                 "ods_threshold": float(axis[i_cov]),
+                "ods_index": i_cov,
             },
             "pri": {
                 "ods": float(pri[i_pri]),
                 "ois": float(np.mean([s["pri_ois"] for s in st])),
                 "ods_threshold": float(axis[i_pri]),
+                "ods_index": i_pri,
             },
             "vi": {
                 "ods": float(vi[i_vi]),
                 "ois": float(np.mean([s["vi_ois"] for s in st])),
                 "ods_threshold": float(axis[i_vi]),
+                "ods_index": i_vi,
             },
             "pixel_accuracy": {
                 "ods": float(pa[i_pa]),
                 "ois": float(np.mean([s["pixel_accuracy_ois"] for s in st])),
                 "ods_threshold": float(axis[i_pa]),
+                "ods_index": i_pa,
             },
             "images": len(st),
             "per_image": {

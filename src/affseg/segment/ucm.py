@@ -5,6 +5,8 @@ A UCM ``ucm2`` of an (H, W) image is a (2H+1, 2W+1) array: pixel (i, j) sits at
 (2i+1, 2j+2), between vertically adjacent ones at (2i+2, 2j+1), and grid corners at even
 positions. The BSDS region benchmark reads the segmentation at threshold t as the
 8-connected components of ``ucm2 <= t``, restricted to ``[1::2, 1::2]``.
+:func:`ucm_nested_labels` gives those segmentations at all thresholds at once (one
+labelling plus a union-find pass, as parent maps of the finest).
 """
 
 from __future__ import annotations
