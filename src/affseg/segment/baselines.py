@@ -29,6 +29,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -202,7 +203,7 @@ def slic_hierarchy(
     seed: int = 0,
     n_segments: Sequence[int] = SLIC_SEGMENTS,
     compactness: float = 10.0,
-    sigma: float = 1.0,
+    sigma: float = 0.0,
     default_segments: int = 64,
 ) -> Hierarchy:
     """SLIC superpixels over a sweep of ``n_segments`` (fine -> coarse).
@@ -215,7 +216,7 @@ def slic_hierarchy(
     n_segments : sequence of int
         Target superpixel counts; sorted decreasing.
     compactness, sigma
-        As in :func:`skimage.segmentation.slic` (Lab colour space).
+        As in :func:`skimage.segmentation.slic` (which clusters in CIE-Lab).
     default_segments : int
         The default level: the target count closest to this.
 
@@ -225,12 +226,10 @@ def slic_hierarchy(
     """
     img = as_rgb(image)
     counts = sorted((int(n) for n in n_segments), reverse=True)
-    lab = rgb2lab(img)
     raw = [
-        slic(lab, n_segments=n, compactness=compactness, sigma=sigma, start_label=1,
-             convert2lab=False)
+        slic(img, n_segments=n, compactness=compactness, sigma=sigma, start_label=1)
         for n in counts
-    ]  # fmt: skip
+    ]
     return _hierarchy(nest_levels(raw), _default_index(counts, default_segments))
 
 
@@ -524,6 +523,8 @@ def kmeans_hierarchy(
     raw = []
     for i, k in enumerate(ks_sorted):
         rng = np.random.default_rng([seed, i])
-        _, lab = kmeans2(feats, k, iter=n_iter, minit="++", seed=rng)
+        with warnings.catch_warnings():  # fewer distinct colours than k: empty clusters
+            warnings.simplefilter("ignore")
+            _, lab = kmeans2(feats, k, iter=n_iter, minit="++", seed=rng)
         raw.append(lab.reshape(h, w))
     return _hierarchy(nest_levels(raw, connected=connected), _default_index(ks_sorted, default_k))
