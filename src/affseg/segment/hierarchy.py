@@ -14,7 +14,7 @@ import numpy as np
 from skimage.segmentation import relabel_sequential
 
 from affseg.errors import InputError
-from affseg.segment.ucm import BSDS_THRESHOLDS, check_ucm2, levels_to_ucm, ucm_to_labels
+from affseg.segment.ucm import BSDS_THRESHOLDS, check_ucm2, levels_to_ucm, ucm_nested_labels
 
 
 @dataclass
@@ -108,14 +108,14 @@ class Hierarchy:
     ) -> Hierarchy:
         """The distinct segmentations of a UCM over ``thresholds`` (fine -> coarse)."""
         u = check_ucm2(ucm2)
+        thr = np.sort(np.asarray(thresholds, dtype=np.float64))
+        fine, parents, counts = ucm_nested_labels(u, thr)
         levels: list[np.ndarray] = []
         heights: list[float] = []
         last_count = -1
-        for t in np.sort(np.asarray(thresholds, dtype=np.float64)):
-            lab = ucm_to_labels(u, float(t))
-            count = int(lab.max())
-            if count != last_count:
-                levels.append(lab)
-                heights.append(float(t))
-                last_count = count
+        for k in range(len(thr)):
+            if counts[k] != last_count:
+                levels.append(parents[k][fine] + 1)
+                heights.append(float(thr[k]))
+                last_count = int(counts[k])
         return cls(levels, np.asarray(heights), ucm2=u)
