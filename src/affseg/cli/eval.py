@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark; returns the exit code."""
     from tqdm import tqdm
 
-    from affseg.cli.segment import parse_sets, run_named
+    from affseg.cli.segment import check_options, parse_sets, run_named
     from affseg.data import bsds
     from affseg.data.io import read_label_png, write_json
     from affseg.metrics.region import RegionBenchmark
@@ -125,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     _, gt_dir = bsds.split_dirs(args.split, args.data)
     options = parse_sets(args.set)
+    if args.method is not None:
+        check_options(args.method, options)
     bench = RegionBenchmark()
     n_segments: list[np.ndarray] = []
     method_seconds = 0.0
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
             )
         items = items[: args.limit] if args.limit else items
         label = f"saved hierarchies in {args.ucm}"
-        for image_id, path in tqdm(items, desc="eval", unit="image"):
+        for image_id, path in tqdm(items, desc="eval", unit="image", disable=None):
             seg = read_ucm_mat(path) if path.suffix == ".mat" else read_label_png(path)
             try:
                 stats = bench.update(seg, gts_of(image_id), image_id)
@@ -158,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         if not ids:
             raise InputError(f"BSDS500 split {args.split!r} holds no images")
         label = f"method {args.method} (--mode {args.mode})"
-        for image_id in tqdm(ids, desc=f"eval {args.method}", unit="image"):
+        for image_id in tqdm(ids, desc=f"eval {args.method}", unit="image", disable=None):
             image = bsds.load_image(args.data, args.split, image_id)
             t0 = time.perf_counter()
             hier = run_named(image, args.method, args.seed, options)

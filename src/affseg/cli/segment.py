@@ -57,6 +57,24 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def check_options(method: str | None, options: dict[str, Any]) -> None:
+    """Raise :class:`InputError` when registry method ``method`` takes no such option."""
+    import inspect
+
+    from affseg.methods import DEFAULT_METHOD, get_method
+
+    params = inspect.signature(get_method(method)).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    bad = sorted(k for k in options if k not in params or k in ("image", "seed"))
+    if bad:
+        known = sorted(k for k in params if k not in ("image", "seed"))
+        raise InputError(
+            f"method {method or DEFAULT_METHOD!r} takes no option {', '.join(bad)}; its "
+            f"options: {', '.join(known) or 'none'}"
+        )
+
+
 def run_named(image: np.ndarray, method: str | None, seed: int, options: dict[str, Any]):
     """Run registry method ``method`` on ``image`` (H, W, 3) with ``seed`` and ``options``.
 
@@ -69,20 +87,9 @@ def run_named(image: np.ndarray, method: str | None, seed: int, options: dict[st
     InputError
         Unknown method, or an option the method does not take.
     """
-    import inspect
+    from affseg.methods import run_method
 
-    from affseg.methods import DEFAULT_METHOD, get_method, run_method
-
-    fn = get_method(method)
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        bad = sorted(k for k in options if k not in params)
-        if bad:
-            known = sorted(k for k in params if k not in ("image", "seed"))
-            raise InputError(
-                f"method {method or DEFAULT_METHOD!r} takes no option {', '.join(bad)}; its "
-                f"options: {', '.join(known) or 'none'}"
-            )
+    check_options(method, options)
     return run_method(image, method, seed=seed, **options)
 
 
@@ -146,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     from affseg.segment.visualize import boundaries_image, overlay
 
     options = parse_sets(args.set)
+    check_options(args.method, options)
     if args.segments is not None and args.segments < 1:
         raise InputError(f"--segments must be >= 1, got {args.segments}")
     items = _sources(args)
@@ -153,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(items, desc="segment", unit="image", disable=len(items) < 2)
+    bar = tqdm(items, desc="segment", unit="image", disable=True if len(items) < 2 else None)
     for stem, src in bar:
         image = load_example(src) if isinstance(src, str) else read_image(src)
         t0 = time.perf_counter()
