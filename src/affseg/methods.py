@@ -27,6 +27,7 @@ METHODS: dict[str, str] = {
     "ncut": "affseg.segment.baselines:ncut_hierarchy",
     "kmeans": "affseg.segment.baselines:kmeans_hierarchy",
     "ndd": "affseg.models.ndd_segmenter:ndd_hierarchy",
+    "spectral": "affseg.models.spectral_net:spectral_hierarchy",
 }
 
 #: The method ``affseg segment`` and :func:`affseg.segment` use when none is named.
