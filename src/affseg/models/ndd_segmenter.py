@@ -19,8 +19,11 @@ from affseg.errors import InputError
 from affseg.segment.diffusion_hierarchy import diffusion_hierarchy
 from affseg.segment.hierarchy import Hierarchy
 
-_FLOAT_OPTIONS = ("eps", "beta", "default_height")
-_INT_OPTIONS = ("max_centres", "n_iter", "min_size")
+#: Grouping options of :func:`ndd_hierarchy` and their types (``--set`` may pass strings).
+_OPTION_TYPES: dict[str, type] = {
+    "eps": float, "max_centres": int, "beta": float, "n_iter": int, "stride": int,
+    "min_size": int, "default_height": float,
+}
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,7 +53,13 @@ def ndd_hierarchy(
     upsample: str = "hr",
     model: Any | None = None,
     linkage: str = "kernel",
-    **options: Any,
+    eps: float = 0.02,
+    max_centres: int = 9,
+    beta: float = 50.0,
+    n_iter: int = 20,
+    stride: int = 2,
+    min_size: int = 0,
+    default_height: float = 0.5,
 ) -> Hierarchy:
     """Hierarchical segmentation of one image with the neural diffusion distance.
 
@@ -68,30 +77,35 @@ def ndd_hierarchy(
         ``upsample(maps (B, M, h, w), out) -> (B, M, H, W)``; default: the shipped model.
     linkage : {"kernel", "centroid"}
         Similarity of segments when merging (average K_D, or K_D of mean embeddings).
-    **options
-        ``eps`` (0.02), ``max_centres`` (9), ``beta`` (50), ``n_iter`` (20),
-        ``min_size`` (0), ``default_height`` (0.5): see
-        :func:`~affseg.segment.diffusion_hierarchy.diffusion_hierarchy`. Strings (from
-        the command line's ``--set``) are converted.
+    eps, max_centres : float, int
+        Coverage-centre stopping rule (Eq. 9): mean residual below ``eps`` or
+        ``max_centres`` centres.
+    beta, n_iter : float, int
+        Soft kernel k-means temperature and iterations.
+    stride : int
+        Sub-grid of candidate centres and cluster means (1 = every node).
+    min_size : int
+        Pieces smaller than this many pixels are absorbed by the clean-up.
+    default_height : float
+        The default level is the coarsest one at or below this height.
 
     Returns
     -------
     Hierarchy
         Levels at the image's resolution, fine -> coarse, heights = 1 - merge similarity.
+
+    Notes
+    -----
+    Options given as strings (the command line's ``--set``) are converted to their types.
     """
     mode = str(upsample).lower()
     if mode not in ("hr", "lr"):
         raise InputError(f"upsample must be 'hr' or 'lr'; got {upsample!r}")
-    unknown = set(options) - set(_FLOAT_OPTIONS) - set(_INT_OPTIONS)
-    if unknown:
-        raise InputError(
-            f"unknown ndd option(s) {', '.join(sorted(unknown))}; known: upsample, linkage, "
-            f"seed, {', '.join(_FLOAT_OPTIONS + _INT_OPTIONS)}"
-        )
+    given = {"eps": eps, "max_centres": max_centres, "beta": beta, "n_iter": n_iter,
+             "stride": stride, "min_size": min_size, "default_height": default_height}
     try:
-        kw: dict[str, Any] = {k: float(v) for k, v in options.items() if k in _FLOAT_OPTIONS}
-        kw.update({k: int(v) for k, v in options.items() if k in _INT_OPTIONS})
-    except ValueError as err:
+        kw: dict[str, Any] = {k: _OPTION_TYPES[k](v) for k, v in given.items()}
+    except (TypeError, ValueError) as err:
         raise InputError(f"bad ndd option value: {err}") from None
     torch.manual_seed(int(seed))
     net = shipped_model() if model is None else model
