@@ -1,0 +1,428 @@
+"""Local pixel graphs held as k x k stencils (seed 001, Eqs. 1-2).
+
+A graph on an (h, w) grid whose node i = (y, x) is linked only to the nodes of its
+k x k window is stored as a :class:`LocalOperator`: a coefficient tensor ``coef`` of shape
+(B, k*k, h, w) with ``coef[b, o, y, x] = A[(y, x), (y + dy_o, x + dx_o)]`` for the window
+offsets ``o`` in row-major order (dy, dx in [-r, r], r = (k - 1) / 2), and zero where the
+neighbour falls outside the image. It is never an N x N matrix: applying it to M vectors
+costs O(N k^2 M) and memory O(N k^2).
+
+The fast path is a numba stencil kernel on channels-last vectors (B, h, w, M) wrapped in a
+:class:`torch.autograd.Function` (backward = the transposed stencil for the vectors and a
+local correlation for the coefficients); a pure torch ``unfold`` path is kept as the
+reference (``backend="torch"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from affseg.errors import InputError
+
+#: Degrees are clamped from below by this value (as the reference does for row sums).
+DEGREE_EPS = 1e-5
+
+
+def window_offsets(k: int) -> Tensor:
+    """Offsets (dy, dx) of a k x k window in row-major order.
+
+    Parameters
+    ----------
+    k : int
+        Odd window size.
+
+    Returns
+    -------
+    Tensor, shape (k*k, 2), int64
+    """
+    _check_k(k)
+    r = k // 2
+    d = torch.arange(-r, r + 1)
+    return torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).reshape(-1, 2)
+
+
+def _check_k(k: int) -> None:
+    if not isinstance(k, int | np.integer) or k < 1 or k % 2 == 0:
+        raise InputError(f"window size k must be a positive odd integer; got {k!r}")
+
+
+def _check_features(features: Tensor, name: str = "features") -> None:
+    if not isinstance(features, Tensor) or features.ndim != 4:
+        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features)
+        raise InputError(f"{name} must be a tensor (B, C, h, w); got {shape}")
+    if not features.is_floating_point():
+        raise InputError(f"{name} must be floating point; got {features.dtype}")
+    if min(features.shape) < 1:
+        raise InputError(f"{name} is empty: shape {tuple(features.shape)}")
+
+
+def valid_mask(h: int, w: int, k: int, device: torch.device | None = None) -> Tensor:
+    """Which window neighbours lie inside the image.
+
+    Returns
+    -------
+    Tensor, shape (k*k, h, w), bool
+    """
+    off = window_offsets(k).to(device)
+    ys = torch.arange(h, device=device)[None, :, None] + off[:, 0, None, None]
+    xs = torch.arange(w, device=device)[None, None, :] + off[:, 1, None, None]
+    return (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+
+
+def local_sq_distances(features: Tensor, k: int, other: Tensor | None = None) -> Tensor:
+    """Squared feature distances to the k x k window neighbours.
+
+    Parameters
+    ----------
+    features : Tensor, shape (B, C, h, w)
+        Features of the centre nodes.
+    k : int
+        Odd window size.
+    other : Tensor, shape (B, C, h, w), optional
+        Features of the neighbours (default ``features``): ``out[b, o, y, x] =
+        ||features[b, :, y, x] - other[b, :, y + dy_o, x + dx_o]||^2``.
+
+    Returns
+    -------
+    Tensor, shape (B, k*k, h, w)
+        Zero where the neighbour is outside the image.
+
+    Notes
+    -----
+    Computed per row offset dy as a batched matrix product between each image row and the
+    row dy below (``|f|^2 + |g|^2 - 2 f.g``), then the band of k diagonals is read with a
+    strided view: O(k N w C) flops, O(N k^2) memory, differentiable.
+    """
+    _check_k(k)
+    _check_features(features)
+    g = features if other is None else other
+    if g.shape != features.shape:
+        raise InputError(f"other must have the shape of features {tuple(features.shape)}; "
+                         f"got {tuple(g.shape)}")
+    b, c, h, w = features.shape
+    r = k // 2
+    wp = w + 2 * r
+    fa = features.permute(0, 2, 3, 1)  # (B, h, w, C)
+    gp = F.pad(g, (r, r, r, r)).permute(0, 2, 1, 3)  # (B, h+2r, C, w+2r)
+    na = (fa * fa).sum(-1)  # (B, h, w)
+    ng = (gp * gp).sum(2)  # (B, h+2r, w+2r)
+    rows = []
+    for dy in range(k):
+        gram = torch.matmul(fa, gp[:, dy:dy + h])  # (B, h, w, w+2r)
+        d = na[..., None] + ng[:, dy:dy + h, None, :] - 2.0 * gram
+        d = d.contiguous()
+        band = d.as_strided((b, h, w, k), (h * w * wp, w * wp, wp + 1, 1), d.storage_offset())
+        rows.append(band)  # (B, h, w, k): neighbour (dy - r, dx - r)
+    dist = torch.stack(rows, 3).reshape(b, h, w, k * k).permute(0, 3, 1, 2)
+    mask = valid_mask(h, w, k, features.device)
+    return torch.where(mask, dist.clamp_min(0.0), torch.zeros((), dtype=dist.dtype))
+
+
+# ----------------------------------------------------------------------------- kernels
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _stencil_nb(coef, xpad, out, k):  # pragma: no cover - compiled
+    """out[b, y, x, :] = sum_o coef[b, y, x, o] * xpad[b, y + dy, x + dx, :]."""
+    nb, h, w, _ = coef.shape
+    m = out.shape[3]
+    for by in numba.prange(nb * h):
+        b = by // h
+        y = by - b * h
+        for x in range(w):
+            acc = out[b, y, x]
+            for dy in range(k):
+                row = xpad[b, y + dy]
+                base = dy * k
+                for dx in range(k):
+                    c = coef[b, y, x, base + dx]
+                    if c != 0.0:
+                        src = row[x + dx]
+                        for j in range(m):
+                            acc[j] += c * src[j]
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _correlate_nb(grad, xpad, out, k):  # pragma: no cover - compiled
+    """out[b, y, x, o] = sum_j grad[b, y, x, j] * xpad[b, y + dy, x + dx, j]."""
+    nb, h, w, m = grad.shape
+    for by in numba.prange(nb * h):
+        b = by // h
+        y = by - b * h
+        for x in range(w):
+            gv = grad[b, y, x]
+            for dy in range(k):
+                row = xpad[b, y + dy]
+                for dx in range(k):
+                    src = row[x + dx]
+                    s = 0.0
+                    for j in range(m):
+                        s += gv[j] * src[j]
+                    out[b, y, x, dy * k + dx] = s
+
+
+def transpose_coefficients(coef: Tensor, k: int) -> Tensor:
+    """Coefficients of the transposed operator.
+
+    ``A^T[j, j + o] = A[j + o, j]``, i.e. ``coefT[:, o, y, x] = coef[:, o', y + dy, x + dx]``
+    with o' the offset -o.
+
+    Parameters
+    ----------
+    coef : Tensor, shape (B, k*k, h, w)
+
+    Returns
+    -------
+    Tensor, shape (B, k*k, h, w)
+    """
+    b, kk, h, w = coef.shape
+    r = k // 2
+    flipped = F.pad(coef.flip(1), (r, r, r, r))  # channel o now holds offset -o
+    off = window_offsets(k)
+    parts = [flipped[:, o, r + dy:r + dy + h, r + dx:r + dx + w]
+             for o, (dy, dx) in enumerate(off.tolist())]
+    return torch.stack(parts, 1)
+
+
+def _stencil_np(coef_cl: Tensor, x_cl: Tensor, k: int) -> Tensor:
+    """Numba stencil on detached channels-last tensors: (B,h,w,K), (B,h,w,M) -> (B,h,w,M)."""
+    r = k // 2
+    xpad = F.pad(x_cl, (0, 0, r, r, r, r)).contiguous()
+    out = torch.zeros_like(x_cl, memory_format=torch.contiguous_format)
+    _stencil_nb(coef_cl.contiguous().numpy(), xpad.numpy(), out.numpy(), k)
+    return out
+
+
+class _StencilFn(torch.autograd.Function):
+    """Differentiable numba stencil on channels-last vectors."""
+
+    @staticmethod
+    def forward(ctx, coef_cl: Tensor, coef_t_cl: Tensor | None, x_cl: Tensor,  # noqa: D102
+                k: int) -> Tensor:
+        ctx.k = k
+        ctx.save_for_backward(coef_cl, coef_t_cl, x_cl)
+        return _stencil_np(coef_cl.detach(), x_cl.detach(), k)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        coef_cl, coef_t_cl, x_cl = ctx.saved_tensors
+        k = ctx.k
+        grad = grad.contiguous()
+        g_coef = g_x = None
+        if ctx.needs_input_grad[2]:
+            if coef_t_cl is None:  # symmetric operator
+                coef_t_cl = coef_cl
+            g_x = _stencil_np(coef_t_cl.detach(), grad, k)
+        if ctx.needs_input_grad[0]:
+            r = k // 2
+            xpad = F.pad(x_cl.detach(), (0, 0, r, r, r, r)).contiguous()
+            g_coef = torch.empty(coef_cl.shape, dtype=grad.dtype)
+            _correlate_nb(grad.numpy(), xpad.numpy(), g_coef.numpy(), k)
+        return g_coef, None, g_x, None
+
+
+@dataclass
+class LocalOperator:
+    """A sparse N x N operator on an (h, w) grid held as a k x k stencil.
+
+    Attributes
+    ----------
+    coef : Tensor, shape (B, k*k, h, w)
+        ``coef[b, o, y, x] = A[(y, x), (y, x) + offset_o]``; zero outside the image.
+    k : int
+        Odd window size.
+    symmetric : bool
+        Whether A = A^T (then the backward pass reuses ``coef``).
+    backend : str
+        ``"numba"`` (fast, CPU) or ``"torch"`` (unfold reference, any device).
+    """
+
+    coef: Tensor
+    k: int
+    symmetric: bool = False
+    backend: str = "numba"
+
+    def __post_init__(self) -> None:
+        _check_k(self.k)
+        if self.coef.ndim != 4 or self.coef.shape[1] != self.k * self.k:
+            raise InputError(f"coef must be (B, {self.k * self.k}, h, w); got "
+                             f"{tuple(self.coef.shape)}")
+        if self.backend not in ("numba", "torch"):
+            raise InputError(f"backend must be 'numba' or 'torch'; got {self.backend!r}")
+        if self.coef.device.type != "cpu":
+            self.backend = "torch"
+        self._cl: Tensor | None = None
+        self._cl_t: Tensor | None = None
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(h, w)."""
+        return int(self.coef.shape[2]), int(self.coef.shape[3])
+
+    @property
+    def n(self) -> int:
+        """Number of nodes N = h * w."""
+        return self.grid[0] * self.grid[1]
+
+    def row_sums(self) -> Tensor:
+        """A 1, shape (B, N)."""
+        return self.coef.sum(1).flatten(1)
+
+    def scaled(self, left: Tensor, right: Tensor) -> LocalOperator:
+        """diag(left) A diag(right) for node vectors ``left``, ``right`` of shape (B, N)."""
+        h, w = self.grid
+        b = self.coef.shape[0]
+        r = self.k // 2
+        lv = left.reshape(b, 1, h, w)
+        rp = F.pad(right.reshape(b, 1, h, w), (r, r, r, r))
+        off = window_offsets(self.k).tolist()
+        rs = torch.cat([rp[:, :, r + dy:r + dy + h, r + dx:r + dx + w] for dy, dx in off], 1)
+        sym = self.symmetric and left is right
+        return LocalOperator(self.coef * lv * rs, self.k, sym, self.backend)
+
+    def transpose(self) -> LocalOperator:
+        """A^T as a local operator."""
+        if self.symmetric:
+            return self
+        return LocalOperator(transpose_coefficients(self.coef, self.k), self.k, False,
+                             self.backend)
+
+    def _channels_last(self) -> tuple[Tensor, Tensor | None]:
+        if self._cl is None:
+            self._cl = self.coef.permute(0, 2, 3, 1).contiguous()
+            if not self.symmetric:
+                ct = transpose_coefficients(self.coef.detach(), self.k)
+                self._cl_t = ct.permute(0, 2, 3, 1).contiguous()
+        return self._cl, self._cl_t
+
+    def apply(self, x: Tensor) -> Tensor:
+        """A X for node vectors in channels-last layout.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, N, M) or (B, h, w, M)
+
+        Returns
+        -------
+        Tensor, same shape as ``x``
+        """
+        h, w = self.grid
+        b = self.coef.shape[0]
+        if x.ndim == 3 and x.shape[:2] == (b, h * w):
+            xs = x.reshape(b, h, w, x.shape[2])
+        elif x.ndim == 4 and x.shape[:3] == (b, h, w):
+            xs = x
+        else:
+            raise InputError(f"vectors must be (B, N, M) or (B, h, w, M) with B={b}, "
+                             f"(h, w)={(h, w)}; got {tuple(x.shape)}")
+        if x.dtype != self.coef.dtype:
+            raise InputError(f"dtype mismatch: vectors {x.dtype}, operator {self.coef.dtype}")
+        if self.backend == "torch":
+            out = self.apply_maps(xs.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        else:
+            cl, cl_t = self._channels_last()
+            out = _StencilFn.apply(cl, cl_t, xs.contiguous(), self.k)
+        return out.reshape(x.shape)
+
+    def apply_maps(self, maps: Tensor) -> Tensor:
+        """A applied to maps in channels-first layout by ``unfold`` (torch reference path).
+
+        Parameters
+        ----------
+        maps : Tensor, shape (B, M, h, w)
+
+        Returns
+        -------
+        Tensor, shape (B, M, h, w)
+        """
+        h, w = self.grid
+        b, m = maps.shape[:2]
+        cols = F.unfold(maps, self.k, padding=self.k // 2).reshape(b, m, self.k ** 2, h * w)
+        out = (cols * self.coef.reshape(b, 1, self.k ** 2, h * w)).sum(2)
+        return out.reshape(b, m, h, w)
+
+    def dense(self) -> Tensor:
+        """The operator as a dense matrix (tests and small grids only).
+
+        Returns
+        -------
+        Tensor, shape (B, N, N)
+        """
+        h, w = self.grid
+        b = self.coef.shape[0]
+        n = h * w
+        eye = torch.eye(n, dtype=self.coef.dtype, device=self.coef.device)
+        cols = eye.reshape(1, n, h, w).expand(b, n, h, w)
+        # (A e_j)_i = A_ij: applying A to every basis vector gives the columns.
+        return self.apply_maps(cols).reshape(b, n, n).transpose(1, 2)
+
+
+def gaussian_affinity(features: Tensor, mu: Tensor | float, k: int = 17,
+                      backend: str = "numba") -> LocalOperator:
+    """W_ij = exp(-mu ||f_i - f_j||^2) for j in the k x k window of i (Eq. 1).
+
+    Parameters
+    ----------
+    features : Tensor, shape (B, C, h, w)
+    mu : Tensor (scalar) or float
+        Positive bandwidth.
+    k : int
+        Odd window size (17 in the paper: the 3 x 3 adjacency to the 8th power).
+    backend : str
+        See :class:`LocalOperator`.
+
+    Returns
+    -------
+    LocalOperator
+        Symmetric, coefficients (B, k*k, h, w), zero outside the image, W_ii = 1.
+    """
+    dist = local_sq_distances(features, k)
+    mask = valid_mask(features.shape[2], features.shape[3], k, features.device)
+    coef = torch.exp(-torch.as_tensor(mu, dtype=dist.dtype) * dist) * mask
+    return LocalOperator(coef, k, symmetric=True, backend=backend)
+
+
+def degrees(op: LocalOperator, eps: float = DEGREE_EPS) -> Tensor:
+    """Degrees d = W 1, clamped from below by ``eps``.
+
+    Returns
+    -------
+    Tensor, shape (B, N)
+    """
+    return op.row_sums().clamp_min(eps)
+
+
+def normalized_operator(op: LocalOperator, deg: Tensor | None = None) -> LocalOperator:
+    """S = D^-1/2 W D^-1/2 (symmetric; same spectrum as P = D^-1 W).
+
+    Parameters
+    ----------
+    op : LocalOperator
+        W.
+    deg : Tensor, shape (B, N), optional
+        Degrees (default :func:`degrees`).
+
+    Returns
+    -------
+    LocalOperator
+    """
+    d = degrees(op) if deg is None else deg
+    s = d.rsqrt()
+    return op.scaled(s, s)
+
+
+def transition_operator(op: LocalOperator, deg: Tensor | None = None) -> LocalOperator:
+    """P = D^-1 W (row-stochastic, not symmetric).
+
+    Returns
+    -------
+    LocalOperator
+    """
+    d = degrees(op) if deg is None else deg
+    h, w = op.grid
+    coef = op.coef / d.reshape(d.shape[0], 1, h, w)
+    return LocalOperator(coef, op.k, symmetric=False, backend=op.backend)
