@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from affseg.errors import InputError
 from affseg.models.ndd_losses import (
     diffusion_kernel,
     hr_segment_loss,
@@ -99,3 +100,113 @@ def test_prepare_item_sizes_and_flip() -> None:
     assert torch.equal(xf, x.flip(-1))
     assert np.array_equal(labf, lab[:, :, ::-1])
     assert lab[0, :, 0].max() == 0 and lab[0, :, -1].min() == 1
+
+
+# ----------------------------------------------------------------------------- model
+@pytest.fixture(scope="module")
+def model():
+    from affseg.models.spec_diff_net import SpecDiffNet
+
+    torch.manual_seed(0)
+    return SpecDiffNet()
+
+
+def _two_region_image(h: int = 64, w: int = 96) -> torch.Tensor:
+    """(1, 3, h, w): a textured left half and a differently coloured right half."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, h, w, generator=g) * 0.2
+    x[:, 0, :, : w // 2] += 0.7
+    x[:, 2, :, w // 2:] += 0.7
+    return x.clamp(0, 1)
+
+
+def test_encode_shapes_and_upsample(model) -> None:
+    x = _two_region_image(70, 100)  # not multiples of 16: resized to 64 x 96 inside
+    with torch.no_grad():
+        out = model.encode(x)
+        assert out.grid == (8, 12) and out.image_size == (70, 100)
+        n = 8 * 12
+        assert out.embedding.shape[:2] == (1, n)
+        assert out.features.shape == (1, model.head.out_channels, 8, 12)
+        rows = model.similarity_rows(out, [0, 5, n - 1])
+        assert rows.shape == (1, 3, n)
+        k = model.kernel(out)
+        assert torch.allclose(rows[0], k[0, [0, 5, n - 1]], atol=1e-5)
+        assert torch.allclose(k[0].diagonal(), torch.ones(n), atol=1e-5)
+        up = model.upsample(rows.reshape(1, 3, 8, 12), out)
+    assert up.shape == (1, 3, 70, 100)
+    assert torch.isfinite(up).all()
+    with pytest.raises(InputError):
+        model.upsample(rows.reshape(1, 3, 12, 8), out)
+    with pytest.raises(InputError):
+        model.encode(torch.rand(1, 1, 32, 32))
+
+
+def test_upsample_preserves_constants(model) -> None:
+    x = _two_region_image()
+    with torch.no_grad():
+        out = model.encode(x)
+        up = model.upsample(torch.full((1, 2, *out.grid), 0.25), out)
+    assert torch.allclose(up, torch.full_like(up, 0.25), atol=1e-5)
+
+
+def _tiny_item(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A cache item built from a synthetic image with a two-region annotation."""
+    h, w = x.shape[-2:]
+    with torch.no_grad():
+        feats = model.backbone(x)
+    item = {f"f{s}": f[0].half() for s, f in zip((2, 4, 8, 16), feats, strict=True)}
+    lab = np.zeros((1, h, w), np.int64)
+    lab[:, :, w // 2:] = 1
+    item["grid"] = torch.from_numpy(block_majority(lab, 8).astype(np.int16))
+    item["half"] = torch.from_numpy(block_majority(lab, 2).astype(np.int16))
+    return item
+
+
+def test_training_steps_decrease_the_loss() -> None:
+    from affseg.models.spec_diff_net import SpecDiffNet
+    from affseg.train.ndd import _param_groups, sample_loss
+
+    torch.manual_seed(0)
+    net = SpecDiffNet()
+    item = _tiny_item(net, _two_region_image())
+    opt = torch.optim.Adam(_param_groups(net, 1e-3))
+    losses = []
+    for step in range(12):
+        rng = np.random.default_rng([0, step])
+        opt.zero_grad()
+        loss, lv, hv = sample_loss(net, item, rng, crop=96, use_hr=step >= 6,
+                                   hr_segments=4, hr_weight=1.0)
+        loss.backward()
+        opt.step()
+        losses.append(lv)
+        if step >= 6:
+            assert -1.0 <= hv <= 0.0
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+def test_weights_round_trip(tmp_path, model) -> None:
+    from affseg.models.spec_diff_net import load_pretrained, save_weights
+
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.add_(0.01)
+    path = save_weights(model, tmp_path / "w.pt", {"steps": 3, "note": "test"})
+    blob = torch.load(path, weights_only=True)
+    assert blob["record"]["steps"] == 3
+    assert not any(k.startswith("backbone.") for k in blob["state_dict"])
+    loaded = load_pretrained(path, backbone=model.backbone)
+    for k, v in model.trainable_state_dict().items():
+        assert torch.equal(loaded.trainable_state_dict()[k], v), k
+    x = _two_region_image()
+    with torch.no_grad():
+        a, b = model.eval().encode(x), loaded.encode(x)
+    assert torch.allclose(a.embedding, b.embedding)
+
+
+def test_missing_weights_error(tmp_path) -> None:
+    from affseg.errors import AffsegError
+    from affseg.models.spec_diff_net import load_pretrained
+
+    with pytest.raises(AffsegError, match="weights not found"):
+        load_pretrained(tmp_path / "nope.pt")

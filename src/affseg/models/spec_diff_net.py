@@ -161,18 +161,63 @@ class SpecDiffNet(nn.Module):
         self._build_engine(**engine)
 
     # ------------------------------------------------------------------ engine glue
-    def _build_engine(self, **engine: Any) -> None:
-        raise NotImplementedError
+    def _build_engine(
+        self, k: int = 17, n_eig: int = 50, n_outer: int = 2, n_inner: int = 20,
+        grad_inner: int = 4, mu: float = 0.05, t: float = 10.0, tau: float = 0.6,
+        gammas: tuple[float, ...] = (8.0, 4.0), **_: Any,
+    ) -> None:
+        from affseg.affinity.diffusion import DiffusionDistance
+
+        self.config.update(k=k, n_eig=n_eig, n_outer=n_outer, n_inner=n_inner,
+                           grad_inner=grad_inner, mu=mu, t=t, tau=tau, gammas=list(gammas))
+        self.diffusion = DiffusionDistance(mu=mu, t=t, tau=tau, k=k, n_eig=n_eig,
+                                           n_outer=n_outer, n_inner=n_inner)
+        self.grad_inner = int(grad_inner)
+        self._build_interpolation(tuple(gammas))
 
     def _diffuse(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
+        """Diffusion embedding (B, N, Ne) and tau of grid features (B, C, h, w).
+
+        The accelerated simultaneous iteration (T = ``n_outer`` QR steps of ``n_inner``
+        applications of S) runs without autograd; one more outer step of ``grad_inner``
+        applications, the Rayleigh-Ritz projection and the diffusion embedding are
+        differentiated. The forward value is that of T + 1 outer steps; the gradient keeps
+        the first-order dependence of the eigenvalues (through U^T S U), of the degrees and
+        of the last applications, and costs ``grad_inner`` stencils instead of T x
+        ``n_inner`` (the training budget is 2 CPU cores). Same path at inference.
+        """
+        from affseg.affinity.diffusion import simultaneous_iteration, spectral_embedding
+        from affseg.affinity.graph import degrees, gaussian_affinity, normalized_operator
+
+        mod = self.diffusion
+        dt = features.dtype
+        w = gaussian_affinity(features, mod.mu.to(dt), mod.k)
+        deg = degrees(w)
+        s = normalized_operator(w, deg)
+        with torch.no_grad():
+            s0 = type(s)(s.coef.detach(), s.k, s.symmetric, s.backend)
+            basis = simultaneous_iteration(s0, mod.n_eig, mod.n_outer, mod.n_inner,
+                                           mod.qr_every)
+        if self.grad_inner > 0:
+            basis = simultaneous_iteration(s, mod.n_eig, 1, self.grad_inner, None, basis)
+        res = spectral_embedding(s, deg, basis, mod.t.to(dt), mod.density, mod.tau.to(dt))
+        return res.embedding, mod.tau.to(dt)
+
+    def _build_interpolation(self, gammas: tuple[float, ...]) -> None:
+        from affseg.affinity.interpolation import FeatureAttentionalInterpolation
+
+        self.interp = FeatureAttentionalInterpolation(gammas=gammas, window=5)
 
     def _interpolate(self, maps: Tensor, guide: list[Tensor]) -> Tensor:
-        raise NotImplementedError
+        """Stride 8 -> 4 -> 2 (guides are stored fine to coarse: [f2, f4])."""
+        return self.interp(maps, [guide[1], guide[0]])
 
     def diffusion_parameters(self) -> dict[str, float]:
         """Current values of the learnable scalars (for logs)."""
-        raise NotImplementedError
+        mod = self.diffusion
+        gam = [round(float(g), 4) for g in self.interp.gammas.detach()]
+        return {"mu": float(mod.mu.detach()), "t": float(mod.t.detach()),
+                "tau": float(mod.tau.detach()), "gammas": gam}
 
     # ------------------------------------------------------------------ public API
     def encode_pyramid(self, pyramid: list[Tensor], image_size: tuple[int, int]) -> NDDOutput:
