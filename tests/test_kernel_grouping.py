@@ -261,13 +261,22 @@ class _ColourNet:
     """Stand-in for SpecDiffNet: the embedding is the image colour on a stride-4 grid."""
 
     def __init__(self) -> None:
+        import torch
+
         self.upsampled = 0
+        self.diffusion = torch.nn.Module()
+        self.diffusion.n_outer = 2
+        self.diffusion.log_t = torch.nn.Parameter(torch.tensor(np.log(10.0)))
+        self.seen: list[tuple[int, float]] = []
 
     def encode(self, images):
         import torch
         import torch.nn.functional as F
 
         from affseg.models.spec_diff_net import NDDOutput
+
+        d = self.diffusion
+        self.seen.append((d.n_outer, float(d.log_t.exp())))
 
         hh, ww = images.shape[-2:]
         small = F.interpolate(images, size=(hh // 4, ww // 4), mode="area")
@@ -309,3 +318,16 @@ def test_ndd_hierarchy_rejects_bad_options() -> None:
         ndd_hierarchy(img, model=_ColourNet(), max_centres="many")
     with pytest.raises(InputError, match="grayscale"):
         ndd_hierarchy(img[..., 0], model=_ColourNet())
+
+
+def test_ndd_hierarchy_overrides_T_and_t_for_one_call_only() -> None:
+    from affseg.models.ndd_segmenter import ndd_hierarchy
+
+    img, _ = _two_region_image()
+    net = _ColourNet()
+    ndd_hierarchy(img, model=net, upsample="lr", T=3, t="5")
+    ndd_hierarchy(img, model=net, upsample="lr")
+    assert net.seen[0][0] == 3 and net.seen[0][1] == pytest.approx(5.0)
+    assert net.seen[1][0] == 2 and net.seen[1][1] == pytest.approx(10.0)
+    with pytest.raises(InputError, match="T must be >= 1"):
+        ndd_hierarchy(img, model=net, T=0)
