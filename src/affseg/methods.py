@@ -27,6 +27,9 @@ METHODS: dict[str, str] = {
     "ncut": "affseg.segment.baselines:ncut_hierarchy",
     "kmeans": "affseg.segment.baselines:kmeans_hierarchy",
     "ndd": "affseg.models.ndd_segmenter:ndd_hierarchy",
+    "mmt": "affseg.models.per_image_methods:mmt_hierarchy",
+    "kim": "affseg.models.per_image_methods:kim_hierarchy",
+    "kanezaki": "affseg.models.per_image_methods:kanezaki_hierarchy",
     "spectral": "affseg.models.spectral_net:spectral_hierarchy",
 }
 

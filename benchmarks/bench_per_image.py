@@ -1,0 +1,194 @@
+"""Unsupervised per-image segmentation (MMT, Kim 2020, Kanezaki 2018) on a BSDS500 subset.
+
+Three parts, each writing into one JSON file (``--json``):
+
+``compare``
+    Every method on the first ``--images`` val images (sorted ids), seed 0: Hungarian
+    pixel accuracy of the label classes (the MMT paper's metric), the same after splitting
+    classes into connected components (what ``affseg eval`` scores through a UCM), region
+    covering / PRI / VI of the label map, mean #segments and s/image. Baselines: k-means on
+    Lab colour (each k) and Felzenszwalb (each scale); the best single k / scale on this
+    subset is reported.
+``stability``
+    MMT and Kim over ``--seeds`` seeds on the first ``--stability-images`` images: per-image
+    std of the accuracy over seeds, averaged over images.
+``speed``
+    Seconds per iteration of MMT on one 321 x 481 image for the speed knobs (resolution,
+    channels), and the full default run.
+
+Run (2 CPU cores shared with other jobs; one torch thread)::
+
+    nice -n 10 python benchmarks/bench_per_image.py --parts compare stability speed \\
+        --images 20 --stability-images 10 --json benchmarks/results/per_image.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from affseg.data import bsds
+from affseg.metrics.pixel_accuracy import hungarian_accuracy
+from affseg.metrics.region import RegionBenchmark
+from affseg.models.per_image_methods import run_per_image, seed_spread
+from affseg.segment.baselines import (
+    FELZENSZWALB_SCALES,
+    KMEANS_KS,
+    connected_relabel,
+    felzenszwalb_hierarchy,
+    kmeans_hierarchy,
+)
+
+
+def _load(n: int, data: Path | None) -> list[tuple[str, np.ndarray, list[np.ndarray]]]:
+    ids = bsds.list_split(data, "val")[:n]
+    _, gt_dir = bsds.split_dirs("val", data)
+    return [(i, bsds.load_image(data, "val", i), bsds.load_ground_truth(gt_dir / f"{i}.mat"))
+            for i in ids]  # fmt: skip
+
+
+def _score(label_maps: list[np.ndarray], items: list, seconds: list[float]) -> dict[str, Any]:
+    """Accuracy (classes and connected components), covering/PRI/VI, #segments, s/image."""
+    bench = RegionBenchmark()
+    acc, acc_cc, nseg = [], [], []
+    for lab, (i, _, gts) in zip(label_maps, items, strict=True):
+        acc.append(hungarian_accuracy(lab, gts))
+        acc_cc.append(hungarian_accuracy(connected_relabel(lab), gts))
+        nseg.append(len(np.unique(lab)))
+        bench.update([lab], gts, i)
+    res = bench.compute()
+    return {
+        "pixel_accuracy": float(np.mean(acc)),
+        "pixel_accuracy_connected": float(np.mean(acc_cc)),
+        "covering": float(res["covering"]["ods"]),
+        "pri": float(res["pri"]["ods"]),
+        "vi": float(res["vi"]["ods"]),
+        "mean_segments": float(np.mean(nseg)),
+        "seconds_per_image": float(np.mean(seconds)),
+        "per_image_accuracy": [float(a) for a in acc],
+    }
+
+
+def compare(items: list, options: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("mmt", "kanezaki", "kim"):
+        labs, secs = [], []
+        for i, im, _ in items:
+            r = run_per_image(name, im, seed=0, **options.get(name, {}))
+            labs.append(r.labels)
+            secs.append(r.seconds)
+            print(f"  {name} {i}: K={r.n_segments} it={r.iterations} {r.seconds:.1f}s", flush=True)
+        out[name] = _score(labs, items, secs)
+        print(name, {k: v for k, v in out[name].items() if k != "per_image_accuracy"}, flush=True)
+    for name, fn, values, key in (
+        ("felzenszwalb", felzenszwalb_hierarchy, FELZENSZWALB_SCALES, "scale"),
+        ("kmeans", kmeans_hierarchy, KMEANS_KS, "k"),
+    ):
+        per_level: list[list[np.ndarray]] = []
+        secs = []
+        for _, im, _ in items:
+            t0 = time.perf_counter()
+            h = fn(im, seed=0)
+            secs.append((time.perf_counter() - t0) / len(h.levels))
+            per_level.append(h.levels)
+        # levels are fine -> coarse; Felzenszwalb scales ascend, k-means ks descend
+        order = list(values) if name == "felzenszwalb" else sorted(values, reverse=True)
+        scores = {}
+        for lv, v in enumerate(order):
+            scores[v] = _score([p[lv] for p in per_level], items, secs)
+        best = max(scores, key=lambda v: scores[v]["pixel_accuracy"])
+        by_value = {str(v): s["pixel_accuracy"] for v, s in scores.items()}
+        out[name] = {**scores[best], key: best, "accuracy_by_" + key: by_value}
+        print(name, key, best, {k: v for k, v in out[name].items() if k != "per_image_accuracy"},
+              flush=True)  # fmt: skip
+    return out
+
+
+def stability(items: list, seeds: list[int], options: dict[str, dict[str, Any]]) -> dict:
+    out: dict[str, Any] = {}
+    for name in ("mmt", "kim"):
+        rows = []
+        for i, im, gts in items:
+            s = seed_spread(name, im, gts, seeds, **options.get(name, {}))
+            rows.append(s)
+            print(f"  {name} {i}: mean {s['mean']:.4f} std {s['std']:.4f}", flush=True)
+        out[name] = {
+            "mean_accuracy": float(np.mean([r["mean"] for r in rows])),
+            "mean_per_image_std": float(np.mean([r["std"] for r in rows])),
+            "std_of_mean_over_seeds": float(np.std(np.mean([r["accuracy"] for r in rows], 0))),
+            "per_image": rows,
+        }
+        print(name, {k: v for k, v in out[name].items() if k != "per_image"}, flush=True)
+    return out
+
+
+def speed(items: list, options: dict[str, Any]) -> dict[str, Any]:
+    _, im, gts = items[0]
+    configs = [
+        ("paper: full res, q=100, M=3", {"max_side": None, "channels": 100}),
+        ("full res, q=32", {"max_side": None, "channels": 32}),
+        ("max_side 160, q=32", {"max_side": 160, "channels": 32}),
+        ("max_side 96, q=32 (default)", {"max_side": 96, "channels": 32}),
+        ("max_side 96, q=16", {"max_side": 96, "channels": 16}),
+    ]
+    out: dict[str, Any] = {"image_shape": list(im.shape[:2]), "per_iteration": {}}
+    for label, cfg in configs:
+        r = run_per_image("mmt", im, seed=0, max_iter=3, min_labels=1, **cfg)
+        out["per_iteration"][label] = r.seconds / 3
+        print(f"  {label}: {r.seconds / 3:.3f} s/iteration", flush=True)
+    t0 = time.perf_counter()
+    r = run_per_image("mmt", im, seed=0, **options)
+    out["default_run"] = {"seconds": time.perf_counter() - t0, "iterations": r.iterations,
+                          "accuracy": hungarian_accuracy(r.labels, gts)}  # fmt: skip
+    print("  default run", out["default_run"], flush=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--parts", nargs="+", default=["compare", "stability", "speed"],
+                   choices=["compare", "stability", "speed"])  # fmt: skip
+    p.add_argument("--images", type=int, default=20)
+    p.add_argument("--stability-images", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--options", default="{}",
+                   help='JSON {"mmt": {...}, "kim": {...}, "kanezaki": {...}}')
+    p.add_argument("--json", type=Path, default=Path("benchmarks/results/per_image.json"))
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    options = json.loads(a.options)
+    result: dict[str, Any] = {}
+    if a.json.exists():
+        result = json.loads(a.json.read_text())
+    result.update({"split": "val", "threads": a.threads, "options": options})
+    items = _load(max(a.images, a.stability_images), a.data)
+
+    def save() -> None:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = a.json.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(a.json)
+
+    if "compare" in a.parts:
+        result["compare"] = {"images": a.images, **compare(items[: a.images], options)}
+        save()
+    if "stability" in a.parts:
+        seeds = list(range(a.seeds))
+        stab = stability(items[: a.stability_images], seeds, options)
+        result["stability"] = {"images": a.stability_images, "seeds": seeds, **stab}
+        save()
+    if "speed" in a.parts:
+        result["speed"] = speed(items, options.get("mmt", {}))
+        save()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,498 @@
+"""Unsupervised segmentation of one image by fitting a small network to it.
+
+Three methods share :class:`~affseg.models.per_image_net.PerImageNet` (REFERENCE_NOTES §2):
+
+- :func:`kanezaki_hierarchy` (Kanezaki 2018): cross-entropy on the network's argmax labels
+  refined by a majority vote inside SLIC superpixels;
+- :func:`kim_hierarchy` (Kim, Kanezaki & Tanaka 2020): ``mu_sim`` x cross-entropy on the
+  argmax labels + ``mu_con`` x continuity loss (mean L1 spatial difference of the response);
+- :func:`mmt_hierarchy` (Mutual Mean-Teaching, seed 003): two networks with different
+  initialisations, each with an exponential-moving-average "mean" copy; each network is
+  trained on the argmax labels of the *other* mean network, mapped into its own label space
+  by Hungarian matching on the label-overlap matrix (:func:`align_labels`), plus
+  ``beta`` x TV loss of its response.
+
+All run SGD (lr 0.1, momentum 0.9) on the image shrunk to ``max_side`` pixels on its longer
+side, stop after ``max_iter`` iterations or once the label count drops to ``min_labels``
+(or ``target_segments`` if given), and upsample the final response bilinearly to the image
+size before the argmax. Segments are label classes (not split into connected components).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+from affseg.errors import InputError
+from affseg.models.per_image_net import PerImageNet, argmax_labels, image_tensor
+from affseg.segment.hierarchy import Hierarchy
+
+#: Defaults chosen for speed on a CPU (see BENCHMARKS.md); the papers use 100 channels,
+#: full resolution and up to 1000 iterations.
+DEFAULTS: dict[str, Any] = {
+    "channels": 32,
+    "max_side": 96,
+    "lr": 0.1,
+    "momentum": 0.9,
+    "min_labels": 3,
+    "target_segments": None,
+}
+
+
+@dataclass
+class PerImageResult:
+    """Output of a per-image fit.
+
+    Attributes
+    ----------
+    labels : ndarray, shape (H, W), int32
+        Labels 1..K at the image resolution.
+    n_segments : int
+        K, the final number of segments (label classes).
+    iterations : int
+        SGD iterations run.
+    seconds : float
+        Wall time of the fit.
+    """
+
+    labels: np.ndarray
+    n_segments: int
+    iterations: int
+    seconds: float
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def align_labels(source: np.ndarray, reference: np.ndarray, n_labels: int) -> np.ndarray:
+    """Map ``source`` labels into ``reference``'s label space by Hungarian matching.
+
+    The overlap matrix ``C[s, r] = #{pixels: source = s, reference = r}`` (zero-padded to
+    ``n_labels`` x ``n_labels``) is matched one-to-one with maximum total overlap
+    (``scipy.optimize.linear_sum_assignment``). Source labels left without a partner (more
+    labels than the reference uses) take the unused reference labels.
+
+    Parameters
+    ----------
+    source, reference : ndarray, same shape, integer labels in 0..n_labels-1
+    n_labels : int
+        Size of both label spaces.
+
+    Returns
+    -------
+    ndarray, shape (n_labels,), int64
+        A permutation ``perm`` of 0..n_labels-1; ``perm[source]`` is source in reference
+        labels.
+    """
+    s = np.asarray(source).ravel().astype(np.int64)
+    r = np.asarray(reference).ravel().astype(np.int64)
+    if s.shape != r.shape:
+        raise InputError(f"label maps differ in size: {s.size} vs {r.size}")
+    if s.size and (min(s.min(), r.min()) < 0 or max(s.max(), r.max()) >= n_labels):
+        raise InputError(f"labels must lie in 0..{n_labels - 1}")
+    overlap = np.bincount(s * n_labels + r, minlength=n_labels * n_labels)
+    rows, cols = linear_sum_assignment(overlap.reshape(n_labels, n_labels), maximize=True)
+    perm = np.empty(n_labels, dtype=np.int64)
+    perm[rows] = cols
+    return perm
+
+
+@torch.no_grad()
+def ema_update(mean_net: nn.Module, net: nn.Module, alpha: float) -> None:
+    """``mean <- alpha * mean + (1 - alpha) * net`` for every parameter (buffers copied).
+
+    Parameters
+    ----------
+    mean_net, net : nn.Module
+        Same architecture.
+    alpha : float
+        In [0, 1].
+    """
+    for pm, p in zip(mean_net.parameters(), net.parameters(), strict=True):
+        pm.mul_(alpha).add_(p.detach(), alpha=1.0 - alpha)
+    for bm, b in zip(mean_net.buffers(), net.buffers(), strict=True):
+        bm.copy_(b)
+
+
+def ema_alpha(step: int, alpha: float, warmup: bool) -> float:
+    """EMA coefficient at ``step`` (0-based): ``min(1 - 1/(step + 1), alpha)`` with warm-up."""
+    return min(1.0 - 1.0 / (step + 1), alpha) if warmup else alpha
+
+
+def continuity_loss(response: torch.Tensor) -> torch.Tensor:
+    """Mean absolute vertical + horizontal difference of a response (Kim 2020; TV, L1).
+
+    Parameters
+    ----------
+    response : Tensor, shape (1, q, h, w)
+
+    Returns
+    -------
+    Tensor, scalar
+    """
+    dy = (response[:, :, 1:] - response[:, :, :-1]).abs().mean()
+    dx = (response[:, :, :, 1:] - response[:, :, :, :-1]).abs().mean()
+    return dy + dx
+
+
+def superpixel_vote(labels: np.ndarray, superpixels: np.ndarray, n_labels: int) -> np.ndarray:
+    """Replace every label by the most frequent label of its superpixel (Kanezaki 2018).
+
+    Parameters
+    ----------
+    labels : ndarray, shape (h, w), int, values 0..n_labels-1
+    superpixels : ndarray, shape (h, w), int, values 0..S-1
+    n_labels : int
+
+    Returns
+    -------
+    ndarray, shape (h, w), int64
+    """
+    sp = superpixels.ravel().astype(np.int64)
+    n_sp = int(sp.max()) + 1
+    votes = np.bincount(sp * n_labels + labels.ravel(), minlength=n_sp * n_labels)
+    return votes.reshape(n_sp, n_labels).argmax(axis=1)[sp].reshape(labels.shape)
+
+
+def _check(image: np.ndarray, max_iter: int, min_labels: int, channels: int) -> None:
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
+            and image.dtype == np.uint8):  # fmt: skip
+        raise InputError(
+            f"expected an RGB image (H, W, 3) uint8; got {getattr(image, 'shape', None)} "
+            f"{getattr(image, 'dtype', type(image).__name__)}"
+        )
+    if max_iter < 0:
+        raise InputError(f"max_iter must be >= 0, got {max_iter}")
+    if min_labels < 1:
+        raise InputError(f"min_labels must be >= 1, got {min_labels}")
+    if channels < 2:
+        raise InputError(f"channels must be >= 2, got {channels}")
+
+
+def _final_labels(
+    net: nn.Module, x: torch.Tensor, shape: tuple[int, int], target: int | None = None
+) -> np.ndarray:
+    """Argmax of the response upsampled bilinearly to ``shape``, as labels 1..K (H, W).
+
+    With ``target``, the argmax runs over the ``target`` channels that label most pixels
+    at the working resolution, so at most ``target`` segments remain.
+    """
+    with torch.no_grad():
+        r = net(x)
+        if target is not None:
+            counts = torch.bincount(argmax_labels(r).ravel(), minlength=r.shape[1])
+            keep = torch.argsort(counts, descending=True, stable=True)[: max(1, int(target))]
+            r = r[:, keep]
+        if r.shape[2:] != shape:
+            r = nn.functional.interpolate(r, size=shape, mode="bilinear", align_corners=False)
+        lab = argmax_labels(r).numpy()
+    _, inv = np.unique(lab, return_inverse=True)
+    return (inv.reshape(shape) + 1).astype(np.int32)
+
+
+def _make_net(seed: int, channels: int, n_conv: int) -> PerImageNet:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = PerImageNet(3, channels, n_conv)
+    return net.to(memory_format=torch.channels_last).train()
+
+
+def _stop_count(min_labels: int, target_segments: int | None) -> int:
+    return int(target_segments) if target_segments is not None else int(min_labels)
+
+
+def _n_labels(lab: torch.Tensor) -> int:
+    return int(torch.unique(lab).numel())
+
+
+# ---------------------------------------------------------------------------- methods
+
+
+def kanezaki(
+    image: np.ndarray,
+    *,
+    seed: int = 0,
+    channels: int = DEFAULTS["channels"],
+    n_conv: int = 2,
+    max_iter: int = 60,
+    min_labels: int = DEFAULTS["min_labels"],
+    target_segments: int | None = DEFAULTS["target_segments"],
+    max_side: int | None = DEFAULTS["max_side"],
+    lr: float = DEFAULTS["lr"],
+    momentum: float = DEFAULTS["momentum"],
+    n_superpixels: int | None = None,
+    compactness: float = 100.0,
+) -> PerImageResult:
+    """Kanezaki (2018): CE on argmax labels refined by a majority vote in SLIC superpixels.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    seed : int
+        Seed of the network initialisation.
+    channels, n_conv : int
+        ``q`` and the number of conv3x3 blocks.
+    max_iter, min_labels : int
+        Stop after ``max_iter`` iterations or when at most ``min_labels`` labels remain.
+    target_segments : int, optional
+        Stop as soon as at most this many labels remain (replaces ``min_labels``); the
+        final argmax then keeps only the ``target_segments`` most used labels.
+    max_side : int, optional
+        Work with the longer image side shrunk to this (None: full resolution).
+    lr, momentum : float
+        SGD settings.
+    n_superpixels : int, optional
+        SLIC superpixel count at the working resolution; default one per 15 pixels (the
+        reference's 10000 on a full 321 x 481 BSDS image).
+    compactness : float
+        SLIC compactness (reference: 100).
+
+    Returns
+    -------
+    PerImageResult
+    """
+    from skimage.segmentation import slic
+
+    _check(image, max_iter, min_labels, channels)
+    t0 = time.perf_counter()
+    x = image_tensor(image, max_side)
+    h, w = x.shape[2:]
+    small = image
+    if (h, w) != image.shape[:2]:
+        small = (x[0].permute(1, 2, 0).numpy())
+        small = (small - small.min()) / max(float(small.max() - small.min()), 1e-6)
+    n_sp = max(2, round(h * w / 15)) if n_superpixels is None else int(n_superpixels)
+    sp = slic(small, n_segments=n_sp, compactness=compactness, start_label=0,
+              channel_axis=-1)  # fmt: skip
+    net = _make_net(seed, channels, n_conv)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    stop_at = _stop_count(min_labels, target_segments)
+    it = 0
+    while it < max_iter:
+        it += 1
+        r = net(x)
+        lab = argmax_labels(r)
+        target = torch.from_numpy(superpixel_vote(lab.numpy(), sp, channels))
+        loss = nn.functional.cross_entropy(r, target[None])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if _n_labels(lab) <= stop_at:
+            break
+    labels = _final_labels(net, x, image.shape[:2], target_segments)
+    return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
+
+
+def kim(
+    image: np.ndarray,
+    *,
+    seed: int = 0,
+    channels: int = DEFAULTS["channels"],
+    n_conv: int = 2,
+    max_iter: int = 60,
+    min_labels: int = DEFAULTS["min_labels"],
+    target_segments: int | None = DEFAULTS["target_segments"],
+    max_side: int | None = DEFAULTS["max_side"],
+    lr: float = DEFAULTS["lr"],
+    momentum: float = DEFAULTS["momentum"],
+    mu_sim: float = 1.0,
+    mu_con: float = 1.0,
+) -> PerImageResult:
+    """Kim et al. (2020): ``mu_sim`` CE(response, argmax) + ``mu_con`` continuity loss.
+
+    Parameters are those of :func:`kanezaki` (no superpixels) plus the two loss weights.
+
+    Returns
+    -------
+    PerImageResult
+    """
+    _check(image, max_iter, min_labels, channels)
+    t0 = time.perf_counter()
+    x = image_tensor(image, max_side)
+    net = _make_net(seed, channels, n_conv)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    stop_at = _stop_count(min_labels, target_segments)
+    it = 0
+    while it < max_iter:
+        it += 1
+        r = net(x)
+        lab = argmax_labels(r)
+        loss = mu_sim * nn.functional.cross_entropy(r, lab[None]) + mu_con * continuity_loss(r)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if _n_labels(lab) <= stop_at:
+            break
+    labels = _final_labels(net, x, image.shape[:2], target_segments)
+    return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
+
+
+def mmt(
+    image: np.ndarray,
+    *,
+    seed: int = 0,
+    channels: int = DEFAULTS["channels"],
+    n_conv: int = 3,
+    max_iter: int = 60,
+    min_labels: int = DEFAULTS["min_labels"],
+    target_segments: int | None = DEFAULTS["target_segments"],
+    max_side: int | None = DEFAULTS["max_side"],
+    lr: float = DEFAULTS["lr"],
+    momentum: float = DEFAULTS["momentum"],
+    beta: float = 5.0,
+    alpha: float = 0.9,
+    warmup: bool = True,
+) -> PerImageResult:
+    """Mutual Mean-Teaching with Hungarian label alignment (seed 003).
+
+    Networks 1 and 2 start from seeds ``2 * seed`` and ``2 * seed + 1``; their mean networks
+    start as copies. Each iteration: the mean networks label the image (argmax); network 1
+    is trained with CE on mean-network 2's labels mapped into network 1's current labels by
+    :func:`align_labels`, plus ``beta`` x :func:`continuity_loss`; symmetrically network 2;
+    then both mean networks take an EMA step with coefficient :func:`ema_alpha` (``warmup``:
+    ``min(1 - 1/(step + 1), alpha)`` as in the original MMT code, else ``alpha``).
+    The result is the argmax of mean network 1.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    seed : int
+    channels, n_conv : int
+        ``q`` and ``M``.
+    max_iter, min_labels, target_segments, max_side, lr, momentum
+        As in :func:`kanezaki`; the label count checked is mean network 1's.
+    beta : float
+        Weight of the TV (continuity) loss.
+    alpha : float
+        EMA coefficient (cap with ``warmup``).
+    warmup : bool
+        Use the warm-up form of the EMA coefficient.
+
+    Returns
+    -------
+    PerImageResult
+    """
+    _check(image, max_iter, min_labels, channels)
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"alpha must lie in [0, 1], got {alpha}")
+    t0 = time.perf_counter()
+    x = image_tensor(image, max_side)
+    nets = [_make_net(2 * seed, channels, n_conv), _make_net(2 * seed + 1, channels, n_conv)]
+    means = [_make_net(2 * seed, channels, n_conv), _make_net(2 * seed + 1, channels, n_conv)]
+    for m in means:
+        m.requires_grad_(False)
+    opts = [torch.optim.SGD(n.parameters(), lr=lr, momentum=momentum) for n in nets]
+    stop_at = _stop_count(min_labels, target_segments)
+    it = 0
+    for it in range(1, max_iter + 1):
+        with torch.no_grad():
+            mean_labels = [argmax_labels(m(x)).numpy() for m in means]
+        if it > 1 and len(np.unique(mean_labels[0])) <= stop_at:
+            it -= 1
+            break
+        for k in (0, 1):
+            r = nets[k](x)
+            own = argmax_labels(r).numpy()
+            other = mean_labels[1 - k]
+            perm = align_labels(other, own, channels)
+            target = torch.from_numpy(perm[other])
+            loss = nn.functional.cross_entropy(r, target[None]) + beta * continuity_loss(r)
+            opts[k].zero_grad(set_to_none=True)
+            loss.backward()
+            opts[k].step()
+        a = ema_alpha(it, alpha, warmup)
+        for m, n in zip(means, nets, strict=True):
+            ema_update(m, n, a)
+    labels = _final_labels(means[0], x, image.shape[:2], target_segments)
+    return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------- registry
+
+
+def run_per_image(
+    name: str, image: np.ndarray, *, seed: int = 0, **options: Any
+) -> PerImageResult:
+    """Run per-image method ``name`` (``"mmt"``, ``"kim"`` or ``"kanezaki"``).
+
+    Raises
+    ------
+    InputError
+        Unknown method or an option it does not take (the message lists its options).
+    """
+    import inspect
+
+    fns = {"mmt": mmt, "kim": kim, "kanezaki": kanezaki}
+    if name not in fns:
+        raise InputError(f"unknown per-image method {name!r}; choose one of: mmt, kim, kanezaki")
+    fn = fns[name]
+    known = [k for k in inspect.signature(fn).parameters if k not in ("image", "seed")]
+    bad = sorted(set(options) - set(known))
+    if bad:
+        raise InputError(
+            f"method {name!r} takes no option {', '.join(bad)}; its options: {', '.join(known)}"
+        )
+    return fn(image, seed=seed, **options)
+
+
+def kanezaki_hierarchy(image: np.ndarray, *, seed: int = 0, **options: Any) -> Hierarchy:
+    """:func:`kanezaki` as a one-level :class:`Hierarchy` (registry method ``kanezaki``)."""
+    return Hierarchy.flat(run_per_image("kanezaki", image, seed=seed, **options).labels)
+
+
+def kim_hierarchy(image: np.ndarray, *, seed: int = 0, **options: Any) -> Hierarchy:
+    """:func:`kim` as a one-level :class:`Hierarchy` (registry method ``kim``)."""
+    return Hierarchy.flat(run_per_image("kim", image, seed=seed, **options).labels)
+
+
+def mmt_hierarchy(image: np.ndarray, *, seed: int = 0, **options: Any) -> Hierarchy:
+    """:func:`mmt` as a one-level :class:`Hierarchy` (registry method ``mmt``)."""
+    return Hierarchy.flat(run_per_image("mmt", image, seed=seed, **options).labels)
+
+
+def seed_spread(
+    name: str,
+    image: np.ndarray,
+    ground_truths: list[np.ndarray],
+    seeds: list[int] | tuple[int, ...] = (0, 1, 2, 3, 4),
+    **options: Any,
+) -> dict[str, Any]:
+    """Hungarian pixel accuracy of per-image method ``name`` over several seeds.
+
+    Parameters
+    ----------
+    name : str
+        ``"mmt"``, ``"kim"`` or ``"kanezaki"``.
+    image : ndarray, shape (H, W, 3), uint8
+    ground_truths : list of ndarray, each (H, W)
+    seeds : sequence of int
+    **options
+        Method options.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (S,), ``n_segments`` (S,), ``seconds`` (S,), ``iterations`` (S,) lists
+        in seed order, and ``mean`` / ``std`` (population std) of the accuracy.
+    """
+    from affseg.metrics.pixel_accuracy import hungarian_accuracy
+
+    if len(seeds) < 1:
+        raise InputError("seed_spread needs at least one seed")
+    runs = [run_per_image(name, image, seed=int(s), **options) for s in seeds]
+    acc = [hungarian_accuracy(r.labels, ground_truths) for r in runs]
+    return {
+        "seeds": [int(s) for s in seeds],
+        "accuracy": acc,
+        "n_segments": [r.n_segments for r in runs],
+        "seconds": [r.seconds for r in runs],
+        "iterations": [r.iterations for r in runs],
+        "mean": float(np.mean(acc)),
+        "std": float(np.std(acc)),
+    }

@@ -1,0 +1,101 @@
+"""The small fully convolutional network fitted to one image (Kanezaki 2018, Kim 2020, MMT).
+
+``M`` blocks of conv3x3 + ReLU + BatchNorm with ``q`` channels, then a conv1x1 + BatchNorm
+(that last BN keeps all ``q`` responses on the same scale, which favours many labels at the
+start). Labels are the argmax over the ``q`` response channels. Convolutions pad by
+replicating the border (zero padding, as in the reference code, gives the image border
+responses of its own that survive as thin spurious segments).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from affseg.errors import InputError
+
+
+class PerImageNet(nn.Module):
+    """Per-image segmentation network.
+
+    Parameters
+    ----------
+    in_channels : int
+        Input channels (3 for RGB).
+    channels : int
+        ``q``: width of every layer and maximum number of labels.
+    n_conv : int
+        ``M``: number of conv3x3 + ReLU + BN blocks (>= 1).
+    """
+
+    def __init__(self, in_channels: int = 3, channels: int = 100, n_conv: int = 3) -> None:
+        super().__init__()
+        if n_conv < 1 or channels < 2 or in_channels < 1:
+            raise InputError(
+                f"need n_conv >= 1 and channels >= 2; got n_conv={n_conv}, channels={channels}"
+            )
+        layers: list[nn.Module] = []
+        c_in = in_channels
+        for _ in range(n_conv):
+            layers += [nn.Conv2d(c_in, channels, 3, padding=1, padding_mode="replicate"),
+                       nn.ReLU(inplace=True),
+                       nn.BatchNorm2d(channels)]  # fmt: skip
+            c_in = channels
+        layers += [nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Responses.
+
+        Parameters
+        ----------
+        x : Tensor, shape (1, C_in, H, W), float
+
+        Returns
+        -------
+        Tensor, shape (1, q, H, W)
+        """
+        return self.body(x)
+
+
+def argmax_labels(response: torch.Tensor) -> torch.Tensor:
+    """Per-pixel label of a response.
+
+    Parameters
+    ----------
+    response : Tensor, shape (1, q, H, W)
+
+    Returns
+    -------
+    Tensor, shape (H, W), int64, values in 0..q-1
+    """
+    return response[0].argmax(dim=0)
+
+
+def image_tensor(image: np.ndarray, max_side: int | None = None) -> torch.Tensor:
+    """An RGB image as a network input, optionally shrunk so its longer side is ``max_side``.
+
+    Channels are scaled to [0, 1] and standardised per channel (zero mean, unit variance)
+    so that the first BN sees comparable inputs for every image.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    max_side : int, optional
+        Longer side after antialiased bilinear shrinking (never enlarged).
+
+    Returns
+    -------
+    Tensor, shape (1, 3, h, w), float32, channels-last memory format
+    """
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255.0
+    h, w = image.shape[:2]
+    if max_side is not None and max(h, w) > max_side:
+        s = max_side / max(h, w)
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        x = nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True,
+                                      align_corners=False)  # fmt: skip
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True).clamp_min(1e-3)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)

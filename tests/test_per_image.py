@@ -1,0 +1,138 @@
+"""Per-image unsupervised segmentation: MMT (seed 003), Kim 2020, Kanezaki 2018."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from affseg.errors import InputError
+from affseg.methods import get_method
+from affseg.models.per_image_methods import (
+    align_labels,
+    continuity_loss,
+    ema_alpha,
+    ema_update,
+    run_per_image,
+    superpixel_vote,
+)
+from affseg.models.per_image_net import PerImageNet
+from affseg.segment.hierarchy import Hierarchy
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny images: one thread is faster and keeps results independent of the machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def two_colour_image() -> np.ndarray:
+    """(16, 20, 3) uint8: left half dark red, right half light blue."""
+    im = np.zeros((16, 20, 3), np.uint8)
+    im[:, :10] = (200, 30, 30)
+    im[:, 10:] = (40, 90, 230)
+    return im
+
+
+def test_align_labels_recovers_permutation() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 6, size=(30, 40))
+    true_perm = rng.permutation(6)
+    src = np.argsort(true_perm)[ref]  # src = inverse relabelling of ref
+    perm = align_labels(src, ref, 6)
+    np.testing.assert_array_equal(perm[src], ref)
+    np.testing.assert_array_equal(np.sort(perm), np.arange(6))
+
+
+def test_align_labels_unequal_counts() -> None:
+    # reference uses 4 labels (0..3) in 4 quadrants; source merges the two right
+    # quadrants into label 7 and calls the left ones 5 and 2 -> 3 source labels.
+    ref = np.zeros((8, 8), int)
+    ref[:4, 4:], ref[4:, :4], ref[4:, 4:] = 1, 2, 3
+    src = np.full((8, 8), 7)
+    src[:4, :4], src[4:, :4] = 5, 2
+    perm = align_labels(src, ref, 10)
+    assert perm[5] == 0 and perm[2] == 2 and perm[7] in (1, 3)
+    np.testing.assert_array_equal(np.sort(perm), np.arange(10))  # still a permutation
+    # fewer source labels than reference labels the other way round
+    perm2 = align_labels(ref, src, 10)
+    assert perm2[0] == 5 and perm2[2] == 2 and perm2[[1, 3]].tolist().count(7) == 1
+    # matched overlap is maximal: brute force over the 3 right-hand choices
+    overlap = (perm2[ref] == src).sum()
+    assert overlap == 16 + 16 + 16
+
+
+def test_align_labels_rejects_out_of_range() -> None:
+    with pytest.raises(InputError, match="0..2"):
+        align_labels(np.array([0, 3]), np.array([0, 1]), 3)
+
+
+def test_ema_update_exact() -> None:
+    torch.manual_seed(0)
+    net, mean = PerImageNet(3, 4, 1), PerImageNet(3, 4, 1)
+    before = [p.detach().clone() for p in mean.parameters()]
+    ema_update(mean, net, 0.75)
+    for b, p, m in zip(before, net.parameters(), mean.parameters(), strict=True):
+        torch.testing.assert_close(m, 0.75 * b + 0.25 * p, rtol=0, atol=1e-7)
+    assert ema_alpha(0, 0.999, True) == 0.0
+    assert ema_alpha(3, 0.999, True) == 0.75
+    assert ema_alpha(10**6, 0.999, True) == 0.999
+    assert ema_alpha(0, 0.999, False) == 0.999
+
+
+def test_continuity_loss_value() -> None:
+    r = torch.zeros(1, 1, 2, 3)
+    r[0, 0, :, 2] = 3.0  # one vertical step of 3 in each row
+    # dy: all zero; dx: |0-0|, |3-0| per row -> mean 1.5
+    assert float(continuity_loss(r)) == pytest.approx(1.5)
+
+
+def test_superpixel_vote_majority() -> None:
+    labels = np.array([[0, 0, 1, 2], [0, 1, 2, 2]])
+    sp = np.array([[0, 0, 0, 1], [0, 0, 1, 1]])
+    out = superpixel_vote(labels, sp, 3)
+    np.testing.assert_array_equal(out, [[0, 0, 0, 2], [0, 0, 2, 2]])
+
+
+@pytest.mark.parametrize("method", ["mmt", "kim", "kanezaki"])
+def test_two_flat_colours_give_two_segments(method: str) -> None:
+    im = two_colour_image()
+    truth = np.zeros(im.shape[:2], int)
+    truth[:, 10:] = 1
+    res = run_per_image(method, im, seed=0, max_iter=40, channels=8, target_segments=2,
+                        max_side=None)  # fmt: skip
+    assert res.n_segments == 2
+    assert res.labels.shape == im.shape[:2]
+    # the two segments are the two colours, up to a one-pixel-wide band at the edge
+    agree = max((res.labels - 1 == truth).mean(), (res.labels - 1 != truth).mean())
+    assert agree >= 1 - 2 / 20
+    assert len(np.unique(res.labels[:, :9])) == 1 and len(np.unique(res.labels[:, 11:])) == 1
+
+
+@pytest.mark.parametrize("method", ["mmt", "kim", "kanezaki"])
+def test_same_seed_same_labels(method: str) -> None:
+    rng = np.random.default_rng(1)
+    im = rng.integers(0, 256, size=(12, 14, 3), dtype=np.uint8)
+    a = run_per_image(method, im, seed=3, max_iter=5, channels=6, max_side=None)
+    b = run_per_image(method, im, seed=3, max_iter=5, channels=6, max_side=None)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.labels.min() == 1 and a.labels.max() == a.n_segments
+
+
+def test_registry_and_reduced_resolution() -> None:
+    im = np.random.default_rng(2).integers(0, 256, size=(21, 33, 3), dtype=np.uint8)
+    hier = get_method("mmt")(im, seed=0, max_iter=3, channels=5, max_side=16)
+    assert isinstance(hier, Hierarchy) and hier.shape == (21, 33)
+    assert len(hier.levels) == 1
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(InputError, match="takes no option"):
+        run_per_image("kim", two_colour_image(), bogus=1)
+    with pytest.raises(InputError, match=r"\(H, W, 3\) uint8"):
+        run_per_image("mmt", np.zeros((5, 5), np.uint8))
+    with pytest.raises(InputError, match="unknown per-image method"):
+        run_per_image("nope", two_colour_image())
