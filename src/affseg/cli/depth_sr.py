@@ -26,13 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from affseg.data.io import atomic_write, write_json
-from affseg.data.paths import dataset_dir
 from affseg.errors import CorruptFileError, InputError
 
 #: Benchmark scale index i -> factor 2**i (``depth_{i}_n.png``).
 FACTORS: dict[int, int] = {1: 2, 2: 4, 3: 8, 4: 16}
-#: The published bilateral-solver outputs are uint16 disparity x 256 (fit: 0.003906).
-BARRON_POOLE_SCALE = 1.0 / 256.0
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
@@ -49,29 +46,24 @@ def _read_png(path: Path) -> np.ndarray:
 
 
 def load_scene(scene: str, data: str | None = None) -> dict[str, np.ndarray]:
-    """Read one Middlebury scene.
-
-    Uses :mod:`affseg.data.middlebury` when present, else reads the PNGs directly.
+    """Read one Middlebury scene at every factor via :mod:`affseg.data.middlebury`.
 
     Returns
     -------
     dict
         ``rgb`` (H, W, 3) uint8; ``gt`` (H, W) float32 disparity; ``lr{f}`` (H/f, W/f)
         float32 noisy inputs and ``bp{f}`` (H, W) float32 bilateral-solver outputs
-        (rescaled to gt units) for f in 2, 4, 8, 16.
+        (on the gt scale, i.e. divided by 256) for f in 2, 4, 8, 16.
     """
-    root = dataset_dir("Middlebury_depth_sr", data) / scene
-    if not root.is_dir():
-        raise InputError(f"unknown Middlebury scene {scene!r} (no folder {root})")
-    out: dict[str, np.ndarray] = {
-        "rgb": _read_png(root / "input" / f"{scene}_color.png")[..., :3],
-        "gt": _read_png(root / "gt.png").astype(np.float32),
-    }
-    for i, f in FACTORS.items():
-        out[f"lr{f}"] = _read_png(root / "input" / f"depth_{i}_n.png").astype(np.float32)
-        bp = root / "barronpoole" / f"output_{i}_n.png"
-        if bp.is_file():
-            out[f"bp{f}"] = _read_png(bp).astype(np.float32) * BARRON_POOLE_SCALE
+    from affseg.data import middlebury
+
+    out: dict[str, np.ndarray] = {}
+    for f in FACTORS.values():
+        sc = middlebury.load_scene(scene, f, data)
+        out["rgb"], out["gt"] = sc.guide, sc.gt.astype(np.float32)
+        out[f"lr{f}"] = sc.lowres.astype(np.float32)
+        if sc.barron_poole is not None:
+            out[f"bp{f}"] = sc.barron_poole.astype(np.float32)
     return out
 
 
@@ -200,21 +192,10 @@ def super_resolve(model: torch.nn.Module, rgb: np.ndarray, lr: np.ndarray,
 
 
 def error_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """RMSE and MAE in disparity units, plus :mod:`affseg.metrics.depth` if available."""
-    d = pred.astype(np.float64) - gt
-    res = {"rmse": float(np.sqrt(np.mean(d**2))), "mae": float(np.mean(np.abs(d)))}
-    try:
-        from affseg.metrics import depth as depth_metrics  # helper A's module
-    except ImportError:
-        return res
-    fn = getattr(depth_metrics, "depth_metrics", None)
-    if fn is not None:
-        try:
-            extra = fn(pred, gt)
-            res.update({f"depth_{k}": float(v) for k, v in dict(extra).items()})
-        except Exception:  # noqa: BLE001 - optional extras must never break the table
-            pass
-    return res
+    """RMSE, MAE (disparity units) and the other :func:`affseg.metrics.depth.depth_metrics`."""
+    from affseg.metrics.depth import depth_metrics
+
+    return {k: float(v) for k, v in depth_metrics(pred, gt).items()}
 
 
 def evaluate(weights: list[str], scene: str, data: str | None = None,
@@ -224,9 +205,7 @@ def evaluate(weights: list[str], scene: str, data: str | None = None,
     sc = load_scene(scene, data)
     table: dict[str, dict[str, dict[str, float]]] = {"bicubic": {}, "barron_poole": {}}
     models = {Path(w).stem: load_model(w) for w in weights}
-    for name, model in models.items():
-        trained_on = getattr(model, "_record_scene", None)
-        del trained_on
+    for name in models:
         table[name] = {}
     for f in FACTORS.values():
         table["bicubic"][f"x{f}"] = error_metrics(bicubic_upsample(sc[f"lr{f}"], f), sc["gt"])

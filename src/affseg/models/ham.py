@@ -251,3 +251,48 @@ class DepthSRPropagation(nn.Module):
             aff = self.affinity(pool(emb), pool(strength))
             cur = propagate(cur, aff, self.k, steps, h0=cur, mask=pool(conf), norm="clip")
         return cur
+
+
+class SegRefinePropagation(nn.Module):
+    """Refine coarse class scores by HAM (or naive) propagation at full resolution.
+
+    The guidance network sees the image and the coarse class probabilities; the
+    probabilities are propagated with its affinities, the coarse ones softly re-imposed
+    with a learned per-pixel confidence.
+
+    Parameters
+    ----------
+    num_classes : int
+    geometry : {"hyperbolic", "euclidean"}
+    k, iterations, width, embed_dim : int
+    """
+
+    def __init__(self, num_classes: int, geometry: Geometry = "hyperbolic", k: int = 3,
+                 iterations: int = 18, width: int = 16, embed_dim: int = 8) -> None:
+        super().__init__()
+        self.guide = GuidanceNet(3 + num_classes, width, embed_dim, n_aux=2)
+        self.affinity = HAMAffinity(geometry, k)
+        self.k = k
+        self.iterations = iterations
+        with torch.no_grad():
+            self.guide.head.bias[embed_dim] = 2.0
+            self.guide.head.bias[embed_dim + 1] = -3.0
+
+    def forward(self, rgb: Tensor, probs: Tensor) -> Tensor:
+        """Refine ``probs``.
+
+        Parameters
+        ----------
+        rgb : Tensor, shape (B, 3, H, W), float in [0, 1] (H, W divisible by 4)
+        probs : Tensor, shape (B, C, H, W)
+            Coarse class probabilities.
+
+        Returns
+        -------
+        Tensor, shape (B, C, H, W)
+            Refined probabilities (each pixel still sums to 1).
+        """
+        emb, aux = self.guide(torch.cat([rgb, probs], 1))
+        aff = self.affinity(emb, torch.sigmoid(aux[:, :1]))
+        return propagate(probs, aff, self.k, self.iterations, h0=probs,
+                         mask=torch.sigmoid(aux[:, 1:2]), norm="clip")
