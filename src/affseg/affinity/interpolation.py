@@ -59,7 +59,7 @@ def _upsample_phases(maps: Tensor, guide: Tensor, coarse_feat: Tensor, gamma: Te
     phases = []
     for a in range(sy):
         for bb in range(sx):
-            g = guide[:, :, a::sy, bb::sx]
+            g = guide[:, :, a::sy, bb::sx].contiguous()  # strided views hit a slow matmul
             d = local_sq_distances(g, window, other=coarse_feat) / c
             logits = torch.where(mask, -gamma * d, torch.full((), -math.inf, dtype=d.dtype))
             wts = torch.softmax(logits, 1)
