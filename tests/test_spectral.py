@@ -319,3 +319,29 @@ def test_head_outputs_unit_embeddings_and_round_trips(tmp_path) -> None:
     (tmp_path / "bad.pt").write_bytes(b"not a torch file")
     with pytest.raises(CorruptFileError, match="cannot load"):
         load_head(tmp_path / "bad.pt")
+
+
+def test_spectral_method_on_a_synthetic_image(one_thread) -> None:
+    from affseg.methods import run_method
+    from affseg.models.spectral_net import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.is_file():
+        pytest.skip("shipped spectral head weights absent")
+    img = np.zeros((70, 90, 3), dtype=np.uint8)
+    img[:, 45:] = (230, 40, 30)  # two flat halves: their boundary must be kept
+    img[:, :45] = (20, 90, 200)
+    h = run_method(img, "spectral", seed=0, min_size=50)
+    assert isinstance(h, Hierarchy) and h.shape == (70, 90)
+    assert h.heights[h.default_level] == pytest.approx(0.5)
+    for fine, coarse in zip(h.levels[:-1], h.levels[1:], strict=True):
+        pairs = np.unique(np.stack([fine.ravel(), coarse.ravel()]), axis=1)
+        assert pairs.shape[1] == len(np.unique(fine))
+    # the finest level (threshold 0.95) keeps the two halves apart (the trained embeddings
+    # give the flat halves an inner product of ~0.8, so coarser levels may join them)
+    fine = h.levels[0]
+    assert not np.intersect1d(fine[:, :40], fine[:, 50:]).size
+    again = run_method(img, "spectral", seed=0, min_size=50)
+    for a, b in zip(again.levels, h.levels, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(InputError):
+        run_method(img[..., 0], "spectral")

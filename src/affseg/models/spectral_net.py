@@ -240,7 +240,7 @@ def spectral_hierarchy(
     *,
     seed: int = 0,
     thresholds: Sequence[float] | None = None,
-    min_size: int = 64,
+    min_size: int = 1024,
     weights: str | os.PathLike[str] | None = None,
     threads: int | None = None,
 ) -> Hierarchy:
@@ -258,7 +258,9 @@ def spectral_hierarchy(
         :data:`affseg.segment.kwikcluster.DEFAULT_THRESHOLDS`); the level at 0.5 (the paper's
         rounding) is the default level.
     min_size : int
-        Regions smaller than this many pixels are merged into their most similar neighbour.
+        Regions smaller than this many pixels are merged into their most similar neighbour
+        (1024 ~ 0.7 % of a BSDS image; chosen on 20 BSDS500 train images among 64, 256,
+        1024, never on val).
     weights : path-like, optional
         Head weights (default: the shipped ``weights/spectral_head.pt``).
     threads : int, optional
