@@ -136,3 +136,22 @@ def test_bad_inputs() -> None:
         run_per_image("mmt", np.zeros((5, 5), np.uint8))
     with pytest.raises(InputError, match="unknown per-image method"):
         run_per_image("nope", two_colour_image())
+
+
+def test_image_tensor_shapes_and_coords() -> None:
+    from affseg.models.per_image_net import image_tensor
+
+    im = np.random.default_rng(3).integers(0, 256, size=(40, 60, 3), dtype=np.uint8)
+    x = image_tensor(im, max_side=30)
+    assert x.shape == (1, 3, 20, 30)
+    torch.testing.assert_close(x.mean(dim=(2, 3)), torch.zeros(1, 3), atol=1e-5, rtol=0)
+    xc = image_tensor(im, max_side=None, coords=2.0)
+    assert xc.shape == (1, 5, 40, 60)
+    torch.testing.assert_close(xc[0, :3], image_tensor(im)[0])
+    # coordinate channels: centred ramps with the same step along y and x
+    dy = xc[0, 3, 1:, 0] - xc[0, 3, :-1, 0]
+    dx = xc[0, 4, 0, 1:] - xc[0, 4, 0, :-1]
+    step = 2.0 * np.sqrt(12.0) / np.hypot(40, 60)
+    torch.testing.assert_close(dy, torch.full_like(dy, step))
+    torch.testing.assert_close(dx, torch.full_like(dx, step))
+    assert abs(float(xc[0, 3].mean())) < 1e-5 and abs(float(xc[0, 4].mean())) < 1e-5

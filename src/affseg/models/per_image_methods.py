@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "momentum": 0.9,
     "min_labels": 3,
     "target_segments": None,
+    "coords": 0.0,
 }
 
 
@@ -196,10 +197,10 @@ def _final_labels(
     return (inv.reshape(shape) + 1).astype(np.int32)
 
 
-def _make_net(seed: int, channels: int, n_conv: int) -> PerImageNet:
+def _make_net(seed: int, channels: int, n_conv: int, in_channels: int = 3) -> PerImageNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = PerImageNet(3, channels, n_conv)
+        net = PerImageNet(in_channels, channels, n_conv)
     return net.to(memory_format=torch.channels_last).train()
 
 
@@ -224,6 +225,7 @@ def kanezaki(
     min_labels: int = DEFAULTS["min_labels"],
     target_segments: int | None = DEFAULTS["target_segments"],
     max_side: int | None = DEFAULTS["max_side"],
+    coords: float = DEFAULTS["coords"],
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     n_superpixels: int | None = None,
@@ -245,6 +247,9 @@ def kanezaki(
         final argmax then keeps only the ``target_segments`` most used labels.
     max_side : int, optional
         Work with the longer image side shrunk to this (None: full resolution).
+    coords : float
+        Weight of (y, x) coordinate input channels (0: RGB only, as in the papers); see
+        :func:`~affseg.models.per_image_net.image_tensor`.
     lr, momentum : float
         SGD settings.
     n_superpixels : int, optional
@@ -261,16 +266,16 @@ def kanezaki(
 
     _check(image, max_iter, min_labels, channels)
     t0 = time.perf_counter()
-    x = image_tensor(image, max_side)
+    x = image_tensor(image, max_side, coords)
     h, w = x.shape[2:]
     small = image
     if (h, w) != image.shape[:2]:
-        small = (x[0].permute(1, 2, 0).numpy())
+        small = x[0, :3].permute(1, 2, 0).numpy()
         small = (small - small.min()) / max(float(small.max() - small.min()), 1e-6)
     n_sp = max(2, round(h * w / 15)) if n_superpixels is None else int(n_superpixels)
     sp = slic(small, n_segments=n_sp, compactness=compactness, start_label=0,
               channel_axis=-1)  # fmt: skip
-    net = _make_net(seed, channels, n_conv)
+    net = _make_net(seed, channels, n_conv, x.shape[1])
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
     stop_at = _stop_count(min_labels, target_segments)
     it = 0
@@ -299,6 +304,7 @@ def kim(
     min_labels: int = DEFAULTS["min_labels"],
     target_segments: int | None = DEFAULTS["target_segments"],
     max_side: int | None = DEFAULTS["max_side"],
+    coords: float = DEFAULTS["coords"],
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     mu_sim: float = 1.0,
@@ -314,8 +320,8 @@ def kim(
     """
     _check(image, max_iter, min_labels, channels)
     t0 = time.perf_counter()
-    x = image_tensor(image, max_side)
-    net = _make_net(seed, channels, n_conv)
+    x = image_tensor(image, max_side, coords)
+    net = _make_net(seed, channels, n_conv, x.shape[1])
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
     stop_at = _stop_count(min_labels, target_segments)
     it = 0
@@ -343,6 +349,7 @@ def mmt(
     min_labels: int = DEFAULTS["min_labels"],
     target_segments: int | None = DEFAULTS["target_segments"],
     max_side: int | None = DEFAULTS["max_side"],
+    coords: float = DEFAULTS["coords"],
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     beta: float = 5.0,
@@ -382,9 +389,10 @@ def mmt(
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha must lie in [0, 1], got {alpha}")
     t0 = time.perf_counter()
-    x = image_tensor(image, max_side)
-    nets = [_make_net(2 * seed, channels, n_conv), _make_net(2 * seed + 1, channels, n_conv)]
-    means = [_make_net(2 * seed, channels, n_conv), _make_net(2 * seed + 1, channels, n_conv)]
+    x = image_tensor(image, max_side, coords)
+    c_in = x.shape[1]
+    nets = [_make_net(2 * seed + k, channels, n_conv, c_in) for k in (0, 1)]
+    means = [_make_net(2 * seed + k, channels, n_conv, c_in) for k in (0, 1)]
     for m in means:
         m.requires_grad_(False)
     opts = [torch.optim.SGD(n.parameters(), lr=lr, momentum=momentum) for n in nets]

@@ -73,7 +73,9 @@ def argmax_labels(response: torch.Tensor) -> torch.Tensor:
     return response[0].argmax(dim=0)
 
 
-def image_tensor(image: np.ndarray, max_side: int | None = None) -> torch.Tensor:
+def image_tensor(
+    image: np.ndarray, max_side: int | None = None, coords: float = 0.0
+) -> torch.Tensor:
     """An RGB image as a network input, optionally shrunk so its longer side is ``max_side``.
 
     Channels are scaled to [0, 1] and standardised per channel (zero mean, unit variance)
@@ -84,10 +86,14 @@ def image_tensor(image: np.ndarray, max_side: int | None = None) -> torch.Tensor
     image : ndarray, shape (H, W, 3), uint8
     max_side : int, optional
         Longer side after antialiased bilinear shrinking (never enlarged).
+    coords : float
+        When > 0, append the pixel coordinates (y, x), each scaled to unit variance and
+        multiplied by ``coords``, as two more channels (not in the papers; it makes
+        segments spatially compact).
 
     Returns
     -------
-    Tensor, shape (1, 3, h, w), float32, channels-last memory format
+    Tensor, shape (1, 3, h, w) or (1, 5, h, w) with ``coords``, float32, channels-last
     """
     x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255.0
     h, w = image.shape[:2]
@@ -98,4 +104,12 @@ def image_tensor(image: np.ndarray, max_side: int | None = None) -> torch.Tensor
                                       align_corners=False)  # fmt: skip
     mean = x.mean(dim=(2, 3), keepdim=True)
     std = x.std(dim=(2, 3), keepdim=True).clamp_min(1e-3)
-    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+    x = (x - mean) / std
+    if coords > 0:
+        hh, ww = x.shape[2:]
+        yy, xx = torch.meshgrid(torch.arange(hh, dtype=torch.float32),
+                                torch.arange(ww, dtype=torch.float32), indexing="ij")  # fmt: skip
+        scale = float(np.hypot(hh, ww)) / np.sqrt(12.0)  # std of a uniform diagonal extent
+        grid = torch.stack([yy - yy.mean(), xx - xx.mean()])[None] * (coords / scale)
+        x = torch.cat([x, grid], dim=1)
+    return x.contiguous(memory_format=torch.channels_last)
