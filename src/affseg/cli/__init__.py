@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "train",
     "depth_sr",
+    "similarity",
 )
 
 
