@@ -29,9 +29,15 @@ _OPTION_TYPES: dict[str, type] = {
 }
 
 
-@functools.lru_cache(maxsize=1)
-def shipped_model() -> Any:
-    """The shipped spec-diff-net in eval mode (loaded on first use, then cached).
+@functools.lru_cache(maxsize=2)
+def shipped_model(weights: str | None = None) -> Any:
+    """A trained spec-diff-net in eval mode (loaded on first use, then cached).
+
+    Parameters
+    ----------
+    weights : str, optional
+        Path of a weights file written by ``affseg train ndd`` (its ``spec_diff_net.pt``);
+        default: the weights shipped in the package.
 
     Returns
     -------
@@ -39,7 +45,7 @@ def shipped_model() -> Any:
     """
     from affseg.models.spec_diff_net import load_pretrained
 
-    return load_pretrained().eval()
+    return load_pretrained(weights).eval()
 
 
 @contextlib.contextmanager
@@ -82,6 +88,7 @@ def ndd_hierarchy(
     seed: int = 0,
     upsample: str = "hr",
     model: Any | None = None,
+    weights: str | None = None,
     linkage: str = "kernel",
     eps: float = 0.02,
     max_centres: int = 9,
@@ -107,6 +114,9 @@ def ndd_hierarchy(
     model : SpecDiffNet, optional
         Any object with ``encode(images (B, 3, H, W) in [0, 1]) -> NDDOutput`` and
         ``upsample(maps (B, M, h, w), out) -> (B, M, H, W)``; default: the shipped model.
+    weights : str, optional
+        Path of other trained weights (e.g. a model trained on BSDS train only, to score
+        val); ignored when ``model`` is given.
     linkage : {"kernel", "centroid"}
         Similarity of segments when merging (average K_D, or K_D of mean embeddings).
     eps, max_centres : float, int
@@ -144,7 +154,7 @@ def ndd_hierarchy(
     except (TypeError, ValueError) as err:
         raise InputError(f"bad ndd option value: {err}") from None
     torch.manual_seed(int(seed))
-    net = shipped_model() if model is None else model
+    net = shipped_model(None if weights is None else str(weights)) if model is None else model
     x = _image_tensor(image)
     with torch.no_grad(), _diffusion_overrides(net, T, t):
         out = net.encode(x)
