@@ -155,3 +155,19 @@ def test_image_tensor_shapes_and_coords() -> None:
     torch.testing.assert_close(dy, torch.full_like(dy, step))
     torch.testing.assert_close(dx, torch.full_like(dx, step))
     assert abs(float(xc[0, 3].mean())) < 1e-5 and abs(float(xc[0, 4].mean())) < 1e-5
+
+
+def test_seed_stability_spread() -> None:
+    from affseg.models.seed_stability import seed_stability
+
+    im = two_colour_image()
+    gt = np.zeros(im.shape[:2], int)
+    gt[:, 10:] = 1
+    res = seed_stability("kim", [("a", im, [gt])], [0, 1, 2],
+                         {"max_iter": 3, "channels": 6, "max_side": None})  # fmt: skip
+    acc = np.asarray(res["accuracy"])
+    assert acc.shape == (1, 3) and np.all((acc > 0) & (acc <= 1))
+    assert res["mean_per_image_std"] == pytest.approx(float(acc.std()))
+    assert res["std_of_seed_means"] == pytest.approx(float(acc.std()))
+    with pytest.raises(InputError, match="at least 2 seeds"):
+        seed_stability("kim", [("a", im, [gt])], [0])

@@ -53,6 +53,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "(default, the official protocol) or as its list of label maps "
                         "(each level one 'threshold'; needs the same level count per image)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
+    p.add_argument("--stability", type=int, default=None, metavar="K",
+                   help="run --method with K seeds (--seed, --seed+1, ...) and report the "
+                        "spread of Hungarian pixel accuracy over seeds")  # fmt: skip
     p.set_defaults(func=run)
     return p
 
@@ -113,6 +116,10 @@ def _table(res: dict[str, Any], title: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; returns the exit code."""
+    if getattr(args, "stability", None) is not None:
+        from affseg.models.seed_stability import run_stability_cli
+
+        return run_stability_cli(args)
     from tqdm import tqdm
 
     from affseg.cli.segment import check_options, parse_sets, run_named
