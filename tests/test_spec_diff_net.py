@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
@@ -103,12 +105,24 @@ def test_prepare_item_sizes_and_flip() -> None:
 
 
 # ----------------------------------------------------------------------------- model
+#: A small diffusion configuration so that the tests stay fast (the shipped model uses
+#: the defaults: k = 17, Ne = 50).
+SMALL = {"k": 7, "n_eig": 16, "n_inner": 10, "grad_inner": 2}
+
+
 @pytest.fixture(scope="module")
-def model():
+def backbone():
+    from affseg.backbones import load_backbone
+
+    return load_backbone()
+
+
+@pytest.fixture(scope="module")
+def model(backbone):
     from affseg.models.spec_diff_net import SpecDiffNet
 
     torch.manual_seed(0)
-    return SpecDiffNet()
+    return SpecDiffNet(backbone=backbone, **SMALL)
 
 
 def _two_region_image(h: int = 64, w: int = 96) -> torch.Tensor:
@@ -163,12 +177,12 @@ def _tiny_item(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return item
 
 
-def test_training_steps_decrease_the_loss() -> None:
+def test_training_steps_decrease_the_loss(backbone) -> None:
     from affseg.models.spec_diff_net import SpecDiffNet
     from affseg.train.ndd import _param_groups, sample_loss
 
     torch.manual_seed(0)
-    net = SpecDiffNet()
+    net = SpecDiffNet(backbone=backbone, **SMALL)
     item = _tiny_item(net, _two_region_image())
     opt = torch.optim.Adam(_param_groups(net, 1e-3))
     losses = []
@@ -194,6 +208,7 @@ def test_weights_round_trip(tmp_path, model) -> None:
     path = save_weights(model, tmp_path / "w.pt", {"steps": 3, "note": "test"})
     blob = torch.load(path, weights_only=True)
     assert blob["record"]["steps"] == 3
+    assert blob["config"]["k"] == SMALL["k"] and blob["config"]["n_eig"] == SMALL["n_eig"]
     assert not any(k.startswith("backbone.") for k in blob["state_dict"])
     loaded = load_pretrained(path, backbone=model.backbone)
     for k, v in model.trainable_state_dict().items():
@@ -210,3 +225,65 @@ def test_missing_weights_error(tmp_path) -> None:
 
     with pytest.raises(AffsegError, match="weights not found"):
         load_pretrained(tmp_path / "nope.pt")
+
+
+# ----------------------------------------------------------------------------- CLI
+def _fake_bsds(root, n_images: int = 2) -> None:
+    """A tiny BSDS500 tree: 48 x 64 photos of two halves, two annotations each."""
+    import scipy.io
+    from PIL import Image
+
+    for split in ("train", "val"):
+        img_dir = root / "BSDS500" / "images" / split
+        gt_dir = root / "BSDS500" / "groundTruth" / split
+        img_dir.mkdir(parents=True)
+        gt_dir.mkdir(parents=True)
+        for i in range(n_images):
+            x = (_two_region_image(48, 64)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+            Image.fromarray(np.roll(x, 8 * i, axis=1)).save(img_dir / f"{i}.jpg")
+            seg = np.ones((48, 64), np.uint16)
+            seg[:, 32:] = 2
+            seg = np.roll(seg, 8 * i, axis=1)
+            cell = np.empty((1, 2), dtype=object)
+            for k in range(2):
+                cell[0, k] = {"Segmentation": seg, "Boundaries": np.zeros_like(seg)}
+            scipy.io.savemat(gt_dir / f"{i}.mat", {"groundTruth": cell})
+
+
+def test_cli_train_and_resume(tmp_path) -> None:
+    import json
+
+    from affseg.cli import train as train_cli
+    from affseg.models.spec_diff_net import load_pretrained
+
+    _fake_bsds(tmp_path)
+    out = tmp_path / "run"
+    parser = argparse.ArgumentParser()
+    train_cli.add_parser(parser.add_subparsers())
+    common = ["train", "ndd", "--data", str(tmp_path), "--out", str(out), "--crop", "32",
+              "--batch", "1", "--scales", "1.0", "--val-images", "1", "--no-progress",
+              "--checkpoint-minutes", "0", "--window", "7", "--n-eig", "16", "--n-inner", "10"]
+    args = parser.parse_args(common + ["--steps", "2"])
+    assert args.func(args) == 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]
+    assert (out / "cache" / "manifest.json").is_file()
+    # resume to 4 steps: continues at step 3, same log file
+    args = parser.parse_args(common + ["--steps", "4", "--resume"])
+    assert args.func(args) == 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert log[-1]["stage"] == 2 and log[-1]["hr_loss"] is not None
+    assert all(-1.0 <= r["lr_loss"] <= 0.0 and 0.0 <= r["val_cosine"] <= 1.0 for r in log)
+    net = load_pretrained(out / "spec_diff_net.pt")
+    assert net.record["steps"] == 4 and net.record["splits"] == ["train"]
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ck["step"] == 4
+
+
+def test_cli_train_missing_data(tmp_path) -> None:
+    from affseg.cli import main
+
+    code = main(["train", "ndd", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--steps", "1"])
+    assert code == 2

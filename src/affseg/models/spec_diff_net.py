@@ -395,7 +395,8 @@ def load_pretrained(path: str | os.PathLike[str] | None = None,
     Parameters
     ----------
     path : path-like, optional
-        A file written by :func:`save_weights`; default the shipped
+        A file written by :func:`save_weights`; default ``$AFFSEG_NDD_WEIGHTS`` when set
+        (to evaluate other trained models through the ``ndd`` method), else the shipped
         ``affseg/weights/spec_diff_net.pt``.
     backbone : EfficientNetLitePyramid, optional
         Reuse an already loaded backbone.
@@ -409,7 +410,9 @@ def load_pretrained(path: str | os.PathLike[str] | None = None,
     AffsegError
         Missing or unreadable weights file.
     """
-    p = default_weights_path() if path is None else Path(path)
+    if path is None:
+        path = os.environ.get("AFFSEG_NDD_WEIGHTS") or default_weights_path()
+    p = Path(path)
     if not p.is_file():
         raise AffsegError(f"spec-diff-net weights not found at {p}; train them with "
                           "`affseg train ndd --ship` (see BENCHMARKS.md)")

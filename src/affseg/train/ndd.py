@@ -66,6 +66,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-images", type=int, default=20,
                    help="val images for the kernel cosine (0: none; skipped when training on "
                    "val)")
+    g = p.add_argument_group("diffusion engine (saved with the weights)")
+    g.add_argument("--window", type=int, default=17, help="graph window k (odd)")
+    g.add_argument("--n-eig", type=int, default=50, help="number of eigenvectors Ne")
+    g.add_argument("--n-outer", type=int, default=2, help="outer QR iterations T")
+    g.add_argument("--n-inner", type=int, default=20, help="operator applications per QR")
+    g.add_argument("--t-init", type=float, default=10.0, help="initial diffusion time t")
+    g.add_argument("--hidden", type=int, default=128, help="head width")
+    g.add_argument("--feat-dim", type=int, default=64, help="grid feature channels")
     p.add_argument("--checkpoint-minutes", type=float, default=4.0)
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--ship", action="store_true",
@@ -210,7 +218,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         val_keys = cache.build(backbone, items, "val", (1.0,), (False,),
                                progress=not args.no_progress)
 
-    model = SpecDiffNet(backbone=backbone)
+    model = SpecDiffNet(backbone=backbone, hidden=args.hidden, feat_dim=args.feat_dim,
+                        k=args.window, n_eig=args.n_eig, n_outer=args.n_outer,
+                        n_inner=args.n_inner, t=args.t_init)
     model.train()
     optim = torch.optim.Adam(_param_groups(model, args.lr))
     step, elapsed = 0, 0.0
@@ -303,7 +313,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cli_args(args: argparse.Namespace) -> dict[str, Any]:
     keep = ("splits", "minutes", "steps", "seed", "lr", "batch", "crop", "scales", "stage1",
-            "hr_weight", "hr_segments")
+            "hr_weight", "hr_segments", "window", "n_eig", "n_outer", "n_inner", "t_init")
     out = {}
     for k in keep:
         v = getattr(args, k)

@@ -103,7 +103,7 @@ def prepare_item(
 
     h, w = image.shape[:2]
     hs, ws = snapped_size(h, w, scale)
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
     x = F.interpolate(x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=True)
     x = x.clamp(0, 1)
     # nearest resize: sample each target pixel centre
