@@ -13,9 +13,9 @@ whole 10-threshold hierarchy; plus the network's embedding time.
 
 ``pairwise``: pairwise accuracy / precision / recall (``affseg.metrics.pairwise``) of the
 method ``spectral`` against every human annotation (mean over annotators, then images), at
-every threshold level of the hierarchy (0.5 is the paper's rounding).
-
-Region benchmark (covering / PRI / VI): ``affseg eval --method spectral --split val``.
+every threshold level of the hierarchy (0.5 is the paper's rounding); in the same pass the
+region benchmark (covering / PRI / VI), scored exactly as
+``affseg eval --method spectral --split val`` does (``RegionBenchmark.update(hierarchy)``).
 """
 
 from __future__ import annotations
@@ -106,8 +106,11 @@ def speed(threads: list[int], data: str | None) -> dict:
     return out
 
 
-def pairwise(split: str, limit: int | None, data: str | None, threads: int) -> dict:
+def pairwise(
+    split: str, limit: int | None, data: str | None, threads: int, log: Path | None
+) -> dict:
     from affseg.data.bsds import BSDS500
+    from affseg.metrics import RegionBenchmark
     from affseg.metrics.pairwise import pairwise_scores
     from affseg.models.spectral_net import spectral_hierarchy
     from affseg.segment.kwikcluster import DEFAULT_THRESHOLDS
@@ -117,22 +120,35 @@ def pairwise(split: str, limit: int | None, data: str | None, threads: int) -> d
     n = len(ds) if limit is None else min(limit, len(ds))
     ts = sorted(DEFAULT_THRESHOLDS, reverse=True)
     per = {t: {"accuracy": [], "precision": [], "recall": [], "segments": []} for t in ts}
+    bench = RegionBenchmark()  # the same scoring as `affseg eval --method spectral`
     t0 = time.perf_counter()
     for i in range(n):
-        _, image, gts = ds[i]
+        image_id, image, gts = ds[i]
         h = spectral_hierarchy(image, seed=0)
+        bench.update(h, gts, image_id)
+        row = {"image": image_id}
         for t, lv in zip(ts, h.levels, strict=True):
             scores = [pairwise_scores(lv, gt) for gt in gts]
             for key in ("accuracy", "precision", "recall"):
                 per[t][key].append(float(np.mean([s[key] for s in scores])))
             per[t]["segments"].append(int(lv.max()))
+            row[f"{t:g}"] = [per[t][k][-1] for k in ("accuracy", "precision", "recall")]
+        if log is not None:
+            region = {k: v for k, v in bench.compute().items() if k != "per_image"}
+            row["region_so_far"] = region
+            with open(log, "a") as fh:
+                fh.write(json.dumps(row, default=str) + "\n")
     table = {
         f"{t:g}": {k: float(np.mean(v)) for k, v in per[t].items()} for t in ts
     }
-    res = {"split": split, "images": n, "seconds": time.perf_counter() - t0, "by_threshold": table}
+    region = bench.compute()
+    region = {k: v for k, v in region.items() if k != "per_image"}
+    res = {"split": split, "images": n, "seconds": time.perf_counter() - t0,
+           "pairwise_by_threshold": table, "region": region}
     for t, row in table.items():
         print(f"t={t:>5}  acc {row['accuracy']:.3f}  prec {row['precision']:.3f}  "
               f"rec {row['recall']:.3f}  segments {row['segments']:.1f}")
+    print(json.dumps(region, default=str))
     return res
 
 
@@ -144,11 +160,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--data", default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--log", type=Path, default=None, help="per-image JSON lines (pairwise)")
     args = ap.parse_args()
     if args.what == "speed":
         res = speed(args.threads, args.data)
     else:
-        res = pairwise(args.split, args.limit, args.data, args.threads[0])
+        res = pairwise(args.split, args.limit, args.data, args.threads[0], args.log)
     if args.json:
         from affseg.data.io import write_json
 
