@@ -125,8 +125,7 @@ def local_sq_distances(features: Tensor, k: int, other: Tensor | None = None) ->
 
 
 # ----------------------------------------------------------------------------- kernels
-@numba.njit(parallel=True, fastmath=True, cache=True)
-def _stencil_nb(coef, xpad, out, k):  # pragma: no cover - compiled
+def _stencil_py(coef, xpad, out, k):  # pragma: no cover - compiled
     """out[b, y, x, :] = sum_o coef[b, y, x, o] * xpad[b, y + dy, x + dx, :]."""
     nb, h, w, _ = coef.shape
     m = out.shape[3]
@@ -146,8 +145,7 @@ def _stencil_nb(coef, xpad, out, k):  # pragma: no cover - compiled
                             acc[j] += c * src[j]
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
-def _correlate_nb(grad, xpad, out, k):  # pragma: no cover - compiled
+def _correlate_py(grad, xpad, out, k):  # pragma: no cover - compiled
     """out[b, y, x, o] = sum_j grad[b, y, x, j] * xpad[b, y + dy, x + dx, j]."""
     nb, h, w, m = grad.shape
     for by in numba.prange(nb * h):
@@ -163,6 +161,28 @@ def _correlate_nb(grad, xpad, out, k):  # pragma: no cover - compiled
                     for j in range(m):
                         s += gv[j] * src[j]
                     out[b, y, x, dy * k + dx] = s
+
+
+#: Work (multiply-adds) below which the serial kernels are used: parallel regions cost more
+#: than they save on tiny problems, especially on a loaded machine.
+PARALLEL_MIN_WORK = 2_000_000
+
+_stencil_par = numba.njit(parallel=True, fastmath=True, cache=True)(_stencil_py)
+_stencil_ser = numba.njit(fastmath=True, cache=True)(_stencil_py)
+_correlate_par = numba.njit(parallel=True, fastmath=True, cache=True)(_correlate_py)
+_correlate_ser = numba.njit(fastmath=True, cache=True)(_correlate_py)
+
+
+def _stencil_nb(coef, xpad, out, k):
+    """Dispatch to the parallel or serial stencil kernel by problem size."""
+    big = coef.size * out.shape[3] >= PARALLEL_MIN_WORK
+    (_stencil_par if big else _stencil_ser)(coef, xpad, out, k)
+
+
+def _correlate_nb(grad, xpad, out, k):
+    """Dispatch to the parallel or serial correlation kernel by problem size."""
+    big = out.size * grad.shape[3] >= PARALLEL_MIN_WORK
+    (_correlate_par if big else _correlate_ser)(grad, xpad, out, k)
 
 
 def transpose_coefficients(coef: Tensor, k: int) -> Tensor:
