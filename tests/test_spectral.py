@@ -52,7 +52,7 @@ def test_exact_loss_equals_dense(n: int, d: int, k: int) -> None:
         assert float(dense) == pytest.approx(loop, rel=1e-12)
 
 
-def test_exact_loss_batched_normalised_and_ignored_pixels() -> None:
+def test_exact_loss_batched_normalised_and_ignored_pixels(one_thread) -> None:
     g = torch.Generator().manual_seed(1)
     f = _unit(torch.randn(3, 120, 5, dtype=torch.float64, generator=g))
     lab = torch.randint(0, 6, (3, 120), generator=g)
@@ -80,6 +80,16 @@ def test_exact_loss_gradient_matches_dense() -> None:
         fn(_unit(x), lab).sum().backward()
         grads.append(x.grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-7, atol=1e-9)
+
+
+def test_exact_loss_gradcheck_batched_with_ignored_pixels(one_thread) -> None:
+    # the closed-form backward against finite differences, ignored pixels and sparse ids
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 30, 4, dtype=torch.float64, generator=g).requires_grad_(True)
+    lab = torch.randint(0, 4, (2, 30), generator=g)
+    lab[0, :7] = -1
+    lab[1] *= 50
+    assert torch.autograd.gradcheck(lambda t: spectral_loss(t, lab, normalize=True), (x,))
 
 
 def test_loss_is_zero_for_oracle_embedding_and_float32_is_accurate() -> None:
