@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from affseg.backbones.efficientnet_lite import load_backbone
+from affseg.data.io import atomic_write
 from affseg.data.msrc import MSRC
 from affseg.metrics.miou import MeanIoU
 from affseg.models.ham import SegRefinePropagation
@@ -90,6 +92,22 @@ def coarse_probs(head: Head, d: dict) -> torch.Tensor:
     return logits.softmax(1)
 
 
+def cache_features(limit: int | None) -> dict[str, list[dict]]:
+    """Frozen-backbone features (strides 4/8/16), padded images and targets per split."""
+    backbone = load_backbone()
+    splits: dict[str, list[dict]] = {}
+    for split in ("train", "val"):
+        items = []
+        for image_id, image, classes in MSRC(split=split, msrc21=True, limit=limit):
+            x, t = _prep(image, classes)
+            with torch.no_grad():
+                feats = backbone(x)[1:]
+            items.append({"id": image_id, "x": x, "t": t, "feats": feats,
+                          "hw": classes.shape})
+        splits[split] = items
+    return splits
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--head-epochs", type=int, default=12)
@@ -100,20 +118,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     ap.add_argument("--limit", type=int, default=None, help="first N images per split")
+    ap.add_argument("--cache", default=None,
+                    help="file to store / reuse the frozen-backbone features (torch.save)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    backbone = load_backbone()
-    splits: dict[str, list[dict]] = {}
-    for split in ("train", "val"):
-        items = []
-        for image_id, image, classes in MSRC(split=split, msrc21=True, limit=args.limit):
-            x, t = _prep(image, classes)
-            with torch.no_grad():
-                feats = backbone(x)[1:]
-            items.append({"id": image_id, "x": x, "t": t, "feats": feats,
-                          "hw": classes.shape})
-        splits[split] = items
+    if args.cache and Path(args.cache).is_file():
+        splits = torch.load(args.cache, weights_only=False)
+    else:
+        splits = cache_features(args.limit)
+        if args.cache:
+            atomic_write(args.cache, lambda p: torch.save(splits, p))
     print(f"features cached: {len(splits['train'])} train, {len(splits['val'])} val "
           f"({time.time() - t0:.0f}s)", flush=True)
     train, val = splits["train"], splits["val"]

@@ -70,15 +70,18 @@ def test_reimposed_values_are_kept(grad: bool) -> None:
     assert (out.detach()[~sel] != 0).float().mean() > 0.9
 
 
-def test_numba_and_torch_paths_agree() -> None:
+@pytest.mark.parametrize(("k", "dilation", "width"), [(5, 1, 21), (3, 1, 1), (7, 3, 5)])
+def test_numba_and_torch_paths_agree(k: int, dilation: int, width: int) -> None:
+    # includes neighbours further away than the image width (replicate border only)
     g = torch.Generator().manual_seed(4)
-    h = torch.rand(2, 3, 19, 21, generator=g)
-    a = torch.randn(2, 24, 19, 21, generator=g)
-    m = torch.rand(2, 1, 19, 21, generator=g)
-    h0 = torch.rand(2, 3, 19, 21, generator=g)
+    h = torch.rand(2, 3, 19, width, generator=g)
+    a = torch.randn(2, k * k - 1, 19, width, generator=g)
+    m = torch.rand(2, 1, 19, width, generator=g)
+    h0 = torch.rand(2, 3, 19, width, generator=g)
     with torch.no_grad():
-        fast = propagate(h, a, 5, 7, h0=h0, mask=m, norm="clip")
-    slow = propagate(h, a.requires_grad_(True), 5, 7, h0=h0, mask=m, norm="clip")
+        fast = propagate(h, a, k, 7, h0=h0, mask=m, norm="clip", dilation=dilation)
+    slow = propagate(h, a.requires_grad_(True), k, 7, h0=h0, mask=m, norm="clip",
+                     dilation=dilation)
     torch.testing.assert_close(fast, slow.detach(), rtol=1e-5, atol=1e-5)
 
 

@@ -144,7 +144,7 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 19
         losses.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
             print(f"step {step + 1}/{steps} loss {np.mean(losses[-log_every:]):.4f} "
-                  f"c {float(model.affinity.curvature):.4f} {time.time() - t0:.0f}s",
+                  f"c {float(model.affinity.curvature.detach()):.4f} {time.time() - t0:.0f}s",
                   flush=True)
     record = {"scene": scene, "geometry": geometry, "steps": steps, "crop": crop,
               "batch": batch, "lr": lr, "seed": seed, "seconds": round(time.time() - t0, 1),
