@@ -183,6 +183,15 @@ def test_eval_bad_inputs(bsds_dir: Path, tmp_path: Path, capsys) -> None:
     msg = error_line(capsys, [*base, str(labs)])
     assert "labels.png" in msg and "shape" in msg
 
+    rgb = tmp_path / "rgb"
+    rgb.mkdir()
+    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(rgb / f"{image_id}.labels.png")
+    assert "single channel" in error_line(capsys, [*base, str(rgb)])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / f"{image_id}.labels.png").write_bytes(b"\x89PNG truncated")
+    assert "cannot decode label map" in error_line(capsys, [*base, str(broken)])
+
     stray = tmp_path / "stray"
     write_label_png(stray / "notanid.labels.png", np.ones((h, w), np.uint16))
     assert "not images of split" in error_line(capsys, [*base, str(stray)])
@@ -196,6 +205,34 @@ def test_eval_bad_inputs(bsds_dir: Path, tmp_path: Path, capsys) -> None:
     assert "splits present" in msg
     msg = error_line(capsys, ["eval", "--data", str(tmp_path), "--method", "slic"])
     assert "BSDS500 not found" in msg
+
+
+def test_eval_levels_mode(bsds_dir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """--mode levels scores each level as one 'threshold'; unequal level counts -> one line."""
+    root = str(bsds_dir.parent)
+    js = tmp_path / "lv.json"
+    assert main(["eval", "--data", root, "--limit", "2", *SLIC_FAST, "--mode", "levels",
+                 "--json", str(js)]) == 0  # fmt: skip
+    r = json.loads(js.read_text())
+    assert r["mode"] == "levels" and r["images"] == 2
+    assert r["covering"]["ods_threshold"] in (0.0, 1.0, 2.0)  # a level index
+    per = r["per_image"]
+    assert r["covering"]["ods"] <= r["covering"]["ois"] <= r["covering"]["best"]
+    assert len(per) == 2
+    capsys.readouterr()
+
+    import affseg.cli.segment as seg_cli
+
+    calls = iter([2, 3])
+
+    def fake(image, method, seed, options):  # levels: 2 on the first image, 3 on the next
+        n = next(calls)
+        return Hierarchy([np.ones(image.shape[:2], np.int32)] * n)
+
+    monkeypatch.setattr(seg_cli, "run_named", fake)
+    msg = error_line(capsys, ["eval", "--data", root, "--limit", "2", "--method", "slic",
+                              "--mode", "levels"])  # fmt: skip
+    assert "same number of levels" in msg and "--mode ucm" in msg
 
 
 def test_ucm_mat_reproduces_labels_exactly(tiny: Path, tmp_path: Path) -> None:

@@ -172,14 +172,25 @@ def run(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             hier = run_named(image, args.method, args.seed, options)
             method_seconds += time.perf_counter() - t0
-            seg = hier if args.mode == "ucm" else list(hier.levels)
+            if args.mode == "levels":
+                seg: Any = list(hier.levels)
+                n_first = bench.axis.size if bench.axis is not None else len(seg)
+                if len(seg) != n_first:
+                    raise InputError(
+                        f"--mode levels needs the same number of levels for every image, but "
+                        f"{args.method} gave {len(seg)} on image {image_id} and {n_first} on "
+                        f"the earlier ones; use --mode ucm (the hierarchy's UCM at the 99 "
+                        f"BSDS thresholds)"
+                    )
+            else:
+                seg = hier
             stats = bench.update(seg, gts_of(image_id), image_id)
             n_segments.append(np.asarray(stats["n_segments"]))
     res = bench.compute()
     total = time.perf_counter() - t_start
     n = res["images"]
-    axis = bench._axis if bench._axis is not None else np.zeros(1)
-    i_ods = int(np.argmin(np.abs(np.asarray(axis) - res["covering"]["ods_threshold"])))
+    axis = bench.axis if bench.axis is not None else np.zeros(1)
+    i_ods = int(np.argmin(np.abs(axis - res["covering"]["ods_threshold"])))
     out: dict[str, Any] = {
         "source": {"method": args.method, "ucm": str(args.ucm) if args.ucm else None},
         "split": args.split,
