@@ -55,12 +55,13 @@ def _loss_speed(f: torch.Tensor, lab: torch.Tensor) -> dict:
         "exact_fwd_ms_N100k_d21": _time(lambda: spectral_loss(f, lab)),
         "exact_fwd_bwd_ms_N100k_d21": _time(fwd_bwd, repeat=10),
         "exact_fwd_ms_N5k": _time(lambda: spectral_loss(small_f, small_l)),
-        "dense_fwd_ms_N5k": _time(lambda: spectral_loss_dense(small_f, small_l), 5, 1),
+        "dense_fwd_ms_N5k": _time(lambda: spectral_loss_dense(small_f, small_l), 3, 1),
         "sampled_m1024_ms_N100k": _time(lambda: sampled_spectral_loss(f, lab, 1024)),
     }
 
 
 def _kwik_speed(net, image: np.ndarray) -> dict:
+    from affseg.models.spectral_net import spectral_hierarchy
     from affseg.segment.kwikcluster import (
         kwikcluster,
         kwikcluster_hierarchy,
@@ -76,9 +77,10 @@ def _kwik_speed(net, image: np.ndarray) -> dict:
         "embed_ms": _time(lambda: net.embed_image(image, stride=(4, 1)), 5, 1),
         "kwik_pixels_t0.5_ms": _time(lambda: kwikcluster(flat, 0.5), 10, 1),
         "kwik_grid_t0.5_plus_refine_ms": _time(lambda: refine_upsampled_labels(
-            kwikcluster_image(grid, 0.5, min_size=4), grid, pix), 10, 1),
+            kwikcluster_image(grid, 0.5, min_size=64), grid, pix), 10, 1),
         "hierarchy_10_thresholds_ms": _time(
-            lambda: kwikcluster_hierarchy(grid, min_size=4, pixel_embeddings=pix), 5, 1),
+            lambda: kwikcluster_hierarchy(grid, min_size=1024, pixel_embeddings=pix), 5, 1),
+        "method_spectral_ms": _time(lambda: spectral_hierarchy(image, seed=0), 3, 1),
         "clusters_pixels_t0.5": int(kwikcluster(flat, 0.5).max() + 1),
         "grid": list(grid.shape[:2]),
     }
