@@ -65,6 +65,17 @@ def test_local_affinity_matches_dense(feats64):
         assert op.coef.shape == (1, k * k, 16, 20)
 
 
+@pytest.mark.parametrize("shape", [(5, 1), (4, 3), (3, 7), (6, 2)])
+def test_stencil_odd_even_widths(shape):
+    """The paired-column numba kernel handles odd widths, w = 1 and windows wider than the grid."""
+    h, w = shape
+    f = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    op = gaussian_affinity(f, 0.4, 5)
+    x = torch.randn(2, h * w, 4, dtype=torch.float64)
+    for b in range(2):
+        torch.testing.assert_close(op.apply(x)[b], op.dense()[b] @ x[b])
+
+
 def test_operators_apply_like_dense(feats64):
     w = gaussian_affinity(feats64, 0.2, 5)
     x = torch.randn(1, 320, 7, dtype=torch.float64)
