@@ -90,10 +90,21 @@ def test_segment_example(tmp_path: Path) -> None:
     assert read_label_png(tmp_path / "chelsea.labels.png").shape == (300, 451)
 
 
-@pytest.mark.slow
 def test_readme_main_command(tmp_path: Path) -> None:
+    """The README's main job: the shipped spec-diff-net on a built-in photo."""
+    from affseg.data.io import read_label_png
+    from affseg.segment.ucm import check_ucm2, ucm_to_labels
+
     assert main(["segment", "--example", "coffee", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "coffee.mat").is_file()
+    labels = read_label_png(tmp_path / "coffee.labels.png")
+    assert labels.shape == (400, 600) and 2 <= labels.max() <= 1000
+    ucm = check_ucm2(scipy.io.loadmat(tmp_path / "coffee.mat")["ucm2"], labels.shape)
+    assert 0 <= ucm.min() and ucm.max() <= 1
+    # the label map is one of the UCM's thresholdings (same partition)
+    parts = [ucm_to_labels(ucm, t) for t in np.unique(ucm)[:-1]]
+    assert any(p.max() == labels.max() and
+               len(np.unique(p.astype(np.int64) * 100000 + labels)) == labels.max()
+               for p in parts)
 
 
 def test_segment_bad_inputs(tmp_path: Path, capsys) -> None:

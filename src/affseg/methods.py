@@ -34,7 +34,7 @@ METHODS: dict[str, str] = {
 }
 
 #: The method ``affseg segment`` and :func:`affseg.segment` use when none is named.
-DEFAULT_METHOD = "felzenszwalb"
+DEFAULT_METHOD = "ndd"
 
 
 def get_method(name: str | None) -> Callable[..., Hierarchy]:

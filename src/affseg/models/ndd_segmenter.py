@@ -79,7 +79,8 @@ def _image_tensor(image: np.ndarray) -> torch.Tensor:
     from affseg.data.io import as_rgb
 
     rgb = as_rgb(image)
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
+    # a private float copy: read-only inputs (e.g. memory-mapped images) stay untouched
+    return torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
 
 
 def ndd_hierarchy(
