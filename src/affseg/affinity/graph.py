@@ -118,7 +118,8 @@ def local_sq_distances(features: Tensor, k: int, other: Tensor | None = None) ->
         d = na[..., None] + ng[:, dy:dy + h, None, :] - 2.0 * gram
         d = d.contiguous()
         band = d.as_strided((b, h, w, k), (h * w * wp, w * wp, wp + 1, 1), d.storage_offset())
-        rows.append(band)  # (B, h, w, k): neighbour (dy - r, dx - r)
+        # copy the band out so that d (B, h, w, w + 2r) is freed: memory stays O(N k^2)
+        rows.append(band.contiguous())  # (B, h, w, k): neighbour (dy - r, dx - r)
     dist = torch.stack(rows, 3).reshape(b, h, w, k * k).permute(0, 3, 1, 2)
     mask = valid_mask(h, w, k, features.device)
     return torch.where(mask, dist.clamp_min(0.0), torch.zeros((), dtype=dist.dtype))
@@ -399,6 +400,8 @@ class LocalOperator:
     def dense(self) -> Tensor:
         """The operator as a dense matrix (tests and small grids only).
 
+        Built by scattering the N k^2 coefficients: O(N^2) memory for the result only.
+
         Returns
         -------
         Tensor, shape (B, N, N)
@@ -406,10 +409,16 @@ class LocalOperator:
         h, w = self.grid
         b = self.coef.shape[0]
         n = h * w
-        eye = torch.eye(n, dtype=self.coef.dtype, device=self.coef.device)
-        cols = eye.reshape(1, n, h, w).expand(b, n, h, w)
-        # (A e_j)_i = A_ij: applying A to every basis vector gives the columns.
-        return self.apply_maps(cols).reshape(b, n, n).transpose(1, 2)
+        dev = self.coef.device
+        off = window_offsets(self.k).to(dev)
+        ys = torch.arange(h, device=dev)[None, :, None] + off[:, 0, None, None]
+        xs = torch.arange(w, device=dev)[None, None, :] + off[:, 1, None, None]
+        mask = valid_mask(h, w, self.k, dev)  # (k*k, h, w)
+        rows = torch.arange(n, device=dev).reshape(1, h, w).expand_as(mask)[mask]
+        cols = (ys * w + xs)[mask]
+        out = torch.zeros(b, n, n, dtype=self.coef.dtype, device=dev)
+        out[:, rows, cols] = self.coef[:, mask]
+        return out
 
 
 def gaussian_affinity(features: Tensor, mu: Tensor | float, k: int = 17,
