@@ -3,6 +3,7 @@
 ::
 
     affseg similarity IMAGE --out fig.png [--pixels y,x ...] [--features colour|ndd]
+    affseg similarity --example coffee --out similarity_coffee.png
 
 ``colour`` (default): the graph is built on a grid of colour + position features (CIE Lab
 / 8 and grid position / 8, long side ``--grid`` nodes, aspect ratio kept) with the
@@ -27,7 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``similarity`` subcommand."""
     p = sub.add_parser("similarity", help="figure of diffusion-similarity maps of pixels",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("image", help="RGB image file")
+    p.add_argument("image", nargs="?", default=None, help="RGB image file")
+    from affseg.cli.segment import EXAMPLES
+
+    p.add_argument("--example", choices=EXAMPLES, default=None, metavar="NAME",
+                   help=f"a scikit-image example photo instead of a file ({', '.join(EXAMPLES)})")
     p.add_argument("--out", required=True, help="output PNG")
     p.add_argument("--pixels", nargs="+", default=None, metavar="Y,X",
                    help="image pixels (row,col); default four spread-out pixels")
@@ -38,6 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tau", type=float, default=0.6)
     p.add_argument("--k", type=int, default=17)
     p.add_argument("--n-eig", type=int, default=50)
+    p.add_argument("--height", type=int, default=None,
+                   help="scale the figure to this height in pixels (default: image height)")
     p.set_defaults(func=run)
 
 
@@ -141,7 +148,14 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
     from affseg.data.io import read_image, write_png
 
-    rgb = read_image(args.image)
+    if (args.image is None) == (args.example is None):
+        raise InputError("give either an image file or --example NAME (not both)")
+    if args.example is not None:
+        from affseg.cli.segment import load_example
+
+        rgb = load_example(args.example)
+    else:
+        rgb = read_image(args.image)
     pixels = parse_pixels(args.pixels, *rgb.shape[:2])
     if args.features == "ndd":
         maps = ndd_similarity(rgb, pixels)
@@ -150,6 +164,14 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--grid must be >= 2; got {args.grid}")
         maps = colour_similarity(rgb, pixels, args.grid, args.mu, args.t, args.tau, args.k,
                                  args.n_eig)
-    write_png(args.out, compose(rgb, maps, pixels))
+    fig = compose(rgb, maps, pixels)
+    if args.height is not None:
+        if args.height < 8:
+            raise InputError(f"--height must be >= 8; got {args.height}")
+        from PIL import Image
+
+        width = max(1, round(fig.shape[1] * args.height / fig.shape[0]))
+        fig = np.asarray(Image.fromarray(fig).resize((width, args.height), Image.LANCZOS))
+    write_png(args.out, fig)
     print(f"wrote {args.out} ({len(pixels)} pixels, features={args.features})")
     return 0
