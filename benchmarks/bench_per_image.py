@@ -14,7 +14,8 @@ Three parts, each writing into one JSON file (``--json``):
     std of the accuracy over seeds, averaged over images.
 ``speed``
     Seconds per iteration of MMT on one 321 x 481 image for the speed knobs (resolution,
-    channels; 2 iterations each, setup included), and one full run with the MMT options.
+    channels; 2 iterations each, setup included), forward + backward of one network in
+    channels-last vs NCHW memory format, and one full run of each method.
     (The papers' full-resolution q = 100 setting is far too slow to time here.)
 
 Run (2 CPU cores shared with other jobs; one torch thread)::
@@ -140,14 +141,38 @@ def speed(items: list, options: dict[str, Any]) -> dict[str, Any]:
     ]
     out: dict[str, Any] = {"image_shape": list(im.shape[:2]), "per_iteration": {}}
     for label, cfg in configs:
-        r = run_per_image("mmt", im, seed=0, max_iter=2, min_labels=1, **cfg)
+        r = run_per_image("mmt", im, seed=0, max_iter=2, min_labels=1, target_segments=None,
+                          **cfg)  # fmt: skip
+        assert r.iterations == 2
         out["per_iteration"][label] = r.seconds / 2
         print(f"  {label}: {r.seconds / 2:.3f} s/iteration", flush=True)
-    t0 = time.perf_counter()
-    r = run_per_image("mmt", im, seed=0, **options)
-    out["default_run"] = {"seconds": time.perf_counter() - t0, "iterations": r.iterations,
-                          "accuracy": hungarian_accuracy(r.labels, gts)}  # fmt: skip
-    print("  default run", out["default_run"], flush=True)
+    out["channels_last_fwd_bwd"] = _memory_format(im)
+    out["full_runs"] = {}
+    for name in ("mmt", "kim", "kanezaki"):
+        t0 = time.perf_counter()
+        r = run_per_image(name, im, seed=0, **options.get(name, {}))
+        out["full_runs"][name] = {"seconds": time.perf_counter() - t0,
+                                  "iterations": r.iterations, "n_segments": r.n_segments,
+                                  "accuracy": hungarian_accuracy(r.labels, gts)}  # fmt: skip
+        print(f"  {name} full run", out["full_runs"][name], flush=True)
+    return out
+
+
+def _memory_format(im: np.ndarray, steps: int = 10) -> dict[str, float]:
+    """Seconds per forward + backward of one MMT-sized network, channels-last vs NCHW."""
+    from affseg.models.per_image_net import PerImageNet, image_tensor
+
+    out = {}
+    for fmt, mf in (("channels_last", torch.channels_last), ("nchw", torch.contiguous_format)):
+        torch.manual_seed(0)
+        x = image_tensor(im, 96, 1.0).contiguous(memory_format=mf)
+        net = PerImageNet(x.shape[1], 32, 3).to(memory_format=mf)
+        net(x).sum().backward()  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            net(x).sum().backward()
+        out[fmt] = (time.perf_counter() - t0) / steps
+    print("  forward+backward (max_side 96, q=32):", out, flush=True)
     return out
 
 
@@ -187,7 +212,7 @@ def main() -> None:
         result["stability"] = {"images": a.stability_images, "seeds": seeds, **stab}
         save()
     if "speed" in a.parts:
-        result["speed"] = speed(items, options.get("mmt", {}))
+        result["speed"] = speed(items, options)
         save()
 
 
