@@ -67,3 +67,17 @@ def test_ucm_reproduces_levels_under_benchmark_thresholds(tmp_path) -> None:
     np.testing.assert_array_equal(scipy.io.loadmat(tmp_path / "h.mat")["ucm2"], ucm)
     back = Hierarchy.from_ucm(ucm)
     assert back.n_segments == [12, 6, 2]
+
+
+def test_atomic_outputs_get_umask_permissions(tmp_path) -> None:
+    import os
+
+    from affseg.data.io import write_png
+
+    old = os.umask(0o022)
+    try:
+        out = write_png(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    finally:
+        os.umask(old)
+    assert (out.stat().st_mode & 0o777) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]  # no temporary left behind
