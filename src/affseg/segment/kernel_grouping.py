@@ -17,6 +17,7 @@ Turning the assignments into nested full-resolution segments is the job of
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from affseg.errors import InputError
 
@@ -49,12 +50,12 @@ def diffusion_kernel(phi: np.ndarray, tau: float) -> np.ndarray:
         raise InputError("phi holds NaN or inf")
     if not tau > 0:
         raise InputError(f"tau must be positive; got {tau}")
-    sq = np.einsum("ij,ij->i", f, f)
-    d = sq[:, None] + sq[None, :] - 2.0 * (f @ f.T)
-    np.maximum(d, 0.0, out=d)
-    np.fill_diagonal(d, 0.0)
-    d *= -np.float32(tau)
-    return np.exp(d, out=d)
+    # torch: a multi-threaded matmul and exp (numpy's exp is single-threaded, ~4x slower)
+    ft = torch.from_numpy(f)
+    sq = (ft * ft).sum(1)
+    d = torch.addmm(sq[:, None] + sq[None, :], ft, ft.T, alpha=-2.0).clamp_min_(0.0)
+    d.fill_diagonal_(0.0)
+    return d.mul_(-float(tau)).exp_().numpy()
 
 
 def _check_kernel(kernel: np.ndarray) -> np.ndarray:
