@@ -10,7 +10,7 @@ Layout under ``<root>/Middlebury_depth_sr/<scene>``::
                                 uint16 at :data:`BARRON_POOLE_SCALE` times the gt scale
 
 The Barron-Poole scale was measured on both scenes and all four factors: the least-squares
-ratio output / gt is 255.9-256.3 and the median ratio 255.87-256.31, so
+ratio output / gt is 254.7-256.0 and the median ratio 255.87-256.31, so
 ``output / 256`` is on the 8-bit gt scale (:func:`load_barron_poole` divides by it).
 
 Example
