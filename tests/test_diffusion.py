@@ -65,12 +65,13 @@ def test_local_affinity_matches_dense(feats64):
         assert op.coef.shape == (1, k * k, 16, 20)
 
 
-@pytest.mark.parametrize("shape", [(5, 1), (4, 3), (3, 7), (6, 2)])
-def test_stencil_odd_even_widths(shape):
-    """The paired-column numba kernel handles odd widths, w = 1 and windows wider than the grid."""
+@pytest.mark.parametrize("shape", [(5, 1), (4, 3), (3, 7), (6, 2), (3, 9), (2, 4)])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_stencil_odd_even_widths(shape, k):
+    """The 4-column numba kernel handles any width, w = 1 and windows wider than the grid."""
     h, w = shape
     f = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    op = gaussian_affinity(f, 0.4, 5)
+    op = gaussian_affinity(f, 0.4, k)
     x = torch.randn(2, h * w, 4, dtype=torch.float64)
     for b in range(2):
         torch.testing.assert_close(op.apply(x)[b], op.dense()[b] @ x[b])

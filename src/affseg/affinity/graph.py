@@ -129,52 +129,70 @@ def local_sq_distances(features: Tensor, k: int, other: Tensor | None = None) ->
 def _stencil_py(coef, xpad, out, k):  # pragma: no cover - compiled
     """out[b, y, x, :] = sum_o coef[b, y, x, o] * xpad[b, y + dy, x + dx, :].
 
-    Two horizontally adjacent pixels are done together: pixel x + 1's tap (dy, dx - 1)
-    reads the same neighbour vector as pixel x's tap (dy, dx), so each vector is loaded once
-    for both. The sums run in per-row scratch vectors with plain element indexing and no
-    branch in the inner loop over the M columns, which LLVM vectorises (together ~2.3x
-    faster than accumulating into views of ``out``).
+    Four horizontally adjacent pixels are done together: neighbour column x + d serves
+    pixel x + p through its tap (dy, d - p), so each neighbour vector is loaded once for up
+    to four pixels. The sums run in per-row scratch vectors with plain element indexing and
+    no branch in the inner loop over the M columns, which LLVM vectorises (together ~3x
+    faster than one pixel at a time accumulating into views of ``out``).
     """
     nb, h, w, _ = coef.shape
     m = out.shape[3]
     for task in numba.prange(nb * h):
         b = task // h
         y = task - b * h
-        a = np.empty(m, dtype=out.dtype)
+        a0 = np.empty(m, dtype=out.dtype)
+        a1 = np.empty(m, dtype=out.dtype)
         a2 = np.empty(m, dtype=out.dtype)
-        for x in range(0, w - 1, 2):
+        a3 = np.empty(m, dtype=out.dtype)
+        x = 0
+        while k >= 3 and x + 3 < w:  # (the column split below needs k >= 3)
             for j in range(m):
-                a[j] = 0.0
+                a0[j] = 0.0
+                a1[j] = 0.0
                 a2[j] = 0.0
+                a3[j] = 0.0
             for dy in range(k):
                 base = dy * k
-                c = coef[b, y, x, base]
-                for j in range(m):
-                    a[j] += c * xpad[b, y + dy, x, j]
-                for dx in range(1, k):
-                    c = coef[b, y, x, base + dx]
-                    c2 = coef[b, y, x + 1, base + dx - 1]
+                for d in range(3):  # first three neighbour columns: pixels 0..d
+                    for p in range(d + 1):
+                        c = coef[b, y, x + p, base + d - p]
+                        acc = a0 if p == 0 else (a1 if p == 1 else (a2 if p == 2 else a3))
+                        for j in range(m):
+                            acc[j] += c * xpad[b, y + dy, x + d, j]
+                for d in range(3, k):  # all four pixels use this neighbour column
+                    c0 = coef[b, y, x, base + d]
+                    c1 = coef[b, y, x + 1, base + d - 1]
+                    c2 = coef[b, y, x + 2, base + d - 2]
+                    c3 = coef[b, y, x + 3, base + d - 3]
                     for j in range(m):
-                        v = xpad[b, y + dy, x + dx, j]
-                        a[j] += c * v
+                        v = xpad[b, y + dy, x + d, j]
+                        a0[j] += c0 * v
+                        a1[j] += c1 * v
                         a2[j] += c2 * v
-                c2 = coef[b, y, x + 1, base + k - 1]
-                for j in range(m):
-                    a2[j] += c2 * xpad[b, y + dy, x + k, j]
+                        a3[j] += c3 * v
+                for d in range(k, k + 3):  # last three: pixels d-k+1..3
+                    for p in range(d - k + 1, 4):
+                        c = coef[b, y, x + p, base + d - p]
+                        acc = a0 if p == 0 else (a1 if p == 1 else (a2 if p == 2 else a3))
+                        for j in range(m):
+                            acc[j] += c * xpad[b, y + dy, x + d, j]
             for j in range(m):
-                out[b, y, x, j] = a[j]
-                out[b, y, x + 1, j] = a2[j]
-        if w % 2 == 1:  # last column of an odd width
-            x = w - 1
+                out[b, y, x, j] = a0[j]
+                out[b, y, x + 1, j] = a1[j]
+                out[b, y, x + 2, j] = a2[j]
+                out[b, y, x + 3, j] = a3[j]
+            x += 4
+        while x < w:  # the last w % 4 columns one by one
             for j in range(m):
-                a[j] = 0.0
+                a0[j] = 0.0
             for dy in range(k):
                 for dx in range(k):
                     c = coef[b, y, x, dy * k + dx]
                     for j in range(m):
-                        a[j] += c * xpad[b, y + dy, x + dx, j]
+                        a0[j] += c * xpad[b, y + dy, x + dx, j]
             for j in range(m):
-                out[b, y, x, j] = a[j]
+                out[b, y, x, j] = a0[j]
+            x += 1
 
 
 def _correlate_py(grad, xpad, out, k):  # pragma: no cover - compiled
