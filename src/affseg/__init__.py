@@ -8,7 +8,15 @@ hierarchy(image, ...) -> :class:`affseg.segment.hierarchy.Hierarchy`, coarse-to-
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# OpenMP threads that finish early sleep instead of spinning. On a busy machine spinning
+# threads steal the cores the remaining work needs: `affseg segment` ran 3-4x slower next
+# to two other CPU-bound jobs; on an idle machine the two settings time the same (see
+# BENCHMARKS.md, spec-diff-net speed). Takes effect only if torch is not loaded yet; an
+# explicit OMP_WAIT_POLICY wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from affseg.errors import AffsegError, CorruptFileError, DatasetNotFoundError, InputError
 
