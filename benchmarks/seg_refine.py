@@ -2,7 +2,9 @@
 
 Usage::
 
-    nice -n 10 python benchmarks/seg_refine.py [--epochs 2] [--threads 2] [--json out.json]
+    nice -n 10 python benchmarks/seg_refine.py [--threads 1] [--cache feats.pt] [--json out.json]
+
+``--cache`` stores the frozen-backbone features on the first run and reuses them after.
 
 1. Coarse model: the frozen shared backbone (EfficientNet-Lite0, features at strides
    4/8/16) + a light head (1x1 projections, one 3x3 conv, 1x1 classifier at stride 4),
@@ -114,7 +116,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2, help="refiner epochs over train")
     ap.add_argument("--iterations", type=int, default=12)
     ap.add_argument("--crop", type=int, default=128, help="refiner training crop (px)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     ap.add_argument("--limit", type=int, default=None, help="first N images per split")
