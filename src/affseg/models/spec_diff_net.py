@@ -395,9 +395,11 @@ def load_pretrained(path: str | os.PathLike[str] | None = None,
     Parameters
     ----------
     path : path-like, optional
-        A file written by :func:`save_weights`; default ``$AFFSEG_NDD_WEIGHTS`` when set
-        (to evaluate other trained models through the ``ndd`` method), else the shipped
-        ``affseg/weights/spec_diff_net.pt``.
+        A file written by :func:`save_weights`, or the bare name of one shipped in
+        ``affseg/weights/`` (``spec_diff_net_train_only.pt``: the model validated on
+        BSDS500 val); default ``$AFFSEG_NDD_WEIGHTS`` when set (to evaluate other trained
+        models through the ``ndd`` method), else the shipped ``affseg/weights/spec_diff_net.pt``
+        (trained on train+val).
     backbone : EfficientNetLitePyramid, optional
         Reuse an already loaded backbone.
 
@@ -413,6 +415,9 @@ def load_pretrained(path: str | os.PathLike[str] | None = None,
     if path is None:
         path = os.environ.get("AFFSEG_NDD_WEIGHTS") or default_weights_path()
     p = Path(path)
+    packaged = default_weights_path().parent / p.name
+    if not p.is_file() and p.parent == Path(".") and packaged.is_file():
+        p = packaged  # a bare name of a file shipped in affseg/weights/
     if not p.is_file():
         raise AffsegError(f"spec-diff-net weights not found at {p}; train them with "
                           "`affseg train ndd --ship` (see BENCHMARKS.md)")
