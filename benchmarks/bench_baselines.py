@@ -22,15 +22,14 @@ import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 #: (row name, method, extra eval arguments)
-#: ncut and kmeans (10-15 s/image on the shared machine) were run on the first 20 images.
 RUNS: list[tuple[str, str, list[str]]] = [
     ("felzenszwalb", "felzenszwalb", []),
     ("felzenszwalb (levels: best single scale)", "felzenszwalb", ["--mode", "levels"]),
     ("slic", "slic", []),
     ("quickshift", "quickshift", []),
-    ("ncut", "ncut", ["--limit", "20"]),
-    ("kmeans", "kmeans", ["--limit", "20"]),
-    ("kmeans (levels: colour clusters)", "kmeans", ["--mode", "levels", "--limit", "20"]),
+    ("ncut", "ncut", []),
+    ("kmeans", "kmeans", []),
+    ("kmeans (levels: colour clusters)", "kmeans", ["--mode", "levels"]),
 ]
 
 
