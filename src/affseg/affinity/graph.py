@@ -15,6 +15,7 @@ reference (``backend="torch"``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numba
@@ -68,7 +69,14 @@ def valid_mask(h: int, w: int, k: int, device: torch.device | None = None) -> Te
     Returns
     -------
     Tensor, shape (k*k, h, w), bool
+        Cached per (h, w, k, device) and shared between callers: read it, never write it.
     """
+    return _valid_mask(int(h), int(w), int(k), str(torch.device("cpu") if device is None
+                                                    else torch.device(device)))
+
+
+@functools.lru_cache(maxsize=64)
+def _valid_mask(h: int, w: int, k: int, device: str) -> Tensor:
     off = window_offsets(k).to(device)
     ys = torch.arange(h, device=device)[None, :, None] + off[:, 0, None, None]
     xs = torch.arange(w, device=device)[None, None, :] + off[:, 1, None, None]
