@@ -7,7 +7,7 @@
 set -u
 exec 9>"${TMPDIR:-/tmp}/affseg-quiet.lock"
 flock 9
-pids=$(pgrep '^(python|affseg)' | tr '\n' ' ')
+pids=$(pgrep -f '^[^ ]*(python[0-9.]*|affseg)( |$)' | grep -vx "$$" | tr '\n' ' ')
 resume() { [ -n "$pids" ] && kill -CONT $pids 2>/dev/null; }
 trap resume EXIT INT TERM
 [ -n "$pids" ] && kill -STOP $pids 2>/dev/null

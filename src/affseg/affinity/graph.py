@@ -16,6 +16,7 @@ reference (``backend="torch"``).
 from __future__ import annotations
 
 import functools
+import types
 from dataclasses import dataclass
 
 import numba
@@ -225,10 +226,27 @@ def _correlate_py(grad, xpad, out, k):  # pragma: no cover - compiled
 #: than they save on tiny problems, especially on a loaded machine.
 PARALLEL_MIN_WORK = 2_000_000
 
+
+
+def _serial_copy(fn: types.FunctionType) -> types.FunctionType:
+    """The same Python function under another name.
+
+    numba's on-disk cache indexes compiled code by function name and line, not by the
+    ``parallel`` flag: compiling one function both ways made the parallel dispatcher load
+    the serial machine code from the cache (one core busy). A distinct name keeps the two
+    apart.
+    """
+    name = fn.__name__ + "_serial"
+    code = fn.__code__.replace(co_name=name, co_qualname=name)
+    out = types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    out.__qualname__ = name
+    return out
+
+
 _stencil_par = numba.njit(parallel=True, fastmath=True, cache=True)(_stencil_py)
-_stencil_ser = numba.njit(fastmath=True, cache=True)(_stencil_py)
+_stencil_ser = numba.njit(fastmath=True, cache=True)(_serial_copy(_stencil_py))
 _correlate_par = numba.njit(parallel=True, fastmath=True, cache=True)(_correlate_py)
-_correlate_ser = numba.njit(fastmath=True, cache=True)(_correlate_py)
+_correlate_ser = numba.njit(fastmath=True, cache=True)(_serial_copy(_correlate_py))
 
 
 def _stencil_nb(coef, xpad, out, k):
