@@ -286,3 +286,14 @@ def test_accelerated_iteration_converges_faster(feats64):
     np.testing.assert_allclose(acc[:2], plain[:2], rtol=1e-6)
     # ... so after the same number of outer iterations (QR steps) it is far ahead
     assert acc[2] < 0.1 * plain[0]
+
+
+def test_serial_and_parallel_kernels_have_separate_cache_entries():
+    """numba's disk cache keys compiled code by function name and line, not by `parallel`:
+    the serial copies must carry their own names, or one dispatcher runs the other's code."""
+    from affseg.affinity import graph
+
+    for par, ser in ((graph._stencil_par, graph._stencil_ser),
+                     (graph._correlate_par, graph._correlate_ser)):
+        assert par.py_func.__qualname__ != ser.py_func.__qualname__
+        assert par.targetoptions.get("parallel") and not ser.targetoptions.get("parallel")
