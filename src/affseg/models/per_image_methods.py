@@ -21,6 +21,7 @@ size before the argmax. Segments are label classes (not split into connected com
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,6 +218,45 @@ def _n_labels(lab: torch.Tensor) -> int:
 # ---------------------------------------------------------------------------- methods
 
 
+def _fit_one(
+    net: nn.Module,
+    x: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    max_iter: int,
+    stop_at: int,
+    lr: float,
+    momentum: float,
+) -> int:
+    """SGD on one network until ``max_iter`` or at most ``stop_at`` labels remain.
+
+    Parameters
+    ----------
+    net : nn.Module
+        Maps ``x`` (1, C, h, w) to responses (1, q, h, w).
+    x : Tensor, shape (1, C, h, w)
+    loss_fn : callable
+        ``(responses (1, q, h, w), argmax labels (h, w)) -> scalar loss``.
+
+    Returns
+    -------
+    int
+        Iterations run.
+    """
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    it = 0
+    while it < max_iter:
+        it += 1
+        r = net(x)
+        lab = argmax_labels(r)
+        loss = loss_fn(r, lab)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if _n_labels(lab) <= stop_at:
+            break
+    return it
+
+
 def kanezaki(
     image: np.ndarray,
     *,
@@ -279,20 +319,13 @@ def kanezaki(
     sp = slic(small, n_segments=n_sp, compactness=compactness, start_label=0,
               channel_axis=-1)  # fmt: skip
     net = _make_net(seed, channels, n_conv, x.shape[1])
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
-    stop_at = _stop_count(min_labels, target_segments)
-    it = 0
-    while it < max_iter:
-        it += 1
-        r = net(x)
-        lab = argmax_labels(r)
+
+    def loss_fn(r: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
         target = torch.from_numpy(superpixel_vote(lab.numpy(), sp, channels))
-        loss = nn.functional.cross_entropy(r, target[None])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if _n_labels(lab) <= stop_at:
-            break
+        return nn.functional.cross_entropy(r, target[None])
+
+    it = _fit_one(net, x, loss_fn, max_iter, _stop_count(min_labels, target_segments),
+                  lr, momentum)
     labels = _final_labels(net, x, image.shape[:2], target_segments)
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
@@ -326,19 +359,12 @@ def kim(
     t0 = time.perf_counter()
     x = image_tensor(image, max_side, coords)
     net = _make_net(seed, channels, n_conv, x.shape[1])
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
-    stop_at = _stop_count(min_labels, target_segments)
-    it = 0
-    while it < max_iter:
-        it += 1
-        r = net(x)
-        lab = argmax_labels(r)
-        loss = mu_sim * nn.functional.cross_entropy(r, lab[None]) + mu_con * continuity_loss(r)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if _n_labels(lab) <= stop_at:
-            break
+
+    def loss_fn(r: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
+        return mu_sim * nn.functional.cross_entropy(r, lab[None]) + mu_con * continuity_loss(r)
+
+    it = _fit_one(net, x, loss_fn, max_iter, _stop_count(min_labels, target_segments),
+                  lr, momentum)
     labels = _final_labels(net, x, image.shape[:2], target_segments)
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
