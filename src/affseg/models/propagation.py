@@ -171,11 +171,14 @@ def propagate(
                                 None if mask is None else (keep, fixed))
     r = (k // 2) * dilation
     hh, ww = h.shape[-2:]
+    # unbind once: indexing a[:, n] inside the loop costs a full zero-filled gradient of
+    # ``a`` per use in the backward pass (O(K^2) per step); unbind's backward stacks once.
+    a_n = a.unbind(1)
     for _ in range(iterations):
         hp = torch.nn.functional.pad(h, (r, r, r, r), mode="replicate")
         out = centre * h
         for n, (dy, dx) in enumerate(offsets):
-            out = out + a[:, n] * hp[..., r + dy : r + dy + hh, r + dx : r + dx + ww]
+            out = out + a_n[n] * hp[..., r + dy : r + dy + hh, r + dx : r + dx + ww]
         h = out
         if mask is not None:
             h = keep * h + fixed
