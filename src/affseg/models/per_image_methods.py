@@ -31,7 +31,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from affseg.errors import InputError
-from affseg.models.per_image_net import PerImageNet, argmax_labels, image_tensor
+from affseg.models.per_image_net import PerImageNet, argmax_labels, input_tensor
 from affseg.segment.hierarchy import Hierarchy
 
 #: Defaults chosen for speed on a CPU and by Hungarian pixel accuracy on BSDS500 *val*
@@ -46,6 +46,10 @@ DEFAULTS: dict[str, Any] = {
     "min_labels": 3,
     "target_segments": 4,
     "coords": 0.0,
+    "input": "rgb",
+    "n_components": 8,
+    "feature_weight": 1.0,
+    "min_area": None,
 }
 
 
@@ -129,6 +133,28 @@ def ema_alpha(step: int, alpha: float, warmup: bool) -> float:
     return min(1.0 - 1.0 / (step + 1), alpha) if warmup else alpha
 
 
+def ensemble_response(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
+    """Average of two networks' softmax responses after aligning the second's labels.
+
+    The channels of ``r2`` are permuted into ``r1``'s label space by :func:`align_labels`
+    on their argmax label maps, then the two softmax maps are averaged.
+
+    Parameters
+    ----------
+    r1, r2 : Tensor, shape (1, q, h, w)
+
+    Returns
+    -------
+    Tensor, shape (1, q, h, w)
+        Mean class probabilities in ``r1``'s label space.
+    """
+    q = r1.shape[1]
+    perm = align_labels(argmax_labels(r2).numpy(), argmax_labels(r1).numpy(), q)
+    p2 = torch.empty_like(r2)
+    p2[:, torch.from_numpy(perm)] = torch.softmax(r2, dim=1)
+    return 0.5 * (torch.softmax(r1, dim=1) + p2)
+
+
 def continuity_loss(response: torch.Tensor) -> torch.Tensor:
     """Mean absolute vertical + horizontal difference of a response (Kim 2020; TV, L1).
 
@@ -180,15 +206,21 @@ def _check(image: np.ndarray, max_iter: int, min_labels: int, channels: int) -> 
 
 
 def _final_labels(
-    net: nn.Module, x: torch.Tensor, shape: tuple[int, int], target: int | None = None
+    response: torch.Tensor,
+    shape: tuple[int, int],
+    target: int | None = None,
+    min_area: float | None = None,
 ) -> np.ndarray:
-    """Argmax of the response upsampled bilinearly to ``shape``, as labels 1..K (H, W).
+    """Argmax of a response upsampled bilinearly to ``shape``, as labels 1..K (H, W).
 
     With ``target``, the argmax runs over the ``target`` channels that label most pixels
-    at the working resolution, so at most ``target`` segments remain.
+    at the working resolution, so at most ``target`` label classes remain. With
+    ``min_area`` (a fraction of the image), the label classes are split into 4-connected
+    components and components under ``min_area`` x H x W pixels join the nearest other
+    component (:func:`~affseg.segment.baselines.absorb_small`).
     """
     with torch.no_grad():
-        r = net(x)
+        r = response
         if target is not None:
             counts = torch.bincount(argmax_labels(r).ravel(), minlength=r.shape[1])
             keep = torch.argsort(counts, descending=True, stable=True)[: max(1, int(target))]
@@ -196,8 +228,17 @@ def _final_labels(
         if r.shape[2:] != shape:
             r = nn.functional.interpolate(r, size=shape, mode="bilinear", align_corners=False)
         lab = argmax_labels(r).numpy()
+    if min_area is not None:
+        from affseg.segment.baselines import absorb_small
+
+        return absorb_small(lab, max(1, round(min_area * shape[0] * shape[1])))
     _, inv = np.unique(lab, return_inverse=True)
     return (inv.reshape(shape) + 1).astype(np.int32)
+
+
+def _response(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return net(x)
 
 
 def _make_net(seed: int, channels: int, n_conv: int, in_channels: int = 3) -> PerImageNet:
@@ -268,6 +309,10 @@ def kanezaki(
     target_segments: int | None = DEFAULTS["target_segments"],
     max_side: int | None = DEFAULTS["max_side"],
     coords: float = DEFAULTS["coords"],
+    input: str = DEFAULTS["input"],
+    n_components: int = DEFAULTS["n_components"],
+    feature_weight: float = DEFAULTS["feature_weight"],
+    min_area: float | None = DEFAULTS["min_area"],
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     n_superpixels: int | None = None,
@@ -293,6 +338,16 @@ def kanezaki(
     coords : float
         Weight of (y, x) coordinate input channels (0: RGB only, as in the papers); see
         :func:`~affseg.models.per_image_net.image_tensor`.
+    input : {"rgb", "backbone"}
+        Per-pixel input: RGB (the papers) or RGB + ``n_components`` PCA components of
+        frozen ImageNet EfficientNet-Lite0 features times ``feature_weight``
+        (:func:`~affseg.models.per_image_net.input_tensor`).
+    n_components : int
+    feature_weight : float
+    min_area : float, optional
+        None: segments are the label classes (the papers). A fraction of the image area:
+        split the classes into 4-connected components and give those smaller than
+        ``min_area`` x H x W pixels to the nearest other component.
     lr, momentum : float
         SGD settings.
     n_superpixels : int, optional
@@ -309,7 +364,7 @@ def kanezaki(
 
     _check(image, max_iter, min_labels, channels)
     t0 = time.perf_counter()
-    x = image_tensor(image, max_side, coords)
+    x = input_tensor(image, max_side, coords, input, n_components, feature_weight)
     h, w = x.shape[2:]
     small = image
     if (h, w) != image.shape[:2]:
@@ -326,7 +381,7 @@ def kanezaki(
 
     it = _fit_one(net, x, loss_fn, max_iter, _stop_count(min_labels, target_segments),
                   lr, momentum)
-    labels = _final_labels(net, x, image.shape[:2], target_segments)
+    labels = _final_labels(_response(net, x), image.shape[:2], target_segments, min_area)
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
 
@@ -341,6 +396,10 @@ def kim(
     target_segments: int | None = DEFAULTS["target_segments"],
     max_side: int | None = DEFAULTS["max_side"],
     coords: float = DEFAULTS["coords"],
+    input: str = DEFAULTS["input"],
+    n_components: int = DEFAULTS["n_components"],
+    feature_weight: float = DEFAULTS["feature_weight"],
+    min_area: float | None = DEFAULTS["min_area"],
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     mu_sim: float = 1.0,
@@ -357,7 +416,7 @@ def kim(
     """
     _check(image, max_iter, min_labels, channels)
     t0 = time.perf_counter()
-    x = image_tensor(image, max_side, coords)
+    x = input_tensor(image, max_side, coords, input, n_components, feature_weight)
     net = _make_net(seed, channels, n_conv, x.shape[1])
 
     def loss_fn(r: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
@@ -365,7 +424,7 @@ def kim(
 
     it = _fit_one(net, x, loss_fn, max_iter, _stop_count(min_labels, target_segments),
                   lr, momentum)
-    labels = _final_labels(net, x, image.shape[:2], target_segments)
+    labels = _final_labels(_response(net, x), image.shape[:2], target_segments, min_area)
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
 
@@ -380,11 +439,16 @@ def mmt(
     target_segments: int | None = DEFAULTS["target_segments"],
     max_side: int | None = DEFAULTS["max_side"],
     coords: float = DEFAULTS["coords"],
+    input: str = DEFAULTS["input"],
+    n_components: int = DEFAULTS["n_components"],
+    feature_weight: float = DEFAULTS["feature_weight"],
+    min_area: float | None = DEFAULTS["min_area"],
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     beta: float = 15.0,
     alpha: float = 0.9,
     warmup: bool = True,
+    output: str = "ensemble",
 ) -> PerImageResult:
     """Mutual Mean-Teaching with Hungarian label alignment (seed 003).
 
@@ -394,7 +458,9 @@ def mmt(
     :func:`align_labels`, plus ``beta`` x :func:`continuity_loss`; symmetrically network 2;
     then both mean networks take an EMA step with coefficient :func:`ema_alpha` (``warmup``:
     ``min(1 - 1/(step + 1), alpha)`` as in the original MMT code, else ``alpha``).
-    The result is the argmax of mean network 1.
+    The result (``output="ensemble"``) is the argmax of the mean of both mean networks'
+    softmax responses, mean network 2 aligned into mean network 1's labels
+    (:func:`ensemble_response`); ``output="mean1"`` uses mean network 1 alone.
 
     Parameters
     ----------
@@ -404,8 +470,8 @@ def mmt(
         ``q`` and ``M``.
     max_iter, min_labels, target_segments, max_side, lr, momentum
         As in :func:`kanezaki`; the label count checked is mean network 1's.
-    coords : float
-        Weight of the (y, x) input channels (0: RGB only, as in the paper).
+    coords, input, n_components, feature_weight, min_area
+        As in :func:`kanezaki` (input and segments as in the paper: ``"rgb"``, None).
     beta : float
         Weight of the TV (continuity) loss (15, chosen on BSDS500 val images 20-29 over
         2, 5, 10, 15 at this reduced size; the paper does not state its value).
@@ -414,6 +480,8 @@ def mmt(
         the fit runs tens, not 1000, iterations.
     warmup : bool
         Use the warm-up form of the EMA coefficient.
+    output : {"ensemble", "mean1"}
+        Label the image with both mean networks (default) or mean network 1 only.
 
     Returns
     -------
@@ -422,8 +490,10 @@ def mmt(
     _check(image, max_iter, min_labels, channels)
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha must lie in [0, 1], got {alpha}")
+    if output not in ("ensemble", "mean1"):
+        raise InputError(f"unknown output {output!r}; choose one of: ensemble, mean1")
     t0 = time.perf_counter()
-    x = image_tensor(image, max_side, coords)
+    x = input_tensor(image, max_side, coords, input, n_components, feature_weight)
     c_in = x.shape[1]
     nets = [_make_net(2 * seed + k, channels, n_conv, c_in) for k in (0, 1)]
     means = [_make_net(2 * seed + k, channels, n_conv, c_in) for k in (0, 1)]
@@ -451,7 +521,11 @@ def mmt(
         a = ema_alpha(it, alpha, warmup)
         for m, n in zip(means, nets, strict=True):
             ema_update(m, n, a)
-    labels = _final_labels(means[0], x, image.shape[:2], target_segments)
+    if output == "mean1":
+        response = _response(means[0], x)
+    else:
+        response = ensemble_response(_response(means[0], x), _response(means[1], x))
+    labels = _final_labels(response, image.shape[:2], target_segments, min_area)
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
 

@@ -9,6 +9,8 @@ responses of its own that survive as thin spurious segments).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
@@ -112,4 +114,92 @@ def image_tensor(
         scale = float(np.hypot(hh, ww)) / np.sqrt(12.0)  # std of a uniform diagonal extent
         grid = torch.stack([yy - yy.mean(), xx - xx.mean()])[None] * (coords / scale)
         x = torch.cat([x, grid], dim=1)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+#: Per-pixel inputs the per-image methods accept (see :func:`input_tensor`).
+INPUTS = ("rgb", "backbone")
+
+
+@functools.lru_cache(maxsize=1)
+def _backbone() -> nn.Module:
+    from affseg.backbones.efficientnet_lite import EfficientNetLitePyramid
+
+    return EfficientNetLitePyramid(pretrained=True)
+
+
+def backbone_features(image: np.ndarray, size: tuple[int, int], n_components: int) -> torch.Tensor:
+    """Frozen ImageNet EfficientNet-Lite0 features of an image, reduced per image by PCA.
+
+    The stride-4 (24 channels) and stride-8 (40 channels) maps of the full-resolution image
+    are resized (bilinear, antialiased) to ``size``, each map scaled to unit mean variance
+    per channel, concatenated and projected on their ``n_components`` leading principal
+    components (computed on this image's pixels). Components keep their relative variance;
+    the whole block is scaled so that the mean component variance is 1. Component signs
+    are fixed (largest absolute loading positive) so the result is deterministic.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    size : tuple of int
+        ``(h, w)`` of the output.
+    n_components : int
+        Components kept (1 .. 64).
+
+    Returns
+    -------
+    Tensor, shape (1, n_components, h, w), float32
+    """
+    if not 1 <= n_components <= 64:
+        raise InputError(f"n_components must lie in 1..64, got {n_components}")
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255.0
+    with torch.no_grad():
+        pyramid = _backbone()(x)
+        maps = []
+        for f in pyramid[1:3]:
+            f = nn.functional.interpolate(f, size=size, mode="bilinear", antialias=True,
+                                          align_corners=False)  # fmt: skip
+            f = f - f.mean(dim=(2, 3), keepdim=True)
+            maps.append(f / f.pow(2).mean().sqrt().clamp_min(1e-6))
+        feats = torch.cat(maps, dim=1)[0].reshape(-1, size[0] * size[1]).T.double()  # (N, C)
+    _, s, vt = torch.linalg.svd(feats, full_matrices=False)
+    comps = vt[:n_components]  # (n, C)
+    sign = torch.sign(comps.gather(1, comps.abs().argmax(dim=1, keepdim=True)))
+    proj = feats @ (comps * sign).T  # (N, n)
+    proj = proj / proj.pow(2).mean().sqrt().clamp_min(1e-12)
+    return proj.T.reshape(1, n_components, *size).float()
+
+
+def input_tensor(
+    image: np.ndarray,
+    max_side: int | None = None,
+    coords: float = 0.0,
+    input: str = "rgb",
+    n_components: int = 8,
+    feature_weight: float = 1.0,
+) -> torch.Tensor:
+    """Network input: :func:`image_tensor`, optionally with backbone feature channels.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    max_side, coords
+        As in :func:`image_tensor`.
+    input : {"rgb", "backbone"}
+        ``"rgb"``: standardised RGB only (the papers). ``"backbone"``: RGB followed by
+        ``n_components`` channels of :func:`backbone_features` times ``feature_weight``.
+    n_components : int
+    feature_weight : float
+
+    Returns
+    -------
+    Tensor, shape (1, C, h, w), float32, channels-last
+        C = 3 (+ 2 with ``coords``) (+ ``n_components`` with ``"backbone"``).
+    """
+    if input not in INPUTS:
+        raise InputError(f"unknown input {input!r}; choose one of: {', '.join(INPUTS)}")
+    x = image_tensor(image, max_side, coords)
+    if input == "backbone":
+        f = backbone_features(image, tuple(x.shape[2:]), n_components) * feature_weight
+        x = torch.cat([x, f], dim=1)
     return x.contiguous(memory_format=torch.channels_last)
