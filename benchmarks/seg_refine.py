@@ -2,9 +2,12 @@
 
 Usage::
 
-    nice -n 10 python benchmarks/seg_refine.py [--threads 1] [--cache feats.pt] [--json out.json]
+    nice -n 10 python benchmarks/seg_refine.py [--threads 1] [--cache feats.pt] \
+        [--coarse-cache coarse.pt] [--seeds 0 1] [--kernels 3 5 7] [--head] [--json out.json]
 
-``--cache`` stores the frozen-backbone features on the first run and reuses them after.
+``--cache`` stores the frozen-backbone features on the first run and reuses them after;
+``--coarse-cache`` likewise the coarse probabilities (cross-fitted train + val), so each
+refiner configuration / seed costs only its own training.
 
 1. Coarse model: the frozen shared backbone (EfficientNet-Lite0, features at strides
    4/8/16) + a light head (1x1 projections, one 3x3 conv, 1x1 classifier at stride 4),
@@ -110,18 +113,111 @@ def cache_features(limit: int | None) -> dict[str, list[dict]]:
     return splits
 
 
+def coarse_stage(args: argparse.Namespace, train: list[dict], val: list[dict]) -> None:
+    """Set ``d["p"]``: cross-fitted coarse probabilities on train, full-train head on val."""
+    if args.coarse_cache and Path(args.coarse_cache).is_file():
+        probs = torch.load(args.coarse_cache, weights_only=False)
+        for d in train + val:
+            d["p"] = probs[d["id"]]
+        return
+    folds = [train[0::2], train[1::2]]
+    for k in (0, 1):
+        head = train_head(folds[1 - k], args.head_epochs, args.seed + k)
+        for d in folds[k]:
+            d["p"] = coarse_probs(head, d).half()
+    head = train_head(train, args.head_epochs, args.seed)
+    for d in val:
+        d["p"] = coarse_probs(head, d).half()
+    if args.coarse_cache:
+        probs = {d["id"]: d["p"] for d in train + val}
+        atomic_write(args.coarse_cache, lambda p: torch.save(probs, p))
+
+
+def train_refiner(args: argparse.Namespace, geometry: str, seed: int, train: list[dict]
+                  ) -> tuple[SegRefinePropagation, float]:
+    """Train one refiner on random crops of the cross-fitted train probabilities."""
+    torch.manual_seed(seed)
+    model = SegRefinePropagation(C, geometry, k=args.kernels[0],  # type: ignore[arg-type]
+                                 iterations=args.iterations, width=args.width,
+                                 embed_dim=args.embed_dim, kernels=tuple(args.kernels),
+                                 head=args.head, c=args.c, c_param=args.c_param)
+    curv = [model.affinity.raw_c]
+    rest = [p for p in model.parameters() if p is not model.affinity.raw_c]
+    opt = torch.optim.Adam([{"params": rest}, {"params": curv, "lr": args.lr * args.c_lr_mult}],
+                           lr=args.lr)
+    steps = args.epochs * len(train)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for _ in range(args.epochs):
+        for i in rng.permutation(len(train)):
+            d = train[i]
+            hh, ww = d["t"].shape[-2:]
+            y0 = int(rng.integers(0, hh - args.crop + 1)) // 4 * 4
+            x0 = int(rng.integers(0, ww - args.crop + 1)) // 4 * 4
+            win = (..., slice(y0, y0 + args.crop), slice(x0, x0 + args.crop))
+            x, p, t = d["x"][win], d["p"][win].float(), d["t"][win]
+            if rng.random() < 0.5:
+                x, p, t = x.flip(-1), p.flip(-1), t.flip(-1)
+            out = model(x, p)
+            loss = F.nll_loss(out.clamp_min(1e-6).log(), t, ignore_index=255)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+    return model.eval(), float(np.mean(losses[-50:]))
+
+
+def ball_usage(model: SegRefinePropagation, d: dict) -> float:
+    """Mean ``sqrt(c) |x|`` of the embedded pixels (0: Euclidean-like, 1: at the boundary)."""
+    with torch.no_grad():
+        emb, _ = model.guide(torch.cat([d["x"], d["p"].float()], 1))
+        sc = model.affinity.curvature.sqrt()
+        return float(torch.tanh(sc * emb.norm(dim=1)).mean())
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean, std, min, max over seeds per model, and paired HAM - naive differences."""
+    out: dict[str, dict] = {}
+    for name in ("euclidean", "hyperbolic"):
+        for metric in ("miou", "pixel_accuracy"):
+            v = np.array([r[name][metric] for r in runs])
+            out.setdefault(name, {})[metric] = {
+                "mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None,
+                "min": float(v.min()), "max": float(v.max())}
+    diff = np.array([r["hyperbolic"]["miou"] - r["euclidean"]["miou"] for r in runs])
+    out["hyperbolic_minus_euclidean_miou"] = [float(x) for x in diff]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--head-epochs", type=int, default=12)
     ap.add_argument("--epochs", type=int, default=2, help="refiner epochs over train")
     ap.add_argument("--iterations", type=int, default=12)
     ap.add_argument("--crop", type=int, default=128, help="refiner training crop (px)")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--width", type=int, default=16, help="guidance U-Net width")
+    ap.add_argument("--embed-dim", type=int, default=8)
+    ap.add_argument("--kernels", type=int, nargs="+", default=[3],
+                    help="propagation kernel sizes (several: mixed by confidences)")
+    ap.add_argument("--head", action="store_true",
+                    help="UniDC-style ranked-neighbour (Mobius) linear affinity head")
+    ap.add_argument("--c", type=float, default=0.1, help="initial curvature")
+    ap.add_argument("--c-param", choices=("softplus", "log"), default="softplus")
+    ap.add_argument("--c-lr-mult", type=float, default=1.0,
+                    help="learning-rate factor of the curvature parameter")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the coarse heads")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="refiner seeds (default: --seed)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--limit", type=int, default=None, help="first N images per split")
     ap.add_argument("--cache", default=None,
                     help="file to store / reuse the frozen-backbone features (torch.save)")
+    ap.add_argument("--coarse-cache", default=None,
+                    help="file to store / reuse the coarse probabilities (torch.save)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -134,67 +230,49 @@ def main() -> None:
     print(f"features cached: {len(splits['train'])} train, {len(splits['val'])} val "
           f"({time.time() - t0:.0f}s)", flush=True)
     train, val = splits["train"], splits["val"]
-    folds = [train[0::2], train[1::2]]
-    for k in (0, 1):
-        head = train_head(folds[1 - k], args.head_epochs, args.seed + k)
-        for d in folds[k]:
-            d["p"] = coarse_probs(head, d).half()
-    head = train_head(train, args.head_epochs, args.seed)
-    for d in val:
-        d["p"] = coarse_probs(head, d)
-    print(f"coarse heads trained ({time.time() - t0:.0f}s)", flush=True)
+    coarse_stage(args, train, val)
+    print(f"coarse probabilities ready ({time.time() - t0:.0f}s)", flush=True)
 
-    refiners = {}
-    for geometry in ("euclidean", "hyperbolic"):
-        torch.manual_seed(args.seed)
-        model = SegRefinePropagation(C, geometry, iterations=args.iterations)  # type: ignore[arg-type]
-        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-        steps = args.epochs * len(train)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-        rng = np.random.default_rng(args.seed)
-        losses = []
-        for _ in range(args.epochs):
-            for i in rng.permutation(len(train)):
-                d = train[i]
-                hh, ww = d["t"].shape[-2:]
-                y0 = int(rng.integers(0, hh - args.crop + 1)) // 4 * 4
-                x0 = int(rng.integers(0, ww - args.crop + 1)) // 4 * 4
-                win = (..., slice(y0, y0 + args.crop), slice(x0, x0 + args.crop))
-                x, p, t = d["x"][win], d["p"][win].float(), d["t"][win]
-                if rng.random() < 0.5:
-                    x, p, t = x.flip(-1), p.flip(-1), t.flip(-1)
-                out = model(x, p)
-                loss = F.nll_loss(out.clamp_min(1e-6).log(), t, ignore_index=255)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
-        curv = float(model.affinity.curvature.detach())
-        print(f"{geometry} refiner: final loss {np.mean(losses[-50:]):.4f} "
-              f"c {curv:.4f} ({time.time() - t0:.0f}s)", flush=True)
-        refiners[geometry] = model.eval()
-
-    meters = {name: MeanIoU(C) for name in ("coarse", "euclidean", "hyperbolic")}
+    coarse = MeanIoU(C)
     for d in val:
         h, w = d["hw"]
-        target = d["t"][0, :h, :w].numpy()
-        preds = {"coarse": d["p"].float()}
-        with torch.no_grad():
-            for g, m in refiners.items():
-                preds[g] = m(d["x"], d["p"].float())
-        for name, p in preds.items():
-            meters[name].update(p[0].argmax(0)[:h, :w].numpy(), target)
-    res = {}
-    for name, m in meters.items():
-        r = m.compute()
-        res[name] = {"miou": r["miou"], "pixel_accuracy": r["pixel_accuracy"]}
-        print(f"{name:>10s}: mIoU {100 * r['miou']:.2f}  pixel acc "
-              f"{100 * r['pixel_accuracy']:.2f}")
+        coarse.update(d["p"][0].float().argmax(0)[:h, :w].numpy(), d["t"][0, :h, :w].numpy())
+    rc = coarse.compute()
+    res: dict = {"coarse": {"miou": rc["miou"], "pixel_accuracy": rc["pixel_accuracy"]},
+                 "runs": []}
+    print(f"    coarse: mIoU {100 * rc['miou']:.2f}  pixel acc {100 * rc['pixel_accuracy']:.2f}",
+          flush=True)
+    for seed in args.seeds or [args.seed]:
+        run: dict = {"seed": seed}
+        for geometry in ("euclidean", "hyperbolic"):
+            t1 = time.time()
+            model, loss = train_refiner(args, geometry, seed, train)
+            train_s = time.time() - t1
+            meter = MeanIoU(C)
+            usage = []
+            for d in val:
+                h, w = d["hw"]
+                with torch.no_grad():
+                    pred = model(d["x"], d["p"].float())
+                meter.update(pred[0].argmax(0)[:h, :w].numpy(), d["t"][0, :h, :w].numpy())
+                usage.append(ball_usage(model, d))
+            r = meter.compute()
+            run[geometry] = {"miou": r["miou"], "pixel_accuracy": r["pixel_accuracy"],
+                             "final_train_nll": loss, "train_s": train_s,
+                             "curvature": float(model.affinity.curvature.detach()),
+                             "ball_usage": float(np.mean(usage))}
+            print(f"seed {seed} {geometry:>10s}: mIoU {100 * r['miou']:.2f}  pixel acc "
+                  f"{100 * r['pixel_accuracy']:.2f}  loss {loss:.4f}  "
+                  f"c {run[geometry]['curvature']:.4f}  sqrt(c)|x| "
+                  f"{run[geometry]['ball_usage']:.3f}  train {train_s:.0f}s "
+                  f"({time.time() - t0:.0f}s)", flush=True)
+        res["runs"].append(run)
+        res["summary"] = summarise(res["runs"])
+        if args.json:
+            text = json.dumps({"args": vars(args), "results": res}, indent=1)
+            atomic_write(args.json, lambda p, text=text: Path(p).write_text(text))
+    print(json.dumps(res["summary"], indent=1))
     print(f"total {time.time() - t0:.0f}s")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "results": res}, fh, indent=1)
 
 
 if __name__ == "__main__":

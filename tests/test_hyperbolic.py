@@ -6,13 +6,16 @@ import pytest
 import torch
 
 from affseg.affinity.hyperbolic import (
+    beta_concat_ratio,
     distance,
     expmap0,
+    gyro_log_distance,
     logmap0,
     mobius_add,
     mobius_matvec,
     project,
 )
+from affseg.errors import InputError
 
 
 def _points(n: int, d: int, c: float, seed: int, scale: float = 0.9) -> torch.Tensor:
@@ -108,3 +111,35 @@ def test_mobius_matvec_equals_exp_of_linear_log() -> None:
     expected = expmap0(logmap0(x, c) @ m.T, c)
     torch.testing.assert_close(mobius_matvec(m, x, c), expected)
     torch.testing.assert_close(mobius_matvec(torch.eye(4, dtype=torch.float64), x, c), x)
+
+
+def test_beta_concat_ratio_matches_beta_functions() -> None:
+    from scipy.special import beta
+
+    for d, n in [(1, 1), (4, 2), (16, 8), (16, 48)]:
+        assert beta_concat_ratio(d, n) == pytest.approx(beta(n * d / 2, 0.5) / beta(d / 2, 0.5),
+                                                       rel=1e-12)
+    assert beta_concat_ratio(16, 1) == 1.0
+    with pytest.raises(InputError, match="beta concatenation"):
+        beta_concat_ratio(0, 3)
+
+
+@pytest.mark.parametrize("c", [0.1, 1.0, 2.5])
+def test_gyro_log_distance_equals_composition(c: float) -> None:
+    x, y = _points(200, 6, c, 20, scale=0.95), _points(200, 6, c, 21, scale=0.95)
+    tangent, d = gyro_log_distance(x, y, c)
+    torch.testing.assert_close(tangent, logmap0(mobius_add(-x, y, c), c))
+    torch.testing.assert_close(d, distance(x, y, c))
+    torch.testing.assert_close(tangent.norm(dim=-1), d / 2)
+    # broadcasting over a neighbour axis, feature axis in the middle (as in HAM)
+    xb, yb = x[:10].T.reshape(1, 6, 10), y[:30].T.reshape(3, 6, 10)
+    tb, db = gyro_log_distance(xb, yb, c, dim=1)
+    assert tb.shape == (3, 6, 10) and db.shape == (3, 10)
+    torch.testing.assert_close(db, distance(xb, yb, c, dim=1))
+    # x == y: (almost) zero, finite gradients in float32 even at the boundary
+    u = (torch.randn(64, 4) * 30).requires_grad_(True)
+    p = expmap0(u, c)
+    t0, d0 = gyro_log_distance(p, p, c)
+    assert float(d0.detach().max()) < 2e-3
+    (t0.sum() + d0.sum() + gyro_log_distance(p, p.flip(0), c)[1].sum()).backward()
+    assert torch.isfinite(u.grad).all()

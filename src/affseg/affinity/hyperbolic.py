@@ -21,8 +21,12 @@ Formulas (Ganea et al. 2018; UniDC ``HALM``)::
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+
+from affseg.errors import InputError
 
 #: Smallest norm used as a divisor (avoids 0/0 at the origin).
 MIN_NORM = 1e-15
@@ -190,3 +194,74 @@ def mobius_matvec(m: Tensor, x: Tensor, c: float | Tensor = 1.0) -> Tensor:
     res = torch.tanh(mxn / xn * artanh(sc * xn)) * mx / (mxn * sc)
     zero = (mx == 0).all(dim=-1, keepdim=True)
     return project(torch.where(zero, torch.zeros_like(res), res), c)
+
+
+def beta_concat_ratio(part_dim: int, n_parts: int) -> float:
+    """Scale of each part in the Poincare beta-concatenation (HNN++, Shimizu et al. 2021).
+
+    Concatenating ``n_parts`` tangent vectors of size ``part_dim`` multiplies each by
+    ``B(n d / 2, 1/2) / B(d / 2, 1/2)`` (``B`` the Beta function) so the concatenated
+    vector keeps the expected norm of a single part (``n = n_parts``, ``d = part_dim``).
+
+    Parameters
+    ----------
+    part_dim : int
+        Size ``d`` of each part (>= 1).
+    n_parts : int
+        Number of parts ``n`` (>= 1).
+
+    Returns
+    -------
+    float
+        The ratio, in (0, 1]; 1 for a single part.
+    """
+    if part_dim < 1 or n_parts < 1:
+        raise InputError(f"beta concatenation needs part_dim, n_parts >= 1, got "
+                         f"{part_dim}, {n_parts}")
+
+    def log_beta_half(a: float) -> float:  # log B(a, 1/2)
+        return math.lgamma(a) + math.lgamma(0.5) - math.lgamma(a + 0.5)
+
+    return math.exp(log_beta_half(n_parts * part_dim / 2) - log_beta_half(part_dim / 2))
+
+
+def gyro_log_distance(x: Tensor, y: Tensor, c: float | Tensor = 1.0, dim: int = -1
+                      ) -> tuple[Tensor, Tensor]:
+    """``logmap0((-x) (+) y)`` and ``d(x, y)`` from three squared norms (fast, same values).
+
+    Uses ``d = (2/sqrt(c)) asinh(sqrt(c) |x - y| / sqrt((1 - c|x|^2)(1 - c|y|^2)))`` (equal
+    to the artanh form of :func:`distance`) and writes ``(-x) (+) y = beta y - alpha x``
+    with scalar ``alpha, beta`` from ``|x|^2, |y|^2, |x - y|^2``; the tangent vector has
+    norm ``d / 2``. For many neighbours per point this needs a handful of full-size
+    operations instead of the dozens of :func:`mobius_add` + :func:`logmap0`.
+
+    Parameters
+    ----------
+    x, y : Tensor, broadcastable shapes (..., D, ...)
+        Points of the ball (e.g. from :func:`expmap0`).
+    c : float or Tensor
+    dim : int
+
+    Returns
+    -------
+    tangent : Tensor, broadcast shape
+        ``logmap0((-x) (+) y)``: ``y`` seen from ``x``, in the tangent space at 0.
+    dist : Tensor, broadcast shape with axis ``dim`` removed
+        Geodesic distance (about ``2e-6 / (1 - c|x|^2)``, at most ~1e-3, instead of 0
+        for ``x == y``).
+    """
+    c_t = torch.as_tensor(c, dtype=x.dtype, device=x.device)
+    sc = _sqrt_c(c, x)
+    x2 = (x * x).sum(dim=dim, keepdim=True)
+    y2 = (y * y).sum(dim=dim, keepdim=True)
+    diff = y - x
+    d2 = (diff * diff).sum(dim=dim, keepdim=True)
+    conf = ((1 - c_t * x2).clamp_min(MIN_NORM) * (1 - c_t * y2).clamp_min(MIN_NORM)).sqrt()
+    s = sc * d2.clamp_min(1e-12).sqrt() / conf
+    half = torch.asinh(s)  # sqrt(c) d / 2
+    f = half * (1 + s * s).sqrt() / s  # artanh(r) / r at r = sqrt(c)|(-x) (+) y| = tanh(half)
+    xy = (x2 + y2 - d2) / 2
+    den = (1 - 2 * c_t * xy + c_t**2 * x2 * y2).clamp_min(MIN_NORM)
+    alpha = f * (1 - 2 * c_t * xy + c_t * y2) / den
+    beta = f * (1 - c_t * x2) / den
+    return beta * y - alpha * x, (2.0 / sc * half).squeeze(dim)

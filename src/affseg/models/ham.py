@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affseg.affinity.hyperbolic import distance, expmap0
+from affseg.affinity.hyperbolic import expmap0, gyro_log_distance
 from affseg.errors import InputError
+from affseg.models.ham_head import RankedNeighbourHead, mix_kernels
 from affseg.models.propagation import propagate, shift_stack
 
 Geometry = Literal["hyperbolic", "euclidean"]
@@ -55,12 +56,23 @@ def neighbour_distances(emb: Tensor, k: int = 3, dilation: int = 1,
     -------
     Tensor, shape (B, k*k - 1, H, W)
     """
+    return _neighbours(emb, k, dilation, geometry, c)[1]
+
+
+def _neighbours(emb: Tensor, k: int, dilation: int, geometry: Geometry,
+                c: float | Tensor) -> tuple[Tensor, Tensor]:
+    """Relative features (B, K, D, H, W) and distances (B, K, H, W) of the neighbours.
+
+    Hyperbolic: ``logmap0((-x_p) (+) x_n)`` and the geodesic distance of the ball points
+    ``x = expmap0(emb)`` (:func:`~affseg.affinity.hyperbolic.gyro_log_distance`);
+    Euclidean: ``e_n - e_p`` and its norm.
+    """
     if geometry == "hyperbolic":
         x = expmap0(emb, c, dim=1)
-        return distance(x.unsqueeze(1), shift_stack(x, k, dilation), c, dim=2)
+        return gyro_log_distance(x.unsqueeze(1), shift_stack(x, k, dilation), c, dim=2)
     if geometry == "euclidean":
-        diff = emb.unsqueeze(1) - shift_stack(emb, k, dilation)
-        return (diff * diff).sum(dim=2).clamp_min(1e-12).sqrt()
+        diff = shift_stack(emb, k, dilation) - emb.unsqueeze(1)
+        return diff, (diff * diff).sum(dim=2).clamp_min(1e-12).sqrt()
     raise InputError(f"unknown affinity geometry {geometry!r}; use hyperbolic or euclidean")
 
 
@@ -73,27 +85,43 @@ class HAMAffinity(nn.Module):
     k : int
         Neighbourhood size (3, 5, 7).
     c : float
-        Initial curvature (learned through a softplus when ``learn_c``).
+        Initial curvature (learned when ``learn_c``).
     learn_c : bool
+    head_dim : int, optional
+        If given (the embedding size D), add the UniDC-style
+        :class:`~affseg.models.ham_head.RankedNeighbourHead`: its per-neighbour logits are
+        added to ``-d / tau`` inside the softmax (it starts near zero, i.e. near the plain
+        geodesic weight). None (default): no head.
+    c_param : {"softplus", "log"}
+        Parametrisation of the learned curvature: ``softplus(raw) + 1e-4`` (default) or
+        ``exp(raw)`` (scale-free: a step changes c by a fixed factor).
     """
 
     def __init__(self, geometry: Geometry = "hyperbolic", k: int = 3, c: float = 0.1,
-                 learn_c: bool = True) -> None:
+                 learn_c: bool = True, head_dim: int | None = None,
+                 c_param: Literal["softplus", "log"] = "softplus") -> None:
         super().__init__()
         if geometry not in GEOMETRIES:
             raise InputError(f"unknown affinity geometry {geometry!r}; use hyperbolic or "
                              "euclidean")
+        if c_param not in ("softplus", "log"):
+            raise InputError(f"unknown curvature parametrisation {c_param!r}; use softplus "
+                             "or log")
         self.geometry = geometry
         self.k = k
+        self.c_param = c_param
         kk = k * k - 1
-        raw_c = torch.tensor(math.log(math.expm1(c)))
+        raw_c = torch.tensor(math.log(math.expm1(c)) if c_param == "softplus" else math.log(c))
         self.raw_c = nn.Parameter(raw_c) if learn_c else nn.Parameter(raw_c, False)
         self.log_tau = nn.Parameter(torch.zeros(()))
         self.beta = nn.Parameter(torch.linspace(2.0, -1.0, kk))
+        self.head = None if head_dim is None else RankedNeighbourHead(geometry, k, head_dim)
 
     @property
     def curvature(self) -> Tensor:
         """The ball curvature ``c > 0`` (scalar tensor)."""
+        if self.c_param == "log":
+            return self.raw_c.exp()
         return F.softplus(self.raw_c) + 1e-4
 
     def forward(self, emb: Tensor, strength: Tensor, dilation: int = 1) -> Tensor:
@@ -111,11 +139,15 @@ class HAMAffinity(nn.Module):
         Tensor, shape (B, k*k - 1, H, W)
             Non-negative, summing to at most ``strength`` per pixel.
         """
-        d = neighbour_distances(emb, self.k, dilation, self.geometry, self.curvature)
-        weight = torch.softmax(-d / self.log_tau.exp(), dim=1)
-        rank = d.detach().argsort(dim=1).argsort(dim=1)
+        c = self.curvature
+        rel, d = _neighbours(emb, self.k, dilation, self.geometry, c)
+        logit = -d / self.log_tau.exp()
+        order = d.detach().argsort(dim=1)
+        rank = order.argsort(dim=1)
+        if self.head is not None:
+            logit = logit + self.head(rel, torch.softmax(logit, dim=1), order, c)
         priority = torch.sigmoid(self.beta)[rank]
-        return strength * weight * priority
+        return strength * torch.softmax(logit, dim=1) * priority
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -265,18 +297,41 @@ class SegRefinePropagation(nn.Module):
     num_classes : int
     geometry : {"hyperbolic", "euclidean"}
     k, iterations, width, embed_dim : int
+    kernels : tuple of int, optional
+        Several kernel sizes (e.g. ``(3, 5, 7)``, UniDC): one affinity module per size
+        (sharing the curvature), mixed per pixel by softmax confidences predicted by the
+        guidance network (:func:`~affseg.models.ham_head.mix_kernels`). Default ``(k,)``.
+    head : bool
+        Add the UniDC-style ranked-neighbour head to every affinity module.
+    c : float
+        Initial curvature.
+    c_param : {"softplus", "log"}
+        Curvature parametrisation (see :class:`HAMAffinity`).
     """
 
     def __init__(self, num_classes: int, geometry: Geometry = "hyperbolic", k: int = 3,
-                 iterations: int = 18, width: int = 16, embed_dim: int = 8) -> None:
+                 iterations: int = 18, width: int = 16, embed_dim: int = 8,
+                 kernels: tuple[int, ...] | None = None, head: bool = False,
+                 c: float = 0.1, c_param: Literal["softplus", "log"] = "softplus") -> None:
         super().__init__()
-        self.guide = GuidanceNet(3 + num_classes, width, embed_dim, n_aux=2)
-        self.affinity = HAMAffinity(geometry, k)
-        self.k = k
+        self.kernels = (k,) if kernels is None else tuple(kernels)
+        n_aux = 2 + (len(self.kernels) if len(self.kernels) > 1 else 0)
+        self.guide = GuidanceNet(3 + num_classes, width, embed_dim, n_aux=n_aux)
+        self.affinities = nn.ModuleList(
+            HAMAffinity(geometry, kk, c, head_dim=embed_dim if head else None,
+                        c_param=c_param) for kk in self.kernels)
+        for a in self.affinities[1:]:  # one curvature for the whole model
+            a.raw_c = self.affinities[0].raw_c
+        self.k = max(self.kernels)
         self.iterations = iterations
         with torch.no_grad():
             self.guide.head.bias[embed_dim] = 2.0
             self.guide.head.bias[embed_dim + 1] = -3.0
+
+    @property
+    def affinity(self) -> HAMAffinity:
+        """The (first) affinity module; it holds the shared curvature."""
+        return self.affinities[0]
 
     def forward(self, rgb: Tensor, probs: Tensor) -> Tensor:
         """Refine ``probs``.
@@ -293,6 +348,11 @@ class SegRefinePropagation(nn.Module):
             Refined probabilities (each pixel still sums to 1).
         """
         emb, aux = self.guide(torch.cat([rgb, probs], 1))
-        aff = self.affinity(emb, torch.sigmoid(aux[:, :1]))
+        strength = torch.sigmoid(aux[:, :1])
+        affs = [m(emb, strength) for m in self.affinities]
+        if len(affs) == 1:
+            aff = affs[0]
+        else:
+            aff = mix_kernels(affs, self.kernels, torch.softmax(aux[:, 2:], dim=1))
         return propagate(probs, aff, self.k, self.iterations, h0=probs,
                          mask=torch.sigmoid(aux[:, 1:2]), norm="clip")
