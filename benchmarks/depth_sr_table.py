@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/depth_sr_table.py [--threads 2] [--json results.json]
+    python benchmarks/depth_sr_table.py [--threads 1] [--scenes art_big] \
+        [--json benchmarks/results/depth_sr_art_big.json]
 
 For each scene S it loads the naive (``euclidean``) and HAM (``hyperbolic``) weights
 trained on the *other* scene (``src/affseg/weights/ham_depth_sr_{geometry}_{other}.pt``,
@@ -14,9 +15,9 @@ disparity units for bicubic, the published Barron-Poole bilateral-solver outputs
 from __future__ import annotations
 
 import argparse
-import json
 
 from affseg.cli.depth_sr import WEIGHTS_DIR, evaluate
+from affseg.data.io import write_json
 
 SCENES = ("art_big", "books_big")
 ROWS = {"bicubic": "bicubic", "barron_poole": "Barron-Poole (bilateral solver)",
@@ -25,7 +26,7 @@ ROWS = {"bicubic": "bicubic", "barron_poole": "Barron-Poole (bilateral solver)",
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     ap.add_argument("--scenes", nargs="+", default=list(SCENES))
     args = ap.parse_args()
@@ -49,8 +50,7 @@ def main() -> None:
             secs = [table[key][f]["seconds"] for f in ("x2", "x4", "x8", "x16")]
             print(f"\n{key} inference seconds x2..x16: {secs}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=1)
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

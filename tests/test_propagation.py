@@ -146,38 +146,3 @@ def test_hyperbolic_distances_grow_faster_near_boundary() -> None:
     gap1 = (q[0, :, 0, 1] - q[0, :, 0, 0]).norm()
     d_far = neighbour_distances(e2, 3, 1, "hyperbolic", c)[0, 4, 0, 0]
     assert d_far / gap > d_near / gap1
-
-
-def test_depth_sr_model_constant_depth_and_errors() -> None:
-    from affseg.models.ham import DepthSRPropagation
-
-    torch.manual_seed(0)
-    for geometry in ("hyperbolic", "euclidean"):
-        model = DepthSRPropagation(geometry).eval()  # type: ignore[arg-type]
-        rgb = torch.rand(1, 3, 64, 48)
-        with torch.no_grad():
-            out = model(rgb, torch.full((1, 1, 8, 6), 97.0), 8)
-        assert out.shape == (1, 1, 64, 48)
-        torch.testing.assert_close(out, torch.full_like(out, 97.0))  # constants survive
-    with pytest.raises(InputError, match="power-of-two"):
-        model(rgb, torch.zeros(1, 1, 10, 6), 8)
-
-
-def test_depth_sr_cli_run(tmp_path) -> None:  # noqa: ANN001
-    from PIL import Image
-
-    from affseg.cli.depth_sr import WEIGHTS_DIR, main
-
-    weights = sorted(WEIGHTS_DIR.glob("ham_depth_sr_*.pt"))
-    if not weights:
-        pytest.skip("no shipped depth-sr weights")
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(tmp_path / "g.png")
-    Image.fromarray(np.full((16, 24), 120, np.uint8)).save(tmp_path / "d.png")
-    assert main(["run", "--weights", weights[0].name, "--guide", str(tmp_path / "g.png"),
-                 "--depth", str(tmp_path / "d.png"), "--out", str(tmp_path / "o.png")]) == 0
-    out = np.asarray(Image.open(tmp_path / "o.png"))
-    assert out.shape == (64, 96) and np.all(np.abs(out / 256.0 - 120) < 0.01)
-    Image.fromarray(np.full((15, 24), 120, np.uint8)).save(tmp_path / "bad.png")
-    assert main(["run", "--weights", weights[0].name, "--guide", str(tmp_path / "g.png"),
-                 "--depth", str(tmp_path / "bad.png"), "--out", str(tmp_path / "o2.png")]) == 2

@@ -31,6 +31,8 @@ from affseg.errors import CorruptFileError, InputError
 #: Benchmark scale index i -> factor 2**i (``depth_{i}_n.png``).
 FACTORS: dict[int, int] = {1: 2, 2: 4, 3: 8, 4: 16}
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+#: Factor of training step ``i`` is ``TRAIN_FACTORS[i % 6]`` (x8 and x16 drawn twice as often).
+TRAIN_FACTORS: tuple[int, ...] = (2, 4, 8, 16, 8, 16)
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -98,17 +100,44 @@ def degrade(gt: torch.Tensor, factor: int, noise_std: torch.Tensor,
     return (lr + noise).round().clamp(0, 255)
 
 
+def augment(gt: torch.Tensor, rgb: torch.Tensor, generator: torch.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flips, 90-degree rotation and colour-channel permutation of aligned crops.
+
+    Parameters
+    ----------
+    gt : Tensor, shape (B, 1, S, S)
+    rgb : Tensor, shape (B, 3, S, S)
+    generator : torch.Generator
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        The same shapes; one transform for the whole batch.
+    """
+    r = torch.rand(4, generator=generator)
+    if r[0] < 0.5:
+        gt, rgb = gt.flip(-1), rgb.flip(-1)
+    if r[1] < 0.5:
+        gt, rgb = gt.flip(-2), rgb.flip(-2)
+    if r[2] < 0.5:
+        gt, rgb = gt.transpose(-1, -2), rgb.transpose(-1, -2)
+    if r[3] < 0.5:
+        rgb = rgb[:, torch.randperm(3, generator=generator)]
+    return gt.contiguous(), rgb.contiguous()
+
+
 def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 192,
           batch: int = 4, lr: float = 2e-3, seed: int = 0, data: str | None = None,
-          threads: int = 1, log_every: int = 25) -> dict[str, object]:
-    """Train a :class:`~affseg.models.ham.DepthSRPropagation` on one scene.
+          threads: int = 1, log_every: int = 25, iterations: int = 4) -> dict[str, object]:
+    """Train a :class:`~affseg.models.depth_sr_net.DepthSRPropagation` on one scene.
 
     Returns
     -------
     dict
         Training record (scene, steps, seconds, final loss) also stored in the weights.
     """
-    from affseg.models.ham import DepthSRPropagation
+    from affseg.models.depth_sr_net import DepthSRPropagation
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -116,27 +145,25 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 19
     sc = load_scene(scene, data)
     rgb = _to_tensor_rgb(sc["rgb"])[0]
     gt = torch.from_numpy(sc["gt"])[None]
-    model = DepthSRPropagation(geometry=geometry)  # type: ignore[arg-type]
+    model = DepthSRPropagation(geometry=geometry,  # type: ignore[arg-type]
+                               iterations=iterations)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     h, w = gt.shape[-2:]
     t0 = time.time()
     losses: list[float] = []
     for step in range(steps):
-        factor = [2, 4, 8, 16][step % 4]
-        ys = torch.randint(0, (h - crop) // 16 + 1, (batch,), generator=gen) * 16
-        xs = torch.randint(0, (w - crop) // 16 + 1, (batch,), generator=gen) * 16
+        factor = TRAIN_FACTORS[step % len(TRAIN_FACTORS)]
+        ys = torch.randint(0, h - crop + 1, (batch,), generator=gen)
+        xs = torch.randint(0, w - crop + 1, (batch,), generator=gen)
         g = torch.stack([gt[:, y : y + crop, x : x + crop] for y, x in zip(ys, xs, strict=True)])
         im = torch.stack([rgb[:, y : y + crop, x : x + crop] for y, x in
                           zip(ys, xs, strict=True)])
-        if torch.rand((), generator=gen) < 0.5:
-            g, im = g.flip(-1), im.flip(-1)
-        if torch.rand((), generator=gen) < 0.5:
-            g, im = g.flip(-2), im.flip(-2)
+        g, im = augment(g, im, gen)
         std = 4.0 + 4.0 * torch.rand((batch, 1, 1, 1), generator=gen)
         low = degrade(g, factor, std, gen)
         pred = model(im, low, factor)
-        loss = torch.sqrt((pred - g) ** 2 + 1.0).mean()
+        loss = ((pred - g) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -156,7 +183,7 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 19
 
 def load_model(path: str | Path) -> torch.nn.Module:
     """Load weights written by :func:`train` (a bare name is looked up in the package)."""
-    from affseg.models.ham import DepthSRPropagation
+    from affseg.models.depth_sr_net import DepthSRPropagation
 
     p = Path(path)
     if not p.is_file() and (WEIGHTS_DIR / p.name).is_file():
@@ -245,6 +272,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--batch", type=int, default=4)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--iterations", type=int, default=4,
+                   help="propagation steps per dilation stage (16, 8, 4, 2, 1)")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--data", default=None)
     e = sub.add_parser("eval", help="RMSE/MAE table on one scene")
@@ -267,7 +296,8 @@ def run(args: argparse.Namespace) -> int:
         if args.steps < 1 or args.crop % 16 or args.crop < 32:
             raise InputError("--steps must be >= 1 and --crop a multiple of 16 (>= 32)")
         rec = train(args.scene, args.geometry, Path(args.out), args.steps, args.crop,
-                    args.batch, args.lr, args.seed, args.data, args.threads)
+                    args.batch, args.lr, args.seed, args.data, args.threads,
+                    iterations=args.iterations)
         print(json.dumps(rec))
         return 0
     if args.action == "eval":

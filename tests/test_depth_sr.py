@@ -1,0 +1,100 @@
+"""Task A (guided depth super-resolution): model, training helpers and CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from affseg.errors import InputError
+
+
+@pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
+def test_depth_sr_model_constant_depth_and_errors(geometry: str) -> None:
+    from affseg.models.depth_sr_net import DepthSRPropagation
+
+    torch.manual_seed(0)
+    model = DepthSRPropagation(geometry).eval()  # type: ignore[arg-type]
+    rgb = torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        out = model(rgb, torch.full((1, 1, 8, 6), 97.0), 8)
+    assert out.shape == (1, 1, 64, 48)
+    torch.testing.assert_close(out, torch.full_like(out, 97.0))  # constants survive
+    with pytest.raises(InputError, match="power-of-two"):
+        model(rgb, torch.zeros(1, 1, 10, 6), 8)
+    with pytest.raises(InputError, match="power-of-two"):
+        model(rgb, torch.zeros(1, 1, 16, 12), 3)
+
+
+def test_depth_sr_output_stays_in_input_range_and_paths_agree() -> None:
+    """Propagation is a convex combination: the output stays within the LR range;
+    the numba inference path equals the autograd path."""
+    from affseg.models.depth_sr_net import DepthSRPropagation
+
+    torch.manual_seed(1)
+    model = DepthSRPropagation("hyperbolic", iterations=2).eval()
+    rgb = torch.rand(1, 3, 64, 64)
+    lr = torch.rand(1, 1, 16, 16) * 200 + 20
+    with torch.no_grad():
+        fast = model(rgb, lr, 4)
+    with torch.enable_grad():
+        slow = model(rgb, lr.requires_grad_(True), 4)
+    torch.testing.assert_close(fast, slow.detach(), atol=1e-3, rtol=1e-5)
+    assert fast.min() >= lr.min() - 1e-3 and fast.max() <= lr.max() + 1e-3
+    slow.mean().backward()
+    assert lr.grad is not None and torch.isfinite(lr.grad).all()
+
+
+def test_degrade_is_area_downsampling_when_noise_free() -> None:
+    from affseg.cli.depth_sr import degrade
+
+    g = torch.arange(64.0).reshape(1, 1, 8, 8)
+    low = degrade(g, 4, torch.zeros(1, 1, 1, 1), torch.Generator().manual_seed(0))
+    expected = np.round(g.numpy()[0, 0].reshape(2, 4, 2, 4).mean(axis=(1, 3)))
+    np.testing.assert_array_equal(low[0, 0].numpy(), expected)
+
+
+def test_augment_keeps_guide_and_depth_aligned() -> None:
+    from affseg.cli.depth_sr import augment
+
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.rand(2, 1, 16, 16)
+    rgb = torch.cat([gt, 2 * gt, 3 * gt], 1)
+    seen = set()
+    for _ in range(20):
+        g2, r2 = augment(gt, rgb, gen)
+        assert g2.shape == gt.shape and r2.shape == rgb.shape
+        scales = sorted(round(float((r2[:, i] / g2[:, 0]).mean()), 4) for i in range(3))
+        assert scales == [1.0, 2.0, 3.0]  # every channel still a multiple of the depth
+        seen.add(tuple(g2[0, 0, 0, :2].tolist()))
+    assert len(seen) > 1  # the transform does change the crops
+
+
+def test_bicubic_upsample_matches_torch() -> None:
+    from affseg.cli.depth_sr import bicubic_upsample
+
+    lr = np.random.default_rng(0).random((5, 7)).astype(np.float32)
+    ref = F.interpolate(torch.from_numpy(lr)[None, None], size=(20, 28), mode="bicubic",
+                        align_corners=False)[0, 0].numpy()
+    np.testing.assert_allclose(bicubic_upsample(lr, 4), ref, atol=1e-6)
+
+
+def test_depth_sr_cli_run(tmp_path) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from affseg.cli.depth_sr import WEIGHTS_DIR, main
+
+    weights = sorted(WEIGHTS_DIR.glob("ham_depth_sr_*.pt"))
+    if not weights:
+        pytest.skip("no shipped depth-sr weights")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(tmp_path / "g.png")
+    Image.fromarray(np.full((16, 24), 120, np.uint8)).save(tmp_path / "d.png")
+    assert main(["run", "--weights", weights[0].name, "--guide", str(tmp_path / "g.png"),
+                 "--depth", str(tmp_path / "d.png"), "--out", str(tmp_path / "o.png")]) == 0
+    out = np.asarray(Image.open(tmp_path / "o.png"))
+    assert out.shape == (64, 96) and np.all(np.abs(out / 256.0 - 120) < 0.01)
+    Image.fromarray(np.full((15, 24), 120, np.uint8)).save(tmp_path / "bad.png")
+    assert main(["run", "--weights", weights[0].name, "--guide", str(tmp_path / "g.png"),
+                 "--depth", str(tmp_path / "bad.png"), "--out", str(tmp_path / "o2.png")]) == 2
