@@ -187,11 +187,15 @@ def simultaneous_iteration(op: LocalOperator, n_eig: int, n_outer: int = 2,
     if n_outer < 1 or n_inner < 1:
         raise InputError(f"n_outer and n_inner must be >= 1; got {n_outer}, {n_inner}")
     u = init.to(op.coef.dtype)
+    step = qr_every if qr_every else n_inner
     for _ in range(n_outer):
         z = u
-        for i in range(1, n_inner + 1):
-            z = op.apply(z)
-            if qr_every and i % qr_every == 0 and i < n_inner:
+        done = 0
+        while done < n_inner:
+            n = min(step, n_inner - done)
+            z = op.apply_power(z, n)
+            done += n
+            if done < n_inner:
                 z = torch.linalg.qr(z).Q
         u = torch.linalg.qr(z).Q
     return u

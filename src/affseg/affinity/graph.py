@@ -7,7 +7,8 @@ offsets ``o`` in row-major order (dy, dx in [-r, r], r = (k - 1) / 2), and zero 
 neighbour falls outside the image. It is never an N x N matrix: applying it to M vectors
 costs O(N k^2 M) and memory O(N k^2).
 
-The fast path is a numba stencil kernel on channels-last vectors (B, h, w, M) wrapped in a
+The fast path is a stencil kernel on channels-last vectors (B, h, w, M) -- the compiled C
+kernel of :mod:`affseg.affinity.native` for float32, else numba -- wrapped in a
 :class:`torch.autograd.Function` (backward = the transposed stencil for the vectors and a
 local correlation for the coefficients); a pure torch ``unfold`` path is kept as the
 reference (``backend="torch"``).
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from affseg.affinity import native
 from affseg.errors import InputError
 
 #: Degrees are clamped from below by this value (as the reference does for row sums).
@@ -284,9 +286,29 @@ def transpose_coefficients(coef: Tensor, k: int) -> Tensor:
     return torch.stack(parts, 1)
 
 
+def _native_ok(coef_cl: Tensor, x_cl: Tensor, k: int) -> bool:
+    """Whether the compiled kernel handles this stencil (float32, k >= 5, built)."""
+    return (coef_cl.dtype == x_cl.dtype == torch.float32
+            and native.supports(k, np.dtype("float32")))
+
+
+def _native_power(coef_cl: Tensor, x_cl: Tensor, k: int, n: int) -> Tensor:
+    """A^n x with the compiled kernel on detached channels-last tensors."""
+    big = coef_cl.numel() * x_cl.shape[3] >= PARALLEL_MIN_WORK
+    out = native.stencil_power(coef_cl.contiguous().numpy(), x_cl.numpy(), k, n,
+                               torch.get_num_threads() if big else 1)
+    return torch.from_numpy(out)
+
+
 def _stencil_np(coef_cl: Tensor, x_cl: Tensor, k: int) -> Tensor:
-    """Numba stencil on detached channels-last tensors: (B,h,w,K), (B,h,w,M) -> (B,h,w,M)."""
+    """Stencil on detached channels-last tensors: (B,h,w,K), (B,h,w,M) -> (B,h,w,M).
+
+    float32 with k >= 5 runs the compiled C kernel (:mod:`affseg.affinity.native`, channels
+    zero-padded to a multiple of 8) when it could be built; everything else the numba kernel.
+    """
     r = k // 2
+    if _native_ok(coef_cl, x_cl, k):
+        return _native_power(coef_cl, x_cl, k, 1)
     xpad = F.pad(x_cl, (0, 0, r, r, r, r)).contiguous()
     out = torch.empty_like(x_cl, memory_format=torch.contiguous_format)
     _stencil_nb(coef_cl.contiguous().numpy(), xpad.numpy(), out.numpy(), k)
@@ -423,6 +445,44 @@ class LocalOperator:
             cl, cl_t = self._channels_last()
             out = _StencilFn.apply(cl, cl_t, xs.contiguous(), self.k)
         return out.reshape(x.shape)
+
+    def apply_power(self, x: Tensor, n: int) -> Tensor:
+        """A^n X: ``n`` applications of :meth:`apply`.
+
+        Without autograd (no gradient needed for ``x`` or the coefficients) and on the
+        compiled float32 kernel, the n applications run back to back on padded buffers
+        with no intermediate copies; otherwise it is a loop of :meth:`apply`.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, N, M) or (B, h, w, M)
+        n : int
+            Number of applications, >= 0.
+
+        Returns
+        -------
+        Tensor, same shape as ``x``
+        """
+        if n < 0:
+            raise InputError(f"n must be >= 0; got {n}")
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.coef.requires_grad)
+        if n <= 1 or needs_grad or self.backend != "numba" or x.dtype != torch.float32:
+            for _ in range(n):
+                x = self.apply(x)
+            return x
+        h, w = self.grid
+        b = self.coef.shape[0]
+        if not ((x.ndim == 3 and x.shape[:2] == (b, h * w))
+                or (x.ndim == 4 and x.shape[:3] == (b, h, w))):
+            raise InputError(f"vectors must be (B, N, M) or (B, h, w, M) with B={b}, "
+                             f"(h, w)={(h, w)}; got {tuple(x.shape)}")
+        cl, _ = self._channels_last()
+        x_cl = x.detach().reshape(b, h, w, x.shape[-1]).contiguous()
+        if not _native_ok(cl, x_cl, self.k):
+            for _ in range(n):
+                x = self.apply(x)
+            return x
+        return _native_power(cl.detach(), x_cl, self.k, n).reshape(x.shape)
 
     def apply_maps(self, maps: Tensor) -> Tensor:
         """A applied to maps in channels-first layout by ``unfold`` (torch reference path).
