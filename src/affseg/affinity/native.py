@@ -3,7 +3,7 @@
 The diffusion engine spends over 90 % of its time applying a k x k local operator to ~50
 vectors (:func:`affseg.affinity.graph.LocalOperator.apply`). numba does not keep the
 accumulators of a register-blocked loop in registers, so this module compiles
-``_stencil.c`` (GCC vector extensions, 4 pixels x 16 channels per block) with
+``_stencil.c`` (GCC vector extensions, blocks of 4-5 pixels x 16-24 channels) with
 ``cc -O3 -march=native -fopenmp`` into a per-user cache the first time it is needed, and
 calls it through :mod:`ctypes` (which releases the GIL). Loaded after torch, the library
 binds to the OpenMP runtime torch already loaded, so its threads are torch's own
