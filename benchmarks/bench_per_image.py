@@ -193,7 +193,9 @@ def sweep(items: list, configs: list[dict[str, Any]], seeds: int) -> list[dict[s
                "pixel_accuracy_seed0": float(np.mean([r["accuracy"][0] for r in runs])),
                "mean_per_image_std": float(np.mean([r["std"] for r in runs])),
                "mean_segments": float(np.mean([r["n_segments"][0] for r in runs])),
-               "mean_iterations": float(np.mean([r["iterations"][0] for r in runs]))}  # fmt: skip
+               "mean_iterations": float(np.mean([r["iterations"][0] for r in runs])),
+               "per_image": [{k: r[k] for k in ("accuracy", "n_segments", "iterations")}
+                             for r in runs]}  # fmt: skip
         rows.append(row)
         print(row, flush=True)
     return rows

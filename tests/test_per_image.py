@@ -242,3 +242,27 @@ def test_backbone_input() -> None:
     res = run_per_image("mmt", im, seed=0, max_iter=3, channels=6, max_side=26,
                         input="backbone", n_components=4)  # fmt: skip
     assert res.labels.shape == (40, 52)
+
+
+def test_snap_to_superpixels_and_temporal_average() -> None:
+    from affseg.models.per_image_methods import _final_labels
+
+    # a ragged border between two classes; superpixels = the two straight halves
+    lab = np.zeros((8, 10), int)
+    lab[:, 5:] = 1
+    lab[::2, 4] = 1
+    lab[1::2, 5] = 0
+    resp = torch.nn.functional.one_hot(torch.from_numpy(lab), 3).permute(2, 0, 1)[None].float()
+    sp = np.zeros((8, 10), int)
+    sp[:, 5:] = 1
+    out = _final_labels(resp, (8, 10), superpixels=sp)
+    np.testing.assert_array_equal(out, sp + 1)
+    # MMT with a temporal average of its output still splits two flat colours
+    im = two_colour_image()
+    res = run_per_image("mmt", im, seed=0, max_iter=40, channels=8, target_segments=2,
+                        max_side=None, pred_alpha=0.9)  # fmt: skip
+    assert res.n_segments == 2
+    assert len(np.unique(res.labels[:, :9])) == 1 and len(np.unique(res.labels[:, 12:])) == 1
+    assert res.labels[0, 0] != res.labels[0, 19]
+    with pytest.raises(InputError, match="pred_alpha"):
+        run_per_image("mmt", im, pred_alpha=1.0)

@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "n_components": 8,
     "feature_weight": 1.0,
     "min_area": None,
+    "snap": None,
 }
 
 
@@ -155,6 +156,23 @@ def ensemble_response(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
     return 0.5 * (torch.softmax(r1, dim=1) + p2)
 
 
+def _mmt_output(responses: list[torch.Tensor], output: str) -> torch.Tensor:
+    """Class probabilities (1, q, h, w) of MMT's mean networks (``output`` as in :func:`mmt`)."""
+    if output == "mean1":
+        return torch.softmax(responses[0], dim=1)
+    return ensemble_response(responses[0], responses[1])
+
+
+def _average(
+    pred: torch.Tensor | None, new: torch.Tensor, alpha: float, step: int
+) -> torch.Tensor:
+    """EMA of predictions: ``a * pred + (1 - a) * new`` with ``a = ema_alpha(step, alpha)``."""
+    if pred is None:
+        return new
+    a = ema_alpha(step, alpha, True)
+    return a * pred + (1.0 - a) * new
+
+
 def continuity_loss(response: torch.Tensor) -> torch.Tensor:
     """Mean absolute vertical + horizontal difference of a response (Kim 2020; TV, L1).
 
@@ -210,6 +228,7 @@ def _final_labels(
     shape: tuple[int, int],
     target: int | None = None,
     min_area: float | None = None,
+    superpixels: np.ndarray | None = None,
 ) -> np.ndarray:
     """Argmax of a response upsampled bilinearly to ``shape``, as labels 1..K (H, W).
 
@@ -217,7 +236,9 @@ def _final_labels(
     at the working resolution, so at most ``target`` label classes remain. With
     ``min_area`` (a fraction of the image), the label classes are split into 4-connected
     components and components under ``min_area`` x H x W pixels join the nearest other
-    component (:func:`~affseg.segment.baselines.absorb_small`).
+    component (:func:`~affseg.segment.baselines.absorb_small`). With ``superpixels``
+    (H, W), labels are first replaced by their superpixel's majority label
+    (:func:`superpixel_vote`), which snaps segment borders to image edges.
     """
     with torch.no_grad():
         r = response
@@ -228,12 +249,23 @@ def _final_labels(
         if r.shape[2:] != shape:
             r = nn.functional.interpolate(r, size=shape, mode="bilinear", align_corners=False)
         lab = argmax_labels(r).numpy()
+    if superpixels is not None:
+        lab = superpixel_vote(lab, superpixels, int(lab.max()) + 1)
     if min_area is not None:
         from affseg.segment.baselines import absorb_small
 
         return absorb_small(lab, max(1, round(min_area * shape[0] * shape[1])))
     _, inv = np.unique(lab, return_inverse=True)
     return (inv.reshape(shape) + 1).astype(np.int32)
+
+
+def _snap_superpixels(image: np.ndarray, n: int | None) -> np.ndarray | None:
+    """SLIC superpixels (H, W) of the full-resolution image (about ``n``), or None."""
+    if n is None:
+        return None
+    from skimage.segmentation import slic
+
+    return slic(image, n_segments=int(n), compactness=10.0, start_label=0)
 
 
 def _response(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -313,6 +345,7 @@ def kanezaki(
     n_components: int = DEFAULTS["n_components"],
     feature_weight: float = DEFAULTS["feature_weight"],
     min_area: float | None = DEFAULTS["min_area"],
+    snap: int | None = DEFAULTS["snap"],
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     n_superpixels: int | None = None,
@@ -348,6 +381,9 @@ def kanezaki(
         None: segments are the label classes (the papers). A fraction of the image area:
         split the classes into 4-connected components and give those smaller than
         ``min_area`` x H x W pixels to the nearest other component.
+    snap : int, optional
+        Snap the output to about ``snap`` SLIC superpixels (compactness 10) of the
+        full-resolution image by a majority vote in each (None: off).
     lr, momentum : float
         SGD settings.
     n_superpixels : int, optional
@@ -381,7 +417,8 @@ def kanezaki(
 
     it = _fit_one(net, x, loss_fn, max_iter, _stop_count(min_labels, target_segments),
                   lr, momentum)
-    labels = _final_labels(_response(net, x), image.shape[:2], target_segments, min_area)
+    labels = _final_labels(_response(net, x), image.shape[:2], target_segments, min_area,
+                           _snap_superpixels(image, snap))
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
 
@@ -400,6 +437,7 @@ def kim(
     n_components: int = DEFAULTS["n_components"],
     feature_weight: float = DEFAULTS["feature_weight"],
     min_area: float | None = DEFAULTS["min_area"],
+    snap: int | None = DEFAULTS["snap"],
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     mu_sim: float = 1.0,
@@ -424,7 +462,8 @@ def kim(
 
     it = _fit_one(net, x, loss_fn, max_iter, _stop_count(min_labels, target_segments),
                   lr, momentum)
-    labels = _final_labels(_response(net, x), image.shape[:2], target_segments, min_area)
+    labels = _final_labels(_response(net, x), image.shape[:2], target_segments, min_area,
+                           _snap_superpixels(image, snap))
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
 
@@ -443,12 +482,14 @@ def mmt(
     n_components: int = DEFAULTS["n_components"],
     feature_weight: float = DEFAULTS["feature_weight"],
     min_area: float | None = DEFAULTS["min_area"],
+    snap: int | None = DEFAULTS["snap"],
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     beta: float = 15.0,
     alpha: float = 0.9,
     warmup: bool = True,
     output: str = "ensemble",
+    pred_alpha: float = 0.0,
 ) -> PerImageResult:
     """Mutual Mean-Teaching with Hungarian label alignment (seed 003).
 
@@ -470,7 +511,7 @@ def mmt(
         ``q`` and ``M``.
     max_iter, min_labels, target_segments, max_side, lr, momentum
         As in :func:`kanezaki`; the label count checked is mean network 1's.
-    coords, input, n_components, feature_weight, min_area
+    coords, input, n_components, feature_weight, min_area, snap
         As in :func:`kanezaki` (input and segments as in the paper: ``"rgb"``, None).
     beta : float
         Weight of the TV (continuity) loss (15, chosen on BSDS500 val images 20-29 over
@@ -482,6 +523,10 @@ def mmt(
         Use the warm-up form of the EMA coefficient.
     output : {"ensemble", "mean1"}
         Label the image with both mean networks (default) or mean network 1 only.
+    pred_alpha : float
+        When > 0, the output probabilities are also averaged over the iterations
+        (temporal ensembling: EMA with coefficient ``min(1 - 1/(t + 1), pred_alpha)``
+        of the mean networks' output at every iteration t); 0: the last output only.
 
     Returns
     -------
@@ -490,6 +535,8 @@ def mmt(
     _check(image, max_iter, min_labels, channels)
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha must lie in [0, 1], got {alpha}")
+    if not 0.0 <= pred_alpha < 1.0:
+        raise InputError(f"pred_alpha must lie in [0, 1), got {pred_alpha}")
     if output not in ("ensemble", "mean1"):
         raise InputError(f"unknown output {output!r}; choose one of: ensemble, mean1")
     t0 = time.perf_counter()
@@ -502,11 +549,17 @@ def mmt(
     opts = [torch.optim.SGD(n.parameters(), lr=lr, momentum=momentum) for n in nets]
     stop_at = _stop_count(min_labels, target_segments)
     it = 0
+    pred: torch.Tensor | None = None  # temporal average of the output probabilities
+    stopped = False
     for it in range(1, max_iter + 1):
         with torch.no_grad():
-            mean_labels = [argmax_labels(m(x)).numpy() for m in means]
+            mean_out = [m(x) for m in means]
+            mean_labels = [argmax_labels(r).numpy() for r in mean_out]
+            if pred_alpha > 0:
+                pred = _average(pred, _mmt_output(mean_out, output), pred_alpha, it - 1)
         if it > 1 and len(np.unique(mean_labels[0])) <= stop_at:
             it -= 1
+            stopped = True
             break
         for k in (0, 1):
             r = nets[k](x)
@@ -521,11 +574,14 @@ def mmt(
         a = ema_alpha(it, alpha, warmup)
         for m, n in zip(means, nets, strict=True):
             ema_update(m, n, a)
-    if output == "mean1":
-        response = _response(means[0], x)
+    if pred is not None and stopped:
+        response = pred
     else:
-        response = ensemble_response(_response(means[0], x), _response(means[1], x))
-    labels = _final_labels(response, image.shape[:2], target_segments, min_area)
+        response = _mmt_output([_response(m, x) for m in means], output)
+        if pred is not None:
+            response = _average(pred, response, pred_alpha, it)
+    labels = _final_labels(response, image.shape[:2], target_segments, min_area,
+                           _snap_superpixels(image, snap))
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
 
