@@ -98,3 +98,17 @@ def test_depth_sr_cli_run(tmp_path) -> None:  # noqa: ANN001
     Image.fromarray(np.full((15, 24), 120, np.uint8)).save(tmp_path / "bad.png")
     assert main(["run", "--weights", weights[0].name, "--guide", str(tmp_path / "g.png"),
                  "--depth", str(tmp_path / "bad.png"), "--out", str(tmp_path / "o2.png")]) == 2
+
+
+def test_train_round_trip_and_cross_scene_guard(middlebury_dir, tmp_path) -> None:  # noqa: ANN001
+    """A 2-step training run writes loadable weights with its record; eval refuses the
+    training scene."""
+    from affseg.cli.depth_sr import load_model, main, train
+
+    rec = train("books_big", "euclidean", tmp_path / "w.pt", steps=2, crop=32, batch=1,
+                data=str(middlebury_dir.parent), log_every=0, iterations=1)
+    assert rec["scene"] == "books_big" and rec["steps"] == 2 and np.isfinite(rec["final_loss"])
+    model = load_model(tmp_path / "w.pt")
+    assert model.iterations == 1 and model.affinity.geometry == "euclidean"
+    assert main(["eval", "--weights", str(tmp_path / "w.pt"), "--scene", "books_big",
+                 "--data", str(middlebury_dir.parent)]) == 2
