@@ -132,7 +132,8 @@ def backbone_features(image: np.ndarray, size: tuple[int, int], n_components: in
     """Frozen ImageNet EfficientNet-Lite0 features of an image, reduced per image by PCA.
 
     The stride-4 (24 channels) and stride-8 (40 channels) maps of the full-resolution image
-    are resized (bilinear, antialiased) to ``size``, each map scaled to unit mean variance
+    are resized (bilinear, antialiased) to ``size`` (images under 32 pixels on a side are
+    enlarged to 32 first), each map scaled to unit mean variance
     per channel, concatenated and projected on their ``n_components`` leading principal
     components (computed on this image's pixels). Components keep their relative variance;
     the whole block is scaled so that the mean component variance is 1. Component signs
@@ -153,6 +154,9 @@ def backbone_features(image: np.ndarray, size: tuple[int, int], n_components: in
     if not 1 <= n_components <= 64:
         raise InputError(f"n_components must lie in 1..64, got {n_components}")
     x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255.0
+    if min(x.shape[2:]) < 32:  # the backbone needs a few pixels at stride 8
+        s = 32 / min(x.shape[2:])
+        x = nn.functional.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)
     with torch.no_grad():
         pyramid = _backbone()(x)
         maps = []
