@@ -489,10 +489,10 @@ def mmt(
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     beta: float = 15.0,
-    alpha: float = 0.9,
+    alpha: float = 0.99,
     warmup: bool = True,
     output: str = "ensemble",
-    pred_alpha: float = 0.0,
+    pred_alpha: float = 0.9,
 ) -> PerImageResult:
     """Mutual Mean-Teaching with Hungarian label alignment (seed 003).
 
@@ -520,8 +520,9 @@ def mmt(
         Weight of the TV (continuity) loss (15, chosen on BSDS500 val images 20-29 over
         2, 5, 10, 15 at this reduced size; the paper does not state its value).
     alpha : float
-        EMA coefficient (cap with ``warmup``); 0.9 rather than the paper's 0.999 because
-        the fit runs tens, not 1000, iterations.
+        EMA coefficient (cap with ``warmup``, the original MMT schedule); 0.99 rather
+        than the paper's 0.999 because the fit runs tens, not 1000, iterations (0.99 with
+        ``pred_alpha`` 0.9 beat 0.9 by 0.008 on val[20:30], 5 seeds).
     warmup : bool
         Use the warm-up form of the EMA coefficient.
     output : {"ensemble", "mean1"}
@@ -529,7 +530,8 @@ def mmt(
     pred_alpha : float
         When > 0, the output probabilities are also averaged over the iterations
         (temporal ensembling: EMA with coefficient ``min(1 - 1/(t + 1), pred_alpha)``
-        of the mean networks' output at every iteration t); 0: the last output only.
+        of the mean networks' output at every iteration t; default 0.9); 0: the last
+        output only.
 
     Returns
     -------
