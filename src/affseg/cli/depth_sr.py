@@ -129,7 +129,9 @@ def augment(gt: torch.Tensor, rgb: torch.Tensor, generator: torch.Generator
 
 def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 192,
           batch: int = 4, lr: float = 2e-3, seed: int = 0, data: str | None = None,
-          threads: int = 1, log_every: int = 25, iterations: int = 4) -> dict[str, object]:
+          threads: int = 1, log_every: int = 25, iterations: int = 4,
+          grad_clip: float = 0.0, loss_kind: str = "mse",
+          init_logits: tuple[float, float] = (2.0, -3.0)) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_sr_net.DepthSRPropagation` on one scene.
 
     Returns
@@ -147,6 +149,7 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 19
     gt = torch.from_numpy(sc["gt"])[None]
     model = DepthSRPropagation(geometry=geometry,  # type: ignore[arg-type]
                                iterations=iterations)
+    model.init_aux(*init_logits)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     h, w = gt.shape[-2:]
@@ -163,9 +166,12 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 19
         std = 4.0 + 4.0 * torch.rand((batch, 1, 1, 1), generator=gen)
         low = degrade(g, factor, std, gen)
         pred = model(im, low, factor)
-        loss = ((pred - g) ** 2).mean()
+        err = pred - g
+        loss = (err**2).mean() if loss_kind == "mse" else torch.sqrt(err**2 + 1.0).mean()
         opt.zero_grad()
         loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
@@ -174,7 +180,9 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 19
                   f"c {float(model.affinity.curvature.detach()):.4f} {time.time() - t0:.0f}s",
                   flush=True)
     record = {"scene": scene, "geometry": geometry, "steps": steps, "crop": crop,
-              "batch": batch, "lr": lr, "seed": seed, "seconds": round(time.time() - t0, 1),
+              "batch": batch, "lr": lr, "seed": seed, "grad_clip": grad_clip,
+              "loss": loss_kind, "iterations": iterations,
+              "init_logits": list(init_logits), "seconds": round(time.time() - t0, 1),
               "final_loss": float(np.mean(losses[-50:]))}
     payload = {"config": model.config(), "state_dict": model.state_dict(), "record": record}
     atomic_write(out, lambda p: torch.save(payload, p))
@@ -272,6 +280,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--batch", type=int, default=4)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--grad-clip", type=float, default=0.0,
+                   help="clip the gradient norm to this value (0: no clipping)")
+    t.add_argument("--loss", choices=("mse", "charbonnier"), default="mse",
+                   help="mse (default) or charbonnier sqrt(e^2 + 1)")
+    t.add_argument("--init-logits", type=float, nargs=2, default=(2.0, -3.0),
+                   metavar=("STRENGTH", "CONF"),
+                   help="initial logits of the propagation strength and data confidence")
     t.add_argument("--iterations", type=int, default=4,
                    help="propagation steps per dilation stage (16, 8, 4, 2, 1)")
     t.add_argument("--threads", type=int, default=1)
@@ -297,7 +312,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--steps must be >= 1 and --crop a multiple of 16 (>= 32)")
         rec = train(args.scene, args.geometry, Path(args.out), args.steps, args.crop,
                     args.batch, args.lr, args.seed, args.data, args.threads,
-                    iterations=args.iterations)
+                    iterations=args.iterations, grad_clip=args.grad_clip,
+                    loss_kind=args.loss, init_logits=tuple(args.init_logits))
         print(json.dumps(rec))
         return 0
     if args.action == "eval":

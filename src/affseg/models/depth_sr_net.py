@@ -108,9 +108,14 @@ class DepthSRPropagation(nn.Module):
         self.affinity = HAMAffinity(geometry, k)
         self.k = k
         self.iterations = iterations
-        with torch.no_grad():  # start with strong propagation, weak data term
-            self.guide.head.bias[embed_dim : embed_dim + n_stage] = 2.0
-            self.guide.head.bias[embed_dim + n_stage] = -3.0
+        self.init_aux(2.0, -3.0)  # start with strong propagation, weak data term
+
+    def init_aux(self, strength_logit: float, conf_logit: float) -> None:
+        """Set the head biases of the propagation strengths and the data confidence."""
+        d, n = self.guide.embed_dim, len(DILATIONS)
+        with torch.no_grad():
+            self.guide.head.bias[d : d + n] = strength_logit
+            self.guide.head.bias[d + n] = conf_logit
 
     def config(self) -> dict[str, object]:
         """Constructor arguments (stored with the weights)."""
