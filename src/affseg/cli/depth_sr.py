@@ -6,11 +6,14 @@ Three actions::
     affseg depth-sr eval  --weights W.pt --scene books_big [--json out.json]
     affseg depth-sr run   --weights W.pt --guide rgb.png --depth lr.png --out hr.png
 
-Training uses one Middlebury scene only: random aligned crops of its RGB guide and
-ground-truth disparity, degraded on the fly like the benchmark inputs (area
-downsampling by 2/4/8/16 plus Gaussian noise of std ~ U(4, 8) disparity units, then
-8-bit rounding; the measured std of the provided inputs vs area-downsampled gt is 5.8-6.1).
-Report on the other scene.
+The model (:class:`affseg.models.depth_sr_net.DepthSRPropagation`) propagates the bicubic
+upsampling at full resolution with learned HAM (``--geometry hyperbolic``) or Euclidean
+("naive") affinities over dilations 16..1, re-imposing it with a learned confidence; one
+model serves x2 ... x16. Training uses one Middlebury scene only: random aligned crops of
+its RGB guide and ground-truth disparity (flips, transposition, channel permutation),
+degraded on the fly like the benchmark inputs (area downsampling by 2/4/8/16 plus Gaussian
+noise of std ~ U(4, 8) disparity units, then 8-bit rounding; the measured std of the
+provided inputs vs area-downsampled gt is 5.8-6.1). Report on the other scene.
 """
 
 from __future__ import annotations
