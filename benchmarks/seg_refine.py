@@ -166,7 +166,8 @@ def train_refiner(args: argparse.Namespace, geometry: str, seed: int, train: lis
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
-    return model.eval(), float(np.mean(losses[-50:]))
+    # an all-void crop gives a NaN loss with zero gradients: left out of the mean
+    return model.eval(), float(np.nanmean(losses[-50:]))
 
 
 def ball_usage(model: SegRefinePropagation, d: dict) -> float:
