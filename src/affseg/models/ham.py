@@ -14,7 +14,10 @@ per-pixel embeddings. :class:`HAMAffinity` turns embeddings into propagation aff
    gain ``sigmoid(beta_r)`` (initialised decreasing with the rank): the closest neighbours
    have priority. (UniDC sorts the neighbour features and scales them by the HNN++
    beta-concatenation ratio before a Mobius linear layer; this is the per-pixel,
-   position-preserving form of that ordering, see BENCHMARKS.md ``## HAM``.)
+   position-preserving form of that ordering, see BENCHMARKS.md ``## HAM``.) With
+   ``head_dim`` set, UniDC's form is added too:
+   :class:`~affseg.models.ham_head.RankedNeighbourHead` (sorted, geodesic-weighted,
+   beta-concatenated neighbour features -> Mobius linear layer -> per-rank logits).
 
 The affinity of neighbour ``n`` is ``s_p * softmax(-d/tau)_n * sigmoid(beta_rank(n))``
 with ``s_p`` a learned propagation strength in [0, 1]; its absolute sum is <= 1.
