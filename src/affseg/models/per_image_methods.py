@@ -13,9 +13,11 @@ Three methods share :class:`~affseg.models.per_image_net.PerImageNet` (REFERENCE
   ``beta`` x TV loss of its response.
 
 All run SGD (lr 0.1, momentum 0.9) on the image shrunk to ``max_side`` pixels on its longer
-side, stop after ``max_iter`` iterations or once the label count drops to ``min_labels``
-(or ``target_segments`` if given), and upsample the final response bilinearly to the image
-size before the argmax. Segments are label classes (not split into connected components).
+side (input: RGB, by default with frozen backbone feature channels, ``input``), stop after
+``max_iter`` iterations or once the label count drops to ``min_labels`` (or
+``target_segments`` if given), and upsample the final response bilinearly to the image size
+before the argmax. By default (``min_area``) the label classes are then split into
+connected segments and tiny ones merged; ``min_area=None`` keeps the label classes.
 """
 
 from __future__ import annotations
