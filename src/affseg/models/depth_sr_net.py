@@ -25,22 +25,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from affseg.errors import InputError
-from affseg.models.ham import Geometry, HAMAffinity
+from affseg.models.ham import Geometry, HAMAffinity, conv_block
 from affseg.models.propagation import propagate
 
 #: Fixed normalisation of disparity values (8-bit units) fed to the guidance network.
 DEPTH_CENTER, DEPTH_SCALE = 128.0, 64.0
 #: Dilations of the propagation stages, far to near.
 DILATIONS: tuple[int, ...] = (16, 8, 4, 2, 1)
-
-
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1),
-        nn.ReLU(inplace=True),
-    )
 
 
 class DepthGuideNet(nn.Module):
@@ -58,13 +49,13 @@ class DepthGuideNet(nn.Module):
     def __init__(self, in_ch: int, width: int, embed_dim: int, n_aux: int) -> None:
         super().__init__()
         w0, w1, w2, w3 = width, 2 * width, 4 * width, 4 * width
-        self.enc0 = _block(in_ch, w0)
-        self.enc1 = _block(w0, w1, 2)
-        self.enc2 = _block(w1, w2, 2)
-        self.enc3 = _block(w2, w3, 2)
-        self.dec2 = _block(w3 + w2, w2)
-        self.dec1 = _block(w2 + w1, w1)
-        self.dec0 = _block(w1 + w0, w0)
+        self.enc0 = conv_block(in_ch, w0)
+        self.enc1 = conv_block(w0, w1, 2)
+        self.enc2 = conv_block(w1, w2, 2)
+        self.enc3 = conv_block(w2, w3, 2)
+        self.dec2 = conv_block(w3 + w2, w2)
+        self.dec1 = conv_block(w2 + w1, w1)
+        self.dec0 = conv_block(w1 + w0, w0)
         self.head = nn.Conv2d(w0, embed_dim + n_aux, 1)
         self.embed_dim = embed_dim
 

@@ -153,7 +153,9 @@ class HAMAffinity(nn.Module):
         return strength * torch.softmax(logit, dim=1) * priority
 
 
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """Two 3 x 3 conv + ReLU layers (the first with ``stride``): (B, cin, H, W) ->
+    (B, cout, H / stride, W / stride). The unit of the guidance U-Nets."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
         nn.ReLU(inplace=True),
@@ -179,11 +181,11 @@ class GuidanceNet(nn.Module):
     def __init__(self, in_ch: int = 4, width: int = 16, embed_dim: int = 8,
                  n_aux: int = 2) -> None:
         super().__init__()
-        self.enc0 = _block(in_ch, width)
-        self.enc1 = _block(width, 2 * width, 2)
-        self.enc2 = _block(2 * width, 4 * width, 2)
-        self.dec1 = _block(6 * width, 2 * width)
-        self.dec0 = _block(3 * width, width)
+        self.enc0 = conv_block(in_ch, width)
+        self.enc1 = conv_block(width, 2 * width, 2)
+        self.enc2 = conv_block(2 * width, 4 * width, 2)
+        self.dec1 = conv_block(6 * width, 2 * width)
+        self.dec0 = conv_block(3 * width, width)
         self.head = nn.Conv2d(width, embed_dim + n_aux, 1)
         self.embed_dim = embed_dim
 
