@@ -417,17 +417,8 @@ class LocalOperator:
                 self._cl_t = ct.permute(0, 2, 3, 1).contiguous()
         return self._cl, self._cl_t
 
-    def apply(self, x: Tensor) -> Tensor:
-        """A X for node vectors in channels-last layout.
-
-        Parameters
-        ----------
-        x : Tensor, shape (B, N, M) or (B, h, w, M)
-
-        Returns
-        -------
-        Tensor, same shape as ``x``
-        """
+    def _as_grid(self, x: Tensor) -> Tensor:
+        """Validate node vectors and view them as (B, h, w, M)."""
         h, w = self.grid
         b = self.coef.shape[0]
         if x.ndim == 3 and x.shape[:2] == (b, h * w):
@@ -439,6 +430,20 @@ class LocalOperator:
                              f"(h, w)={(h, w)}; got {tuple(x.shape)}")
         if x.dtype != self.coef.dtype:
             raise InputError(f"dtype mismatch: vectors {x.dtype}, operator {self.coef.dtype}")
+        return xs
+
+    def apply(self, x: Tensor) -> Tensor:
+        """A X for node vectors in channels-last layout.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, N, M) or (B, h, w, M)
+
+        Returns
+        -------
+        Tensor, same shape as ``x``
+        """
+        xs = self._as_grid(x)
         if self.backend == "torch":
             out = self.apply_maps(xs.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         else:
@@ -465,24 +470,14 @@ class LocalOperator:
         """
         if n < 0:
             raise InputError(f"n must be >= 0; got {n}")
+        xs = self._as_grid(x)
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.coef.requires_grad)
-        if n <= 1 or needs_grad or self.backend != "numba" or x.dtype != torch.float32:
+        cl = self._channels_last()[0] if self.backend == "numba" else None
+        if n <= 1 or needs_grad or cl is None or not _native_ok(cl, xs, self.k):
             for _ in range(n):
                 x = self.apply(x)
             return x
-        h, w = self.grid
-        b = self.coef.shape[0]
-        if not ((x.ndim == 3 and x.shape[:2] == (b, h * w))
-                or (x.ndim == 4 and x.shape[:3] == (b, h, w))):
-            raise InputError(f"vectors must be (B, N, M) or (B, h, w, M) with B={b}, "
-                             f"(h, w)={(h, w)}; got {tuple(x.shape)}")
-        cl, _ = self._channels_last()
-        x_cl = x.detach().reshape(b, h, w, x.shape[-1]).contiguous()
-        if not _native_ok(cl, x_cl, self.k):
-            for _ in range(n):
-                x = self.apply(x)
-            return x
-        return _native_power(cl.detach(), x_cl, self.k, n).reshape(x.shape)
+        return _native_power(cl.detach(), xs.detach().contiguous(), self.k, n).reshape(x.shape)
 
     def apply_maps(self, maps: Tensor) -> Tensor:
         """A applied to maps in channels-first layout by ``unfold`` (torch reference path).
