@@ -112,3 +112,62 @@ def test_train_round_trip_and_cross_scene_guard(middlebury_dir, tmp_path) -> Non
     assert model.iterations == 1 and model.affinity.geometry == "euclidean"
     assert main(["eval", "--weights", str(tmp_path / "w.pt"), "--scene", "books_big",
                  "--data", str(middlebury_dir.parent)]) == 2
+
+
+def test_dihedral_transforms_are_distinct_and_inverted() -> None:
+    from affseg.cli.depth_sr import dihedral
+
+    x = torch.arange(24.0).reshape(1, 1, 4, 6)
+    outs = [dihedral(x, t) for t in range(8)]
+    assert len({tuple(o.flatten().tolist()) for o in outs}) == 8
+    assert outs[5].shape == (1, 1, 6, 4)
+    torch.testing.assert_close(outs[3], x.rot90(2, (-2, -1)))
+    for t in range(8):
+        assert torch.equal(dihedral(outs[t], t, inverse=True), x)
+
+
+def test_super_resolve_tta_is_the_mean_over_transformed_runs() -> None:
+    from affseg.cli.depth_sr import super_resolve
+    from affseg.models.depth_sr_net import DepthSRPropagation
+
+    torch.manual_seed(0)
+    model = DepthSRPropagation("hyperbolic", iterations=1).eval()
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    lr = (rng.random((4, 6)) * 100).astype(np.float32)
+    g = torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    d = torch.from_numpy(lr)[None, None]
+    with torch.no_grad():
+        plain = model(g, d, 8)[0, 0].numpy()
+        lr_flip = model(g.flip(-1), d.flip(-1), 8).flip(-1)[0, 0].numpy()
+        ud_flip = model(g.flip(-2), d.flip(-2), 8).flip(-2)[0, 0].numpy()
+        both = model(g.flip(-1, -2), d.flip(-1, -2), 8).flip(-1, -2)[0, 0].numpy()
+    np.testing.assert_allclose(super_resolve(model, rgb, lr, 8), plain, atol=1e-5)
+    np.testing.assert_allclose(super_resolve(model, rgb, lr, 8, tta=2),
+                               (plain + lr_flip) / 2, atol=1e-4)
+    np.testing.assert_allclose(super_resolve(model, rgb, lr, 8, tta=4),
+                               (plain + lr_flip + ud_flip + both) / 4, atol=1e-4)
+    assert not np.allclose(plain, lr_flip, atol=1e-3)  # the model is not flip-equivariant
+    with pytest.raises(InputError, match="tta"):
+        super_resolve(model, rgb, lr, 8, tta=3)
+
+
+def test_train_continues_from_init_weights(middlebury_dir, tmp_path) -> None:  # noqa: ANN001
+    from affseg.cli.depth_sr import load_model, train
+
+    data = str(middlebury_dir.parent)
+    train("books_big", "euclidean", tmp_path / "a.pt", steps=1, crop=32, batch=1, data=data,
+          log_every=0, iterations=1)
+    rec = train("books_big", "euclidean", tmp_path / "b.pt", steps=1, crop=32, batch=1,
+                data=data, log_every=0, iterations=3, lr=0.0,
+                init_weights=tmp_path / "a.pt")
+    assert rec["init_weights"]["steps"] == 1 and rec["iterations"] == 1
+    a, b = load_model(tmp_path / "a.pt"), load_model(tmp_path / "b.pt")
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(pa, pb)  # lr 0: the weights are carried over unchanged
+    with pytest.raises(InputError, match="cannot continue"):
+        train("art_big", "euclidean", tmp_path / "c.pt", steps=1, crop=32, batch=1,
+              data=data, log_every=0, init_weights=tmp_path / "a.pt")
+    with pytest.raises(InputError, match="cannot continue"):
+        train("books_big", "hyperbolic", tmp_path / "c.pt", steps=1, crop=32, batch=1,
+              data=data, log_every=0, init_weights=tmp_path / "a.pt")

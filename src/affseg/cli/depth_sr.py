@@ -134,8 +134,13 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 12
           batch: int = 4, lr: float = 2e-3, seed: int = 0, data: str | None = None,
           threads: int = 1, log_every: int = 25, iterations: int = 4,
           grad_clip: float = 0.0, loss_kind: str = "mse",
-          init_logits: tuple[float, float] = (0.0, 0.0)) -> dict[str, object]:
+          init_logits: tuple[float, float] = (0.0, 0.0),
+          init_weights: str | Path | None = None) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_sr_net.DepthSRPropagation` on one scene.
+
+    ``init_weights`` (weights written by this function) continues training from them
+    (fine-tuning); they must have been trained on the same ``scene`` and ``geometry``, and
+    their architecture (``iterations`` included) and record are taken over.
 
     Returns
     -------
@@ -150,9 +155,19 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 12
     sc = load_scene(scene, data)
     rgb = _to_tensor_rgb(sc["rgb"])[0]
     gt = torch.from_numpy(sc["gt"])[None]
-    model = DepthSRPropagation(geometry=geometry,  # type: ignore[arg-type]
-                               iterations=iterations)
-    model.init_aux(*init_logits)
+    parent: dict[str, object] | None = None
+    if init_weights is not None:
+        model, parent = _load_payload(init_weights)
+        if parent.get("scene") != scene or model.affinity.geometry != geometry:
+            raise InputError(f"{init_weights} was trained on {parent.get('scene')} "
+                             f"({model.affinity.geometry}); cannot continue on {scene} "
+                             f"({geometry})")
+        model.train()
+        iterations = model.iterations
+    else:
+        model = DepthSRPropagation(geometry=geometry,  # type: ignore[arg-type]
+                                   iterations=iterations)
+        model.init_aux(*init_logits)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     h, w = gt.shape[-2:]
@@ -185,8 +200,11 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 12
     record = {"scene": scene, "geometry": geometry, "steps": steps, "crop": crop,
               "batch": batch, "lr": lr, "seed": seed, "grad_clip": grad_clip,
               "loss": loss_kind, "iterations": iterations,
-              "init_logits": list(init_logits), "seconds": round(time.time() - t0, 1),
+              "init_logits": list(init_logits) if parent is None else None,
+              "seconds": round(time.time() - t0, 1),
               "final_loss": float(np.mean(losses[-50:]))}
+    if parent is not None:
+        record["init_weights"] = parent
     payload = {"config": model.config(), "state_dict": model.state_dict(), "record": record}
     atomic_write(out, lambda p: torch.save(payload, p))
     return record
@@ -194,6 +212,11 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 12
 
 def load_model(path: str | Path) -> torch.nn.Module:
     """Load weights written by :func:`train` (a bare name is looked up in the package)."""
+    return _load_payload(path)[0].eval()
+
+
+def _load_payload(path: str | Path) -> tuple[torch.nn.Module, dict[str, object]]:
+    """Model and training record of weights written by :func:`train`."""
     from affseg.models.depth_sr_net import DepthSRPropagation
 
     p = Path(path)
@@ -205,28 +228,55 @@ def load_model(path: str | Path) -> torch.nn.Module:
         payload = torch.load(p, map_location="cpu", weights_only=False)
         model = DepthSRPropagation(**payload["config"])
         model.load_state_dict(payload["state_dict"])
+        record = dict(payload["record"])
     except (KeyError, RuntimeError, EOFError) as exc:
         raise CorruptFileError(f"{p} is not depth-sr weights: {exc}") from exc
-    return model.eval()
+    return model, record
+
+
+def dihedral(x: torch.Tensor, t: int, inverse: bool = False) -> torch.Tensor:
+    """Apply dihedral transform ``t`` (0..7) of the last two axes, or its inverse.
+
+    Bit 0: flip left-right, bit 1: flip up-down, bit 2: transpose (applied last; the
+    inverse transposes first). Shapes (..., H, W) -> (..., H, W) or (..., W, H).
+    """
+    if inverse and t & 4:
+        x = x.transpose(-1, -2)
+    if t & 1:
+        x = x.flip(-1)
+    if t & 2:
+        x = x.flip(-2)
+    if not inverse and t & 4:
+        x = x.transpose(-1, -2)
+    return x
 
 
 def super_resolve(model: torch.nn.Module, rgb: np.ndarray, lr: np.ndarray,
-                  factor: int) -> np.ndarray:
-    """Run a model on numpy inputs.
+                  factor: int, tta: int = 1) -> np.ndarray:
+    """Run a model on numpy inputs, optionally as a test-time dihedral ensemble.
 
     Parameters
     ----------
     rgb : ndarray, shape (H, W, 3), uint8
     lr : ndarray, shape (H/factor, W/factor)
     factor : int
+    tta : {1, 2, 4, 8}
+        Average the outputs over the first ``tta`` dihedral transforms of the inputs (see
+        :func:`dihedral`: identity, left-right flip, up-down flip, both, then the same
+        transposed); ``tta`` times the cost of one run.
 
     Returns
     -------
     ndarray, shape (H, W), float32
     """
+    if tta not in (1, 2, 4, 8):
+        raise InputError(f"tta must be 1, 2, 4 or 8, got {tta}")
+    g = _to_tensor_rgb(rgb)
+    d = torch.from_numpy(lr.astype(np.float32))[None, None]
     with torch.no_grad():
-        t = torch.from_numpy(lr.astype(np.float32))[None, None]
-        return model(_to_tensor_rgb(rgb), t, factor)[0, 0].numpy()
+        acc = sum(dihedral(model(dihedral(g, t), dihedral(d, t), factor), t, inverse=True)
+                  for t in range(tta))
+    return (acc / tta)[0, 0].numpy()
 
 
 def error_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -237,21 +287,26 @@ def error_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 
 def evaluate(weights: list[str], scene: str, data: str | None = None,
-             threads: int = 2) -> dict[str, dict[str, dict[str, float]]]:
-    """Table for one scene: method -> factor -> metrics (bicubic, bilateral solver, models)."""
+             threads: int = 2, tta: int = 1, factors: tuple[int, ...] | None = None
+             ) -> dict[str, dict[str, dict[str, float]]]:
+    """Table for one scene: method -> factor -> metrics (bicubic, bilateral solver, models).
+
+    ``tta``: test-time dihedral ensemble size of the models (:func:`super_resolve`);
+    ``factors``: a subset of 2, 4, 8, 16 (default all).
+    """
     torch.set_num_threads(threads)
     sc = load_scene(scene, data)
     table: dict[str, dict[str, dict[str, float]]] = {"bicubic": {}, "barron_poole": {}}
     models = {Path(w).stem: load_model(w) for w in weights}
     for name in models:
         table[name] = {}
-    for f in FACTORS.values():
+    for f in factors or FACTORS.values():
         table["bicubic"][f"x{f}"] = error_metrics(bicubic_upsample(sc[f"lr{f}"], f), sc["gt"])
         if f"bp{f}" in sc:
             table["barron_poole"][f"x{f}"] = error_metrics(sc[f"bp{f}"], sc["gt"])
         for name, model in models.items():
             t0 = time.time()
-            pred = super_resolve(model, sc["rgb"], sc[f"lr{f}"], f)
+            pred = super_resolve(model, sc["rgb"], sc[f"lr{f}"], f, tta)
             m = error_metrics(pred, sc["gt"])
             m["seconds"] = round(time.time() - t0, 2)
             table[name][f"x{f}"] = m
@@ -265,6 +320,10 @@ def _weights_scene(path: str) -> str | None:
         return torch.load(p, map_location="cpu", weights_only=False)["record"]["scene"]
     except Exception:  # noqa: BLE001
         return None
+
+
+TTA_HELP = ("test-time ensemble: average over the first N of the 8 flips/transpositions "
+            "(1 = off, default; N times slower)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -294,6 +353,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "art_big)")
     t.add_argument("--iterations", type=int, default=4,
                    help="propagation steps per dilation stage (16, 8, 4, 2, 1)")
+    t.add_argument("--init-weights", default=None, metavar="W.pt",
+                   help="continue training (fine-tune) weights trained on the same scene "
+                        "and geometry; their architecture is kept")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--data", default=None)
     e = sub.add_parser("eval", help="RMSE/MAE table on one scene")
@@ -301,12 +363,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--scene", required=True)
     e.add_argument("--json", default=None)
     e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1, help=TTA_HELP)
+    e.add_argument("--factors", type=int, nargs="+", choices=(2, 4, 8, 16), default=None)
     e.add_argument("--data", default=None)
     r = sub.add_parser("run", help="super-resolve one depth map")
     r.add_argument("--weights", required=True)
     r.add_argument("--guide", required=True, help="RGB guide image (H, W, 3)")
     r.add_argument("--depth", required=True, help="low-res 8-bit disparity PNG")
     r.add_argument("--out", required=True, help="output PNG (uint16 = disparity x 256)")
+    r.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1, help=TTA_HELP)
     p.set_defaults(func=run)
 
 
@@ -318,14 +383,16 @@ def run(args: argparse.Namespace) -> int:
         rec = train(args.scene, args.geometry, Path(args.out), args.steps, args.crop,
                     args.batch, args.lr, args.seed, args.data, args.threads,
                     iterations=args.iterations, grad_clip=args.grad_clip,
-                    loss_kind=args.loss, init_logits=tuple(args.init_logits))
+                    loss_kind=args.loss, init_logits=tuple(args.init_logits),
+                    init_weights=args.init_weights)
         print(json.dumps(rec))
         return 0
     if args.action == "eval":
         for w in args.weights:
             if _weights_scene(w) == args.scene:
                 raise InputError(f"{w} was trained on {args.scene}; evaluate on another scene")
-        table = evaluate(args.weights, args.scene, args.data, args.threads)
+        table = evaluate(args.weights, args.scene, args.data, args.threads, args.tta,
+                         tuple(args.factors) if args.factors else None)
         for name, rows in table.items():
             cells = "  ".join(f"{f}: {m['rmse']:.3f}/{m['mae']:.3f}" for f, m in rows.items())
             print(f"{name:>28s}  RMSE/MAE  {cells}")
@@ -344,7 +411,8 @@ def run(args: argparse.Namespace) -> int:
             rgb.shape[1] != lr.shape[1] * factor or 2 ** int(math.log2(factor)) != factor:
         raise InputError(f"guide {rgb.shape[:2]} is not a power-of-two multiple of depth "
                          f"{lr.shape}")
-    pred = super_resolve(load_model(args.weights), rgb, lr.astype(np.float32), factor)
+    pred = super_resolve(load_model(args.weights), rgb, lr.astype(np.float32), factor,
+                         args.tta)
     write_png(args.out, np.clip(np.round(pred * 256), 0, 65535).astype(np.uint16))
     return 0
 
