@@ -266,3 +266,54 @@ def test_snap_to_superpixels_and_temporal_average() -> None:
     assert res.labels[0, 0] != res.labels[0, 19]
     with pytest.raises(InputError, match="pred_alpha"):
         run_per_image("mmt", im, pred_alpha=1.0)
+
+
+def test_merge_adjacent_two_colours_split_in_four() -> None:
+    from affseg.segment.label_merging import colour_cues, merge_adjacent
+
+    im = two_colour_image()
+    lab = np.zeros((16, 20), int)
+    lab[8:, :10], lab[:8, 10:], lab[8:, 10:] = 1, 2, 3  # 4 quadrants over 2 colours
+    feats, edges = colour_cues(im)
+    out = merge_adjacent(lab, feats, 1.0)
+    truth = np.where(np.arange(20) < 10, 1, 2)[None].repeat(16, 0)
+    np.testing.assert_array_equal(out, truth)
+    # the colour step (Lab distance ~ 100) is far above a threshold of 1 and of 50 + edge
+    np.testing.assert_array_equal(merge_adjacent(lab, feats, 50.0, edges=edges,
+                                                 edge_weight=1.0), truth)  # fmt: skip
+    # a threshold above every distance leaves one region; below every distance, none merge
+    assert merge_adjacent(lab, feats, 1e6).max() == 1
+    np.testing.assert_array_equal(merge_adjacent(lab, feats, 0.0), lab + 1)
+
+
+def test_merge_adjacent_mean_and_edge_exact() -> None:
+    from affseg.segment.label_merging import merge_adjacent
+
+    # three vertical stripes with feature values 0, 1, 3: a-b distance 1, b-c distance 2
+    lab = np.repeat(np.arange(3), 4)[None].repeat(5, 0)
+    feats = np.array([0.0, 1.0, 3.0])[lab][None]
+    np.testing.assert_array_equal(merge_adjacent(lab, feats, 1.5), np.where(lab == 2, 2, 1))
+    # merged {a, b} has mean 0.5, so its distance to c is 2.5: a threshold of 2.6 joins all
+    assert merge_adjacent(lab, feats, 2.6).max() == 1
+    assert merge_adjacent(lab, feats, 2.4).max() == 2
+    # an edge of strength 10 on the a|b border (weight 0.2 -> d = 3) makes b-c (d = 2) the
+    # first merge; then d(a, bc) = 2 + 2 = 4 stops it
+    edges = np.zeros((5, 12))
+    edges[:, 3] = 10.0
+    out = merge_adjacent(lab, feats, 2.05, edges=edges, edge_weight=0.2)
+    np.testing.assert_array_equal(out, np.where(lab == 0, 1, 2))
+    with pytest.raises(InputError, match="edge_weight"):
+        merge_adjacent(lab, feats, 1.0, edge_weight=1.0)
+    with pytest.raises(InputError, match="features must have shape"):
+        merge_adjacent(lab, feats[:, :2], 1.0)
+
+
+@pytest.mark.parametrize("method", ["mmt", "kim", "kanezaki"])
+def test_merge_option_deterministic(method: str) -> None:
+    im = two_colour_image()
+    a = run_per_image(method, im, seed=1, max_iter=5, merge=10.0, merge_edge=0.5)
+    b = run_per_image(method, im, seed=1, max_iter=5, merge=10.0, merge_edge=0.5)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    plain = run_per_image(method, im, seed=1, max_iter=5)
+    assert a.n_segments == a.labels.max() <= plain.n_segments
+    assert run_per_image(method, im, seed=1, max_iter=5, merge=1e6).n_segments == 1

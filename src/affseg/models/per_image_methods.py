@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "feature_weight": 1.0,
     "min_area": 0.01,
     "snap": None,
+    "merge": None,
+    "merge_edge": 0.0,
 }
 
 
@@ -273,6 +275,19 @@ def _snap_superpixels(image: np.ndarray, n: int | None) -> np.ndarray | None:
     return slic(image, n_segments=int(n), compactness=10.0, start_label=0)
 
 
+def _merge(
+    labels: np.ndarray, image: np.ndarray, merge: float | None, merge_edge: float
+) -> np.ndarray:
+    """Labels (H, W) merged by :func:`~affseg.segment.label_merging.merge_adjacent` on CIELAB
+    colour (+ ``merge_edge`` x colour gradient) down to threshold ``merge`` (None: as is)."""
+    if merge is None:
+        return labels
+    from affseg.segment.label_merging import colour_cues, merge_adjacent
+
+    feats, edges = colour_cues(image)
+    return merge_adjacent(labels, feats, float(merge), edges=edges, edge_weight=merge_edge)
+
+
 def _response(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return net(x)
@@ -351,6 +366,8 @@ def kanezaki(
     feature_weight: float = DEFAULTS["feature_weight"],
     min_area: float | None = DEFAULTS["min_area"],
     snap: int | None = DEFAULTS["snap"],
+    merge: float | None = DEFAULTS["merge"],
+    merge_edge: float = DEFAULTS["merge_edge"],
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     n_superpixels: int | None = None,
@@ -424,6 +441,7 @@ def kanezaki(
                   lr, momentum)
     labels = _final_labels(_response(net, x), image.shape[:2], target_segments, min_area,
                            _snap_superpixels(image, snap))
+    labels = _merge(labels, image, merge, merge_edge)
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
 
@@ -443,6 +461,8 @@ def kim(
     feature_weight: float = DEFAULTS["feature_weight"],
     min_area: float | None = DEFAULTS["min_area"],
     snap: int | None = DEFAULTS["snap"],
+    merge: float | None = DEFAULTS["merge"],
+    merge_edge: float = DEFAULTS["merge_edge"],
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     mu_sim: float = 1.0,
@@ -469,6 +489,7 @@ def kim(
                   lr, momentum)
     labels = _final_labels(_response(net, x), image.shape[:2], target_segments, min_area,
                            _snap_superpixels(image, snap))
+    labels = _merge(labels, image, merge, merge_edge)
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
 
@@ -488,6 +509,8 @@ def mmt(
     feature_weight: float = DEFAULTS["feature_weight"],
     min_area: float | None = DEFAULTS["min_area"],
     snap: int | None = DEFAULTS["snap"],
+    merge: float | None = DEFAULTS["merge"],
+    merge_edge: float = DEFAULTS["merge_edge"],
     lr: float = DEFAULTS["lr"],
     momentum: float = DEFAULTS["momentum"],
     beta: float = 15.0,
@@ -589,6 +612,7 @@ def mmt(
             response = _average(pred, response, pred_alpha, it)
     labels = _final_labels(response, image.shape[:2], target_segments, min_area,
                            _snap_superpixels(image, snap))
+    labels = _merge(labels, image, merge, merge_edge)
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
 
