@@ -15,6 +15,10 @@ Four parts, each writing into one JSON file (``--json``):
 ``sweep``
     The option configs ``--configs`` on ``--images`` val images after the first ``--start``
     (how the defaults were tuned on val): accuracy of seed 0 and the seed spread.
+``merge_baseline``
+    No network: ~``--slic`` SLIC superpixels (compactness 10) merged by the per-image
+    methods' ``merge`` stage (``--merge``, ``--merge-edge``) on ``--images`` val images after
+    ``--start``: what the merge stage alone gives.
 ``speed``
     Seconds per iteration of MMT on one 321 x 481 image for the speed knobs (resolution,
     channels; 2 iterations each, setup included), forward + backward of one network in
@@ -212,10 +216,30 @@ def sweep(items: list, configs: list[dict[str, Any]], seeds: int) -> list[dict[s
     return rows
 
 
+def merge_baseline(items: list, n_sp: int, merge: float, edge: float) -> dict[str, Any]:
+    """SLIC superpixels + :func:`~affseg.segment.label_merging.merge_adjacent` (no network)."""
+    from skimage.segmentation import slic
+
+    from affseg.segment.baselines import absorb_small
+    from affseg.segment.label_merging import colour_cues, merge_adjacent
+
+    labs, secs = [], []
+    for _, im, _ in items:
+        t0 = time.perf_counter()
+        sp = absorb_small(slic(im, n_segments=n_sp, compactness=10.0, start_label=1), 1)
+        feats, edges = colour_cues(im)
+        labs.append(merge_adjacent(sp, feats, merge, edges=edges, edge_weight=edge))
+        secs.append(time.perf_counter() - t0)
+    out = {"slic": n_sp, "merge": merge, "merge_edge": edge, **_score(labs, items, secs)}
+    print("slic + merge", {k: v for k, v in out.items() if k != "per_image_accuracy"}, flush=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--parts", nargs="+", default=["compare", "stability", "speed"],
-                   choices=["compare", "stability", "speed", "sweep"])  # fmt: skip
+                   choices=["compare", "stability", "speed", "sweep",
+                            "merge_baseline"])  # fmt: skip
     p.add_argument("--start", type=int, default=0,
                    help="skip the first START val images (sweep: tune off the report subset)")
     p.add_argument("--configs", default="[]",
@@ -223,6 +247,9 @@ def main() -> None:
     p.add_argument("--images", type=int, default=20)
     p.add_argument("--stability-images", type=int, default=10)
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--slic", type=int, default=300, help="merge_baseline: SLIC superpixels")
+    p.add_argument("--merge", type=float, default=17.5, help="merge_baseline: threshold")
+    p.add_argument("--merge-edge", type=float, default=0.25, help="merge_baseline: edge weight")
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--options", default="{}",
@@ -254,6 +281,12 @@ def main() -> None:
     if "sweep" in a.parts:
         result["sweep"] = {"images": a.images, "start": a.start, "seeds": a.seeds,
                            "rows": sweep(items[: a.images], json.loads(a.configs), a.seeds)}
+        save()
+    if "merge_baseline" in a.parts:
+        result["merge_baseline"] = {
+            "images": a.images, "start": a.start,
+            **merge_baseline(items[: a.images], a.slic, a.merge, a.merge_edge),
+        }
         save()
     if "speed" in a.parts:
         result["speed"] = speed(items, options)
