@@ -18,6 +18,8 @@ side (input: RGB, by default with frozen backbone feature channels, ``input``), 
 ``target_segments`` if given), and upsample the final response bilinearly to the image size
 before the argmax. By default (``min_area``) the label classes are then split into
 connected segments and tiny ones merged; ``min_area=None`` keeps the label classes.
+Optionally (``merge``, off by default) adjacent segments are then merged deterministically
+by colour (:mod:`affseg.segment.label_merging`).
 """
 
 from __future__ import annotations
@@ -406,6 +408,13 @@ def kanezaki(
     snap : int, optional
         Snap the output to about ``snap`` SLIC superpixels (compactness 10) of the
         full-resolution image by a majority vote in each (None: off).
+    merge : float, optional
+        Deterministic merge stage (None: off): touching output segments are merged while
+        ``||mean Lab_a - mean Lab_b|| + merge_edge * mean Lab gradient on their border`` is
+        below ``merge`` (:func:`~affseg.segment.label_merging.merge_adjacent`). 17.5 with
+        ``merge_edge`` 0.25 was chosen on BSDS500 val[20:40] (see BENCHMARKS.md).
+    merge_edge : float
+        Weight of the border edge strength in the merge criterion.
     lr, momentum : float
         SGD settings.
     n_superpixels : int, optional
@@ -539,7 +548,7 @@ def mmt(
         ``q`` and ``M``.
     max_iter, min_labels, target_segments, max_side, lr, momentum
         As in :func:`kanezaki`; the label count checked is mean network 1's.
-    coords, input, n_components, feature_weight, min_area, snap
+    coords, input, n_components, feature_weight, min_area, snap, merge, merge_edge
         As in :func:`kanezaki` (input and segments as in the paper: ``"rgb"``, None).
     beta : float
         Weight of the TV (continuity) loss (15, chosen on BSDS500 val images 20-29 over
