@@ -27,6 +27,7 @@ from scipy.sparse.csgraph import connected_components
 
 from affseg.errors import InputError
 from affseg.segment.hierarchy import Hierarchy
+from affseg.segment.region_merging import neighbour_pairs
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -157,8 +158,7 @@ def merge_small_regions(
         small = sizes < min_size
         if n == 1 or not small.any():
             break
-        a = np.concatenate([lab[:, :-1].ravel(), lab[:-1, :].ravel()])
-        b = np.concatenate([lab[:, 1:].ravel(), lab[1:, :].ravel()])
+        a, b = neighbour_pairs(lab)
         diff = a != b
         a, b = a[diff], b[diff]
         if par is not None:

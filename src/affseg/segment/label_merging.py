@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from affseg.errors import InputError
-from affseg.segment.region_merging import adjacent_pairs
+from affseg.segment.region_merging import adjacent_pairs, neighbour_pairs
 
 
 def colour_cues(image: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -103,10 +103,8 @@ def merge_adjacent(
         e = np.asarray(edges, dtype=np.float64)
         if e.shape != lab.shape:
             raise InputError(f"edges must have shape {lab.shape}; got {e.shape}")
-        pa = np.concatenate([lab[:, :-1].ravel(), lab[:-1, :].ravel()])
-        pb = np.concatenate([lab[:, 1:].ravel(), lab[1:, :].ravel()])
-        pe = np.maximum(np.concatenate([e[:, :-1].ravel(), e[:-1, :].ravel()]),
-                        np.concatenate([e[:, 1:].ravel(), e[1:, :].ravel()]))  # fmt: skip
+        pa, pb = neighbour_pairs(lab)
+        pe = np.maximum(*neighbour_pairs(e))
         cut = pa != pb
         np.add.at(esum, (pa[cut], pb[cut]), pe[cut])
         esum = esum + esum.T

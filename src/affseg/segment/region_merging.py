@@ -27,6 +27,23 @@ def _check_labels(labels: np.ndarray) -> np.ndarray:
     return lab
 
 
+def neighbour_pairs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two values of every 4-neighbour pixel pair of a 2-D array.
+
+    Parameters
+    ----------
+    values : ndarray, shape (H, W)
+
+    Returns
+    -------
+    first, second : ndarray, shape (H (W - 1) + (H - 1) W,)
+        Left/top and right/bottom member of each horizontal, then each vertical, pair.
+    """
+    v = np.asarray(values)
+    return (np.concatenate([v[:, :-1].ravel(), v[:-1, :].ravel()]),
+            np.concatenate([v[:, 1:].ravel(), v[1:, :].ravel()]))
+
+
 def adjacent_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """4-neighbour border lengths between distinct labels.
 
@@ -43,8 +60,7 @@ def adjacent_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         Number of 4-neighbour pixel pairs across the border of a and b.
     """
     lab = _check_labels(labels).astype(np.int64, copy=False)
-    pa = np.concatenate([lab[:, :-1].ravel(), lab[:-1, :].ravel()])
-    pb = np.concatenate([lab[:, 1:].ravel(), lab[1:, :].ravel()])
+    pa, pb = neighbour_pairs(lab)
     diff = pa != pb
     pa, pb = pa[diff], pb[diff]
     base = int(lab.max()) + 1
