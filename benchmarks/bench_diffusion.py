@@ -39,25 +39,27 @@ def features(h: int, c: int = 64, seed: int = 0) -> torch.Tensor:
     """Smooth random features (1, c, h, h), unit variance per channel."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(1, c, h, h, generator=g)
-    ker = torch.exp(-torch.arange(-6, 7.0) ** 2 / (2 * 3.0 ** 2))
+    ker = torch.exp(-(torch.arange(-6, 7.0) ** 2) / (2 * 3.0**2))
     ker = ker / ker.sum()
-    x = F.conv2d(F.pad(x, (6, 6, 0, 0), mode="reflect"), ker.view(1, 1, 1, 13).repeat(c, 1, 1, 1),
-                 groups=c)
-    x = F.conv2d(F.pad(x, (0, 0, 6, 6), mode="reflect"), ker.view(1, 1, 13, 1).repeat(c, 1, 1, 1),
-                 groups=c)
+    x = F.conv2d(
+        F.pad(x, (6, 6, 0, 0), mode="reflect"), ker.view(1, 1, 1, 13).repeat(c, 1, 1, 1), groups=c
+    )
+    x = F.conv2d(
+        F.pad(x, (0, 0, 6, 6), mode="reflect"), ker.view(1, 1, 13, 1).repeat(c, 1, 1, 1), groups=c
+    )
     return (x - x.mean((2, 3), keepdim=True)) / x.std((2, 3), keepdim=True)
 
 
 MU = 0.02  # squared distances between neighbours of these features are ~1-30
 
 
-def run(h: int | torch.Tensor, n_inner: int = 40, n_outer: int = 2,
-        qr_every: int | None = 10):
+def run(h: int | torch.Tensor, n_inner: int = 40, n_outer: int = 2, qr_every: int | None = 10):
     """One forward pass on an h x h grid (or on given features (1, C, h, w))."""
     f = features(h) if isinstance(h, int) else h
     with torch.no_grad():
-        return diffusion_map(f, MU, 10.0, k=17, n_eig=50, n_outer=n_outer,
-                             n_inner=n_inner, qr_every=qr_every)
+        return diffusion_map(
+            f, MU, 10.0, k=17, n_eig=50, n_outer=n_outer, n_inner=n_inner, qr_every=qr_every
+        )
 
 
 def time_grid(h: int, reps: int, **kw) -> tuple[float, float]:
@@ -91,8 +93,7 @@ def peak_memory_child(h: int, threads: int) -> float:
         "b.run(f);"
         "print((kb('VmHWM:') - base) / 1024)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -111,29 +112,49 @@ def accuracy(h: int = 41) -> list[dict]:
     lam, vec = torch.linalg.eigh(s)
     order = lam.abs().argsort(descending=True)
     lam, vec = lam[order], vec[:, order]
-    full = diffusion_map(f64, MU, 10.0, k=17, n_eig=h * h, n_outer=1, n_inner=1,
-                         init=vec).distances()[0]
+    full = diffusion_map(
+        f64, MU, 10.0, k=17, n_eig=h * h, n_outer=1, n_inner=1, init=vec
+    ).distances()[0]
     rows = []
     for n_outer, n_inner in ((1, 20), (1, 40), (2, 10), (2, 20), (2, 40), (3, 40), (10, 40)):
         r = run(h, n_inner=n_inner, n_outer=n_outer)
         ev_err = float(((r.eigenvalues[0].double() - lam[:50]).abs() / lam[:50].abs()).max())
         d = r.distances()[0].double()
-        rows.append({"T": n_outer, "m": n_inner,
-                     "eig_rel_err_max": ev_err,
-                     "eig_rel_err_top10": float(((r.eigenvalues[0, :10].double() - lam[:10])
-                                                 .abs() / lam[:10].abs()).max()),
-                     "Dt_rel_err": float((d - full).abs().max() / full.max())})
-    rows.append({"lambda_10": float(lam[9]), "lambda_25": float(lam[24]),
-                 "lambda_50": float(lam[49]), "lambda_51": float(lam[50])})
+        rows.append(
+            {
+                "T": n_outer,
+                "m": n_inner,
+                "eig_rel_err_max": ev_err,
+                "eig_rel_err_top10": float(
+                    ((r.eigenvalues[0, :10].double() - lam[:10]).abs() / lam[:10].abs()).max()
+                ),
+                "Dt_rel_err": float((d - full).abs().max() / full.max()),
+            }
+        )
+    rows.append(
+        {
+            "lambda_10": float(lam[9]),
+            "lambda_25": float(lam[24]),
+            "lambda_50": float(lam[49]),
+            "lambda_51": float(lam[50]),
+        }
+    )
     # truncation: exact top-Ne eigenvectors vs all N, for several t
     for t in (1.0, 3.0, 10.0):
-        full_t = diffusion_map(f64, MU, t, k=17, n_eig=h * h, n_outer=1, n_inner=1,
-                               init=vec).distances()[0]
+        full_t = diffusion_map(
+            f64, MU, t, k=17, n_eig=h * h, n_outer=1, n_inner=1, init=vec
+        ).distances()[0]
         for ne in (10, 25, 50):
-            trunc = diffusion_map(f64, MU, t, k=17, n_eig=ne, n_outer=1, n_inner=1,
-                                  init=vec[:, :ne]).distances()[0]
-            rows.append({"truncation_t": t, "Ne": ne,
-                         "Dt_rel_err": float((trunc - full_t).abs().max() / full_t.max())})
+            trunc = diffusion_map(
+                f64, MU, t, k=17, n_eig=ne, n_outer=1, n_inner=1, init=vec[:, :ne]
+            ).distances()[0]
+            rows.append(
+                {
+                    "truncation_t": t,
+                    "Ne": ne,
+                    "Dt_rel_err": float((trunc - full_t).abs().max() / full_t.max()),
+                }
+            )
     return rows
 
 
@@ -148,8 +169,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     numba.set_num_threads(args.threads)
-    res: dict = {"threads": args.threads, "load_avg_start": list(np.round(
-        np.array(__import__("os").getloadavg()), 2))}
+    res: dict = {
+        "threads": args.threads,
+        "load_avg_start": list(np.round(np.array(__import__("os").getloadavg()), 2)),
+    }
     for h in args.grids:
         wall, cpu = time_grid(h, args.reps)
         entry = {"N": h * h, "forward_s": round(wall, 4), "cpu_s": round(cpu, 4)}

@@ -43,13 +43,25 @@ def main() -> None:
     backbone = load_backbone()
     model = load_pretrained(args.weights, backbone=backbone)
     cache = FeatureCache(args.cache)
-    keys = cache.build(backbone, bsds_items(args.data, "val")[: args.limit], "val", (1.0,),
-                       (False,), progress=False)
+    keys = cache.build(
+        backbone,
+        bsds_items(args.data, "val")[: args.limit],
+        "val",
+        (1.0,),
+        (False,),
+        progress=False,
+    )
     t_learned = float(model.diffusion.t.detach())
-    res = {"weights": str(args.weights or "shipped"), "images": len(keys),
-           "learned": {"T": model.diffusion.n_outer, "t": t_learned,
-                       "tau": float(model.diffusion.tau.detach()),
-                       "mu": float(model.diffusion.mu.detach())}}
+    res = {
+        "weights": str(args.weights or "shipped"),
+        "images": len(keys),
+        "learned": {
+            "T": model.diffusion.n_outer,
+            "t": t_learned,
+            "tau": float(model.diffusion.tau.detach()),
+            "mu": float(model.diffusion.mu.detach()),
+        },
+    }
     t0 = time.perf_counter()
     res["cosine"] = val_cosine(model, cache, keys)
     res["seconds_per_image"] = (time.perf_counter() - t0) / len(keys)

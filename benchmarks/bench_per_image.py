@@ -240,10 +240,15 @@ def main() -> None:
     p.add_argument("--parts", nargs="+", default=["compare", "stability", "speed"],
                    choices=["compare", "stability", "speed", "sweep",
                             "merge_baseline"])  # fmt: skip
-    p.add_argument("--start", type=int, default=0,
-                   help="skip the first START val images (sweep: tune off the report subset)")
-    p.add_argument("--configs", default="[]",
-                   help='sweep: JSON list [{"method": "mmt", "beta": 10}, ...]')
+    p.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="skip the first START val images (sweep: tune off the report subset)",
+    )
+    p.add_argument(
+        "--configs", default="[]", help='sweep: JSON list [{"method": "mmt", "beta": 10}, ...]'
+    )
     p.add_argument("--images", type=int, default=20)
     p.add_argument("--stability-images", type=int, default=10)
     p.add_argument("--seeds", type=int, default=5)
@@ -252,8 +257,9 @@ def main() -> None:
     p.add_argument("--merge-edge", type=float, default=0.25, help="merge_baseline: edge weight")
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--options", default="{}",
-                   help='JSON {"mmt": {...}, "kim": {...}, "kanezaki": {...}}')
+    p.add_argument(
+        "--options", default="{}", help='JSON {"mmt": {...}, "kim": {...}, "kanezaki": {...}}'
+    )
     p.add_argument("--json", type=Path, default=Path("benchmarks/results/per_image.json"))
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -279,12 +285,17 @@ def main() -> None:
         result["stability"] = {"images": a.stability_images, "seeds": seeds, **stab}
         save()
     if "sweep" in a.parts:
-        result["sweep"] = {"images": a.images, "start": a.start, "seeds": a.seeds,
-                           "rows": sweep(items[: a.images], json.loads(a.configs), a.seeds)}
+        result["sweep"] = {
+            "images": a.images,
+            "start": a.start,
+            "seeds": a.seeds,
+            "rows": sweep(items[: a.images], json.loads(a.configs), a.seeds),
+        }
         save()
     if "merge_baseline" in a.parts:
         result["merge_baseline"] = {
-            "images": a.images, "start": a.start,
+            "images": a.images,
+            "start": a.start,
             **merge_baseline(items[: a.images], a.slic, a.merge, a.merge_edge),
         }
         save()

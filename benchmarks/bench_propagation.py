@@ -42,9 +42,11 @@ def main() -> None:
             t0 = time.perf_counter()
             propagate(h, a, args.k, args.iterations, h0=h, mask=mask)
             times.append(time.perf_counter() - t0)
-    print(f"propagate {args.width}x{args.height} k={args.k} it={args.iterations} "
-          f"threads={args.threads}: median {statistics.median(times):.3f} s, "
-          f"best {min(times):.3f} s (incl. normalisation and re-imposition)")
+    print(
+        f"propagate {args.width}x{args.height} k={args.k} it={args.iterations} "
+        f"threads={args.threads}: median {statistics.median(times):.3f} s, "
+        f"best {min(times):.3f} s (incl. normalisation and re-imposition)"
+    )
 
 
 if __name__ == "__main__":

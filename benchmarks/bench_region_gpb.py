@@ -54,8 +54,7 @@ def main() -> int:
 
     t0 = time.perf_counter()
     data = [
-        (f.stem, scipy.io.loadmat(f)["ucm2"], load_ground_truth(gt_dir / f.name))
-        for f in files
+        (f.stem, scipy.io.loadmat(f)["ucm2"], load_ground_truth(gt_dir / f.name)) for f in files
     ]
     t_read = time.perf_counter() - t0
     ucm_nested_labels(np.zeros((5, 5)))  # numba compile/cache load, outside the timing

@@ -57,8 +57,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--untrained", action="store_true",
-                        help="random feature head (before the shipped weights exist)")
+    parser.add_argument(
+        "--untrained",
+        action="store_true",
+        help="random feature head (before the shipped weights exist)",
+    )
     parser.add_argument("--max-centres", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -79,8 +82,10 @@ def main() -> None:
     opts: dict[str, Any] = {}
     if args.max_centres is not None:
         opts["max_centres"] = args.max_centres
-    print(f"image {hh}x{ww}, torch threads {torch.get_num_threads()}, model "
-          f"{'untrained' if args.untrained else 'shipped'} (load {load_s:.2f} s)")
+    print(
+        f"image {hh}x{ww}, torch threads {torch.get_num_threads()}, model "
+        f"{'untrained' if args.untrained else 'shipped'} (load {load_s:.2f} s)"
+    )
 
     x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255.0
     hs, ws = snap_size(hh, ww)
@@ -121,14 +126,14 @@ def main() -> None:
     rows = []
     for mode in ("hr", "lr"):
         t_all, h_all = _median_ms(
-            lambda mode=mode: ndd_segmenter.ndd_hierarchy(
-                image, model=net, upsample=mode, **opts
-            ),
+            lambda mode=mode: ndd_segmenter.ndd_hierarchy(image, model=net, upsample=mode, **opts),
             args.repeats,
         )
         rows.append((mode, t_all, h_all))
-    print(f"grid {out.grid}, N = {phi.shape[0]}, Ne = {phi.shape[1]}, "
-          f"clusters {assign.shape[0]}, levels {len(hier.levels)}")
+    print(
+        f"grid {out.grid}, N = {phi.shape[0]}, Ne = {phi.shape[1]}, "
+        f"clusters {assign.shape[0]}, levels {len(hier.levels)}"
+    )
     print("| stage | median ms |")
     print("|---|---:|")
     for name, t in [
@@ -142,8 +147,10 @@ def main() -> None:
     ]:
         print(f"| {name} | {t:.0f} |")
     for mode, t_all, h_all in rows:
-        print(f"| **total `ndd_hierarchy` ({mode.upper()})**, {len(h_all.levels)} levels "
-              f"| **{t_all:.0f}** |")
+        print(
+            f"| **total `ndd_hierarchy` ({mode.upper()})**, {len(h_all.levels)} levels "
+            f"| **{t_all:.0f}** |"
+        )
 
 
 if __name__ == "__main__":

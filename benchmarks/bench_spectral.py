@@ -76,10 +76,14 @@ def _kwik_speed(net, image: np.ndarray) -> dict:
         "image": f"{image.shape[0]}x{image.shape[1]}",
         "embed_ms": _time(lambda: net.embed_image(image, stride=(4, 1)), 5, 1),
         "kwik_pixels_t0.5_ms": _time(lambda: kwikcluster(flat, 0.5), 10, 1),
-        "kwik_grid_t0.5_plus_refine_ms": _time(lambda: refine_upsampled_labels(
-            kwikcluster_image(grid, 0.5, min_size=64), grid, pix), 10, 1),
+        "kwik_grid_t0.5_plus_refine_ms": _time(
+            lambda: refine_upsampled_labels(kwikcluster_image(grid, 0.5, min_size=64), grid, pix),
+            10,
+            1,
+        ),
         "hierarchy_10_thresholds_ms": _time(
-            lambda: kwikcluster_hierarchy(grid, min_size=1024, pixel_embeddings=pix), 5, 1),
+            lambda: kwikcluster_hierarchy(grid, min_size=1024, pixel_embeddings=pix), 5, 1
+        ),
         "method_spectral_ms": _time(lambda: spectral_hierarchy(image, seed=0), 3, 1),
         "clusters_pixels_t0.5": int(kwikcluster(flat, 0.5).max() + 1),
         "grid": list(grid.shape[:2]),
@@ -140,16 +144,21 @@ def pairwise(
             row["region_so_far"] = region
             with open(log, "a") as fh:
                 fh.write(json.dumps(row, default=str) + "\n")
-    table = {
-        f"{t:g}": {k: float(np.mean(v)) for k, v in per[t].items()} for t in ts
-    }
+    table = {f"{t:g}": {k: float(np.mean(v)) for k, v in per[t].items()} for t in ts}
     region = bench.compute()
     region = {k: v for k, v in region.items() if k != "per_image"}
-    res = {"split": split, "images": n, "seconds": time.perf_counter() - t0,
-           "pairwise_by_threshold": table, "region": region}
+    res = {
+        "split": split,
+        "images": n,
+        "seconds": time.perf_counter() - t0,
+        "pairwise_by_threshold": table,
+        "region": region,
+    }
     for t, row in table.items():
-        print(f"t={t:>5}  acc {row['accuracy']:.3f}  prec {row['precision']:.3f}  "
-              f"rec {row['recall']:.3f}  segments {row['segments']:.1f}")
+        print(
+            f"t={t:>5}  acc {row['accuracy']:.3f}  prec {row['precision']:.3f}  "
+            f"rec {row['recall']:.3f}  segments {row['segments']:.1f}"
+        )
     print(json.dumps(region, default=str))
     return res
 

@@ -23,8 +23,12 @@ from affseg.cli.depth_sr import WEIGHTS_DIR, evaluate
 from affseg.data.io import write_json
 
 SCENES = ("art_big", "books_big")
-ROWS = {"bicubic": "bicubic", "barron_poole": "Barron-Poole (bilateral solver)",
-        "euclidean": "naive propagation (Euclidean)", "hyperbolic": "HAM (hyperbolic)"}
+ROWS = {
+    "bicubic": "bicubic",
+    "barron_poole": "Barron-Poole (bilateral solver)",
+    "euclidean": "naive propagation (Euclidean)",
+    "hyperbolic": "HAM (hyperbolic)",
+}
 
 
 def main() -> None:
@@ -41,12 +45,20 @@ def main() -> None:
     results = {}
     for scene in args.scenes:
         other = next(s for s in SCENES if s != scene)
-        weights = {g: str(Path(args.weights_dir) / f"ham_depth_sr_{g}_{other}.pt")
-                   for g in args.geometries}
-        table = evaluate(list(weights.values()), scene, threads=args.threads, tta=args.tta,
-                         factors=tuple(args.factors))
-        table = {("euclidean" if "euclidean" in k else "hyperbolic" if "hyperbolic" in k
-                  else k): v for k, v in table.items()}
+        weights = {
+            g: str(Path(args.weights_dir) / f"ham_depth_sr_{g}_{other}.pt") for g in args.geometries
+        }
+        table = evaluate(
+            list(weights.values()),
+            scene,
+            threads=args.threads,
+            tta=args.tta,
+            factors=tuple(args.factors),
+        )
+        table = {
+            ("euclidean" if "euclidean" in k else "hyperbolic" if "hyperbolic" in k else k): v
+            for k, v in table.items()
+        }
         results[scene] = table
         print(f"\n### {scene} (learned models trained on {other})\n")
         print("| method | " + " | ".join(cols) + " |")
@@ -54,8 +66,7 @@ def main() -> None:
         for key, label in ROWS.items():
             if key not in table:
                 continue
-            cells = [f"{table[key][f]['rmse']:.3f} ({table[key][f]['mae']:.3f})"
-                     for f in cols]
+            cells = [f"{table[key][f]['rmse']:.3f} ({table[key][f]['mae']:.3f})" for f in cols]
             print(f"| {label} | " + " | ".join(cells) + " |")
         for key in args.geometries:
             secs = [table[key][f]["seconds"] for f in cols]

@@ -37,13 +37,14 @@ def main() -> None:
         coarse = hier.default_level + (len(hier.levels) - hier.default_level) // 2
         picks = [0, hier.default_level, min(len(hier.levels) - 1, coarse)]
         print(name, "segments:", [int(hier.levels[i].max()) for i in picks])
-        rows.append(np.concatenate([_tile(img)] + [_tile(overlay(img, hier.levels[i]))
-                                                   for i in picks], 1))
+        rows.append(
+            np.concatenate([_tile(img)] + [_tile(overlay(img, hier.levels[i])) for i in picks], 1)
+        )
     width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255)
-            for r in rows]
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     figure = Image.fromarray(np.concatenate(rows, 0)).quantize(
-        colors=128, method=Image.Quantize.MEDIANCUT)
+        colors=128, method=Image.Quantize.MEDIANCUT
+    )
     atomic_write(OUT, lambda tmp: figure.save(tmp, format="PNG", optimize=True))
     print("wrote", OUT)
 

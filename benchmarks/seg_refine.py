@@ -60,13 +60,16 @@ class Head(nn.Module):
     def __init__(self, chans: tuple[int, int, int] = (24, 40, 112), width: int = 64) -> None:
         super().__init__()
         self.proj = nn.ModuleList(nn.Conv2d(c, width, 1) for c in chans)
-        self.mix = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-                                 nn.Conv2d(width, C, 1))
+        self.mix = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, C, 1)
+        )
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         size = feats[0].shape[-2:]
-        z = sum(F.interpolate(p(f), size=size, mode="bilinear", align_corners=False)
-                for p, f in zip(self.proj, feats, strict=True))
+        z = sum(
+            F.interpolate(p(f), size=size, mode="bilinear", align_corners=False)
+            for p, f in zip(self.proj, feats, strict=True)
+        )
         return self.mix(z)
 
 
@@ -80,8 +83,9 @@ def train_head(data: list[dict], epochs: int, seed: int) -> Head:
     for _ in range(epochs):
         for i in rng.permutation(len(data)):
             d = data[i]
-            logits = F.interpolate(head(d["feats"]), size=d["t"].shape[-2:], mode="bilinear",
-                                   align_corners=False)
+            logits = F.interpolate(
+                head(d["feats"]), size=d["t"].shape[-2:], mode="bilinear", align_corners=False
+            )
             loss = F.cross_entropy(logits, d["t"], ignore_index=255)
             opt.zero_grad()
             loss.backward()
@@ -92,8 +96,9 @@ def train_head(data: list[dict], epochs: int, seed: int) -> Head:
 
 def coarse_probs(head: Head, d: dict) -> torch.Tensor:
     with torch.no_grad():
-        logits = F.interpolate(head(d["feats"]), size=d["t"].shape[-2:], mode="bilinear",
-                               align_corners=False)
+        logits = F.interpolate(
+            head(d["feats"]), size=d["t"].shape[-2:], mode="bilinear", align_corners=False
+        )
     return logits.softmax(1)
 
 
@@ -107,8 +112,7 @@ def cache_features(limit: int | None) -> dict[str, list[dict]]:
             x, t = _prep(image, classes)
             with torch.no_grad():
                 feats = backbone(x)[1:]
-            items.append({"id": image_id, "x": x, "t": t, "feats": feats,
-                          "hw": classes.shape})
+            items.append({"id": image_id, "x": x, "t": t, "feats": feats, "hw": classes.shape})
         splits[split] = items
     return splits
 
@@ -133,18 +137,28 @@ def coarse_stage(args: argparse.Namespace, train: list[dict], val: list[dict]) -
         atomic_write(args.coarse_cache, lambda p: torch.save(probs, p))
 
 
-def train_refiner(args: argparse.Namespace, geometry: str, seed: int, train: list[dict]
-                  ) -> tuple[SegRefinePropagation, float]:
+def train_refiner(
+    args: argparse.Namespace, geometry: str, seed: int, train: list[dict]
+) -> tuple[SegRefinePropagation, float]:
     """Train one refiner on random crops of the cross-fitted train probabilities."""
     torch.manual_seed(seed)
-    model = SegRefinePropagation(C, geometry, k=args.kernels[0],  # type: ignore[arg-type]
-                                 iterations=args.iterations, width=args.width,
-                                 embed_dim=args.embed_dim, kernels=tuple(args.kernels),
-                                 head=args.head, c=args.c, c_param=args.c_param)
+    model = SegRefinePropagation(
+        C,
+        geometry,
+        k=args.kernels[0],  # type: ignore[arg-type]
+        iterations=args.iterations,
+        width=args.width,
+        embed_dim=args.embed_dim,
+        kernels=tuple(args.kernels),
+        head=args.head,
+        c=args.c,
+        c_param=args.c_param,
+    )
     curv = [model.affinity.raw_c]
     rest = [p for p in model.parameters() if p is not model.affinity.raw_c]
-    opt = torch.optim.Adam([{"params": rest}, {"params": curv, "lr": args.lr * args.c_lr_mult}],
-                           lr=args.lr)
+    opt = torch.optim.Adam(
+        [{"params": rest}, {"params": curv, "lr": args.lr * args.c_lr_mult}], lr=args.lr
+    )
     steps = args.epochs * len(train)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     rng = np.random.default_rng(seed)
@@ -185,8 +199,11 @@ def summarise(runs: list[dict]) -> dict:
         for metric in ("miou", "pixel_accuracy"):
             v = np.array([r[name][metric] for r in runs])
             out.setdefault(name, {})[metric] = {
-                "mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None,
-                "min": float(v.min()), "max": float(v.max())}
+                "mean": float(v.mean()),
+                "std": float(v.std(ddof=1)) if len(v) > 1 else None,
+                "min": float(v.min()),
+                "max": float(v.max()),
+            }
     diff = np.array([r["hyperbolic"]["miou"] - r["euclidean"]["miou"] for r in runs])
     out["hyperbolic_minus_euclidean_miou"] = [float(x) for x in diff]
     return out
@@ -201,24 +218,43 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--width", type=int, default=16, help="guidance U-Net width")
     ap.add_argument("--embed-dim", type=int, default=8)
-    ap.add_argument("--kernels", type=int, nargs="+", default=[3],
-                    help="propagation kernel sizes (several: mixed by confidences)")
-    ap.add_argument("--head", action="store_true",
-                    help="UniDC-style ranked-neighbour (Mobius) linear affinity head")
+    ap.add_argument(
+        "--kernels",
+        type=int,
+        nargs="+",
+        default=[3],
+        help="propagation kernel sizes (several: mixed by confidences)",
+    )
+    ap.add_argument(
+        "--head",
+        action="store_true",
+        help="UniDC-style ranked-neighbour (Mobius) linear affinity head",
+    )
     ap.add_argument("--c", type=float, default=0.1, help="initial curvature")
     ap.add_argument("--c-param", choices=("softplus", "log"), default="softplus")
-    ap.add_argument("--c-lr-mult", type=float, default=1.0,
-                    help="learning-rate factor of the curvature parameter")
+    ap.add_argument(
+        "--c-lr-mult",
+        type=float,
+        default=1.0,
+        help="learning-rate factor of the curvature parameter",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="seed of the coarse heads")
-    ap.add_argument("--seeds", type=int, nargs="+", default=None,
-                    help="refiner seeds (default: --seed)")
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="refiner seeds (default: --seed)"
+    )
     ap.add_argument("--json", default=None)
     ap.add_argument("--limit", type=int, default=None, help="first N images per split")
-    ap.add_argument("--cache", default=None,
-                    help="file to store / reuse the frozen-backbone features (torch.save)")
-    ap.add_argument("--coarse-cache", default=None,
-                    help="file to store / reuse the coarse probabilities (torch.save)")
+    ap.add_argument(
+        "--cache",
+        default=None,
+        help="file to store / reuse the frozen-backbone features (torch.save)",
+    )
+    ap.add_argument(
+        "--coarse-cache",
+        default=None,
+        help="file to store / reuse the coarse probabilities (torch.save)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -228,8 +264,11 @@ def main() -> None:
         splits = cache_features(args.limit)
         if args.cache:
             atomic_write(args.cache, lambda p: torch.save(splits, p))
-    print(f"features cached: {len(splits['train'])} train, {len(splits['val'])} val "
-          f"({time.time() - t0:.0f}s)", flush=True)
+    print(
+        f"features cached: {len(splits['train'])} train, {len(splits['val'])} val "
+        f"({time.time() - t0:.0f}s)",
+        flush=True,
+    )
     train, val = splits["train"], splits["val"]
     coarse_stage(args, train, val)
     print(f"coarse probabilities ready ({time.time() - t0:.0f}s)", flush=True)
@@ -239,10 +278,11 @@ def main() -> None:
         h, w = d["hw"]
         coarse.update(d["p"][0].float().argmax(0)[:h, :w].numpy(), d["t"][0, :h, :w].numpy())
     rc = coarse.compute()
-    res: dict = {"coarse": {"miou": rc["miou"], "pixel_accuracy": rc["pixel_accuracy"]},
-                 "runs": []}
-    print(f"    coarse: mIoU {100 * rc['miou']:.2f}  pixel acc {100 * rc['pixel_accuracy']:.2f}",
-          flush=True)
+    res: dict = {"coarse": {"miou": rc["miou"], "pixel_accuracy": rc["pixel_accuracy"]}, "runs": []}
+    print(
+        f"    coarse: mIoU {100 * rc['miou']:.2f}  pixel acc {100 * rc['pixel_accuracy']:.2f}",
+        flush=True,
+    )
     for seed in args.seeds or [args.seed]:
         run: dict = {"seed": seed}
         for geometry in ("euclidean", "hyperbolic"):
@@ -258,15 +298,22 @@ def main() -> None:
                 meter.update(pred[0].argmax(0)[:h, :w].numpy(), d["t"][0, :h, :w].numpy())
                 usage.append(ball_usage(model, d))
             r = meter.compute()
-            run[geometry] = {"miou": r["miou"], "pixel_accuracy": r["pixel_accuracy"],
-                             "final_train_nll": loss, "train_s": train_s,
-                             "curvature": float(model.affinity.curvature.detach()),
-                             "ball_usage": float(np.mean(usage))}
-            print(f"seed {seed} {geometry:>10s}: mIoU {100 * r['miou']:.2f}  pixel acc "
-                  f"{100 * r['pixel_accuracy']:.2f}  loss {loss:.4f}  "
-                  f"c {run[geometry]['curvature']:.4f}  sqrt(c)|x| "
-                  f"{run[geometry]['ball_usage']:.3f}  train {train_s:.0f}s "
-                  f"({time.time() - t0:.0f}s)", flush=True)
+            run[geometry] = {
+                "miou": r["miou"],
+                "pixel_accuracy": r["pixel_accuracy"],
+                "final_train_nll": loss,
+                "train_s": train_s,
+                "curvature": float(model.affinity.curvature.detach()),
+                "ball_usage": float(np.mean(usage)),
+            }
+            print(
+                f"seed {seed} {geometry:>10s}: mIoU {100 * r['miou']:.2f}  pixel acc "
+                f"{100 * r['pixel_accuracy']:.2f}  loss {loss:.4f}  "
+                f"c {run[geometry]['curvature']:.4f}  sqrt(c)|x| "
+                f"{run[geometry]['ball_usage']:.3f}  train {train_s:.0f}s "
+                f"({time.time() - t0:.0f}s)",
+                flush=True,
+            )
         res["runs"].append(run)
         res["summary"] = summarise(res["runs"])
         if args.json:

@@ -93,9 +93,13 @@ def test_ucm_reproduces_levels(name: str, blocks: np.ndarray) -> None:
     ucm = h.to_ucm()
     heights = np.append(h.heights, 1.0)
     for i, lv in enumerate(h.levels):
-        t = 0.5 * (heights[i] + heights[i + 1]) if i else 0.5 * heights[1] if len(
-            h.levels
-        ) > 1 else 0.5
+        t = (
+            0.5 * (heights[i] + heights[i + 1])
+            if i
+            else 0.5 * heights[1]
+            if len(h.levels) > 1
+            else 0.5
+        )
         assert same_partition(ucm_to_labels(ucm, t), lv), (name, i)
 
 

@@ -102,9 +102,11 @@ def test_readme_main_command(tmp_path: Path) -> None:
     assert 0 <= ucm.min() and ucm.max() <= 1
     # the label map is one of the UCM's thresholdings (same partition)
     parts = [ucm_to_labels(ucm, t) for t in np.unique(ucm)[:-1]]
-    assert any(p.max() == labels.max() and
-               len(np.unique(p.astype(np.int64) * 100000 + labels)) == labels.max()
-               for p in parts)
+    assert any(
+        p.max() == labels.max()
+        and len(np.unique(p.astype(np.int64) * 100000 + labels)) == labels.max()
+        for p in parts
+    )
 
 
 def test_segment_bad_inputs(tmp_path: Path, capsys) -> None:

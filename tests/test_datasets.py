@@ -95,8 +95,10 @@ def test_msrc_palette_roundtrip_synthetic() -> None:
     classes = np.arange(msrc.NUM_CLASSES + 1).reshape(4, 6)
     rgb = msrc.encode_colours(classes)
     np.testing.assert_array_equal(msrc.decode_colours(rgb), classes)
-    assert msrc.CLASS_NAMES[msrc.decode_colours(np.array([[[128, 64, 128]]], np.uint8))[0, 0]] \
+    assert (
+        msrc.CLASS_NAMES[msrc.decode_colours(np.array([[[128, 64, 128]]], np.uint8))[0, 0]]
         == "road"
+    )
     assert msrc.image_labels(classes) == list(range(1, 24))
 
 

@@ -75,8 +75,9 @@ def test_bicubic_upsample_matches_torch() -> None:
     from affseg.cli.depth_sr import bicubic_upsample
 
     lr = np.random.default_rng(0).random((5, 7)).astype(np.float32)
-    ref = F.interpolate(torch.from_numpy(lr)[None, None], size=(20, 28), mode="bicubic",
-                        align_corners=False)[0, 0].numpy()
+    ref = F.interpolate(
+        torch.from_numpy(lr)[None, None], size=(20, 28), mode="bicubic", align_corners=False
+    )[0, 0].numpy()
     np.testing.assert_allclose(bicubic_upsample(lr, 4), ref, atol=1e-6)
 
 
@@ -91,13 +92,41 @@ def test_depth_sr_cli_run(tmp_path) -> None:  # noqa: ANN001
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(tmp_path / "g.png")
     Image.fromarray(np.full((16, 24), 120, np.uint8)).save(tmp_path / "d.png")
-    assert main(["run", "--weights", weights[0].name, "--guide", str(tmp_path / "g.png"),
-                 "--depth", str(tmp_path / "d.png"), "--out", str(tmp_path / "o.png")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--weights",
+                weights[0].name,
+                "--guide",
+                str(tmp_path / "g.png"),
+                "--depth",
+                str(tmp_path / "d.png"),
+                "--out",
+                str(tmp_path / "o.png"),
+            ]
+        )
+        == 0
+    )
     out = np.asarray(Image.open(tmp_path / "o.png"))
     assert out.shape == (64, 96) and np.all(np.abs(out / 256.0 - 120) < 0.01)
     Image.fromarray(np.full((15, 24), 120, np.uint8)).save(tmp_path / "bad.png")
-    assert main(["run", "--weights", weights[0].name, "--guide", str(tmp_path / "g.png"),
-                 "--depth", str(tmp_path / "bad.png"), "--out", str(tmp_path / "o2.png")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--weights",
+                weights[0].name,
+                "--guide",
+                str(tmp_path / "g.png"),
+                "--depth",
+                str(tmp_path / "bad.png"),
+                "--out",
+                str(tmp_path / "o2.png"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_train_round_trip_and_cross_scene_guard(middlebury_dir, tmp_path) -> None:  # noqa: ANN001
@@ -105,13 +134,34 @@ def test_train_round_trip_and_cross_scene_guard(middlebury_dir, tmp_path) -> Non
     training scene."""
     from affseg.cli.depth_sr import load_model, main, train
 
-    rec = train("books_big", "euclidean", tmp_path / "w.pt", steps=2, crop=32, batch=1,
-                data=str(middlebury_dir.parent), log_every=0, iterations=1)
+    rec = train(
+        "books_big",
+        "euclidean",
+        tmp_path / "w.pt",
+        steps=2,
+        crop=32,
+        batch=1,
+        data=str(middlebury_dir.parent),
+        log_every=0,
+        iterations=1,
+    )
     assert rec["scene"] == "books_big" and rec["steps"] == 2 and np.isfinite(rec["final_loss"])
     model = load_model(tmp_path / "w.pt")
     assert model.iterations == 1 and model.affinity.geometry == "euclidean"
-    assert main(["eval", "--weights", str(tmp_path / "w.pt"), "--scene", "books_big",
-                 "--data", str(middlebury_dir.parent)]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--weights",
+                str(tmp_path / "w.pt"),
+                "--scene",
+                "books_big",
+                "--data",
+                str(middlebury_dir.parent),
+            ]
+        )
+        == 2
+    )
 
 
 def test_dihedral_transforms_are_distinct_and_inverted() -> None:
@@ -143,10 +193,12 @@ def test_super_resolve_tta_is_the_mean_over_transformed_runs() -> None:
         ud_flip = model(g.flip(-2), d.flip(-2), 8).flip(-2)[0, 0].numpy()
         both = model(g.flip(-1, -2), d.flip(-1, -2), 8).flip(-1, -2)[0, 0].numpy()
     np.testing.assert_allclose(super_resolve(model, rgb, lr, 8), plain, atol=1e-5)
-    np.testing.assert_allclose(super_resolve(model, rgb, lr, 8, tta=2),
-                               (plain + lr_flip) / 2, atol=1e-4)
-    np.testing.assert_allclose(super_resolve(model, rgb, lr, 8, tta=4),
-                               (plain + lr_flip + ud_flip + both) / 4, atol=1e-4)
+    np.testing.assert_allclose(
+        super_resolve(model, rgb, lr, 8, tta=2), (plain + lr_flip) / 2, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        super_resolve(model, rgb, lr, 8, tta=4), (plain + lr_flip + ud_flip + both) / 4, atol=1e-4
+    )
     assert not np.allclose(plain, lr_flip, atol=1e-3)  # the model is not flip-equivariant
     with pytest.raises(InputError, match="tta"):
         super_resolve(model, rgb, lr, 8, tta=3)
@@ -156,18 +208,55 @@ def test_train_continues_from_init_weights(middlebury_dir, tmp_path) -> None:  #
     from affseg.cli.depth_sr import load_model, train
 
     data = str(middlebury_dir.parent)
-    train("books_big", "euclidean", tmp_path / "a.pt", steps=1, crop=32, batch=1, data=data,
-          log_every=0, iterations=1)
-    rec = train("books_big", "euclidean", tmp_path / "b.pt", steps=1, crop=32, batch=1,
-                data=data, log_every=0, iterations=3, lr=0.0,
-                init_weights=tmp_path / "a.pt")
+    train(
+        "books_big",
+        "euclidean",
+        tmp_path / "a.pt",
+        steps=1,
+        crop=32,
+        batch=1,
+        data=data,
+        log_every=0,
+        iterations=1,
+    )
+    rec = train(
+        "books_big",
+        "euclidean",
+        tmp_path / "b.pt",
+        steps=1,
+        crop=32,
+        batch=1,
+        data=data,
+        log_every=0,
+        iterations=3,
+        lr=0.0,
+        init_weights=tmp_path / "a.pt",
+    )
     assert rec["init_weights"]["steps"] == 1 and rec["iterations"] == 1
     a, b = load_model(tmp_path / "a.pt"), load_model(tmp_path / "b.pt")
     for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(pa, pb)  # lr 0: the weights are carried over unchanged
     with pytest.raises(InputError, match="cannot continue"):
-        train("art_big", "euclidean", tmp_path / "c.pt", steps=1, crop=32, batch=1,
-              data=data, log_every=0, init_weights=tmp_path / "a.pt")
+        train(
+            "art_big",
+            "euclidean",
+            tmp_path / "c.pt",
+            steps=1,
+            crop=32,
+            batch=1,
+            data=data,
+            log_every=0,
+            init_weights=tmp_path / "a.pt",
+        )
     with pytest.raises(InputError, match="cannot continue"):
-        train("books_big", "hyperbolic", tmp_path / "c.pt", steps=1, crop=32, batch=1,
-              data=data, log_every=0, init_weights=tmp_path / "a.pt")
+        train(
+            "books_big",
+            "hyperbolic",
+            tmp_path / "c.pt",
+            steps=1,
+            crop=32,
+            batch=1,
+            data=data,
+            log_every=0,
+            init_weights=tmp_path / "a.pt",
+        )

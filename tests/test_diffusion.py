@@ -151,7 +151,7 @@ def test_full_spectrum_distances_match_eq3(feats64, density):
     np.testing.assert_allclose(got[off], ref[off], rtol=1e-3)
     # eigenvectors Phi reproduce Eq. 4 explicitly
     phi, lam = res.eigenvectors[0].numpy(), res.eigenvalues[0].numpy()
-    eq4 = (lam ** 6 * (phi[:, None, :] - phi[None, :, :]) ** 2).sum(-1)
+    eq4 = (lam**6 * (phi[:, None, :] - phi[None, :, :]) ** 2).sum(-1)
     np.testing.assert_allclose(eq4, got, atol=1e-9 * np.abs(ref).max())
 
 
@@ -173,8 +173,9 @@ def test_rows_kernel_and_maps_agree(feats64):
     rows = res.rows([0, 17, 319])
     torch.testing.assert_close(rows, kern[:, [0, 17, 319]])
     torch.testing.assert_close(res.similarity_map(3, 4)[0].flatten(), kern[0, 3 * 20 + 4])
-    torch.testing.assert_close(torch.diagonal(kern, dim1=1, dim2=2), torch.ones(1, 320,
-                                                                                dtype=kern.dtype))
+    torch.testing.assert_close(
+        torch.diagonal(kern, dim1=1, dim2=2), torch.ones(1, 320, dtype=kern.dtype)
+    )
     assert torch.allclose(kern, kern.transpose(1, 2))
     assert res.embedding.shape == (1, 320, 20) and res.eigenvalues.shape == (1, 20)
     for name in ("mu", "t", "tau"):
@@ -189,8 +190,9 @@ def test_float32_close_to_float64(feats64):
     assert r32.embedding.dtype == torch.float32
     np.testing.assert_allclose(r32.eigenvalues.numpy(), r64.eigenvalues.numpy(), atol=1e-4)
     d64 = r64.distances([5, 100])
-    np.testing.assert_allclose(r32.distances([5, 100]).numpy(), d64.numpy(),
-                               atol=1e-3 * float(d64.max()))
+    np.testing.assert_allclose(
+        r32.distances([5, 100]).numpy(), d64.numpy(), atol=1e-3 * float(d64.max())
+    )
 
 
 def test_gradcheck_features_mu_t_tau():
@@ -199,8 +201,9 @@ def test_gradcheck_features_mu_t_tau():
     logs = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (-1.0, 1.0, 0.0)]
 
     def fn(f, lmu, lt, ltau):
-        r = diffusion_map(f, lmu.exp(), lt.exp(), k=3, n_eig=6, n_outer=2, n_inner=6,
-                          qr_every=3, tau=ltau.exp())
+        r = diffusion_map(
+            f, lmu.exp(), lt.exp(), k=3, n_eig=6, n_outer=2, n_inner=6, qr_every=3, tau=ltau.exp()
+        )
         return r.rows([0, 7, 20]), r.eigenvalues
 
     assert torch.autograd.gradcheck(fn, (f, *logs))
@@ -212,8 +215,9 @@ def test_abs_matrix_power_degenerate_gradient_is_finite():
     out = abs_matrix_power(h, t)
     out.sum().backward()
     assert torch.isfinite(h.grad).all() and torch.isfinite(t.grad)
-    torch.testing.assert_close(torch.diagonal(h.grad), 3 * torch.tensor([0.81, 0.81, 0.25],
-                                                                       dtype=torch.float64))
+    torch.testing.assert_close(
+        torch.diagonal(h.grad), 3 * torch.tensor([0.81, 0.81, 0.25], dtype=torch.float64)
+    )
     hs = torch.randn(4, 4, dtype=torch.float64)
     hs = (hs + hs.T).requires_grad_()
     tt = torch.tensor(2.5, dtype=torch.float64, requires_grad=True)
@@ -228,8 +232,9 @@ def _two_blobs() -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     img[1:10, 19:28] = 0.0
     img[5, 10:19] = 0.0
     feats = torch.from_numpy(img)[None, None]
-    left = np.flatnonzero((np.arange(11 * 29) % 29 < 10) & (img.ravel() == 0)
-                          & (np.arange(11 * 29) % 29 >= 1))
+    left = np.flatnonzero(
+        (np.arange(11 * 29) % 29 < 10) & (img.ravel() == 0) & (np.arange(11 * 29) % 29 >= 1)
+    )
     right = np.flatnonzero((np.arange(11 * 29) % 29 >= 19) & (img.ravel() == 0))
     return feats, left, right
 
@@ -269,19 +274,26 @@ def test_accelerated_iteration_converges_faster(feats64):
     lam, vec = top_eigs(dense_affinity(feats64[0].numpy(), 0.3, 5), n_eig + 1)
     rho = abs(lam[n_eig]) / abs(lam[n_eig - 1])  # ~0.99: a small spectral gap
     init = torch.linspace(0.5, 1.5, 320 * n_eig, dtype=torch.float64).reshape(320, n_eig)
-    init = init + torch.randn(320, n_eig, generator=torch.Generator().manual_seed(0),
-                              dtype=torch.float64)
+    init = init + torch.randn(
+        320, n_eig, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
 
     def errors(inner: int, outers: list[int]) -> np.ndarray:
-        return np.array([_subspace_error(simultaneous_iteration(
-            op, n_eig, n, inner, None, init), vec[:, :n_eig]) for n in outers])
+        return np.array(
+            [
+                _subspace_error(
+                    simultaneous_iteration(op, n_eig, n, inner, None, init), vec[:, :n_eig]
+                )
+                for n in outers
+            ]
+        )
 
     plain = errors(1, [100, 200, 400])
     acc = errors(m, [25, 50, 100])
     rate_plain = (plain[2] / plain[1]) ** (1 / 200)
     rate_acc = (acc[2] / acc[1]) ** (1 / 50)
     assert rate_plain == pytest.approx(rho, rel=1e-3)
-    assert rate_acc == pytest.approx(rho ** m, rel=1e-3)
+    assert rate_acc == pytest.approx(rho**m, rel=1e-3)
     # m inner applications per QR step span the same subspace as m times more QR steps ...
     np.testing.assert_allclose(acc[:2], plain[:2], rtol=1e-6)
     # ... so after the same number of outer iterations (QR steps) it is far ahead
@@ -293,7 +305,9 @@ def test_serial_and_parallel_kernels_have_separate_cache_entries():
     the serial copies must carry their own names, or one dispatcher runs the other's code."""
     from affseg.affinity import graph
 
-    for par, ser in ((graph._stencil_par, graph._stencil_ser),
-                     (graph._correlate_par, graph._correlate_ser)):
+    for par, ser in (
+        (graph._stencil_par, graph._stencil_ser),
+        (graph._correlate_par, graph._correlate_ser),
+    ):
         assert par.py_func.__qualname__ != ser.py_func.__qualname__
         assert par.targetoptions.get("parallel") and not ser.targetoptions.get("parallel")

@@ -28,12 +28,15 @@ def test_mix_kernels_equals_weighted_sum_of_steps() -> None:
     assert mixed.shape == (2, 48, 6, 7)
     torch.testing.assert_close(mixed.sum(1), torch.full((2, 6, 7), 0.9))
     h = torch.randn(2, 4, 6, 7, generator=g)
-    expected = sum(conf[:, i : i + 1] * _step(h, a, k) for i, (a, k) in
-                   enumerate(zip(affs, kernels, strict=True)))
+    expected = sum(
+        conf[:, i : i + 1] * _step(h, a, k)
+        for i, (a, k) in enumerate(zip(affs, kernels, strict=True))
+    )
     torch.testing.assert_close(_step(h, mixed, 7), expected)
     # the 3x3 part lands on the 3x3 offsets of the 7x7 layout
-    only3 = mix_kernels(affs, kernels, torch.tensor([1.0, 0, 0]).view(1, 3, 1, 1).expand(2, 3,
-                                                                                         6, 7))
+    only3 = mix_kernels(
+        affs, kernels, torch.tensor([1.0, 0, 0]).view(1, 3, 1, 1).expand(2, 3, 6, 7)
+    )
     big = neighbour_offsets(7)
     for n, o in enumerate(neighbour_offsets(3)):
         torch.testing.assert_close(only3[:, big.index(o)], affs[0][:, n])
@@ -105,15 +108,30 @@ def test_neighbour_distances_match_pairwise() -> None:
 def test_seg_refiner_mixed_kernels(geometry: str) -> None:
     g = torch.Generator().manual_seed(4)
     torch.manual_seed(0)
-    model = SegRefinePropagation(5, geometry, iterations=3, embed_dim=6,  # type: ignore[arg-type]
-                                 kernels=(3, 5, 7), head=True, c=1.0, c_param="log")
+    model = SegRefinePropagation(
+        5,
+        geometry,
+        iterations=3,
+        embed_dim=6,  # type: ignore[arg-type]
+        kernels=(3, 5, 7),
+        head=True,
+        c=1.0,
+        c_param="log",
+    )
     # one curvature for all kernels
     assert all(a.raw_c is model.affinities[0].raw_c for a in model.affinities)
     n_params = sum(p.numel() for p in model.parameters())
     torch.manual_seed(0)
-    other = SegRefinePropagation(5, "euclidean" if geometry == "hyperbolic" else "hyperbolic",
-                                 iterations=3, embed_dim=6, kernels=(3, 5, 7), head=True,
-                                 c=1.0, c_param="log")
+    other = SegRefinePropagation(
+        5,
+        "euclidean" if geometry == "hyperbolic" else "hyperbolic",
+        iterations=3,
+        embed_dim=6,
+        kernels=(3, 5, 7),
+        head=True,
+        c=1.0,
+        c_param="log",
+    )
     assert n_params == sum(p.numel() for p in other.parameters())  # same capacity
     rgb = torch.rand(1, 3, 16, 12, generator=g)
     probs = torch.softmax(torch.randn(1, 5, 16, 12, generator=g), 1)

@@ -91,8 +91,13 @@ def test_gradients_finite_near_boundary_float32() -> None:
     v = (torch.randn(64, 4) * 30).requires_grad_(True)
     x, y = expmap0(u, c), expmap0(v, c)
     m = torch.randn(3, 4, requires_grad=True)
-    loss = (distance(x, y, c).sum() + distance(x, x, c).sum() + logmap0(x, c).sum()
-            + mobius_matvec(m, x, c).sum() + mobius_add(x, y, c).sum())
+    loss = (
+        distance(x, y, c).sum()
+        + distance(x, x, c).sum()
+        + logmap0(x, c).sum()
+        + mobius_matvec(m, x, c).sum()
+        + mobius_add(x, y, c).sum()
+    )
     loss.backward()
     for t in (u, v, c, m):
         assert t.grad is not None and torch.isfinite(t.grad).all()
@@ -117,8 +122,9 @@ def test_beta_concat_ratio_matches_beta_functions() -> None:
     from scipy.special import beta
 
     for d, n in [(1, 1), (4, 2), (16, 8), (16, 48)]:
-        assert beta_concat_ratio(d, n) == pytest.approx(beta(n * d / 2, 0.5) / beta(d / 2, 0.5),
-                                                       rel=1e-12)
+        assert beta_concat_ratio(d, n) == pytest.approx(
+            beta(n * d / 2, 0.5) / beta(d / 2, 0.5), rel=1e-12
+        )
     assert beta_concat_ratio(16, 1) == 1.0
     with pytest.raises(InputError, match="beta concatenation"):
         beta_concat_ratio(0, 3)

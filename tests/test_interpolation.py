@@ -19,8 +19,9 @@ def brute_force(maps: np.ndarray, guide: np.ndarray, gamma: float, window: int =
     """Eq. 6 pixel by pixel, written from the definition (independent of the library)."""
     m, h, w = maps.shape
     c, hh, ww = guide.shape
-    gc = F.interpolate(torch.from_numpy(guide)[None], size=(h, w), mode="bilinear",
-                       align_corners=False)[0].numpy()
+    gc = F.interpolate(
+        torch.from_numpy(guide)[None], size=(h, w), mode="bilinear", align_corners=False
+    )[0].numpy()
     out = np.zeros((m, hh, ww))
     r = window // 2
     for y in range(hh):
@@ -60,22 +61,26 @@ def test_non_integer_ratio_matches_definition(data):
     maps, _ = data
     guide = torch.randn(2, 4, 12, 16, dtype=torch.float64)
     got = attention_upsample(maps, guide, 3.0)
-    np.testing.assert_allclose(got[1].numpy(), brute_force(maps[1].numpy(), guide[1].numpy(),
-                                                            3.0), atol=1e-12)
+    np.testing.assert_allclose(
+        got[1].numpy(), brute_force(maps[1].numpy(), guide[1].numpy(), 3.0), atol=1e-12
+    )
 
 
 def test_phases_equal_gather_stride3(data):
     maps, _ = data
     guide = torch.randn(2, 4, 15, 21, dtype=torch.float64)
-    torch.testing.assert_close(attention_upsample(maps, guide, 1.5, method="phases"),
-                               attention_upsample(maps, guide, 1.5, method="gather"))
+    torch.testing.assert_close(
+        attention_upsample(maps, guide, 1.5, method="phases"),
+        attention_upsample(maps, guide, 1.5, method="gather"),
+    )
 
 
 def test_convex_combination_and_limits(data):
     maps, guide = data
     ones = torch.ones(2, 1, 5, 7, dtype=torch.float64)
-    torch.testing.assert_close(attention_upsample(ones, guide, 4.0), torch.ones(2, 1, 10, 14,
-                                                                              dtype=torch.float64))
+    torch.testing.assert_close(
+        attention_upsample(ones, guide, 4.0), torch.ones(2, 1, 10, 14, dtype=torch.float64)
+    )
     up = attention_upsample(maps, guide, 4.0)
     assert up.max() <= maps.max() + 1e-12 and up.min() >= maps.min() - 1e-12
     # gamma -> 0: plain average of the in-image 5 x 5 coarse neighbours
@@ -102,8 +107,7 @@ def test_gradcheck_maps_guide_gamma():
     maps = torch.randn(1, 2, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
     guide = torch.randn(1, 2, 6, 8, generator=g, dtype=torch.float64, requires_grad=True)
     gam = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda m, f, c: attention_upsample(m, f, c),
-                                    (maps, guide, gam))
+    assert torch.autograd.gradcheck(lambda m, f, c: attention_upsample(m, f, c), (maps, guide, gam))
 
 
 def test_module_pyramid_and_errors():

@@ -85,6 +85,7 @@ def test_kernel_kmeans_equals_soft_kmeans_with_linear_kernel() -> None:
     x = rng.standard_normal((40, 3)).astype(np.float32)
     centres = np.array([0, 7, 19])
     z = kernel_kmeans(x @ x.T, centres, beta=2.0, n_iter=1)
+
     # the same two steps written in feature space
     def soft(d):
         e = np.exp(-2.0 * (d - d.min(1, keepdims=True)))
@@ -174,9 +175,9 @@ def test_greedy_merge_is_average_linkage_over_pixel_pairs() -> None:
     )
     # brute force: the average of K over all pixel pairs of the two regions
     hh, ww = fine.shape
-    node = ((np.arange(hh) * grid[0]) // hh)[:, None] * grid[1] + (
-        (np.arange(ww) * grid[1]) // ww
-    )[None, :]
+    node = ((np.arange(hh) * grid[0]) // hh)[:, None] * grid[1] + ((np.arange(ww) * grid[1]) // ww)[
+        None, :
+    ]
     owner = np.arange(s)
     for (i, j), sim in zip(merges, sims, strict=True):
         cur = owner[fine - 1]
@@ -252,9 +253,7 @@ def test_diffusion_hierarchy_checks_shapes() -> None:
     with pytest.raises(InputError, match="expected \\(12, Ne\\)"):
         diffusion_hierarchy(np.zeros((10, 2)), 1.0, (3, 4), (6, 8))
     with pytest.raises(InputError, match="upsample returned shape"):
-        diffusion_hierarchy(
-            np.zeros((12, 2)), 1.0, (3, 4), (6, 8), upsample=lambda m: m
-        )
+        diffusion_hierarchy(np.zeros((12, 2)), 1.0, (3, 4), (6, 8), upsample=lambda m: m)
 
 
 class _ColourNet:

@@ -50,9 +50,7 @@ def _bf_hungarian(seg: np.ndarray, gt: np.ndarray) -> float:
     best = 0
     for perm in itertools.permutations(range(n)):
         hit = sum(
-            ((seg == a[i]) & (gt == b[perm[i]])).sum()
-            for i in range(a.size)
-            if perm[i] < b.size
+            ((seg == a[i]) & (gt == b[perm[i]])).sum() for i in range(a.size) if perm[i] < b.size
         )
         best = max(best, hit)
     return best / seg.size
@@ -61,12 +59,16 @@ def _bf_hungarian(seg: np.ndarray, gt: np.ndarray) -> float:
 def _bf_image(levels: list[np.ndarray], gts: list[np.ndarray]) -> dict[str, np.ndarray]:
     n = gts[0].size
     cnt = np.array(
-        [sum((_bf_covering_terms(s, g) * np.unique(g, return_counts=True)[1]).sum() for g in gts)
-         for s in levels]
+        [
+            sum((_bf_covering_terms(s, g) * np.unique(g, return_counts=True)[1]).sum() for g in gts)
+            for s in levels
+        ]
     )
     best = sum(
-        (np.max([_bf_covering_terms(s, g) for s in levels], axis=0)
-         * np.unique(g, return_counts=True)[1]).sum()
+        (
+            np.max([_bf_covering_terms(s, g) for s in levels], axis=0)
+            * np.unique(g, return_counts=True)[1]
+        ).sum()
         for g in gts
     )
     return {
@@ -118,8 +120,9 @@ def test_pri_formula_of_reference_notes() -> None:
     gt = np.array([[5, 5, 5], [6, 6, 6]])
     table = np.array([[2, 0], [1, 1], [0, 2]])
     n = 6
-    want = 1 - ((table.sum(1) ** 2).sum() / 2 + (table.sum(0) ** 2).sum() / 2
-                - (table**2).sum()) / (n * (n - 1) / 2)
+    want = 1 - (
+        (table.sum(1) ** 2).sum() / 2 + (table.sum(0) ** 2).sum() / 2 - (table**2).sum()
+    ) / (n * (n - 1) / 2)
     got = RegionBenchmark().update(seg, [gt])["pri"][0]
     assert got == pytest.approx(want) and got == pytest.approx(_bf_rand(seg, gt))
 

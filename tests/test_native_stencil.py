@@ -12,8 +12,9 @@ from affseg.affinity import graph, native
 from affseg.affinity.diffusion import diffusion_map
 from affseg.affinity.graph import gaussian_affinity, normalized_operator
 
-needs_native = pytest.mark.skipif(native.stencil_library() is None,
-                                  reason="no C compiler: the numba kernel is used")
+needs_native = pytest.mark.skipif(
+    native.stencil_library() is None, reason="no C compiler: the numba kernel is used"
+)
 
 
 def dense_stencil(coef: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
@@ -24,17 +25,20 @@ def dense_stencil(coef: np.ndarray, x: np.ndarray, k: int) -> np.ndarray:
     out = np.zeros((nb, h, w, m))
     for dy in range(k):
         for dx in range(k):
-            out += coef[..., dy * k + dx, None] * xp[:, dy:dy + h, dx:dx + w]
+            out += coef[..., dy * k + dx, None] * xp[:, dy : dy + h, dx : dx + w]
     return out
 
 
 @needs_native
-@pytest.mark.parametrize(("shape", "k", "m"), [
-    ((2, 9, 11), 5, 3),     # width not a multiple of 4, fewer channels than a vector
-    ((1, 13, 8), 7, 16),    # exactly two vectors
-    ((1, 20, 23), 17, 50),  # the diffusion engine's case: 48 + 2 channels
-    ((2, 6, 5), 17, 9),     # window wider than the grid
-])
+@pytest.mark.parametrize(
+    ("shape", "k", "m"),
+    [
+        ((2, 9, 11), 5, 3),  # width not a multiple of 4, fewer channels than a vector
+        ((1, 13, 8), 7, 16),  # exactly two vectors
+        ((1, 20, 23), 17, 50),  # the diffusion engine's case: 48 + 2 channels
+        ((2, 6, 5), 17, 9),  # window wider than the grid
+    ],
+)
 def test_native_stencil_matches_dense(shape, k, m):
     nb, h, w = shape
     rng = np.random.default_rng(0)
@@ -88,8 +92,7 @@ def test_diffusion_map_same_with_and_without_native(monkeypatch):
         b = diffusion_map(f, 0.05, 10.0, k=17, n_eig=20)
     # the leading (converged) eigenvalues agree; the last few of an unconverged block are
     # sensitive to rounding, but weigh |lambda|^(2t) ~ nothing in D_t
-    torch.testing.assert_close(a.eigenvalues[:, :10], b.eigenvalues[:, :10], rtol=1e-4,
-                               atol=1e-6)
+    torch.testing.assert_close(a.eigenvalues[:, :10], b.eigenvalues[:, :10], rtol=1e-4, atol=1e-6)
     da, db = a.distances([0, 100, 300]), b.distances([0, 100, 300])
     torch.testing.assert_close(da, db, rtol=1e-3, atol=1e-4 * float(db.max()))
 
@@ -122,7 +125,8 @@ def test_disabled_by_environment(monkeypatch):
 def test_bad_arguments_are_rejected():
     coef = np.zeros((1, 4, 4, 25), np.float32)
     with pytest.raises(ValueError, match="unsupported"):
-        native.stencil(coef, np.zeros((1, 8, 8, 7), np.float32), np.zeros((1, 4, 4, 7),
-                       np.float32), 5)  # 7 channels: not a multiple of 8
+        native.stencil(
+            coef, np.zeros((1, 8, 8, 7), np.float32), np.zeros((1, 4, 4, 7), np.float32), 5
+        )  # 7 channels: not a multiple of 8
     with pytest.raises(ValueError, match="unsupported"):
         native.stencil_power(coef.astype(np.float64), np.zeros((1, 4, 4, 3), np.float32), 5)

@@ -102,8 +102,17 @@ def test_two_flat_colours_give_two_segments(method: str) -> None:
     im = two_colour_image()
     truth = np.zeros(im.shape[:2], int)
     truth[:, 10:] = 1
-    res = run_per_image(method, im, seed=0, max_iter=40, channels=8, target_segments=2,
-                        max_side=None, input="rgb", min_area=None)  # the papers' setting
+    res = run_per_image(
+        method,
+        im,
+        seed=0,
+        max_iter=40,
+        channels=8,
+        target_segments=2,
+        max_side=None,
+        input="rgb",
+        min_area=None,
+    )  # the papers' setting
     assert res.n_segments == 2
     assert res.labels.shape == im.shape[:2]
     # the two segments are the two colours, up to a one-pixel-wide band at the edge

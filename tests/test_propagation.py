@@ -50,8 +50,7 @@ def test_constants_preserved_with_any_affinity(grad: bool) -> None:
 def test_smoothing_reduces_variance_and_keeps_mean_interior() -> None:
     g = torch.Generator().manual_seed(2)
     h = torch.rand(1, 1, 64, 64, generator=g, dtype=torch.float64)
-    out = propagate(h, uniform_affinity((1, 64, 64), 3, dtype=torch.float64), 3, 6,
-                    norm="clip")
+    out = propagate(h, uniform_affinity((1, 64, 64), 3, dtype=torch.float64), 3, 6, norm="clip")
     assert out.var() < 0.2 * h.var()
     assert out.min() >= h.min() and out.max() <= h.max()  # a convex combination
 
@@ -80,8 +79,7 @@ def test_numba_and_torch_paths_agree(k: int, dilation: int, width: int) -> None:
     h0 = torch.rand(2, 3, 19, width, generator=g)
     with torch.no_grad():
         fast = propagate(h, a, k, 7, h0=h0, mask=m, norm="clip", dilation=dilation)
-    slow = propagate(h, a.requires_grad_(True), k, 7, h0=h0, mask=m, norm="clip",
-                     dilation=dilation)
+    slow = propagate(h, a.requires_grad_(True), k, 7, h0=h0, mask=m, norm="clip", dilation=dilation)
     torch.testing.assert_close(fast, slow.detach(), rtol=1e-5, atol=1e-5)
 
 
@@ -96,8 +94,16 @@ def test_normalisation_bounds() -> None:
 
 
 def test_offsets_and_shift_stack() -> None:
-    assert neighbour_offsets(3) == [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1),
-                                    (1, 0), (1, 1)]
+    assert neighbour_offsets(3) == [
+        (-1, -1),
+        (-1, 0),
+        (-1, 1),
+        (0, -1),
+        (0, 1),
+        (1, -1),
+        (1, 0),
+        (1, 1),
+    ]
     assert len(neighbour_offsets(7, 2)) == 48
     x = torch.arange(20.0).reshape(1, 1, 4, 5)
     s = shift_stack(x, 3)

@@ -22,8 +22,9 @@ def two_halves() -> np.ndarray:
 
 
 def test_similarity_stays_in_the_region() -> None:
-    maps = colour_similarity(two_halves(), [(12, 4), (12, 28)], grid=12, mu=0.5, t=10.0,
-                             tau=0.6, k=5, n_eig=8)
+    maps = colour_similarity(
+        two_halves(), [(12, 4), (12, 28)], grid=12, mu=0.5, t=10.0, tau=0.6, k=5, n_eig=8
+    )
     assert maps.shape == (2, 24, 32)
     assert maps.min() >= 0.0 and maps.max() <= 1.0 + 1e-6
     left, right = maps[0], maps[1]

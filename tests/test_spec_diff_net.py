@@ -28,8 +28,9 @@ def test_lr_loss_matches_dense_formula() -> None:
     labels = torch.randint(0, 5, (2, 40), generator=g) * 7 - 3  # arbitrary label values
     k = torch.exp(-tau * torch.cdist(emb, emb) ** 2)
     kgt = (labels[:, :, None] == labels[:, None, :]).double()
-    cos = (k * kgt).sum((1, 2)) / (torch.linalg.norm(k, dim=(1, 2)) *
-                                   torch.linalg.norm(kgt, dim=(1, 2)))
+    cos = (k * kgt).sum((1, 2)) / (
+        torch.linalg.norm(k, dim=(1, 2)) * torch.linalg.norm(kgt, dim=(1, 2))
+    )
     assert torch.allclose(diffusion_kernel(emb, tau), k, atol=1e-10)
     assert torch.allclose(kernel_cosine(k, labels), cos, atol=1e-12)
     assert torch.allclose(lr_kernel_loss(emb, tau, labels), -cos.mean(), atol=1e-10)
@@ -84,7 +85,7 @@ def test_block_majority() -> None:
     for k in range(2):
         for i in range(2):
             for j in range(3):
-                block = big[k, 8 * i:8 * i + 8, 8 * j:8 * j + 8].ravel()
+                block = big[k, 8 * i : 8 * i + 8, 8 * j : 8 * j + 8].ravel()
                 counts = np.bincount(block, minlength=4)
                 assert got[k, i, j] == int(np.argmax(counts))  # ties -> smallest label
 
@@ -130,7 +131,7 @@ def _two_region_image(h: int = 64, w: int = 96) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, h, w, generator=g) * 0.2
     x[:, 0, :, : w // 2] += 0.7
-    x[:, 2, :, w // 2:] += 0.7
+    x[:, 2, :, w // 2 :] += 0.7
     return x.clamp(0, 1)
 
 
@@ -171,7 +172,7 @@ def _tiny_item(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = model.backbone(x)
     item = {f"f{s}": f[0].half() for s, f in zip((2, 4, 8, 16), feats, strict=True)}
     lab = np.zeros((1, h, w), np.int64)
-    lab[:, :, w // 2:] = 1
+    lab[:, :, w // 2 :] = 1
     item["grid"] = torch.from_numpy(block_majority(lab, 8).astype(np.int16))
     item["half"] = torch.from_numpy(block_majority(lab, 2).astype(np.int16))
     return item
@@ -189,8 +190,9 @@ def test_training_steps_decrease_the_loss(backbone) -> None:
     for step in range(12):
         rng = np.random.default_rng([0, step])
         opt.zero_grad()
-        loss, lv, hv = sample_loss(net, item, rng, crop=96, use_hr=step >= 6,
-                                   hr_segments=4, hr_weight=1.0)
+        loss, lv, hv = sample_loss(
+            net, item, rng, crop=96, use_hr=step >= 6, hr_segments=4, hr_weight=1.0
+        )
         loss.backward()
         opt.step()
         losses.append(lv)
@@ -260,9 +262,31 @@ def test_cli_train_and_resume(tmp_path) -> None:
     out = tmp_path / "run"
     parser = argparse.ArgumentParser()
     train_cli.add_parser(parser.add_subparsers())
-    common = ["train", "ndd", "--data", str(tmp_path), "--out", str(out), "--crop", "32",
-              "--batch", "1", "--scales", "1.0", "--val-images", "1", "--no-progress",
-              "--checkpoint-minutes", "0", "--window", "7", "--n-eig", "16", "--n-inner", "10"]
+    common = [
+        "train",
+        "ndd",
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(out),
+        "--crop",
+        "32",
+        "--batch",
+        "1",
+        "--scales",
+        "1.0",
+        "--val-images",
+        "1",
+        "--no-progress",
+        "--checkpoint-minutes",
+        "0",
+        "--window",
+        "7",
+        "--n-eig",
+        "16",
+        "--n-inner",
+        "10",
+    ]
     args = parser.parse_args(common + ["--steps", "2"])
     assert args.func(args) == 0
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -284,6 +308,7 @@ def test_cli_train_and_resume(tmp_path) -> None:
 def test_cli_train_missing_data(tmp_path) -> None:
     from affseg.cli import main
 
-    code = main(["train", "ndd", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
-                 "--steps", "1"])
+    code = main(
+        ["train", "ndd", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--steps", "1"]
+    )
     assert code == 2

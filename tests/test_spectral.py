@@ -132,11 +132,9 @@ def test_sampled_estimator_is_unbiased(one_thread) -> None:
     torch.testing.assert_close(mean, exact, rtol=0.01, atol=0)
     # normalised variant estimates loss / N^2
     est = torch.stack(
-        [sampled_spectral_loss(f[0], lab[0], 40, normalize=True, generator=g)
-         for _ in range(3000)]
+        [sampled_spectral_loss(f[0], lab[0], 40, normalize=True, generator=g) for _ in range(3000)]
     ).mean()
-    assert float(est) == pytest.approx(float(spectral_loss(f[0], lab[0], normalize=True)),
-                                       rel=0.01)
+    assert float(est) == pytest.approx(float(spectral_loss(f[0], lab[0], normalize=True)), rel=0.01)
     with pytest.raises(InputError, match="n_samples"):
         sampled_spectral_loss(f, lab, 1)
 
@@ -314,8 +312,10 @@ def test_head_outputs_unit_embeddings_and_round_trips(tmp_path) -> None:
 
     torch.manual_seed(0)
     head = SpectralHead(dim=5, width=8)
-    feats = [torch.randn(2, c, 64 // s, 96 // s) for c, s in zip((16, 24, 40, 112),
-                                                                  (2, 4, 8, 16), strict=True)]
+    feats = [
+        torch.randn(2, c, 64 // s, 96 // s)
+        for c, s in zip((16, 24, 40, 112), (2, 4, 8, 16), strict=True)
+    ]
     emb = head(feats)
     assert emb.shape == (2, 5, 16, 24)
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(2, 16, 24))

@@ -61,7 +61,7 @@ class _AbsMatrixPower(torch.autograd.Function):
         hs = 0.5 * (h + h.transpose(-1, -2))
         lam, v = torch.linalg.eigh(hs)
         a = lam.abs().clamp_min(1e-30)
-        f = a ** t
+        f = a**t
         ctx.save_for_backward(lam, v, t)
         return (v * f[..., None, :]) @ v.transpose(-1, -2)
 
@@ -69,7 +69,7 @@ class _AbsMatrixPower(torch.autograd.Function):
     def backward(ctx, grad: Tensor):  # noqa: D102
         lam, v, t = ctx.saved_tensors
         a = lam.abs().clamp_min(1e-30)
-        f = a ** t
+        f = a**t
         gs = 0.5 * (grad + grad.transpose(-1, -2))
         gv = v.transpose(-1, -2) @ gs @ v
         g_h = g_t = None
@@ -107,8 +107,9 @@ def abs_matrix_power(h: Tensor, t: Tensor | float) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- iteration
-def subgrid_init(h: int, w: int, n: int, dtype: torch.dtype = torch.float32,
-                 device: torch.device | None = None) -> Tensor:
+def subgrid_init(
+    h: int, w: int, n: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None
+) -> Tensor:
     """One-hot starting vectors on a regular sub-grid of an (h, w) grid.
 
     The reference uses 49 columns on a 7 x 7 sub-grid of its 41 x 41 grid. For ``n``
@@ -147,9 +148,14 @@ def subgrid_init(h: int, w: int, n: int, dtype: torch.dtype = torch.float32,
     return u
 
 
-def simultaneous_iteration(op: LocalOperator, n_eig: int, n_outer: int = 2,
-                           n_inner: int = 40, qr_every: int | None = 10,
-                           init: Tensor | None = None) -> Tensor:
+def simultaneous_iteration(
+    op: LocalOperator,
+    n_eig: int,
+    n_outer: int = 2,
+    n_inner: int = 40,
+    qr_every: int | None = 10,
+    init: Tensor | None = None,
+) -> Tensor:
     """Orthonormal basis of the dominant Ne-dimensional invariant subspace of S.
 
     Accelerated simultaneous iteration (Eq. 5 with S^m in place of S, Proposition 1).
@@ -182,8 +188,9 @@ def simultaneous_iteration(op: LocalOperator, n_eig: int, n_outer: int = 2,
     if init.ndim == 2:
         init = init.expand(b, *init.shape)
     if init.shape != (b, h * w, n_eig):
-        raise InputError(f"init must be (N, Ne) or (B, N, Ne) = ({b}, {h * w}, {n_eig}); got "
-                         f"{tuple(init.shape)}")
+        raise InputError(
+            f"init must be (N, Ne) or (B, N, Ne) = ({b}, {h * w}, {n_eig}); got {tuple(init.shape)}"
+        )
     if n_outer < 1 or n_inner < 1:
         raise InputError(f"n_outer and n_inner must be >= 1; got {n_outer}, {n_inner}")
     u = init.to(op.coef.dtype)
@@ -310,9 +317,14 @@ class DiffusionResult:
         return self.rows([y * w + x], tau)[:, 0].reshape(-1, h, w)
 
 
-def spectral_embedding(op: LocalOperator, deg: Tensor, basis: Tensor, t: Tensor | float,
-                       density: str = "stationary", tau: Tensor | None = None
-                       ) -> DiffusionResult:
+def spectral_embedding(
+    op: LocalOperator,
+    deg: Tensor,
+    basis: Tensor,
+    t: Tensor | float,
+    density: str = "stationary",
+    tau: Tensor | None = None,
+) -> DiffusionResult:
     """Rayleigh-Ritz on a basis of S and the diffusion embedding (Eq. 4).
 
     Parameters
@@ -349,15 +361,34 @@ def spectral_embedding(op: LocalOperator, deg: Tensor, basis: Tensor, t: Tensor 
     else:
         scale = torch.ones(deg.shape[0], dtype=deg.dtype, device=deg.device)
     emb = (scale[:, None, None] * deg.rsqrt()[..., None]) * (basis @ abs_matrix_power(hm, tt))
-    return DiffusionResult(eigenvalues=lam, embedding=emb, basis=basis, ritz_vectors=vec,
-                           degrees=deg, t=tt, tau=tau, grid=op.grid, scale=scale)
+    return DiffusionResult(
+        eigenvalues=lam,
+        embedding=emb,
+        basis=basis,
+        ritz_vectors=vec,
+        degrees=deg,
+        t=tt,
+        tau=tau,
+        grid=op.grid,
+        scale=scale,
+    )
 
 
-def diffusion_map(features: Tensor, mu: Tensor | float, t: Tensor | float, *, k: int = 17,
-                  n_eig: int = 50, n_outer: int = 2, n_inner: int = 40,
-                  qr_every: int | None = 10, density: str = "stationary",
-                  tau: Tensor | float | None = None, init: Tensor | None = None,
-                  backend: str = "numba") -> DiffusionResult:
+def diffusion_map(
+    features: Tensor,
+    mu: Tensor | float,
+    t: Tensor | float,
+    *,
+    k: int = 17,
+    n_eig: int = 50,
+    n_outer: int = 2,
+    n_inner: int = 40,
+    qr_every: int | None = 10,
+    density: str = "stationary",
+    tau: Tensor | float | None = None,
+    init: Tensor | None = None,
+    backend: str = "numba",
+) -> DiffusionResult:
     """Diffusion embedding of grid features (functional API).
 
     Parameters
@@ -412,10 +443,20 @@ class DiffusionDistance(nn.Module):
         Whether mu, t, tau are trainable parameters (else buffers).
     """
 
-    def __init__(self, mu: float = 1e-3, t: float = 10.0, tau: float = 0.6, k: int = 17,
-                 n_eig: int = 50, n_outer: int = 2, n_inner: int = 40,
-                 qr_every: int | None = 10, density: str = "stationary",
-                 learnable: bool = True, backend: str = "numba") -> None:
+    def __init__(
+        self,
+        mu: float = 1e-3,
+        t: float = 10.0,
+        tau: float = 0.6,
+        k: int = 17,
+        n_eig: int = 50,
+        n_outer: int = 2,
+        n_inner: int = 40,
+        qr_every: int | None = 10,
+        density: str = "stationary",
+        learnable: bool = True,
+        backend: str = "numba",
+    ) -> None:
         super().__init__()
         for name, val in (("mu", mu), ("t", t), ("tau", tau)):
             if not val > 0:
@@ -458,11 +499,23 @@ class DiffusionDistance(nn.Module):
         DiffusionResult
         """
         dt = features.dtype
-        return diffusion_map(features, self.mu.to(dt), self.t.to(dt), k=self.k,
-                             n_eig=self.n_eig, n_outer=self.n_outer, n_inner=self.n_inner,
-                             qr_every=self.qr_every, density=self.density,
-                             tau=self.tau.to(dt), init=init, backend=self.backend)
+        return diffusion_map(
+            features,
+            self.mu.to(dt),
+            self.t.to(dt),
+            k=self.k,
+            n_eig=self.n_eig,
+            n_outer=self.n_outer,
+            n_inner=self.n_inner,
+            qr_every=self.qr_every,
+            density=self.density,
+            tau=self.tau.to(dt),
+            init=init,
+            backend=self.backend,
+        )
 
     def extra_repr(self) -> str:  # noqa: D102
-        return (f"k={self.k}, n_eig={self.n_eig}, n_outer={self.n_outer}, "
-                f"n_inner={self.n_inner}, qr_every={self.qr_every}, density={self.density}")
+        return (
+            f"k={self.k}, n_eig={self.n_eig}, n_outer={self.n_outer}, "
+            f"n_inner={self.n_inner}, qr_every={self.qr_every}, density={self.density}"
+        )

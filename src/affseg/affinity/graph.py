@@ -74,8 +74,9 @@ def valid_mask(h: int, w: int, k: int, device: torch.device | None = None) -> Te
     Tensor, shape (k*k, h, w), bool
         Cached per (h, w, k, device) and shared between callers: read it, never write it.
     """
-    return _valid_mask(int(h), int(w), int(k), str(torch.device("cpu") if device is None
-                                                    else torch.device(device)))
+    return _valid_mask(
+        int(h), int(w), int(k), str(torch.device("cpu") if device is None else torch.device(device))
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -114,8 +115,9 @@ def local_sq_distances(features: Tensor, k: int, other: Tensor | None = None) ->
     _check_features(features)
     g = features if other is None else other
     if g.shape != features.shape:
-        raise InputError(f"other must have the shape of features {tuple(features.shape)}; "
-                         f"got {tuple(g.shape)}")
+        raise InputError(
+            f"other must have the shape of features {tuple(features.shape)}; got {tuple(g.shape)}"
+        )
     b, c, h, w = features.shape
     r = k // 2
     wp = w + 2 * r
@@ -125,8 +127,8 @@ def local_sq_distances(features: Tensor, k: int, other: Tensor | None = None) ->
     ng = (gp * gp).sum(2)  # (B, h+2r, w+2r)
     rows = []
     for dy in range(k):
-        gram = torch.matmul(fa, gp[:, dy:dy + h])  # (B, h, w, w+2r)
-        d = na[..., None] + ng[:, dy:dy + h, None, :] - 2.0 * gram
+        gram = torch.matmul(fa, gp[:, dy : dy + h])  # (B, h, w, w+2r)
+        d = na[..., None] + ng[:, dy : dy + h, None, :] - 2.0 * gram
         d = d.contiguous()
         band = d.as_strided((b, h, w, k), (h * w * wp, w * wp, wp + 1, 1), d.storage_offset())
         # copy the band out so that d (B, h, w, w + 2r) is freed: memory stays O(N k^2)
@@ -229,7 +231,6 @@ def _correlate_py(grad, xpad, out, k):  # pragma: no cover - compiled
 PARALLEL_MIN_WORK = 2_000_000
 
 
-
 def _serial_copy(fn: types.FunctionType) -> types.FunctionType:
     """The same Python function under another name.
 
@@ -281,22 +282,24 @@ def transpose_coefficients(coef: Tensor, k: int) -> Tensor:
     r = k // 2
     flipped = F.pad(coef.flip(1), (r, r, r, r))  # channel o now holds offset -o
     off = window_offsets(k)
-    parts = [flipped[:, o, r + dy:r + dy + h, r + dx:r + dx + w]
-             for o, (dy, dx) in enumerate(off.tolist())]
+    parts = [
+        flipped[:, o, r + dy : r + dy + h, r + dx : r + dx + w]
+        for o, (dy, dx) in enumerate(off.tolist())
+    ]
     return torch.stack(parts, 1)
 
 
 def _native_ok(coef_cl: Tensor, x_cl: Tensor, k: int) -> bool:
     """Whether the compiled kernel handles this stencil (float32, k >= 5, built)."""
-    return (coef_cl.dtype == x_cl.dtype == torch.float32
-            and native.supports(k, np.dtype("float32")))
+    return coef_cl.dtype == x_cl.dtype == torch.float32 and native.supports(k, np.dtype("float32"))
 
 
 def _native_power(coef_cl: Tensor, x_cl: Tensor, k: int, n: int) -> Tensor:
     """A^n x with the compiled kernel on detached channels-last tensors."""
     big = coef_cl.numel() * x_cl.shape[3] >= PARALLEL_MIN_WORK
-    out = native.stencil_power(coef_cl.contiguous().numpy(), x_cl.numpy(), k, n,
-                               torch.get_num_threads() if big else 1)
+    out = native.stencil_power(
+        coef_cl.contiguous().numpy(), x_cl.numpy(), k, n, torch.get_num_threads() if big else 1
+    )
     return torch.from_numpy(out)
 
 
@@ -319,8 +322,13 @@ class _StencilFn(torch.autograd.Function):
     """Differentiable numba stencil on channels-last vectors."""
 
     @staticmethod
-    def forward(ctx, coef_cl: Tensor, coef_t_cl: Tensor | None, x_cl: Tensor,  # noqa: D102
-                k: int) -> Tensor:
+    def forward(
+        ctx,
+        coef_cl: Tensor,
+        coef_t_cl: Tensor | None,
+        x_cl: Tensor,  # noqa: D102
+        k: int,
+    ) -> Tensor:
         ctx.k = k
         ctx.save_for_backward(coef_cl, coef_t_cl, x_cl)
         return _stencil_np(coef_cl.detach(), x_cl.detach(), k)
@@ -367,8 +375,9 @@ class LocalOperator:
     def __post_init__(self) -> None:
         _check_k(self.k)
         if self.coef.ndim != 4 or self.coef.shape[1] != self.k * self.k:
-            raise InputError(f"coef must be (B, {self.k * self.k}, h, w); got "
-                             f"{tuple(self.coef.shape)}")
+            raise InputError(
+                f"coef must be (B, {self.k * self.k}, h, w); got {tuple(self.coef.shape)}"
+            )
         if self.backend not in ("numba", "torch"):
             raise InputError(f"backend must be 'numba' or 'torch'; got {self.backend!r}")
         if self.coef.device.type != "cpu":
@@ -398,7 +407,7 @@ class LocalOperator:
         lv = left.reshape(b, 1, h, w)
         rp = F.pad(right.reshape(b, 1, h, w), (r, r, r, r))
         off = window_offsets(self.k).tolist()
-        rs = torch.cat([rp[:, :, r + dy:r + dy + h, r + dx:r + dx + w] for dy, dx in off], 1)
+        rs = torch.cat([rp[:, :, r + dy : r + dy + h, r + dx : r + dx + w] for dy, dx in off], 1)
         sym = self.symmetric and left is right
         return LocalOperator(self.coef * lv * rs, self.k, sym, self.backend)
 
@@ -406,8 +415,7 @@ class LocalOperator:
         """A^T as a local operator."""
         if self.symmetric:
             return self
-        return LocalOperator(transpose_coefficients(self.coef, self.k), self.k, False,
-                             self.backend)
+        return LocalOperator(transpose_coefficients(self.coef, self.k), self.k, False, self.backend)
 
     def _channels_last(self) -> tuple[Tensor, Tensor | None]:
         if self._cl is None:
@@ -426,8 +434,10 @@ class LocalOperator:
         elif x.ndim == 4 and x.shape[:3] == (b, h, w):
             xs = x
         else:
-            raise InputError(f"vectors must be (B, N, M) or (B, h, w, M) with B={b}, "
-                             f"(h, w)={(h, w)}; got {tuple(x.shape)}")
+            raise InputError(
+                f"vectors must be (B, N, M) or (B, h, w, M) with B={b}, "
+                f"(h, w)={(h, w)}; got {tuple(x.shape)}"
+            )
         if x.dtype != self.coef.dtype:
             raise InputError(f"dtype mismatch: vectors {x.dtype}, operator {self.coef.dtype}")
         return xs
@@ -492,8 +502,8 @@ class LocalOperator:
         """
         h, w = self.grid
         b, m = maps.shape[:2]
-        cols = F.unfold(maps, self.k, padding=self.k // 2).reshape(b, m, self.k ** 2, h * w)
-        out = (cols * self.coef.reshape(b, 1, self.k ** 2, h * w)).sum(2)
+        cols = F.unfold(maps, self.k, padding=self.k // 2).reshape(b, m, self.k**2, h * w)
+        out = (cols * self.coef.reshape(b, 1, self.k**2, h * w)).sum(2)
         return out.reshape(b, m, h, w)
 
     def dense(self) -> Tensor:
@@ -520,8 +530,9 @@ class LocalOperator:
         return out
 
 
-def gaussian_affinity(features: Tensor, mu: Tensor | float, k: int = 17,
-                      backend: str = "numba") -> LocalOperator:
+def gaussian_affinity(
+    features: Tensor, mu: Tensor | float, k: int = 17, backend: str = "numba"
+) -> LocalOperator:
     """W_ij = exp(-mu ||f_i - f_j||^2) for j in the k x k window of i (Eq. 1).
 
     Parameters

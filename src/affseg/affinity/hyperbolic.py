@@ -216,8 +216,9 @@ def beta_concat_ratio(part_dim: int, n_parts: int) -> float:
         The ratio, in (0, 1]; 1 for a single part.
     """
     if part_dim < 1 or n_parts < 1:
-        raise InputError(f"beta concatenation needs part_dim, n_parts >= 1, got "
-                         f"{part_dim}, {n_parts}")
+        raise InputError(
+            f"beta concatenation needs part_dim, n_parts >= 1, got {part_dim}, {n_parts}"
+        )
 
     def log_beta_half(a: float) -> float:  # log B(a, 1/2)
         return math.lgamma(a) + math.lgamma(0.5) - math.lgamma(a + 0.5)
@@ -225,8 +226,9 @@ def beta_concat_ratio(part_dim: int, n_parts: int) -> float:
     return math.exp(log_beta_half(n_parts * part_dim / 2) - log_beta_half(part_dim / 2))
 
 
-def gyro_log_distance(x: Tensor, y: Tensor, c: float | Tensor = 1.0, dim: int = -1
-                      ) -> tuple[Tensor, Tensor]:
+def gyro_log_distance(
+    x: Tensor, y: Tensor, c: float | Tensor = 1.0, dim: int = -1
+) -> tuple[Tensor, Tensor]:
     """``logmap0((-x) (+) y)`` and ``d(x, y)`` from three squared norms (fast, same values).
 
     Uses ``d = (2/sqrt(c)) asinh(sqrt(c) |x - y| / sqrt((1 - c|x|^2)(1 - c|y|^2)))`` (equal

@@ -33,14 +33,20 @@ from affseg.errors import InputError
 
 def _check(maps: Tensor, guide: Tensor) -> None:
     if not isinstance(maps, Tensor) or maps.ndim != 4 or not maps.is_floating_point():
-        raise InputError(f"maps must be a float tensor (B, M, h, w); got "
-                         f"{tuple(maps.shape) if isinstance(maps, Tensor) else type(maps)}")
+        raise InputError(
+            f"maps must be a float tensor (B, M, h, w); got "
+            f"{tuple(maps.shape) if isinstance(maps, Tensor) else type(maps)}"
+        )
     if not isinstance(guide, Tensor) or guide.ndim != 4 or guide.shape[0] != maps.shape[0]:
-        raise InputError(f"guide must be a tensor (B={maps.shape[0]}, C, H, W); got "
-                         f"{tuple(guide.shape) if isinstance(guide, Tensor) else type(guide)}")
+        raise InputError(
+            f"guide must be a tensor (B={maps.shape[0]}, C, H, W); got "
+            f"{tuple(guide.shape) if isinstance(guide, Tensor) else type(guide)}"
+        )
     if guide.shape[2] < maps.shape[2] or guide.shape[3] < maps.shape[3]:
-        raise InputError(f"guide {tuple(guide.shape[-2:])} must be at least as fine as the "
-                         f"maps {tuple(maps.shape[-2:])}")
+        raise InputError(
+            f"guide {tuple(guide.shape[-2:])} must be at least as fine as the "
+            f"maps {tuple(maps.shape[-2:])}"
+        )
 
 
 def _centres(fine: int, coarse: int, device: torch.device) -> Tensor:
@@ -49,8 +55,9 @@ def _centres(fine: int, coarse: int, device: torch.device) -> Tensor:
     return torch.round(u).long().clamp(0, coarse - 1)
 
 
-def _upsample_phases(maps: Tensor, guide: Tensor, coarse_feat: Tensor, gamma: Tensor,
-                     window: int) -> Tensor:
+def _upsample_phases(
+    maps: Tensor, guide: Tensor, coarse_feat: Tensor, gamma: Tensor, window: int
+) -> Tensor:
     b, m, h, w = maps.shape
     c, hh, ww = guide.shape[1:]
     sy, sx = hh // h, ww // w
@@ -68,8 +75,9 @@ def _upsample_phases(maps: Tensor, guide: Tensor, coarse_feat: Tensor, gamma: Te
     return out.permute(0, 5, 3, 1, 4, 2).reshape(b, m, hh, ww)
 
 
-def _upsample_gather(maps: Tensor, guide: Tensor, coarse_feat: Tensor, gamma: Tensor,
-                     window: int) -> Tensor:
+def _upsample_gather(
+    maps: Tensor, guide: Tensor, coarse_feat: Tensor, gamma: Tensor, window: int
+) -> Tensor:
     b, m, h, w = maps.shape
     c, hh, ww = guide.shape[1:]
     r = window // 2
@@ -82,19 +90,19 @@ def _upsample_gather(maps: Tensor, guide: Tensor, coarse_feat: Tensor, gamma: Te
             qy, qx = qy.clamp(0, h - 1), qx.clamp(0, w - 1)
             gc = coarse_feat[:, :, qy][:, :, :, qx]  # (B, C, H, W)
             d = ((guide - gc) ** 2).mean(1)
-            logits.append(torch.where(ok, -gamma * d, torch.full((), -math.inf,
-                                                                 dtype=d.dtype)))
+            logits.append(torch.where(ok, -gamma * d, torch.full((), -math.inf, dtype=d.dtype)))
             index.append((qy, qx))
     wts = torch.softmax(torch.stack(logits, 1), 1)  # (B, window^2, H, W)
     out = None
     for o, (qy, qx) in enumerate(index):
-        term = wts[:, o:o + 1] * maps[:, :, qy][:, :, :, qx]
+        term = wts[:, o : o + 1] * maps[:, :, qy][:, :, :, qx]
         out = term if out is None else out + term
     return out
 
 
-def attention_upsample(maps: Tensor, guide: Tensor, gamma: Tensor | float,
-                       window: int = 5, method: str = "auto") -> Tensor:
+def attention_upsample(
+    maps: Tensor, guide: Tensor, gamma: Tensor | float, window: int = 5, method: str = "auto"
+) -> Tensor:
     """One step of feature-attentional interpolation (Eq. 6).
 
     Parameters
@@ -131,8 +139,9 @@ def attention_upsample(maps: Tensor, guide: Tensor, gamma: Tensor | float,
     return _upsample_phases(maps, g, coarse_feat, gam, window)
 
 
-def feature_attentional_upsample(maps: Tensor, guides: Sequence[Tensor],
-                                 gammas: Sequence[float] | Tensor, window: int = 5) -> Tensor:
+def feature_attentional_upsample(
+    maps: Tensor, guides: Sequence[Tensor], gammas: Sequence[float] | Tensor, window: int = 5
+) -> Tensor:
     """Coarse-to-fine feature-attentional interpolation through a pyramid.
 
     Parameters
@@ -150,8 +159,9 @@ def feature_attentional_upsample(maps: Tensor, guides: Sequence[Tensor],
     Tensor, shape (B, M, H_L, W_L)
     """
     if len(guides) != len(gammas):
-        raise InputError(f"need one gamma per guide level; got {len(gammas)} gammas for "
-                         f"{len(guides)} levels")
+        raise InputError(
+            f"need one gamma per guide level; got {len(gammas)} gammas for {len(guides)} levels"
+        )
     y = maps
     for g, gam in zip(guides, gammas, strict=True):
         y = attention_upsample(y, g, gam, window)
@@ -171,8 +181,9 @@ class FeatureAttentionalInterpolation(nn.Module):
         Train the gammas (the paper) or keep them fixed (the reference code).
     """
 
-    def __init__(self, gammas: Sequence[float] = (8.0, 4.0, 1.0), window: int = 5,
-                 learnable: bool = True) -> None:
+    def __init__(
+        self, gammas: Sequence[float] = (8.0, 4.0, 1.0), window: int = 5, learnable: bool = True
+    ) -> None:
         super().__init__()
         if not gammas or min(gammas) <= 0:
             raise InputError(f"gammas must be positive; got {list(gammas)}")
@@ -200,7 +211,8 @@ class FeatureAttentionalInterpolation(nn.Module):
         """
         n = len(guides)
         if not 1 <= n <= self.log_gamma.numel():
-            raise InputError(f"got {n} guide levels; this module has "
-                             f"{self.log_gamma.numel()} gammas")
+            raise InputError(
+                f"got {n} guide levels; this module has {self.log_gamma.numel()} gammas"
+            )
         gam = self.gammas[-n:].to(maps.dtype)
         return feature_attentional_upsample(maps, guides, list(gam), self.window)

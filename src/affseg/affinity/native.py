@@ -83,8 +83,17 @@ def _build(cc: str) -> Path:
     """Compile ``_stencil.c`` into the cache (OpenMP if the compiler has it) and return the
     library's path; an existing build for the same source, flags and CPU is reused."""
     src = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([src, " ".join(FLAGS).encode(), cc.encode(),
-                                     _cpu_tag().encode(), platform.machine().encode()]))
+    key = hashlib.sha256(
+        b"\0".join(
+            [
+                src,
+                " ".join(FLAGS).encode(),
+                cc.encode(),
+                _cpu_tag().encode(),
+                platform.machine().encode(),
+            ]
+        )
+    )
     target = cache_dir() / f"stencil-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
@@ -94,8 +103,12 @@ def _build(cc: str) -> Path:
     try:
         for i, extra in enumerate(THREAD_FLAGS):
             try:
-                subprocess.run([cc, *FLAGS, *extra, "-o", tmp, str(SOURCE)], check=True,
-                               capture_output=True, timeout=120)
+                subprocess.run(
+                    [cc, *FLAGS, *extra, "-o", tmp, str(SOURCE)],
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
                 break
             except subprocess.CalledProcessError:
                 if i == len(THREAD_FLAGS) - 1:
@@ -133,8 +146,11 @@ def stencil_library() -> ctypes.CDLL | None:
             _lib = lib
         except (OSError, subprocess.SubprocessError) as err:
             detail = getattr(err, "stderr", b"") or b""
-            log.warning("could not build the C stencil kernel (%s %s); using numba", err,
-                        detail.decode(errors="replace")[:500])
+            log.warning(
+                "could not build the C stencil kernel (%s %s); using numba",
+                err,
+                detail.decode(errors="replace")[:500],
+            )
             _lib = None
     return _lib
 
@@ -144,8 +160,14 @@ def supports(k: int, dtype: np.dtype) -> bool:
     return dtype == np.float32 and k >= MIN_K and k % 2 == 1 and stencil_library() is not None
 
 
-def stencil(coef: np.ndarray, xpad: np.ndarray, out: np.ndarray, k: int,
-            threads: int = 1, padded_out: bool = False) -> None:
+def stencil(
+    coef: np.ndarray,
+    xpad: np.ndarray,
+    out: np.ndarray,
+    k: int,
+    threads: int = 1,
+    padded_out: bool = False,
+) -> None:
     """``out = A x`` with the compiled kernel (see :mod:`affseg.affinity.graph`).
 
     Parameters
@@ -166,21 +188,36 @@ def stencil(coef: np.ndarray, xpad: np.ndarray, out: np.ndarray, k: int,
     nb, hp, wp, mp = xpad.shape
     r = k // 2
     h, w = hp - 2 * r, wp - 2 * r
-    ok = (lib is not None and coef.shape == (nb, h, w, k * k)
-          and out.shape == ((nb, hp, wp, mp) if padded_out else (nb, h, w, mp))
-          and mp % CHANNEL_MULTIPLE == 0
-          and all(a.dtype == np.float32 and a.flags.c_contiguous for a in (coef, xpad, out)))
+    ok = (
+        lib is not None
+        and coef.shape == (nb, h, w, k * k)
+        and out.shape == ((nb, hp, wp, mp) if padded_out else (nb, h, w, mp))
+        and mp % CHANNEL_MULTIPLE == 0
+        and all(a.dtype == np.float32 and a.flags.c_contiguous for a in (coef, xpad, out))
+    )
     if not ok:
-        raise ValueError("native stencil: unsupported arguments "
-                         f"{coef.shape}, {xpad.shape}, {out.shape}, k={k}")
-    code = lib.affseg_stencil(coef.ctypes.data, xpad.ctypes.data, out.ctypes.data, nb, h, w, k,
-                              mp, r if padded_out else 0, max(1, threads))
+        raise ValueError(
+            f"native stencil: unsupported arguments {coef.shape}, {xpad.shape}, {out.shape}, k={k}"
+        )
+    code = lib.affseg_stencil(
+        coef.ctypes.data,
+        xpad.ctypes.data,
+        out.ctypes.data,
+        nb,
+        h,
+        w,
+        k,
+        mp,
+        r if padded_out else 0,
+        max(1, threads),
+    )
     if code:
         raise ValueError(f"native stencil rejected its arguments (k={k}, Mp={mp})")
 
 
-def stencil_power(coef: np.ndarray, x: np.ndarray, k: int, n: int = 1,
-                  threads: int = 1) -> np.ndarray:
+def stencil_power(
+    coef: np.ndarray, x: np.ndarray, k: int, n: int = 1, threads: int = 1
+) -> np.ndarray:
     """``A^n x``: n applications of the stencil, ping-ponging between two padded buffers.
 
     Parameters
@@ -204,15 +241,25 @@ def stencil_power(coef: np.ndarray, x: np.ndarray, k: int, n: int = 1,
     bufs = [np.zeros((nb, h + 2 * r, w + 2 * r, mp), np.float32) for _ in range(min(n, 2))]
     if n == 1:
         out = np.empty((nb, h, w, mp), np.float32)
-        bufs[0][:, r:r + h, r:r + w, :m] = x
+        bufs[0][:, r : r + h, r : r + w, :m] = x
         stencil(coef, bufs[0], out, k, threads)
         return np.ascontiguousarray(out[..., :m])
-    bufs[0][:, r:r + h, r:r + w, :m] = x
+    bufs[0][:, r : r + h, r : r + w, :m] = x
     lib = stencil_library()
     if lib is None or coef.shape != (nb, h, w, k * k) or coef.dtype != np.float32:
         raise ValueError(f"native stencil: unsupported arguments {coef.shape}, k={k}")
-    code = lib.affseg_stencil_power(np.ascontiguousarray(coef).ctypes.data, bufs[0].ctypes.data,
-                                    bufs[1].ctypes.data, nb, h, w, k, mp, n, max(1, threads))
+    code = lib.affseg_stencil_power(
+        np.ascontiguousarray(coef).ctypes.data,
+        bufs[0].ctypes.data,
+        bufs[1].ctypes.data,
+        nb,
+        h,
+        w,
+        k,
+        mp,
+        n,
+        max(1, threads),
+    )
     if code:
         raise ValueError(f"native stencil rejected its arguments (k={k}, Mp={mp})")
-    return np.ascontiguousarray(bufs[n % 2][:, r:r + h, r:r + w, :m])
+    return np.ascontiguousarray(bufs[n % 2][:, r : r + h, r : r + w, :m])

@@ -56,9 +56,7 @@ def _check(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, bool]:
     return embeddings, labels.to(embeddings.device), batched
 
 
-def spectral_loss(
-    embeddings: Tensor, labels: Tensor, *, normalize: bool = False
-) -> Tensor:
+def spectral_loss(embeddings: Tensor, labels: Tensor, *, normalize: bool = False) -> Tensor:
     """Exact spectral loss ``||F F^T - A||_F^2`` without forming N x N matrices.
 
     Parameters
@@ -163,9 +161,7 @@ class _ClosedForm(torch.autograd.Function):
         return g * (4.0 * grad.to(f.dtype))[:, None, None], None, None, None
 
 
-def spectral_loss_dense(
-    embeddings: Tensor, labels: Tensor, *, normalize: bool = False
-) -> Tensor:
+def spectral_loss_dense(embeddings: Tensor, labels: Tensor, *, normalize: bool = False) -> Tensor:
     """The definition ``||F F^T - A||_F^2`` with dense N x N matrices (reference, small N).
 
     Parameters and returns as :func:`spectral_loss`.

@@ -83,12 +83,12 @@ def _to_tensor_rgb(rgb: np.ndarray) -> torch.Tensor:
 def bicubic_upsample(lr: np.ndarray, factor: int) -> np.ndarray:
     """Bicubic upsampling (torch, ``align_corners=False``) of (h, w) to (h*f, w*f)."""
     t = torch.from_numpy(lr.astype(np.float32))[None, None]
-    return F.interpolate(t, scale_factor=factor, mode="bicubic",
-                         align_corners=False)[0, 0].numpy()
+    return F.interpolate(t, scale_factor=factor, mode="bicubic", align_corners=False)[0, 0].numpy()
 
 
-def degrade(gt: torch.Tensor, factor: int, noise_std: torch.Tensor,
-            generator: torch.Generator) -> torch.Tensor:
+def degrade(
+    gt: torch.Tensor, factor: int, noise_std: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """Simulate a benchmark input: area-downsample, add Gaussian noise, round to 8 bits.
 
     Parameters
@@ -107,8 +107,9 @@ def degrade(gt: torch.Tensor, factor: int, noise_std: torch.Tensor,
     return (lr + noise).round().clamp(0, 255)
 
 
-def augment(gt: torch.Tensor, rgb: torch.Tensor, generator: torch.Generator
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(
+    gt: torch.Tensor, rgb: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random flips, 90-degree rotation and colour-channel permutation of aligned crops.
 
     Parameters
@@ -134,12 +135,24 @@ def augment(gt: torch.Tensor, rgb: torch.Tensor, generator: torch.Generator
     return gt.contiguous(), rgb.contiguous()
 
 
-def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 128,
-          batch: int = 4, lr: float = 2e-3, seed: int = 0, data: str | None = None,
-          threads: int = 1, log_every: int = 25, iterations: int = 4,
-          grad_clip: float = 0.0, loss_kind: str = "mse",
-          init_logits: tuple[float, float] = (0.0, 0.0),
-          init_weights: str | Path | None = None) -> dict[str, object]:
+def train(
+    scene: str,
+    geometry: str,
+    out: Path,
+    steps: int = 400,
+    crop: int = 128,
+    batch: int = 4,
+    lr: float = 2e-3,
+    seed: int = 0,
+    data: str | None = None,
+    threads: int = 1,
+    log_every: int = 25,
+    iterations: int = 4,
+    grad_clip: float = 0.0,
+    loss_kind: str = "mse",
+    init_logits: tuple[float, float] = (0.0, 0.0),
+    init_weights: str | Path | None = None,
+) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_sr_net.DepthSRPropagation` on one scene.
 
     ``init_weights`` (weights written by this function) continues training from them
@@ -163,14 +176,18 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 12
     if init_weights is not None:
         model, parent = _load_payload(init_weights)
         if parent.get("scene") != scene or model.affinity.geometry != geometry:
-            raise InputError(f"{init_weights} was trained on {parent.get('scene')} "
-                             f"({model.affinity.geometry}); cannot continue on {scene} "
-                             f"({geometry})")
+            raise InputError(
+                f"{init_weights} was trained on {parent.get('scene')} "
+                f"({model.affinity.geometry}); cannot continue on {scene} "
+                f"({geometry})"
+            )
         model.train()
         iterations = model.iterations
     else:
-        model = DepthSRPropagation(geometry=geometry,  # type: ignore[arg-type]
-                                   iterations=iterations)
+        model = DepthSRPropagation(
+            geometry=geometry,  # type: ignore[arg-type]
+            iterations=iterations,
+        )
         model.init_aux(*init_logits)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -182,8 +199,7 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 12
         ys = torch.randint(0, h - crop + 1, (batch,), generator=gen)
         xs = torch.randint(0, w - crop + 1, (batch,), generator=gen)
         g = torch.stack([gt[:, y : y + crop, x : x + crop] for y, x in zip(ys, xs, strict=True)])
-        im = torch.stack([rgb[:, y : y + crop, x : x + crop] for y, x in
-                          zip(ys, xs, strict=True)])
+        im = torch.stack([rgb[:, y : y + crop, x : x + crop] for y, x in zip(ys, xs, strict=True)])
         g, im = augment(g, im, gen)
         std = 4.0 + 4.0 * torch.rand((batch, 1, 1, 1), generator=gen)
         low = degrade(g, factor, std, gen)
@@ -198,15 +214,26 @@ def train(scene: str, geometry: str, out: Path, steps: int = 400, crop: int = 12
         sched.step()
         losses.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
-            print(f"step {step + 1}/{steps} loss {np.mean(losses[-log_every:]):.4f} "
-                  f"c {float(model.affinity.curvature.detach()):.4f} {time.time() - t0:.0f}s",
-                  flush=True)
-    record = {"scene": scene, "geometry": geometry, "steps": steps, "crop": crop,
-              "batch": batch, "lr": lr, "seed": seed, "grad_clip": grad_clip,
-              "loss": loss_kind, "iterations": iterations,
-              "init_logits": list(init_logits) if parent is None else None,
-              "seconds": round(time.time() - t0, 1),
-              "final_loss": float(np.mean(losses[-50:]))}
+            print(
+                f"step {step + 1}/{steps} loss {np.mean(losses[-log_every:]):.4f} "
+                f"c {float(model.affinity.curvature.detach()):.4f} {time.time() - t0:.0f}s",
+                flush=True,
+            )
+    record = {
+        "scene": scene,
+        "geometry": geometry,
+        "steps": steps,
+        "crop": crop,
+        "batch": batch,
+        "lr": lr,
+        "seed": seed,
+        "grad_clip": grad_clip,
+        "loss": loss_kind,
+        "iterations": iterations,
+        "init_logits": list(init_logits) if parent is None else None,
+        "seconds": round(time.time() - t0, 1),
+        "final_loss": float(np.mean(losses[-50:])),
+    }
     if parent is not None:
         record["init_weights"] = parent
     payload = {"config": model.config(), "state_dict": model.state_dict(), "record": record}
@@ -255,8 +282,9 @@ def dihedral(x: torch.Tensor, t: int, inverse: bool = False) -> torch.Tensor:
     return x
 
 
-def super_resolve(model: torch.nn.Module, rgb: np.ndarray, lr: np.ndarray,
-                  factor: int, tta: int = 1) -> np.ndarray:
+def super_resolve(
+    model: torch.nn.Module, rgb: np.ndarray, lr: np.ndarray, factor: int, tta: int = 1
+) -> np.ndarray:
     """Run a model on numpy inputs, optionally as a test-time dihedral ensemble.
 
     Parameters
@@ -278,8 +306,10 @@ def super_resolve(model: torch.nn.Module, rgb: np.ndarray, lr: np.ndarray,
     g = _to_tensor_rgb(rgb)
     d = torch.from_numpy(lr.astype(np.float32))[None, None]
     with torch.no_grad():
-        acc = sum(dihedral(model(dihedral(g, t), dihedral(d, t), factor), t, inverse=True)
-                  for t in range(tta))
+        acc = sum(
+            dihedral(model(dihedral(g, t), dihedral(d, t), factor), t, inverse=True)
+            for t in range(tta)
+        )
     return (acc / tta)[0, 0].numpy()
 
 
@@ -290,9 +320,14 @@ def error_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     return {k: float(v) for k, v in depth_metrics(pred, gt).items()}
 
 
-def evaluate(weights: list[str], scene: str, data: str | None = None,
-             threads: int = 2, tta: int = 1, factors: tuple[int, ...] | None = None
-             ) -> dict[str, dict[str, dict[str, float]]]:
+def evaluate(
+    weights: list[str],
+    scene: str,
+    data: str | None = None,
+    threads: int = 2,
+    tta: int = 1,
+    factors: tuple[int, ...] | None = None,
+) -> dict[str, dict[str, dict[str, float]]]:
     """Table for one scene: method -> factor -> metrics (bicubic, bilateral solver, models).
 
     ``tta``: test-time dihedral ensemble size of the models (:func:`super_resolve`);
@@ -326,15 +361,20 @@ def _weights_scene(path: str) -> str | None:
         return None
 
 
-TTA_HELP = ("test-time ensemble: average over the first N of the 8 flips/transpositions "
-            "(1 = off, default; N times slower)")
+TTA_HELP = (
+    "test-time ensemble: average over the first N of the 8 flips/transpositions "
+    "(1 = off, default; N times slower)"
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``affseg depth-sr``."""
-    p = subparsers.add_parser("depth-sr", help="guided depth super-resolution (HAM)",
-                              description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "depth-sr",
+        help="guided depth super-resolution (HAM)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
     t = sub.add_parser("train", help="train on one Middlebury scene")
@@ -346,20 +386,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--batch", type=int, default=4)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--grad-clip", type=float, default=0.0,
-                   help="clip the gradient norm to this value (0: no clipping)")
-    t.add_argument("--loss", choices=("mse", "charbonnier"), default="mse",
-                   help="mse (default) or charbonnier sqrt(e^2 + 1)")
-    t.add_argument("--init-logits", type=float, nargs=2, default=(0.0, 0.0),
-                   metavar=("STRENGTH", "CONF"),
-                   help="initial logits of the propagation strength and data confidence "
-                        "(default 0 0, the shipped recipe; 2 -3 collapsed to bicubic on "
-                        "art_big)")
-    t.add_argument("--iterations", type=int, default=4,
-                   help="propagation steps per dilation stage (16, 8, 4, 2, 1)")
-    t.add_argument("--init-weights", default=None, metavar="W.pt",
-                   help="continue training (fine-tune) weights trained on the same scene "
-                        "and geometry; their architecture is kept")
+    t.add_argument(
+        "--grad-clip",
+        type=float,
+        default=0.0,
+        help="clip the gradient norm to this value (0: no clipping)",
+    )
+    t.add_argument(
+        "--loss",
+        choices=("mse", "charbonnier"),
+        default="mse",
+        help="mse (default) or charbonnier sqrt(e^2 + 1)",
+    )
+    t.add_argument(
+        "--init-logits",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("STRENGTH", "CONF"),
+        help="initial logits of the propagation strength and data confidence "
+        "(default 0 0, the shipped recipe; 2 -3 collapsed to bicubic on "
+        "art_big)",
+    )
+    t.add_argument(
+        "--iterations",
+        type=int,
+        default=4,
+        help="propagation steps per dilation stage (16, 8, 4, 2, 1)",
+    )
+    t.add_argument(
+        "--init-weights",
+        default=None,
+        metavar="W.pt",
+        help="continue training (fine-tune) weights trained on the same scene "
+        "and geometry; their architecture is kept",
+    )
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--data", default=None)
     e = sub.add_parser("eval", help="RMSE/MAE table on one scene")
@@ -384,19 +445,37 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "train":
         if args.steps < 1 or args.crop % 16 or args.crop < 32:
             raise InputError("--steps must be >= 1 and --crop a multiple of 16 (>= 32)")
-        rec = train(args.scene, args.geometry, Path(args.out), args.steps, args.crop,
-                    args.batch, args.lr, args.seed, args.data, args.threads,
-                    iterations=args.iterations, grad_clip=args.grad_clip,
-                    loss_kind=args.loss, init_logits=tuple(args.init_logits),
-                    init_weights=args.init_weights)
+        rec = train(
+            args.scene,
+            args.geometry,
+            Path(args.out),
+            args.steps,
+            args.crop,
+            args.batch,
+            args.lr,
+            args.seed,
+            args.data,
+            args.threads,
+            iterations=args.iterations,
+            grad_clip=args.grad_clip,
+            loss_kind=args.loss,
+            init_logits=tuple(args.init_logits),
+            init_weights=args.init_weights,
+        )
         print(json.dumps(rec))
         return 0
     if args.action == "eval":
         for w in args.weights:
             if _weights_scene(w) == args.scene:
                 raise InputError(f"{w} was trained on {args.scene}; evaluate on another scene")
-        table = evaluate(args.weights, args.scene, args.data, args.threads, args.tta,
-                         tuple(args.factors) if args.factors else None)
+        table = evaluate(
+            args.weights,
+            args.scene,
+            args.data,
+            args.threads,
+            args.tta,
+            tuple(args.factors) if args.factors else None,
+        )
         for name, rows in table.items():
             cells = "  ".join(f"{f}: {m['rmse']:.3f}/{m['mae']:.3f}" for f, m in rows.items())
             print(f"{name:>28s}  RMSE/MAE  {cells}")
@@ -408,15 +487,20 @@ def run(args: argparse.Namespace) -> int:
     rgb = read_image(args.guide)
     lr = _read_png(Path(args.depth))
     if lr.ndim != 2:
-        raise InputError(f"{args.depth} must be a single-channel disparity map, got "
-                         f"shape {lr.shape}")
+        raise InputError(
+            f"{args.depth} must be a single-channel disparity map, got shape {lr.shape}"
+        )
     factor = rgb.shape[0] // lr.shape[0]
-    if factor < 1 or rgb.shape[0] != lr.shape[0] * factor or \
-            rgb.shape[1] != lr.shape[1] * factor or 2 ** int(math.log2(factor)) != factor:
-        raise InputError(f"guide {rgb.shape[:2]} is not a power-of-two multiple of depth "
-                         f"{lr.shape}")
-    pred = super_resolve(load_model(args.weights), rgb, lr.astype(np.float32), factor,
-                         args.tta)
+    if (
+        factor < 1
+        or rgb.shape[0] != lr.shape[0] * factor
+        or rgb.shape[1] != lr.shape[1] * factor
+        or 2 ** int(math.log2(factor)) != factor
+    ):
+        raise InputError(
+            f"guide {rgb.shape[:2]} is not a power-of-two multiple of depth {lr.shape}"
+        )
+    pred = super_resolve(load_model(args.weights), rgb, lr.astype(np.float32), factor, args.tta)
     write_png(args.out, np.clip(np.round(pred * 256), 0, 65535).astype(np.uint16))
     return 0
 

@@ -38,20 +38,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--method", choices=sorted(METHODS), help="segmentation method to run")
-    src.add_argument("--ucm", type=Path, metavar="DIR",
-                     help="folder of <id>.mat (ucm2) or <id>.labels.png files to score")
-    p.add_argument("--data", type=Path, default=None, metavar="ROOT",
-                   help="folder holding BSDS500/ (default $AFFSEG_DATA, else ../shared/data)")
+    src.add_argument(
+        "--ucm",
+        type=Path,
+        metavar="DIR",
+        help="folder of <id>.mat (ucm2) or <id>.labels.png files to score",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="ROOT",
+        help="folder holding BSDS500/ (default $AFFSEG_DATA, else ../shared/data)",
+    )
     p.add_argument("--split", default="val", help="BSDS500 split (default val)")
-    p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="only the first N images of the split (sorted ids)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="only the first N images of the split (sorted ids)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the method")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="method option (repeatable), e.g. --set scales=64,256,1024")
-    p.add_argument("--mode", choices=("ucm", "levels"), default="ucm",
-                   help="score a method's hierarchy as its UCM at the 99 BSDS thresholds "
-                        "(default, the official protocol) or as its list of label maps "
-                        "(each level one 'threshold'; needs the same level count per image)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method option (repeatable), e.g. --set scales=64,256,1024",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("ucm", "levels"),
+        default="ucm",
+        help="score a method's hierarchy as its UCM at the 99 BSDS thresholds "
+        "(default, the official protocol) or as its list of label maps "
+        "(each level one 'threshold'; needs the same level count per image)",
+    )
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "

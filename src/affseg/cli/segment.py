@@ -120,16 +120,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_DIR", help="image files or folders")
-    p.add_argument("--example", action="append", metavar="NAME", choices=EXAMPLES,
-                   help=f"a built-in scikit-image photo ({', '.join(EXAMPLES)}); repeatable")
+    p.add_argument(
+        "--example",
+        action="append",
+        metavar="NAME",
+        choices=EXAMPLES,
+        help=f"a built-in scikit-image photo ({', '.join(EXAMPLES)}); repeatable",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS),
-                   help=f"segmentation method (default {DEFAULT_METHOD})")
-    p.add_argument("--segments", type=int, default=None, metavar="K",
-                   help="save the level with about K segments (default: the method's own)")
+    p.add_argument(
+        "--method",
+        default=DEFAULT_METHOD,
+        choices=sorted(METHODS),
+        help=f"segmentation method (default {DEFAULT_METHOD})",
+    )
+    p.add_argument(
+        "--segments",
+        type=int,
+        default=None,
+        metavar="K",
+        help="save the level with about K segments (default: the method's own)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="method option, e.g. --set scales=64,256,1024 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method option, e.g. --set scales=64,256,1024 (repeatable)",
+    )
     p.set_defaults(func=run)
     return p
 

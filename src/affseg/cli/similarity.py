@@ -26,16 +26,29 @@ from affseg.errors import InputError
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``similarity`` subcommand."""
-    p = sub.add_parser("similarity", help="figure of diffusion-similarity maps of pixels",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "similarity",
+        help="figure of diffusion-similarity maps of pixels",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("image", nargs="?", default=None, help="RGB image file")
     from affseg.cli.segment import EXAMPLES
 
-    p.add_argument("--example", choices=EXAMPLES, default=None, metavar="NAME",
-                   help=f"a scikit-image example photo instead of a file ({', '.join(EXAMPLES)})")
+    p.add_argument(
+        "--example",
+        choices=EXAMPLES,
+        default=None,
+        metavar="NAME",
+        help=f"a scikit-image example photo instead of a file ({', '.join(EXAMPLES)})",
+    )
     p.add_argument("--out", required=True, help="output PNG")
-    p.add_argument("--pixels", nargs="+", default=None, metavar="Y,X",
-                   help="image pixels (row,col); default four spread-out pixels")
+    p.add_argument(
+        "--pixels",
+        nargs="+",
+        default=None,
+        metavar="Y,X",
+        help="image pixels (row,col); default four spread-out pixels",
+    )
     p.add_argument("--features", choices=("colour", "ndd"), default="colour")
     p.add_argument("--grid", type=int, default=64, help="long side of the node grid")
     p.add_argument("--mu", type=float, default=0.5)
@@ -43,16 +56,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tau", type=float, default=0.6)
     p.add_argument("--k", type=int, default=17)
     p.add_argument("--n-eig", type=int, default=50)
-    p.add_argument("--height", type=int, default=None,
-                   help="scale the figure to this height in pixels (default: image height)")
+    p.add_argument(
+        "--height",
+        type=int,
+        default=None,
+        help="scale the figure to this height in pixels (default: image height)",
+    )
     p.set_defaults(func=run)
 
 
 def parse_pixels(specs: list[str] | None, h: int, w: int) -> list[tuple[int, int]]:
     """'y,x' strings -> pixel tuples inside an (h, w) image (default: four pixels)."""
     if not specs:
-        return [(h // 3, w // 3), (h // 3, 2 * w // 3), (2 * h // 3, w // 3),
-                (2 * h // 3, 2 * w // 3)]
+        return [
+            (h // 3, w // 3),
+            (h // 3, 2 * w // 3),
+            (2 * h // 3, w // 3),
+            (2 * h // 3, 2 * w // 3),
+        ]
     out = []
     for s in specs:
         try:
@@ -71,8 +92,16 @@ def _lab(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb2lab(rgb).astype(np.float32)).permute(2, 0, 1)[None] / 8.0
 
 
-def colour_similarity(rgb: np.ndarray, pixels: list[tuple[int, int]], grid: int, mu: float,
-                      t: float, tau: float, k: int, n_eig: int) -> np.ndarray:
+def colour_similarity(
+    rgb: np.ndarray,
+    pixels: list[tuple[int, int]],
+    grid: int,
+    mu: float,
+    t: float,
+    tau: float,
+    k: int,
+    n_eig: int,
+) -> np.ndarray:
     """Similarity maps (M, H, W) in [0, 1] from colour + position features."""
     from affseg.affinity.diffusion import diffusion_map
     from affseg.affinity.interpolation import attention_upsample
@@ -82,13 +111,15 @@ def colour_similarity(rgb: np.ndarray, pixels: list[tuple[int, int]], grid: int,
     h, w = max(2, round(h_img * s)), max(2, round(w_img * s))
     lab = _lab(rgb)
     lab_g = F.interpolate(lab, size=(h, w), mode="area")
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32),
-                            torch.arange(w, dtype=torch.float32), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     feats = torch.cat([lab_g, torch.stack([yy, xx])[None] / 8.0], 1)
     with torch.no_grad():
         res = diffusion_map(feats, mu, t, k=k, n_eig=min(n_eig, h * w), tau=tau)
-        idx = [min(h - 1, int(y * h / h_img)) * w + min(w - 1, int(x * w / w_img))
-               for y, x in pixels]
+        idx = [
+            min(h - 1, int(y * h / h_img)) * w + min(w - 1, int(x * w / w_img)) for y, x in pixels
+        ]
         maps = res.rows(idx).reshape(1, len(idx), h, w)
         # coarse-to-fine by factors of 2, then to the image size
         while maps.shape[-2] * 2 <= h_img and maps.shape[-1] * 2 <= w_img:
@@ -108,8 +139,9 @@ def ndd_similarity(rgb: np.ndarray, pixels: list[tuple[int, int]]) -> np.ndarray
         out = model.encode(img)
         h, w = out.grid
         h_img, w_img = rgb.shape[:2]
-        idx = [min(h - 1, int(y * h / h_img)) * w + min(w - 1, int(x * w / w_img))
-               for y, x in pixels]
+        idx = [
+            min(h - 1, int(y * h / h_img)) * w + min(w - 1, int(x * w / w_img)) for y, x in pixels
+        ]
         rows = model.similarity_rows(out, idx).reshape(1, len(idx), h, w)
         return model.upsample(rows, out)[0].numpy()
 
@@ -162,8 +194,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.grid < 2:
             raise InputError(f"--grid must be >= 2; got {args.grid}")
-        maps = colour_similarity(rgb, pixels, args.grid, args.mu, args.t, args.tau, args.k,
-                                 args.n_eig)
+        maps = colour_similarity(
+            rgb, pixels, args.grid, args.mu, args.t, args.tau, args.k, args.n_eig
+        )
     fig = compose(rgb, maps, pixels)
     if args.height is not None:
         if args.height < 8:

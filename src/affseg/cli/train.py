@@ -17,7 +17,8 @@ TRAINERS: tuple[str, ...] = ("ndd", "spectral")
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``affseg train`` and one sub-command per trainer."""
     parser = subparsers.add_parser(
-        "train", help="train a model (e.g. spec-diff-net: affseg train ndd)",
+        "train",
+        help="train a model (e.g. spec-diff-net: affseg train ndd)",
         description="Train one of affseg's networks.",
     )
     sub = parser.add_subparsers(dest="model", metavar="MODEL")

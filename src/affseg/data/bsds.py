@@ -150,7 +150,13 @@ def load_ground_truth(mat_path: str | os.PathLike[str]) -> list[np.ndarray]:
             for k in range(cell.size)
         ]
     except (
-        MatReadError, KeyError, IndexError, ValueError, TypeError, OSError, NotImplementedError
+        MatReadError,
+        KeyError,
+        IndexError,
+        ValueError,
+        TypeError,
+        OSError,
+        NotImplementedError,
     ) as exc:
         raise CorruptFileError(f"cannot read BSDS ground truth {p}: {exc}") from None
     if not segs or any(s.ndim != 2 for s in segs):

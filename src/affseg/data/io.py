@@ -50,9 +50,11 @@ def as_rgb(image: Any, name: str = "image") -> np.ndarray:
             "stack it to three channels first"
         )
     if arr.ndim != 3 or arr.shape[2] != 3:
-        extra = " (RGBA: drop or composite the alpha channel first)" if (
-            arr.ndim == 3 and arr.shape[2] == 4
-        ) else ""
+        extra = (
+            " (RGBA: drop or composite the alpha channel first)"
+            if (arr.ndim == 3 and arr.shape[2] == 4)
+            else ""
+        )
         raise InputError(f"{name} has shape {arr.shape}; expected (H, W, 3) RGB{extra}")
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise InputError(f"{name} is empty or too small: shape {arr.shape}")
@@ -98,13 +100,10 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
             mode = im.mode
             if mode in ("L", "1", "I", "I;16", "F", "LA"):
                 raise InputError(
-                    f"{p} is a grayscale image (mode {mode}); affseg expects RGB: convert it "
-                    "first"
+                    f"{p} is a grayscale image (mode {mode}); affseg expects RGB: convert it first"
                 )
             if mode in ("RGBA", "PA"):
-                raise InputError(
-                    f"{p} has an alpha channel (mode {mode}); convert it to RGB first"
-                )
+                raise InputError(f"{p} has an alpha channel (mode {mode}); convert it to RGB first")
             arr = np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise CorruptFileError(f"cannot decode image {p}: {exc}") from None

@@ -119,18 +119,14 @@ def load_lowres(root: str | os.PathLike[str] | None, scene: str, scale: int) -> 
     return _read_gray(_scene_dir(root, scene) / "input" / f"depth_{i}_n.png").astype(np.float64)
 
 
-def load_barron_poole(
-    root: str | os.PathLike[str] | None, scene: str, scale: int
-) -> np.ndarray:
+def load_barron_poole(root: str | os.PathLike[str] | None, scene: str, scale: int) -> np.ndarray:
     """Barron-Poole output at factor ``scale`` on the gt scale, shape (H, W), float64."""
     i = _check_scale(scale)
     raw = _read_gray(_scene_dir(root, scene) / "barronpoole" / f"output_{i}_n.png")
     return raw.astype(np.float64) / BARRON_POOLE_SCALE
 
 
-def load_scene(
-    scene: str, scale: int, root: str | os.PathLike[str] | None = None
-) -> DepthSRScene:
+def load_scene(scene: str, scale: int, root: str | os.PathLike[str] | None = None) -> DepthSRScene:
     """Everything of one scene at one factor (Barron-Poole output where present)."""
     d = _scene_dir(root, scene)
     i = _check_scale(scale)

@@ -262,6 +262,4 @@ class MSRC:
 
     def labels(self, image_id: str) -> list[int]:
         """Image-level label set of ``image_id`` (non-void class ids present)."""
-        return image_labels(
-            load_ground_truth(self.root, self.split, image_id, msrc21=self.msrc21)
-        )
+        return image_labels(load_ground_truth(self.root, self.split, image_id, msrc21=self.msrc21))

@@ -71,8 +71,6 @@ def hungarian_accuracy(seg: np.ndarray, ground_truths: list[np.ndarray]) -> floa
     for gt in ground_truths:
         gt = np.asarray(gt)
         if gt.shape != seg.shape:
-            raise InputError(
-                f"segmentation has shape {seg.shape} but ground truth has {gt.shape}"
-            )
+            raise InputError(f"segmentation has shape {seg.shape} but ground truth has {gt.shape}")
         scores.append(hungarian_matched(contingency_table(seg, gt)) / seg.size)
     return float(np.mean(scores))

@@ -328,9 +328,9 @@ def _score_levels(
     rl = np.add.reduceat(_xlog2x(r_size), offs[:-1])
     gl = float(_xlog2x(g_size).sum())
     vi = (rl + gl - 2 * xl) / n_pix
-    matched = np.array(
-        [hungarian_matched(table[offs[d] : offs[d + 1]]) for d in range(n_lev)]
-    ) / n_pix
+    matched = (
+        np.array([hungarian_matched(table[offs[d] : offs[d + 1]]) for d in range(n_lev)]) / n_pix
+    )
     return best, ri, vi, matched
 
 

@@ -61,8 +61,9 @@ class DepthGuideNet(nn.Module):
 
     @staticmethod
     def _up_cat(x: Tensor, skip: Tensor) -> Tensor:
-        return torch.cat([F.interpolate(x, size=skip.shape[-2:], mode="bilinear",
-                                        align_corners=False), skip], 1)
+        return torch.cat(
+            [F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1
+        )
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Map (B, in_ch, H, W) to embeddings (B, embed_dim, H, W) and (B, n_aux, H, W)."""
@@ -91,8 +92,14 @@ class DepthSRPropagation(nn.Module):
         Guidance-network size.
     """
 
-    def __init__(self, geometry: Geometry = "hyperbolic", k: int = 3, iterations: int = 4,
-                 width: int = 16, embed_dim: int = 8) -> None:
+    def __init__(
+        self,
+        geometry: Geometry = "hyperbolic",
+        k: int = 3,
+        iterations: int = 4,
+        width: int = 16,
+        embed_dim: int = 8,
+    ) -> None:
         super().__init__()
         n_stage = len(DILATIONS)
         self.guide = DepthGuideNet(5, width, embed_dim, n_aux=n_stage + 1)
@@ -110,12 +117,17 @@ class DepthSRPropagation(nn.Module):
 
     def config(self) -> dict[str, object]:
         """Constructor arguments (stored with the weights)."""
-        return {"geometry": self.affinity.geometry, "k": self.k,
-                "iterations": self.iterations, "width": self.guide.enc0[0].out_channels,
-                "embed_dim": self.guide.embed_dim}
+        return {
+            "geometry": self.affinity.geometry,
+            "k": self.k,
+            "iterations": self.iterations,
+            "width": self.guide.enc0[0].out_channels,
+            "embed_dim": self.guide.embed_dim,
+        }
 
-    def forward(self, rgb: Tensor, lr_depth: Tensor, factor: int,
-                iterations: int | None = None) -> Tensor:
+    def forward(
+        self, rgb: Tensor, lr_depth: Tensor, factor: int, iterations: int | None = None
+    ) -> Tensor:
         """Super-resolve ``lr_depth`` by ``factor`` guided by ``rgb``.
 
         Parameters
@@ -133,8 +145,13 @@ class DepthSRPropagation(nn.Module):
         Tensor, shape (B, 1, H, W)
         """
         h, w = rgb.shape[-2:]
-        if factor < 1 or 2 ** int(round(math.log2(factor))) != factor or (
-                lr_depth.shape[-2:] != (h // factor, w // factor)) or h % factor or w % factor:
+        if (
+            factor < 1
+            or 2 ** int(round(math.log2(factor))) != factor
+            or (lr_depth.shape[-2:] != (h // factor, w // factor))
+            or h % factor
+            or w % factor
+        ):
             raise InputError(
                 f"depth {tuple(lr_depth.shape[-2:])} and guide {(h, w)} do not match a "
                 f"power-of-two factor {factor} (guide size must be divisible by it)"
@@ -152,6 +169,5 @@ class DepthSRPropagation(nn.Module):
         cur = up
         for i, dil in enumerate(DILATIONS):
             aff = self.affinity(emb, strength[:, i : i + 1], dilation=dil)
-            cur = propagate(cur, aff, self.k, steps, h0=up, mask=conf, dilation=dil,
-                            norm="clip")
+            cur = propagate(cur, aff, self.k, steps, h0=up, mask=conf, dilation=dil, norm="clip")
         return cur

@@ -41,8 +41,13 @@ Geometry = Literal["hyperbolic", "euclidean"]
 GEOMETRIES: tuple[str, ...] = ("hyperbolic", "euclidean")
 
 
-def neighbour_distances(emb: Tensor, k: int = 3, dilation: int = 1,
-                        geometry: Geometry = "hyperbolic", c: float | Tensor = 0.1) -> Tensor:
+def neighbour_distances(
+    emb: Tensor,
+    k: int = 3,
+    dilation: int = 1,
+    geometry: Geometry = "hyperbolic",
+    c: float | Tensor = 0.1,
+) -> Tensor:
     """Distance of every pixel's embedding to its ``k^2 - 1`` neighbours'.
 
     Parameters
@@ -62,8 +67,9 @@ def neighbour_distances(emb: Tensor, k: int = 3, dilation: int = 1,
     return _neighbours(emb, k, dilation, geometry, c)[1]
 
 
-def _neighbours(emb: Tensor, k: int, dilation: int, geometry: Geometry,
-                c: float | Tensor) -> tuple[Tensor, Tensor]:
+def _neighbours(
+    emb: Tensor, k: int, dilation: int, geometry: Geometry, c: float | Tensor
+) -> tuple[Tensor, Tensor]:
     """Relative features (B, K, D, H, W) and distances (B, K, H, W) of the neighbours.
 
     Hyperbolic: ``logmap0((-x_p) (+) x_n)`` and the geodesic distance of the ball points
@@ -100,16 +106,20 @@ class HAMAffinity(nn.Module):
         ``exp(raw)`` (scale-free: a step changes c by a fixed factor).
     """
 
-    def __init__(self, geometry: Geometry = "hyperbolic", k: int = 3, c: float = 0.1,
-                 learn_c: bool = True, head_dim: int | None = None,
-                 c_param: Literal["softplus", "log"] = "softplus") -> None:
+    def __init__(
+        self,
+        geometry: Geometry = "hyperbolic",
+        k: int = 3,
+        c: float = 0.1,
+        learn_c: bool = True,
+        head_dim: int | None = None,
+        c_param: Literal["softplus", "log"] = "softplus",
+    ) -> None:
         super().__init__()
         if geometry not in GEOMETRIES:
-            raise InputError(f"unknown affinity geometry {geometry!r}; use hyperbolic or "
-                             "euclidean")
+            raise InputError(f"unknown affinity geometry {geometry!r}; use hyperbolic or euclidean")
         if c_param not in ("softplus", "log"):
-            raise InputError(f"unknown curvature parametrisation {c_param!r}; use softplus "
-                             "or log")
+            raise InputError(f"unknown curvature parametrisation {c_param!r}; use softplus or log")
         self.geometry = geometry
         self.k = k
         self.c_param = c_param
@@ -178,8 +188,7 @@ class GuidanceNet(nn.Module):
         Auxiliary logit maps (propagation strength, confidence, ...).
     """
 
-    def __init__(self, in_ch: int = 4, width: int = 16, embed_dim: int = 8,
-                 n_aux: int = 2) -> None:
+    def __init__(self, in_ch: int = 4, width: int = 16, embed_dim: int = 8, n_aux: int = 2) -> None:
         super().__init__()
         self.enc0 = conv_block(in_ch, width)
         self.enc1 = conv_block(width, 2 * width, 2)
@@ -200,10 +209,16 @@ class GuidanceNet(nn.Module):
         e0 = self.enc0(x)
         e1 = self.enc1(e0)
         e2 = self.enc2(e1)
-        d1 = self.dec1(torch.cat([F.interpolate(e2, size=e1.shape[-2:], mode="bilinear",
-                                                align_corners=False), e1], 1))
-        d0 = self.dec0(torch.cat([F.interpolate(d1, size=e0.shape[-2:], mode="bilinear",
-                                                align_corners=False), e0], 1))
+        d1 = self.dec1(
+            torch.cat(
+                [F.interpolate(e2, size=e1.shape[-2:], mode="bilinear", align_corners=False), e1], 1
+            )
+        )
+        d0 = self.dec0(
+            torch.cat(
+                [F.interpolate(d1, size=e0.shape[-2:], mode="bilinear", align_corners=False), e0], 1
+            )
+        )
         out = self.head(d0)
         return out[:, : self.embed_dim], out[:, self.embed_dim :]
 
@@ -235,17 +250,27 @@ class SegRefinePropagation(nn.Module):
         Curvature parametrisation (see :class:`HAMAffinity`).
     """
 
-    def __init__(self, num_classes: int, geometry: Geometry = "hyperbolic", k: int = 3,
-                 iterations: int = 18, width: int = 16, embed_dim: int = 8,
-                 kernels: tuple[int, ...] | None = None, head: bool = False,
-                 c: float = 0.1, c_param: Literal["softplus", "log"] = "softplus") -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        geometry: Geometry = "hyperbolic",
+        k: int = 3,
+        iterations: int = 18,
+        width: int = 16,
+        embed_dim: int = 8,
+        kernels: tuple[int, ...] | None = None,
+        head: bool = False,
+        c: float = 0.1,
+        c_param: Literal["softplus", "log"] = "softplus",
+    ) -> None:
         super().__init__()
         self.kernels = (k,) if kernels is None else tuple(kernels)
         n_aux = 2 + (len(self.kernels) if len(self.kernels) > 1 else 0)
         self.guide = GuidanceNet(3 + num_classes, width, embed_dim, n_aux=n_aux)
         self.affinities = nn.ModuleList(
-            HAMAffinity(geometry, kk, c, head_dim=embed_dim if head else None,
-                        c_param=c_param) for kk in self.kernels)
+            HAMAffinity(geometry, kk, c, head_dim=embed_dim if head else None, c_param=c_param)
+            for kk in self.kernels
+        )
         for a in self.affinities[1:]:  # one curvature for the whole model
             a.raw_c = self.affinities[0].raw_c
         self.k = max(self.kernels)
@@ -280,5 +305,12 @@ class SegRefinePropagation(nn.Module):
             aff = affs[0]
         else:
             aff = mix_kernels(affs, self.kernels, torch.softmax(aux[:, 2:], dim=1))
-        return propagate(probs, aff, self.k, self.iterations, h0=probs,
-                         mask=torch.sigmoid(aux[:, 1:2]), norm="clip")
+        return propagate(
+            probs,
+            aff,
+            self.k,
+            self.iterations,
+            h0=probs,
+            mask=torch.sigmoid(aux[:, 1:2]),
+            norm="clip",
+        )

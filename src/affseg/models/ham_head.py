@@ -51,8 +51,7 @@ class RankedNeighbourHead(nn.Module):
         Std of the initial weight matrix (small: the head starts close to zero logits).
     """
 
-    def __init__(self, geometry: Geometry, k: int, embed_dim: int,
-                 init_std: float = 1e-2) -> None:
+    def __init__(self, geometry: Geometry, k: int, embed_dim: int, init_std: float = 1e-2) -> None:
         super().__init__()
         kk = k * k - 1
         self.geometry = geometry
@@ -61,8 +60,7 @@ class RankedNeighbourHead(nn.Module):
         self.weight = nn.Parameter(torch.randn(kk, kk * embed_dim) * init_std)
         self.bias = nn.Parameter(torch.zeros(kk))
 
-    def forward(self, rel: Tensor, weight: Tensor, order: Tensor, c: Tensor | float
-                ) -> Tensor:
+    def forward(self, rel: Tensor, weight: Tensor, order: Tensor, c: Tensor | float) -> Tensor:
         """Logit of every neighbour.
 
         Parameters
@@ -116,8 +114,10 @@ def mix_kernels(affinities: list[Tensor], kernels: tuple[int, ...], conf: Tensor
         their sum is the confidence-weighted sum of the parts' sums (so still <= 1).
     """
     if len(affinities) != len(kernels) or conf.shape[1] != len(kernels):
-        raise InputError(f"{len(affinities)} affinities, {conf.shape[1]} confidences and "
-                         f"{len(kernels)} kernel sizes must match")
+        raise InputError(
+            f"{len(affinities)} affinities, {conf.shape[1]} confidences and "
+            f"{len(kernels)} kernel sizes must match"
+        )
     big = max(kernels)
     pos = {o: i for i, o in enumerate(neighbour_offsets(big))}
     b, _, h, w = affinities[0].shape

@@ -24,8 +24,13 @@ from affseg.segment.hierarchy import Hierarchy
 
 #: Grouping options of :func:`ndd_hierarchy` and their types (``--set`` may pass strings).
 _OPTION_TYPES: dict[str, type] = {
-    "eps": float, "max_centres": int, "beta": float, "n_iter": int, "stride": int,
-    "min_size": int, "default_height": float,
+    "eps": float,
+    "max_centres": int,
+    "beta": float,
+    "n_iter": int,
+    "stride": int,
+    "min_size": int,
+    "default_height": float,
 }
 
 
@@ -150,8 +155,15 @@ def ndd_hierarchy(
     mode = str(upsample).lower()
     if mode not in ("hr", "lr"):
         raise InputError(f"upsample must be 'hr' or 'lr'; got {upsample!r}")
-    given = {"eps": eps, "max_centres": max_centres, "beta": beta, "n_iter": n_iter,
-             "stride": stride, "min_size": min_size, "default_height": default_height}
+    given = {
+        "eps": eps,
+        "max_centres": max_centres,
+        "beta": beta,
+        "n_iter": n_iter,
+        "stride": stride,
+        "min_size": min_size,
+        "default_height": default_height,
+    }
     try:
         kw: dict[str, Any] = {k: _OPTION_TYPES[k](v) for k, v in given.items()}
     except (TypeError, ValueError) as err:

@@ -172,9 +172,7 @@ def _mmt_output(responses: list[torch.Tensor], output: str) -> torch.Tensor:
     return ensemble_response(responses[0], responses[1])
 
 
-def _average(
-    pred: torch.Tensor | None, new: torch.Tensor, alpha: float, step: int
-) -> torch.Tensor:
+def _average(pred: torch.Tensor | None, new: torch.Tensor, alpha: float, step: int) -> torch.Tensor:
     """EMA of predictions: ``a * pred + (1 - a) * new`` with ``a = ema_alpha(step, alpha)``."""
     if pred is None:
         return new
@@ -446,10 +444,14 @@ def kanezaki(
         target = torch.from_numpy(superpixel_vote(lab.numpy(), sp, channels))
         return nn.functional.cross_entropy(r, target[None])
 
-    it = _fit_one(net, x, loss_fn, max_iter, _stop_count(min_labels, target_segments),
-                  lr, momentum)
-    labels = _final_labels(_response(net, x), image.shape[:2], target_segments, min_area,
-                           _snap_superpixels(image, snap))
+    it = _fit_one(net, x, loss_fn, max_iter, _stop_count(min_labels, target_segments), lr, momentum)
+    labels = _final_labels(
+        _response(net, x),
+        image.shape[:2],
+        target_segments,
+        min_area,
+        _snap_superpixels(image, snap),
+    )
     labels = _merge(labels, image, merge, merge_edge)
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
@@ -494,10 +496,14 @@ def kim(
     def loss_fn(r: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
         return mu_sim * nn.functional.cross_entropy(r, lab[None]) + mu_con * continuity_loss(r)
 
-    it = _fit_one(net, x, loss_fn, max_iter, _stop_count(min_labels, target_segments),
-                  lr, momentum)
-    labels = _final_labels(_response(net, x), image.shape[:2], target_segments, min_area,
-                           _snap_superpixels(image, snap))
+    it = _fit_one(net, x, loss_fn, max_iter, _stop_count(min_labels, target_segments), lr, momentum)
+    labels = _final_labels(
+        _response(net, x),
+        image.shape[:2],
+        target_segments,
+        min_area,
+        _snap_superpixels(image, snap),
+    )
     labels = _merge(labels, image, merge, merge_edge)
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
@@ -619,8 +625,9 @@ def mmt(
         response = _mmt_output([_response(m, x) for m in means], output)
         if pred is not None:
             response = _average(pred, response, pred_alpha, it)
-    labels = _final_labels(response, image.shape[:2], target_segments, min_area,
-                           _snap_superpixels(image, snap))
+    labels = _final_labels(
+        response, image.shape[:2], target_segments, min_area, _snap_superpixels(image, snap)
+    )
     labels = _merge(labels, image, merge, merge_edge)
     return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
 
@@ -628,9 +635,7 @@ def mmt(
 # ---------------------------------------------------------------------------- registry
 
 
-def run_per_image(
-    name: str, image: np.ndarray, *, seed: int = 0, **options: Any
-) -> PerImageResult:
+def run_per_image(name: str, image: np.ndarray, *, seed: int = 0, **options: Any) -> PerImageResult:
     """Run per-image method ``name`` (``"mmt"``, ``"kim"`` or ``"kanezaki"``).
 
     Raises

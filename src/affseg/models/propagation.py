@@ -71,13 +71,16 @@ def shift_stack(x: Tensor, k: int, dilation: int = 1) -> Tensor:
     r = (k // 2) * dilation
     h, w = x.shape[-2:]
     xp = torch.nn.functional.pad(x, (r, r, r, r), mode="replicate")
-    views = [xp[..., r + dy : r + dy + h, r + dx : r + dx + w] for dy, dx in
-             neighbour_offsets(k, dilation)]
+    views = [
+        xp[..., r + dy : r + dy + h, r + dx : r + dx + w]
+        for dy, dx in neighbour_offsets(k, dilation)
+    ]
     return torch.stack(views, dim=1)
 
 
-def normalize_affinity(affinity: Tensor, mode: NormMode = "sum", eps: float = 1e-6
-                       ) -> tuple[Tensor, Tensor]:
+def normalize_affinity(
+    affinity: Tensor, mode: NormMode = "sum", eps: float = 1e-6
+) -> tuple[Tensor, Tensor]:
     """Normalise raw neighbour affinities and derive the centre weight.
 
     Parameters
@@ -163,12 +166,20 @@ def propagate(
         keep = 1.0 - mask
         fixed = mask * h0
     grad = torch.is_grad_enabled() and (
-        h.requires_grad or a.requires_grad or (h0 is not None and h0.requires_grad)
+        h.requires_grad
+        or a.requires_grad
+        or (h0 is not None and h0.requires_grad)
         or (mask is not None and mask.requires_grad)
     )
     if not grad and h.device.type == "cpu" and iterations > 0:
-        return _propagate_numba(h, a[:, :, 0], centre[:, 0], offsets, iterations,
-                                None if mask is None else (keep, fixed))
+        return _propagate_numba(
+            h,
+            a[:, :, 0],
+            centre[:, 0],
+            offsets,
+            iterations,
+            None if mask is None else (keep, fixed),
+        )
     r = (k // 2) * dilation
     hh, ww = h.shape[-2:]
     # unbind once: indexing a[:, n] inside the loop costs a full zero-filled gradient of
@@ -185,8 +196,14 @@ def propagate(
     return h
 
 
-def _propagate_numba(h: Tensor, a: Tensor, centre: Tensor, offsets: list[tuple[int, int]],
-                     iterations: int, masked: tuple[Tensor, Tensor] | None) -> Tensor:
+def _propagate_numba(
+    h: Tensor,
+    a: Tensor,
+    centre: Tensor,
+    offsets: list[tuple[int, int]],
+    iterations: int,
+    masked: tuple[Tensor, Tensor] | None,
+) -> Tensor:
     """Inference path of :func:`propagate`: one fused, multi-threaded pass per step.
 
     Shapes: ``h`` (B, C, H, W), ``a`` (B, K, H, W), ``centre`` (B, H, W); ``masked`` holds
@@ -201,9 +218,11 @@ def _propagate_numba(h: Tensor, a: Tensor, centre: Tensor, offsets: list[tuple[i
         keep = fixed = np.zeros((1, 1, 1, 1), np.float32)
     else:
         keep = np.ascontiguousarray(
-            np.broadcast_to(masked[0].detach().numpy(), hn.shape), dtype=np.float32)
+            np.broadcast_to(masked[0].detach().numpy(), hn.shape), dtype=np.float32
+        )
         fixed = np.ascontiguousarray(
-            np.broadcast_to(masked[1].detach().numpy(), hn.shape), dtype=np.float32)
+            np.broadcast_to(masked[1].detach().numpy(), hn.shape), dtype=np.float32
+        )
     out = _propagate_kernel(hn, an, cn, offs, iterations, keep, fixed, masked is not None)
     return torch.from_numpy(out).to(dtype)
 
@@ -248,8 +267,12 @@ def _propagate_kernel(h, a, centre, offs, iterations, keep, fixed, use_mask):
     return cur
 
 
-def uniform_affinity(shape: tuple[int, int, int], k: int = 3, value: float | None = None,
-                     dtype: torch.dtype = torch.float32) -> Tensor:
+def uniform_affinity(
+    shape: tuple[int, int, int],
+    k: int = 3,
+    value: float | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """Spatially constant affinities (a plain smoothing kernel), mainly for tests.
 
     Parameters

@@ -83,7 +83,9 @@ class FeatureHead(nn.Module):
     """
 
     def __init__(
-        self, in_channels: tuple[int, ...] = (16, 24, 40, 112), hidden: int = 128,
+        self,
+        in_channels: tuple[int, ...] = (16, 24, 40, 112),
+        hidden: int = 128,
         out_channels: int = 64,
     ) -> None:
         super().__init__()
@@ -147,8 +149,12 @@ class SpecDiffNet(nn.Module):
     """
 
     def __init__(
-        self, backbone: nn.Module | None = None, hidden: int = 128, feat_dim: int = 64,
-        pretrained_backbone: bool = True, **engine: Any,
+        self,
+        backbone: nn.Module | None = None,
+        hidden: int = 128,
+        feat_dim: int = 64,
+        pretrained_backbone: bool = True,
+        **engine: Any,
     ) -> None:
         super().__init__()
         if backbone is None:
@@ -162,16 +168,34 @@ class SpecDiffNet(nn.Module):
 
     # ------------------------------------------------------------------ engine glue
     def _build_engine(
-        self, k: int = 17, n_eig: int = 50, n_outer: int = 2, n_inner: int = 20,
-        grad_inner: int = 4, mu: float = 0.05, t: float = 10.0, tau: float = 0.6,
-        gammas: tuple[float, ...] = (8.0, 4.0), **_: Any,
+        self,
+        k: int = 17,
+        n_eig: int = 50,
+        n_outer: int = 2,
+        n_inner: int = 20,
+        grad_inner: int = 4,
+        mu: float = 0.05,
+        t: float = 10.0,
+        tau: float = 0.6,
+        gammas: tuple[float, ...] = (8.0, 4.0),
+        **_: Any,
     ) -> None:
         from affseg.affinity.diffusion import DiffusionDistance
 
-        self.config.update(k=k, n_eig=n_eig, n_outer=n_outer, n_inner=n_inner,
-                           grad_inner=grad_inner, mu=mu, t=t, tau=tau, gammas=list(gammas))
-        self.diffusion = DiffusionDistance(mu=mu, t=t, tau=tau, k=k, n_eig=n_eig,
-                                           n_outer=n_outer, n_inner=n_inner)
+        self.config.update(
+            k=k,
+            n_eig=n_eig,
+            n_outer=n_outer,
+            n_inner=n_inner,
+            grad_inner=grad_inner,
+            mu=mu,
+            t=t,
+            tau=tau,
+            gammas=list(gammas),
+        )
+        self.diffusion = DiffusionDistance(
+            mu=mu, t=t, tau=tau, k=k, n_eig=n_eig, n_outer=n_outer, n_inner=n_inner
+        )
         self.grad_inner = int(grad_inner)
         self._build_interpolation(tuple(gammas))
 
@@ -196,8 +220,7 @@ class SpecDiffNet(nn.Module):
         s = normalized_operator(w, deg)
         with torch.no_grad():
             s0 = type(s)(s.coef.detach(), s.k, s.symmetric, s.backend)
-            basis = simultaneous_iteration(s0, mod.n_eig, mod.n_outer, mod.n_inner,
-                                           mod.qr_every)
+            basis = simultaneous_iteration(s0, mod.n_eig, mod.n_outer, mod.n_inner, mod.qr_every)
         if self.grad_inner > 0:
             basis = simultaneous_iteration(s, mod.n_eig, 1, self.grad_inner, None, basis)
         res = spectral_embedding(s, deg, basis, mod.t.to(dt), mod.density, mod.tau.to(dt))
@@ -216,8 +239,12 @@ class SpecDiffNet(nn.Module):
         """Current values of the learnable scalars (for logs)."""
         mod = self.diffusion
         gam = [round(float(g), 4) for g in self.interp.gammas.detach()]
-        return {"mu": float(mod.mu.detach()), "t": float(mod.t.detach()),
-                "tau": float(mod.tau.detach()), "gammas": gam}
+        return {
+            "mu": float(mod.mu.detach()),
+            "t": float(mod.t.detach()),
+            "tau": float(mod.tau.detach()),
+            "gammas": gam,
+        }
 
     # ------------------------------------------------------------------ public API
     def encode_pyramid(self, pyramid: list[Tensor], image_size: tuple[int, int]) -> NDDOutput:
@@ -238,7 +265,10 @@ class SpecDiffNet(nn.Module):
         emb, tau = self._diffuse(feats)
         h, w = feats.shape[-2:]
         return NDDOutput(
-            embedding=emb, tau=tau, grid=(int(h), int(w)), features=feats,
+            embedding=emb,
+            tau=tau,
+            grid=(int(h), int(w)),
+            features=feats,
             guide=[pyramid[0].float(), pyramid[1].float()],
             image_size=(int(image_size[0]), int(image_size[1])),
         )
@@ -269,8 +299,9 @@ class SpecDiffNet(nn.Module):
         hs, ws = snap_size(int(h), int(w))
         x = images.float()
         if (hs, ws) != (h, w):
-            x = F.interpolate(x, size=(hs, ws), mode="bilinear", align_corners=False,
-                              antialias=True).clamp(0, 1)
+            x = F.interpolate(
+                x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=True
+            ).clamp(0, 1)
         with torch.no_grad():
             pyramid = self.backbone(x)
         return self.encode_pyramid(pyramid, (int(h), int(w)))
@@ -291,8 +322,11 @@ class SpecDiffNet(nn.Module):
         emb = out.embedding
         idx_t = torch.as_tensor(idx, dtype=torch.long, device=emb.device)
         sel = emb[:, idx_t]  # (B, M, E)
-        d = ((sel * sel).sum(-1)[:, :, None] + (emb * emb).sum(-1)[:, None, :]
-             - 2.0 * sel @ emb.transpose(1, 2)).clamp_min(0.0)
+        d = (
+            (sel * sel).sum(-1)[:, :, None]
+            + (emb * emb).sum(-1)[:, None, :]
+            - 2.0 * sel @ emb.transpose(1, 2)
+        ).clamp_min(0.0)
         return torch.exp(-out.tau * d)
 
     def kernel(self, out: NDDOutput) -> Tensor:
@@ -306,9 +340,7 @@ class SpecDiffNet(nn.Module):
 
         return diffusion_kernel(out.embedding, out.tau)
 
-    def upsample(
-        self, maps: Tensor, out: NDDOutput, size: tuple[int, int] | None = None
-    ) -> Tensor:
+    def upsample(self, maps: Tensor, out: NDDOutput, size: tuple[int, int] | None = None) -> Tensor:
         """Feature-attentional interpolation of grid maps to image resolution (Eq. 6).
 
         Stride 8 -> 4 -> 2 by feature-attentional interpolation guided by the backbone's
@@ -327,8 +359,9 @@ class SpecDiffNet(nn.Module):
         Tensor, shape (B, M, H, W)
         """
         if maps.ndim != 4 or tuple(maps.shape[-2:]) != out.grid:
-            raise InputError(f"maps must be (B, M, {out.grid[0]}, {out.grid[1]}); got "
-                             f"{tuple(maps.shape)}")
+            raise InputError(
+                f"maps must be (B, M, {out.grid[0]}, {out.grid[1]}); got {tuple(maps.shape)}"
+            )
         fine = self._interpolate(maps, out.guide)
         target = out.image_size if size is None else (int(size[0]), int(size[1]))
         if tuple(fine.shape[-2:]) != target:
@@ -338,16 +371,21 @@ class SpecDiffNet(nn.Module):
     # ------------------------------------------------------------------ weights
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """State of everything but the backbone (what is trained and shipped)."""
-        return {k: v.detach().clone() for k, v in self.state_dict().items()
-                if not k.startswith("backbone.")}
+        return {
+            k: v.detach().clone()
+            for k, v in self.state_dict().items()
+            if not k.startswith("backbone.")
+        }
 
     def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
         """Load a :meth:`trainable_state_dict` (strict on the non-backbone keys)."""
         own = set(self.trainable_state_dict())
         missing, unexpected = own - set(state), set(state) - own
         if missing or unexpected:
-            raise AffsegError(f"spec-diff-net weights do not match the model: missing "
-                              f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+            raise AffsegError(
+                f"spec-diff-net weights do not match the model: missing "
+                f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
         self.load_state_dict(state, strict=False)
 
     def train(self, mode: bool = True) -> SpecDiffNet:
@@ -362,8 +400,9 @@ def default_weights_path() -> Path:
     return Path(__file__).resolve().parents[1] / "weights" / WEIGHTS_NAME
 
 
-def save_weights(model: SpecDiffNet, path: str | os.PathLike[str],
-                 record: dict[str, Any] | None = None) -> Path:
+def save_weights(
+    model: SpecDiffNet, path: str | os.PathLike[str], record: dict[str, Any] | None = None
+) -> Path:
     """Write the trainable weights, the model config and a training record, atomically.
 
     The file holds only tensors and plain Python values, so it loads with
@@ -371,9 +410,12 @@ def save_weights(model: SpecDiffNet, path: str | os.PathLike[str],
     """
     from affseg.data.io import atomic_write
 
-    blob = {"format": 1, "config": dict(model.config),
-            "state_dict": model.trainable_state_dict(),
-            "record": _plain(record or {})}
+    blob = {
+        "format": 1,
+        "config": dict(model.config),
+        "state_dict": model.trainable_state_dict(),
+        "record": _plain(record or {}),
+    }
     return atomic_write(path, lambda tmp: torch.save(blob, tmp))
 
 
@@ -388,8 +430,9 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-def load_pretrained(path: str | os.PathLike[str] | None = None,
-                    backbone: nn.Module | None = None) -> SpecDiffNet:
+def load_pretrained(
+    path: str | os.PathLike[str] | None = None, backbone: nn.Module | None = None
+) -> SpecDiffNet:
     """spec-diff-net with trained weights, in eval mode.
 
     Parameters
@@ -419,8 +462,10 @@ def load_pretrained(path: str | os.PathLike[str] | None = None,
     if not p.is_file() and p.parent == Path(".") and packaged.is_file():
         p = packaged  # a bare name of a file shipped in affseg/weights/
     if not p.is_file():
-        raise AffsegError(f"spec-diff-net weights not found at {p}; train them with "
-                          "`affseg train ndd --ship` (see BENCHMARKS.md)")
+        raise AffsegError(
+            f"spec-diff-net weights not found at {p}; train them with "
+            "`affseg train ndd --ship` (see BENCHMARKS.md)"
+        )
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
         config, state = dict(blob["config"]), blob["state_dict"]

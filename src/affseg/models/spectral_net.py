@@ -68,15 +68,19 @@ class SpectralHead(nn.Module):
         _, c4, c8, c16 = in_channels
         self.config = {"in_channels": tuple(in_channels), "dim": dim, "width": width}
         self.ctx16 = nn.Sequential(
-            nn.Conv2d(c16, width, 1), nn.ReLU(inplace=True),
-            _conv(width, width, dilation=2), nn.ReLU(inplace=True),
+            nn.Conv2d(c16, width, 1),
+            nn.ReLU(inplace=True),
+            _conv(width, width, dilation=2),
+            nn.ReLU(inplace=True),
         )
         self.lat8 = nn.Conv2d(c8, width, 1)
         self.fuse8 = nn.Sequential(_conv(width, width), nn.ReLU(inplace=True))
         self.lat4 = nn.Conv2d(c4, width, 1)
         self.fuse4 = nn.Sequential(
-            _conv(width, width), nn.ReLU(inplace=True),
-            _conv(width, width), nn.ReLU(inplace=True),
+            _conv(width, width),
+            nn.ReLU(inplace=True),
+            _conv(width, width),
+            nn.ReLU(inplace=True),
         )
         self.out = nn.Conv2d(width, dim, 1)
 

@@ -192,9 +192,7 @@ def felzenszwalb_hierarchy(
     img = as_rgb(image)
     scales = sorted(float(s) for s in scales)
     raw = [felzenszwalb(img, scale=s, sigma=sigma, min_size=int(min_size)) for s in scales]
-    return _hierarchy(
-        nest_levels(raw, min_size=min_size), _default_index(scales, default_scale)
-    )
+    return _hierarchy(nest_levels(raw, min_size=min_size), _default_index(scales, default_scale))
 
 
 def slic_hierarchy(
@@ -227,8 +225,7 @@ def slic_hierarchy(
     img = as_rgb(image)
     counts = sorted((int(n) for n in n_segments), reverse=True)
     raw = [
-        slic(img, n_segments=n, compactness=compactness, sigma=sigma, start_label=1)
-        for n in counts
+        slic(img, n_segments=n, compactness=compactness, sigma=sigma, start_label=1) for n in counts
     ]
     return _hierarchy(nest_levels(raw), _default_index(counts, default_segments))
 
@@ -292,14 +289,10 @@ def quickshift_hierarchy(
     dist = np.asarray(dist).ravel()
     h, w = img.shape[:2]
     raw = [_tree_roots(parent, dist <= d).reshape(h, w) for d in dists]
-    return _hierarchy(
-        nest_levels(raw, min_size=min_size), _default_index(dists, default_max_dist)
-    )
+    return _hierarchy(nest_levels(raw, min_size=min_size), _default_index(dists, default_max_dist))
 
 
-def _superpixel_graph(
-    image: np.ndarray, superpixels: np.ndarray, sigma: float
-) -> np.ndarray:
+def _superpixel_graph(image: np.ndarray, superpixels: np.ndarray, sigma: float) -> np.ndarray:
     """Dense similarity matrix of a region adjacency graph, as ``skimage.graph.rag_mean_color``.
 
     Parameters
@@ -318,9 +311,12 @@ def _superpixel_graph(
     n = int(superpixels.max()) + 1
     flat = superpixels.ravel()
     count = np.bincount(flat, minlength=n).astype(np.float64)
-    means = np.stack(
-        [np.bincount(flat, weights=image[..., c].ravel(), minlength=n) for c in range(3)], 1
-    ) / count[:, None]
+    means = (
+        np.stack(
+            [np.bincount(flat, weights=image[..., c].ravel(), minlength=n) for c in range(3)], 1
+        )
+        / count[:, None]
+    )
     # 8-connected adjacency, like rag_mean_color(connectivity=2)
     sp = superpixels
     pairs = [

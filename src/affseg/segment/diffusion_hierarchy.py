@@ -219,7 +219,13 @@ def diffusion_hierarchy(
     [2, 1]
     """
     kernel, assign = grid_clustering(
-        phi, tau, grid, eps=eps, max_centres=max_centres, beta=beta, n_iter=n_iter,
+        phi,
+        tau,
+        grid,
+        eps=eps,
+        max_centres=max_centres,
+        beta=beta,
+        n_iter=n_iter,
         stride=stride,
     )
     size = (int(image_size[0]), int(image_size[1]))
@@ -233,6 +239,13 @@ def diffusion_hierarchy(
             )
     labels = full.argmax(axis=0)
     return labels_to_hierarchy(
-        labels, kernel, grid, linkage=linkage, phi=phi, tau=tau, min_size=min_size,
-        default_height=default_height, soft=full,
+        labels,
+        kernel,
+        grid,
+        linkage=linkage,
+        phi=phi,
+        tau=tau,
+        min_size=min_size,
+        default_height=default_height,
+        soft=full,
     )

@@ -103,9 +103,7 @@ class Hierarchy:
         return cls([np.asarray(labels)])
 
     @classmethod
-    def from_ucm(
-        cls, ucm2: np.ndarray, thresholds: np.ndarray = BSDS_THRESHOLDS
-    ) -> Hierarchy:
+    def from_ucm(cls, ucm2: np.ndarray, thresholds: np.ndarray = BSDS_THRESHOLDS) -> Hierarchy:
         """The distinct segmentations of a UCM over ``thresholds`` (fine -> coarse)."""
         u = check_ucm2(ucm2)
         thr = np.sort(np.asarray(thresholds, dtype=np.float64))

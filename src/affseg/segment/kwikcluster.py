@@ -115,8 +115,9 @@ def kwikcluster(
 
 def _region_means(labels: np.ndarray, emb: np.ndarray, n: int) -> np.ndarray:
     """Mean embedding (n, d) of every region of ``labels`` (H*W,) with ids 0..n-1."""
-    sums = np.stack([np.bincount(labels, weights=emb[:, c], minlength=n)
-                     for c in range(emb.shape[1])], axis=1)
+    sums = np.stack(
+        [np.bincount(labels, weights=emb[:, c], minlength=n) for c in range(emb.shape[1])], axis=1
+    )
     return sums / np.maximum(np.bincount(labels, minlength=n), 1)[:, None]
 
 
@@ -277,14 +278,15 @@ def refine_upsampled_labels(
 
     y0, y1 = corners(big_h, h)
     x0, x1 = corners(big_w, w)
-    cand = np.stack([lab[np.ix_(y0, x0)], lab[np.ix_(y0, x1)],
-                     lab[np.ix_(y1, x0)], lab[np.ix_(y1, x1)]], axis=-1)  # (H, W, 4)
+    cand = np.stack(
+        [lab[np.ix_(y0, x0)], lab[np.ix_(y0, x1)], lab[np.ix_(y1, x0)], lab[np.ix_(y1, x1)]],
+        axis=-1,
+    )  # (H, W, 4)
     out = cand[..., 0].astype(np.int32)
     mixed = (cand != cand[..., :1]).any(-1)
     if mixed.any():
         ids, inv = np.unique(lab, return_inverse=True)
-        means = _region_means(inv.ravel(), np.asarray(grid_embeddings).reshape(h * w, -1),
-                              ids.size)
+        means = _region_means(inv.ravel(), np.asarray(grid_embeddings).reshape(h * w, -1), ids.size)
         means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
         c = np.searchsorted(ids, cand[mixed])  # (M, 4) indices into means
         score = np.einsum("md,mkd->mk", pixel_embeddings[mixed], means[c])

@@ -40,8 +40,10 @@ def neighbour_pairs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Left/top and right/bottom member of each horizontal, then each vertical, pair.
     """
     v = np.asarray(values)
-    return (np.concatenate([v[:, :-1].ravel(), v[:-1, :].ravel()]),
-            np.concatenate([v[:, 1:].ravel(), v[1:, :].ravel()]))
+    return (
+        np.concatenate([v[:, :-1].ravel(), v[:-1, :].ravel()]),
+        np.concatenate([v[:, 1:].ravel(), v[1:, :].ravel()]),
+    )
 
 
 def adjacent_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

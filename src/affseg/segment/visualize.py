@@ -81,10 +81,16 @@ def overlay(
     n = int(inv.max()) + 1
     if mode == "mean":
         counts = np.bincount(inv.ravel(), minlength=n)
-        paint = np.stack(
-            [np.bincount(inv.ravel(), weights=img[..., c].ravel(), minlength=n) for c in range(3)],
-            axis=1,
-        ) / counts[:, None]
+        paint = (
+            np.stack(
+                [
+                    np.bincount(inv.ravel(), weights=img[..., c].ravel(), minlength=n)
+                    for c in range(3)
+                ],
+                axis=1,
+            )
+            / counts[:, None]
+        )
     elif mode == "random":
         paint = np.random.default_rng(seed).integers(0, 256, size=(n, 3)).astype(np.float64)
     else:

@@ -43,16 +43,31 @@ DEFAULT_STEPS = 1740
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``affseg train ndd``."""
-    p.add_argument("--data", default=None, help="folder holding BSDS500/ (default: $AFFSEG_DATA "
-                   "or ../shared/data)")
-    p.add_argument("--splits", nargs="+", default=["train"],
-                   help="BSDS500 splits to train on (the shipped model: train; train val for "
-                   "the final one)")
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock training budget "
-                   "(excluding feature caching); the schedule itself follows it with --steps 0")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                   help="train this many steps with a step-based, reproducible schedule "
-                   "(0: time-based, needs --minutes)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="folder holding BSDS500/ (default: $AFFSEG_DATA or ../shared/data)",
+    )
+    p.add_argument(
+        "--splits",
+        nargs="+",
+        default=["train"],
+        help="BSDS500 splits to train on (the shipped model: train; train val for the final one)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="wall-clock training budget "
+        "(excluding feature caching); the schedule itself follows it with --steps 0",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_STEPS,
+        help="train this many steps with a step-based, reproducible schedule "
+        "(0: time-based, needs --minutes)",
+    )
     p.add_argument("--out", default="runs/ndd", help="output folder (checkpoint, log, weights)")
     p.add_argument("--cache", default=None, help="feature cache folder (default OUT/cache)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -61,14 +76,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=2, help="crops per optimiser step")
     p.add_argument("--crop", type=int, default=256, help="crop size in pixels (multiple of 16)")
     p.add_argument("--scales", type=float, nargs="+", default=list(DEFAULT_SCALES))
-    p.add_argument("--stage1", type=float, default=0.5,
-                   help="fraction of the schedule with the LR loss only")
+    p.add_argument(
+        "--stage1", type=float, default=0.5, help="fraction of the schedule with the LR loss only"
+    )
     p.add_argument("--hr-weight", type=float, default=1.0, help="weight of the HR loss")
-    p.add_argument("--hr-segments", type=int, default=12,
-                   help="at most this many GT segments (the largest) per crop in the HR loss")
-    p.add_argument("--val-images", type=int, default=20,
-                   help="val images for the kernel cosine (0: none; skipped when training on "
-                   "val)")
+    p.add_argument(
+        "--hr-segments",
+        type=int,
+        default=12,
+        help="at most this many GT segments (the largest) per crop in the HR loss",
+    )
+    p.add_argument(
+        "--val-images",
+        type=int,
+        default=20,
+        help="val images for the kernel cosine (0: none; skipped when training on val)",
+    )
     g = p.add_argument_group("diffusion engine (saved with the weights)")
     g.add_argument("--window", type=int, default=17, help="graph window k (odd)")
     g.add_argument("--n-eig", type=int, default=50, help="number of eigenvectors Ne")
@@ -79,8 +102,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--feat-dim", type=int, default=64, help="grid feature channels")
     p.add_argument("--checkpoint-minutes", type=float, default=4.0)
     p.add_argument("--threads", type=int, default=2, help="torch threads")
-    p.add_argument("--ship", action="store_true",
-                   help="also write the final weights into the package (affseg/weights/)")
+    p.add_argument(
+        "--ship",
+        action="store_true",
+        help="also write the final weights into the package (affseg/weights/)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -112,17 +138,22 @@ def crop_item(
     y0 = 16 * int(rng.integers(0, (hh - ch) // 16 + 1))
     x0 = 16 * int(rng.integers(0, (ww - cw) // 16 + 1))
     pyr = [
-        item[f"f{s}"][None, :, y0 // s:(y0 + ch) // s, x0 // s:(x0 + cw) // s].float()
+        item[f"f{s}"][None, :, y0 // s : (y0 + ch) // s, x0 // s : (x0 + cw) // s].float()
         for s in (2, 4, 8, 16)
     ]
-    grid = item["grid"][annotation, y0 // 8:(y0 + ch) // 8, x0 // 8:(x0 + cw) // 8].long()
-    half = item["half"][annotation, y0 // 2:(y0 + ch) // 2, x0 // 2:(x0 + cw) // 2].long()
+    grid = item["grid"][annotation, y0 // 8 : (y0 + ch) // 8, x0 // 8 : (x0 + cw) // 8].long()
+    half = item["half"][annotation, y0 // 2 : (y0 + ch) // 2, x0 // 2 : (x0 + cw) // 2].long()
     return pyr, grid, half
 
 
 def sample_loss(
-    model: Any, item: dict[str, torch.Tensor], rng: np.random.Generator, crop: int,
-    use_hr: bool, hr_segments: int, hr_weight: float,
+    model: Any,
+    item: dict[str, torch.Tensor],
+    rng: np.random.Generator,
+    crop: int,
+    use_hr: bool,
+    hr_segments: int,
+    hr_weight: float,
 ) -> tuple[torch.Tensor, float, float]:
     """Loss of one random crop of one cached item.
 
@@ -186,8 +217,10 @@ def _param_groups(model: Any, lr: float) -> list[dict[str, Any]]:
     head = [p for p in model.head.parameters() if p.requires_grad]
     head_ids = {id(p) for p in head}
     other = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    return [{"params": head, "lr": lr, "base_lr": lr},
-            {"params": other, "lr": 10 * lr, "base_lr": 10 * lr}]
+    return [
+        {"params": head, "lr": lr, "base_lr": lr},
+        {"params": other, "lr": 10 * lr, "base_lr": 10 * lr},
+    ]
 
 
 # ----------------------------------------------------------------------------- main loop
@@ -213,17 +246,26 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     keys: list[str] = []
     for split in args.splits:
         items = bsds_items(args.data, split)
-        keys += cache.build(backbone, items, split, args.scales, (False, True),
-                            progress=not args.no_progress)
+        keys += cache.build(
+            backbone, items, split, args.scales, (False, True), progress=not args.no_progress
+        )
     val_keys: list[str] = []
     if args.val_images > 0 and "val" not in args.splits:
         items = bsds_items(args.data, "val")[: args.val_images]
-        val_keys = cache.build(backbone, items, "val", (1.0,), (False,),
-                               progress=not args.no_progress)
+        val_keys = cache.build(
+            backbone, items, "val", (1.0,), (False,), progress=not args.no_progress
+        )
 
-    model = SpecDiffNet(backbone=backbone, hidden=args.hidden, feat_dim=args.feat_dim,
-                        k=args.window, n_eig=args.n_eig, n_outer=args.n_outer,
-                        n_inner=args.n_inner, t=args.t_init)
+    model = SpecDiffNet(
+        backbone=backbone,
+        hidden=args.hidden,
+        feat_dim=args.feat_dim,
+        k=args.window,
+        n_eig=args.n_eig,
+        n_outer=args.n_outer,
+        n_inner=args.n_inner,
+        t=args.t_init,
+    )
     model.train()
     optim = torch.optim.Adam(_param_groups(model, args.lr))
     step, elapsed = 0, 0.0
@@ -247,8 +289,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         return elapsed_ / budget
 
     def save_checkpoint() -> None:
-        state = {"model": model.trainable_state_dict(), "optim": optim.state_dict(),
-                 "step": step, "elapsed": elapsed}
+        state = {
+            "model": model.trainable_state_dict(),
+            "optim": optim.state_dict(),
+            "step": step,
+            "elapsed": elapsed,
+        }
         atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
 
     def log(rec: dict[str, Any]) -> None:
@@ -256,8 +302,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             fh.write(json.dumps(rec) + "\n")
 
     total = args.steps if args.steps else None
-    bar = tqdm(total=total, initial=step, desc="train ndd", disable=args.no_progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total, initial=step, desc="train ndd", disable=args.no_progress, dynamic_ncols=True
+    )
     last_ckpt = time.monotonic()
     run_start = time.monotonic() - elapsed
     lr_hist: list[float] = []
@@ -272,8 +319,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         optim.zero_grad(set_to_none=True)
         for _ in range(args.batch):
             item = cache.load(keys[int(rng.integers(0, len(keys)))])
-            loss, lv, hv = sample_loss(model, item, rng, args.crop, use_hr,
-                                       args.hr_segments, args.hr_weight)
+            loss, lv, hv = sample_loss(
+                model, item, rng, args.crop, use_hr, args.hr_segments, args.hr_weight
+            )
             (loss / args.batch).backward()
             lr_hist.append(lv)
             if use_hr:
@@ -283,28 +331,39 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         elapsed = time.monotonic() - run_start
         bar.update(1)
         params = model.diffusion_parameters()
-        bar.set_postfix(stage=2 if use_hr else 1, lr_loss=f"{np.mean(lr_hist[-50:]):.3f}",
-                        hr_loss=f"{np.mean(hr_hist[-50:]):.3f}" if hr_hist else "-",
-                        val=f"{val:.3f}", min=f"{elapsed / 60:.1f}")
+        bar.set_postfix(
+            stage=2 if use_hr else 1,
+            lr_loss=f"{np.mean(lr_hist[-50:]):.3f}",
+            hr_loss=f"{np.mean(hr_hist[-50:]):.3f}" if hr_hist else "-",
+            val=f"{val:.3f}",
+            min=f"{elapsed / 60:.1f}",
+        )
         done = progress_of(step, elapsed) >= 1.0 or elapsed >= budget
         if done or time.monotonic() - last_ckpt >= 60.0 * args.checkpoint_minutes:
             val = val_cosine(model, cache, val_keys)
-            rec = {"step": step, "minutes": round(elapsed / 60, 3),
-                   "stage": 2 if use_hr else 1,
-                   "lr_loss": float(np.mean(lr_hist[-100:])),
-                   "hr_loss": float(np.mean(hr_hist[-100:])) if hr_hist else None,
-                   "val_cosine": val, **params}
+            rec = {
+                "step": step,
+                "minutes": round(elapsed / 60, 3),
+                "stage": 2 if use_hr else 1,
+                "lr_loss": float(np.mean(lr_hist[-100:])),
+                "hr_loss": float(np.mean(hr_hist[-100:])) if hr_hist else None,
+                "val_cosine": val,
+                **params,
+            }
             log(rec)
             save_checkpoint()
             last_ckpt = time.monotonic()
     bar.close()
     record = {
-        "command": "affseg train ndd " + " ".join(f"--{k.replace('_', '-')} {v}"
-                                                  for k, v in _cli_args(args).items()),
-        "splits": list(args.splits), "steps": step, "minutes": round(elapsed / 60, 2),
+        "command": "affseg train ndd "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in _cli_args(args).items()),
+        "splits": list(args.splits),
+        "steps": step,
+        "minutes": round(elapsed / 60, 2),
         "final_lr_loss": float(np.mean(lr_hist[-100:])) if lr_hist else None,
         "final_hr_loss": float(np.mean(hr_hist[-100:])) if hr_hist else None,
-        "val_cosine": val if val_keys else None, "val_images": len(val_keys),
+        "val_cosine": val if val_keys else None,
+        "val_images": len(val_keys),
         "seed": args.seed,
     }
     save_weights(model, out_dir / "spec_diff_net.pt", record)
@@ -317,8 +376,24 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cli_args(args: argparse.Namespace) -> dict[str, Any]:
-    keep = ("splits", "minutes", "steps", "seed", "lr", "batch", "crop", "scales", "stage1",
-            "hr_weight", "hr_segments", "window", "n_eig", "n_outer", "n_inner", "t_init")
+    keep = (
+        "splits",
+        "minutes",
+        "steps",
+        "seed",
+        "lr",
+        "batch",
+        "crop",
+        "scales",
+        "stage1",
+        "hr_weight",
+        "hr_segments",
+        "window",
+        "n_eig",
+        "n_outer",
+        "n_inner",
+        "t_init",
+    )
     out = {}
     for k in keep:
         v = getattr(args, k)

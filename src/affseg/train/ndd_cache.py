@@ -51,8 +51,10 @@ def bsds_items(root: str | os.PathLike[str] | None, split: str) -> list[tuple[Pa
     """
     from affseg.data import bsds
 
-    pairs = [(bsds.image_path(root, split, i), bsds.gt_path(root, split, i))
-             for i in bsds.list_split(root, split)]
+    pairs = [
+        (bsds.image_path(root, split, i), bsds.gt_path(root, split, i))
+        for i in bsds.list_split(root, split)
+    ]
     pairs = [(i, g) for i, g in pairs if g.is_file()]
     if not pairs:
         raise DatasetNotFoundError(f"no BSDS500 {split!r} images with ground truth")
@@ -199,8 +201,10 @@ class FeatureCache:
         x, labels = prepare_item(image, ann, scale, flip)
         with torch.no_grad():
             feats = backbone(x)
-        item = {f"f{s}": t[0].to(torch.float16).contiguous() for s, t in zip(
-            (2, 4, 8, 16), feats, strict=True)}
+        item = {
+            f"f{s}": t[0].to(torch.float16).contiguous()
+            for s, t in zip((2, 4, 8, 16), feats, strict=True)
+        }
         item["grid"] = torch.from_numpy(block_majority(labels, 8).astype(np.int16))
         item["half"] = torch.from_numpy(block_majority(labels, 2).astype(np.int16))
         atomic_write(self.path(key), lambda tmp: torch.save(item, tmp))

@@ -46,8 +46,11 @@ def default_cache_dir() -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``affseg train spectral``."""
     parser.add_argument("--data", default=None, help="data root holding BSDS500/")
-    parser.add_argument("--cache", default=None, help="feature cache folder "
-                        "(default $AFFSEG_CACHE/features or ~/.cache/affseg/features)")
+    parser.add_argument(
+        "--cache",
+        default=None,
+        help="feature cache folder (default $AFFSEG_CACHE/features or ~/.cache/affseg/features)",
+    )
     parser.add_argument("--out", default=str(DEFAULT_WEIGHTS), help="weights file to write")
     parser.add_argument("--log", default=None, help="JSON-lines training log (optional)")
     parser.add_argument("--steps", type=int, default=3000, help="optimisation steps")
@@ -58,8 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[0.8, 1.0, 1.2])
     parser.add_argument("--no-flip", action="store_true", help="no left-right mirrors")
     parser.add_argument("--val-every", type=int, default=500, help="steps between val checks")
-    parser.add_argument("--max-minutes", type=float, default=None,
-                        help="stop (and save) after this much wall time")
+    parser.add_argument(
+        "--max-minutes", type=float, default=None, help="stop (and save) after this much wall time"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -146,9 +150,13 @@ def train(args: argparse.Namespace) -> dict:
             minutes = (time.perf_counter() - t0) / 60
             last = step == args.steps or (args.max_minutes and minutes >= args.max_minutes)
             if step % args.val_every == 0 or last:
-                rec = {"step": step, "train_loss": float(np.mean(running)),
-                       "val_loss": evaluate(head, cache, val_keys), "minutes": minutes,
-                       "lr": lr}
+                rec = {
+                    "step": step,
+                    "train_loss": float(np.mean(running)),
+                    "val_loss": evaluate(head, cache, val_keys),
+                    "minutes": minutes,
+                    "lr": lr,
+                }
                 running = []
                 history.append(rec)
                 print(json.dumps(rec), flush=True)
@@ -162,10 +170,17 @@ def train(args: argparse.Namespace) -> dict:
             log.close()
     minutes = (time.perf_counter() - t0) / 60
     summary = {
-        "steps": step, "batch": args.batch, "lr": args.lr, "dim": args.dim,
-        "width": args.width, "scales": list(args.scales), "flips": not args.no_flip,
-        "train_split": "BSDS500 train (200 images)", "minutes": round(minutes, 2),
-        "final_val_loss": history[-1]["val_loss"], "seed": args.seed,
+        "steps": step,
+        "batch": args.batch,
+        "lr": args.lr,
+        "dim": args.dim,
+        "width": args.width,
+        "scales": list(args.scales),
+        "flips": not args.no_flip,
+        "train_split": "BSDS500 train (200 images)",
+        "minutes": round(minutes, 2),
+        "final_val_loss": history[-1]["val_loss"],
+        "seed": args.seed,
     }
     save_head(head, args.out, **summary)
     return summary
