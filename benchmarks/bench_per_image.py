@@ -46,16 +46,16 @@ import numpy as np
 import torch
 
 from affseg.data import bsds
-from affseg.metrics.pixel_accuracy import hungarian_accuracy
-from affseg.metrics.region import RegionBenchmark
-from affseg.models.per_image_methods import run_per_image, seed_spread
-from affseg.segment.baselines import (
+from affseg.grouping.relabel import connected_relabel
+from affseg.methods.baselines import (
     FELZENSZWALB_SCALES,
     KMEANS_KS,
-    connected_relabel,
     felzenszwalb_hierarchy,
     kmeans_hierarchy,
 )
+from affseg.methods.per_image import run_per_image, seed_spread
+from affseg.metrics.pixel_accuracy import hungarian_accuracy
+from affseg.metrics.region import RegionBenchmark
 
 
 def _load(n: int, data: Path | None) -> list[tuple[str, np.ndarray, list[np.ndarray]]]:
@@ -217,11 +217,11 @@ def sweep(items: list, configs: list[dict[str, Any]], seeds: int) -> list[dict[s
 
 
 def merge_baseline(items: list, n_sp: int, merge: float, edge: float) -> dict[str, Any]:
-    """SLIC superpixels + :func:`~affseg.segment.label_merging.merge_adjacent` (no network)."""
+    """SLIC superpixels + :func:`~affseg.grouping.label_merging.merge_adjacent` (no network)."""
     from skimage.segmentation import slic
 
-    from affseg.segment.baselines import absorb_small
-    from affseg.segment.label_merging import colour_cues, merge_adjacent
+    from affseg.grouping.label_merging import colour_cues, merge_adjacent
+    from affseg.grouping.relabel import absorb_small
 
     labs, secs = [], []
     for _, im, _ in items:

@@ -40,8 +40,8 @@ def main() -> int:
 
     from affseg.data.bsds import load_ground_truth
     from affseg.data.paths import data_root
+    from affseg.grouping.ucm import BSDS_THRESHOLDS, ucm_nested_labels, ucm_to_labels
     from affseg.metrics import RegionBenchmark
-    from affseg.segment.ucm import BSDS_THRESHOLDS, ucm_nested_labels, ucm_to_labels
 
     root = Path(args.data) if args.data else data_root()
     ucm_dir = root / "BSDS500_gPb_ucm2" / "val"

@@ -66,13 +66,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from affseg.models import ndd_segmenter
-    from affseg.models.spec_diff_net import SpecDiffNet, load_pretrained, snap_size
-    from affseg.segment.diffusion_hierarchy import (
+    from affseg.grouping.diffusion_hierarchy import (
         grid_clustering,
         labels_to_hierarchy,
         resize_maps,
     )
+    from affseg.models import ndd_segmenter
+    from affseg.models.spec_diff_net import SpecDiffNet, load_pretrained, snap_size
 
     t0 = time.perf_counter()
     net = SpecDiffNet().eval() if args.untrained else load_pretrained()

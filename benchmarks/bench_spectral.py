@@ -61,13 +61,13 @@ def _loss_speed(f: torch.Tensor, lab: torch.Tensor) -> dict:
 
 
 def _kwik_speed(net, image: np.ndarray) -> dict:
-    from affseg.models.spectral_net import spectral_hierarchy
-    from affseg.segment.kwikcluster import (
+    from affseg.grouping.kwikcluster import (
         kwikcluster,
         kwikcluster_hierarchy,
         kwikcluster_image,
         refine_upsampled_labels,
     )
+    from affseg.methods.spectral import spectral_hierarchy
 
     grid, pix = net.embed_image(image, stride=(4, 1))
     flat = pix.reshape(-1, pix.shape[-1])
@@ -116,10 +116,10 @@ def pairwise(
     split: str, limit: int | None, data: str | None, threads: int, log: Path | None
 ) -> dict:
     from affseg.data.bsds import BSDS500
+    from affseg.grouping.kwikcluster import DEFAULT_THRESHOLDS
+    from affseg.methods.spectral import spectral_hierarchy
     from affseg.metrics import RegionBenchmark
     from affseg.metrics.pairwise import pairwise_scores
-    from affseg.models.spectral_net import spectral_hierarchy
-    from affseg.segment.kwikcluster import DEFAULT_THRESHOLDS
 
     torch.set_num_threads(threads)
     ds = BSDS500(split=split, root=data)

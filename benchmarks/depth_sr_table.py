@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from affseg.cli.depth_sr import WEIGHTS_DIR, evaluate
 from affseg.data.io import write_json
+from affseg.methods.depth_sr import WEIGHTS_DIR, evaluate
 
 SCENES = ("art_big", "books_big")
 ROWS = {

@@ -13,8 +13,8 @@ from PIL import Image
 from skimage import data
 
 from affseg.data.io import atomic_write
-from affseg.models.ndd_segmenter import ndd_hierarchy
-from affseg.segment.visualize import overlay
+from affseg.grouping.visualize import overlay
+from affseg.methods.ndd import ndd_hierarchy
 
 OUT = "docs/figures/ndd_levels.png"
 TILE_HEIGHT = 200

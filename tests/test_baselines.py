@@ -9,11 +9,12 @@ from skimage.graph import rag_mean_color
 from skimage.segmentation import find_boundaries
 
 from affseg.errors import InputError
+from affseg.grouping import relabel as rl
+from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.ucm import ucm_to_labels
+from affseg.grouping.visualize import boundaries_image, overlay
 from affseg.methods import METHODS, get_method
-from affseg.segment import baselines as bl
-from affseg.segment.hierarchy import Hierarchy
-from affseg.segment.ucm import ucm_to_labels
-from affseg.segment.visualize import boundaries_image, overlay
+from affseg.methods import baselines as bl
 
 FAST = {
     "felzenszwalb": {"scales": (20, 200, 5000)},
@@ -63,7 +64,7 @@ QUADRANTS = np.add.outer(np.repeat([0, 2], 24), np.repeat([1, 2], 32))
 
 def test_registry_names() -> None:
     for name in ("felzenszwalb", "slic", "quickshift", "ncut", "kmeans"):
-        assert METHODS[name].startswith("affseg.segment.baselines:")
+        assert METHODS[name].startswith("affseg.methods.baselines:")
         assert callable(get_method(name))
 
 
@@ -117,7 +118,7 @@ def test_kmeans_two_colours_exact() -> None:
 def test_connected_relabel_matches_ndimage() -> None:
     rng = np.random.default_rng(0)
     lab = rng.integers(0, 3, (30, 40))
-    ours = bl.connected_relabel(lab)
+    ours = rl.connected_relabel(lab)
     # independent: 4-connected components of each value with scipy.ndimage.label
     ref = np.zeros_like(lab)
     offset = 0
@@ -132,17 +133,17 @@ def test_absorb_small_fragments() -> None:
     lab = np.ones((10, 10), int)
     lab[:, 5:] = 2
     lab[0, 0] = 3  # a one-pixel fragment
-    out = bl.absorb_small(lab, min_size=2)
+    out = rl.absorb_small(lab, min_size=2)
     assert same_partition(out, (np.arange(10)[None, :] >= 5).repeat(10, 0))
 
 
 def test_nest_levels_refines() -> None:
     rng = np.random.default_rng(1)
     raw = [rng.integers(0, k, (16, 16)) for k in (12, 6, 2)]
-    nested = bl.nest_levels(raw)
+    nested = rl.nest_levels(raw)
     for fine, coarse in zip(nested[:-1], nested[1:], strict=True):
         assert is_refinement(fine, coarse)
-    assert same_partition(nested[0], bl.connected_relabel(raw[0]))
+    assert same_partition(nested[0], rl.connected_relabel(raw[0]))
 
 
 def test_superpixel_graph_matches_skimage_rag(blocks: np.ndarray) -> None:

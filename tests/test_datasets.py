@@ -144,7 +144,7 @@ def test_msrc_real(msrc_dir: Path) -> None:
 # --------------------------------------------------------------------------- Middlebury
 def test_middlebury_real(middlebury_dir: Path) -> None:
     root = middlebury_dir.parent
-    assert middlebury.list_scenes(root) == ["art_big", "books_big"]
+    assert {"art_big", "books_big"} <= set(middlebury.list_scenes(root))
     for scale in (2, 4, 8, 16):
         s = middlebury.load_scene("art_big", scale, root)
         h, w = s.gt.shape

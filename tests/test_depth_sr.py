@@ -47,7 +47,7 @@ def test_depth_sr_output_stays_in_input_range_and_paths_agree() -> None:
 
 
 def test_degrade_is_area_downsampling_when_noise_free() -> None:
-    from affseg.cli.depth_sr import degrade
+    from affseg.methods.depth_sr import degrade
 
     g = torch.arange(64.0).reshape(1, 1, 8, 8)
     low = degrade(g, 4, torch.zeros(1, 1, 1, 1), torch.Generator().manual_seed(0))
@@ -56,7 +56,7 @@ def test_degrade_is_area_downsampling_when_noise_free() -> None:
 
 
 def test_augment_keeps_guide_and_depth_aligned() -> None:
-    from affseg.cli.depth_sr import augment
+    from affseg.methods.depth_sr import augment
 
     gen = torch.Generator().manual_seed(0)
     gt = torch.rand(2, 1, 16, 16)
@@ -72,7 +72,7 @@ def test_augment_keeps_guide_and_depth_aligned() -> None:
 
 
 def test_bicubic_upsample_matches_torch() -> None:
-    from affseg.cli.depth_sr import bicubic_upsample
+    from affseg.methods.depth_sr import bicubic_upsample
 
     lr = np.random.default_rng(0).random((5, 7)).astype(np.float32)
     ref = F.interpolate(
@@ -84,7 +84,8 @@ def test_bicubic_upsample_matches_torch() -> None:
 def test_depth_sr_cli_run(tmp_path) -> None:  # noqa: ANN001
     from PIL import Image
 
-    from affseg.cli.depth_sr import WEIGHTS_DIR, main
+    from affseg.cli.depth_sr import main
+    from affseg.methods.depth_sr import WEIGHTS_DIR
 
     weights = sorted(WEIGHTS_DIR.glob("ham_depth_sr_*.pt"))
     if not weights:
@@ -132,7 +133,8 @@ def test_depth_sr_cli_run(tmp_path) -> None:  # noqa: ANN001
 def test_train_round_trip_and_cross_scene_guard(middlebury_dir, tmp_path) -> None:  # noqa: ANN001
     """A 2-step training run writes loadable weights with its record; eval refuses the
     training scene."""
-    from affseg.cli.depth_sr import load_model, main, train
+    from affseg.cli.depth_sr import main
+    from affseg.methods.depth_sr import load_model, train
 
     rec = train(
         "books_big",
@@ -165,7 +167,7 @@ def test_train_round_trip_and_cross_scene_guard(middlebury_dir, tmp_path) -> Non
 
 
 def test_dihedral_transforms_are_distinct_and_inverted() -> None:
-    from affseg.cli.depth_sr import dihedral
+    from affseg.methods.depth_sr import dihedral
 
     x = torch.arange(24.0).reshape(1, 1, 4, 6)
     outs = [dihedral(x, t) for t in range(8)]
@@ -177,7 +179,7 @@ def test_dihedral_transforms_are_distinct_and_inverted() -> None:
 
 
 def test_super_resolve_tta_is_the_mean_over_transformed_runs() -> None:
-    from affseg.cli.depth_sr import super_resolve
+    from affseg.methods.depth_sr import super_resolve
     from affseg.models.depth_sr_net import DepthSRPropagation
 
     torch.manual_seed(0)
@@ -205,7 +207,7 @@ def test_super_resolve_tta_is_the_mean_over_transformed_runs() -> None:
 
 
 def test_train_continues_from_init_weights(middlebury_dir, tmp_path) -> None:  # noqa: ANN001
-    from affseg.cli.depth_sr import load_model, train
+    from affseg.methods.depth_sr import load_model, train
 
     data = str(middlebury_dir.parent)
     train(

@@ -7,8 +7,8 @@ import pytest
 
 from affseg.data.io import as_rgb, read_image, read_label_png, write_label_png, write_ucm_mat
 from affseg.errors import InputError
-from affseg.segment.hierarchy import Hierarchy
-from affseg.segment.ucm import BSDS_THRESHOLDS, ucm_to_labels
+from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.ucm import BSDS_THRESHOLDS, ucm_to_labels
 
 
 def test_as_rgb_rejects_grayscale_and_rgba() -> None:

@@ -8,19 +8,19 @@ import pytest
 from scipy import ndimage
 
 from affseg.errors import InputError
-from affseg.segment.diffusion_hierarchy import (
+from affseg.grouping.diffusion_hierarchy import (
     diffusion_hierarchy,
     labels_to_hierarchy,
     resize_maps,
 )
-from affseg.segment.kernel_grouping import coverage_centres, diffusion_kernel, kernel_kmeans
-from affseg.segment.region_merging import (
+from affseg.grouping.kernel_grouping import coverage_centres, diffusion_kernel, kernel_kmeans
+from affseg.grouping.region_merging import (
     adjacent_pairs,
     connected_cleanup,
     greedy_merge,
     grid_counts,
 )
-from affseg.segment.ucm import BSDS_THRESHOLDS, ucm_to_labels
+from affseg.grouping.ucm import BSDS_THRESHOLDS, ucm_to_labels
 
 FOUR = ndimage.generate_binary_structure(2, 1)
 
@@ -291,7 +291,7 @@ class _ColourNet:
 
 @pytest.mark.parametrize("upsample", ["hr", "lr"])
 def test_ndd_hierarchy_end_to_end_with_a_model_object(upsample: str) -> None:
-    from affseg.models.ndd_segmenter import ndd_hierarchy
+    from affseg.methods.ndd import ndd_hierarchy
 
     img, truth = _two_region_image()
     net = _ColourNet()
@@ -305,7 +305,7 @@ def test_ndd_hierarchy_end_to_end_with_a_model_object(upsample: str) -> None:
 
 def test_ndd_hierarchy_rejects_bad_options() -> None:
     from affseg.methods import get_method
-    from affseg.models.ndd_segmenter import ndd_hierarchy
+    from affseg.methods.ndd import ndd_hierarchy
 
     assert get_method("ndd") is ndd_hierarchy
     img, _ = _two_region_image()
@@ -320,7 +320,7 @@ def test_ndd_hierarchy_rejects_bad_options() -> None:
 
 
 def test_ndd_hierarchy_overrides_T_and_t_for_one_call_only() -> None:
-    from affseg.models.ndd_segmenter import ndd_hierarchy
+    from affseg.methods.ndd import ndd_hierarchy
 
     img, _ = _two_region_image()
     net = _ColourNet()

@@ -10,9 +10,9 @@ import pytest
 import scipy.io
 
 from affseg.errors import InputError
+from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.ucm import BSDS_THRESHOLDS, levels_to_ucm, ucm_nested_labels, ucm_to_labels
 from affseg.metrics import RegionBenchmark
-from affseg.segment.hierarchy import Hierarchy
-from affseg.segment.ucm import BSDS_THRESHOLDS, levels_to_ucm, ucm_nested_labels, ucm_to_labels
 
 # ----------------------------------------------------------------- brute-force references
 

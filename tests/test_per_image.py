@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from affseg.errors import InputError
+from affseg.grouping.hierarchy import Hierarchy
 from affseg.methods import get_method
-from affseg.models.per_image_methods import (
+from affseg.methods.per_image import (
     align_labels,
     continuity_loss,
     ema_alpha,
@@ -17,7 +18,6 @@ from affseg.models.per_image_methods import (
     superpixel_vote,
 )
 from affseg.models.per_image_net import PerImageNet
-from affseg.segment.hierarchy import Hierarchy
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +167,7 @@ def test_image_tensor_shapes_and_coords() -> None:
 
 
 def test_seed_stability_spread() -> None:
-    from affseg.models.seed_stability import seed_stability
+    from affseg.methods.stability import seed_stability
 
     im = two_colour_image()
     gt = np.zeros(im.shape[:2], int)
@@ -183,7 +183,7 @@ def test_seed_stability_spread() -> None:
 
 
 def test_ensemble_response_aligns_permuted_channels() -> None:
-    from affseg.models.per_image_methods import ensemble_response
+    from affseg.methods.per_image import ensemble_response
 
     torch.manual_seed(0)
     r1 = torch.randn(1, 5, 6, 7)
@@ -204,7 +204,7 @@ def test_ensemble_response_aligns_permuted_channels() -> None:
 def test_min_area_gives_connected_segments_of_minimum_size() -> None:
     from scipy import ndimage
 
-    from affseg.models.per_image_methods import _final_labels
+    from affseg.methods.per_image import _final_labels
 
     # label classes: 0 left, 1 right, plus a 4-pixel speck of class 1 and a 20-pixel
     # island of class 2 inside the left half
@@ -254,7 +254,7 @@ def test_backbone_input() -> None:
 
 
 def test_snap_to_superpixels_and_temporal_average() -> None:
-    from affseg.models.per_image_methods import _final_labels
+    from affseg.methods.per_image import _final_labels
 
     # a ragged border between two classes; superpixels = the two straight halves
     lab = np.zeros((8, 10), int)
@@ -278,7 +278,7 @@ def test_snap_to_superpixels_and_temporal_average() -> None:
 
 
 def test_merge_adjacent_two_colours_split_in_four() -> None:
-    from affseg.segment.label_merging import colour_cues, merge_adjacent
+    from affseg.grouping.label_merging import colour_cues, merge_adjacent
 
     im = two_colour_image()
     lab = np.zeros((16, 20), int)
@@ -296,7 +296,7 @@ def test_merge_adjacent_two_colours_split_in_four() -> None:
 
 
 def test_merge_adjacent_mean_and_edge_exact() -> None:
-    from affseg.segment.label_merging import merge_adjacent
+    from affseg.grouping.label_merging import merge_adjacent
 
     # three vertical stripes with feature values 0, 1, 3: a-b distance 1, b-c distance 2
     lab = np.repeat(np.arange(3), 4)[None].repeat(5, 0)

@@ -14,8 +14,8 @@ from affseg.affinity.spectral import (
     spectral_loss_dense,
 )
 from affseg.errors import CorruptFileError, InputError
-from affseg.segment.hierarchy import Hierarchy
-from affseg.segment.kwikcluster import (
+from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.kwikcluster import (
     kwikcluster,
     kwikcluster_hierarchy,
     kwikcluster_image,

@@ -3,7 +3,7 @@
 Public entry points
 -------------------
 segment(image, ...)   -> label map (H, W) of the default (or a named) method
-hierarchy(image, ...) -> :class:`affseg.segment.hierarchy.Hierarchy`, coarse-to-fine
+hierarchy(image, ...) -> :class:`affseg.grouping.hierarchy.Hierarchy`, coarse-to-fine
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from affseg.errors import AffsegError, CorruptFileError, DatasetNotFoundError, I
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from affseg.segment.hierarchy import Hierarchy
+    from affseg.grouping.hierarchy import Hierarchy
 
 __version__ = "0.1.0"
 __all__ = [

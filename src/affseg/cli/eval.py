@@ -140,14 +140,15 @@ def _table(res: dict[str, Any], title: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; returns the exit code."""
     if getattr(args, "stability", None) is not None:
-        from affseg.models.seed_stability import run_stability_cli
+        from affseg.methods.stability import run_stability_cli
 
         return run_stability_cli(args)
     from tqdm import tqdm
 
-    from affseg.cli.segment import check_options, parse_sets, run_named
+    from affseg.cli.segment import parse_sets, run_named
     from affseg.data import bsds
     from affseg.data.io import read_label_png, write_json
+    from affseg.methods import check_options
     from affseg.metrics.region import RegionBenchmark
 
     if args.limit is not None and args.limit < 1:
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     _, gt_dir = bsds.split_dirs(args.split, args.data)
     options = parse_sets(args.set)
     if args.method is not None:
-        check_options(args.method, options)
+        options = check_options(args.method, options)
     bench = RegionBenchmark()
     n_segments: list[np.ndarray] = []
     method_seconds = 0.0

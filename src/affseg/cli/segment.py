@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from affseg.errors import InputError
+from affseg.methods import check_options
 
 #: scikit-image photos bundled with the package (loaded offline by ``--example``).
 EXAMPLES: tuple[str, ...] = (
@@ -57,24 +58,6 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def check_options(method: str | None, options: dict[str, Any]) -> None:
-    """Raise :class:`InputError` when registry method ``method`` takes no such option."""
-    import inspect
-
-    from affseg.methods import DEFAULT_METHOD, get_method
-
-    params = inspect.signature(get_method(method)).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    bad = sorted(k for k in options if k not in params or k in ("image", "seed"))
-    if bad:
-        known = sorted(k for k in params if k not in ("image", "seed"))
-        raise InputError(
-            f"method {method or DEFAULT_METHOD!r} takes no option {', '.join(bad)}; its "
-            f"options: {', '.join(known) or 'none'}"
-        )
-
-
 def run_named(image: np.ndarray, method: str | None, seed: int, options: dict[str, Any]):
     """Run registry method ``method`` on ``image`` (H, W, 3) with ``seed`` and ``options``.
 
@@ -89,7 +72,6 @@ def run_named(image: np.ndarray, method: str | None, seed: int, options: dict[st
     """
     from affseg.methods import run_method
 
-    check_options(method, options)
     return run_method(image, method, seed=seed, **options)
 
 
@@ -169,10 +151,10 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from affseg.data.io import read_image, write_label_png, write_png, write_ucm_mat
-    from affseg.segment.visualize import boundaries_image, overlay
+    from affseg.grouping.visualize import boundaries_image, overlay
 
     options = parse_sets(args.set)
-    check_options(args.method, options)
+    options = check_options(args.method, options)
     if args.segments is not None and args.segments < 1:
         raise InputError(f"--segments must be >= 1, got {args.segments}")
     items = _sources(args)

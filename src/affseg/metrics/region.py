@@ -7,7 +7,7 @@ accuracy ODS/OIS. A hierarchy is scored at 99 thresholds (a UCM) or as a list of
 each one a "threshold".
 
 Speed: the thresholds of a UCM give nested partitions, so the image is labelled once
-(:func:`affseg.segment.ucm.ucm_nested_labels`), the contingency table of the finest
+(:func:`affseg.grouping.ucm.ucm_nested_labels`), the contingency table of the finest
 partition against every annotator is counted once, and the table of each coarser partition
 is its row sums through the parent map. Identical partitions are scored once. Every
 statistic comes from those tables.
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from affseg.errors import InputError
+from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.ucm import BSDS_THRESHOLDS, check_ucm2, ucm_nested_labels
 from affseg.metrics.contingency import compact_labels
 from affseg.metrics.pixel_accuracy import hungarian_matched
-from affseg.segment.hierarchy import Hierarchy
-from affseg.segment.ucm import BSDS_THRESHOLDS, check_ucm2, ucm_nested_labels
 
 
 def _xlog2x(x: np.ndarray) -> np.ndarray:

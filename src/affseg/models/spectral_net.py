@@ -18,8 +18,6 @@ Head (``width`` = w channels)::
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +29,7 @@ from torch import Tensor, nn
 from affseg.errors import CorruptFileError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from affseg.segment.hierarchy import Hierarchy
+    pass
 
 #: Shipped weights of the head (trained by ``affseg train spectral``).
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "spectral_head.pt"
@@ -232,59 +230,3 @@ class SpectralNet(nn.Module):
                 raise InputError(f"stride must be 1 or 4; got {s}")
             out.append(e[0].permute(1, 2, 0).contiguous().numpy())
         return out[0] if isinstance(stride, int) else tuple(out)
-
-
-@lru_cache(maxsize=2)
-def _cached_net(weights: str | None) -> SpectralNet:
-    return SpectralNet(head=load_head(weights))
-
-
-def spectral_hierarchy(
-    image: np.ndarray,
-    *,
-    seed: int = 0,
-    thresholds: Sequence[float] | None = None,
-    min_size: int = 1024,
-    weights: str | os.PathLike[str] | None = None,
-    threads: int | None = None,
-) -> Hierarchy:
-    """Deep spectral clustering of one image: embeddings -> KwikCluster at several thresholds.
-
-    The method ``spectral`` of :mod:`affseg.methods`.
-
-    Parameters
-    ----------
-    image : ndarray, shape (H, W, 3), uint8
-    seed : int
-        Seed of KwikCluster's random pivots.
-    thresholds : sequence of float, optional
-        Inner-product thresholds of the levels (default
-        :data:`affseg.segment.kwikcluster.DEFAULT_THRESHOLDS`); the level at 0.5 (the paper's
-        rounding) is the default level.
-    min_size : int
-        Regions smaller than this many pixels are merged into their most similar neighbour
-        (1024 ~ 0.7 % of a BSDS image; chosen on 20 BSDS500 train images among 64, 256,
-        1024, never on val).
-    weights : path-like, optional
-        Head weights (default: the shipped ``weights/spectral_head.pt``).
-    threads : int, optional
-        torch CPU threads for the network (default: leave torch's setting).
-
-    Returns
-    -------
-    Hierarchy
-        Nested levels fine -> coarse, see
-        :func:`affseg.segment.kwikcluster.kwikcluster_hierarchy`.
-    """
-    from affseg.data.io import as_rgb
-    from affseg.segment.kwikcluster import DEFAULT_THRESHOLDS, kwikcluster_hierarchy
-
-    img = as_rgb(image)
-    if threads is not None:
-        torch.set_num_threads(int(threads))
-    net = _cached_net(None if weights is None else str(weights))
-    grid, pixels = net.embed_image(img, stride=(4, 1))
-    ts = DEFAULT_THRESHOLDS if thresholds is None else tuple(float(t) for t in thresholds)
-    return kwikcluster_hierarchy(
-        grid, ts, seed=seed, min_size=int(min_size), pixel_embeddings=pixels
-    )

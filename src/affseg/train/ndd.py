@@ -35,6 +35,7 @@ import torch
 
 from affseg.data.io import atomic_write, write_json
 from affseg.errors import InputError
+from affseg.runtime import torch_threads
 
 #: Defaults of the shipped run.
 DEFAULT_SCALES = (0.8, 1.0, 1.2)
@@ -232,147 +233,151 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from affseg.models.spec_diff_net import SpecDiffNet, save_weights
     from affseg.train.ndd_cache import FeatureCache, bsds_items
 
-    torch.set_num_threads(max(1, int(args.threads)))
-    if args.crop % 16 or args.crop < 32:
-        raise InputError(f"--crop must be a multiple of 16 and >= 32; got {args.crop}")
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cache = FeatureCache(args.cache or out_dir / "cache")
-    ckpt_path = out_dir / "checkpoint.pt"
-    log_path = out_dir / "log.jsonl"
-    torch.manual_seed(args.seed)
+    with torch_threads(max(1, int(args.threads))):
+        if args.crop % 16 or args.crop < 32:
+            raise InputError(f"--crop must be a multiple of 16 and >= 32; got {args.crop}")
+        out_dir = Path(args.out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cache = FeatureCache(args.cache or out_dir / "cache")
+        ckpt_path = out_dir / "checkpoint.pt"
+        log_path = out_dir / "log.jsonl"
+        torch.manual_seed(args.seed)
 
-    backbone = load_backbone()
-    keys: list[str] = []
-    for split in args.splits:
-        items = bsds_items(args.data, split)
-        keys += cache.build(
-            backbone, items, split, args.scales, (False, True), progress=not args.no_progress
-        )
-    val_keys: list[str] = []
-    if args.val_images > 0 and "val" not in args.splits:
-        items = bsds_items(args.data, "val")[: args.val_images]
-        val_keys = cache.build(
-            backbone, items, "val", (1.0,), (False,), progress=not args.no_progress
-        )
-
-    model = SpecDiffNet(
-        backbone=backbone,
-        hidden=args.hidden,
-        feat_dim=args.feat_dim,
-        k=args.window,
-        n_eig=args.n_eig,
-        n_outer=args.n_outer,
-        n_inner=args.n_inner,
-        t=args.t_init,
-    )
-    model.train()
-    optim = torch.optim.Adam(_param_groups(model, args.lr))
-    step, elapsed = 0, 0.0
-    if args.resume:
-        if not ckpt_path.is_file():
-            raise InputError(f"--resume: no checkpoint at {ckpt_path}")
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_trainable_state_dict(ck["model"])
-        optim.load_state_dict(ck["optim"])
-        step, elapsed = int(ck["step"]), float(ck["elapsed"])
-    elif log_path.exists():
-        log_path.unlink()
-
-    if not args.steps and args.minutes is None:
-        raise InputError("--steps 0 (a time-based schedule) needs --minutes")
-    budget = math.inf if args.minutes is None else 60.0 * float(args.minutes)
-
-    def progress_of(step_: int, elapsed_: float) -> float:
-        if args.steps:
-            return step_ / args.steps
-        return elapsed_ / budget
-
-    def save_checkpoint() -> None:
-        state = {
-            "model": model.trainable_state_dict(),
-            "optim": optim.state_dict(),
-            "step": step,
-            "elapsed": elapsed,
-        }
-        atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
-
-    def log(rec: dict[str, Any]) -> None:
-        with open(log_path, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
-
-    total = args.steps if args.steps else None
-    bar = tqdm(
-        total=total, initial=step, desc="train ndd", disable=args.no_progress, dynamic_ncols=True
-    )
-    last_ckpt = time.monotonic()
-    run_start = time.monotonic() - elapsed
-    lr_hist: list[float] = []
-    hr_hist: list[float] = []
-    val = float("nan")
-    while progress_of(step, elapsed) < 1.0 and elapsed < budget:
-        prog = progress_of(step, elapsed)
-        use_hr = prog >= args.stage1
-        for g in optim.param_groups:
-            g["lr"] = g["base_lr"] * lr_factor(prog)
-        rng = np.random.default_rng([args.seed, step])
-        optim.zero_grad(set_to_none=True)
-        for _ in range(args.batch):
-            item = cache.load(keys[int(rng.integers(0, len(keys)))])
-            loss, lv, hv = sample_loss(
-                model, item, rng, args.crop, use_hr, args.hr_segments, args.hr_weight
+        backbone = load_backbone()
+        keys: list[str] = []
+        for split in args.splits:
+            items = bsds_items(args.data, split)
+            keys += cache.build(
+                backbone, items, split, args.scales, (False, True), progress=not args.no_progress
             )
-            (loss / args.batch).backward()
-            lr_hist.append(lv)
-            if use_hr:
-                hr_hist.append(hv)
-        optim.step()
-        step += 1
-        elapsed = time.monotonic() - run_start
-        bar.update(1)
-        params = model.diffusion_parameters()
-        bar.set_postfix(
-            stage=2 if use_hr else 1,
-            lr_loss=f"{np.mean(lr_hist[-50:]):.3f}",
-            hr_loss=f"{np.mean(hr_hist[-50:]):.3f}" if hr_hist else "-",
-            val=f"{val:.3f}",
-            min=f"{elapsed / 60:.1f}",
-        )
-        done = progress_of(step, elapsed) >= 1.0 or elapsed >= budget
-        if done or time.monotonic() - last_ckpt >= 60.0 * args.checkpoint_minutes:
-            val = val_cosine(model, cache, val_keys)
-            rec = {
-                "step": step,
-                "minutes": round(elapsed / 60, 3),
-                "stage": 2 if use_hr else 1,
-                "lr_loss": float(np.mean(lr_hist[-100:])),
-                "hr_loss": float(np.mean(hr_hist[-100:])) if hr_hist else None,
-                "val_cosine": val,
-                **params,
-            }
-            log(rec)
-            save_checkpoint()
-            last_ckpt = time.monotonic()
-    bar.close()
-    record = {
-        "command": "affseg train ndd "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in _cli_args(args).items()),
-        "splits": list(args.splits),
-        "steps": step,
-        "minutes": round(elapsed / 60, 2),
-        "final_lr_loss": float(np.mean(lr_hist[-100:])) if lr_hist else None,
-        "final_hr_loss": float(np.mean(hr_hist[-100:])) if hr_hist else None,
-        "val_cosine": val if val_keys else None,
-        "val_images": len(val_keys),
-        "seed": args.seed,
-    }
-    save_weights(model, out_dir / "spec_diff_net.pt", record)
-    write_json(out_dir / "record.json", record)
-    if args.ship:
-        from affseg.models.spec_diff_net import default_weights_path
+        val_keys: list[str] = []
+        if args.val_images > 0 and "val" not in args.splits:
+            items = bsds_items(args.data, "val")[: args.val_images]
+            val_keys = cache.build(
+                backbone, items, "val", (1.0,), (False,), progress=not args.no_progress
+            )
 
-        save_weights(model, default_weights_path(), record)
-    return record
+        model = SpecDiffNet(
+            backbone=backbone,
+            hidden=args.hidden,
+            feat_dim=args.feat_dim,
+            k=args.window,
+            n_eig=args.n_eig,
+            n_outer=args.n_outer,
+            n_inner=args.n_inner,
+            t=args.t_init,
+        )
+        model.train()
+        optim = torch.optim.Adam(_param_groups(model, args.lr))
+        step, elapsed = 0, 0.0
+        if args.resume:
+            if not ckpt_path.is_file():
+                raise InputError(f"--resume: no checkpoint at {ckpt_path}")
+            ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            model.load_trainable_state_dict(ck["model"])
+            optim.load_state_dict(ck["optim"])
+            step, elapsed = int(ck["step"]), float(ck["elapsed"])
+        elif log_path.exists():
+            log_path.unlink()
+
+        if not args.steps and args.minutes is None:
+            raise InputError("--steps 0 (a time-based schedule) needs --minutes")
+        budget = math.inf if args.minutes is None else 60.0 * float(args.minutes)
+
+        def progress_of(step_: int, elapsed_: float) -> float:
+            if args.steps:
+                return step_ / args.steps
+            return elapsed_ / budget
+
+        def save_checkpoint() -> None:
+            state = {
+                "model": model.trainable_state_dict(),
+                "optim": optim.state_dict(),
+                "step": step,
+                "elapsed": elapsed,
+            }
+            atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
+
+        def log(rec: dict[str, Any]) -> None:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+        total = args.steps if args.steps else None
+        bar = tqdm(
+            total=total,
+            initial=step,
+            desc="train ndd",
+            disable=args.no_progress,
+            dynamic_ncols=True,
+        )
+        last_ckpt = time.monotonic()
+        run_start = time.monotonic() - elapsed
+        lr_hist: list[float] = []
+        hr_hist: list[float] = []
+        val = float("nan")
+        while progress_of(step, elapsed) < 1.0 and elapsed < budget:
+            prog = progress_of(step, elapsed)
+            use_hr = prog >= args.stage1
+            for g in optim.param_groups:
+                g["lr"] = g["base_lr"] * lr_factor(prog)
+            rng = np.random.default_rng([args.seed, step])
+            optim.zero_grad(set_to_none=True)
+            for _ in range(args.batch):
+                item = cache.load(keys[int(rng.integers(0, len(keys)))])
+                loss, lv, hv = sample_loss(
+                    model, item, rng, args.crop, use_hr, args.hr_segments, args.hr_weight
+                )
+                (loss / args.batch).backward()
+                lr_hist.append(lv)
+                if use_hr:
+                    hr_hist.append(hv)
+            optim.step()
+            step += 1
+            elapsed = time.monotonic() - run_start
+            bar.update(1)
+            params = model.diffusion_parameters()
+            bar.set_postfix(
+                stage=2 if use_hr else 1,
+                lr_loss=f"{np.mean(lr_hist[-50:]):.3f}",
+                hr_loss=f"{np.mean(hr_hist[-50:]):.3f}" if hr_hist else "-",
+                val=f"{val:.3f}",
+                min=f"{elapsed / 60:.1f}",
+            )
+            done = progress_of(step, elapsed) >= 1.0 or elapsed >= budget
+            if done or time.monotonic() - last_ckpt >= 60.0 * args.checkpoint_minutes:
+                val = val_cosine(model, cache, val_keys)
+                rec = {
+                    "step": step,
+                    "minutes": round(elapsed / 60, 3),
+                    "stage": 2 if use_hr else 1,
+                    "lr_loss": float(np.mean(lr_hist[-100:])),
+                    "hr_loss": float(np.mean(hr_hist[-100:])) if hr_hist else None,
+                    "val_cosine": val,
+                    **params,
+                }
+                log(rec)
+                save_checkpoint()
+                last_ckpt = time.monotonic()
+        bar.close()
+        record = {
+            "command": "affseg train ndd "
+            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in _cli_args(args).items()),
+            "splits": list(args.splits),
+            "steps": step,
+            "minutes": round(elapsed / 60, 2),
+            "final_lr_loss": float(np.mean(lr_hist[-100:])) if lr_hist else None,
+            "final_hr_loss": float(np.mean(hr_hist[-100:])) if hr_hist else None,
+            "val_cosine": val if val_keys else None,
+            "val_images": len(val_keys),
+            "seed": args.seed,
+        }
+        save_weights(model, out_dir / "spec_diff_net.pt", record)
+        write_json(out_dir / "record.json", record)
+        if args.ship:
+            from affseg.models.spec_diff_net import default_weights_path
+
+            save_weights(model, default_weights_path(), record)
+        return record
 
 
 def _cli_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from affseg.models.spectral_net import (
     save_head,
     upsample_embeddings,
 )
+from affseg.runtime import torch_threads
 
 
 def default_cache_dir() -> Path:
@@ -99,91 +100,91 @@ def train(args: argparse.Namespace) -> dict:
     from affseg.backbones.efficientnet_lite import load_backbone
     from affseg.train.ndd_cache import FeatureCache, bsds_items
 
-    torch.set_num_threads(max(1, args.threads))
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    cache = FeatureCache(args.cache or default_cache_dir())
-    flips = (False,) if args.no_flip else (False, True)
-    train_items = bsds_items(args.data, "train")
-    val_items = bsds_items(args.data, "val")
-    backbone = load_backbone()
-    train_keys = cache.build(backbone, train_items, "train", args.scales, flips)
-    val_keys = cache.build(backbone, val_items, "val", (1.0,), (False,))
-    del backbone
+    with torch_threads(max(1, args.threads)):
+        torch.manual_seed(args.seed)
+        rng = np.random.default_rng(args.seed)
+        cache = FeatureCache(args.cache or default_cache_dir())
+        flips = (False,) if args.no_flip else (False, True)
+        train_items = bsds_items(args.data, "train")
+        val_items = bsds_items(args.data, "val")
+        backbone = load_backbone()
+        train_keys = cache.build(backbone, train_items, "train", args.scales, flips)
+        val_keys = cache.build(backbone, val_items, "val", (1.0,), (False,))
+        del backbone
 
-    head = SpectralHead(dim=args.dim, width=args.width)
-    opt = torch.optim.Adam(head.parameters(), lr=args.lr)
+        head = SpectralHead(dim=args.dim, width=args.width)
+        opt = torch.optim.Adam(head.parameters(), lr=args.lr)
 
-    def set_lr(progress: float) -> float:
-        # cosine decay over the run; progress = max(step fraction, time fraction)
-        lr = args.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        return lr
+        def set_lr(progress: float) -> float:
+            # cosine decay over the run; progress = max(step fraction, time fraction)
+            lr = args.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            return lr
 
-    log = open(args.log, "a") if args.log else None  # noqa: SIM115 - closed below
-    t0 = time.perf_counter()
-    history: list[dict] = []
-    running: list[float] = []
-    step = 0
-    try:
-        val0 = evaluate(head, cache, val_keys)
-        history.append({"step": 0, "val_loss": val0})
-        print(f"step 0 val_loss {val0:.4f}", flush=True)
-        for step in range(1, args.steps + 1):
-            picks = rng.choice(len(train_keys), size=args.batch, replace=False)
-            minutes = (time.perf_counter() - t0) / 60
-            progress = (step - 1) / args.steps
-            if args.max_minutes:
-                progress = max(progress, minutes / args.max_minutes)
-            lr = set_lr(progress)
-            opt.zero_grad(set_to_none=True)
-            total = 0.0
-            for i in picks:
-                item = cache.load(train_keys[i])
-                ann = int(rng.integers(item["half"].shape[0]))
-                loss = _loss(_embed(head, item), item["half"][ann]) / args.batch
-                loss.backward()
-                total += float(loss.detach())
-            opt.step()
-            running.append(total)
-            minutes = (time.perf_counter() - t0) / 60
-            last = step == args.steps or (args.max_minutes and minutes >= args.max_minutes)
-            if step % args.val_every == 0 or last:
-                rec = {
-                    "step": step,
-                    "train_loss": float(np.mean(running)),
-                    "val_loss": evaluate(head, cache, val_keys),
-                    "minutes": minutes,
-                    "lr": lr,
-                }
-                running = []
-                history.append(rec)
-                print(json.dumps(rec), flush=True)
-                if log:
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-            if last:
-                break
-    finally:
-        if log:
-            log.close()
-    minutes = (time.perf_counter() - t0) / 60
-    summary = {
-        "steps": step,
-        "batch": args.batch,
-        "lr": args.lr,
-        "dim": args.dim,
-        "width": args.width,
-        "scales": list(args.scales),
-        "flips": not args.no_flip,
-        "train_split": "BSDS500 train (200 images)",
-        "minutes": round(minutes, 2),
-        "final_val_loss": history[-1]["val_loss"],
-        "seed": args.seed,
-    }
-    save_head(head, args.out, **summary)
-    return summary
+        log = open(args.log, "a") if args.log else None  # noqa: SIM115 - closed below
+        t0 = time.perf_counter()
+        history: list[dict] = []
+        running: list[float] = []
+        step = 0
+        try:
+            val0 = evaluate(head, cache, val_keys)
+            history.append({"step": 0, "val_loss": val0})
+            print(f"step 0 val_loss {val0:.4f}", flush=True)
+            for step in range(1, args.steps + 1):
+                picks = rng.choice(len(train_keys), size=args.batch, replace=False)
+                minutes = (time.perf_counter() - t0) / 60
+                progress = (step - 1) / args.steps
+                if args.max_minutes:
+                    progress = max(progress, minutes / args.max_minutes)
+                lr = set_lr(progress)
+                opt.zero_grad(set_to_none=True)
+                total = 0.0
+                for i in picks:
+                    item = cache.load(train_keys[i])
+                    ann = int(rng.integers(item["half"].shape[0]))
+                    loss = _loss(_embed(head, item), item["half"][ann]) / args.batch
+                    loss.backward()
+                    total += float(loss.detach())
+                opt.step()
+                running.append(total)
+                minutes = (time.perf_counter() - t0) / 60
+                last = step == args.steps or (args.max_minutes and minutes >= args.max_minutes)
+                if step % args.val_every == 0 or last:
+                    rec = {
+                        "step": step,
+                        "train_loss": float(np.mean(running)),
+                        "val_loss": evaluate(head, cache, val_keys),
+                        "minutes": minutes,
+                        "lr": lr,
+                    }
+                    running = []
+                    history.append(rec)
+                    print(json.dumps(rec), flush=True)
+                    if log:
+                        log.write(json.dumps(rec) + "\n")
+                        log.flush()
+                if last:
+                    break
+        finally:
+            if log:
+                log.close()
+        minutes = (time.perf_counter() - t0) / 60
+        summary = {
+            "steps": step,
+            "batch": args.batch,
+            "lr": args.lr,
+            "dim": args.dim,
+            "width": args.width,
+            "scales": list(args.scales),
+            "flips": not args.no_flip,
+            "train_split": "BSDS500 train (200 images)",
+            "minutes": round(minutes, 2),
+            "final_val_loss": history[-1]["val_loss"],
+            "seed": args.seed,
+        }
+        save_head(head, args.out, **summary)
+        return summary
 
 
 def run(args: argparse.Namespace) -> int:

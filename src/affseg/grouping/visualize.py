@@ -3,7 +3,7 @@
 Example
 -------
 >>> import numpy as np
->>> from affseg.segment.visualize import boundaries_image, overlay
+>>> from affseg.grouping.visualize import boundaries_image, overlay
 >>> img = np.zeros((4, 6, 3), np.uint8)
 >>> lab = np.repeat([[1, 1, 1, 2, 2, 2]], 4, axis=0)
 >>> overlay(img, lab).shape, boundaries_image(lab)[0].tolist()

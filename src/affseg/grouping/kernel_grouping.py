@@ -11,7 +11,7 @@ thousand nodes the dense (N, N) kernel fits easily in memory, and this module wo
    centres, and returns soft assignments ``Z`` (N, C).
 
 Turning the assignments into nested full-resolution segments is the job of
-:mod:`affseg.segment.region_merging`.
+:mod:`affseg.grouping.region_merging`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A :class:`Hierarchy` is a list of nested label maps ordered fine -> coarse, with the height
 at which each level appears; it converts to and from a BSDS UCM (see
-:mod:`affseg.segment.ucm`), so the region benchmark, the writers and other BSDS tools all
+:mod:`affseg.grouping.ucm`), so the region benchmark, the writers and other BSDS tools all
 read the same thing. A flat segmentation is a one-level hierarchy.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 from skimage.segmentation import relabel_sequential
 
 from affseg.errors import InputError
-from affseg.segment.ucm import BSDS_THRESHOLDS, check_ucm2, levels_to_ucm, ucm_nested_labels
+from affseg.grouping.ucm import BSDS_THRESHOLDS, check_ucm2, levels_to_ucm, ucm_nested_labels
 
 
 @dataclass

@@ -9,7 +9,7 @@ smallest dissimilarity
 gradient magnitude, averaged over the 4-neighbour pixel pairs of the shared border), and
 stops when the smallest dissimilarity exceeds ``threshold``: the number of regions adapts to
 the image. Used after the per-image networks (``merge`` option of
-:mod:`affseg.models.per_image_methods`), whose fine partitions differ between seeds mostly
+:mod:`affseg.methods.per_image`), whose fine partitions differ between seeds mostly
 in which regions they join; a criterion that does not depend on the network makes the final
 partition depend less on the seed. :func:`colour_cues` gives the default features.
 
@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from affseg.errors import InputError
-from affseg.segment.region_merging import adjacent_pairs, neighbour_pairs
+from affseg.grouping.region_merging import adjacent_pairs, neighbour_pairs
 
 
 def colour_cues(image: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

@@ -19,11 +19,12 @@ side (input: RGB, by default with frozen backbone feature channels, ``input``), 
 before the argmax. By default (``min_area``) the label classes are then split into
 connected segments and tiny ones merged; ``min_area=None`` keeps the label classes.
 Optionally (``merge``, off by default) adjacent segments are then merged deterministically
-by colour (:mod:`affseg.segment.label_merging`).
+by colour (:mod:`affseg.grouping.label_merging`).
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +36,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from affseg.errors import InputError
+from affseg.grouping.hierarchy import Hierarchy
 from affseg.models.per_image_net import PerImageNet, argmax_labels, input_tensor
-from affseg.segment.hierarchy import Hierarchy
 
 #: Defaults chosen for speed on a CPU and by Hungarian pixel accuracy on BSDS500 *val*
 #: images (the first 5 and images 20-29 of the sorted ids; see BENCHMARKS.md); the papers
@@ -243,7 +244,7 @@ def _final_labels(
     at the working resolution, so at most ``target`` label classes remain. With
     ``min_area`` (a fraction of the image), the label classes are split into 4-connected
     components and components under ``min_area`` x H x W pixels join the nearest other
-    component (:func:`~affseg.segment.baselines.absorb_small`). With ``superpixels``
+    component (:func:`~affseg.methods.baselines.absorb_small`). With ``superpixels``
     (H, W), labels are first replaced by their superpixel's majority label
     (:func:`superpixel_vote`), which snaps segment borders to image edges.
     """
@@ -259,7 +260,7 @@ def _final_labels(
     if superpixels is not None:
         lab = superpixel_vote(lab, superpixels, int(lab.max()) + 1)
     if min_area is not None:
-        from affseg.segment.baselines import absorb_small
+        from affseg.grouping.relabel import absorb_small
 
         return absorb_small(lab, max(1, round(min_area * shape[0] * shape[1])))
     _, inv = np.unique(lab, return_inverse=True)
@@ -278,11 +279,11 @@ def _snap_superpixels(image: np.ndarray, n: int | None) -> np.ndarray | None:
 def _merge(
     labels: np.ndarray, image: np.ndarray, merge: float | None, merge_edge: float
 ) -> np.ndarray:
-    """Labels (H, W) merged by :func:`~affseg.segment.label_merging.merge_adjacent` on CIELAB
+    """Labels (H, W) merged by :func:`~affseg.grouping.label_merging.merge_adjacent` on CIELAB
     colour (+ ``merge_edge`` x colour gradient) down to threshold ``merge`` (None: as is)."""
     if merge is None:
         return labels
-    from affseg.segment.label_merging import colour_cues, merge_adjacent
+    from affseg.grouping.label_merging import colour_cues, merge_adjacent
 
     feats, edges = colour_cues(image)
     return merge_adjacent(labels, feats, float(merge), edges=edges, edge_weight=merge_edge)
@@ -409,7 +410,7 @@ def kanezaki(
     merge : float, optional
         Deterministic merge stage (None: off): touching output segments are merged while
         ``||mean Lab_a - mean Lab_b|| + merge_edge * mean Lab gradient on their border`` is
-        below ``merge`` (:func:`~affseg.segment.label_merging.merge_adjacent`). 17.5 with
+        below ``merge`` (:func:`~affseg.grouping.label_merging.merge_adjacent`). 17.5 with
         ``merge_edge`` 0.25 was chosen on BSDS500 val[20:40] (see BENCHMARKS.md).
     merge_edge : float
         Weight of the border edge strength in the merge criterion.
@@ -713,3 +714,14 @@ def seed_spread(
         "mean": float(np.mean(acc)),
         "std": float(np.std(acc)),
     }
+
+
+def _as_hierarchy_signature(fn: Any) -> inspect.Signature:
+    sig = inspect.signature(fn)
+    return sig.replace(return_annotation="Hierarchy")
+
+
+# the registry validates options against these signatures (the options of the fitted method)
+kanezaki_hierarchy.__signature__ = _as_hierarchy_signature(kanezaki)  # type: ignore[attr-defined]
+kim_hierarchy.__signature__ = _as_hierarchy_signature(kim)  # type: ignore[attr-defined]
+mmt_hierarchy.__signature__ = _as_hierarchy_signature(mmt)  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ smaller than ``min_size`` into their most similar neighbour), and
 :func:`kwikcluster_hierarchy` turns several thresholds into nested levels: KwikCluster is
 run at each threshold, coarse (low threshold) to fine, and every finer level is
 intersected with the next coarser one, so that the levels nest as
-:meth:`affseg.segment.hierarchy.Hierarchy.to_ucm` requires.
+:meth:`affseg.grouping.hierarchy.Hierarchy.to_ucm` requires.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 
 from affseg.errors import InputError
-from affseg.segment.hierarchy import Hierarchy
-from affseg.segment.region_merging import neighbour_pairs
+from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.region_merging import neighbour_pairs
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

@@ -21,7 +21,7 @@ kmeans             k-means on CIE-Lab colour over ``ks`` (segments = colour clus
 Example
 -------
 >>> from skimage import data
->>> from affseg.segment.baselines import felzenszwalb_hierarchy
+>>> from affseg.methods.baselines import felzenszwalb_hierarchy
 >>> h = felzenszwalb_hierarchy(data.coffee())
 >>> len(h.levels) > 1 and h.n_segments[0] > h.n_segments[-1]
 True
@@ -39,7 +39,8 @@ from skimage.segmentation import felzenszwalb, quickshift, relabel_sequential, s
 
 from affseg.data.io import as_rgb
 from affseg.errors import InputError
-from affseg.segment.hierarchy import Hierarchy
+from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.relabel import nest_levels
 
 _FOUR = ndimage.generate_binary_structure(2, 1)
 
@@ -49,108 +50,6 @@ SLIC_SEGMENTS = (1024, 512, 256, 128, 64, 32, 16, 8, 4)
 QUICKSHIFT_MAX_DISTS = (3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 14.0, 20.0, 35.0)
 NCUT_THRESHOLDS = (0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4, 1e-5, 1e-6)
 KMEANS_KS = (16, 12, 8, 6, 5, 4, 3, 2)
-
-
-def connected_relabel(labels: np.ndarray) -> np.ndarray:
-    """Split every segment into its 4-connected components.
-
-    Parameters
-    ----------
-    labels : ndarray, shape (H, W), int
-
-    Returns
-    -------
-    ndarray, shape (H, W), int32
-        Labels 1..K, one per connected component (the UCM's notion of a region).
-    """
-    lab = np.asarray(labels)
-    h, w = lab.shape
-    # edges between 4-neighbours with different labels cut the image; label the rest
-    same_r = lab[:, 1:] == lab[:, :-1]
-    same_d = lab[1:, :] == lab[:-1, :]
-    from scipy.sparse import coo_array
-    from scipy.sparse.csgraph import connected_components
-
-    idx = np.arange(h * w).reshape(h, w)
-    rows = np.concatenate([idx[:, :-1][same_r], idx[:-1, :][same_d]])
-    cols = np.concatenate([idx[:, 1:][same_r], idx[1:, :][same_d]])
-    graph = coo_array((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(h * w, h * w))
-    _, comp = connected_components(graph, directed=False)
-    return relabel_sequential(comp.reshape(h, w).astype(np.int32) + 1)[0].astype(np.int32)
-
-
-def absorb_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Connected components, with those under ``min_size`` pixels given to the nearest other.
-
-    Parameters
-    ----------
-    labels : ndarray, shape (H, W), int
-    min_size : int
-        Components smaller than this (e.g. the diagonal-only fragments that 4-connectivity
-        cuts off an 8-connected segment) take the label of the nearest pixel outside them.
-
-    Returns
-    -------
-    ndarray, shape (H, W), int32
-        4-connected segments labelled 1..K.
-    """
-    comp = connected_relabel(labels)
-    if min_size <= 1:
-        return comp
-    small = np.bincount(comp.ravel())[comp] < min_size
-    if not small.any() or small.all():
-        return comp
-    idx = ndimage.distance_transform_edt(small, return_distances=False, return_indices=True)
-    return connected_relabel(comp[idx[0], idx[1]])
-
-
-def nest_levels(
-    levels: Sequence[np.ndarray], *, connected: bool = True, min_size: int = 1
-) -> list[np.ndarray]:
-    """Make a fine -> coarse list of label maps nested.
-
-    Level 0 is kept (split into connected components when ``connected``). Each coarser
-    level l+1 is rebuilt from the nested level l: every region of level l takes the label of
-    the raw level-l+1 segment it overlaps most (ties: the smaller label), then (when
-    ``connected``) the result is split into connected components. Every region of level l
-    therefore lies inside one region of level l+1.
-
-    Parameters
-    ----------
-    levels : sequence of ndarray, each (H, W), int
-        Raw segmentations, fine -> coarse (need not be nested).
-    connected : bool
-        Make every segment 4-connected (needed for the UCM of the levels to reproduce them).
-    min_size : int
-        With ``connected``, components of level 0 smaller than this join their nearest
-        neighbour (:func:`absorb_small`).
-
-    Returns
-    -------
-    list of ndarray, each (H, W), int32, labels 1..K_l
-    """
-    if not levels:
-        raise InputError("nest_levels needs at least one level")
-    first = np.asarray(levels[0])
-    if connected:
-        prev = absorb_small(first, min_size)
-    else:
-        shifted = first.astype(np.int64) - first.min() + 1
-        prev = relabel_sequential(shifted)[0].astype(np.int32)
-    out = [prev]
-    for raw in levels[1:]:
-        coarse = relabel_sequential(np.asarray(raw, dtype=np.int64) - np.min(raw))[0]
-        n_fine, n_coarse = int(prev.max()) + 1, int(coarse.max()) + 1
-        table = np.bincount(
-            prev.ravel().astype(np.int64) * n_coarse + coarse.ravel(),
-            minlength=n_fine * n_coarse,
-        ).reshape(n_fine, n_coarse)
-        merged = table.argmax(axis=1)[prev]
-        nxt = connected_relabel(merged) if connected else relabel_sequential(merged + 1)[0]
-        # merged + 1 >= 1, so relabel_sequential returns labels 1..K
-        out.append(np.asarray(nxt, dtype=np.int32))
-        prev = out[-1]
-    return out
 
 
 def _hierarchy(levels: list[np.ndarray], default_param_index: int) -> Hierarchy:

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from affseg.errors import InputError
-from affseg.segment.hierarchy import Hierarchy
-from affseg.segment.kernel_grouping import coverage_centres, diffusion_kernel, kernel_kmeans
-from affseg.segment.region_merging import (
+from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.kernel_grouping import coverage_centres, diffusion_kernel, kernel_kmeans
+from affseg.grouping.region_merging import (
     adjacent_pairs,
     connected_cleanup,
     greedy_merge,
@@ -76,8 +76,8 @@ def grid_clustering(
     tau : float
     grid : tuple of int
         (h, w).
-    eps, max_centres : see :func:`~affseg.segment.kernel_grouping.coverage_centres`.
-    beta, n_iter : see :func:`~affseg.segment.kernel_grouping.kernel_kmeans`.
+    eps, max_centres : see :func:`~affseg.grouping.kernel_grouping.coverage_centres`.
+    beta, n_iter : see :func:`~affseg.grouping.kernel_grouping.kernel_kmeans`.
     stride : int
         Later centres and the cluster means come from the nodes of every ``stride``-th row
         and column (1: all nodes, as in the reference; 2: four times cheaper, and every

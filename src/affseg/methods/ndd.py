@@ -2,7 +2,7 @@
 
 ``ndd_hierarchy(image)`` runs the shipped spec-diff-net (loaded once and cached) on one
 RGB image, takes its diffusion embedding on the feature grid, and builds the hierarchy of
-:func:`affseg.segment.diffusion_hierarchy.diffusion_hierarchy` (seed 001, Sect. 6). The
+:func:`affseg.grouping.diffusion_hierarchy.diffusion_hierarchy` (seed 001, Sect. 6). The
 full-resolution masks come from the network's feature-attentional interpolation
 (``upsample="hr"``) or from plain bilinear resizing (``upsample="lr"``).
 """
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from affseg.errors import InputError
-from affseg.segment.diffusion_hierarchy import diffusion_hierarchy
-from affseg.segment.hierarchy import Hierarchy
+from affseg.grouping.diffusion_hierarchy import diffusion_hierarchy
+from affseg.grouping.hierarchy import Hierarchy
 
 #: Grouping options of :func:`ndd_hierarchy` and their types (``--set`` may pass strings).
 _OPTION_TYPES: dict[str, type] = {

@@ -1,0 +1,253 @@
+"""The segmentation methods, one module each, and the registry that names them.
+
+==============  =================================  ========================================
+name            module                             what it is
+==============  =================================  ========================================
+ndd (default)   :mod:`affseg.methods.ndd`          neural diffusion distance (spec-diff-net)
+spectral        :mod:`affseg.methods.spectral`     deep spectral clustering + KwikCluster
+mmt, kim,       :mod:`affseg.methods.per_image`    unsupervised per-image CNNs (MMT, Kim
+kanezaki                                           2020, Kanezaki 2018)
+felzenszwalb,   :mod:`affseg.methods.baselines`    classical baselines as hierarchies
+slic, ...
+==============  =================================  ========================================
+
+Guided depth super-resolution (HAM) is :mod:`affseg.methods.depth_sr`. A method is a
+callable ``fn(image, *, seed=0, **options) -> Hierarchy`` taking a validated RGB image
+(H, W, 3) uint8; a flat method returns a one-level
+:class:`~affseg.grouping.hierarchy.Hierarchy`. Methods are named here as
+``"module:function"`` strings and imported on first use, so ``import affseg`` stays light
+and a method's heavy dependencies load only when it runs. :func:`check_options` validates
+option names and values against the method's signature, once, for the API and the CLI.
+
+Example
+-------
+>>> from affseg.methods import check_options
+>>> check_options("slic", {"compactness": 5.0})
+{'compactness': 5.0}
+>>> check_options("slic", {"bogus": 1})
+Traceback (most recent call last):
+...
+affseg.errors.InputError: method 'slic' takes no option 'bogus'; its options: compactness, ...
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import importlib
+import inspect
+import math
+import numbers
+import os
+import types
+import typing
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from affseg.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from affseg.grouping.hierarchy import Hierarchy
+
+#: name -> "module:function"
+METHODS: dict[str, str] = {
+    "felzenszwalb": "affseg.methods.baselines:felzenszwalb_hierarchy",
+    "slic": "affseg.methods.baselines:slic_hierarchy",
+    "quickshift": "affseg.methods.baselines:quickshift_hierarchy",
+    "ncut": "affseg.methods.baselines:ncut_hierarchy",
+    "kmeans": "affseg.methods.baselines:kmeans_hierarchy",
+    "ndd": "affseg.methods.ndd:ndd_hierarchy",
+    "mmt": "affseg.methods.per_image:mmt_hierarchy",
+    "kim": "affseg.methods.per_image:kim_hierarchy",
+    "kanezaki": "affseg.methods.per_image:kanezaki_hierarchy",
+    "spectral": "affseg.methods.spectral:spectral_hierarchy",
+}
+
+#: The method ``affseg segment`` and :func:`affseg.segment` use when none is named.
+DEFAULT_METHOD = "ndd"
+
+#: Parameters every method takes that are not "options".
+_RESERVED = ("image", "seed")
+
+
+def get_method(name: str | None) -> Callable[..., Hierarchy]:
+    """Resolve a method name to its callable.
+
+    Parameters
+    ----------
+    name : str or None
+        A key of :data:`METHODS`; ``None`` means :data:`DEFAULT_METHOD`.
+
+    Returns
+    -------
+    callable
+        ``fn(image, *, seed=0, **options) -> Hierarchy``.
+
+    Raises
+    ------
+    InputError
+        Unknown name (the message lists the known ones).
+
+    Examples
+    --------
+    >>> get_method("slic").__name__
+    'slic_hierarchy'
+    """
+    key = DEFAULT_METHOD if name is None else name
+    if not isinstance(key, str) or key not in METHODS:
+        raise InputError(f"unknown method {key!r}; choose one of: {', '.join(sorted(METHODS))}")
+    module, func = METHODS[key].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _hint(fn: Callable[..., Any], param: inspect.Parameter) -> Any:
+    """The parameter's annotation as a typing object, or ``Any`` when it cannot be resolved."""
+    ann = param.annotation
+    if ann is inspect.Parameter.empty:
+        return Any
+    if isinstance(ann, str):
+        target = inspect.unwrap(fn)
+        namespace = {**vars(typing), **vars(collections.abc), "os": os}
+        namespace.update(getattr(target, "__globals__", {}))
+        try:
+            return eval(ann, namespace)  # noqa: S307 - our own annotations, not user input
+        except Exception:  # noqa: BLE001 - e.g. names imported under TYPE_CHECKING only
+            return Any
+    return ann
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is acceptable for the type ``hint`` (a small runtime type check)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in args
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        return (
+            isinstance(value, numbers.Real)
+            and not isinstance(value, bool)
+            and not math.isnan(float(value))
+        )
+    if hint is str:
+        return isinstance(value, str)
+    if hint in (os.PathLike,) or origin is os.PathLike:
+        return isinstance(value, os.PathLike)
+    if origin in (tuple, list, collections.abc.Sequence):
+        if not isinstance(value, tuple | list) or len(value) == 0:
+            return False
+        item = args[0] if args else Any
+        return all(_conforms(v, item) for v in value)
+    return True  # a type this check does not know: the method validates it itself
+
+
+def _describe(hint: Any) -> str:
+    text = str(hint).replace("typing.", "").replace("collections.abc.", "")
+    return text.replace("<class '", "").replace("'>", "")
+
+
+def method_options(name: str | None) -> dict[str, inspect.Parameter]:
+    """The options of method ``name`` (its keyword parameters other than image and seed).
+
+    Examples
+    --------
+    >>> sorted(method_options("felzenszwalb"))
+    ['default_scale', 'min_size', 'scales', 'sigma']
+    """
+    fn = get_method(name)
+    params = inspect.signature(fn).parameters
+    return {k: p for k, p in params.items() if k not in _RESERVED and p.kind is p.KEYWORD_ONLY}
+
+
+def check_options(name: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """Validate option names and values of method ``name``; return the options to pass.
+
+    Names must be keyword parameters of the method; values must match their annotated
+    types (``int``, ``float``, ``str``, ``bool``, sequences, optionals, literals). A scalar
+    given where a sequence is expected becomes a one-element tuple (``--set scales=64``).
+
+    Parameters
+    ----------
+    name : str or None
+        Registry name (``None``: the default method).
+    options : dict
+        Keyword options, e.g. from ``--set key=value``.
+
+    Returns
+    -------
+    dict
+        The options, with scalars promoted to tuples where a sequence is expected.
+
+    Raises
+    ------
+    InputError
+        An unknown option (the message lists the valid ones) or a value of the wrong type.
+    """
+    key = DEFAULT_METHOD if name is None else name
+    fn = get_method(key)
+    known = method_options(key)
+    bad = sorted(k for k in options if k not in known)
+    if bad:
+        listed = ", ".join(repr(b) for b in bad)
+        raise InputError(
+            f"method {key!r} takes no option {listed}; its options: "
+            f"{', '.join(sorted(known)) or 'none'}"
+        )
+    out: dict[str, Any] = {}
+    for k, value in options.items():
+        hint = _hint(fn, known[k])
+        origin = typing.get_origin(hint)
+        seq_hint = [
+            a
+            for a in ((hint,) if origin not in (typing.Union, types.UnionType) else hint.__args__)
+            if typing.get_origin(a) in (tuple, list, collections.abc.Sequence)
+        ]
+        if seq_hint and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = (value,)
+        if not _conforms(value, hint):
+            raise InputError(
+                f"method {key!r} option {k}={value!r} has the wrong type: expected "
+                f"{_describe(hint)}, got {type(value).__name__}"
+            )
+        out[k] = value
+    return out
+
+
+def run_method(image: np.ndarray, name: str | None = None, **options: Any) -> Hierarchy:
+    """Validate ``image`` and the options, then run method ``name`` on it.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8 (or anything :func:`affseg.data.io.as_rgb` takes)
+    name : str, optional
+        Registry name; default :data:`DEFAULT_METHOD`.
+    **options
+        ``seed`` and the method's options.
+
+    Returns
+    -------
+    Hierarchy
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> run_method(data.coffee(), "slic").n_segments[0] > 100
+    True
+    """
+    from affseg.data.io import as_rgb
+
+    seed = options.pop("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    checked = check_options(name, options)
+    return get_method(name)(as_rgb(image), seed=int(seed), **checked)

@@ -1,0 +1,377 @@
+"""Guided depth super-resolution with HAM / naive propagation: data, training, inference.
+
+The method behind ``affseg depth-sr`` (the CLI in :mod:`affseg.cli.depth_sr` only parses
+arguments and calls these functions).
+
+The model (:class:`affseg.models.depth_sr_net.DepthSRPropagation`) propagates the bicubic
+upsampling at full resolution with learned HAM (``geometry="hyperbolic"``) or Euclidean
+("naive") affinities over dilations 16..1, re-imposing it with a learned confidence; one
+model serves x2 ... x16. :func:`train` uses one Middlebury scene: random aligned crops of
+its RGB guide and ground-truth disparity (flips, transposition, channel permutation),
+degraded on the fly like the benchmark inputs (area downsampling by 2/4/8/16 plus Gaussian
+noise of std ~ U(4, 8) disparity units, then 8-bit rounding; the measured std of the
+provided inputs vs area-downsampled gt is 5.8-6.1). :func:`super_resolve` runs a model,
+optionally as a test-time dihedral ensemble; :func:`evaluate` tables RMSE/MAE per factor.
+
+Weights are plain tensors and Python containers, read with ``torch.load(...,
+weights_only=True)``: a weights file cannot execute code.
+
+References
+----------
+.. [1] "Hyperbolic Affinity Learning for spatial propagation" (HAM); see REFERENCE_NOTES.
+.. [2] D. Ferstl et al., "Image Guided Depth Upsampling using Anisotropic Total
+   Generalized Variation", ICCV 2013 (the noisy Middlebury benchmark).
+.. [3] J. T. Barron, B. Poole, "The Fast Bilateral Solver", ECCV 2016.
+
+Example
+-------
+>>> import numpy as np
+>>> from affseg.methods.depth_sr import bicubic_upsample
+>>> bicubic_upsample(np.full((4, 5), 7.0, np.float32), 4).shape
+(16, 20)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from affseg.data.io import atomic_write
+from affseg.errors import CorruptFileError, InputError
+from affseg.runtime import torch_threads
+
+#: Benchmark scale index i -> factor 2**i (``depth_{i}_n.png``).
+FACTORS: dict[int, int] = {1: 2, 2: 4, 3: 8, 4: 16}
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+#: Factor of training step ``i`` is ``TRAIN_FACTORS[i % 6]`` (x8 and x16 drawn twice as often).
+TRAIN_FACTORS: tuple[int, ...] = (2, 4, 8, 16, 8, 16)
+
+
+def read_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt file
+        raise CorruptFileError(f"cannot decode {path}: {exc}") from exc
+
+
+def load_scene(scene: str, data: str | None = None) -> dict[str, np.ndarray]:
+    """Read one Middlebury scene at every factor via :mod:`affseg.data.middlebury`.
+
+    Returns
+    -------
+    dict
+        ``rgb`` (H, W, 3) uint8; ``gt`` (H, W) float32 disparity; ``lr{f}`` (H/f, W/f)
+        float32 noisy inputs and ``bp{f}`` (H, W) float32 bilateral-solver outputs
+        (on the gt scale, i.e. divided by 256) for f in 2, 4, 8, 16.
+    """
+    from affseg.data import middlebury
+
+    out: dict[str, np.ndarray] = {}
+    for f in FACTORS.values():
+        sc = middlebury.load_scene(scene, f, data)
+        out["rgb"], out["gt"] = sc.guide, sc.gt.astype(np.float32)
+        out[f"lr{f}"] = sc.lowres.astype(np.float32)
+        if sc.barron_poole is not None:
+            out[f"bp{f}"] = sc.barron_poole.astype(np.float32)
+    return out
+
+
+def _to_tensor_rgb(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+
+
+def bicubic_upsample(lr: np.ndarray, factor: int) -> np.ndarray:
+    """Bicubic upsampling (torch, ``align_corners=False``) of (h, w) to (h*f, w*f)."""
+    t = torch.from_numpy(lr.astype(np.float32))[None, None]
+    return F.interpolate(t, scale_factor=factor, mode="bicubic", align_corners=False)[0, 0].numpy()
+
+
+def degrade(
+    gt: torch.Tensor, factor: int, noise_std: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Simulate a benchmark input: area-downsample, add Gaussian noise, round to 8 bits.
+
+    Parameters
+    ----------
+    gt : Tensor, shape (B, 1, H, W)
+    factor : int
+    noise_std : Tensor, shape (B, 1, 1, 1)
+    generator : torch.Generator
+
+    Returns
+    -------
+    Tensor, shape (B, 1, H/factor, W/factor)
+    """
+    lr = F.avg_pool2d(gt, factor)
+    noise = torch.randn(lr.shape, generator=generator) * noise_std
+    return (lr + noise).round().clamp(0, 255)
+
+
+def augment(
+    gt: torch.Tensor, rgb: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flips, 90-degree rotation and colour-channel permutation of aligned crops.
+
+    Parameters
+    ----------
+    gt : Tensor, shape (B, 1, S, S)
+    rgb : Tensor, shape (B, 3, S, S)
+    generator : torch.Generator
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        The same shapes; one transform for the whole batch.
+    """
+    r = torch.rand(4, generator=generator)
+    if r[0] < 0.5:
+        gt, rgb = gt.flip(-1), rgb.flip(-1)
+    if r[1] < 0.5:
+        gt, rgb = gt.flip(-2), rgb.flip(-2)
+    if r[2] < 0.5:
+        gt, rgb = gt.transpose(-1, -2), rgb.transpose(-1, -2)
+    if r[3] < 0.5:
+        rgb = rgb[:, torch.randperm(3, generator=generator)]
+    return gt.contiguous(), rgb.contiguous()
+
+
+def train(
+    scene: str,
+    geometry: str,
+    out: Path,
+    steps: int = 400,
+    crop: int = 128,
+    batch: int = 4,
+    lr: float = 2e-3,
+    seed: int = 0,
+    data: str | None = None,
+    threads: int = 1,
+    log_every: int = 25,
+    iterations: int = 4,
+    grad_clip: float = 0.0,
+    loss_kind: str = "mse",
+    init_logits: tuple[float, float] = (0.0, 0.0),
+    init_weights: str | Path | None = None,
+) -> dict[str, object]:
+    """Train a :class:`~affseg.models.depth_sr_net.DepthSRPropagation` on one scene.
+
+    ``init_weights`` (weights written by this function) continues training from them
+    (fine-tuning); they must have been trained on the same ``scene`` and ``geometry``, and
+    their architecture (``iterations`` included) and record are taken over.
+
+    Returns
+    -------
+    dict
+        Training record (scene, steps, seconds, final loss) also stored in the weights.
+    """
+    from affseg.models.depth_sr_net import DepthSRPropagation
+
+    with torch_threads(max(1, int(threads))):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        sc = load_scene(scene, data)
+        rgb = _to_tensor_rgb(sc["rgb"])[0]
+        gt = torch.from_numpy(sc["gt"])[None]
+        parent: dict[str, object] | None = None
+        if init_weights is not None:
+            model, parent = _load_payload(init_weights)
+            if parent.get("scene") != scene or model.affinity.geometry != geometry:
+                raise InputError(
+                    f"{init_weights} was trained on {parent.get('scene')} "
+                    f"({model.affinity.geometry}); cannot continue on {scene} "
+                    f"({geometry})"
+                )
+            model.train()
+            iterations = model.iterations
+        else:
+            model = DepthSRPropagation(
+                geometry=geometry,  # type: ignore[arg-type]
+                iterations=iterations,
+            )
+            model.init_aux(*init_logits)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+        h, w = gt.shape[-2:]
+        t0 = time.time()
+        losses: list[float] = []
+        for step in range(steps):
+            factor = TRAIN_FACTORS[step % len(TRAIN_FACTORS)]
+            ys = torch.randint(0, h - crop + 1, (batch,), generator=gen)
+            xs = torch.randint(0, w - crop + 1, (batch,), generator=gen)
+            g = torch.stack(
+                [gt[:, y : y + crop, x : x + crop] for y, x in zip(ys, xs, strict=True)]
+            )
+            im = torch.stack(
+                [rgb[:, y : y + crop, x : x + crop] for y, x in zip(ys, xs, strict=True)]
+            )
+            g, im = augment(g, im, gen)
+            std = 4.0 + 4.0 * torch.rand((batch, 1, 1, 1), generator=gen)
+            low = degrade(g, factor, std, gen)
+            pred = model(im, low, factor)
+            err = pred - g
+            loss = (err**2).mean() if loss_kind == "mse" else torch.sqrt(err**2 + 1.0).mean()
+            opt.zero_grad()
+            loss.backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            if log_every and (step + 1) % log_every == 0:
+                print(
+                    f"step {step + 1}/{steps} loss {np.mean(losses[-log_every:]):.4f} "
+                    f"c {float(model.affinity.curvature.detach()):.4f} {time.time() - t0:.0f}s",
+                    flush=True,
+                )
+        record = {
+            "scene": scene,
+            "geometry": geometry,
+            "steps": steps,
+            "crop": crop,
+            "batch": batch,
+            "lr": lr,
+            "seed": seed,
+            "grad_clip": grad_clip,
+            "loss": loss_kind,
+            "iterations": iterations,
+            "init_logits": list(init_logits) if parent is None else None,
+            "seconds": round(time.time() - t0, 1),
+            "final_loss": float(np.mean(losses[-50:])),
+        }
+        if parent is not None:
+            record["init_weights"] = parent
+        payload = {"config": model.config(), "state_dict": model.state_dict(), "record": record}
+        atomic_write(out, lambda p: torch.save(payload, p))
+        return record
+
+
+def load_model(path: str | Path) -> torch.nn.Module:
+    """Load weights written by :func:`train` (a bare name is looked up in the package)."""
+    return _load_payload(path)[0].eval()
+
+
+def _load_payload(path: str | Path) -> tuple[torch.nn.Module, dict[str, object]]:
+    """Model and training record of weights written by :func:`train`."""
+    from affseg.models.depth_sr_net import DepthSRPropagation
+
+    p = Path(path)
+    if not p.is_file() and (WEIGHTS_DIR / p.name).is_file():
+        p = WEIGHTS_DIR / p.name
+    if not p.is_file():
+        raise InputError(f"weights file not found: {path}")
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+        model = DepthSRPropagation(**payload["config"])
+        model.load_state_dict(payload["state_dict"])
+        record = dict(payload["record"])
+    except Exception as exc:  # noqa: BLE001 - any unpickling / key / shape failure
+        raise CorruptFileError(
+            f"{p} is not affseg depth-sr weights ({type(exc).__name__})"
+        ) from exc
+    return model, record
+
+
+def dihedral(x: torch.Tensor, t: int, inverse: bool = False) -> torch.Tensor:
+    """Apply dihedral transform ``t`` (0..7) of the last two axes, or its inverse.
+
+    Bit 0: flip left-right, bit 1: flip up-down, bit 2: transpose (applied last; the
+    inverse transposes first). Shapes (..., H, W) -> (..., H, W) or (..., W, H).
+    """
+    if inverse and t & 4:
+        x = x.transpose(-1, -2)
+    if t & 1:
+        x = x.flip(-1)
+    if t & 2:
+        x = x.flip(-2)
+    if not inverse and t & 4:
+        x = x.transpose(-1, -2)
+    return x
+
+
+def super_resolve(
+    model: torch.nn.Module, rgb: np.ndarray, lr: np.ndarray, factor: int, tta: int = 1
+) -> np.ndarray:
+    """Run a model on numpy inputs, optionally as a test-time dihedral ensemble.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+    lr : ndarray, shape (H/factor, W/factor)
+    factor : int
+    tta : {1, 2, 4, 8}
+        Average the outputs over the first ``tta`` dihedral transforms of the inputs (see
+        :func:`dihedral`: identity, left-right flip, up-down flip, both, then the same
+        transposed); ``tta`` times the cost of one run.
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+    """
+    if tta not in (1, 2, 4, 8):
+        raise InputError(f"tta must be 1, 2, 4 or 8, got {tta}")
+    g = _to_tensor_rgb(rgb)
+    d = torch.from_numpy(lr.astype(np.float32))[None, None]
+    with torch.no_grad():
+        acc = sum(
+            dihedral(model(dihedral(g, t), dihedral(d, t), factor), t, inverse=True)
+            for t in range(tta)
+        )
+    return (acc / tta)[0, 0].numpy()
+
+
+def error_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE (disparity units) and the other :func:`affseg.metrics.depth.depth_metrics`."""
+    from affseg.metrics.depth import depth_metrics
+
+    return {k: float(v) for k, v in depth_metrics(pred, gt).items()}
+
+
+def evaluate(
+    weights: list[str],
+    scene: str,
+    data: str | None = None,
+    threads: int = 2,
+    tta: int = 1,
+    factors: tuple[int, ...] | None = None,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Table for one scene: method -> factor -> metrics (bicubic, bilateral solver, models).
+
+    ``tta``: test-time dihedral ensemble size of the models (:func:`super_resolve`);
+    ``factors``: a subset of 2, 4, 8, 16 (default all).
+    """
+    with torch_threads(max(1, int(threads))):
+        sc = load_scene(scene, data)
+        table: dict[str, dict[str, dict[str, float]]] = {"bicubic": {}, "barron_poole": {}}
+        models = {Path(w).stem: load_model(w) for w in weights}
+        for name in models:
+            table[name] = {}
+        for f in factors or FACTORS.values():
+            table["bicubic"][f"x{f}"] = error_metrics(bicubic_upsample(sc[f"lr{f}"], f), sc["gt"])
+            if f"bp{f}" in sc:
+                table["barron_poole"][f"x{f}"] = error_metrics(sc[f"bp{f}"], sc["gt"])
+            for name, model in models.items():
+                t0 = time.time()
+                pred = super_resolve(model, sc["rgb"], sc[f"lr{f}"], f, tta)
+                m = error_metrics(pred, sc["gt"])
+                m["seconds"] = round(time.time() - t0, 2)
+                table[name][f"x{f}"] = m
+        return table
+
+
+def weights_scene(path: str | Path) -> str | None:
+    """Training scene recorded in depth-sr weights (``None`` if unreadable)."""
+    p = Path(path)
+    p = p if p.is_file() else WEIGHTS_DIR / p.name
+    try:
+        return str(torch.load(p, map_location="cpu", weights_only=True)["record"]["scene"])
+    except Exception:  # noqa: BLE001 - unreadable weights are reported by load_model
+        return None

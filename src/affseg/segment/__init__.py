@@ -1,1 +1,0 @@
-"""affseg.segment."""
