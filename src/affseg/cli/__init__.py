@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "train",
     "depth_sr",
     "similarity",
+    "serve",
 )
 
 

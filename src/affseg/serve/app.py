@@ -1,0 +1,669 @@
+"""The Starlette app of ``affseg serve``: the viewer page and its HTTP API.
+
+HTTP API (every error is JSON ``{"error": message, "status": code}`` with a 4xx/5xx code)
+==========================================================================================
+
+``GET /api/info``
+    Methods (registry names, default first), built-in examples and the server's limits.
+``POST /api/segment``
+    Multipart form: ``image`` (a file) or ``example`` (a built-in name) or ``id`` (an image
+    uploaded before); optional ``method`` (default ``ndd``) and ``wait`` (``1`` default:
+    answer when the hierarchy is ready; ``0``: answer at once with ``202`` and the job's
+    status, then poll the GET below). Answer::
+
+        {"id": "3f2a...", "method": "slic", "status": "done", "width": 600, "height": 400,
+         "levels": [{"level": 0, "segments": 867}, ...], "default_level": 4,
+         "seconds": 1.9, "scale": 1.0}
+
+``GET /api/segment/{id}/{method}``
+    The same JSON: ``status`` is ``queued`` / ``running`` (with ``elapsed``, ``eta``,
+    ``progress`` in [0, 1] estimated from earlier runs) / ``done`` / ``error`` (with
+    ``error``). Unknown id: 404.
+``GET /api/image/{id}.png``
+    The image as segmented (downscaled to ``max_side`` when larger).
+``GET /api/overlay/{id}/{method}/{level}.png``
+    Segments of one level painted with their mean colour, boundaries in yellow.
+``GET /api/labels/{id}/{method}/{level}.png``
+    The level's label map 1..K as a 16-bit PNG.
+``GET /api/ucm/{id}/{method}.mat``
+    The whole hierarchy as a BSDS ``ucm2`` (double resolution) ``.mat``.
+``GET /api/similarity/{id}.png?y=ROW&x=COL``
+    Neural-diffusion similarity of pixel (ROW, COL) to every pixel as a heat map (the
+    shipped spec-diff-net; seed 001 Fig. 2), the pixel marked in cyan.
+``GET /api/health``
+    ``{"ok": true, "cache": {...}, "jobs": {...}, "rss_bytes": ...}``.
+
+Work and memory: segmentations run in a bounded thread pool (the event loop only parses
+requests and sends bytes); at most ``max_queue`` jobs wait, more are answered ``503``.
+Images, hierarchies, similarity fields (diffusion embedding + interpolation weights) and
+rendered PNGs live in one LRU cache bounded in bytes (:class:`~affseg.serve.cache.ByteLRU`);
+an evicted image's id answers 404 ("upload it again"). Ids are content hashes: nothing in a
+request names a file on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from affseg.errors import AffsegError, InputError
+from affseg.serve.cache import ByteLRU
+from affseg.serve.uploads import UploadRefused, decode_upload
+
+log = logging.getLogger("affseg.serve")
+
+STATIC = Path(__file__).resolve().parent / "static"
+_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+@dataclass
+class Settings:
+    """Limits and sizes of one server."""
+
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_side: int = 800
+    cache_bytes: int = 512 * 1024 * 1024
+    workers: int = 1
+    max_queue: int = 64
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]", "testserver")
+
+
+@dataclass
+class Job:
+    """One (image, method) segmentation in the pool."""
+
+    image_id: str
+    method: str
+    submitted: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    future: Future | None = None
+
+
+@dataclass
+class Result:
+    """A computed hierarchy, stored compactly (uint16 levels)."""
+
+    levels: list[np.ndarray]
+    segments: list[int]
+    heights: list[float]
+    default_level: int
+    seconds: float
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(lv.nbytes for lv in self.levels)) + 256
+
+
+class HTTPError(Exception):
+    """An error answered as JSON with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Viewer:
+    """State of one server: the cache, the pool and the jobs (usable without HTTP)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.cache = ByteLRU(self.settings.cache_bytes)
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(1, self.settings.workers), thread_name_prefix="affseg-seg"
+        )
+        self.jobs: dict[tuple[str, str], Job] = {}
+        self._lock = threading.Lock()
+        self._field_locks: dict[str, threading.Lock] = {}
+        self._rate: dict[str, float] = {}  # method -> seconds per megapixel (EMA)
+
+    # ------------------------------------------------------------------ images
+    def add_image(self, rgb: np.ndarray, name: str = "image") -> dict[str, Any]:
+        """Store an RGB image (downscaled to ``max_side``); returns its description."""
+        from affseg.data.io import as_rgb
+
+        rgb = as_rgb(rgb)
+        h0, w0 = rgb.shape[:2]
+        scale = 1.0
+        if max(h0, w0) > self.settings.max_side:
+            from PIL import Image
+
+            scale = self.settings.max_side / max(h0, w0)
+            size = (max(2, round(w0 * scale)), max(2, round(h0 * scale)))
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.LANCZOS))
+        image_id = hashlib.sha256(rgb.tobytes() + str(rgb.shape).encode()).hexdigest()[:16]
+        info = {"rgb": rgb, "name": name, "original": (h0, w0), "scale": scale}
+        if self.cache.get(("image", image_id)) is None:
+            self.cache.put(("image", image_id), info, rgb.nbytes + 128)
+        return self.describe_image(image_id, info)
+
+    @staticmethod
+    def describe_image(image_id: str, info: dict[str, Any]) -> dict[str, Any]:
+        h, w = info["rgb"].shape[:2]
+        return {
+            "id": image_id,
+            "name": info["name"],
+            "width": int(w),
+            "height": int(h),
+            "original_width": int(info["original"][1]),
+            "original_height": int(info["original"][0]),
+            "scale": float(info["scale"]),
+        }
+
+    def image(self, image_id: str) -> dict[str, Any]:
+        if not isinstance(image_id, str) or not _ID.match(image_id):
+            raise HTTPError(400, "malformed image id")
+        info = self.cache.get(("image", image_id))
+        if info is None:
+            raise HTTPError(404, "unknown or expired image id: upload the image again")
+        return info
+
+    # ------------------------------------------------------------------ jobs
+    def check_method(self, method: str | None) -> str:
+        from affseg.methods import DEFAULT_METHOD, METHODS
+
+        name = method or DEFAULT_METHOD
+        if name not in METHODS:
+            raise HTTPError(400, f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
+        return name
+
+    def submit(self, image_id: str, method: str) -> Job:
+        """Start (or join) the segmentation of an image with a method."""
+        self.image(image_id)
+        key = (image_id, method)
+        with self._lock:
+            job = self.jobs.get(key)
+            if job is not None:
+                if job.finished is None:
+                    return job  # in flight: join it
+                if job.error is None and ("hier", *key) in self.cache:
+                    return job
+            pending = sum(1 for j in self.jobs.values() if j.finished is None)
+            if pending >= self.settings.max_queue:
+                raise HTTPError(503, f"the server is busy ({pending} segmentations waiting)")
+            job = Job(image_id, method)
+            self.jobs[key] = job
+            self._prune_jobs()
+            job.future = self.pool.submit(self._run_job, job)
+        return job
+
+    def _prune_jobs(self) -> None:
+        done = [k for k, j in self.jobs.items() if j.finished is not None]
+        for k in done[: max(0, len(self.jobs) - 512)]:
+            del self.jobs[k]
+
+    def _run_job(self, job: Job) -> None:
+        from affseg.methods import run_method
+
+        job.started = time.monotonic()
+        try:
+            info = self.image(job.image_id)
+            rgb = info["rgb"]
+            t0 = time.perf_counter()
+            hier = run_method(rgb, job.method, seed=0)
+            seconds = time.perf_counter() - t0
+            levels = [lv.astype(np.uint16) if lv.max() < 65536 else lv for lv in hier.levels]
+            res = Result(
+                levels=levels,
+                segments=[int(k) for k in hier.n_segments],
+                heights=[float(h) for h in hier.heights],
+                default_level=int(hier.default_level),
+                seconds=seconds,
+            )
+            self.cache.put(("hier", job.image_id, job.method), res, res.nbytes)
+            mpx = rgb.shape[0] * rgb.shape[1] / 1e6
+            old = self._rate.get(job.method)
+            rate = seconds / mpx
+            self._rate[job.method] = rate if old is None else 0.5 * (old + rate)
+        except HTTPError as exc:
+            job.error = exc.message
+        except AffsegError as exc:
+            job.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - reported to the page, server keeps serving
+            log.exception("segmentation of %s with %s failed", job.image_id, job.method)
+            job.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            job.finished = time.monotonic()
+        if job.error is None and ("field", job.image_id) not in self.cache:
+            # warm the similarity field next, so that the first click is fast
+            with contextlib.suppress(RuntimeError):  # pool shut down
+                self.pool.submit(self._warm_field, job.image_id)
+
+    def _warm_field(self, image_id: str) -> None:
+        try:
+            self.field(image_id)
+        except Exception:  # noqa: BLE001 - a click will report the error itself
+            log.exception("similarity field of %s failed", image_id)
+
+    def status(self, image_id: str, method: str) -> dict[str, Any]:
+        """JSON-able state of a job (the result's levels when done)."""
+        info = self.image(image_id)
+        out = self.describe_image(image_id, info)
+        out["method"] = method
+        res: Result | None = self.cache.get(("hier", image_id, method))
+        if res is not None:
+            out.update(
+                status="done",
+                levels=[{"level": i, "segments": k} for i, k in enumerate(res.segments)],
+                default_level=res.default_level,
+                seconds=round(res.seconds, 3),
+            )
+            return out
+        job = self.jobs.get((image_id, method))
+        if job is None:
+            raise HTTPError(404, f"no segmentation of this image with {method}: POST one")
+        now = time.monotonic()
+        if job.error is not None:
+            out.update(status="error", error=job.error)
+        elif job.finished is not None:
+            # finished but evicted: start again
+            job = self.submit(image_id, method)
+            out.update(status="queued", elapsed=0.0)
+        elif job.started is None:
+            ahead = sum(
+                1
+                for j in list(self.jobs.values())
+                if j.started is None and j.finished is None and j.submitted < job.submitted
+            )
+            out.update(status="queued", queue_position=ahead, elapsed=round(now - job.submitted, 2))
+        else:
+            elapsed = now - job.started
+            out.update(status="running", elapsed=round(elapsed, 2))
+            rate = self._rate.get(method)
+            if rate is not None:
+                eta = rate * info["rgb"].shape[0] * info["rgb"].shape[1] / 1e6
+                out.update(
+                    eta=round(eta, 2), progress=round(min(0.95, elapsed / max(eta, 1e-3)), 3)
+                )
+        return out
+
+    def result(self, image_id: str, method: str) -> Result:
+        self.image(image_id)
+        res = self.cache.get(("hier", image_id, method))
+        if res is None:
+            raise HTTPError(404, f"no finished segmentation of this image with {method}")
+        return res
+
+    # ------------------------------------------------------------------ renders
+    def _level(self, res: Result, level: int) -> np.ndarray:
+        if not 0 <= level < len(res.levels):
+            raise HTTPError(404, f"level {level} outside 0..{len(res.levels) - 1}")
+        return res.levels[level]
+
+    def png(self, kind: str, image_id: str, method: str, level: int) -> bytes:
+        """Overlay or label PNG of one level (rendered once, then cached)."""
+        key = ("png", kind, image_id, method, level)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        from affseg.grouping.visualize import overlay
+
+        rgb = self.image(image_id)["rgb"]
+        lab = self._level(self.result(image_id, method), level).astype(np.int32)
+        if kind == "overlay":
+            data = encode_png(overlay(rgb, lab))
+        else:
+            from skimage.segmentation import relabel_sequential
+
+            data = encode_png(relabel_sequential(lab)[0].astype(np.uint16))
+        self.cache.put(key, data, len(data))
+        return data
+
+    def image_png(self, image_id: str) -> bytes:
+        key = ("png", "image", image_id)
+        hit = self.cache.get(key)
+        if hit is None:
+            hit = encode_png(self.image(image_id)["rgb"])
+            self.cache.put(key, hit, len(hit))
+        return hit
+
+    def ucm_mat(self, image_id: str, method: str) -> bytes:
+        import scipy.io
+
+        from affseg.grouping.hierarchy import Hierarchy
+
+        res = self.result(image_id, method)
+        hier = Hierarchy([lv.astype(np.int32) for lv in res.levels], np.asarray(res.heights))
+        buf = io.BytesIO()
+        scipy.io.savemat(buf, {"ucm2": hier.to_ucm()}, do_compression=True, format="5")
+        return buf.getvalue()
+
+    def field(self, image_id: str) -> Any:
+        """The image's cached :class:`~affseg.serve.similarity.SimilarityField`."""
+        from affseg.serve.similarity import SimilarityField
+
+        key = ("field", image_id)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        with self._lock:
+            lock = self._field_locks.setdefault(image_id, threading.Lock())
+        with lock:
+            hit = self.cache.get(key)
+            if hit is None:
+                hit = SimilarityField(self.image(image_id)["rgb"])
+                self.cache.put(key, hit, hit.nbytes)
+        with self._lock:
+            if len(self._field_locks) > 256:
+                self._field_locks.clear()
+        return hit
+
+    def similarity_png(self, image_id: str, y: int, x: int) -> bytes:
+        from affseg.cli.similarity import heat
+
+        info = self.image(image_id)
+        h, w = info["rgb"].shape[:2]
+        if not (0 <= y < h and 0 <= x < w):
+            raise HTTPError(400, f"pixel ({y}, {x}) is outside the {h} x {w} image")
+        sim = self.field(image_id).row(y, x)
+        img = heat(sim)
+        r = max(2, min(h, w) // 100)
+        img[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1] = (0, 255, 255)
+        return encode_png(img)
+
+    def health(self) -> dict[str, Any]:
+        with self._lock:
+            jobs = list(self.jobs.values())
+        return {
+            "ok": True,
+            "cache": self.cache.stats(),
+            "jobs": {
+                "queued": sum(1 for j in jobs if j.started is None and j.finished is None),
+                "running": sum(1 for j in jobs if j.started is not None and j.finished is None),
+                "finished": sum(1 for j in jobs if j.finished is not None),
+            },
+            "rss_bytes": rss_bytes(),
+        }
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 (H, W[, 3]) or uint16 (H, W) array (fast compression)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def rss_bytes() -> int | None:
+    """Resident memory of this process (Linux ``/proc``), else None."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# ---------------------------------------------------------------------- HTTP layer
+def create_app(settings: Settings | None = None) -> Any:
+    """The Starlette application (one :class:`Viewer` in ``app.state.viewer``)."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    viewer = Viewer(settings)
+    cfg = viewer.settings
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message, "status": status}, status_code=status)
+
+    async def run_blocking(fn: Any, *args: Any) -> Any:
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(fn, *args)
+
+    def png_response(data: bytes, immutable: bool = True) -> Response:
+        headers = {"Cache-Control": "public, max-age=3600, immutable" if immutable else "no-store"}
+        return Response(data, media_type="image/png", headers=headers)
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def info(request: Request) -> Response:
+        from affseg.cli.segment import EXAMPLES
+        from affseg.methods import DEFAULT_METHOD, METHODS
+
+        methods = [DEFAULT_METHOD] + sorted(m for m in METHODS if m != DEFAULT_METHOD)
+        return JSONResponse(
+            {
+                "methods": methods,
+                "default_method": DEFAULT_METHOD,
+                "examples": list(EXAMPLES),
+                "limits": {
+                    "max_upload_bytes": cfg.max_upload_bytes,
+                    "max_pixels": cfg.max_pixels,
+                    "max_side": cfg.max_side,
+                },
+            }
+        )
+
+    async def read_body(request: Request) -> bytes:
+        limit = cfg.max_upload_bytes + 64 * 1024  # room for the multipart framing
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                if int(declared) > limit:
+                    raise HTTPError(
+                        413,
+                        f"the upload is {int(declared) / 1e6:.1f} MB; this server accepts at "
+                        f"most {cfg.max_upload_bytes / 1e6:.1f} MB",
+                    )
+            except ValueError:
+                raise HTTPError(400, "bad Content-Length") from None
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise HTTPError(413, f"the upload exceeds {cfg.max_upload_bytes / 1e6:.1f} MB")
+        return bytes(body)
+
+    async def segment(request: Request) -> Response:
+        from starlette.datastructures import UploadFile
+
+        body = await read_body(request)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        fields: dict[str, Any] = dict(request.query_params)
+        ctype = request.headers.get("content-type", "")
+        if body and ("multipart/form-data" in ctype or "urlencoded" in ctype):
+            try:
+                form = await Request(request.scope, receive).form(
+                    max_files=1, max_fields=16, max_part_size=64 * 1024
+                )
+            except Exception as exc:  # noqa: BLE001 - any malformed multipart body
+                raise HTTPError(400, f"malformed form data: {exc}") from None
+            for k, v in form.multi_items():
+                fields[k] = v
+        elif body:
+            raise HTTPError(415, "send multipart/form-data with a field 'image' (a file)")
+        method = viewer.check_method(_text(fields.get("method")))
+        wait = _text(fields.get("wait")) not in ("0", "false", "no")
+        upload = fields.get("image")
+        example = _text(fields.get("example"))
+        given_id = _text(fields.get("id"))
+        if isinstance(upload, UploadFile):
+            data = await upload.read()
+            name = Path(upload.filename or "upload").name[:80]
+            rgb = await run_blocking(
+                lambda: decode_upload(
+                    data, max_bytes=cfg.max_upload_bytes, max_pixels=cfg.max_pixels
+                )
+            )
+            desc = await run_blocking(viewer.add_image, rgb, name)
+        elif isinstance(upload, str) and upload:
+            raise HTTPError(400, "field 'image' must be a file upload")
+        elif example:
+            from affseg.cli.segment import EXAMPLES, load_example
+
+            if example not in EXAMPLES:
+                raise HTTPError(400, f"unknown example {example!r}; choose one of: "
+                                     f"{', '.join(EXAMPLES)}")  # fmt: skip
+            rgb = await run_blocking(load_example, example)
+            desc = await run_blocking(viewer.add_image, rgb, example)
+        elif given_id:
+            desc = viewer.describe_image(given_id, viewer.image(given_id))
+        else:
+            raise HTTPError(400, "give a file in field 'image', an 'example' name or an 'id'")
+        job = viewer.submit(desc["id"], method)
+        if wait and job.future is not None:
+            await asyncio.wrap_future(job.future)
+        state = viewer.status(desc["id"], method)
+        if state["status"] == "error":
+            return JSONResponse({**state, "status": 422}, status_code=422)
+        return JSONResponse(state, status_code=200 if state["status"] == "done" else 202)
+
+    async def segment_status(request: Request) -> Response:
+        p = request.path_params
+        method = viewer.check_method(p["method"])
+        return JSONResponse(viewer.status(p["id"], method))
+
+    async def image_png(request: Request) -> Response:
+        return png_response(await run_blocking(viewer.image_png, request.path_params["id"]))
+
+    def level_handler(kind: str) -> Any:
+        async def handler(request: Request) -> Response:
+            p = request.path_params
+            method = viewer.check_method(p["method"])
+            data = await run_blocking(viewer.png, kind, p["id"], method, int(p["level"]))
+            return png_response(data)
+
+        return handler
+
+    async def ucm(request: Request) -> Response:
+        p = request.path_params
+        method = viewer.check_method(p["method"])
+        data = await run_blocking(viewer.ucm_mat, p["id"], method)
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{p["id"]}_{method}.mat"'},
+        )
+
+    async def similarity(request: Request) -> Response:
+        try:
+            y = int(request.query_params["y"])
+            x = int(request.query_params["x"])
+        except (KeyError, ValueError):
+            raise HTTPError(400, "give integer query parameters y (row) and x (column)") from None
+        data = await run_blocking(viewer.similarity_png, request.path_params["id"], y, x)
+        return png_response(data)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse(viewer.health())
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPError)
+        return error(exc.status, exc.message)
+
+    async def on_refused(request: Request, exc: Exception) -> Response:
+        return error(getattr(exc, "status", 400), str(exc))
+
+    async def on_starlette_http(request: Request, exc: Exception) -> Response:
+        status = int(getattr(exc, "status_code", 500))
+        return error(status, str(getattr(exc, "detail", "error")))
+
+    async def on_any(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path)
+        return error(500, f"internal error: {type(exc).__name__}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            viewer.close()
+
+    from starlette.exceptions import HTTPException
+
+    level = r"{level:int}"
+    routes = [
+        Route("/", index),
+        Route("/api/info", info),
+        Route("/api/health", health),
+        Route("/api/segment", segment, methods=["POST"]),
+        Route("/api/segment/{id}/{method}", segment_status),
+        Route("/api/image/{id}.png", image_png),
+        Route(f"/api/overlay/{{id}}/{{method}}/{level}.png", level_handler("overlay")),
+        Route(f"/api/labels/{{id}}/{{method}}/{level}.png", level_handler("labels")),
+        Route("/api/ucm/{id}/{method}.mat", ucm),
+        Route("/api/similarity/{id}.png", similarity),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]
+    middleware = [Middleware(SecurityHeaders)]
+    if cfg.allowed_hosts:
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=cfg.allowed_hosts))
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={
+            HTTPError: on_http_error,
+            UploadRefused: on_refused,
+            InputError: on_refused,
+            HTTPException: on_starlette_http,
+            Exception: on_any,
+        },
+        lifespan=lifespan,
+    )
+    app.state.viewer = viewer
+    return app
+
+
+def _text(value: Any) -> str | None:
+    if value is None or not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+class SecurityHeaders:
+    """ASGI middleware: a strict Content-Security-Policy and ``nosniff`` on every answer."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (
+                        b"content-security-policy",
+                        b"default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+                        b"frame-ancestors 'none'",
+                    ),
+                    (b"referrer-policy", b"no-referrer"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

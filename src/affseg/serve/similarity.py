@@ -1,0 +1,105 @@
+"""Per-image neural-diffusion similarity with everything but the clicked row cached.
+
+A click asks for one row of ``K_D = exp(-tau D_t)`` brought to image resolution by the
+network's feature-attentional interpolation (the ``affseg similarity --features ndd``
+map, seed 001 Fig. 2). The interpolation is linear in the map and its attention weights
+depend only on the image, so :class:`SimilarityField` computes the diffusion embedding
+and the attention weights of every interpolation stage once; a click is then one kernel
+row on the grid (a dot product with the embedding) and two 5 x 5 local operators.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from affseg.errors import InputError
+
+
+class SimilarityField:
+    """Cached diffusion embedding and interpolation weights of one image.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+    model : SpecDiffNet, optional
+        Default: the shipped model (:func:`affseg.methods.ndd.shipped_model`).
+    """
+
+    def __init__(self, rgb: np.ndarray, model: Any | None = None) -> None:
+        from affseg.affinity.graph import LocalOperator, local_sq_distances, valid_mask
+        from affseg.methods.ndd import _image_tensor, shipped_model
+
+        net = shipped_model() if model is None else model
+        x = _image_tensor(rgb)
+        with torch.no_grad():
+            out = net.encode(x)
+            self.embedding = out.embedding[0].detach().float().contiguous()  # (N, E)
+            self.sq_norms = (self.embedding * self.embedding).sum(-1)
+            self.tau = float(out.tau)
+            self.grid = tuple(int(v) for v in out.grid)
+            self.size = (int(rgb.shape[0]), int(rgb.shape[1]))
+            # the stages of net.upsample: stride 8 -> 4 -> 2 guided by [f4, f2]
+            guides = [out.guide[1].float(), out.guide[0].float()]
+            gammas = [float(g) for g in net.interp.gammas[-len(guides) :]]
+            window = int(net.interp.window)
+            self.stages: list[tuple[int, int, list[Any]]] = []
+            h, w = self.grid
+            for g, gam in zip(guides, gammas, strict=True):
+                c, hh, ww = g.shape[1:]
+                if hh % h or ww % w:
+                    raise InputError(f"guide {hh}x{ww} is not an integer multiple of {h}x{w}")
+                sy, sx = hh // h, ww // w
+                coarse = F.interpolate(g, size=(h, w), mode="bilinear", align_corners=False)
+                mask = valid_mask(h, w, window, g.device)
+                ops = []
+                for a in range(sy):
+                    for b in range(sx):
+                        gp = g[:, :, a::sy, b::sx].contiguous()
+                        d = local_sq_distances(gp, window, other=coarse) / c
+                        logits = torch.where(mask, -gam * d, torch.full((), -math.inf))
+                        ops.append(LocalOperator(torch.softmax(logits, 1), window))
+                self.stages.append((sy, sx, ops))
+                h, w = hh, ww
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory held (for the byte-bounded cache)."""
+        total = self.embedding.numel() * 4 * 2
+        for _, _, ops in self.stages:
+            for op in ops:
+                total += op.coef.numel() * op.coef.element_size()
+        return int(total)
+
+    def node(self, y: int, x: int) -> int:
+        """Grid node (row-major) of image pixel (y, x)."""
+        h, w = self.grid
+        h_img, w_img = self.size
+        return min(h - 1, int(y * h / h_img)) * w + min(w - 1, int(x * w / w_img))
+
+    def row(self, y: int, x: int) -> np.ndarray:
+        """Similarity of pixel (y, x) to every pixel, shape (H, W), values in [0, 1]."""
+        h_img, w_img = self.size
+        if not (0 <= y < h_img and 0 <= x < w_img):
+            raise InputError(f"pixel ({y}, {x}) is outside the {h_img} x {w_img} image")
+        i = self.node(y, x)
+        with torch.no_grad():
+            e = self.embedding
+            d = (self.sq_norms[i] + self.sq_norms - 2.0 * (e @ e[i])).clamp_min(0.0)
+            maps = torch.exp(-self.tau * d).reshape(1, *self.grid, 1)  # (B, h, w, M)
+            h, w = self.grid
+            for sy, sx, ops in self.stages:
+                phases = [op.apply(maps) for op in ops]  # each (1, h, w, 1)
+                maps = torch.stack(phases, 1).reshape(1, sy, sx, h, w, 1)
+                maps = maps.permute(0, 3, 1, 4, 2, 5).reshape(1, h * sy, w * sx, 1)
+                h, w = h * sy, w * sx
+            fine = maps.reshape(1, 1, h, w)
+            if (h, w) != (h_img, w_img):
+                fine = F.interpolate(
+                    fine, size=(h_img, w_img), mode="bilinear", align_corners=False
+                )
+        return fine[0, 0].numpy()
