@@ -39,9 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=float, default=40e6,
                    help="largest image in pixels, read from the header (default 40e6)")  # fmt: skip
     p.add_argument("--max-side", type=int, default=800,
-                   help="images are downscaled to this long side for segmentation (default 800)")  # fmt: skip
+                   help="larger images are downscaled to this long side (default 800)")  # fmt: skip
     p.add_argument("--cache-mb", type=float, default=512.0,
-                   help="memory for cached images, hierarchies and renders (default 512)")  # fmt: skip
+                   help="MB for cached images, hierarchies, renders (default 512)")  # fmt: skip
     p.add_argument("--workers", type=int, default=1,
                    help="segmentations run at once (default 1)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None,
