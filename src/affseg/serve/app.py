@@ -443,6 +443,9 @@ def create_app(settings: Settings | None = None) -> Any:
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
+
     async def info(request: Request) -> Response:
         from affseg.cli.segment import EXAMPLES
         from affseg.methods import DEFAULT_METHOD, METHODS
@@ -604,6 +607,7 @@ def create_app(settings: Settings | None = None) -> Any:
     level = r"{level:int}"
     routes = [
         Route("/", index),
+        Route("/favicon.ico", favicon),
         Route("/api/info", info),
         Route("/api/health", health),
         Route("/api/segment", segment, methods=["POST"]),
