@@ -19,6 +19,9 @@ import torch.nn.functional as F
 
 from affseg.errors import InputError
 
+#: Images with a shorter side are enlarged to this for the embedding (grid >= 12 x 12).
+MIN_SIDE = 96
+
 
 class SimilarityField:
     """Cached diffusion embedding and interpolation weights of one image.
@@ -35,14 +38,23 @@ class SimilarityField:
         from affseg.methods.ndd import _image_tensor, shipped_model
 
         net = shipped_model() if model is None else model
-        x = _image_tensor(rgb)
+        self.size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        work = rgb
+        if min(self.size) < MIN_SIDE:
+            # the diffusion embedding needs more grid nodes than eigenvectors: work on an
+            # enlarged copy, the map comes back at the image's own size
+            from PIL import Image
+
+            s = MIN_SIDE / min(self.size)
+            size = (round(self.size[1] * s), round(self.size[0] * s))
+            work = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+        x = _image_tensor(work)
         with torch.no_grad():
             out = net.encode(x)
             self.embedding = out.embedding[0].detach().float().contiguous()  # (N, E)
             self.sq_norms = (self.embedding * self.embedding).sum(-1)
             self.tau = float(out.tau)
             self.grid = tuple(int(v) for v in out.grid)
-            self.size = (int(rgb.shape[0]), int(rgb.shape[1]))
             # the stages of net.upsample: stride 8 -> 4 -> 2 guided by [f4, f2]
             guides = [out.guide[1].float(), out.guide[0].float()]
             gammas = [float(g) for g in net.interp.gammas[-len(guides) :]]
