@@ -76,6 +76,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "(each level one 'threshold'; needs the same level count per image)",
     )
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="write covering vs number of segments (this run and any --compare)",
+    )
+    p.add_argument("--compare", type=Path, nargs="+", default=[], metavar="JSON",
+                   help="earlier --json results whose curves --plot draws too")  # fmt: skip
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "
                         "spread of Hungarian pixel accuracy over seeds")  # fmt: skip
@@ -161,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     bench = RegionBenchmark()
     n_segments: list[np.ndarray] = []
     method_seconds = 0.0
+    scored: list[dict[str, Any]] = []
 
     def gts_of(image_id: str) -> list[np.ndarray]:
         return bsds.load_ground_truth(gt_dir / f"{image_id}.mat")
@@ -185,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
             except InputError as exc:
                 raise InputError(f"{path.name}: {exc}") from None
             n_segments.append(np.asarray(stats["n_segments"]))
+            scored.append(stats)
     else:
         ids = bsds.list_split(args.data, args.split)
         ids = ids[: args.limit] if args.limit else ids
@@ -210,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
                 seg = hier
             stats = bench.update(seg, gts_of(image_id), image_id)
             n_segments.append(np.asarray(stats["n_segments"]))
+            scored.append(stats)
     res = bench.compute()
     total = time.perf_counter() - t_start
     n = res["images"]
@@ -231,8 +243,17 @@ def run(args: argparse.Namespace) -> int:
         "mean_segments": float(np.mean([s[i_ods] for s in n_segments])),
         "per_image": res["per_image"],
     }
+    from affseg.figures import covering_curve
+
+    out["curve"] = covering_curve(scored)
     print(_table(out, f"BSDS500 {args.split}: {label}"))
     if args.json is not None:
         write_json(args.json, out)
         print(f"wrote {args.json}")
+    if args.plot is not None:
+        from affseg.figures import load_curves, plot_covering_curves
+
+        curves = {args.method or args.ucm.name: out["curve"], **load_curves(args.compare)}
+        plot_covering_curves(curves, args.plot, f"BSDS500 {args.split}, {n} images")
+        print(f"wrote {args.plot}")
     return 0

@@ -6,6 +6,7 @@ Per image ``<stem>`` it writes into ``--out``:
 * ``<stem>.overlay.png``     segments painted with their mean colour, boundaries in yellow
 * ``<stem>.boundaries.png``  white boundary pixels on black
 * ``<stem>.mat``             the whole hierarchy as a BSDS ``ucm2`` (double resolution)
+* ``<stem>.figure.png``      with ``--figure``: boundaries at 3 levels, similarity of 3 pixels
 
 Example::
 
@@ -131,6 +132,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="KEY=VALUE",
         help="method option, e.g. --set scales=64,256,1024 (repeatable)",
     )
+    p.add_argument(
+        "--figure",
+        action="store_true",
+        help="also write <stem>.figure.png: boundaries at 3 levels, similarity maps of 3 pixels",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -174,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
         write_png(out / f"{stem}.overlay.png", overlay(image, labels))
         write_png(out / f"{stem}.boundaries.png", boundaries_image(labels))
         write_ucm_mat(out / f"{stem}.mat", ucm2)
+        if getattr(args, "figure", False):
+            from affseg.figures import segment_figure
+
+            write_png(out / f"{stem}.figure.png", segment_figure(image, hier))
         k = int(len(np.unique(labels)))
         tqdm.write(
             f"{stem}: {k} segments ({args.method}, {len(hier.levels)} levels), "
