@@ -62,6 +62,7 @@ import numpy as np
 
 from affseg.errors import AffsegError, InputError
 from affseg.serve.cache import ByteLRU
+from affseg.serve.similarity import MIN_SIDE, CapturingModel, SimilarityField
 from affseg.serve.uploads import UploadRefused, decode_upload
 
 log = logging.getLogger("affseg.serve")
@@ -217,8 +218,19 @@ class Viewer:
             info = self.image(job.image_id)
             rgb = info["rgb"]
             t0 = time.perf_counter()
-            hier = run_method(rgb, job.method, seed=0)
+            capture = None
+            options: dict[str, Any] = {}
+            if job.method == "ndd" and min(rgb.shape[:2]) >= MIN_SIDE:
+                from affseg.methods.ndd import shipped_model
+
+                capture = CapturingModel(shipped_model())
+                options["model"] = capture
+            hier = run_method(rgb, job.method, seed=0, **options)
             seconds = time.perf_counter() - t0
+            if capture is not None and capture.output is not None:
+                with contextlib.suppress(Exception):  # the field is rebuilt on demand
+                    fld = SimilarityField(rgb, capture.net, output=capture.output)
+                    self.cache.put(("field", job.image_id), fld, fld.nbytes)
             levels = [lv.astype(np.uint16) if lv.max() < 65536 else lv for lv in hier.levels]
             res = Result(
                 levels=levels,
@@ -241,10 +253,25 @@ class Viewer:
             job.error = f"{type(exc).__name__}: {exc}"
         finally:
             job.finished = time.monotonic()
-        if job.error is None and ("field", job.image_id) not in self.cache:
-            # warm the similarity field next, so that the first click is fast
+        if job.error is None:
+            # next in the pool: the similarity field (fast first click), then every level's
+            # overlay (slider moves answered from the cache)
             with contextlib.suppress(RuntimeError):  # pool shut down
-                self.pool.submit(self._warm_field, job.image_id)
+                if ("field", job.image_id) not in self.cache:
+                    self.pool.submit(self._warm_field, job.image_id)
+                self.pool.submit(self._warm_overlays, job.image_id, job.method)
+
+    def _warm_overlays(self, image_id: str, method: str) -> None:
+        try:
+            res = self.result(image_id, method)
+            d = res.default_level
+            for lv in sorted(range(len(res.levels)), key=lambda i: abs(i - d)):
+                if ("png", "overlay", image_id, method, lv) not in self.cache:
+                    self.png("overlay", image_id, method, lv)
+        except HTTPError:
+            pass  # evicted meanwhile
+        except Exception:  # noqa: BLE001 - on-demand rendering reports errors itself
+            log.exception("overlays of %s / %s failed", image_id, method)
 
     def _warm_field(self, image_id: str) -> None:
         try:
@@ -313,12 +340,10 @@ class Viewer:
         hit = self.cache.get(key)
         if hit is not None:
             return hit
-        from affseg.grouping.visualize import overlay
-
         rgb = self.image(image_id)["rgb"]
         lab = self._level(self.result(image_id, method), level).astype(np.int32)
         if kind == "overlay":
-            data = encode_png(overlay(rgb, lab))
+            data = encode_png(fast_overlay(rgb, lab), level=0)
         else:
             from skimage.segmentation import relabel_sequential
 
@@ -347,8 +372,6 @@ class Viewer:
 
     def field(self, image_id: str) -> Any:
         """The image's cached :class:`~affseg.serve.similarity.SimilarityField`."""
-        from affseg.serve.similarity import SimilarityField
-
         key = ("field", image_id)
         hit = self.cache.get(key)
         if hit is not None:
@@ -376,7 +399,7 @@ class Viewer:
         img = heat(sim)
         r = max(2, min(h, w) // 100)
         img[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1] = (0, 255, 255)
-        return encode_png(img)
+        return encode_png(img, level=0)
 
     def health(self) -> dict[str, Any]:
         with self._lock:
@@ -396,12 +419,38 @@ class Viewer:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def encode_png(arr: np.ndarray) -> bytes:
-    """PNG bytes of a uint8 (H, W[, 3]) or uint16 (H, W) array (fast compression)."""
+def fast_overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Segments painted with their mean colour, one-pixel boundaries in yellow.
+
+    The picture of :func:`affseg.grouping.visualize.overlay` drawn for interactive use:
+    labels index the colour table directly and a pixel is a boundary when its right or lower
+    neighbour has another label.
+    """
+    lab = labels.astype(np.intp, copy=False)
+    flat = lab.ravel()
+    n = int(flat.max()) + 1
+    counts = np.maximum(np.bincount(flat, minlength=n), 1)
+    img = rgb.reshape(-1, 3).astype(np.float32)
+    paint = np.stack([np.bincount(flat, img[:, c], n) for c in range(3)], 1) / counts[:, None]
+    out = (alpha * paint[flat] + (1.0 - alpha) * img).reshape(rgb.shape)
+    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    edge = np.zeros(lab.shape, bool)
+    edge[:, :-1] |= lab[:, :-1] != lab[:, 1:]
+    edge[:-1, :] |= lab[:-1, :] != lab[1:, :]
+    out[edge] = (255, 255, 0)
+    return out
+
+
+def encode_png(arr: np.ndarray, level: int = 1) -> bytes:
+    """PNG bytes of a uint8 (H, W[, 3]) or uint16 (H, W) array.
+
+    ``level`` is zlib's compression level: 0 (stored, fastest: pictures shown live on
+    loopback) or 1 (fast, for downloads).
+    """
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=level)
     return buf.getvalue()
 
 

@@ -31,9 +31,11 @@ class SimilarityField:
     rgb : ndarray, shape (H, W, 3), uint8
     model : SpecDiffNet, optional
         Default: the shipped model (:func:`affseg.methods.ndd.shipped_model`).
+    output : NDDOutput, optional
+        ``model.encode`` of this image when already computed (e.g. by the ``ndd`` method).
     """
 
-    def __init__(self, rgb: np.ndarray, model: Any | None = None) -> None:
+    def __init__(self, rgb: np.ndarray, model: Any | None = None, output: Any = None) -> None:
         from affseg.affinity.graph import LocalOperator, local_sq_distances, valid_mask
         from affseg.methods.ndd import _image_tensor, shipped_model
 
@@ -50,7 +52,7 @@ class SimilarityField:
             work = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
         x = _image_tensor(work)
         with torch.no_grad():
-            out = net.encode(x)
+            out = net.encode(x) if output is None else output
             self.embedding = out.embedding[0].detach().float().contiguous()  # (N, E)
             self.sq_norms = (self.embedding * self.embedding).sum(-1)
             self.tau = float(out.tau)
@@ -115,3 +117,27 @@ class SimilarityField:
                     fine, size=(h_img, w_img), mode="bilinear", align_corners=False
                 )
         return fine[0, 0].numpy()
+
+
+class CapturingModel:
+    """Wraps a spec-diff-net for ``ndd_hierarchy(model=...)`` and keeps its last encoding.
+
+    The ``ndd`` method encodes the image anyway; keeping that output lets the similarity
+    field skip a second pass of the network.
+    """
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+        self.output: Any = None
+        self.shape: tuple[int, ...] | None = None
+
+    def encode(self, images: torch.Tensor) -> Any:
+        self.output = self.net.encode(images)
+        self.shape = tuple(images.shape)
+        return self.output
+
+    def upsample(self, maps: torch.Tensor, out: Any, size: Any = None) -> torch.Tensor:
+        return self.net.upsample(maps, out, size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.net, name)

@@ -1,0 +1,117 @@
+"""Latency of ``affseg serve``: first segmentation, slider moves and clicks over HTTP.
+
+Starts a real server (``--threads 2``) on a free loopback port, then per example image:
+
+* ``first``: ``POST /api/segment`` (the method's whole run) for ndd and slic;
+* ``slider``: ``GET /api/overlay/...`` of every level, each level's first request (rendered
+  and PNG-encoded) and a repeat (from the cache);
+* ``click``: ``GET /api/similarity/...`` of 30 random pixels (the cached diffusion
+  embedding and interpolation weights: one kernel row, two 5 x 5 stencils, colouring, PNG).
+
+Wall-clock times at the client, including HTTP. Writes
+``benchmarks/results/serve_latency.json``::
+
+    python benchmarks/bench_serve_latency.py [--examples coffee astronaut] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from serve_util import Server  # noqa: E402
+
+
+def _stats(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms)
+    return {
+        "n": int(a.size),
+        "median_ms": round(float(np.median(a)), 1),
+        "p95_ms": round(float(np.percentile(a, 95)), 1),
+        "max_ms": round(float(a.max()), 1),
+    }
+
+
+def timed(srv: Server, path: str) -> float:
+    t0 = time.perf_counter()
+    status, _, body = srv.request(path, timeout=120)
+    dt = (time.perf_counter() - t0) * 1000
+    if status != 200:
+        raise RuntimeError(f"{path}: HTTP {status} {body[:200]!r}")
+    return dt
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--examples", nargs="+", default=["coffee", "astronaut"])
+    ap.add_argument("--methods", nargs="+", default=["ndd", "slic"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clicks", type=int, default=30)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/serve_latency.json")
+    args = ap.parse_args()
+    srv = Server("--threads", str(args.threads))
+    rng = np.random.default_rng(0)
+    runs = []
+    try:
+        for ex in args.examples:
+            for method in args.methods:
+                t0 = time.perf_counter()
+                status, res = srv.post_form({"example": ex, "method": method})
+                first = time.perf_counter() - t0
+                if status != 200:
+                    raise RuntimeError(f"{ex}/{method}: {res}")
+                i, h, w = res["id"], res["height"], res["width"]
+                # wait for the background similarity field of this image
+                t1 = time.perf_counter()
+                timed(srv, f"/api/similarity/{i}.png?y=0&x=0")
+                field_wait = time.perf_counter() - t1
+                levels = range(len(res["levels"]))
+                slider_first = [timed(srv, f"/api/overlay/{i}/{method}/{lv}.png") for lv in levels]
+                slider_cached = [timed(srv, f"/api/overlay/{i}/{method}/{lv}.png") for lv in levels]
+                pts = zip(rng.integers(0, h, args.clicks), rng.integers(0, w, args.clicks), strict=True)
+                clicks = [timed(srv, f"/api/similarity/{i}.png?y={y}&x={x}") for y, x in pts]
+                row = {
+                    "example": ex,
+                    "method": method,
+                    "size": [h, w],
+                    "levels": len(res["levels"]),
+                    "first_request_s": round(first, 2),
+                    "method_seconds": res["seconds"],
+                    "first_click_wait_s": round(field_wait, 2),
+                    "slider_first_render": _stats(slider_first),
+                    "slider_cached": _stats(slider_cached),
+                    "click": _stats(clicks),
+                }
+                runs.append(row)
+                print(json.dumps(row))
+    finally:
+        srv.stop()
+    out = {
+        "command": "python benchmarks/bench_serve_latency.py " + " ".join(sys.argv[1:]),
+        "threads": args.threads,
+        "cpu_count": os.cpu_count(),
+        "load_average_end": [round(v, 2) for v in os.getloadavg()],
+        "python": platform.python_version(),
+        "runs": runs,
+        "worst_interactive_p95_ms": max(
+            max(r["slider_first_render"]["p95_ms"], r["click"]["p95_ms"]) for r in runs
+        ),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
