@@ -29,7 +29,7 @@ def pick_levels(n_segments: Sequence[int], k: int = 3, max_segments: int = 300) 
     Examples
     --------
     >>> pick_levels([800, 400, 200, 100, 50, 20, 8, 3, 1])
-    [1, 4, 7]
+    [2, 4, 7]
     """
     counts = list(n_segments)
     cand = [i for i, c in enumerate(counts) if 2 <= c <= max_segments] or list(range(len(counts)))
