@@ -232,15 +232,16 @@ def plot_covering_curves(
         order = np.argsort(seg, kind="stable")
         seg, cov = seg[order], cov[order]
         keep = seg >= 1
-        (line,) = ax.plot(seg[keep], cov[keep], marker=".", ms=3, lw=1.5, label=name)
         i = int(np.argmax(cov))
+        label = f"{name} (ODS {cov[i]:.3f} at {seg[i]:.1f})"
+        (line,) = ax.plot(seg[keep], cov[keep], marker=".", ms=3, lw=1.5, label=label)
         ax.plot([seg[i]], [cov[i]], "o", color=line.get_color(), ms=6)
     ax.set_xscale("log")
     ax.set_xlabel("mean number of segments")
     ax.set_ylabel("segmentation covering")
     ax.set_ylim(0, 1)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="dot = covering ODS", fontsize=8, title_fontsize=8)
+    ax.legend(title="dot: covering ODS at mean segments", fontsize=8, title_fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
