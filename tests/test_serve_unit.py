@@ -158,3 +158,17 @@ def test_serve_cli_options():
     assert wide.allowed_hosts == ()
     with pytest.raises(InputError):
         settings_from_args(build_parser().parse_args(["serve", "--cache-mb", "0"]))
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (7, 9, 3), (5, 4, 4)])
+def test_encode_png_roundtrip(shape):
+    from PIL import Image
+
+    from affseg.serve.app import encode_png
+
+    arr = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    for level in (0, 1):
+        back = np.asarray(Image.open(io.BytesIO(encode_png(arr, level))))
+        assert np.array_equal(back, arr)
+    lab = np.arange(63, dtype=np.uint16).reshape(7, 9) * 1000
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(lab)))), lab)
