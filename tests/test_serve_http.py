@@ -7,6 +7,7 @@ process survives everything and its memory stays bounded by the byte-bounded cac
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -88,8 +89,6 @@ def test_segment_levels_and_renders(server):
     # a second method on the uploaded image by id, asynchronously, then polled
     status, job = server.post_form({"id": i, "method": "felzenszwalb", "wait": "0"})
     assert status in (200, 202) and job["status"] in ("queued", "running", "done")
-    import time
-
     for _ in range(300):
         job = server.get_json(f"/api/segment/{i}/felzenszwalb")
         if job["status"] not in ("queued", "running"):
@@ -164,7 +163,16 @@ def test_concurrent_uploads_and_bounded_memory(server):
         return server.post_form({"method": "slic"}, {"image": (f"c{k}.png", random_image(100 + k))})
 
     with ThreadPoolExecutor(20) as pool:
-        answers = list(pool.map(upload, range(20)))
+        futures = [pool.submit(upload, k) for k in range(20)]
+        # the event loop stays responsive while the segmentations queue up
+        waits = []
+        while not all(f.done() for f in futures) and len(waits) < 200:
+            t0 = time.perf_counter()
+            assert server.get_json("/api/health")["ok"]
+            waits.append(time.perf_counter() - t0)
+            time.sleep(0.05)
+        answers = [f.result() for f in futures]
+    assert waits and max(waits) < 2.0, f"health answered in up to {max(waits):.2f} s"
     assert len(answers) == 20
     assert all(status == 200 and body["status"] == "done" for status, body in answers), [
         (s, b.get("error")) for s, b in answers if s != 200
