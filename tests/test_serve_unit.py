@@ -172,3 +172,34 @@ def test_encode_png_roundtrip(shape):
         assert np.array_equal(back, arr)
     lab = np.arange(63, dtype=np.uint16).reshape(7, 9) * 1000
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(lab)))), lab)
+
+
+def test_viewer_ndd_job_shares_the_network_pass():
+    import time
+
+    from affseg.cli.segment import load_example
+    from affseg.serve.app import Settings, Viewer
+    from affseg.serve.similarity import SimilarityField
+
+    v = Viewer(Settings(max_side=160))
+    try:
+        desc = v.add_image(load_example("coffee"), "coffee")
+        assert (desc["width"], desc["height"], desc["scale"]) == (160, 107, 160 / 600)
+        job = v.submit(desc["id"], "ndd")
+        job.future.result(timeout=120)
+        state = v.status(desc["id"], "ndd")
+        assert state["status"] == "done", state
+        assert v.submit(desc["id"], "ndd") is job  # finished and cached: joined, not rerun
+        for _ in range(600):
+            if v.background == 0:
+                break
+            time.sleep(0.05)
+        fld = v.cache.get(("field", desc["id"]))
+        assert fld is not None
+        ref = SimilarityField(v.image(desc["id"])["rgb"])
+        np.testing.assert_allclose(fld.row(50, 80), ref.row(50, 80), atol=1e-5)
+        levels = len(state["levels"])
+        assert all(("png", "overlay", desc["id"], "ndd", lv) in v.cache for lv in range(levels))
+        assert v.health()["jobs"]["background"] == 0
+    finally:
+        v.close()

@@ -95,6 +95,7 @@ class Job:
     finished: float | None = None
     error: str | None = None
     future: Future | None = None
+    encoding: Any = None  # (model, NDDOutput) kept by the ndd method for the similarity field
 
 
 @dataclass
@@ -229,9 +230,7 @@ class Viewer:
             hier = run_method(rgb, job.method, seed=0, **options)
             seconds = time.perf_counter() - t0
             if capture is not None and capture.output is not None:
-                with contextlib.suppress(Exception):  # the field is rebuilt on demand
-                    fld = SimilarityField(rgb, capture.net, output=capture.output)
-                    self.cache.put(("field", job.image_id), fld, fld.nbytes)
+                job.encoding = (capture.net, capture.output)
             levels = [lv.astype(np.uint16) if lv.max() < 65536 else lv for lv in hier.levels]
             res = Result(
                 levels=levels,
@@ -259,7 +258,8 @@ class Viewer:
             # overlay (slider moves answered from the cache)
             with contextlib.suppress(RuntimeError):  # pool shut down
                 if ("field", job.image_id) not in self.cache:
-                    self._background(self._warm_field, job.image_id)
+                    self._background(self._warm_field, job.image_id, job.encoding)
+                job.encoding = None
                 self._background(self._warm_overlays, job.image_id, job.method)
 
     def _background(self, fn: Any, *args: Any) -> None:
@@ -292,9 +292,9 @@ class Viewer:
         except Exception:  # noqa: BLE001 - on-demand rendering reports errors itself
             log.exception("overlays of %s / %s failed", image_id, method)
 
-    def _warm_field(self, image_id: str) -> None:
+    def _warm_field(self, image_id: str, encoding: Any = None) -> None:
         try:
-            self.field(image_id)
+            self.field(image_id, encoding)
         except Exception:  # noqa: BLE001 - a click will report the error itself
             log.exception("similarity field of %s failed", image_id)
 
@@ -389,8 +389,12 @@ class Viewer:
         scipy.io.savemat(buf, {"ucm2": hier.to_ucm()}, do_compression=True, format="5")
         return buf.getvalue()
 
-    def field(self, image_id: str) -> Any:
-        """The image's cached :class:`~affseg.serve.similarity.SimilarityField`."""
+    def field(self, image_id: str, encoding: Any = None) -> Any:
+        """The image's cached :class:`~affseg.serve.similarity.SimilarityField`.
+
+        ``encoding`` = (model, NDDOutput) of this image when the ``ndd`` method already ran
+        the network on it.
+        """
         key = ("field", image_id)
         hit = self.cache.get(key)
         if hit is not None:
@@ -400,7 +404,11 @@ class Viewer:
         with lock:
             hit = self.cache.get(key)
             if hit is None:
-                hit = SimilarityField(self.image(image_id)["rgb"])
+                rgb = self.image(image_id)["rgb"]
+                if encoding is not None:
+                    hit = SimilarityField(rgb, encoding[0], output=encoding[1])
+                else:
+                    hit = SimilarityField(rgb)
                 self.cache.put(key, hit, hit.nbytes)
         with self._lock:
             if len(self._field_locks) > 256:
