@@ -2,7 +2,9 @@
 
 Starts a real server (``--threads 2``) on a free loopback port, then per example image:
 
-* ``first``: ``POST /api/segment`` (the method's whole run) for ndd and slic;
+* ``first_request_s``: ``POST /api/segment`` (upload, the method's whole run, answer) for
+  ndd and slic, against ``method_alone_s``: the same method called in-process as
+  ``affseg segment`` runs it (after one warm-up run in this process);
 * ``slider_first_render``: ``GET /api/overlay/...`` of every level right after the
   segmentation answered, while the server prerenders the levels in the background (each
   answer is a cache hit or a render racing that prerender);
@@ -79,6 +81,34 @@ def on_demand_render_ms(srv: Server, image_id: str, method: str, ex: str, n: int
     return out
 
 
+def method_alone_s(examples: list[str], methods: list[str], threads: int) -> dict:
+    """Seconds of ``run_method`` in this process (as ``affseg segment`` runs it), per
+    (example, method), at the server's working size, after one warm-up run."""
+    import torch
+    from PIL import Image
+
+    from affseg.cli.segment import load_example
+    from affseg.methods import run_method
+    from affseg.serve.app import Settings
+
+    torch.set_num_threads(threads)
+    side = Settings().max_side
+    out = {}
+    for ex in examples:
+        rgb = load_example(ex)
+        if max(rgb.shape[:2]) > side:
+            s = side / max(rgb.shape[:2])
+            size = (round(rgb.shape[1] * s), round(rgb.shape[0] * s))
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.LANCZOS))
+        for m in methods:
+            if not out:
+                run_method(rgb, m)  # warm-up: model load, compilation
+            t0 = time.perf_counter()
+            run_method(rgb, m)
+            out[(ex, m)] = round(time.perf_counter() - t0, 2)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--examples", nargs="+", default=["coffee", "astronaut"])
@@ -87,6 +117,7 @@ def main() -> int:
     ap.add_argument("--clicks", type=int, default=30)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/serve_latency.json")
     args = ap.parse_args()
+    alone = method_alone_s(args.examples, args.methods, args.threads)
     srv = Server("--threads", str(args.threads))
     rng = np.random.default_rng(0)
     runs = []
@@ -122,6 +153,7 @@ def main() -> int:
                     "levels": len(res["levels"]),
                     "first_request_s": round(first, 2),
                     "method_seconds": res["seconds"],
+                    "method_alone_s": alone[(ex, method)],
                     "first_click_wait_s": round(field_wait, 2),
                     "slider_first_render": _stats(slider_first),
                     "slider_cached": _stats(slider_cached),
