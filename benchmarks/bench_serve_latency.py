@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+import affseg  # noqa: F401  - before torch: OMP_WAIT_POLICY=PASSIVE (README, busy machine)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
