@@ -64,6 +64,11 @@ def main() -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             pg.screenshot(path=str(args.out))
             ctx.close()
+        from PIL import Image  # 256 colours: a third of the bytes, same look
+
+        im = Image.open(args.out).convert("RGB")
+        im = im.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+        im.save(args.out, optimize=True)
     finally:
         srv.stop()
         shutil.rmtree(profile, ignore_errors=True)
