@@ -12,7 +12,8 @@ uint16 label maps) against a split's ground truth::
 ``--data ROOT`` is the folder holding ``BSDS500/`` (default ``$AFFSEG_DATA``, else
 ``../shared/data``). The table and the JSON give segmentation covering ODS/OIS/Best, PRI
 and VI (log2) ODS/OIS, Hungarian pixel accuracy ODS/OIS, seconds per image and the mean
-number of segments at the covering-ODS threshold.
+number of segments at the covering-ODS threshold. ``--plot curves.png`` draws covering
+against the mean number of segments (``--compare a.json ...`` adds earlier runs).
 """
 
 from __future__ import annotations
@@ -160,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     from affseg.methods import check_options
     from affseg.metrics.region import RegionBenchmark
 
+    if args.compare and args.plot is None:
+        raise InputError("--compare adds curves to --plot PNG; give --plot too")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
     t_start = time.perf_counter()
