@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import types
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -231,7 +232,7 @@ def _correlate_py(grad, xpad, out, k):  # pragma: no cover - compiled
 PARALLEL_MIN_WORK = 2_000_000
 
 
-def _serial_copy(fn: types.FunctionType) -> types.FunctionType:
+def _serial_copy(fn: Any) -> types.FunctionType:
     """The same Python function under another name.
 
     numba's on-disk cache indexes compiled code by function name and line, not by the

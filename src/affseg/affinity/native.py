@@ -199,6 +199,7 @@ def stencil(
         raise ValueError(
             f"native stencil: unsupported arguments {coef.shape}, {xpad.shape}, {out.shape}, k={k}"
         )
+    assert lib is not None
     code = lib.affseg_stencil(
         coef.ctypes.data,
         xpad.ctypes.data,

@@ -16,6 +16,8 @@ Turning the assignments into nested full-resolution segments is the job of
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -179,6 +181,7 @@ def kernel_kmeans(
     d = diag - 2.0 * k[:, c_idx] + diag[c_idx, 0][None, :]
     z = _softmax_rows(-beta * d)
     hard = z.argmax(axis=1)
+    idx: Any
     if sample is None:
         k_ns, idx = k, slice(None)
     else:

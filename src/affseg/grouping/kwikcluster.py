@@ -148,8 +148,9 @@ def merge_small_regions(
     ndarray, shape (H, W), int32
         Labels 1..K (relabelled sequentially).
     """
-    lab = np.unique(np.asarray(labels), return_inverse=True)[1].reshape(labels.shape)
-    h, w = lab.shape
+    _, inv = np.unique(np.asarray(labels), return_inverse=True)
+    h, w = np.shape(labels)
+    lab = inv.reshape(h, w)
     emb = None if embeddings is None else np.asarray(embeddings).reshape(h * w, -1)
     par = None if parent is None else np.asarray(parent).reshape(-1)
     for _ in range(64):

@@ -93,7 +93,9 @@ def merge_adjacent(
     lab = inv.reshape(lab.shape).astype(np.int64)
     s = int(lab.max()) + 1
     size = np.bincount(lab.ravel(), minlength=s).astype(np.float64)
-    mu = np.stack([np.bincount(lab.ravel(), weights=c.ravel(), minlength=s) for c in f], 1)
+    mu: np.ndarray = np.stack(
+        [np.bincount(lab.ravel(), weights=c.ravel(), minlength=s) for c in f], 1
+    )
     mu /= size[:, None]
     border = np.zeros((s, s))
     a, b, cnt = adjacent_pairs(lab)

@@ -235,7 +235,7 @@ class SpecDiffNet(nn.Module):
         """Stride 8 -> 4 -> 2 (guides are stored fine to coarse: [f2, f4])."""
         return self.interp(maps, [guide[1], guide[0]])
 
-    def diffusion_parameters(self) -> dict[str, float]:
+    def diffusion_parameters(self) -> dict[str, float | list[float]]:
         """Current values of the learnable scalars (for logs)."""
         mod = self.diffusion
         gam = [round(float(g), 4) for g in self.interp.gammas.detach()]

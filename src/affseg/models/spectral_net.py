@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -64,7 +64,11 @@ class SpectralHead(nn.Module):
         if len(in_channels) != 4:
             raise InputError(f"in_channels must list 4 pyramid levels; got {in_channels}")
         _, c4, c8, c16 = in_channels
-        self.config = {"in_channels": tuple(in_channels), "dim": dim, "width": width}
+        self.config: dict[str, Any] = {
+            "in_channels": tuple(in_channels),
+            "dim": dim,
+            "width": width,
+        }
         self.ctx16 = nn.Sequential(
             nn.Conv2d(c16, width, 1),
             nn.ReLU(inplace=True),
