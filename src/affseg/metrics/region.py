@@ -12,12 +12,23 @@ partition against every annotator is counted once, and the table of each coarser
 is its row sums through the parent map. Identical partitions are scored once. Every
 statistic comes from those tables.
 
-Example
--------
->>> bench = RegionBenchmark()                                  # doctest: +SKIP
->>> for image_id, ucm2, gts in data:                           # doctest: +SKIP
-...     bench.update(ucm2, gts, image_id)
->>> bench.compute()["covering"]["ods"]                         # doctest: +SKIP
+References
+----------
+P. Arbelaez, M. Maire, C. Fowlkes and J. Malik, "Contour Detection and Hierarchical Image
+Segmentation", IEEE TPAMI 33(5), 2011.
+
+Examples
+--------
+Score one label map (a UCM ``(2H+1, 2W+1)``, a :class:`~affseg.grouping.hierarchy.Hierarchy`
+or a list of label maps are scored the same way) against its annotations:
+
+>>> import numpy as np
+>>> gt = np.array([[1, 1, 2, 2]] * 4)
+>>> bench = RegionBenchmark()
+>>> _ = bench.update(gt, [gt], "toy")
+>>> res = bench.compute()
+>>> res["covering"]["ods"], res["pri"]["ods"]
+(1.0, 1.0)
 """
 
 from __future__ import annotations
