@@ -387,7 +387,7 @@ def diffusion_map(
     density: str = "stationary",
     tau: Tensor | float | None = None,
     init: Tensor | None = None,
-    backend: str = "numba",
+    backend: str = "kernel",
 ) -> DiffusionResult:
     """Diffusion embedding of grid features (functional API).
 
@@ -407,7 +407,7 @@ def diffusion_map(
         See the module notes.
     tau : Tensor or float, optional
         Scale of K_D kept in the result.
-    backend : {"numba", "torch"}
+    backend : {"kernel", "unfold"}
         Stencil implementation.
 
     Returns
@@ -455,7 +455,7 @@ class DiffusionDistance(nn.Module):
         qr_every: int | None = 10,
         density: str = "stationary",
         learnable: bool = True,
-        backend: str = "numba",
+        backend: str = "kernel",
     ) -> None:
         super().__init__()
         for name, val in (("mu", mu), ("t", t), ("tau", tau)):
