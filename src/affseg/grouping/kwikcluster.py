@@ -28,6 +28,7 @@ from scipy.sparse.csgraph import connected_components
 from affseg.errors import InputError
 from affseg.grouping.hierarchy import Hierarchy
 from affseg.grouping.region_merging import neighbour_pairs
+from affseg.grouping.relabel import sequential
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -189,7 +190,7 @@ def merge_small_regions(
         graph = sparse.coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n))
         _, comp = connected_components(graph, directed=False)
         lab = comp[lab]
-    return (np.unique(lab, return_inverse=True)[1].reshape(h, w) + 1).astype(np.int32)
+    return sequential(lab.reshape(h, w))
 
 
 def _pieces(labels: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from affseg.errors import InputError
 from affseg.grouping.region_merging import adjacent_pairs, neighbour_pairs
+from affseg.grouping.relabel import sequential
 
 
 def colour_cues(image: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -133,5 +134,4 @@ def merge_adjacent(
             m[i, i] = 0.0
         alive[j] = False
         owner[owner == j] = i
-    _, out = np.unique(owner[lab], return_inverse=True)
-    return (out.reshape(lab.shape) + 1).astype(np.int32)
+    return sequential(owner[lab])

@@ -37,6 +37,7 @@ from torch import nn
 
 from affseg.errors import InputError
 from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.relabel import absorb_small, sequential
 from affseg.models.per_image_net import PerImageNet, argmax_labels, input_tensor
 
 
@@ -366,11 +367,8 @@ def _final_labels(
     if superpixels is not None:
         lab = superpixel_vote(lab, superpixels, int(lab.max()) + 1)
     if min_area is not None:
-        from affseg.grouping.relabel import absorb_small
-
         return absorb_small(lab, max(1, round(min_area * shape[0] * shape[1])))
-    _, inv = np.unique(lab, return_inverse=True)
-    return (inv.reshape(shape) + 1).astype(np.int32)
+    return sequential(lab)
 
 
 def _snap_superpixels(image: np.ndarray, n: int | None) -> np.ndarray | None:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from affseg.backbones.efficientnet_lite import snapped_size
 from affseg.errors import AffsegError, InputError
 
 #: File name of the shipped head weights in ``affseg/weights/``.
@@ -120,14 +121,6 @@ class FeatureHead(nn.Module):
             F.interpolate(f16, size=size, mode="bilinear", align_corners=False),
         ]
         return self.net(torch.cat(parts, 1))
-
-
-def snap_size(height: int, width: int, multiple: int = 16) -> tuple[int, int]:
-    """Nearest multiples of ``multiple`` (at least ``multiple``) of a size."""
-    return (
-        max(multiple, int(round(height / multiple)) * multiple),
-        max(multiple, int(round(width / multiple)) * multiple),
-    )
 
 
 class SpecDiffNet(nn.Module):
@@ -296,7 +289,7 @@ class SpecDiffNet(nn.Module):
         if not images.is_floating_point():
             raise InputError(f"images must be float RGB in [0, 1]; got dtype {images.dtype}")
         h, w = images.shape[-2:]
-        hs, ws = snap_size(int(h), int(w))
+        hs, ws = snapped_size(int(h), int(w))
         x = images.float()
         if (hs, ws) != (h, w):
             x = F.interpolate(

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from affseg.backbones.efficientnet_lite import snapped_size
 from affseg.errors import CorruptFileError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,8 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Shipped weights of the head (trained by ``affseg train spectral``).
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "spectral_head.pt"
-#: Images are resized to multiples of this before the backbone (its coarsest stride).
-SIZE_MULTIPLE = 16
 
 
 def _conv(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Conv2d:
@@ -159,12 +158,6 @@ def load_head(path: str | os.PathLike[str] | None = None) -> SpectralHead:
     except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
         raise CorruptFileError(f"cannot load spectral head weights {p}: {exc}") from None
     return head.eval()
-
-
-def snapped_size(height: int, width: int) -> tuple[int, int]:
-    """(H', W'): the size rounded to multiples of 16 (at least 16) the backbone sees."""
-    m = SIZE_MULTIPLE
-    return max(m, int(round(height / m)) * m), max(m, int(round(width / m)) * m)
 
 
 def image_tensor(image: np.ndarray) -> Tensor:
