@@ -100,6 +100,19 @@ def coverage_centres(
     -------
     ndarray, shape (C,), int64
         Distinct node indices, in the order they were chosen, 1 <= C <= max_centres.
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> K = np.array([[1.0, 0.9, 0.1, 0.0], [0.9, 1.0, 0.1, 0.0],
+    ...               [0.1, 0.1, 1.0, 0.9], [0.0, 0.0, 0.9, 1.0]])   # two groups of nodes
+    >>> centres = coverage_centres(K, eps=0.2, first=0)
+    >>> sorted(centres.tolist())
+    [0, 2]
     """
     k = _check_kernel(kernel)
     n = k.shape[0]
@@ -170,6 +183,19 @@ def kernel_kmeans(
     -------
     ndarray, shape (N, C), float32
         Soft assignments, rows sum to 1.
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019
+    (kernel k-means on the diffusion kernel K_D).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> K = np.array([[1.0, 0.9, 0.1, 0.0], [0.9, 1.0, 0.1, 0.0],
+    ...               [0.1, 0.1, 1.0, 0.9], [0.0, 0.0, 0.9, 1.0]])   # two groups of nodes
+    >>> kernel_kmeans(K, np.array([0, 2])).argmax(axis=1).tolist()
+    [0, 0, 1, 1]
     """
     k = _check_kernel(kernel)
     c_idx = np.asarray(centres, dtype=np.int64).ravel()

@@ -148,6 +148,12 @@ def merge_small_regions(
     -------
     ndarray, shape (H, W), int32
         Labels 1..K (relabelled sequentially).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> merge_small_regions(np.array([[1, 1, 1, 2], [1, 1, 1, 1]]), min_size=2).tolist()
+    [[1, 1, 1, 1], [1, 1, 1, 1]]
     """
     _, inv = np.unique(np.asarray(labels), return_inverse=True)
     h, w = np.shape(labels)
@@ -229,6 +235,20 @@ def kwikcluster_image(
     ndarray, shape (H, W), int32
         Labels 1..K of 4-connected regions (KwikCluster clusters are split into their
         connected pieces).
+
+    References
+    ----------
+    N. Ailon, M. Charikar and A. Newman, "Aggregating inconsistent information: ranking and
+    clustering", Journal of the ACM 55(5), 2008 (KwikCluster).
+    M. Barnes and A. Dubrawski, "Deep Spectral Clustering for Object Instance Segmentation",
+    ICLR workshop track, 2018.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> emb = np.zeros((2, 4, 2)); emb[:, :2, 0] = 1; emb[:, 2:, 1] = 1   # two unit directions
+    >>> kwikcluster_image(emb, 0.5).tolist()
+    [[1, 1, 2, 2], [1, 1, 2, 2]]
     """
     emb = _check_embeddings(embeddings, 3)
     h, w, d = emb.shape
@@ -337,6 +357,13 @@ def kwikcluster_hierarchy(
         the height of the level at threshold t is ``1 - t`` (clipped to [0, 1]; 0 for the
         finest level), so the UCM value of a boundary is one minus the highest threshold at
         which it disappears.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> emb = np.zeros((2, 4, 2)); emb[:, :2, 0] = 1; emb[:, 2:, 1] = 1   # two unit directions
+    >>> kwikcluster_hierarchy(emb, (0.9, 0.5)).n_segments
+    [2, 2]
     """
     ts = np.unique(np.asarray(thresholds, dtype=np.float64))[::-1]  # high -> low
     if ts.size == 0:

@@ -38,6 +38,13 @@ def neighbour_pairs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     -------
     first, second : ndarray, shape (H (W - 1) + (H - 1) W,)
         Left/top and right/bottom member of each horizontal, then each vertical, pair.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a, b = neighbour_pairs(np.array([[1, 2], [3, 4]]))
+    >>> a.tolist(), b.tolist()
+    ([1, 3, 1, 2], [2, 4, 3, 4])
     """
     v = np.asarray(values)
     return (
@@ -60,6 +67,13 @@ def adjacent_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         Every ordered pair of touching labels (both (a, b) and (b, a) are listed).
     count : ndarray, shape (P,), int64
         Number of 4-neighbour pixel pairs across the border of a and b.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> i, j, n = adjacent_pairs(np.array([[1, 1, 2, 2], [3, 3, 2, 2]]))
+    >>> i.tolist(), j.tolist(), n.tolist()
+    ([1, 1, 2, 2, 3, 3], [2, 3, 1, 3, 1, 2], [1, 2, 1, 1, 2, 1])
     """
     lab = _check_labels(labels).astype(np.int64, copy=False)
     pa, pb = neighbour_pairs(lab)
@@ -99,6 +113,12 @@ def connected_cleanup(
     -------
     ndarray, shape (H, W), int32
         Labels 1..S, each a single 4-connected region.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> connected_cleanup(np.array([[1, 2, 1, 1]])).tolist()   # label 1 is two regions
+    [[1, 1, 2, 2]]
     """
     lab = _check_labels(labels).astype(np.int64)
     lab = lab - (lab.min() if soft is None else 0) + 1
@@ -178,6 +198,12 @@ def grid_counts(labels: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     -------
     ndarray, shape (h * w, S), float32
         Row-major grid nodes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grid_counts(np.array([[1, 1, 2, 2], [1, 1, 2, 2]]), (1, 2)).tolist()
+    [[4.0, 0.0], [0.0, 4.0]]
     """
     lab = _check_labels(labels)
     hh, ww = lab.shape

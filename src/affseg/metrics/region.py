@@ -108,6 +108,20 @@ class RegionBenchmark:
       of the mean over images; OIS = mean over images of each one's best.
     * All inputs of one benchmark must have the same number of thresholds (a UCM has T; a
       list of L label maps has L, reported by level index).
+
+    References
+    ----------
+    P. Arbelaez, M. Maire, C. Fowlkes and J. Malik, "Contour Detection and Hierarchical Image
+    Segmentation", IEEE TPAMI 33(5), 2011.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gt = np.array([[1, 1, 2, 2]] * 4)
+    >>> bench = RegionBenchmark()
+    >>> _ = bench.update([gt, np.ones_like(gt)], [gt], "toy")  # two levels
+    >>> bench.compute()["covering"]["ods"]
+    1.0
     """
 
     def __init__(self, thresholds: np.ndarray = BSDS_THRESHOLDS) -> None:
@@ -366,6 +380,17 @@ def score_nested(
     -------
     dict
         See :meth:`RegionBenchmark.update`.
+
+    Examples
+    --------
+    Two thresholds: the finest partition (two regions) and everything merged:
+
+    >>> import numpy as np
+    >>> fine = np.array([[0, 0, 1, 1], [0, 0, 1, 1]])
+    >>> gt = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    >>> r = score_nested(fine, np.array([[0, 1], [0, 0]]), np.array([2, 1]), [gt])
+    >>> r["covering"].tolist(), r["n_segments"].tolist()
+    ([1.0, 0.5], [2, 1])
     """
     n_thr, n_fine = parents.shape
     n_pix = fine.size
