@@ -151,6 +151,21 @@ def ndd_hierarchy(
     Notes
     -----
     Options given as strings (the command line's ``--set``) are converted to their types.
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> image = data.astronaut()[::8, ::8]            # (64, 64, 3) uint8
+    >>> hier = ndd_hierarchy(image)                   # doctest: +SKIP
+    >>> hier.labels().shape                           # doctest: +SKIP
+    (64, 64)
+
+    (Not run as a doctest: loading the network takes seconds; the README example, run by
+    ``tests/test_readme.py``, segments an image with this method.)
     """
     mode = str(upsample).lower()
     if mode not in ("hr", "lr"):

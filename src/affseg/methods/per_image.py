@@ -158,6 +158,14 @@ class PerImageResult:
         SGD iterations run.
     seconds : float
         Wall time of the fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> res = kim(image, max_iter=2, channels=4, input="rgb")
+    >>> res.labels.shape, res.iterations <= 2
+    ((24, 32), True)
     """
 
     labels: np.ndarray
@@ -188,6 +196,18 @@ def align_labels(source: np.ndarray, reference: np.ndarray, n_labels: int) -> np
     ndarray, shape (n_labels,), int64
         A permutation ``perm`` of 0..n_labels-1; ``perm[source]`` is source in reference
         labels.
+
+    References
+    ----------
+    Z. Wu, L. Guo, H. Zhang and D. Xu, "Unsupervised Image Segmentation using Mutual
+    Mean-Teaching".
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> perm = align_labels(np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0]), 2)
+    >>> perm.tolist()
+    [1, 0]
     """
     s = np.asarray(source).ravel().astype(np.int64)
     r = np.asarray(reference).ravel().astype(np.int64)
@@ -212,6 +232,19 @@ def ema_update(mean_net: nn.Module, net: nn.Module, alpha: float) -> None:
         Same architecture.
     alpha : float
         In [0, 1].
+
+    References
+    ----------
+    Z. Wu, L. Guo, H. Zhang and D. Xu, "Unsupervised Image Segmentation using Mutual
+    Mean-Teaching".
+
+    Examples
+    --------
+    >>> import torch
+    >>> a, b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    >>> ema_update(a, b, 0.0)                           # alpha 0: copy
+    >>> torch.equal(a.weight, b.weight)
+    True
     """
     for pm, p in zip(mean_net.parameters(), net.parameters(), strict=True):
         pm.mul_(alpha).add_(p.detach(), alpha=1.0 - alpha)
@@ -220,7 +253,13 @@ def ema_update(mean_net: nn.Module, net: nn.Module, alpha: float) -> None:
 
 
 def ema_alpha(step: int, alpha: float, warmup: bool) -> float:
-    """EMA coefficient at ``step`` (0-based): ``min(1 - 1/(step + 1), alpha)`` with warm-up."""
+    """EMA coefficient at ``step`` (0-based): ``min(1 - 1/(step + 1), alpha)`` with warm-up.
+
+    Examples
+    --------
+    >>> ema_alpha(0, 0.99, warmup=True), ema_alpha(500, 0.99, warmup=True), ema_alpha(0, 0.99, warmup=False)
+    (0.0, 0.99, 0.99)
+    """
     return min(1.0 - 1.0 / (step + 1), alpha) if warmup else alpha
 
 
@@ -238,6 +277,18 @@ def ensemble_response(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
     -------
     Tensor, shape (1, q, h, w)
         Mean class probabilities in ``r1``'s label space.
+
+    References
+    ----------
+    Z. Wu, L. Guo, H. Zhang and D. Xu, "Unsupervised Image Segmentation using Mutual
+    Mean-Teaching".
+
+    Examples
+    --------
+    >>> import torch
+    >>> r = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    >>> torch.allclose(ensemble_response(r, r), torch.softmax(r, dim=1))
+    True
     """
     q = r1.shape[1]
     perm = align_labels(argmax_labels(r2).numpy(), argmax_labels(r1).numpy(), q)
@@ -271,6 +322,17 @@ def continuity_loss(response: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     Tensor, scalar
+
+    References
+    ----------
+    W. Kim, A. Kanezaki and M. Tanaka, "Unsupervised learning of image segmentation based
+    on differentiable feature clustering", IEEE Transactions on Image Processing, 2020.
+
+    Examples
+    --------
+    >>> import torch
+    >>> float(continuity_loss(torch.zeros(1, 2, 3, 3)))
+    0.0
     """
     dy = (response[:, :, 1:] - response[:, :, :-1]).abs().mean()
     dx = (response[:, :, :, 1:] - response[:, :, :, :-1]).abs().mean()
@@ -289,6 +351,16 @@ def superpixel_vote(labels: np.ndarray, superpixels: np.ndarray, n_labels: int) 
     Returns
     -------
     ndarray, shape (h, w), int64
+
+    References
+    ----------
+    A. Kanezaki, "Unsupervised image segmentation by backpropagation", ICASSP 2018.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> superpixel_vote(np.array([[0, 1, 1, 1]]), np.array([[0, 0, 1, 1]]), 2).tolist()
+    [[0, 0, 1, 1]]
     """
     sp = superpixels.ravel().astype(np.int64)
     n_sp = int(sp.max()) + 1
@@ -726,17 +798,41 @@ def run_per_image(name: str, image: np.ndarray, *, seed: int = 0, **options: Any
 
 
 def kanezaki_hierarchy(image: np.ndarray, *, seed: int = 0, **options: Any) -> Hierarchy:
-    """:func:`kanezaki` as a one-level :class:`Hierarchy` (registry method ``kanezaki``)."""
+    """:func:`kanezaki` as a one-level :class:`Hierarchy` (registry method ``kanezaki``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> kanezaki_hierarchy(image, max_iter=2, channels=4, input="rgb").n_segments[0] >= 1
+    True
+    """
     return Hierarchy.flat(run_per_image("kanezaki", image, seed=seed, **options).labels)
 
 
 def kim_hierarchy(image: np.ndarray, *, seed: int = 0, **options: Any) -> Hierarchy:
-    """:func:`kim` as a one-level :class:`Hierarchy` (registry method ``kim``)."""
+    """:func:`kim` as a one-level :class:`Hierarchy` (registry method ``kim``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> kim_hierarchy(image, max_iter=2, channels=4, input="rgb").n_segments[0] >= 1
+    True
+    """
     return Hierarchy.flat(run_per_image("kim", image, seed=seed, **options).labels)
 
 
 def mmt_hierarchy(image: np.ndarray, *, seed: int = 0, **options: Any) -> Hierarchy:
-    """:func:`mmt` as a one-level :class:`Hierarchy` (registry method ``mmt``)."""
+    """:func:`mmt` as a one-level :class:`Hierarchy` (registry method ``mmt``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> mmt_hierarchy(image, max_iter=2, channels=4, input="rgb").n_segments[0] >= 1
+    True
+    """
     return Hierarchy.flat(run_per_image("mmt", image, seed=seed, **options).labels)
 
 
@@ -764,6 +860,15 @@ def seed_spread(
     dict
         ``accuracy`` (S,), ``n_segments`` (S,), ``seconds`` (S,), ``iterations`` (S,) lists
         in seed order, and ``mean`` / ``std`` (population std) of the accuracy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> gt = np.ones((24, 32), int); gt[:, 16:] = 2
+    >>> out = seed_spread("kim", image, [gt], seeds=(0, 1), max_iter=2, channels=4, input="rgb")
+    >>> len(out["accuracy"]), 0.0 <= out["mean"] <= 1.0
+    (2, True)
     """
     from affseg.metrics.pixel_accuracy import hungarian_accuracy
 
