@@ -257,8 +257,10 @@ def ema_alpha(step: int, alpha: float, warmup: bool) -> float:
 
     Examples
     --------
-    >>> ema_alpha(0, 0.99, warmup=True), ema_alpha(500, 0.99, warmup=True), ema_alpha(0, 0.99, warmup=False)
-    (0.0, 0.99, 0.99)
+    >>> ema_alpha(0, 0.99, warmup=True), ema_alpha(500, 0.99, warmup=True)
+    (0.0, 0.99)
+    >>> ema_alpha(0, 0.99, warmup=False)
+    0.99
     """
     return min(1.0 - 1.0 / (step + 1), alpha) if warmup else alpha
 
