@@ -61,6 +61,11 @@ def window_offsets(k: int) -> Tensor:
     Returns
     -------
     Tensor, shape (k*k, 2), int64
+
+    Examples
+    --------
+    >>> window_offsets(3)[:4].tolist()
+    [[-1, -1], [-1, 0], [-1, 1], [0, -1]]
     """
     _check_k(k)
     r = k // 2
@@ -90,6 +95,11 @@ def valid_mask(h: int, w: int, k: int, device: torch.device | None = None) -> Te
     -------
     Tensor, shape (k*k, h, w), bool
         Cached per (h, w, k, device) and shared between callers: read it, never write it.
+
+    Examples
+    --------
+    >>> valid_mask(2, 2, 3)[:, 0, 0].tolist()        # top-left node: 4 of 9 neighbours inside
+    [False, False, False, False, True, True, False, True, True]
     """
     return _valid_mask(
         int(h), int(w), int(k), str(torch.device("cpu") if device is None else torch.device(device))
@@ -127,6 +137,13 @@ def local_sq_distances(features: Tensor, k: int, other: Tensor | None = None) ->
     Computed per row offset dy as a batched matrix product between each image row and the
     row dy below (``|f|^2 + |g|^2 - 2 f.g``), then the band of k diagonals is read with a
     strided view: O(k N w C) flops, O(N k^2) memory, differentiable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> d = local_sq_distances(torch.zeros(1, 2, 3, 4), 3)
+    >>> d.shape, float(d.max())
+    (torch.Size([1, 9, 3, 4]), 0.0)
     """
     _check_k(k)
     _check_features(features)
@@ -297,6 +314,13 @@ def transpose_coefficients(coef: Tensor, k: int) -> Tensor:
     Returns
     -------
     Tensor, shape (B, k*k, h, w)
+
+    Examples
+    --------
+    >>> import torch
+    >>> op = gaussian_affinity(torch.zeros(1, 2, 3, 4), 1.0, 3)   # symmetric
+    >>> torch.equal(transpose_coefficients(op.coef, 3), op.coef)
+    True
     """
     b, kk, h, w = coef.shape
     r = k // 2
@@ -586,6 +610,17 @@ def gaussian_affinity(
     -------
     LocalOperator
         Symmetric, coefficients (B, k*k, h, w), zero outside the image, W_ii = 1.
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> op = gaussian_affinity(torch.zeros(1, 2, 3, 4), 1.0, 3)
+    >>> op.coef.shape, op.symmetric
+    (torch.Size([1, 9, 3, 4]), True)
     """
     dist = local_sq_distances(features, k)
     mask = valid_mask(features.shape[2], features.shape[3], k, features.device)
@@ -599,6 +634,12 @@ def degrees(op: LocalOperator, eps: float = DEGREE_EPS) -> Tensor:
     Returns
     -------
     Tensor, shape (B, N)
+
+    Examples
+    --------
+    >>> import torch
+    >>> degrees(gaussian_affinity(torch.zeros(1, 2, 3, 4), 1.0, 3))[0, :4].tolist()
+    [4.0, 6.0, 6.0, 4.0]
     """
     return op.row_sums().clamp_min(eps)
 
@@ -616,6 +657,17 @@ def normalized_operator(op: LocalOperator, deg: Tensor | None = None) -> LocalOp
     Returns
     -------
     LocalOperator
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> s = normalized_operator(gaussian_affinity(torch.zeros(1, 2, 3, 4), 1.0, 3))
+    >>> s.symmetric, s.coef.shape
+    (True, torch.Size([1, 9, 3, 4]))
     """
     d = degrees(op) if deg is None else deg
     s = d.rsqrt()
@@ -628,6 +680,17 @@ def transition_operator(op: LocalOperator, deg: Tensor | None = None) -> LocalOp
     Returns
     -------
     LocalOperator
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> p = transition_operator(gaussian_affinity(torch.zeros(1, 2, 3, 4), 1.0, 3))
+    >>> torch.allclose(p.row_sums(), torch.ones(1, 12))    # row-stochastic
+    True
     """
     d = degrees(op) if deg is None else deg
     h, w = op.grid

@@ -122,6 +122,17 @@ def attention_upsample(
     -------
     Tensor, shape (B, M, H, W)
         Convex combinations of the coarse values (weights sum to one).
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> maps, guide = torch.ones(1, 1, 4, 4), torch.zeros(1, 3, 8, 8)
+    >>> attention_upsample(maps, guide, gamma=1.0).shape
+    torch.Size([1, 1, 8, 8])
     """
     _check(maps, guide)
     g = guide.to(maps.dtype)
@@ -157,6 +168,17 @@ def feature_attentional_upsample(
     Returns
     -------
     Tensor, shape (B, M, H_L, W_L)
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> maps, guide = torch.ones(1, 1, 4, 4), torch.zeros(1, 3, 8, 8)
+    >>> feature_attentional_upsample(maps, [guide], [1.0]).shape
+    torch.Size([1, 1, 8, 8])
     """
     if len(guides) != len(gammas):
         raise InputError(
@@ -179,6 +201,17 @@ class FeatureAttentionalInterpolation(nn.Module):
         Coarse neighbourhood size (5).
     learnable : bool
         Train the gammas (the paper) or keep them fixed (the reference code).
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> maps, guide = torch.ones(1, 1, 4, 4), torch.zeros(1, 3, 8, 8)
+    >>> FeatureAttentionalInterpolation(gammas=(1.0,))(maps, [guide]).shape
+    torch.Size([1, 1, 8, 8])
     """
 
     def __init__(
