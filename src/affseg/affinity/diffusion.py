@@ -1,4 +1,4 @@
-"""Diffusion maps and diffusion distances on local pixel graphs (seed 001, Eqs. 3-5).
+"""Diffusion maps and diffusion distances on local pixel graphs (Sun & Xu, NeurIPS 2019, Eqs. 3-5).
 
 Given grid features F (B, C, h, w):
 
@@ -31,6 +31,10 @@ density at k):
 - ``density="degree"``: w(k) = 1 / d_k, c = 1.
 
 With all N eigenpairs kept these equal the dense definition exactly (tests check it).
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations

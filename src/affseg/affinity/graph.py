@@ -1,4 +1,4 @@
-"""Local pixel graphs held as k x k stencils (seed 001, Eqs. 1-2).
+"""Local pixel graphs held as k x k stencils (Sun & Xu, NeurIPS 2019, Eqs. 1-2).
 
 A graph on an (h, w) grid whose node i = (y, x) is linked only to the nodes of its
 k x k window is stored as a :class:`LocalOperator`: a coefficient tensor ``coef`` of shape
@@ -28,6 +28,10 @@ Execution paths of one application ``A X`` (timings: ``benchmarks/bench_stencil_
   for tensors on other devices (100-500x slower on the CPU).
 
 ``"numba"`` and ``"torch"`` are accepted as the former names of the two backends.
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Poincare-ball operations as pure tensor functions (seed 002, REFERENCE_NOTES §4).
+"""Poincare-ball operations as pure tensor functions (Park et al., ICML 2023).
 
 The Poincare ball of curvature ``-c`` (``c > 0``) is the open ball of radius
 ``1 / sqrt(c)``. Points are tensors whose feature axis is ``dim`` (default the last one);
@@ -17,6 +17,12 @@ Formulas (Ganea et al. 2018; UniDC ``HALM``)::
                    / (1 + 2c<x,y> + c^2|x|^2|y|^2)
     d(x, y)      = (2 / sqrt(c)) artanh(sqrt(c) |(-x) (+) y|)
     M (x) x      = (1/sqrt(c)) tanh(|Mx|/|x| artanh(sqrt(c)|x|)) Mx / |Mx|
+
+References
+----------
+.. [1] J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+   Representation for Spatial Propagation", ICML 2023.
+.. [2] O.-E. Ganea, G. Becigneul and T. Hofmann, "Hyperbolic Neural Networks", NeurIPS 2018.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Feature-attentional interpolation (seed 001, Sect. 4.3, Eq. 6).
+"""Feature-attentional interpolation (Sun & Xu, NeurIPS 2019, Sect. 4.3, Eq. 6).
 
 A map y on a coarse grid (h, w) (K_D rows, class probabilities, label one-hots, ...) is
 brought to a finer grid (H, W) guided by features g (B, C, H, W) of the finer level:
@@ -16,6 +16,10 @@ When H / h and W / w are integers (strides 8 -> 4 -> 2 -> 1) each of the (H/h)(W
 sub-pixel phases is a 5 x 5 local operator on the coarse grid, applied with the numba
 stencil of :mod:`affseg.affinity.graph`: memory O(H W (25 + M)), no (25, M, H, W)
 intermediate, also in the backward pass. Other ratios use a gather path.
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The spectral loss of deep spectral clustering (seed 004) and its oracle Laplacian.
+"""The spectral loss of deep spectral clustering [1] and its oracle Laplacian.
 
 For unit embeddings ``F`` (N, d) of the pixels of an image and the oracle kernel
 ``A[i, j] = 1`` iff pixels i and j lie in the same segment, the spectral loss is
@@ -13,6 +13,11 @@ The paper instead samples pixels (:func:`sampled_spectral_loss`, unbiased).
 Theorem 2.1 of the paper: ``L = A D`` (D the degree matrix) is symmetric PSD with one
 non-zero eigenvalue n_k^2 per segment, and the rows of ``V = V_o Lambda^(1/4)`` have inner
 product 1 within a segment and 0 across (:func:`oracle_laplacian`, :func:`oracle_embedding`).
+
+References
+----------
+.. [1] M. Barnes and A. Dubrawski, "Deep Spectral Clustering for Object Instance Segmentation",
+   ICLR workshop track, 2018.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hierarchical segmentation from a diffusion embedding on a feature grid (seed 001, Sect. 6).
+"""Hierarchical segmentation from a diffusion embedding on a feature grid ([1], Sect. 6).
 
 Pipeline (model-agnostic: any embedding ``Phi`` with ``K = exp(-tau ||Phi_i - Phi_j||^2)``):
 
@@ -9,6 +9,10 @@ Pipeline (model-agnostic: any embedding ``Phi`` with ``K = exp(-tau ||Phi_i - Ph
 3. clean-up (one 4-connected region per label), then greedy merging of adjacent segments
    by average K_D (or centroid similarity) down to one region -> nested levels with
    heights ``1 - similarity``, so one UCM threshold means the same on every image.
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Grouping grid nodes with a diffusion similarity kernel (seed 001, Sect. 6).
+"""Grouping grid nodes with a diffusion similarity kernel (Sun & Xu, NeurIPS 2019, Sect. 6).
 
 The neural diffusion similarity of two feature-grid nodes is
 ``K_D(i, j) = exp(-tau * ||Phi_i - Phi_j||^2)`` where ``Phi`` is the diffusion embedding
@@ -12,6 +12,10 @@ thousand nodes the dense (N, N) kernel fits easily in memory, and this module wo
 
 Turning the assignments into nested full-resolution segments is the job of
 :mod:`affseg.grouping.region_merging`.
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def coverage_centres(
     first: int | None = None,
     candidates: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Cluster centres whose similarity maps cover the grid (Eq. 9 of seed 001).
+    """Cluster centres whose similarity maps cover the grid (Eq. 9 of Sun & Xu 2019).
 
     Start with ``first`` (default: the middle node) and coverage ``c = K[first]``; then add
     ``argmax_i (K (1 - c))_i`` and update ``c = min(c + K[i], 1)`` until the mean residual

@@ -1,6 +1,6 @@
 """KwikCluster rounding of embeddings in their inner-product space (Ailon et al. 2008).
 
-Deep spectral clustering (seed 004) rounds predicted unit embeddings v_i to a partition:
+Deep spectral clustering [2] rounds predicted unit embeddings v_i to a partition:
 pick a random pivot among the unclustered points, put it in a new cluster with every
 unclustered point j with ``v_p . v_j > threshold`` (1/2 in the paper), remove them, repeat.
 On the oracle embedding (inner products exactly 0 or 1) this recovers the partition; in
@@ -14,6 +14,13 @@ smaller than ``min_size`` into their most similar neighbour), and
 run at each threshold, coarse (low threshold) to fine, and every finer level is
 intersected with the next coarser one, so that the levels nest as
 :meth:`affseg.grouping.hierarchy.Hierarchy.to_ucm` requires.
+
+References
+----------
+.. [1] N. Ailon, M. Charikar and A. Newman, "Aggregating inconsistent information: ranking and
+   clustering", Journal of the ACM 55(5), 2008.
+.. [2] M. Barnes and A. Dubrawski, "Deep Spectral Clustering for Object Instance Segmentation",
+   ICLR workshop track, 2018.
 """
 
 from __future__ import annotations

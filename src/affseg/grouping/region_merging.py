@@ -1,4 +1,4 @@
-"""From a flat label map to nested segments: clean-up and greedy merging (seed 001, Sect. 6).
+"""From a flat label map to nested segments: clean-up and greedy merging ([1], Sect. 6).
 
 * :func:`connected_cleanup` keeps the largest 4-connected piece of every label and gives
   every other piece to the neighbouring segment it shares the longest border with, so
@@ -8,6 +8,10 @@
   merge sequence into nested label maps with heights ``1 - similarity``.
 
 All loops run over segments or merge steps (tens to hundreds), never over pixels.
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations

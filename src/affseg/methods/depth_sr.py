@@ -18,7 +18,8 @@ weights_only=True)``: a weights file cannot execute code.
 
 References
 ----------
-.. [1] "Hyperbolic Affinity Learning for spatial propagation" (HAM); see REFERENCE_NOTES.
+.. [1] J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+   Representation for Spatial Propagation", ICML 2023.
 .. [2] D. Ferstl et al., "Image Guided Depth Upsampling using Anisotropic Total
    Generalized Variation", ICCV 2013 (the noisy Middlebury benchmark).
 .. [3] J. T. Barron, B. Poole, "The Fast Bilateral Solver", ECCV 2016.

@@ -1,12 +1,12 @@
 """Unsupervised segmentation of one image by fitting a small network to it.
 
-Three methods share :class:`~affseg.models.per_image_net.PerImageNet` (REFERENCE_NOTES §2):
+Three methods share :class:`~affseg.models.per_image_net.PerImageNet`:
 
 - :func:`kanezaki_hierarchy` (Kanezaki 2018): cross-entropy on the network's argmax labels
   refined by a majority vote inside SLIC superpixels;
 - :func:`kim_hierarchy` (Kim, Kanezaki & Tanaka 2020): ``mu_sim`` x cross-entropy on the
   argmax labels + ``mu_con`` x continuity loss (mean L1 spatial difference of the response);
-- :func:`mmt_hierarchy` (Mutual Mean-Teaching, seed 003): two networks with different
+- :func:`mmt_hierarchy` (Mutual Mean-Teaching, Wu et al.): two networks with different
   initialisations, each with an exponential-moving-average "mean" copy; each network is
   trained on the argmax labels of the *other* mean network, mapped into its own label space
   by Hungarian matching on the label-overlap matrix (:func:`align_labels`), plus
@@ -20,6 +20,14 @@ before the argmax. By default (``min_area``) the label classes are then split in
 connected segments and tiny ones merged; ``min_area=None`` keeps the label classes.
 Optionally (``merge``, off by default) adjacent segments are then merged deterministically
 by colour (:mod:`affseg.grouping.label_merging`).
+
+References
+----------
+.. [1] Z. Wu, L. Guo, H. Zhang and D. Xu, "Unsupervised Image Segmentation using Mutual
+   Mean-Teaching".
+.. [2] W. Kim, A. Kanezaki and M. Tanaka, "Unsupervised learning of image segmentation based on
+   differentiable feature clustering", IEEE Transactions on Image Processing, 2020.
+.. [3] A. Kanezaki, "Unsupervised image segmentation by backpropagation", ICASSP 2018.
 """
 
 from __future__ import annotations

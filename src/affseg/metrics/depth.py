@@ -1,4 +1,4 @@
-"""Depth / disparity error metrics over valid pixels (REFERENCE_NOTES section 4).
+"""Depth / disparity error metrics over valid pixels.
 
 RMSE, MAE, iRMSE and iMAE (on 1/depth), REL = mean |p - g| / g, and the threshold
 accuracies delta_tau = fraction of pixels with max(g/p, p/g) < tau, tau = 1.25, 1.25^2,

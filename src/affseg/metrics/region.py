@@ -1,7 +1,7 @@
 """The BSDS500 region benchmark (Arbelaez et al., TPAMI 2011), streaming and fast.
 
 Faithful to the BSR bench (``evaluation_reg_image.m``, ``match_segmentations*.m``,
-``collect_eval_reg.m``; REFERENCE_NOTES section 5): segmentation covering ODS/OIS/Best,
+``collect_eval_reg.m``): segmentation covering ODS/OIS/Best,
 probabilistic Rand index and variation of information (log2) ODS/OIS, plus Hungarian pixel
 accuracy ODS/OIS. A hierarchy is scored at 99 thresholds (a UCM) or as a list of label maps,
 each one a "threshold".

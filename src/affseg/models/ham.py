@@ -1,4 +1,4 @@
-"""Hyperbolic affinity learning (HAM, seed 002) and a guided propagation network.
+"""Hyperbolic affinity learning (HAM, Park et al., ICML 2023) and a guided propagation network.
 
 A small guidance network maps the image (plus, for depth, the upsampled input) to
 per-pixel embeddings. :class:`HAMAffinity` turns embeddings into propagation affinities:
@@ -21,6 +21,11 @@ per-pixel embeddings. :class:`HAMAffinity` turns embeddings into propagation aff
 
 The affinity of neighbour ``n`` is ``s_p * softmax(-d/tau)_n * sigmoid(beta_rank(n))``
 with ``s_p`` a learned propagation strength in [0, 1]; its absolute sum is <= 1.
+
+References
+----------
+.. [1] J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+   Representation for Spatial Propagation", ICML 2023.
 """
 
 from __future__ import annotations

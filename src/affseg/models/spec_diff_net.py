@@ -1,4 +1,4 @@
-"""spec-diff-net: neural diffusion distance on a learned feature grid (seed 001, Sect. 4).
+"""spec-diff-net: neural diffusion distance on a learned feature grid ([1], Sect. 4).
 
 Pipeline for an image (H, W):
 
@@ -18,6 +18,10 @@ image): nodes are square in the image, so the isotropic graph window and the
 interpolation neighbourhoods are isotropic too, and thin horizontal/vertical structures
 are not squashed; the cost (N = 2400 instead of 1681) stays small because the engine's
 graph is local.
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations

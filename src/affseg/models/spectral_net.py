@@ -1,4 +1,4 @@
-"""Embedding network of deep spectral clustering (seed 004).
+"""Embedding network of deep spectral clustering (Barnes & Dubrawski, 2018).
 
 A small top-down head on the frozen EfficientNet-Lite0 pyramid
 (:func:`affseg.backbones.efficientnet_lite.load_backbone`) predicts d-dimensional
@@ -13,6 +13,11 @@ Head (``width`` = w channels)::
     f8  (40)  -> 1x1 ---------------------------------- + -> 3x3 -> ReLU --up--+
     f4  (24)  -> 1x1 ------------------------------------------------------- + -> 3x3 -> ReLU
               -> 3x3 -> ReLU -> 1x1 (d) -> unit normalisation
+
+References
+----------
+.. [1] M. Barnes and A. Dubrawski, "Deep Spectral Clustering for Object Instance Segmentation",
+   ICLR workshop track, 2018.
 """
 
 from __future__ import annotations
