@@ -97,6 +97,19 @@ class DepthSRPropagation(nn.Module):
         Propagation steps per dilation stage.
     width, embed_dim : int
         Guidance-network size.
+
+    References
+    ----------
+    J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+    Representation for Spatial Propagation", ICML 2023.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> net = DepthSRPropagation("euclidean", width=4, embed_dim=2, iterations=1)
+    >>> net(torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 16, 16), factor=2).shape
+    torch.Size([1, 1, 32, 32])
     """
 
     def __init__(

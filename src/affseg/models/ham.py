@@ -68,6 +68,17 @@ def neighbour_distances(
     Returns
     -------
     Tensor, shape (B, k*k - 1, H, W)
+
+    References
+    ----------
+    J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+    Representation for Spatial Propagation", ICML 2023.
+
+    Examples
+    --------
+    >>> import torch
+    >>> neighbour_distances(torch.zeros(1, 2, 3, 4), 3, geometry="euclidean").shape
+    torch.Size([1, 8, 3, 4])
     """
     return _neighbours(emb, k, dilation, geometry, c)[1]
 
@@ -109,6 +120,19 @@ class HAMAffinity(nn.Module):
     c_param : {"softplus", "log"}
         Parametrisation of the learned curvature: ``softplus(raw) + 1e-4`` (default) or
         ``exp(raw)`` (scale-free: a step changes c by a fixed factor).
+
+    References
+    ----------
+    J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+    Representation for Spatial Propagation", ICML 2023.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> ham = HAMAffinity("hyperbolic", k=3)
+    >>> ham(torch.zeros(1, 8, 3, 4), torch.ones(1, 1, 3, 4)).shape   # k*k - 1 neighbours
+    torch.Size([1, 8, 3, 4])
     """
 
     def __init__(
@@ -170,7 +194,14 @@ class HAMAffinity(nn.Module):
 
 def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     """Two 3 x 3 conv + ReLU layers (the first with ``stride``): (B, cin, H, W) ->
-    (B, cout, H / stride, W / stride). The unit of the guidance U-Nets."""
+    (B, cout, H / stride, W / stride). The unit of the guidance U-Nets.
+
+    Examples
+    --------
+    >>> import torch
+    >>> conv_block(3, 4, stride=2)(torch.zeros(1, 3, 8, 8)).shape
+    torch.Size([1, 4, 4, 4])
+    """
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
         nn.ReLU(inplace=True),
@@ -191,6 +222,13 @@ class GuidanceNet(nn.Module):
         Embedding size D.
     n_aux : int
         Auxiliary logit maps (propagation strength, confidence, ...).
+
+    Examples
+    --------
+    >>> import torch
+    >>> emb, aux = GuidanceNet(in_ch=4, width=8, embed_dim=2)(torch.zeros(1, 4, 16, 16))
+    >>> emb.shape, aux.shape
+    (torch.Size([1, 2, 16, 16]), torch.Size([1, 2, 16, 16]))
     """
 
     def __init__(self, in_ch: int = 4, width: int = 16, embed_dim: int = 8, n_aux: int = 2) -> None:
@@ -253,6 +291,19 @@ class SegRefinePropagation(nn.Module):
         Initial curvature.
     c_param : {"softplus", "log"}
         Curvature parametrisation (see :class:`HAMAffinity`).
+
+    References
+    ----------
+    J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+    Representation for Spatial Propagation", ICML 2023.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> net = SegRefinePropagation(3, width=4, embed_dim=2, iterations=2)
+    >>> net(torch.zeros(1, 3, 16, 16), torch.full((1, 3, 16, 16), 1 / 3)).shape
+    torch.Size([1, 3, 16, 16])
     """
 
     def __init__(

@@ -85,6 +85,18 @@ class FeatureHead(nn.Module):
         Channels of the pyramid levels, strides (2, 4, 8, 16).
     hidden : int
     out_channels : int
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pyramid = [torch.zeros(1, c, 32 // s, 32 // s)
+    ...            for c, s in zip((16, 24, 40, 112), (2, 4, 8, 16))]   # strides 2..16
+    >>> FeatureHead()(pyramid).shape                  # 64-d features at stride 8
+    torch.Size([1, 64, 4, 4])
     """
 
     def __init__(
@@ -393,7 +405,13 @@ class SpecDiffNet(nn.Module):
 
 
 def default_weights_path() -> Path:
-    """``affseg/weights/spec_diff_net.pt`` inside the installed package."""
+    """``affseg/weights/spec_diff_net.pt`` inside the installed package.
+
+    Examples
+    --------
+    >>> default_weights_path().name
+    'spec_diff_net.pt'
+    """
     return Path(__file__).resolve().parents[1] / "weights" / WEIGHTS_NAME
 
 

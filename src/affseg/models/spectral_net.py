@@ -56,6 +56,19 @@ class SpectralHead(nn.Module):
         Embedding dimension d.
     width : int
         Channels inside the head.
+
+    References
+    ----------
+    M. Barnes and A. Dubrawski, "Deep Spectral Clustering for Object Instance Segmentation",
+    ICLR workshop track, 2018.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pyramid = [torch.zeros(1, c, 32 // s, 32 // s)
+    ...            for c, s in zip((16, 24, 40, 112), (2, 4, 8, 16))]   # strides 2..16
+    >>> SpectralHead()(pyramid).shape                 # 21-d embeddings at stride 4
+    torch.Size([1, 21, 8, 8])
     """
 
     def __init__(
@@ -123,6 +136,13 @@ def upsample_embeddings(emb: Tensor, size: tuple[int, int]) -> Tensor:
     Returns
     -------
     Tensor, shape (B, d, H, W), unit vectors along dim 1.
+
+    Examples
+    --------
+    >>> import torch
+    >>> emb = torch.nn.functional.normalize(torch.ones(1, 3, 4, 4), dim=1)
+    >>> upsample_embeddings(emb, (8, 8)).shape
+    torch.Size([1, 3, 8, 8])
     """
     up = F.interpolate(emb, size=size, mode="bilinear", align_corners=False)
     return F.normalize(up, dim=1, eps=1e-6)
@@ -169,6 +189,12 @@ def image_tensor(image: np.ndarray) -> Tensor:
     """An RGB uint8 image (H, W, 3) as a float tensor (1, 3, H', W') in [0, 1] of snapped size.
 
     The resize is bilinear with antialiasing, as in the training cache.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image_tensor(np.zeros((20, 30, 3), np.uint8)).shape    # sides snapped to multiples of 16
+    torch.Size([1, 3, 16, 32])
     """
     h, w = image.shape[:2]
     arr = np.array(image, dtype=np.uint8, copy=True)
