@@ -259,6 +259,19 @@ def greedy_merge(
     similarity : ndarray, shape (S - 1,)
         Similarity of the pair at each step (0 for steps that join parts with no common
         border, which happens only if ``adjacency`` is disconnected).
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> adjacency = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], bool)   # a chain 0 - 1 - 2
+    >>> means, mass = np.array([[0.0], [0.1], [1.0]]), np.ones(3)
+    >>> merges, sim = greedy_merge(adjacency, means=means, mass=mass)
+    >>> merges.tolist(), sim.round(4).tolist()
+    ([[0, 1], [0, 2]], [0.99, 0.4056])
     """
     adj = np.array(adjacency, dtype=bool)
     s = adj.shape[0]
@@ -333,6 +346,16 @@ def merge_levels(
         S levels, fine -> coarse, labels 1..K_l, the last one a single region.
     heights : ndarray, shape (S,)
         ``heights[0] = 0``; values in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> adjacency = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], bool)   # a chain 0 - 1 - 2
+    >>> means, mass = np.array([[0.0], [0.1], [1.0]]), np.ones(3)
+    >>> merges, sim = greedy_merge(adjacency, means=means, mass=mass)
+    >>> levels, heights = merge_levels(np.array([[1, 2, 3]]), merges, sim)
+    >>> [lv.tolist() for lv in levels], heights.round(4).tolist()
+    ([[[1, 2, 3]], [[1, 1, 2]], [[1, 1, 1]]], [0.0, 0.01, 0.5944])
     """
     lab = _check_labels(labels)
     s = int(lab.max())

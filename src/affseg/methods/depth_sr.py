@@ -118,6 +118,13 @@ def degrade(
     Returns
     -------
     Tensor, shape (B, 1, H/factor, W/factor)
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> degrade(torch.ones(1, 1, 8, 8), 2, torch.tensor([0.0]), g).shape
+    torch.Size([1, 1, 4, 4])
     """
     lr = F.avg_pool2d(gt, factor)
     noise = torch.randn(lr.shape, generator=generator) * noise_std
@@ -139,6 +146,14 @@ def augment(
     -------
     (Tensor, Tensor)
         The same shapes; one transform for the whole batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> gt, rgb = augment(torch.ones(1, 1, 8, 8), torch.ones(1, 3, 8, 8), g)
+    >>> gt.shape, rgb.shape
+    (torch.Size([1, 1, 8, 8]), torch.Size([1, 3, 8, 8]))
     """
     r = torch.rand(4, generator=generator)
     if r[0] < 0.5:
