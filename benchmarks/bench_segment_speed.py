@@ -66,13 +66,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from affseg.backbones.efficientnet_lite import snapped_size
     from affseg.grouping.diffusion_hierarchy import (
         grid_clustering,
         labels_to_hierarchy,
         resize_maps,
     )
     from affseg.models import ndd_segmenter
-    from affseg.models.spec_diff_net import SpecDiffNet, load_pretrained, snap_size
+    from affseg.models.spec_diff_net import SpecDiffNet, load_pretrained
 
     t0 = time.perf_counter()
     net = SpecDiffNet().eval() if args.untrained else load_pretrained()
@@ -88,7 +89,7 @@ def main() -> None:
     )
 
     x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255.0
-    hs, ws = snap_size(hh, ww)
+    hs, ws = snapped_size(hh, ww)
 
     def backbone() -> Any:
         with torch.no_grad():

@@ -311,3 +311,15 @@ def test_serial_and_parallel_kernels_have_separate_cache_entries():
     ):
         assert par.py_func.__qualname__ != ser.py_func.__qualname__
         assert par.targetoptions.get("parallel") and not ser.targetoptions.get("parallel")
+
+
+def test_backend_names():
+    """Backends are named for what they are; the former names still work."""
+    from affseg.affinity import graph
+
+    coef = torch.ones(1, 9, 3, 4)
+    assert graph.LocalOperator(coef, 3).backend == "kernel"
+    assert graph.LocalOperator(coef, 3, backend="torch").backend == "unfold"  # former name
+    assert graph.LocalOperator(coef, 3, backend="numba").backend == "kernel"  # former name
+    with pytest.raises(InputError, match="backend"):
+        graph.LocalOperator(coef, 3, backend="gpu")

@@ -64,7 +64,7 @@ def test_native_matches_numba_kernel():
     x = torch.randn(2, 21, 19, 50, generator=torch.Generator().manual_seed(2)).numpy()
     out_nb = np.empty_like(x)
     xpad = np.pad(x, ((0, 0), (8, 8), (8, 8), (0, 0)))
-    graph._stencil_nb(cl, xpad, out_nb, 17)
+    graph._stencil_numba(cl, xpad, out_nb, 17)
     np.testing.assert_allclose(native.stencil_power(cl, x, 17, 1, 2), out_nb, atol=1e-5)
 
 

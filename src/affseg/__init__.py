@@ -52,6 +52,17 @@ def hierarchy(image: np.ndarray, method: str | None = None, **options: Any) -> H
     -------
     Hierarchy
         Nested label maps (and the equivalent UCM).
+
+    Examples
+    --------
+    >>> import affseg
+    >>> from skimage import data
+    >>> image = data.astronaut()[::8, ::8]            # (64, 64, 3) uint8
+    >>> hier = affseg.hierarchy(image, method="felzenszwalb")
+    >>> hier.n_segments                               # fine -> coarse
+    [47, 39, 32, 21, 11, 7, 5, 3, 3]
+    >>> hier.to_ucm().shape
+    (129, 129)
     """
     from affseg.methods import run_method
 
@@ -76,5 +87,18 @@ def segment(
     -------
     ndarray, shape (H, W), int32
         Labels 1..K.
+
+    Examples
+    --------
+    >>> import affseg
+    >>> from skimage import data
+    >>> image = data.astronaut()[::8, ::8]            # (64, 64, 3) uint8
+    >>> labels = affseg.segment(image, method="slic", segments=8)
+    >>> labels.shape, int(labels.min()), int(labels.max())
+    ((64, 64), 1, 6)
+    >>> affseg.segment(image, method="slic", bogus=1)
+    Traceback (most recent call last):
+    ...
+    affseg.errors.InputError: method 'slic' takes no option 'bogus'; its options: ...
     """
     return hierarchy(image, method, **options).labels(segments)

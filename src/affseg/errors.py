@@ -3,22 +3,60 @@
 Every error that a user can cause (bad input, missing dataset, corrupt file) is an
 :class:`AffsegError`; the command line prints its message as one line and exits with
 status 2, never a traceback.
+
+Examples
+--------
+>>> import affseg
+>>> try:
+...     affseg.segment(None)
+... except affseg.AffsegError as exc:
+...     print(type(exc).__name__)
+InputError
+>>> issubclass(InputError, ValueError), issubclass(DatasetNotFoundError, FileNotFoundError)
+(True, True)
 """
 
 from __future__ import annotations
 
 
 class AffsegError(Exception):
-    """Base class of the errors whose message is meant for the user, on one line."""
+    """Base class of the errors whose message is meant for the user, on one line.
+
+    Examples
+    --------
+    >>> issubclass(InputError, AffsegError) and issubclass(CorruptFileError, AffsegError)
+    True
+    """
 
 
 class InputError(AffsegError, ValueError):
-    """An argument or a file has the wrong shape, dtype, channel count or content."""
+    """An argument or a file has the wrong shape, dtype, channel count or content.
+
+    Examples
+    --------
+    >>> from affseg.methods import check_options
+    >>> check_options("slic", {"compactness": "high"})
+    Traceback (most recent call last):
+    ...
+    affseg.errors.InputError: method 'slic' option compactness='high' has the wrong type: ...
+    """
 
 
 class DatasetNotFoundError(AffsegError, FileNotFoundError):
-    """A dataset folder (or one of its split folders) is not where it was looked for."""
+    """A dataset folder (or one of its split folders) is not where it was looked for.
+
+    Examples
+    --------
+    >>> isinstance(DatasetNotFoundError("no BSDS500/ here"), FileNotFoundError)
+    True
+    """
 
 
 class CorruptFileError(AffsegError, OSError):
-    """A file exists but cannot be decoded (truncated image, broken .mat, ...)."""
+    """A file exists but cannot be decoded (truncated image, broken .mat, ...).
+
+    Examples
+    --------
+    >>> isinstance(CorruptFileError("truncated PNG"), OSError)
+    True
+    """

@@ -152,7 +152,9 @@ def segment_figure(
     size = (max(1, round(w * s)), max(1, round(h * s)))
 
     def fit(a: np.ndarray) -> np.ndarray:
-        return a if s == 1.0 else np.array(Image.fromarray(a).resize(size, Image.LANCZOS))
+        return (
+            a if s == 1.0 else np.array(Image.fromarray(a).resize(size, Image.Resampling.LANCZOS))
+        )
 
     small = fit(rgb)
     top = [_caption(small, "image")]

@@ -38,6 +38,16 @@ def torch_threads(n: int | None) -> Iterator[None]:
     ------
     InputError
         ``n`` is not a positive integer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
     """
     if n is None:
         yield

@@ -1,4 +1,4 @@
-"""Diffusion maps and diffusion distances on local pixel graphs (seed 001, Eqs. 3-5).
+"""Diffusion maps and diffusion distances on local pixel graphs (Sun & Xu, NeurIPS 2019, Eqs. 3-5).
 
 Given grid features F (B, C, h, w):
 
@@ -31,6 +31,10 @@ density at k):
 - ``density="degree"``: w(k) = 1 / d_k, c = 1.
 
 With all N eigenpairs kept these equal the dense definition exactly (tests check it).
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations
@@ -101,6 +105,12 @@ def abs_matrix_power(h: Tensor, t: Tensor | float) -> Tensor:
     Returns
     -------
     Tensor, shape (..., n, n)
+
+    Examples
+    --------
+    >>> import torch
+    >>> abs_matrix_power(torch.diag(torch.tensor([0.5, -1.0])), 2.0).diag().tolist()
+    [0.25, 1.0]
     """
     tt = torch.as_tensor(t, dtype=h.dtype, device=h.device).reshape(())
     return _AbsMatrixPower.apply(h, tt)
@@ -127,6 +137,11 @@ def subgrid_init(
     -------
     Tensor, shape (N, n)
         Orthonormal (distinct one-hot columns).
+
+    Examples
+    --------
+    >>> subgrid_init(4, 4, 3).shape
+    torch.Size([16, 3])
     """
     big_n = h * w
     if not 1 <= n <= big_n:
@@ -180,6 +195,20 @@ def simultaneous_iteration(
     -------
     Tensor, shape (B, N, Ne)
         Orthonormal columns.
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> feats = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0),
+    ...                     dtype=torch.float64)
+    >>> from affseg.affinity.graph import gaussian_affinity, normalized_operator
+    >>> op = normalized_operator(gaussian_affinity(feats, 0.5, 5))
+    >>> simultaneous_iteration(op, 6, n_inner=10).shape          # (B, N, n_eig)
+    torch.Size([1, 64, 6])
     """
     h, w = op.grid
     b = op.coef.shape[0]
@@ -231,6 +260,15 @@ class DiffusionResult:
         (h, w); node index i = y * w + x.
     scale : Tensor, shape (B,)
         The factor c of the density convention (sqrt(vol) or 1).
+
+    Examples
+    --------
+    >>> import torch
+    >>> feats = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0),
+    ...                     dtype=torch.float64)
+    >>> res = diffusion_map(feats, mu=0.5, t=2.0, k=5, n_eig=6, n_inner=10)
+    >>> res.grid, res.eigenvalues.shape
+    ((8, 8), torch.Size([1, 6]))
     """
 
     eigenvalues: Tensor
@@ -345,6 +383,22 @@ def spectral_embedding(
     Returns
     -------
     DiffusionResult
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> feats = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0),
+    ...                     dtype=torch.float64)
+    >>> from affseg.affinity.graph import degrees, gaussian_affinity, normalized_operator
+    >>> w = gaussian_affinity(feats, 0.5, 5)
+    >>> s = normalized_operator(w)
+    >>> basis = simultaneous_iteration(s, 6, n_inner=10)
+    >>> spectral_embedding(s, degrees(w), basis, t=2.0).embedding.shape
+    torch.Size([1, 64, 6])
     """
     if density not in DENSITIES:
         raise InputError(f"density must be one of {DENSITIES}; got {density!r}")
@@ -387,7 +441,7 @@ def diffusion_map(
     density: str = "stationary",
     tau: Tensor | float | None = None,
     init: Tensor | None = None,
-    backend: str = "numba",
+    backend: str = "kernel",
 ) -> DiffusionResult:
     """Diffusion embedding of grid features (functional API).
 
@@ -407,12 +461,25 @@ def diffusion_map(
         See the module notes.
     tau : Tensor or float, optional
         Scale of K_D kept in the result.
-    backend : {"numba", "torch"}
+    backend : {"kernel", "unfold"}
         Stencil implementation.
 
     Returns
     -------
     DiffusionResult
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> feats = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0),
+    ...                     dtype=torch.float64)
+    >>> res = diffusion_map(feats, mu=0.5, t=2.0, k=5, n_eig=6, n_inner=10)
+    >>> res.embedding.shape, round(float(res.eigenvalues[0, 0]), 3)   # top eigenvalue of S: 1
+    (torch.Size([1, 64, 6]), 1.0)
     """
     w = gaussian_affinity(features, mu, k, backend=backend)
     deg = degrees(w)
@@ -441,6 +508,19 @@ class DiffusionDistance(nn.Module):
         See :func:`diffusion_map`.
     learnable : bool
         Whether mu, t, tau are trainable parameters (else buffers).
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> feats = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0),
+    ...                     dtype=torch.float64)
+    >>> dd = DiffusionDistance(mu=0.5, t=2.0, k=5, n_eig=6, n_inner=10)
+    >>> dd(feats.float()).embedding.shape
+    torch.Size([1, 64, 6])
     """
 
     def __init__(
@@ -455,7 +535,7 @@ class DiffusionDistance(nn.Module):
         qr_every: int | None = 10,
         density: str = "stationary",
         learnable: bool = True,
-        backend: str = "numba",
+        backend: str = "kernel",
     ) -> None:
         super().__init__()
         for name, val in (("mu", mu), ("t", t), ("tau", tau)):

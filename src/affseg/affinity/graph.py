@@ -1,4 +1,4 @@
-"""Local pixel graphs held as k x k stencils (seed 001, Eqs. 1-2).
+"""Local pixel graphs held as k x k stencils (Sun & Xu, NeurIPS 2019, Eqs. 1-2).
 
 A graph on an (h, w) grid whose node i = (y, x) is linked only to the nodes of its
 k x k window is stored as a :class:`LocalOperator`: a coefficient tensor ``coef`` of shape
@@ -7,11 +7,31 @@ offsets ``o`` in row-major order (dy, dx in [-r, r], r = (k - 1) / 2), and zero 
 neighbour falls outside the image. It is never an N x N matrix: applying it to M vectors
 costs O(N k^2 M) and memory O(N k^2).
 
-The fast path is a stencil kernel on channels-last vectors (B, h, w, M) -- the compiled C
-kernel of :mod:`affseg.affinity.native` for float32, else numba -- wrapped in a
-:class:`torch.autograd.Function` (backward = the transposed stencil for the vectors and a
-local correlation for the coefficients); a pure torch ``unfold`` path is kept as the
-reference (``backend="torch"``).
+Execution paths of one application ``A X`` (timings: ``benchmarks/bench_stencil_paths.py``,
+``benchmarks/results/stencil_paths.json``):
+
+- ``backend="kernel"`` (default, CPU): a stencil kernel on channels-last vectors
+  (B, h, w, M) wrapped in a :class:`torch.autograd.Function` (backward = the transposed
+  stencil for the vectors and a local correlation for the coefficients). The kernel is
+
+  * the **C kernel** of :mod:`affseg.affinity.native` for float32 and k >= 5 when a C
+    compiler is found (2-4x faster than numba); without autograd,
+    :meth:`LocalOperator.apply_power` runs n applications in one call (no copies between
+    them);
+  * else the **numba kernel** (no compiler, ``AFFSEG_NATIVE=0``, float64, k < 5), which also
+    computes the coefficient gradient;
+
+  both run on one thread below :data:`PARALLEL_MIN_WORK` (a parallel region on a loaded
+  machine costs milliseconds);
+
+- ``backend="unfold"``: pure torch (``F.unfold``), the reference for the tests and the path
+  for tensors on other devices (100-500x slower on the CPU).
+
+``"numba"`` and ``"torch"`` are accepted as the former names of the two backends.
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations
@@ -19,6 +39,7 @@ from __future__ import annotations
 import functools
 import types
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
@@ -44,6 +65,11 @@ def window_offsets(k: int) -> Tensor:
     Returns
     -------
     Tensor, shape (k*k, 2), int64
+
+    Examples
+    --------
+    >>> window_offsets(3)[:4].tolist()
+    [[-1, -1], [-1, 0], [-1, 1], [0, -1]]
     """
     _check_k(k)
     r = k // 2
@@ -73,6 +99,11 @@ def valid_mask(h: int, w: int, k: int, device: torch.device | None = None) -> Te
     -------
     Tensor, shape (k*k, h, w), bool
         Cached per (h, w, k, device) and shared between callers: read it, never write it.
+
+    Examples
+    --------
+    >>> valid_mask(2, 2, 3)[:, 0, 0].tolist()        # top-left node: 4 of 9 neighbours inside
+    [False, False, False, False, True, True, False, True, True]
     """
     return _valid_mask(
         int(h), int(w), int(k), str(torch.device("cpu") if device is None else torch.device(device))
@@ -110,6 +141,13 @@ def local_sq_distances(features: Tensor, k: int, other: Tensor | None = None) ->
     Computed per row offset dy as a batched matrix product between each image row and the
     row dy below (``|f|^2 + |g|^2 - 2 f.g``), then the band of k diagonals is read with a
     strided view: O(k N w C) flops, O(N k^2) memory, differentiable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> d = local_sq_distances(torch.zeros(1, 2, 3, 4), 3)
+    >>> d.shape, float(d.max())
+    (torch.Size([1, 9, 3, 4]), 0.0)
     """
     _check_k(k)
     _check_features(features)
@@ -226,12 +264,13 @@ def _correlate_py(grad, xpad, out, k):  # pragma: no cover - compiled
                     out[b, y, x, dy * k + dx] = s
 
 
-#: Work (multiply-adds) below which the serial kernels are used: parallel regions cost more
-#: than they save on tiny problems, especially on a loaded machine.
+#: Work (multiply-adds) below which the kernels run on one thread: on a loaded machine a
+#: parallel region waits for a descheduled thread (~16 ms per call measured at load 7.7 on
+#: 2 cores, against 0.04 ms serial for a 16 x 20 grid; benchmarks/bench_stencil_paths.py).
 PARALLEL_MIN_WORK = 2_000_000
 
 
-def _serial_copy(fn: types.FunctionType) -> types.FunctionType:
+def _serial_copy(fn: Any) -> types.FunctionType:
     """The same Python function under another name.
 
     numba's on-disk cache indexes compiled code by function name and line, not by the
@@ -246,20 +285,22 @@ def _serial_copy(fn: types.FunctionType) -> types.FunctionType:
     return out
 
 
+# the numba kernels, each compiled with prange (rows in parallel) and without: the same
+# arithmetic, so the same numbers at any thread count
 _stencil_par = numba.njit(parallel=True, fastmath=True, cache=True)(_stencil_py)
 _stencil_ser = numba.njit(fastmath=True, cache=True)(_serial_copy(_stencil_py))
 _correlate_par = numba.njit(parallel=True, fastmath=True, cache=True)(_correlate_py)
 _correlate_ser = numba.njit(fastmath=True, cache=True)(_serial_copy(_correlate_py))
 
 
-def _stencil_nb(coef, xpad, out, k):
-    """Dispatch to the parallel or serial stencil kernel by problem size."""
+def _stencil_numba(coef, xpad, out, k):
+    """The numba stencil kernel, parallel or serial by problem size."""
     big = coef.size * out.shape[3] >= PARALLEL_MIN_WORK
     (_stencil_par if big else _stencil_ser)(coef, xpad, out, k)
 
 
-def _correlate_nb(grad, xpad, out, k):
-    """Dispatch to the parallel or serial correlation kernel by problem size."""
+def _correlate_numba(grad, xpad, out, k):
+    """The numba correlation kernel (coefficient gradient), parallel or serial by size."""
     big = out.size * grad.shape[3] >= PARALLEL_MIN_WORK
     (_correlate_par if big else _correlate_ser)(grad, xpad, out, k)
 
@@ -277,6 +318,13 @@ def transpose_coefficients(coef: Tensor, k: int) -> Tensor:
     Returns
     -------
     Tensor, shape (B, k*k, h, w)
+
+    Examples
+    --------
+    >>> import torch
+    >>> op = gaussian_affinity(torch.zeros(1, 2, 3, 4), 1.0, 3)   # symmetric
+    >>> torch.equal(transpose_coefficients(op.coef, 3), op.coef)
+    True
     """
     b, kk, h, w = coef.shape
     r = k // 2
@@ -289,13 +337,13 @@ def transpose_coefficients(coef: Tensor, k: int) -> Tensor:
     return torch.stack(parts, 1)
 
 
-def _native_ok(coef_cl: Tensor, x_cl: Tensor, k: int) -> bool:
-    """Whether the compiled kernel handles this stencil (float32, k >= 5, built)."""
+def _c_kernel_ok(coef_cl: Tensor, x_cl: Tensor, k: int) -> bool:
+    """Whether the C kernel handles this stencil (float32, k >= 5, built)."""
     return coef_cl.dtype == x_cl.dtype == torch.float32 and native.supports(k, np.dtype("float32"))
 
 
-def _native_power(coef_cl: Tensor, x_cl: Tensor, k: int, n: int) -> Tensor:
-    """A^n x with the compiled kernel on detached channels-last tensors."""
+def _c_kernel_power(coef_cl: Tensor, x_cl: Tensor, k: int, n: int) -> Tensor:
+    """A^n x with the C kernel on detached channels-last tensors."""
     big = coef_cl.numel() * x_cl.shape[3] >= PARALLEL_MIN_WORK
     out = native.stencil_power(
         coef_cl.contiguous().numpy(), x_cl.numpy(), k, n, torch.get_num_threads() if big else 1
@@ -303,23 +351,23 @@ def _native_power(coef_cl: Tensor, x_cl: Tensor, k: int, n: int) -> Tensor:
     return torch.from_numpy(out)
 
 
-def _stencil_np(coef_cl: Tensor, x_cl: Tensor, k: int) -> Tensor:
+def _stencil_kernel(coef_cl: Tensor, x_cl: Tensor, k: int) -> Tensor:
     """Stencil on detached channels-last tensors: (B,h,w,K), (B,h,w,M) -> (B,h,w,M).
 
-    float32 with k >= 5 runs the compiled C kernel (:mod:`affseg.affinity.native`, channels
+    float32 with k >= 5 runs the C kernel (:mod:`affseg.affinity.native`, channels
     zero-padded to a multiple of 8) when it could be built; everything else the numba kernel.
     """
     r = k // 2
-    if _native_ok(coef_cl, x_cl, k):
-        return _native_power(coef_cl, x_cl, k, 1)
+    if _c_kernel_ok(coef_cl, x_cl, k):
+        return _c_kernel_power(coef_cl, x_cl, k, 1)
     xpad = F.pad(x_cl, (0, 0, r, r, r, r)).contiguous()
     out = torch.empty_like(x_cl, memory_format=torch.contiguous_format)
-    _stencil_nb(coef_cl.contiguous().numpy(), xpad.numpy(), out.numpy(), k)
+    _stencil_numba(coef_cl.contiguous().numpy(), xpad.numpy(), out.numpy(), k)
     return out
 
 
 class _StencilFn(torch.autograd.Function):
-    """Differentiable numba stencil on channels-last vectors."""
+    """Differentiable stencil on channels-last vectors (the ``"kernel"`` backend)."""
 
     @staticmethod
     def forward(
@@ -331,7 +379,7 @@ class _StencilFn(torch.autograd.Function):
     ) -> Tensor:
         ctx.k = k
         ctx.save_for_backward(coef_cl, coef_t_cl, x_cl)
-        return _stencil_np(coef_cl.detach(), x_cl.detach(), k)
+        return _stencil_kernel(coef_cl.detach(), x_cl.detach(), k)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # noqa: D102
@@ -342,13 +390,17 @@ class _StencilFn(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             if coef_t_cl is None:  # symmetric operator
                 coef_t_cl = coef_cl
-            g_x = _stencil_np(coef_t_cl.detach(), grad, k)
+            g_x = _stencil_kernel(coef_t_cl.detach(), grad, k)
         if ctx.needs_input_grad[0]:
             r = k // 2
             xpad = F.pad(x_cl.detach(), (0, 0, r, r, r, r)).contiguous()
             g_coef = torch.empty(coef_cl.shape, dtype=grad.dtype)
-            _correlate_nb(grad.numpy(), xpad.numpy(), g_coef.numpy(), k)
+            _correlate_numba(grad.numpy(), xpad.numpy(), g_coef.numpy(), k)
         return g_coef, None, g_x, None
+
+
+#: Former backend names.
+_BACKEND_ALIASES = {"numba": "kernel", "torch": "unfold"}
 
 
 @dataclass
@@ -363,14 +415,26 @@ class LocalOperator:
         Odd window size.
     symmetric : bool
         Whether A = A^T (then the backward pass reuses ``coef``).
-    backend : str
-        ``"numba"`` (fast, CPU) or ``"torch"`` (unfold reference, any device).
+    backend : {"kernel", "unfold"}
+        ``"kernel"``: the C or numba stencil kernel (fast, CPU); ``"unfold"``: the torch
+        reference (any device; used automatically for tensors not on the CPU). The former
+        names ``"numba"`` and ``"torch"`` are accepted.
+
+    Examples
+    --------
+    >>> import torch
+    >>> op = gaussian_affinity(torch.zeros(1, 2, 4, 5, dtype=torch.float64), 1.0, k=3)
+    >>> op.grid, op.n, op.backend
+    ((4, 5), 20, 'kernel')
+    >>> x = torch.ones(1, 20, 1, dtype=torch.float64)
+    >>> torch.equal(op.apply(x)[0, :, 0], op.row_sums()[0])
+    True
     """
 
     coef: Tensor
     k: int
     symmetric: bool = False
-    backend: str = "numba"
+    backend: str = "kernel"
 
     def __post_init__(self) -> None:
         _check_k(self.k)
@@ -378,10 +442,11 @@ class LocalOperator:
             raise InputError(
                 f"coef must be (B, {self.k * self.k}, h, w); got {tuple(self.coef.shape)}"
             )
-        if self.backend not in ("numba", "torch"):
-            raise InputError(f"backend must be 'numba' or 'torch'; got {self.backend!r}")
+        self.backend = _BACKEND_ALIASES.get(self.backend, self.backend)
+        if self.backend not in ("kernel", "unfold"):
+            raise InputError(f"backend must be 'kernel' or 'unfold'; got {self.backend!r}")
         if self.coef.device.type != "cpu":
-            self.backend = "torch"
+            self.backend = "unfold"
         self._cl: Tensor | None = None
         self._cl_t: Tensor | None = None
 
@@ -454,7 +519,7 @@ class LocalOperator:
         Tensor, same shape as ``x``
         """
         xs = self._as_grid(x)
-        if self.backend == "torch":
+        if self.backend == "unfold":
             out = self.apply_maps(xs.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         else:
             cl, cl_t = self._channels_last()
@@ -465,7 +530,7 @@ class LocalOperator:
         """A^n X: ``n`` applications of :meth:`apply`.
 
         Without autograd (no gradient needed for ``x`` or the coefficients) and on the
-        compiled float32 kernel, the n applications run back to back on padded buffers
+        C kernel (float32), the n applications run back to back on padded buffers
         with no intermediate copies; otherwise it is a loop of :meth:`apply`.
 
         Parameters
@@ -482,12 +547,12 @@ class LocalOperator:
             raise InputError(f"n must be >= 0; got {n}")
         xs = self._as_grid(x)
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.coef.requires_grad)
-        cl = self._channels_last()[0] if self.backend == "numba" else None
-        if n <= 1 or needs_grad or cl is None or not _native_ok(cl, xs, self.k):
+        cl = self._channels_last()[0] if self.backend == "kernel" else None
+        if n <= 1 or needs_grad or cl is None or not _c_kernel_ok(cl, xs, self.k):
             for _ in range(n):
                 x = self.apply(x)
             return x
-        return _native_power(cl.detach(), xs.detach().contiguous(), self.k, n).reshape(x.shape)
+        return _c_kernel_power(cl.detach(), xs.detach().contiguous(), self.k, n).reshape(x.shape)
 
     def apply_maps(self, maps: Tensor) -> Tensor:
         """A applied to maps in channels-first layout by ``unfold`` (torch reference path).
@@ -531,7 +596,7 @@ class LocalOperator:
 
 
 def gaussian_affinity(
-    features: Tensor, mu: Tensor | float, k: int = 17, backend: str = "numba"
+    features: Tensor, mu: Tensor | float, k: int = 17, backend: str = "kernel"
 ) -> LocalOperator:
     """W_ij = exp(-mu ||f_i - f_j||^2) for j in the k x k window of i (Eq. 1).
 
@@ -549,6 +614,17 @@ def gaussian_affinity(
     -------
     LocalOperator
         Symmetric, coefficients (B, k*k, h, w), zero outside the image, W_ii = 1.
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> op = gaussian_affinity(torch.zeros(1, 2, 3, 4), 1.0, 3)
+    >>> op.coef.shape, op.symmetric
+    (torch.Size([1, 9, 3, 4]), True)
     """
     dist = local_sq_distances(features, k)
     mask = valid_mask(features.shape[2], features.shape[3], k, features.device)
@@ -562,6 +638,12 @@ def degrees(op: LocalOperator, eps: float = DEGREE_EPS) -> Tensor:
     Returns
     -------
     Tensor, shape (B, N)
+
+    Examples
+    --------
+    >>> import torch
+    >>> degrees(gaussian_affinity(torch.zeros(1, 2, 3, 4), 1.0, 3))[0, :4].tolist()
+    [4.0, 6.0, 6.0, 4.0]
     """
     return op.row_sums().clamp_min(eps)
 
@@ -579,6 +661,17 @@ def normalized_operator(op: LocalOperator, deg: Tensor | None = None) -> LocalOp
     Returns
     -------
     LocalOperator
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> s = normalized_operator(gaussian_affinity(torch.zeros(1, 2, 3, 4), 1.0, 3))
+    >>> s.symmetric, s.coef.shape
+    (True, torch.Size([1, 9, 3, 4]))
     """
     d = degrees(op) if deg is None else deg
     s = d.rsqrt()
@@ -591,6 +684,17 @@ def transition_operator(op: LocalOperator, deg: Tensor | None = None) -> LocalOp
     Returns
     -------
     LocalOperator
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> p = transition_operator(gaussian_affinity(torch.zeros(1, 2, 3, 4), 1.0, 3))
+    >>> torch.allclose(p.row_sums(), torch.ones(1, 12))    # row-stochastic
+    True
     """
     d = degrees(op) if deg is None else deg
     h, w = op.grid

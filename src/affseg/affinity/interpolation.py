@@ -1,4 +1,4 @@
-"""Feature-attentional interpolation (seed 001, Sect. 4.3, Eq. 6).
+"""Feature-attentional interpolation (Sun & Xu, NeurIPS 2019, Sect. 4.3, Eq. 6).
 
 A map y on a coarse grid (h, w) (K_D rows, class probabilities, label one-hots, ...) is
 brought to a finer grid (H, W) guided by features g (B, C, H, W) of the finer level:
@@ -16,6 +16,10 @@ When H / h and W / w are integers (strides 8 -> 4 -> 2 -> 1) each of the (H/h)(W
 sub-pixel phases is a 5 x 5 local operator on the coarse grid, applied with the numba
 stencil of :mod:`affseg.affinity.graph`: memory O(H W (25 + M)), no (25, M, H, W)
 intermediate, also in the backward pass. Other ratios use a gather path.
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations
@@ -122,6 +126,17 @@ def attention_upsample(
     -------
     Tensor, shape (B, M, H, W)
         Convex combinations of the coarse values (weights sum to one).
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> maps, guide = torch.ones(1, 1, 4, 4), torch.zeros(1, 3, 8, 8)
+    >>> attention_upsample(maps, guide, gamma=1.0).shape
+    torch.Size([1, 1, 8, 8])
     """
     _check(maps, guide)
     g = guide.to(maps.dtype)
@@ -157,6 +172,17 @@ def feature_attentional_upsample(
     Returns
     -------
     Tensor, shape (B, M, H_L, W_L)
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> maps, guide = torch.ones(1, 1, 4, 4), torch.zeros(1, 3, 8, 8)
+    >>> feature_attentional_upsample(maps, [guide], [1.0]).shape
+    torch.Size([1, 1, 8, 8])
     """
     if len(guides) != len(gammas):
         raise InputError(
@@ -179,6 +205,17 @@ class FeatureAttentionalInterpolation(nn.Module):
         Coarse neighbourhood size (5).
     learnable : bool
         Train the gammas (the paper) or keep them fixed (the reference code).
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> maps, guide = torch.ones(1, 1, 4, 4), torch.zeros(1, 3, 8, 8)
+    >>> FeatureAttentionalInterpolation(gammas=(1.0,))(maps, [guide]).shape
+    torch.Size([1, 1, 8, 8])
     """
 
     def __init__(

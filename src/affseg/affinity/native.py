@@ -54,7 +54,13 @@ _tried = False
 
 
 def cache_dir() -> Path:
-    """Directory of the compiled library (see the module's Environment section)."""
+    """Directory of the compiled library (see the module's Environment section).
+
+    Examples
+    --------
+    >>> cache_dir().name in ("affseg",) or cache_dir().is_absolute()
+    True
+    """
     env = os.environ.get("AFFSEG_CACHE_DIR")
     if env:
         return Path(env)
@@ -156,7 +162,14 @@ def stencil_library() -> ctypes.CDLL | None:
 
 
 def supports(k: int, dtype: np.dtype) -> bool:
-    """Whether the compiled kernel can run a k x k stencil on this dtype (and is built)."""
+    """Whether the compiled kernel can run a k x k stencil on this dtype (and is built).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> supports(3, np.dtype("float32"))                  # the kernel needs k >= 5
+    False
+    """
     return dtype == np.float32 and k >= MIN_K and k % 2 == 1 and stencil_library() is not None
 
 
@@ -199,6 +212,7 @@ def stencil(
         raise ValueError(
             f"native stencil: unsupported arguments {coef.shape}, {xpad.shape}, {out.shape}, k={k}"
         )
+    assert lib is not None
     code = lib.affseg_stencil(
         coef.ctypes.data,
         xpad.ctypes.data,
@@ -234,6 +248,15 @@ def stencil_power(
     Returns
     -------
     ndarray, shape (B, h, w, M), float32, C-contiguous
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> coef = np.full((1, 6, 7, 25), 0.04, np.float32)    # a 5 x 5 box filter
+    >>> x = np.ones((1, 6, 7, 8), np.float32)
+    >>> out = stencil_power(coef, x, 5) if supports(5, np.dtype("float32")) else None
+    >>> out is None or bool(np.isclose(out[0, 3, 3, 0], 1.0))   # interior: mean of ones
+    True
     """
     nb, h, w, m = x.shape
     r = k // 2

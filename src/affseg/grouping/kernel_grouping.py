@@ -1,4 +1,4 @@
-"""Grouping grid nodes with a diffusion similarity kernel (seed 001, Sect. 6).
+"""Grouping grid nodes with a diffusion similarity kernel (Sun & Xu, NeurIPS 2019, Sect. 6).
 
 The neural diffusion similarity of two feature-grid nodes is
 ``K_D(i, j) = exp(-tau * ||Phi_i - Phi_j||^2)`` where ``Phi`` is the diffusion embedding
@@ -12,9 +12,15 @@ thousand nodes the dense (N, N) kernel fits easily in memory, and this module wo
 
 Turning the assignments into nested full-resolution segments is the job of
 :mod:`affseg.grouping.region_merging`.
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,7 +79,7 @@ def coverage_centres(
     first: int | None = None,
     candidates: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Cluster centres whose similarity maps cover the grid (Eq. 9 of seed 001).
+    """Cluster centres whose similarity maps cover the grid (Eq. 9 of Sun & Xu 2019).
 
     Start with ``first`` (default: the middle node) and coverage ``c = K[first]``; then add
     ``argmax_i (K (1 - c))_i`` and update ``c = min(c + K[i], 1)`` until the mean residual
@@ -98,6 +104,19 @@ def coverage_centres(
     -------
     ndarray, shape (C,), int64
         Distinct node indices, in the order they were chosen, 1 <= C <= max_centres.
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> K = np.array([[1.0, 0.9, 0.1, 0.0], [0.9, 1.0, 0.1, 0.0],
+    ...               [0.1, 0.1, 1.0, 0.9], [0.0, 0.0, 0.9, 1.0]])   # two groups of nodes
+    >>> centres = coverage_centres(K, eps=0.2, first=0)
+    >>> sorted(centres.tolist())
+    [0, 2]
     """
     k = _check_kernel(kernel)
     n = k.shape[0]
@@ -168,6 +187,19 @@ def kernel_kmeans(
     -------
     ndarray, shape (N, C), float32
         Soft assignments, rows sum to 1.
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019
+    (kernel k-means on the diffusion kernel K_D).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> K = np.array([[1.0, 0.9, 0.1, 0.0], [0.9, 1.0, 0.1, 0.0],
+    ...               [0.1, 0.1, 1.0, 0.9], [0.0, 0.0, 0.9, 1.0]])   # two groups of nodes
+    >>> kernel_kmeans(K, np.array([0, 2])).argmax(axis=1).tolist()
+    [0, 0, 1, 1]
     """
     k = _check_kernel(kernel)
     c_idx = np.asarray(centres, dtype=np.int64).ravel()
@@ -179,6 +211,7 @@ def kernel_kmeans(
     d = diag - 2.0 * k[:, c_idx] + diag[c_idx, 0][None, :]
     z = _softmax_rows(-beta * d)
     hard = z.argmax(axis=1)
+    idx: Any
     if sample is None:
         k_ns, idx = k, slice(None)
     else:

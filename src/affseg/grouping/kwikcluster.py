@@ -1,6 +1,6 @@
 """KwikCluster rounding of embeddings in their inner-product space (Ailon et al. 2008).
 
-Deep spectral clustering (seed 004) rounds predicted unit embeddings v_i to a partition:
+Deep spectral clustering [2] rounds predicted unit embeddings v_i to a partition:
 pick a random pivot among the unclustered points, put it in a new cluster with every
 unclustered point j with ``v_p . v_j > threshold`` (1/2 in the paper), remove them, repeat.
 On the oracle embedding (inner products exactly 0 or 1) this recovers the partition; in
@@ -14,6 +14,13 @@ smaller than ``min_size`` into their most similar neighbour), and
 run at each threshold, coarse (low threshold) to fine, and every finer level is
 intersected with the next coarser one, so that the levels nest as
 :meth:`affseg.grouping.hierarchy.Hierarchy.to_ucm` requires.
+
+References
+----------
+.. [1] N. Ailon, M. Charikar and A. Newman, "Aggregating inconsistent information: ranking and
+   clustering", Journal of the ACM 55(5), 2008.
+.. [2] M. Barnes and A. Dubrawski, "Deep Spectral Clustering for Object Instance Segmentation",
+   ICLR workshop track, 2018.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from scipy.sparse.csgraph import connected_components
 from affseg.errors import InputError
 from affseg.grouping.hierarchy import Hierarchy
 from affseg.grouping.region_merging import neighbour_pairs
+from affseg.grouping.relabel import sequential
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -147,9 +155,16 @@ def merge_small_regions(
     -------
     ndarray, shape (H, W), int32
         Labels 1..K (relabelled sequentially).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> merge_small_regions(np.array([[1, 1, 1, 2], [1, 1, 1, 1]]), min_size=2).tolist()
+    [[1, 1, 1, 1], [1, 1, 1, 1]]
     """
-    lab = np.unique(np.asarray(labels), return_inverse=True)[1].reshape(labels.shape)
-    h, w = lab.shape
+    _, inv = np.unique(np.asarray(labels), return_inverse=True)
+    h, w = np.shape(labels)
+    lab = inv.reshape(h, w)
     emb = None if embeddings is None else np.asarray(embeddings).reshape(h * w, -1)
     par = None if parent is None else np.asarray(parent).reshape(-1)
     for _ in range(64):
@@ -188,7 +203,7 @@ def merge_small_regions(
         graph = sparse.coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n))
         _, comp = connected_components(graph, directed=False)
         lab = comp[lab]
-    return (np.unique(lab, return_inverse=True)[1].reshape(h, w) + 1).astype(np.int32)
+    return sequential(lab.reshape(h, w))
 
 
 def _pieces(labels: np.ndarray) -> np.ndarray:
@@ -227,6 +242,20 @@ def kwikcluster_image(
     ndarray, shape (H, W), int32
         Labels 1..K of 4-connected regions (KwikCluster clusters are split into their
         connected pieces).
+
+    References
+    ----------
+    N. Ailon, M. Charikar and A. Newman, "Aggregating inconsistent information: ranking and
+    clustering", Journal of the ACM 55(5), 2008 (KwikCluster).
+    M. Barnes and A. Dubrawski, "Deep Spectral Clustering for Object Instance Segmentation",
+    ICLR workshop track, 2018.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> emb = np.zeros((2, 4, 2)); emb[:, :2, 0] = 1; emb[:, 2:, 1] = 1   # two unit directions
+    >>> kwikcluster_image(emb, 0.5).tolist()
+    [[1, 1, 2, 2], [1, 1, 2, 2]]
     """
     emb = _check_embeddings(embeddings, 3)
     h, w, d = emb.shape
@@ -335,6 +364,13 @@ def kwikcluster_hierarchy(
         the height of the level at threshold t is ``1 - t`` (clipped to [0, 1]; 0 for the
         finest level), so the UCM value of a boundary is one minus the highest threshold at
         which it disappears.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> emb = np.zeros((2, 4, 2)); emb[:, :2, 0] = 1; emb[:, 2:, 1] = 1   # two unit directions
+    >>> kwikcluster_hierarchy(emb, (0.9, 0.5)).n_segments
+    [2, 2]
     """
     ts = np.unique(np.asarray(thresholds, dtype=np.float64))[::-1]  # high -> low
     if ts.size == 0:

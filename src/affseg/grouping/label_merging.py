@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from affseg.errors import InputError
 from affseg.grouping.region_merging import adjacent_pairs, neighbour_pairs
+from affseg.grouping.relabel import sequential
 
 
 def colour_cues(image: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -41,6 +42,14 @@ def colour_cues(image: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, np.n
     edges : ndarray, shape (H, W), float64
         Euclidean norm over the three channels of the Gaussian-derivative gradient
         (``scipy.ndimage.gaussian_gradient_magnitude``), in Lab units per pixel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((4, 6, 3), np.uint8); image[:, 3:] = 255
+    >>> feats, edges = colour_cues(image)
+    >>> feats.shape, edges.shape
+    ((3, 4, 6), (4, 6))
     """
     from skimage.color import rgb2lab
 
@@ -79,6 +88,17 @@ def merge_adjacent(
     -------
     ndarray, shape (H, W), int32
         Labels 1..K (K <= the input's region count), merged regions sharing a label.
+
+    Examples
+    --------
+    Two black and two white segments; merging below a Lab distance of 10 joins each pair:
+
+    >>> import numpy as np
+    >>> image = np.zeros((4, 6, 3), np.uint8); image[:, 3:] = 255
+    >>> feats, edges = colour_cues(image)
+    >>> labels = np.array([[1, 1, 2, 3, 3, 4]] * 4)
+    >>> merge_adjacent(labels, feats, 10.0)[0].tolist()
+    [1, 1, 1, 2, 2, 2]
     """
     lab = np.asarray(labels)
     if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer):
@@ -93,7 +113,9 @@ def merge_adjacent(
     lab = inv.reshape(lab.shape).astype(np.int64)
     s = int(lab.max()) + 1
     size = np.bincount(lab.ravel(), minlength=s).astype(np.float64)
-    mu = np.stack([np.bincount(lab.ravel(), weights=c.ravel(), minlength=s) for c in f], 1)
+    mu: np.ndarray = np.stack(
+        [np.bincount(lab.ravel(), weights=c.ravel(), minlength=s) for c in f], 1
+    )
     mu /= size[:, None]
     border = np.zeros((s, s))
     a, b, cnt = adjacent_pairs(lab)
@@ -131,5 +153,4 @@ def merge_adjacent(
             m[i, i] = 0.0
         alive[j] = False
         owner[owner == j] = i
-    _, out = np.unique(owner[lab], return_inverse=True)
-    return (out.reshape(lab.shape) + 1).astype(np.int32)
+    return sequential(owner[lab])

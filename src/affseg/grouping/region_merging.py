@@ -1,4 +1,4 @@
-"""From a flat label map to nested segments: clean-up and greedy merging (seed 001, Sect. 6).
+"""From a flat label map to nested segments: clean-up and greedy merging ([1], Sect. 6).
 
 * :func:`connected_cleanup` keeps the largest 4-connected piece of every label and gives
   every other piece to the neighbouring segment it shares the longest border with, so
@@ -8,6 +8,10 @@
   merge sequence into nested label maps with heights ``1 - similarity``.
 
 All loops run over segments or merge steps (tens to hundreds), never over pixels.
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ def neighbour_pairs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     -------
     first, second : ndarray, shape (H (W - 1) + (H - 1) W,)
         Left/top and right/bottom member of each horizontal, then each vertical, pair.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a, b = neighbour_pairs(np.array([[1, 2], [3, 4]]))
+    >>> a.tolist(), b.tolist()
+    ([1, 3, 1, 2], [2, 4, 3, 4])
     """
     v = np.asarray(values)
     return (
@@ -60,6 +71,13 @@ def adjacent_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         Every ordered pair of touching labels (both (a, b) and (b, a) are listed).
     count : ndarray, shape (P,), int64
         Number of 4-neighbour pixel pairs across the border of a and b.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> i, j, n = adjacent_pairs(np.array([[1, 1, 2, 2], [3, 3, 2, 2]]))
+    >>> i.tolist(), j.tolist(), n.tolist()
+    ([1, 1, 2, 2, 3, 3], [2, 3, 1, 3, 1, 2], [1, 2, 1, 1, 2, 1])
     """
     lab = _check_labels(labels).astype(np.int64, copy=False)
     pa, pb = neighbour_pairs(lab)
@@ -99,6 +117,12 @@ def connected_cleanup(
     -------
     ndarray, shape (H, W), int32
         Labels 1..S, each a single 4-connected region.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> connected_cleanup(np.array([[1, 2, 1, 1]])).tolist()   # label 1 is two regions
+    [[1, 1, 2, 2]]
     """
     lab = _check_labels(labels).astype(np.int64)
     lab = lab - (lab.min() if soft is None else 0) + 1
@@ -178,6 +202,12 @@ def grid_counts(labels: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     -------
     ndarray, shape (h * w, S), float32
         Row-major grid nodes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grid_counts(np.array([[1, 1, 2, 2], [1, 1, 2, 2]]), (1, 2)).tolist()
+    [[4.0, 0.0], [0.0, 4.0]]
     """
     lab = _check_labels(labels)
     hh, ww = lab.shape
@@ -229,6 +259,19 @@ def greedy_merge(
     similarity : ndarray, shape (S - 1,)
         Similarity of the pair at each step (0 for steps that join parts with no common
         border, which happens only if ``adjacency`` is disconnected).
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> adjacency = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], bool)   # a chain 0 - 1 - 2
+    >>> means, mass = np.array([[0.0], [0.1], [1.0]]), np.ones(3)
+    >>> merges, sim = greedy_merge(adjacency, means=means, mass=mass)
+    >>> merges.tolist(), sim.round(4).tolist()
+    ([[0, 1], [0, 2]], [0.99, 0.4056])
     """
     adj = np.array(adjacency, dtype=bool)
     s = adj.shape[0]
@@ -303,6 +346,16 @@ def merge_levels(
         S levels, fine -> coarse, labels 1..K_l, the last one a single region.
     heights : ndarray, shape (S,)
         ``heights[0] = 0``; values in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> adjacency = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], bool)   # a chain 0 - 1 - 2
+    >>> means, mass = np.array([[0.0], [0.1], [1.0]]), np.ones(3)
+    >>> merges, sim = greedy_merge(adjacency, means=means, mass=mass)
+    >>> levels, heights = merge_levels(np.array([[1, 2, 3]]), merges, sim)
+    >>> [lv.tolist() for lv in levels], heights.round(4).tolist()
+    ([[[1, 2, 3]], [[1, 1, 2]], [[1, 1, 1]]], [0.0, 0.01, 0.5944])
     """
     lab = _check_labels(labels)
     s = int(lab.max())

@@ -83,6 +83,12 @@ def absorb_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     -------
     ndarray, shape (H, W), int32
         4-connected segments labelled 1..K.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> absorb_small(np.array([[1, 1, 1, 2], [1, 1, 1, 1]]), min_size=2).tolist()
+    [[1, 1, 1, 1], [1, 1, 1, 1]]
     """
     comp = connected_relabel(labels)
     if min_size <= 1:
@@ -118,6 +124,14 @@ def nest_levels(
     Returns
     -------
     list of ndarray, each (H, W), int32, labels 1..K_l
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fine = np.array([[1, 1, 2, 2], [3, 3, 2, 2]])
+    >>> coarse = np.array([[1, 1, 1, 2], [1, 1, 2, 2]])   # not nested in fine
+    >>> [lv.tolist() for lv in nest_levels([fine, coarse])]
+    [[[1, 1, 2, 2], [3, 3, 2, 2]], [[1, 1, 2, 2], [1, 1, 2, 2]]]
     """
     if not levels:
         raise InputError("nest_levels needs at least one level")

@@ -33,6 +33,15 @@ def check_ucm2(ucm2: np.ndarray, shape: tuple[int, int] | None = None) -> np.nda
     Raises
     ------
     InputError
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fine = np.array([[1, 1, 2, 2], [3, 3, 2, 2]])
+    >>> coarse = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    >>> ucm2 = levels_to_ucm([fine, coarse], np.array([0.0, 0.5]))
+    >>> check_ucm2(ucm2, shape=(2, 4)).shape
+    (5, 9)
     """
     u = np.asarray(ucm2)
     if u.ndim != 2 or u.shape[0] % 2 == 0 or u.shape[1] % 2 == 0 or min(u.shape) < 3:
@@ -60,6 +69,17 @@ def ucm_to_labels(ucm2: np.ndarray, threshold: float) -> np.ndarray:
     -------
     ndarray, shape (H, W), int32
         Labels 1..K.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fine = np.array([[1, 1, 2, 2], [3, 3, 2, 2]])
+    >>> coarse = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    >>> ucm2 = levels_to_ucm([fine, coarse], np.array([0.0, 0.5]))
+    >>> ucm_to_labels(ucm2, 0.3).tolist()
+    [[1, 1, 2, 2], [3, 3, 2, 2]]
+    >>> ucm_to_labels(ucm2, 0.6).tolist()
+    [[1, 1, 2, 2], [1, 1, 2, 2]]
     """
     u = check_ucm2(ucm2)
     lab, _ = ndimage.label(u <= threshold, structure=_EIGHT)
@@ -87,6 +107,15 @@ def levels_to_ucm(levels: list[np.ndarray], heights: np.ndarray | None = None) -
         Corners hold the maximum of their incident boundaries; boundaries that reach the
         image border continue into the frame (as in the BSDS files), elsewhere the frame is
         0, so that 8-connected labelling never joins regions through the frame.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fine = np.array([[1, 1, 2, 2], [3, 3, 2, 2]])
+    >>> coarse = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    >>> ucm2 = levels_to_ucm([fine, coarse], np.array([0.0, 0.5]))
+    >>> ucm2.shape, np.unique(ucm2).tolist()
+    ((5, 9), [0.0, 0.5, 1.0])
     """
     if not levels:
         raise InputError("a hierarchy needs at least one level")
@@ -248,6 +277,16 @@ def ucm_nested_labels(
     segment); that never happens in BSDS files or in :func:`levels_to_ucm` output, and such
     a UCM is labelled threshold by threshold here (slow path, same semantics except that
     label 0 becomes an ordinary label).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fine = np.array([[1, 1, 2, 2], [3, 3, 2, 2]])
+    >>> coarse = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    >>> ucm2 = levels_to_ucm([fine, coarse], np.array([0.0, 0.5]))
+    >>> fine0, parents, counts = ucm_nested_labels(ucm2, np.array([0.3, 0.6]))
+    >>> fine0.tolist(), parents.tolist(), counts.tolist()
+    ([[0, 0, 1, 1], [2, 2, 1, 1]], [[0, 1, 2], [0, 1, 0]], [3, 2])
     """
     u = np.ascontiguousarray(check_ucm2(ucm2))  # loadmat gives Fortran order
     thr = np.asarray(thresholds, dtype=np.float64)

@@ -39,6 +39,13 @@ def boundaries_image(labels: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (H, W), uint8
         255 on the pixels on either side of a label change (``mode="thick"``), else 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = boundaries_image(np.array([[1, 1, 2, 2], [1, 1, 2, 2]]))
+    >>> out.shape, out.dtype
+    ((2, 4), dtype('uint8'))
     """
     lab = _check_labels(labels)
     return (find_boundaries(lab, mode="thick") * 255).astype(np.uint8)
@@ -71,6 +78,13 @@ def overlay(
     Returns
     -------
     ndarray, shape (H, W, 3), uint8
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((4, 6, 3), np.uint8); image[:, 3:] = 255
+    >>> overlay(image, np.array([[1, 1, 1, 2, 2, 2]] * 4)).shape
+    (4, 6, 3)
     """
     img = as_rgb(image)
     lab = _check_labels(labels, img.shape[:2])

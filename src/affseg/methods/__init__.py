@@ -192,6 +192,15 @@ def check_options(name: str | None, options: dict[str, Any]) -> dict[str, Any]:
     ------
     InputError
         An unknown option (the message lists the valid ones) or a value of the wrong type.
+
+    Examples
+    --------
+    >>> check_options("felzenszwalb", {"scales": 64})      # a scalar where a sequence is expected
+    {'scales': (64,)}
+    >>> check_options("mmt", {"target_segments": "six"})
+    Traceback (most recent call last):
+    ...
+    affseg.errors.InputError: method 'mmt' option target_segments='six' has the wrong type: ...
     """
     key = DEFAULT_METHOD if name is None else name
     fn = get_method(key)

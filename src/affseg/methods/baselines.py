@@ -87,6 +87,18 @@ def felzenszwalb_hierarchy(
     -------
     Hierarchy
         ``len(scales)`` nested levels (see :func:`nest_levels`).
+
+    References
+    ----------
+    P. F. Felzenszwalb and D. P. Huttenlocher, "Efficient Graph-Based Image Segmentation",
+    IJCV 59(2), 2004.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> image = data.astronaut()[::8, ::8]            # (64, 64, 3) uint8
+    >>> felzenszwalb_hierarchy(image).n_segments
+    [47, 39, 32, 21, 11, 7, 5, 3, 3]
     """
     img = as_rgb(image)
     scales = sorted(float(s) for s in scales)
@@ -120,6 +132,18 @@ def slic_hierarchy(
     Returns
     -------
     Hierarchy
+
+    References
+    ----------
+    R. Achanta et al., "SLIC Superpixels Compared to State-of-the-Art Superpixel Methods",
+    IEEE TPAMI 34(11), 2012.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> image = data.astronaut()[::8, ::8]            # (64, 64, 3) uint8
+    >>> slic_hierarchy(image).n_segments
+    [864, 355, 172, 78, 38, 19, 6, 4, 3]
     """
     img = as_rgb(image)
     counts = sorted((int(n) for n in n_segments), reverse=True)
@@ -177,6 +201,17 @@ def quickshift_hierarchy(
     Returns
     -------
     Hierarchy
+
+    References
+    ----------
+    A. Vedaldi and S. Soatto, "Quick Shift and Kernel Methods for Mode Seeking", ECCV 2008.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> image = data.astronaut()[::8, ::8]            # (64, 64, 3) uint8
+    >>> quickshift_hierarchy(image).n_segments
+    [17, 13, 11, 10, 9, 9, 6, 6, 6]
     """
     img = as_rgb(image)
     dists = sorted(float(d) for d in max_dists)
@@ -342,6 +377,17 @@ def ncut_hierarchy(
     -------
     Hierarchy
         Levels fine -> coarse (decreasing threshold).
+
+    References
+    ----------
+    J. Shi and J. Malik, "Normalized Cuts and Image Segmentation", IEEE TPAMI 22(8), 2000.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> image = data.astronaut()[::8, ::8]            # (64, 64, 3) uint8
+    >>> ncut_hierarchy(image, n_superpixels=40).n_segments
+    [17, 17, 16, 16, 15, 14, 13, 13, 13, 13]
     """
     img = as_rgb(image)
     ths = sorted((float(t) for t in thresholds), reverse=True)
@@ -406,6 +452,13 @@ def kmeans_hierarchy(
     Hierarchy
         Nested levels: each cluster of a finer k joins the coarser-k cluster it overlaps
         most. The UCM (:meth:`Hierarchy.to_ucm`) splits clusters into connected components.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> image = data.astronaut()[::8, ::8]            # (64, 64, 3) uint8
+    >>> kmeans_hierarchy(image).n_segments
+    [16, 11, 7, 6, 5, 4, 3, 2]
     """
     from scipy.cluster.vq import kmeans2
 

@@ -18,7 +18,8 @@ weights_only=True)``: a weights file cannot execute code.
 
 References
 ----------
-.. [1] "Hyperbolic Affinity Learning for spatial propagation" (HAM); see REFERENCE_NOTES.
+.. [1] J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+   Representation for Spatial Propagation", ICML 2023.
 .. [2] D. Ferstl et al., "Image Guided Depth Upsampling using Anisotropic Total
    Generalized Variation", ICCV 2013 (the noisy Middlebury benchmark).
 .. [3] J. T. Barron, B. Poole, "The Fast Bilateral Solver", ECCV 2016.
@@ -90,7 +91,14 @@ def _to_tensor_rgb(rgb: np.ndarray) -> torch.Tensor:
 
 
 def bicubic_upsample(lr: np.ndarray, factor: int) -> np.ndarray:
-    """Bicubic upsampling (torch, ``align_corners=False``) of (h, w) to (h*f, w*f)."""
+    """Bicubic upsampling (torch, ``align_corners=False``) of (h, w) to (h*f, w*f).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bicubic_upsample(np.ones((4, 4)), 2).shape
+    (8, 8)
+    """
     t = torch.from_numpy(lr.astype(np.float32))[None, None]
     return F.interpolate(t, scale_factor=factor, mode="bicubic", align_corners=False)[0, 0].numpy()
 
@@ -110,6 +118,13 @@ def degrade(
     Returns
     -------
     Tensor, shape (B, 1, H/factor, W/factor)
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> degrade(torch.ones(1, 1, 8, 8), 2, torch.tensor([0.0]), g).shape
+    torch.Size([1, 1, 4, 4])
     """
     lr = F.avg_pool2d(gt, factor)
     noise = torch.randn(lr.shape, generator=generator) * noise_std
@@ -131,6 +146,14 @@ def augment(
     -------
     (Tensor, Tensor)
         The same shapes; one transform for the whole batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> gt, rgb = augment(torch.ones(1, 1, 8, 8), torch.ones(1, 3, 8, 8), g)
+    >>> gt.shape, rgb.shape
+    (torch.Size([1, 1, 8, 8]), torch.Size([1, 3, 8, 8]))
     """
     r = torch.rand(4, generator=generator)
     if r[0] < 0.5:
@@ -285,6 +308,13 @@ def dihedral(x: torch.Tensor, t: int, inverse: bool = False) -> torch.Tensor:
 
     Bit 0: flip left-right, bit 1: flip up-down, bit 2: transpose (applied last; the
     inverse transposes first). Shapes (..., H, W) -> (..., H, W) or (..., W, H).
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.arange(6.0).reshape(1, 1, 2, 3)
+    >>> all(torch.equal(dihedral(dihedral(x, t), t, inverse=True), x) for t in range(8))
+    True
     """
     if inverse and t & 4:
         x = x.transpose(-1, -2)
@@ -329,7 +359,15 @@ def super_resolve(
 
 
 def error_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """RMSE, MAE (disparity units) and the other :func:`affseg.metrics.depth.depth_metrics`."""
+    """RMSE, MAE (disparity units) and the other :func:`affseg.metrics.depth.depth_metrics`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = error_metrics(np.array([1.0, 2.0]), np.array([1.0, 3.0]))
+    >>> round(m["rmse"], 4), m["mae"]
+    (0.7071, 0.5)
+    """
     from affseg.metrics.depth import depth_metrics
 
     return {k: float(v) for k, v in depth_metrics(pred, gt).items()}
@@ -368,7 +406,13 @@ def evaluate(
 
 
 def weights_scene(path: str | Path) -> str | None:
-    """Training scene recorded in depth-sr weights (``None`` if unreadable)."""
+    """Training scene recorded in depth-sr weights (``None`` if unreadable).
+
+    Examples
+    --------
+    >>> weights_scene("ham_depth_sr_hyperbolic_art_big.pt")
+    'art_big'
+    """
     p = Path(path)
     p = p if p.is_file() else WEIGHTS_DIR / p.name
     try:

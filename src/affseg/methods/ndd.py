@@ -2,9 +2,13 @@
 
 ``ndd_hierarchy(image)`` runs the shipped spec-diff-net (loaded once and cached) on one
 RGB image, takes its diffusion embedding on the feature grid, and builds the hierarchy of
-:func:`affseg.grouping.diffusion_hierarchy.diffusion_hierarchy` (seed 001, Sect. 6). The
+:func:`affseg.grouping.diffusion_hierarchy.diffusion_hierarchy` ([1], Sect. 6). The
 full-resolution masks come from the network's feature-attentional interpolation
 (``upsample="hr"``) or from plain bilinear resizing (``upsample="lr"``).
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations
@@ -140,7 +144,7 @@ def ndd_hierarchy(
         covering-ODS threshold of the shipped model on BSDS500 val (about 10 segments).
     T, t : int, float, optional
         Override the model's number of outer simultaneous-iteration steps and diffusion
-        time for this call (inference-time ablation of seed 001 Table 1); default: the
+        time for this call (inference-time ablation of Sun & Xu 2019, Table 1); default: the
         trained values.
 
     Returns
@@ -151,6 +155,21 @@ def ndd_hierarchy(
     Notes
     -----
     Options given as strings (the command line's ``--set``) are converted to their types.
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> image = data.astronaut()[::8, ::8]            # (64, 64, 3) uint8
+    >>> hier = ndd_hierarchy(image)                   # doctest: +SKIP
+    >>> hier.labels().shape                           # doctest: +SKIP
+    (64, 64)
+
+    (Not run as a doctest: loading the network takes seconds; the README example, run by
+    ``tests/test_readme.py``, segments an image with this method.)
     """
     mode = str(upsample).lower()
     if mode not in ("hr", "lr"):

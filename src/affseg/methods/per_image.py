@@ -1,12 +1,12 @@
 """Unsupervised segmentation of one image by fitting a small network to it.
 
-Three methods share :class:`~affseg.models.per_image_net.PerImageNet` (REFERENCE_NOTES §2):
+Three methods share :class:`~affseg.models.per_image_net.PerImageNet`:
 
 - :func:`kanezaki_hierarchy` (Kanezaki 2018): cross-entropy on the network's argmax labels
   refined by a majority vote inside SLIC superpixels;
 - :func:`kim_hierarchy` (Kim, Kanezaki & Tanaka 2020): ``mu_sim`` x cross-entropy on the
   argmax labels + ``mu_con`` x continuity loss (mean L1 spatial difference of the response);
-- :func:`mmt_hierarchy` (Mutual Mean-Teaching, seed 003): two networks with different
+- :func:`mmt_hierarchy` (Mutual Mean-Teaching, Wu et al.): two networks with different
   initialisations, each with an exponential-moving-average "mean" copy; each network is
   trained on the argmax labels of the *other* mean network, mapped into its own label space
   by Hungarian matching on the label-overlap matrix (:func:`align_labels`), plus
@@ -20,6 +20,14 @@ before the argmax. By default (``min_area``) the label classes are then split in
 connected segments and tiny ones merged; ``min_area=None`` keeps the label classes.
 Optionally (``merge``, off by default) adjacent segments are then merged deterministically
 by colour (:mod:`affseg.grouping.label_merging`).
+
+References
+----------
+.. [1] Z. Wu, L. Guo, H. Zhang and D. Xu, "Unsupervised Image Segmentation using Mutual
+   Mean-Teaching".
+.. [2] W. Kim, A. Kanezaki and M. Tanaka, "Unsupervised learning of image segmentation based on
+   differentiable feature clustering", IEEE Transactions on Image Processing, 2020.
+.. [3] A. Kanezaki, "Unsupervised image segmentation by backpropagation", ICASSP 2018.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -37,31 +45,111 @@ from torch import nn
 
 from affseg.errors import InputError
 from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.relabel import absorb_small, sequential
 from affseg.models.per_image_net import PerImageNet, argmax_labels, input_tensor
 
-#: Defaults chosen for speed on a CPU and by Hungarian pixel accuracy on BSDS500 *val*
-#: images (the first 5 and images 20-29 of the sorted ids; see BENCHMARKS.md); the papers
-#: use 100 channels, full resolution, up to 1000 iterations and stop at ``min_labels`` = 3.
-#: ``target_segments`` = 4 is shared by all three methods (compared at one segment count),
-#: and so are the input (RGB + 8 PCA components of frozen ImageNet EfficientNet-Lite0
-#: features: +0.03-0.04 on val[20:40] for mmt) and the output as connected segments of at
-#: least 1 % of the image (+0.05). The papers' setting: ``input="rgb"``, ``min_area=None``.
-DEFAULTS: dict[str, Any] = {
-    "channels": 32,
-    "max_side": 96,
-    "lr": 0.1,
-    "momentum": 0.9,
-    "min_labels": 3,
-    "target_segments": 4,
-    "coords": 0.0,
-    "input": "backbone",
-    "n_components": 8,
-    "feature_weight": 1.0,
-    "min_area": 0.01,
-    "snap": None,
-    "merge": None,
-    "merge_edge": 0.0,
-}
+
+@dataclass(frozen=True)
+class PerImageOptions:
+    """Options shared by :func:`mmt`, :func:`kim` and :func:`kanezaki` (keyword options).
+
+    Defaults chosen for speed on a CPU and by Hungarian pixel accuracy on BSDS500 *val*
+    images (the first 5 and images 20-39 of the sorted ids; see BENCHMARKS.md); the papers
+    use 100 channels, full resolution, up to 1000 iterations and stop at ``min_labels`` = 3.
+    ``target_segments`` = 4 is shared by all three methods (compared at one segment count),
+    and so are the input (RGB + 8 PCA components of frozen ImageNet EfficientNet-Lite0
+    features: +0.03-0.04 on val[20:40] for mmt) and the output as connected segments of at
+    least 1 % of the image (+0.05). The papers' setting: ``input="rgb"``, ``min_area=None``.
+
+    Attributes
+    ----------
+    channels : int
+        ``q``, the number of label channels of the network.
+    max_iter, min_labels : int
+        Stop after ``max_iter`` iterations or when at most ``min_labels`` labels remain.
+    target_segments : int, optional
+        Stop as soon as at most this many labels remain (replaces ``min_labels``); the
+        final argmax then keeps only the ``target_segments`` most used labels. Default 4;
+        None stops at ``min_labels`` as in the papers.
+    max_side : int, optional
+        Work with the longer image side shrunk to this (None: full resolution).
+    coords : float
+        Weight of (y, x) coordinate input channels (0: RGB only, as in the papers); see
+        :func:`~affseg.models.per_image_net.image_tensor`.
+    input : {"rgb", "backbone"}
+        Per-pixel input: RGB (the papers) or (default) RGB + ``n_components`` PCA components
+        of frozen ImageNet EfficientNet-Lite0 features times ``feature_weight``
+        (:func:`~affseg.models.per_image_net.input_tensor`).
+    n_components : int
+    feature_weight : float
+    min_area : float, optional
+        None: segments are the label classes (the papers). A fraction of the image area
+        (default 0.01): split the classes into 4-connected components and give those
+        smaller than ``min_area`` x H x W pixels to the nearest other component.
+    snap : int, optional
+        Snap the output to about ``snap`` SLIC superpixels (compactness 10) of the
+        full-resolution image by a majority vote in each (None: off).
+    merge : float, optional
+        Deterministic merge stage (None: off): touching output segments are merged while
+        ``||mean Lab_a - mean Lab_b|| + merge_edge * mean Lab gradient on their border`` is
+        below ``merge`` (:func:`~affseg.grouping.label_merging.merge_adjacent`). 17.5 with
+        ``merge_edge`` 0.25 was chosen on BSDS500 val[20:40] (see BENCHMARKS.md).
+    merge_edge : float
+        Weight of the border edge strength in the merge criterion.
+    lr, momentum : float
+        SGD settings.
+
+    Examples
+    --------
+    >>> PerImageOptions().max_side
+    96
+    >>> PerImageOptions.parse("kim", {"input": "rgb"}).input
+    'rgb'
+    """
+
+    channels: int = 32
+    max_iter: int = 60
+    min_labels: int = 3
+    target_segments: int | None = 4
+    max_side: int | None = 96
+    coords: float = 0.0
+    input: str = "backbone"
+    n_components: int = 8
+    feature_weight: float = 1.0
+    min_area: float | None = 0.01
+    snap: int | None = None
+    merge: float | None = None
+    merge_edge: float = 0.0
+    lr: float = 0.1
+    momentum: float = 0.9
+
+    @classmethod
+    def parse(cls, method: str, options: dict[str, Any]) -> PerImageOptions:
+        """The options of per-image method ``method`` from keyword arguments.
+
+        Raises
+        ------
+        InputError
+            An option the method does not take (the message lists its options).
+        """
+        names = [f.name for f in fields(cls)]
+        bad = sorted(set(options) - set(names))
+        if bad:
+            known = [k for k in _signature_of(method).parameters if k not in ("image", "seed")]
+            raise InputError(
+                f"method {method!r} takes no option {', '.join(bad)}; "
+                f"its options: {', '.join(known)}"
+            )
+        return cls(**options)
+
+    @property
+    def stop_at(self) -> int:
+        """The label count at which the fit stops."""
+        return int(self.target_segments if self.target_segments is not None else self.min_labels)
+
+
+#: The shared defaults as a dict (name -> value).
+DEFAULTS: dict[str, Any] = asdict(PerImageOptions())
 
 
 @dataclass
@@ -78,6 +166,14 @@ class PerImageResult:
         SGD iterations run.
     seconds : float
         Wall time of the fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> res = kim(image, max_iter=2, channels=4, input="rgb")
+    >>> res.labels.shape, res.iterations <= 2
+    ((24, 32), True)
     """
 
     labels: np.ndarray
@@ -108,6 +204,18 @@ def align_labels(source: np.ndarray, reference: np.ndarray, n_labels: int) -> np
     ndarray, shape (n_labels,), int64
         A permutation ``perm`` of 0..n_labels-1; ``perm[source]`` is source in reference
         labels.
+
+    References
+    ----------
+    Z. Wu, L. Guo, H. Zhang and D. Xu, "Unsupervised Image Segmentation using Mutual
+    Mean-Teaching".
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> perm = align_labels(np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0]), 2)
+    >>> perm.tolist()
+    [1, 0]
     """
     s = np.asarray(source).ravel().astype(np.int64)
     r = np.asarray(reference).ravel().astype(np.int64)
@@ -132,6 +240,19 @@ def ema_update(mean_net: nn.Module, net: nn.Module, alpha: float) -> None:
         Same architecture.
     alpha : float
         In [0, 1].
+
+    References
+    ----------
+    Z. Wu, L. Guo, H. Zhang and D. Xu, "Unsupervised Image Segmentation using Mutual
+    Mean-Teaching".
+
+    Examples
+    --------
+    >>> import torch
+    >>> a, b = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    >>> ema_update(a, b, 0.0)                           # alpha 0: copy
+    >>> torch.equal(a.weight, b.weight)
+    True
     """
     for pm, p in zip(mean_net.parameters(), net.parameters(), strict=True):
         pm.mul_(alpha).add_(p.detach(), alpha=1.0 - alpha)
@@ -140,7 +261,15 @@ def ema_update(mean_net: nn.Module, net: nn.Module, alpha: float) -> None:
 
 
 def ema_alpha(step: int, alpha: float, warmup: bool) -> float:
-    """EMA coefficient at ``step`` (0-based): ``min(1 - 1/(step + 1), alpha)`` with warm-up."""
+    """EMA coefficient at ``step`` (0-based): ``min(1 - 1/(step + 1), alpha)`` with warm-up.
+
+    Examples
+    --------
+    >>> ema_alpha(0, 0.99, warmup=True), ema_alpha(500, 0.99, warmup=True)
+    (0.0, 0.99)
+    >>> ema_alpha(0, 0.99, warmup=False)
+    0.99
+    """
     return min(1.0 - 1.0 / (step + 1), alpha) if warmup else alpha
 
 
@@ -158,6 +287,18 @@ def ensemble_response(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
     -------
     Tensor, shape (1, q, h, w)
         Mean class probabilities in ``r1``'s label space.
+
+    References
+    ----------
+    Z. Wu, L. Guo, H. Zhang and D. Xu, "Unsupervised Image Segmentation using Mutual
+    Mean-Teaching".
+
+    Examples
+    --------
+    >>> import torch
+    >>> r = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    >>> torch.allclose(ensemble_response(r, r), torch.softmax(r, dim=1))
+    True
     """
     q = r1.shape[1]
     perm = align_labels(argmax_labels(r2).numpy(), argmax_labels(r1).numpy(), q)
@@ -191,6 +332,17 @@ def continuity_loss(response: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     Tensor, scalar
+
+    References
+    ----------
+    W. Kim, A. Kanezaki and M. Tanaka, "Unsupervised learning of image segmentation based
+    on differentiable feature clustering", IEEE Transactions on Image Processing, 2020.
+
+    Examples
+    --------
+    >>> import torch
+    >>> float(continuity_loss(torch.zeros(1, 2, 3, 3)))
+    0.0
     """
     dy = (response[:, :, 1:] - response[:, :, :-1]).abs().mean()
     dx = (response[:, :, :, 1:] - response[:, :, :, :-1]).abs().mean()
@@ -209,6 +361,16 @@ def superpixel_vote(labels: np.ndarray, superpixels: np.ndarray, n_labels: int) 
     Returns
     -------
     ndarray, shape (h, w), int64
+
+    References
+    ----------
+    A. Kanezaki, "Unsupervised image segmentation by backpropagation", ICASSP 2018.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> superpixel_vote(np.array([[0, 1, 1, 1]]), np.array([[0, 0, 1, 1]]), 2).tolist()
+    [[0, 0, 1, 1]]
     """
     sp = superpixels.ravel().astype(np.int64)
     n_sp = int(sp.max()) + 1
@@ -216,19 +378,46 @@ def superpixel_vote(labels: np.ndarray, superpixels: np.ndarray, n_labels: int) 
     return votes.reshape(n_sp, n_labels).argmax(axis=1)[sp].reshape(labels.shape)
 
 
-def _check(image: np.ndarray, max_iter: int, min_labels: int, channels: int) -> None:
+def _check(image: np.ndarray, opt: PerImageOptions) -> None:
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
             and image.dtype == np.uint8):  # fmt: skip
         raise InputError(
             f"expected an RGB image (H, W, 3) uint8; got {getattr(image, 'shape', None)} "
             f"{getattr(image, 'dtype', type(image).__name__)}"
         )
-    if max_iter < 0:
-        raise InputError(f"max_iter must be >= 0, got {max_iter}")
-    if min_labels < 1:
-        raise InputError(f"min_labels must be >= 1, got {min_labels}")
-    if channels < 2:
-        raise InputError(f"channels must be >= 2, got {channels}")
+    if opt.max_iter < 0:
+        raise InputError(f"max_iter must be >= 0, got {opt.max_iter}")
+    if opt.min_labels < 1:
+        raise InputError(f"min_labels must be >= 1, got {opt.min_labels}")
+    if opt.channels < 2:
+        raise InputError(f"channels must be >= 2, got {opt.channels}")
+
+
+def _prepare(image: np.ndarray, opt: PerImageOptions) -> torch.Tensor:
+    """The network input (1, C, h, w) at the working size."""
+    return input_tensor(
+        image, opt.max_side, opt.coords, opt.input, opt.n_components, opt.feature_weight
+    )
+
+
+def _finish(
+    response: torch.Tensor,
+    image: np.ndarray,
+    opt: PerImageOptions,
+    iterations: int,
+    t0: float,
+) -> PerImageResult:
+    """The one post-processing of all three methods: final labels (:func:`_final_labels`,
+    optionally snapped to superpixels), then the optional merge stage."""
+    labels = _final_labels(
+        response,
+        image.shape[:2],
+        opt.target_segments,
+        opt.min_area,
+        _snap_superpixels(image, opt.snap),
+    )
+    labels = _merge(labels, image, opt.merge, opt.merge_edge)
+    return PerImageResult(labels, int(labels.max()), iterations, time.perf_counter() - t0)
 
 
 def _final_labels(
@@ -260,11 +449,8 @@ def _final_labels(
     if superpixels is not None:
         lab = superpixel_vote(lab, superpixels, int(lab.max()) + 1)
     if min_area is not None:
-        from affseg.grouping.relabel import absorb_small
-
         return absorb_small(lab, max(1, round(min_area * shape[0] * shape[1])))
-    _, inv = np.unique(lab, return_inverse=True)
-    return (inv.reshape(shape) + 1).astype(np.int32)
+    return sequential(lab)
 
 
 def _snap_superpixels(image: np.ndarray, n: int | None) -> np.ndarray | None:
@@ -299,10 +485,6 @@ def _make_net(seed: int, channels: int, n_conv: int, in_channels: int = 3) -> Pe
         torch.manual_seed(seed)
         net = PerImageNet(in_channels, channels, n_conv)
     return net.to(memory_format=torch.channels_last).train()
-
-
-def _stop_count(min_labels: int, target_segments: int | None) -> int:
-    return int(target_segments) if target_segments is not None else int(min_labels)
 
 
 def _n_labels(lab: torch.Tensor) -> int:
@@ -355,24 +537,10 @@ def kanezaki(
     image: np.ndarray,
     *,
     seed: int = 0,
-    channels: int = DEFAULTS["channels"],
     n_conv: int = 2,
-    max_iter: int = 60,
-    min_labels: int = DEFAULTS["min_labels"],
-    target_segments: int | None = DEFAULTS["target_segments"],
-    max_side: int | None = DEFAULTS["max_side"],
-    coords: float = DEFAULTS["coords"],
-    input: str = DEFAULTS["input"],
-    n_components: int = DEFAULTS["n_components"],
-    feature_weight: float = DEFAULTS["feature_weight"],
-    min_area: float | None = DEFAULTS["min_area"],
-    snap: int | None = DEFAULTS["snap"],
-    merge: float | None = DEFAULTS["merge"],
-    merge_edge: float = DEFAULTS["merge_edge"],
-    lr: float = DEFAULTS["lr"],
-    momentum: float = DEFAULTS["momentum"],
     n_superpixels: int | None = None,
     compactness: float = 100.0,
+    **options: Any,
 ) -> PerImageResult:
     """Kanezaki (2018): CE on argmax labels refined by a majority vote in SLIC superpixels.
 
@@ -381,56 +549,39 @@ def kanezaki(
     image : ndarray, shape (H, W, 3), uint8
     seed : int
         Seed of the network initialisation.
-    channels, n_conv : int
-        ``q`` and the number of conv3x3 blocks.
-    max_iter, min_labels : int
-        Stop after ``max_iter`` iterations or when at most ``min_labels`` labels remain.
-    target_segments : int, optional
-        Stop as soon as at most this many labels remain (replaces ``min_labels``); the
-        final argmax then keeps only the ``target_segments`` most used labels. Default 4;
-        None stops at ``min_labels`` as in the papers.
-    max_side : int, optional
-        Work with the longer image side shrunk to this (None: full resolution).
-    coords : float
-        Weight of (y, x) coordinate input channels (0: RGB only, as in the papers); see
-        :func:`~affseg.models.per_image_net.image_tensor`.
-    input : {"rgb", "backbone"}
-        Per-pixel input: RGB (the papers) or (default) RGB + ``n_components`` PCA components of
-        frozen ImageNet EfficientNet-Lite0 features times ``feature_weight``
-        (:func:`~affseg.models.per_image_net.input_tensor`).
-    n_components : int
-    feature_weight : float
-    min_area : float, optional
-        None: segments are the label classes (the papers). A fraction of the image area
-        (default 0.01): split the classes into 4-connected components and give those
-        smaller than ``min_area`` x H x W pixels to the nearest other component.
-    snap : int, optional
-        Snap the output to about ``snap`` SLIC superpixels (compactness 10) of the
-        full-resolution image by a majority vote in each (None: off).
-    merge : float, optional
-        Deterministic merge stage (None: off): touching output segments are merged while
-        ``||mean Lab_a - mean Lab_b|| + merge_edge * mean Lab gradient on their border`` is
-        below ``merge`` (:func:`~affseg.grouping.label_merging.merge_adjacent`). 17.5 with
-        ``merge_edge`` 0.25 was chosen on BSDS500 val[20:40] (see BENCHMARKS.md).
-    merge_edge : float
-        Weight of the border edge strength in the merge criterion.
-    lr, momentum : float
-        SGD settings.
+    n_conv : int
+        The number of conv3x3 blocks.
     n_superpixels : int, optional
         SLIC superpixel count at the working resolution; default one per 15 pixels (the
         reference's 10000 on a full 321 x 481 BSDS image).
     compactness : float
         SLIC compactness (reference: 100).
+    **options
+        The shared options, :class:`PerImageOptions` (``channels``, ``max_iter``,
+        ``target_segments``, ``input``, ``min_area``, ``merge``, ...).
 
     Returns
     -------
     PerImageResult
+
+    References
+    ----------
+    A. Kanezaki, "Unsupervised image segmentation by backpropagation", ICASSP 2018.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> res = kanezaki(image, max_iter=2, channels=4, input="rgb")
+    >>> res.labels.shape, int(res.labels.min())
+    ((24, 32), 1)
     """
     from skimage.segmentation import slic
 
-    _check(image, max_iter, min_labels, channels)
+    opt = PerImageOptions.parse("kanezaki", options)
+    _check(image, opt)
     t0 = time.perf_counter()
-    x = input_tensor(image, max_side, coords, input, n_components, feature_weight)
+    x = _prepare(image, opt)
     h, w = x.shape[2:]
     small = image
     if (h, w) != image.shape[:2]:
@@ -439,103 +590,82 @@ def kanezaki(
     n_sp = max(2, round(h * w / 15)) if n_superpixels is None else int(n_superpixels)
     sp = slic(small, n_segments=n_sp, compactness=compactness, start_label=0,
               channel_axis=-1)  # fmt: skip
-    net = _make_net(seed, channels, n_conv, x.shape[1])
+    net = _make_net(seed, opt.channels, n_conv, x.shape[1])
 
     def loss_fn(r: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
-        target = torch.from_numpy(superpixel_vote(lab.numpy(), sp, channels))
+        target = torch.from_numpy(superpixel_vote(lab.numpy(), sp, opt.channels))
         return nn.functional.cross_entropy(r, target[None])
 
-    it = _fit_one(net, x, loss_fn, max_iter, _stop_count(min_labels, target_segments), lr, momentum)
-    labels = _final_labels(
-        _response(net, x),
-        image.shape[:2],
-        target_segments,
-        min_area,
-        _snap_superpixels(image, snap),
-    )
-    labels = _merge(labels, image, merge, merge_edge)
-    return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
+    it = _fit_one(net, x, loss_fn, opt.max_iter, opt.stop_at, opt.lr, opt.momentum)
+    return _finish(_response(net, x), image, opt, it, t0)
 
 
 def kim(
     image: np.ndarray,
     *,
     seed: int = 0,
-    channels: int = DEFAULTS["channels"],
     n_conv: int = 2,
-    max_iter: int = 60,
-    min_labels: int = DEFAULTS["min_labels"],
-    target_segments: int | None = DEFAULTS["target_segments"],
-    max_side: int | None = DEFAULTS["max_side"],
-    coords: float = DEFAULTS["coords"],
-    input: str = DEFAULTS["input"],
-    n_components: int = DEFAULTS["n_components"],
-    feature_weight: float = DEFAULTS["feature_weight"],
-    min_area: float | None = DEFAULTS["min_area"],
-    snap: int | None = DEFAULTS["snap"],
-    merge: float | None = DEFAULTS["merge"],
-    merge_edge: float = DEFAULTS["merge_edge"],
-    lr: float = DEFAULTS["lr"],
-    momentum: float = DEFAULTS["momentum"],
     mu_sim: float = 1.0,
     mu_con: float = 5.0,
+    **options: Any,
 ) -> PerImageResult:
     """Kim et al. (2020): ``mu_sim`` CE(response, argmax) + ``mu_con`` continuity loss.
 
-    Parameters are those of :func:`kanezaki` (no superpixels) plus the two loss weights
-    (``mu_con`` = 5 as in the reference code's reference-image variant; it beat 1 on val).
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    seed : int
+        Seed of the network initialisation.
+    n_conv : int
+        The number of conv3x3 blocks.
+    mu_sim, mu_con : float
+        The two loss weights (``mu_con`` = 5 as in the reference code's reference-image
+        variant; it beat 1 on val).
+    **options
+        The shared options, :class:`PerImageOptions`.
 
     Returns
     -------
     PerImageResult
+
+    References
+    ----------
+    W. Kim, A. Kanezaki and M. Tanaka, "Unsupervised learning of image segmentation based
+    on differentiable feature clustering", IEEE Transactions on Image Processing, 2020.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> kim(image, max_iter=2, channels=4, input="rgb").labels.shape
+    (24, 32)
     """
-    _check(image, max_iter, min_labels, channels)
+    opt = PerImageOptions.parse("kim", options)
+    _check(image, opt)
     t0 = time.perf_counter()
-    x = input_tensor(image, max_side, coords, input, n_components, feature_weight)
-    net = _make_net(seed, channels, n_conv, x.shape[1])
+    x = _prepare(image, opt)
+    net = _make_net(seed, opt.channels, n_conv, x.shape[1])
 
     def loss_fn(r: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
         return mu_sim * nn.functional.cross_entropy(r, lab[None]) + mu_con * continuity_loss(r)
 
-    it = _fit_one(net, x, loss_fn, max_iter, _stop_count(min_labels, target_segments), lr, momentum)
-    labels = _final_labels(
-        _response(net, x),
-        image.shape[:2],
-        target_segments,
-        min_area,
-        _snap_superpixels(image, snap),
-    )
-    labels = _merge(labels, image, merge, merge_edge)
-    return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
+    it = _fit_one(net, x, loss_fn, opt.max_iter, opt.stop_at, opt.lr, opt.momentum)
+    return _finish(_response(net, x), image, opt, it, t0)
 
 
 def mmt(
     image: np.ndarray,
     *,
     seed: int = 0,
-    channels: int = DEFAULTS["channels"],
     n_conv: int = 3,
-    max_iter: int = 60,
-    min_labels: int = DEFAULTS["min_labels"],
-    target_segments: int | None = DEFAULTS["target_segments"],
-    max_side: int | None = DEFAULTS["max_side"],
-    coords: float = DEFAULTS["coords"],
-    input: str = DEFAULTS["input"],
-    n_components: int = DEFAULTS["n_components"],
-    feature_weight: float = DEFAULTS["feature_weight"],
-    min_area: float | None = DEFAULTS["min_area"],
-    snap: int | None = DEFAULTS["snap"],
-    merge: float | None = DEFAULTS["merge"],
-    merge_edge: float = DEFAULTS["merge_edge"],
-    lr: float = DEFAULTS["lr"],
-    momentum: float = DEFAULTS["momentum"],
     beta: float = 15.0,
     alpha: float = 0.99,
     warmup: bool = True,
     output: str = "ensemble",
     pred_alpha: float = 0.9,
+    **options: Any,
 ) -> PerImageResult:
-    """Mutual Mean-Teaching with Hungarian label alignment (seed 003).
+    """Mutual Mean-Teaching with Hungarian label alignment.
 
     Networks 1 and 2 start from seeds ``2 * seed`` and ``2 * seed + 1``; their mean networks
     start as copies. Each iteration: the mean networks label the image (argmax); network 1
@@ -551,12 +681,8 @@ def mmt(
     ----------
     image : ndarray, shape (H, W, 3), uint8
     seed : int
-    channels, n_conv : int
-        ``q`` and ``M``.
-    max_iter, min_labels, target_segments, max_side, lr, momentum
-        As in :func:`kanezaki`; the label count checked is mean network 1's.
-    coords, input, n_components, feature_weight, min_area, snap, merge, merge_edge
-        As in :func:`kanezaki` (input and segments as in the paper: ``"rgb"``, None).
+    n_conv : int
+        ``M``, the number of conv3x3 blocks.
     beta : float
         Weight of the TV (continuity) loss (15, chosen on BSDS500 val images 20-29 over
         2, 5, 10, 15 at this reduced size; the paper does not state its value).
@@ -573,12 +699,30 @@ def mmt(
         (temporal ensembling: EMA with coefficient ``min(1 - 1/(t + 1), pred_alpha)``
         of the mean networks' output at every iteration t; default 0.9); 0: the last
         output only.
+    **options
+        The shared options, :class:`PerImageOptions`; the label count checked against
+        ``target_segments`` / ``min_labels`` is mean network 1's (input and segments as in
+        the paper: ``input="rgb"``, ``min_area=None``).
 
     Returns
     -------
     PerImageResult
+
+    References
+    ----------
+    Z. Wu, L. Guo, H. Zhang and D. Xu, "Unsupervised Image Segmentation using Mutual
+    Mean-Teaching".
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> res = mmt(image, max_iter=2, channels=4, input="rgb")
+    >>> res.labels.shape, res.n_segments >= 1
+    ((24, 32), True)
     """
-    _check(image, max_iter, min_labels, channels)
+    opt = PerImageOptions.parse("mmt", options)
+    _check(image, opt)
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha must lie in [0, 1], got {alpha}")
     if not 0.0 <= pred_alpha < 1.0:
@@ -586,18 +730,18 @@ def mmt(
     if output not in ("ensemble", "mean1"):
         raise InputError(f"unknown output {output!r}; choose one of: ensemble, mean1")
     t0 = time.perf_counter()
-    x = input_tensor(image, max_side, coords, input, n_components, feature_weight)
+    x = _prepare(image, opt)
     c_in = x.shape[1]
-    nets = [_make_net(2 * seed + k, channels, n_conv, c_in) for k in (0, 1)]
-    means = [_make_net(2 * seed + k, channels, n_conv, c_in) for k in (0, 1)]
+    nets = [_make_net(2 * seed + k, opt.channels, n_conv, c_in) for k in (0, 1)]
+    means = [_make_net(2 * seed + k, opt.channels, n_conv, c_in) for k in (0, 1)]
     for m in means:
         m.requires_grad_(False)
-    opts = [torch.optim.SGD(n.parameters(), lr=lr, momentum=momentum) for n in nets]
-    stop_at = _stop_count(min_labels, target_segments)
+    opts = [torch.optim.SGD(n.parameters(), lr=opt.lr, momentum=opt.momentum) for n in nets]
+    stop_at = opt.stop_at
     it = 0
     pred: torch.Tensor | None = None  # temporal average of the output probabilities
     stopped = False
-    for it in range(1, max_iter + 1):
+    for it in range(1, opt.max_iter + 1):
         with torch.no_grad():
             mean_out = [m(x) for m in means]
             mean_labels = [argmax_labels(r).numpy() for r in mean_out]
@@ -611,7 +755,7 @@ def mmt(
             r = nets[k](x)
             own = argmax_labels(r).numpy()
             other = mean_labels[1 - k]
-            perm = align_labels(other, own, channels)
+            perm = align_labels(other, own, opt.channels)
             target = torch.from_numpy(perm[other])
             loss = nn.functional.cross_entropy(r, target[None]) + beta * continuity_loss(r)
             opts[k].zero_grad(set_to_none=True)
@@ -626,11 +770,7 @@ def mmt(
         response = _mmt_output([_response(m, x) for m in means], output)
         if pred is not None:
             response = _average(pred, response, pred_alpha, it)
-    labels = _final_labels(
-        response, image.shape[:2], target_segments, min_area, _snap_superpixels(image, snap)
-    )
-    labels = _merge(labels, image, merge, merge_edge)
-    return PerImageResult(labels, int(labels.max()), it, time.perf_counter() - t0)
+    return _finish(response, image, opt, it, t0)
 
 
 # ---------------------------------------------------------------------------- registry
@@ -643,14 +783,22 @@ def run_per_image(name: str, image: np.ndarray, *, seed: int = 0, **options: Any
     ------
     InputError
         Unknown method or an option it does not take (the message lists its options).
-    """
-    import inspect
 
-    fns = {"mmt": mmt, "kim": kim, "kanezaki": kanezaki}
-    if name not in fns:
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> run_per_image("kim", image, max_iter=1, channels=4, input="rgb").labels.shape
+    (24, 32)
+    >>> run_per_image("kim", image, bogus=1)
+    Traceback (most recent call last):
+    ...
+    affseg.errors.InputError: method 'kim' takes no option bogus; its options: channels, ...
+    """
+    if name not in _FUNCTIONS:
         raise InputError(f"unknown per-image method {name!r}; choose one of: mmt, kim, kanezaki")
-    fn = fns[name]
-    known = [k for k in inspect.signature(fn).parameters if k not in ("image", "seed")]
+    fn = _FUNCTIONS[name]
+    known = [k for k in _signature_of(name).parameters if k not in ("image", "seed")]
     bad = sorted(set(options) - set(known))
     if bad:
         raise InputError(
@@ -660,17 +808,41 @@ def run_per_image(name: str, image: np.ndarray, *, seed: int = 0, **options: Any
 
 
 def kanezaki_hierarchy(image: np.ndarray, *, seed: int = 0, **options: Any) -> Hierarchy:
-    """:func:`kanezaki` as a one-level :class:`Hierarchy` (registry method ``kanezaki``)."""
+    """:func:`kanezaki` as a one-level :class:`Hierarchy` (registry method ``kanezaki``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> kanezaki_hierarchy(image, max_iter=2, channels=4, input="rgb").n_segments[0] >= 1
+    True
+    """
     return Hierarchy.flat(run_per_image("kanezaki", image, seed=seed, **options).labels)
 
 
 def kim_hierarchy(image: np.ndarray, *, seed: int = 0, **options: Any) -> Hierarchy:
-    """:func:`kim` as a one-level :class:`Hierarchy` (registry method ``kim``)."""
+    """:func:`kim` as a one-level :class:`Hierarchy` (registry method ``kim``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> kim_hierarchy(image, max_iter=2, channels=4, input="rgb").n_segments[0] >= 1
+    True
+    """
     return Hierarchy.flat(run_per_image("kim", image, seed=seed, **options).labels)
 
 
 def mmt_hierarchy(image: np.ndarray, *, seed: int = 0, **options: Any) -> Hierarchy:
-    """:func:`mmt` as a one-level :class:`Hierarchy` (registry method ``mmt``)."""
+    """:func:`mmt` as a one-level :class:`Hierarchy` (registry method ``mmt``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> mmt_hierarchy(image, max_iter=2, channels=4, input="rgb").n_segments[0] >= 1
+    True
+    """
     return Hierarchy.flat(run_per_image("mmt", image, seed=seed, **options).labels)
 
 
@@ -698,6 +870,15 @@ def seed_spread(
     dict
         ``accuracy`` (S,), ``n_segments`` (S,), ``seconds`` (S,), ``iterations`` (S,) lists
         in seed order, and ``mean`` / ``std`` (population std) of the accuracy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> gt = np.ones((24, 32), int); gt[:, 16:] = 2
+    >>> out = seed_spread("kim", image, [gt], seeds=(0, 1), max_iter=2, channels=4, input="rgb")
+    >>> len(out["accuracy"]), 0.0 <= out["mean"] <= 1.0
+    (2, True)
     """
     from affseg.metrics.pixel_accuracy import hungarian_accuracy
 
@@ -716,12 +897,41 @@ def seed_spread(
     }
 
 
-def _as_hierarchy_signature(fn: Any) -> inspect.Signature:
+def _full_signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """``fn``'s signature with ``**options`` replaced by the :class:`PerImageOptions` fields."""
     sig = inspect.signature(fn)
-    return sig.replace(return_annotation="Hierarchy")
+    own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    shared = [
+        inspect.Parameter(
+            f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type
+        )  # fmt: skip
+        for f in fields(PerImageOptions)
+    ]
+    return sig.replace(parameters=own[:2] + shared + own[2:])
 
 
-# the registry validates options against these signatures (the options of the fitted method)
-kanezaki_hierarchy.__signature__ = _as_hierarchy_signature(kanezaki)  # type: ignore[attr-defined]
-kim_hierarchy.__signature__ = _as_hierarchy_signature(kim)  # type: ignore[attr-defined]
-mmt_hierarchy.__signature__ = _as_hierarchy_signature(mmt)  # type: ignore[attr-defined]
+_FUNCTIONS: dict[str, Callable[..., PerImageResult]] = {
+    "mmt": mmt,
+    "kim": kim,
+    "kanezaki": kanezaki,
+}
+_SIGNATURES = {name: _full_signature(fn) for name, fn in _FUNCTIONS.items()}
+
+
+def _signature_of(name: str) -> inspect.Signature:
+    return _SIGNATURES[name]
+
+
+# The full option lists are discoverable by inspect.signature (the registry validates
+# options against these): the methods' own keywords plus the shared PerImageOptions.
+for _name, _fn in _FUNCTIONS.items():
+    _fn.__signature__ = _SIGNATURES[_name]  # type: ignore[attr-defined]
+kanezaki_hierarchy.__signature__ = _SIGNATURES["kanezaki"].replace(  # type: ignore[attr-defined]
+    return_annotation="Hierarchy"
+)
+kim_hierarchy.__signature__ = _SIGNATURES["kim"].replace(  # type: ignore[attr-defined]
+    return_annotation="Hierarchy"
+)
+mmt_hierarchy.__signature__ = _SIGNATURES["mmt"].replace(  # type: ignore[attr-defined]
+    return_annotation="Hierarchy"
+)

@@ -76,6 +76,23 @@ def spectral_hierarchy(
     Hierarchy
         Nested levels fine -> coarse, see
         :func:`affseg.grouping.kwikcluster.kwikcluster_hierarchy`.
+
+    References
+    ----------
+    M. Barnes and A. Dubrawski, "Deep Spectral Clustering for Object Instance Segmentation",
+    ICLR workshop track, 2018.
+    N. Ailon, M. Charikar and A. Newman, "Aggregating inconsistent information: ranking and
+    clustering", Journal of the ACM 55(5), 2008 (KwikCluster).
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> image = data.astronaut()[::8, ::8]            # (64, 64, 3) uint8
+    >>> hier = spectral_hierarchy(image)              # doctest: +SKIP
+    >>> len(hier.levels)                              # doctest: +SKIP
+    10
+
+    (Not run as a doctest: loading the network takes seconds; ``tests/test_spectral.py`` runs it.)
     """
     from affseg.data.io import as_rgb
     from affseg.grouping.kwikcluster import DEFAULT_THRESHOLDS, kwikcluster_hierarchy

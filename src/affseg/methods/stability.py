@@ -41,6 +41,15 @@ def seed_stability(
         ``accuracy`` (images x seeds nested lists), ``mean_accuracy``,
         ``mean_per_image_std`` (population std over seeds, averaged over images),
         ``seed_means`` (S,), ``std_of_seed_means``, ``mean_segments``, ``seconds_per_run``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
+    >>> gt = np.ones((24, 32), int); gt[:, 16:] = 2
+    >>> out = seed_stability("slic", [("toy", image, [gt])], seeds=[0, 1])
+    >>> out["mean_per_image_std"], len(out["accuracy"][0])   # slic ignores the seed
+    (0.0, 2)
     """
     from affseg.methods import run_method
     from affseg.metrics.pixel_accuracy import hungarian_accuracy

@@ -24,6 +24,13 @@ def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, int]:
     compact : ndarray, same shape, int64
     n : int
         K, the number of distinct labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lab, n = compact_labels(np.array([5, 9, 5]))
+    >>> lab.tolist(), n
+    ([0, 1, 0], 2)
     """
     a = np.asarray(labels)
     if a.size == 0:
@@ -56,6 +63,12 @@ def contingency_table(seg: np.ndarray, gt: np.ndarray) -> np.ndarray:
     ndarray, shape (K_seg, K_gt), int64
         ``n[i, j]`` = number of pixels with the i-th smallest label of ``seg`` and the
         j-th smallest label of ``gt``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> contingency_table(np.array([1, 1, 2, 2]), np.array([1, 1, 1, 2])).tolist()
+    [[2, 0], [1, 1]]
     """
     seg = np.asarray(seg)
     gt = np.asarray(gt)

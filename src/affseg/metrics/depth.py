@@ -1,4 +1,4 @@
-"""Depth / disparity error metrics over valid pixels (REFERENCE_NOTES section 4).
+"""Depth / disparity error metrics over valid pixels.
 
 RMSE, MAE, iRMSE and iMAE (on 1/depth), REL = mean |p - g| / g, and the threshold
 accuracies delta_tau = fraction of pixels with max(g/p, p/g) < tau, tau = 1.25, 1.25^2,
@@ -42,6 +42,13 @@ def depth_metrics(
     dict
         ``rmse``, ``mae``, ``irmse``, ``imae``, ``rel``, ``delta1`` (1.25), ``delta2``
         (1.25^2), ``delta3`` (1.25^3), ``n_valid``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = depth_metrics(np.array([1.0, 2.0, 4.0]), np.array([1.0, 2.0, 2.0]))
+    >>> round(m["rmse"], 4), round(m["mae"], 4), round(m["delta1"], 4), m["n_valid"]
+    (1.1547, 0.6667, 0.6667, 3)
     """
     p = _as_array(pred)
     g = _as_array(gt)

@@ -29,6 +29,15 @@ class MeanIoU:
     occur in the target or the prediction (others are NaN in ``per_class`` and left out).
     Pixel accuracy = correct / non-void pixels. A prediction outside 0..C-1 on a non-void
     pixel is an error (InputError).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = MeanIoU(num_classes=2)
+    >>> m.update(np.array([0, 1, 1]), np.array([0, 1, 0]))
+    >>> r = m.compute()
+    >>> r["miou"], r["per_class"].tolist()
+    (0.5, [0.5, 0.5])
     """
 
     def __init__(self, num_classes: int, ignore_index: int | None = 255) -> None:

@@ -32,6 +32,12 @@ def hungarian_matched(table: np.ndarray) -> float:
     -------
     float
         The matched pixel count.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> hungarian_matched(np.array([[4, 0], [2, 2]]))
+    6.0
     """
     t = np.asarray(table, dtype=np.float64)
     if t.ndim != 2:
@@ -63,6 +69,19 @@ def hungarian_accuracy(seg: np.ndarray, ground_truths: list[np.ndarray]) -> floa
     -------
     float
         In [0, 1].
+
+    References
+    ----------
+    Z. Wu, L. Guo, H. Zhang and D. Xu, "Unsupervised Image Segmentation using Mutual
+    Mean-Teaching" (Hungarian-matched pixel accuracy on BSDS500).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> seg = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    >>> gt = np.array([[1, 1, 1, 2], [1, 1, 1, 2]])
+    >>> hungarian_accuracy(seg, [gt])
+    0.75
     """
     if len(ground_truths) == 0:
         raise InputError("the ground-truth list is empty")

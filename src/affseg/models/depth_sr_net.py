@@ -1,6 +1,6 @@
 """Guided depth super-resolution by full-resolution HAM (or naive) propagation.
 
-The CSPN / NLSPN depth-completion set-up applied to super-resolution (REFERENCE_NOTES §4):
+The CSPN / NLSPN depth-completion set-up applied to super-resolution:
 
 1. the noisy low-res disparity is upsampled bicubically to the guide's resolution (``up``);
 2. a guidance U-Net sees the RGB guide, ``up`` and the factor and outputs per-pixel
@@ -14,6 +14,13 @@ The CSPN / NLSPN depth-completion set-up applied to super-resolution (REFERENCE_
 
 One model serves every factor (the factor is an input channel; training cycles 2..16).
 Propagation never leaves the range of ``up`` and preserves constants.
+
+References
+----------
+.. [1] J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+   Representation for Spatial Propagation", ICML 2023.
+.. [2] X. Cheng, P. Wang and R. Yang, "Depth Estimation via Affinity Learned with Convolutional
+   Spatial Propagation Network", ECCV 2018.
 """
 
 from __future__ import annotations
@@ -90,6 +97,19 @@ class DepthSRPropagation(nn.Module):
         Propagation steps per dilation stage.
     width, embed_dim : int
         Guidance-network size.
+
+    References
+    ----------
+    J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+    Representation for Spatial Propagation", ICML 2023.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> net = DepthSRPropagation("euclidean", width=4, embed_dim=2, iterations=1)
+    >>> net(torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 16, 16), factor=2).shape
+    torch.Size([1, 1, 32, 32])
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""UniDC-style affinity head and mixed-kernel affinities for HAM (seed 002, REFERENCE_NOTES §4).
+"""UniDC-style affinity head and mixed-kernel affinities for HAM (Park et al., ICML 2023).
 
 :class:`RankedNeighbourHead` follows UniDC's ``HALM`` head: for each pixel ``p`` the
 relative features of its ``K = k^2 - 1`` neighbours ``n`` are
@@ -21,6 +21,11 @@ row applies to "the r-th nearest neighbour", wherever it lies).
 :func:`mix_kernels` places affinities of several kernel sizes (3/5/7) into the layout of
 the largest one, weighted by per-pixel softmax confidences: one propagation step with the
 mixed affinities equals the confidence-weighted sum of one step per kernel.
+
+References
+----------
+.. [1] J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+   Representation for Spatial Propagation", ICML 2023.
 """
 
 from __future__ import annotations

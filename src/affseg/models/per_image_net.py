@@ -5,6 +5,12 @@
 start). Labels are the argmax over the ``q`` response channels. Convolutions pad by
 replicating the border (zero padding, as in the reference code, gives the image border
 responses of its own that survive as thin spurious segments).
+
+References
+----------
+.. [1] A. Kanezaki, "Unsupervised image segmentation by backpropagation", ICASSP 2018.
+.. [2] Z. Wu, L. Guo, H. Zhang and D. Xu, "Unsupervised Image Segmentation using Mutual
+   Mean-Teaching".
 """
 
 from __future__ import annotations
@@ -29,6 +35,16 @@ class PerImageNet(nn.Module):
         ``q``: width of every layer and maximum number of labels.
     n_conv : int
         ``M``: number of conv3x3 + ReLU + BN blocks (>= 1).
+
+    References
+    ----------
+    A. Kanezaki, "Unsupervised image segmentation by backpropagation", ICASSP 2018.
+
+    Examples
+    --------
+    >>> import torch
+    >>> PerImageNet(in_channels=3, channels=4, n_conv=2)(torch.zeros(1, 3, 8, 8)).shape
+    torch.Size([1, 4, 8, 8])
     """
 
     def __init__(self, in_channels: int = 3, channels: int = 100, n_conv: int = 3) -> None:
@@ -71,6 +87,12 @@ def argmax_labels(response: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     Tensor, shape (H, W), int64, values in 0..q-1
+
+    Examples
+    --------
+    >>> import torch
+    >>> argmax_labels(torch.zeros(1, 4, 8, 8)).shape
+    torch.Size([8, 8])
     """
     return response[0].argmax(dim=0)
 
@@ -96,6 +118,12 @@ def image_tensor(
     Returns
     -------
     Tensor, shape (1, 3, h, w) or (1, 5, h, w) with ``coords``, float32, channels-last
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image_tensor(np.zeros((8, 10, 3), np.uint8), max_side=5).shape
+    torch.Size([1, 3, 4, 5])
     """
     x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255.0
     h, w = image.shape[:2]
@@ -199,6 +227,12 @@ def input_tensor(
     -------
     Tensor, shape (1, C, h, w), float32, channels-last
         C = 3 (+ 2 with ``coords``) (+ ``n_components`` with ``"backbone"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> input_tensor(np.zeros((8, 10, 3), np.uint8), input="rgb").shape
+    torch.Size([1, 3, 8, 10])
     """
     if input not in INPUTS:
         raise InputError(f"unknown input {input!r}; choose one of: {', '.join(INPUTS)}")

@@ -1,4 +1,4 @@
-"""SPN-family spatial propagation (CSPN / CSPN++ / NLSPN style; REFERENCE_NOTES §4).
+"""SPN-family spatial propagation (CSPN / CSPN++ / NLSPN style).
 
 A map ``h`` (B, C, H, W) is propagated over local ``k x k`` neighbourhoods::
 
@@ -11,6 +11,13 @@ Affinities are normalised so that ``sum_n |a_pn| <= 1``; the step is then a conv
 combination and preserves constants. Borders use replicate padding (a constant map stays
 constant). Vectorised: each iteration is ``k^2 - 1`` fused multiply-adds of shifted
 views of one padded tensor.
+
+References
+----------
+.. [1] X. Cheng, P. Wang and R. Yang, "Depth Estimation via Affinity Learned with Convolutional
+   Spatial Propagation Network", ECCV 2018.
+.. [2] J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+   Representation for Spatial Propagation", ICML 2023.
 """
 
 from __future__ import annotations
@@ -40,6 +47,11 @@ def neighbour_offsets(k: int, dilation: int = 1) -> list[tuple[int, int]]:
     Returns
     -------
     list of (int, int), length k*k - 1
+
+    Examples
+    --------
+    >>> neighbour_offsets(3)[:3], len(neighbour_offsets(3))
+    ([(-1, -1), (-1, 0), (-1, 1)], 8)
     """
     if k < 3 or k % 2 == 0:
         raise InputError(f"propagation kernel size must be odd and >= 3, got {k}")
@@ -67,6 +79,12 @@ def shift_stack(x: Tensor, k: int, dilation: int = 1) -> Tensor:
     -------
     Tensor, shape (B, k*k - 1, C, H, W)
         ``out[:, n, :, y, x] = x[:, :, y + dy_n, x + dx_n]`` (clamped to the image).
+
+    Examples
+    --------
+    >>> import torch
+    >>> shift_stack(torch.zeros(1, 1, 3, 4), 3).shape
+    torch.Size([1, 8, 1, 3, 4])
     """
     r = (k // 2) * dilation
     h, w = x.shape[-2:]
@@ -98,6 +116,17 @@ def normalize_affinity(
         With ``sum_n |a_n| <= 1`` for ``"sum"`` and ``"clip"``.
     centre : Tensor, shape (B, 1, H, W)
         ``1 - sum_n a_n``.
+
+    References
+    ----------
+    X. Cheng, P. Wang and R. Yang, "Depth Estimation via Affinity Learned with Convolutional
+    Spatial Propagation Network", ECCV 2018.
+
+    Examples
+    --------
+    >>> a, centre = normalize_affinity(uniform_affinity((1, 3, 4), k=3))
+    >>> a.shape, centre.shape
+    (torch.Size([1, 8, 3, 4]), torch.Size([1, 1, 3, 4]))
     """
     if affinity.ndim != 4:
         raise InputError(f"affinity must be (B, K, H, W), got shape {tuple(affinity.shape)}")
@@ -146,6 +175,22 @@ def propagate(
     Returns
     -------
     Tensor, shape (B, C, H, W)
+
+    References
+    ----------
+    X. Cheng, P. Wang and R. Yang, "Depth Estimation via Affinity Learned with Convolutional
+    Spatial Propagation Network", ECCV 2018.
+    J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+    Representation for Spatial Propagation", ICML 2023.
+
+    Examples
+    --------
+    A constant map is a fixed point of any normalised propagation:
+
+    >>> import torch
+    >>> h = torch.ones(1, 1, 3, 4)
+    >>> torch.allclose(propagate(h, uniform_affinity((1, 3, 4), k=3), k=3, iterations=2), h)
+    True
     """
     if h.ndim != 4:
         raise InputError(f"propagated map must be (B, C, H, W), got shape {tuple(h.shape)}")
@@ -286,6 +331,11 @@ def uniform_affinity(
     Returns
     -------
     Tensor, shape (B, k*k - 1, H, W)
+
+    Examples
+    --------
+    >>> uniform_affinity((1, 3, 4), k=3).shape
+    torch.Size([1, 8, 3, 4])
     """
     b, h, w = shape
     v = 1.0 / (k * k) if value is None else value

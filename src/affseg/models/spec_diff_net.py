@@ -1,4 +1,4 @@
-"""spec-diff-net: neural diffusion distance on a learned feature grid (seed 001, Sect. 4).
+"""spec-diff-net: neural diffusion distance on a learned feature grid ([1], Sect. 4).
 
 Pipeline for an image (H, W):
 
@@ -18,6 +18,10 @@ image): nodes are square in the image, so the isotropic graph window and the
 interpolation neighbourhoods are isotropic too, and thin horizontal/vertical structures
 are not squashed; the cost (N = 2400 instead of 1681) stays small because the engine's
 graph is local.
+
+References
+----------
+.. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from affseg.backbones.efficientnet_lite import snapped_size
 from affseg.errors import AffsegError, InputError
 
 #: File name of the shipped head weights in ``affseg/weights/``.
@@ -80,6 +85,18 @@ class FeatureHead(nn.Module):
         Channels of the pyramid levels, strides (2, 4, 8, 16).
     hidden : int
     out_channels : int
+
+    References
+    ----------
+    J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pyramid = [torch.zeros(1, c, 32 // s, 32 // s)
+    ...            for c, s in zip((16, 24, 40, 112), (2, 4, 8, 16))]   # strides 2..16
+    >>> FeatureHead()(pyramid).shape                  # 64-d features at stride 8
+    torch.Size([1, 64, 4, 4])
     """
 
     def __init__(
@@ -120,14 +137,6 @@ class FeatureHead(nn.Module):
             F.interpolate(f16, size=size, mode="bilinear", align_corners=False),
         ]
         return self.net(torch.cat(parts, 1))
-
-
-def snap_size(height: int, width: int, multiple: int = 16) -> tuple[int, int]:
-    """Nearest multiples of ``multiple`` (at least ``multiple``) of a size."""
-    return (
-        max(multiple, int(round(height / multiple)) * multiple),
-        max(multiple, int(round(width / multiple)) * multiple),
-    )
 
 
 class SpecDiffNet(nn.Module):
@@ -235,7 +244,7 @@ class SpecDiffNet(nn.Module):
         """Stride 8 -> 4 -> 2 (guides are stored fine to coarse: [f2, f4])."""
         return self.interp(maps, [guide[1], guide[0]])
 
-    def diffusion_parameters(self) -> dict[str, float]:
+    def diffusion_parameters(self) -> dict[str, float | list[float]]:
         """Current values of the learnable scalars (for logs)."""
         mod = self.diffusion
         gam = [round(float(g), 4) for g in self.interp.gammas.detach()]
@@ -296,7 +305,7 @@ class SpecDiffNet(nn.Module):
         if not images.is_floating_point():
             raise InputError(f"images must be float RGB in [0, 1]; got dtype {images.dtype}")
         h, w = images.shape[-2:]
-        hs, ws = snap_size(int(h), int(w))
+        hs, ws = snapped_size(int(h), int(w))
         x = images.float()
         if (hs, ws) != (h, w):
             x = F.interpolate(
@@ -396,7 +405,13 @@ class SpecDiffNet(nn.Module):
 
 
 def default_weights_path() -> Path:
-    """``affseg/weights/spec_diff_net.pt`` inside the installed package."""
+    """``affseg/weights/spec_diff_net.pt`` inside the installed package.
+
+    Examples
+    --------
+    >>> default_weights_path().name
+    'spec_diff_net.pt'
+    """
     return Path(__file__).resolve().parents[1] / "weights" / WEIGHTS_NAME
 
 

@@ -1,4 +1,4 @@
-"""Embedding network of deep spectral clustering (seed 004).
+"""Embedding network of deep spectral clustering (Barnes & Dubrawski, 2018).
 
 A small top-down head on the frozen EfficientNet-Lite0 pyramid
 (:func:`affseg.backbones.efficientnet_lite.load_backbone`) predicts d-dimensional
@@ -13,19 +13,25 @@ Head (``width`` = w channels)::
     f8  (40)  -> 1x1 ---------------------------------- + -> 3x3 -> ReLU --up--+
     f4  (24)  -> 1x1 ------------------------------------------------------- + -> 3x3 -> ReLU
               -> 3x3 -> ReLU -> 1x1 (d) -> unit normalisation
+
+References
+----------
+.. [1] M. Barnes and A. Dubrawski, "Deep Spectral Clustering for Object Instance Segmentation",
+   ICLR workshop track, 2018.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from affseg.backbones.efficientnet_lite import snapped_size
 from affseg.errors import CorruptFileError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,8 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Shipped weights of the head (trained by ``affseg train spectral``).
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "spectral_head.pt"
-#: Images are resized to multiples of this before the backbone (its coarsest stride).
-SIZE_MULTIPLE = 16
 
 
 def _conv(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Conv2d:
@@ -52,6 +56,19 @@ class SpectralHead(nn.Module):
         Embedding dimension d.
     width : int
         Channels inside the head.
+
+    References
+    ----------
+    M. Barnes and A. Dubrawski, "Deep Spectral Clustering for Object Instance Segmentation",
+    ICLR workshop track, 2018.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pyramid = [torch.zeros(1, c, 32 // s, 32 // s)
+    ...            for c, s in zip((16, 24, 40, 112), (2, 4, 8, 16))]   # strides 2..16
+    >>> SpectralHead()(pyramid).shape                 # 21-d embeddings at stride 4
+    torch.Size([1, 21, 8, 8])
     """
 
     def __init__(
@@ -64,7 +81,11 @@ class SpectralHead(nn.Module):
         if len(in_channels) != 4:
             raise InputError(f"in_channels must list 4 pyramid levels; got {in_channels}")
         _, c4, c8, c16 = in_channels
-        self.config = {"in_channels": tuple(in_channels), "dim": dim, "width": width}
+        self.config: dict[str, Any] = {
+            "in_channels": tuple(in_channels),
+            "dim": dim,
+            "width": width,
+        }
         self.ctx16 = nn.Sequential(
             nn.Conv2d(c16, width, 1),
             nn.ReLU(inplace=True),
@@ -115,6 +136,13 @@ def upsample_embeddings(emb: Tensor, size: tuple[int, int]) -> Tensor:
     Returns
     -------
     Tensor, shape (B, d, H, W), unit vectors along dim 1.
+
+    Examples
+    --------
+    >>> import torch
+    >>> emb = torch.nn.functional.normalize(torch.ones(1, 3, 4, 4), dim=1)
+    >>> upsample_embeddings(emb, (8, 8)).shape
+    torch.Size([1, 3, 8, 8])
     """
     up = F.interpolate(emb, size=size, mode="bilinear", align_corners=False)
     return F.normalize(up, dim=1, eps=1e-6)
@@ -157,16 +185,16 @@ def load_head(path: str | os.PathLike[str] | None = None) -> SpectralHead:
     return head.eval()
 
 
-def snapped_size(height: int, width: int) -> tuple[int, int]:
-    """(H', W'): the size rounded to multiples of 16 (at least 16) the backbone sees."""
-    m = SIZE_MULTIPLE
-    return max(m, int(round(height / m)) * m), max(m, int(round(width / m)) * m)
-
-
 def image_tensor(image: np.ndarray) -> Tensor:
     """An RGB uint8 image (H, W, 3) as a float tensor (1, 3, H', W') in [0, 1] of snapped size.
 
     The resize is bilinear with antialiasing, as in the training cache.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image_tensor(np.zeros((20, 30, 3), np.uint8)).shape    # sides snapped to multiples of 16
+    torch.Size([1, 3, 16, 32])
     """
     h, w = image.shape[:2]
     arr = np.array(image, dtype=np.uint8, copy=True)

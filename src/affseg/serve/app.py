@@ -150,7 +150,7 @@ class Viewer:
 
             scale = self.settings.max_side / max(h0, w0)
             size = (max(2, round(w0 * scale)), max(2, round(h0 * scale)))
-            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.LANCZOS))
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
         image_id = hashlib.sha256(rgb.tobytes() + str(rgb.shape).encode()).hexdigest()[:16]
         info = {"rgb": rgb, "name": name, "original": (h0, w0), "scale": scale}
         if self.cache.get(("image", image_id)) is None:
@@ -235,7 +235,7 @@ class Viewer:
             res = Result(
                 levels=levels,
                 segments=[int(k) for k in hier.n_segments],
-                heights=[float(h) for h in hier.heights],
+                heights=[float(h) for h in (hier.heights if hier.heights is not None else ())],
                 default_level=int(hier.default_level),
                 seconds=seconds,
             )

@@ -49,7 +49,7 @@ class SimilarityField:
 
             s = MIN_SIDE / min(self.size)
             size = (round(self.size[1] * s), round(self.size[0] * s))
-            work = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+            work = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC))
         x = _image_tensor(work)
         with torch.no_grad():
             out = net.encode(x) if output is None else output

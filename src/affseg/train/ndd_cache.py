@@ -14,7 +14,6 @@ multiple of 16 (and optionally mirrored left-right):
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,23 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from affseg.backbones.efficientnet_lite import snapped_size
 from affseg.data.bsds import load_ground_truth
 from affseg.data.io import atomic_write, read_image, write_json
 from affseg.errors import CorruptFileError, DatasetNotFoundError
 
 #: Bump when the content of a cache item changes.
 CACHE_VERSION = 1
-#: Image sizes are rounded to multiples of this (the coarsest pyramid stride).
-SIZE_MULTIPLE = 16
-
-
-def snapped_size(height: int, width: int, scale: float = 1.0) -> tuple[int, int]:
-    """Size (H', W') of an image scaled by ``scale``, rounded to multiples of 16 (>= 16)."""
-    m = SIZE_MULTIPLE
-    return (
-        max(m, int(round(height * scale / m)) * m),
-        max(m, int(round(width * scale / m)) * m),
-    )
 
 
 def bsds_items(root: str | os.PathLike[str] | None, split: str) -> list[tuple[Path, Path]]:
@@ -215,9 +204,3 @@ class FeatureCache:
             return torch.load(self.path(key), map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
             raise CorruptFileError(f"cannot read cache item {self.path(key)}: {exc}") from None
-
-
-def read_manifest(cache_dir: str | os.PathLike[str]) -> dict:
-    """The cache's ``manifest.json`` ({} when absent)."""
-    p = Path(cache_dir) / "manifest.json"
-    return json.loads(p.read_text()) if p.is_file() else {}

@@ -86,7 +86,7 @@ def _loss(emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def evaluate(head: SpectralHead, cache, keys: list[str]) -> float:
     """Mean normalised spectral loss over items and all their annotations."""
     head.eval()
-    vals = []
+    vals: list[float] = []
     for k in keys:
         item = cache.load(k)
         emb = _embed(head, item)
