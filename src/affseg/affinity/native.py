@@ -55,11 +55,9 @@ _tried = False
 
 def cache_dir() -> Path:
     """Directory of the compiled library (see the module's Environment section)."""
-    env = os.environ.get("AFFSEG_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "affseg"
+    from affseg.cache import cache_dir as user_cache_dir
+
+    return user_cache_dir()
 
 
 def _compiler() -> str | None:
