@@ -22,3 +22,9 @@ class DatasetNotFoundError(AffsegError, FileNotFoundError):
 
 class CorruptFileError(AffsegError, OSError):
     """A file exists but cannot be decoded (truncated image, broken .mat, ...)."""
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """``"Type: first line of the message"``: a library error summarised for one line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:limit]}" if text else type(exc).__name__

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affseg.errors import CorruptFileError, InputError
+from affseg.errors import CorruptFileError, InputError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -153,7 +153,9 @@ def load_head(path: str | os.PathLike[str] | None = None) -> SpectralHead:
         head = SpectralHead(tuple(cfg["in_channels"]), int(cfg["dim"]), int(cfg["width"]))
         head.load_state_dict(state["state_dict"])
     except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
-        raise CorruptFileError(f"cannot load spectral head weights {p}: {exc}") from None
+        raise CorruptFileError(
+            f"{p} is not spectral head weights written by affseg ({first_line(exc)})"
+        ) from None
     return head.eval()
 
 
