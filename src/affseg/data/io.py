@@ -377,8 +377,10 @@ def write_label_png(path: str | os.PathLike[str], labels: np.ndarray) -> Path:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
+    """Write ``obj`` as indented, strict JSON (NaN and inf become ``null``), atomically."""
+    text = json.dumps(
+        _finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False
+    )
     return atomic_write(path, lambda tmp: tmp.write_text(text + "\n"))
 
 
@@ -392,6 +394,19 @@ def write_ucm_mat(path: str | os.PathLike[str], ucm2: np.ndarray) -> Path:
     return atomic_write(
         path, lambda tmp: scipy.io.savemat(tmp, {"ucm2": u}, do_compression=True, format="5")
     )
+
+
+def _finite(o: Any) -> Any:
+    """``o`` with every non-finite float (NaN, inf) replaced by None (JSON has none)."""
+    if isinstance(o, float | np.floating):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite(v) for v in o]
+    if isinstance(o, np.ndarray) and o.dtype.kind == "f":
+        return _finite(o.tolist())
+    return o
 
 
 def _json_default(o: Any) -> Any:

@@ -214,11 +214,8 @@ def train(
     with torch_threads(max(1, int(threads))):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        sc = load_scene(scene, data)
-        rgb = _to_tensor_rgb(sc["rgb"])[0]
-        gt = torch.from_numpy(sc["gt"])[None]
         parent: dict[str, object] | None = None
-        if init_weights is not None:
+        if init_weights is not None:  # read first: bad weights fail before the data loads
             model, parent = _load_payload(init_weights)
             if parent.get("scene") != scene or model.affinity.geometry != geometry:
                 raise InputError(
@@ -234,9 +231,14 @@ def train(
                 iterations=iterations,
             )
             model.init_aux(*init_logits)
+        sc = load_scene(scene, data)  # uses no torch RNG: the model's init is unchanged
+        rgb = _to_tensor_rgb(sc["rgb"])[0]
+        gt = torch.from_numpy(sc["gt"])[None]
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         h, w = gt.shape[-2:]
+        if crop > min(h, w):
+            raise InputError(f"crop {crop} exceeds the {w}x{h} scene {scene}")
         t0 = time.time()
         losses: list[float] = []
         for step in range(steps):
@@ -391,9 +393,9 @@ def evaluate(
     ``factors``: a subset of 2, 4, 8, 16 (default all).
     """
     with torch_threads(max(1, int(threads))):
+        models = {Path(w).stem: load_model(w) for w in weights}  # bad weights fail first
         sc = load_scene(scene, data)
         table: dict[str, dict[str, dict[str, float]]] = {"bicubic": {}, "barron_poole": {}}
-        models = {Path(w).stem: load_model(w) for w in weights}
         for name in models:
             table[name] = {}
         for f in factors or FACTORS.values():

@@ -313,8 +313,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     out_dir = check_writable_dir(args.out, "--out")
     ckpt_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "log.jsonl"
-    if args.resume and not ckpt_path.is_file():
-        raise InputError(f"--resume: no checkpoint at {ckpt_path}")
+    ck: dict[str, Any] | None = None
+    if args.resume:
+        if not ckpt_path.is_file():
+            raise InputError(f"--resume: no checkpoint at {ckpt_path}")
+        ck = _load_checkpoint(ckpt_path, _engine_config(args))  # before any work
     if args.ship:
         from affseg.models.spec_diff_net import default_weights_path
 
@@ -353,8 +356,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         lr_hist: list[float] = []
         hr_hist: list[float] = []
         val = float("nan")
-        if args.resume:
-            ck = _load_checkpoint(ckpt_path, _engine_config(args))
+        if ck is not None:
             try:
                 model.load_trainable_state_dict(ck["model"])
                 optim.load_state_dict(ck["optim"])
