@@ -561,3 +561,101 @@ def test_json_outputs_are_strict(tmp_path: Path) -> None:
         raise AssertionError(f"non-JSON constant {name}")
 
     assert json.loads(p.read_text(), parse_constant=no_constants) == {"x": None, "y": [None, 1.5]}
+
+
+# --------------------------------------------------------------------------- training runs
+def _tiny_bsds(root: Path) -> Path:
+    import scipy.io
+
+    rng = np.random.default_rng(0)
+    img_dir = root / "BSDS500" / "images" / "train"
+    gt_dir = root / "BSDS500" / "groundTruth" / "train"
+    img_dir.mkdir(parents=True)
+    gt_dir.mkdir(parents=True)
+    shape = (96, 128)
+    for i in ("1", "2"):
+        seg = np.ones(shape, np.uint16)
+        seg[:, 64:] = 2
+        seg[48:, :] += 2
+        img = (seg[..., None] * 50 + rng.integers(0, 30, (*shape, 3))).astype(np.uint8)
+        Image.fromarray(img).save(img_dir / f"{i}.jpg")
+        cell = np.empty((1, 2), dtype=object)
+        for a in range(2):
+            cell[0, a] = {"Segmentation": seg, "Boundaries": np.zeros(shape, np.uint8)}
+        scipy.io.savemat(gt_dir / f"{i}.mat", {"groundTruth": cell})
+    return root
+
+
+def _train_argv(data: Path, out: Path, cache: Path, *extra: str) -> list[str]:
+    return [
+        "train", "ndd", "--data", str(data), "--out", str(out), "--cache", str(cache),
+        "--steps", "6", "--crop", "64", "--n-eig", "8", "--hr-segments", "2",
+        "--val-images", "0", "--checkpoint-minutes", "0", "--no-progress", "--threads", "1",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_resumed_training_matches_uninterrupted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import affseg.train.ndd as tn
+
+    data, cache = _tiny_bsds(tmp_path / "data"), tmp_path / "cache"
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(_train_argv(data, a, cache)) == 0
+    # interrupt run b right after its third checkpoint (stage 2 starts at step 3)
+    real, count = tn.atomic_write, {"n": 0}
+
+    def interrupting(path, fn):
+        res = real(path, fn)
+        if Path(path).name == "checkpoint.pt":
+            count["n"] += 1
+            if count["n"] == 3:
+                raise KeyboardInterrupt
+        return res
+
+    monkeypatch.setattr(tn, "atomic_write", interrupting)
+    assert main(_train_argv(data, b, cache)) == 130
+    assert not (b / "spec_diff_net.pt").exists()  # no final weights from an unfinished run
+    monkeypatch.setattr(tn, "atomic_write", real)
+    assert main(_train_argv(data, b, cache, "--resume")) == 0
+    wa = torch.load(a / "spec_diff_net.pt", weights_only=True)
+    wb = torch.load(b / "spec_diff_net.pt", weights_only=True)
+    for k, v in wa["state_dict"].items():
+        assert torch.equal(v, wb["state_dict"][k]), k
+    assert wa["record"]["final_lr_loss"] == wb["record"]["final_lr_loss"]
+
+    def no_constants(name: str):
+        raise AssertionError(f"log.jsonl holds {name}")
+
+    for line in (b / "log.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=no_constants)
+    # resuming with another architecture: one line, nothing overwritten
+    before = (b / "spec_diff_net.pt").read_bytes()
+    line = cli_error(capsys, _train_argv(data, b, cache, "--resume", "--hidden", "64"))
+    assert "--hidden 128 (now 64)" in line
+    assert (b / "spec_diff_net.pt").read_bytes() == before
+
+
+def test_failed_training_never_touches_the_shipped_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import affseg.train.ndd as tn
+
+    data, cache = _tiny_bsds(tmp_path / "data"), tmp_path / "cache"
+    before = NDD.read_bytes()
+    shipped = tmp_path / "shipped.pt"
+    monkeypatch.setattr(
+        "affseg.models.spec_diff_net.default_weights_path", lambda: shipped, raising=True
+    )
+
+    def broken(*_a, **_k):
+        raise InputError("simulated failure in the middle of the run")
+
+    monkeypatch.setattr(tn, "val_cosine", broken)
+    out = tmp_path / "run"
+    line = cli_error(capsys, _train_argv(data, out, cache, "--ship"))
+    assert "simulated failure" in line
+    assert not shipped.exists()
+    assert not (out / "spec_diff_net.pt").exists() and not (out / "record.json").exists()
+    assert NDD.read_bytes() == before
