@@ -154,7 +154,8 @@ def load_head(path: str | os.PathLike[str] | None = None) -> SpectralHead:
         head.load_state_dict(state["state_dict"])
     except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
         raise CorruptFileError(
-            f"{p} is not spectral head weights written by affseg ({first_line(exc)})"
+            f"cannot load spectral head weights {p}: not a head written by affseg "
+            f"({first_line(exc)})"
         ) from None
     return head.eval()
 
