@@ -24,7 +24,18 @@ from affseg.metrics import RegionBenchmark, hungarian_accuracy, pairwise_scores 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 dtypes = st.sampled_from(
-    [np.uint8, np.uint16, np.int8, np.int32, np.int64, np.float16, np.float32, np.float64, bool]
+    [
+        np.uint8,
+        np.uint16,
+        np.int8,
+        np.int32,
+        np.int64,
+        np.float16,
+        np.float32,
+        np.float64,
+        np.complex64,
+        bool,
+    ]
 )
 shapes = st.one_of(
     hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=6),
@@ -44,6 +55,22 @@ def test_as_rgb_valid_or_input_error(arr: np.ndarray) -> None:
         assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
         assert out.shape == arr.shape and min(out.shape[:2]) >= 2
     np.testing.assert_array_equal(arr, before)  # never modified in place
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [[[1, 2, 3]], [[1, 2]]],  # ragged
+        np.zeros((4, 4, 3), complex),
+        np.array([["a"] * 3] * 4),
+        object(),
+        None,
+        np.zeros((4, 4, 3), object),
+    ],
+)
+def test_as_rgb_odd_inputs(bad) -> None:
+    with pytest.raises(InputError):
+        as_rgb(bad)
 
 
 @FAST

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from affseg.errors import CorruptFileError, InputError
+from affseg.errors import CorruptFileError, InputError, first_line
 
 #: Suffixes (any case) of the image files affseg reads, in folders and as single files.
 #: GIF is included; animated (multi-frame) files of any format are refused.
@@ -47,7 +47,10 @@ def as_rgb(image: Any, name: str = "image") -> np.ndarray:
         Grayscale (H, W), RGBA (H, W, 4), other shapes, empty images, non-numeric or
         out-of-range values.
     """
-    arr = np.asarray(image)
+    try:
+        arr = np.asarray(image)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, odd objects
+        raise InputError(f"{name} is not an array of pixels ({first_line(exc)})") from None
     if arr.ndim == 2:
         raise InputError(
             f"{name} is grayscale with shape {arr.shape}; affseg expects RGB (H, W, 3): "
@@ -64,7 +67,11 @@ def as_rgb(image: Any, name: str = "image") -> np.ndarray:
         raise InputError(f"{name} is empty or too small: shape {arr.shape}")
     if arr.dtype == np.uint8:
         return arr
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+    if (
+        arr.dtype == bool
+        or not np.issubdtype(arr.dtype, np.number)
+        or np.issubdtype(arr.dtype, np.complexfloating)
+    ):
         raise InputError(f"{name} has dtype {arr.dtype}; expected uint8 or float in [0, 1]")
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
