@@ -298,6 +298,17 @@ def test_same_stem_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["segment", str(f), str(f), "--out", str(tmp_path / "o2"), "--method", "slic"]) == 0
 
 
+def test_out_inside_the_input_folder(tmp_path: Path) -> None:
+    d = tmp_path / "photos"
+    d.mkdir()
+    save(d / "a.png", photo())
+    for _ in range(2):  # a second run does not segment the first run's outputs
+        assert main(["segment", str(d), "--out", str(d), "--method", "slic"]) == 0
+    assert sorted(p.name for p in d.iterdir()) == [
+        "a.boundaries.png", "a.labels.png", "a.mat", "a.overlay.png", "a.png",
+    ]  # fmt: skip
+
+
 def test_grayscale_alpha_checked_before_any_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

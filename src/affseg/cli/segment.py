@@ -33,6 +33,10 @@ EXAMPLES: tuple[str, ...] = (
 )  # fmt: skip
 
 
+#: Suffixes of the images ``segment`` writes (skipped when ``--out`` is an input folder).
+OUTPUTS: tuple[str, ...] = (".labels.png", ".overlay.png", ".boundaries.png")
+
+
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
     """``["key=value", ...]`` -> options; values are Python literals where they parse.
 
@@ -151,8 +155,11 @@ def _sources(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
     items: list[tuple[str, Any]] = [(name, name) for name in dict.fromkeys(args.example or [])]
     seen_files: set[Path] = set()
+    out_dir = Path(args.out).resolve()
     for inp in args.inputs:
         for f in list_images(inp):
+            if Path(inp).is_dir() and f.parent.resolve() == out_dir and f.name.endswith(OUTPUTS):
+                continue  # --out is this folder: our own results are not inputs
             if f.resolve() not in seen_files:  # the same file named twice is read once
                 seen_files.add(f.resolve())
                 # header checks (size limit, frames, minimum size) before any work
