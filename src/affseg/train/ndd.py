@@ -287,12 +287,10 @@ def check_args(args: argparse.Namespace) -> None:
 
 def _engine_config(args: argparse.Namespace) -> dict[str, Any]:
     """The options a checkpoint must share with the run that resumes it."""
-    keys = ("hidden", "feat_dim", "window", "n_eig", "n_outer", "n_inner", "t_init", "seed")
-    keys += ("steps", "batch", "crop", "lr", "stage1", "hr_weight", "hr_segments")
-    cfg = {k: getattr(args, k) for k in keys}
-    cfg["scales"] = [float(v) for v in args.scales]
-    cfg["splits"] = list(args.splits)
-    return cfg
+    # the architecture and the engine; the schedule (--steps, --lr, ...) may change on
+    # resume (e.g. to extend a run), but then the run is no longer an uninterrupted one
+    keys = ("hidden", "feat_dim", "window", "n_eig", "n_outer", "n_inner")
+    return {k: getattr(args, k) for k in keys}
 
 
 def _finite_or_none(v: float) -> float | None:
