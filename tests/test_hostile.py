@@ -417,6 +417,11 @@ def test_option_values_validated(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert word in line, line
     with pytest.raises(InputError, match="n_segments"):
         affseg.segment(photo(), "slic", n_segments="abc")
+    # right type, impossible value
+    for opts in ({"n_segments": 0}, {"n_segments": (-5,)}, {"compactness": 0.0},
+                 {"sigma": float("inf")}):  # fmt: skip
+        with pytest.raises(InputError, match=next(iter(opts))):
+            affseg.segment(photo(), "slic", **opts)
     assert files_under(out) == []
 
 
