@@ -331,9 +331,9 @@ def test_small_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     line = cli_error(capsys, ["segment", f, "--out", tmp_path / "o"])
     assert "too small" in line and "64" in line
     line = cli_error(
-        capsys, ["segment", "--example", "coffee", "--out", tmp_path / "o", "--max-side", "10"]
+        capsys, ["segment", "--example", "coffee", "--out", tmp_path / "o", "--working-side", "10"]
     )
-    assert "--max-side" in line
+    assert "--working-side" in line
     assert files_under(tmp_path / "o") == []
 
 
@@ -341,7 +341,7 @@ def test_working_resolution_api() -> None:
     from affseg.methods import working_image
 
     img = photo(300, 400)
-    hier = run_method(img, "slic", max_side=100)
+    hier = run_method(img, "slic", working_side=100)
     labels = hier.labels()
     assert labels.shape == (300, 400) and hier.shape == (300, 400)
     assert hier.work_shape == (75, 100)
@@ -349,13 +349,13 @@ def test_working_resolution_api() -> None:
     small = run_method(working_image(img, 100), "slic")
     np.testing.assert_array_equal(hier.levels[0], small.levels[0])
     # unbounded and default: the image is processed at full resolution
-    assert run_method(img, "slic", max_side=None).work_shape == (300, 400)
+    assert run_method(img, "slic", working_side=None).work_shape == (300, 400)
     assert run_method(img, "slic").work_shape == (300, 400)
     for bad in (0, -5, 1.5, "big", True):
-        with pytest.raises(InputError, match="max_side"):
-            run_method(img, "slic", max_side=bad)
+        with pytest.raises(InputError, match="working_side"):
+            run_method(img, "slic", working_side=bad)
     # the public API passes it through
-    assert affseg.segment(img, "slic", max_side=100).shape == (300, 400)
+    assert affseg.segment(img, "slic", working_side=100).shape == (300, 400)
 
 
 def test_upsampled_ucm_is_the_ucm_of_upsampled_levels() -> None:
@@ -380,7 +380,8 @@ def test_large_photo_cli_bounded(tmp_path: Path) -> None:
     Image.fromarray(photo(1500, 2000)).save(f, quality=80)
     out = tmp_path / "o"
     assert (
-        main(["segment", str(f), "--out", str(out), "--method", "slic", "--max-side", "256"]) == 0
+        main(["segment", str(f), "--out", str(out), "--method", "slic", "--working-side", "256"])
+        == 0
     )
     assert read_label_png(out / "big.labels.png").shape == (1500, 2000)
     import scipy.io
@@ -410,13 +411,21 @@ def test_option_values_validated(tmp_path: Path, capsys: pytest.CaptureFixture[s
         (["--set", "bogus=1"], "bogus"),
         (["--set", "novalue"], "key=value"),
         (["--segments", "0"], "--segments"),
-        (["--max-side", "-3"], "--max-side"),
+        (["--working-side", "-3"], "--working-side"),
         (["--seed", "-1"], "seed"),
     ):
         line = cli_error(capsys, ["segment", "--example", "coffee", "--out", out, *argv])
         assert word in line, line
     with pytest.raises(InputError, match="n_segments"):
         affseg.segment(photo(), "slic", n_segments="abc")
+    # the per-image methods keep their own max_side option (their network's input size)
+    from affseg.methods import check_options
+
+    assert check_options("mmt", {"max_side": 64}) == {"max_side": 64}
+    for method, opts in (("kanezaki", {"snap": 0}), ("kanezaki", {"lr": -1.0}),
+                         ("mmt", {"momentum": -1.0}), ("kim", {"min_area": float("inf")})):  # fmt: skip
+        with pytest.raises(InputError, match=next(iter(opts))):
+            run_method(photo(), method, **opts)
     # right type, impossible value
     for opts in ({"n_segments": 0}, {"n_segments": (-5,)}, {"compactness": 0.0},
                  {"sigma": float("inf")}):  # fmt: skip

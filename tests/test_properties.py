@@ -137,17 +137,17 @@ def test_methods_on_views(img: np.ndarray, view: str, method: str) -> None:
         st.text(max_size=3),
     ),
 )
-def test_working_resolution_shapes(h: int, w: int, max_side) -> None:
+def test_working_resolution_shapes(h: int, w: int, working_side) -> None:
     img = np.random.default_rng(h * 97 + w).integers(0, 256, (h, w, 3), dtype=np.uint8)
     try:
-        hier = run_method(img, "slic", max_side=max_side)
+        hier = run_method(img, "slic", working_side=working_side)
     except InputError as exc:
-        valid = max_side is None or (isinstance(max_side, int) and max_side >= 2)
-        assert not valid or "elongated" in str(exc)  # e.g. 80 x 3 at max_side=2
+        valid = working_side is None or (isinstance(working_side, int) and working_side >= 2)
+        assert not valid or "elongated" in str(exc)  # e.g. 80 x 3 at working_side=2
         return
     assert hier.labels().shape == (h, w)
     assert hier.to_ucm().shape == (2 * h + 1, 2 * w + 1)
-    assert max(hier.work_shape) <= (max_side or max(h, w))
+    assert max(hier.work_shape) <= (working_side or max(h, w))
 
 
 option_values = st.one_of(

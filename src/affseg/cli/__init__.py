@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except MemoryError:
         print(
-            "affseg: error: out of memory (try a smaller --max-side or a smaller image)",
+            "affseg: error: out of memory (try a smaller --working-side or a smaller image)",
             file=sys.stderr,
         )
         return 2

@@ -129,7 +129,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
-        "--max-side",
+        "--working-side",
         type=int,
         default=None,
         metavar="PIXELS",
@@ -203,14 +203,14 @@ def run(args: argparse.Namespace) -> int:
     options = check_options(args.method, options)
     if args.segments is not None and args.segments < 1:
         raise InputError(f"--segments must be >= 1, got {args.segments}")
-    if args.max_side is not None:
-        if args.max_side < 0:
-            raise InputError(f"--max-side must be >= 0 (0: no bound), got {args.max_side}")
-        if args.max_side and args.max_side < min_side(args.method):
+    if args.working_side is not None:
+        if args.working_side < 0:
+            raise InputError(f"--working-side must be >= 0 (0: no bound), got {args.working_side}")
+        if args.working_side and args.working_side < min_side(args.method):
             raise InputError(
-                f"--max-side must be >= {min_side(args.method)} for method {args.method!r}"
+                f"--working-side must be >= {min_side(args.method)} for method {args.method!r}"
             )
-        options = {**options, "max_side": args.max_side or None}
+        options = {**options, "working_side": args.working_side or None}
     items = _sources(args)
     out: Path = check_writable_dir(args.out, "--out")  # before any computation
     bar = tqdm(items, desc="segment", unit="image", disable=True if len(items) < 2 else None)

@@ -25,6 +25,7 @@ by colour (:mod:`affseg.grouping.label_merging`).
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -214,6 +215,36 @@ def superpixel_vote(labels: np.ndarray, superpixels: np.ndarray, n_labels: int) 
     n_sp = int(sp.max()) + 1
     votes = np.bincount(sp * n_labels + labels.ravel(), minlength=n_sp * n_labels)
     return votes.reshape(n_sp, n_labels).argmax(axis=1)[sp].reshape(labels.shape)
+
+
+def _finite(v: Any) -> bool:
+    return v is not None and math.isfinite(float(v))
+
+
+#: Value rules of the options shared by mmt, kim and kanezaki: (test, what it must be).
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "momentum": (lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
+    "min_area": (lambda v: v is None or (_finite(v) and v >= 0), "None or a finite number >= 0"),
+    "snap": (lambda v: v is None or v >= 1, "None or >= 1"),
+    "n_superpixels": (lambda v: v is None or v >= 1, "None or >= 1"),
+    "compactness": (lambda v: _finite(v) and v > 0, "a positive number"),
+    "merge": (lambda v: v is None or _finite(v), "None or a finite number"),
+    "merge_edge": (_finite, "a finite number"),
+    "coords": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "feature_weight": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "max_side": (lambda v: v is None or v >= 4, "None or >= 4"),
+    "n_conv": (lambda v: v >= 1, ">= 1"),
+    "beta": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "mu": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+}
+
+
+def _check_values(values: dict[str, Any]) -> None:
+    """Apply :data:`_RULES` to the options present in ``values`` (a method's locals)."""
+    for name, (ok, what) in _RULES.items():
+        if name in values and not ok(values[name]):
+            raise InputError(f"option {name} must be {what}, got {values[name]!r}")
 
 
 def _check(image: np.ndarray, max_iter: int, min_labels: int, channels: int) -> None:
@@ -428,6 +459,7 @@ def kanezaki(
     """
     from skimage.segmentation import slic
 
+    _check_values(locals())
     _check(image, max_iter, min_labels, channels)
     t0 = time.perf_counter()
     x = input_tensor(image, max_side, coords, input, n_components, feature_weight)
@@ -489,6 +521,7 @@ def kim(
     -------
     PerImageResult
     """
+    _check_values(locals())
     _check(image, max_iter, min_labels, channels)
     t0 = time.perf_counter()
     x = input_tensor(image, max_side, coords, input, n_components, feature_weight)
@@ -578,6 +611,7 @@ def mmt(
     -------
     PerImageResult
     """
+    _check_values(locals())
     _check(image, max_iter, min_labels, channels)
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha must lie in [0, 1], got {alpha}")
