@@ -422,8 +422,13 @@ def test_option_values_validated(tmp_path: Path, capsys: pytest.CaptureFixture[s
     from affseg.methods import check_options
 
     assert check_options("mmt", {"max_side": 64}) == {"max_side": 64}
-    for method, opts in (("kanezaki", {"snap": 0}), ("kanezaki", {"lr": -1.0}),
-                         ("mmt", {"momentum": -1.0}), ("kim", {"min_area": float("inf")})):  # fmt: skip
+    bad_values = [
+        ("kanezaki", {"snap": 0}),
+        ("kanezaki", {"lr": -1.0}),
+        ("mmt", {"momentum": -1.0}),
+        ("kim", {"min_area": float("inf")}),
+    ]
+    for method, opts in bad_values:
         with pytest.raises(InputError, match=next(iter(opts))):
             run_method(photo(), method, **opts)
     # right type, impossible value
