@@ -689,3 +689,20 @@ def test_failed_training_never_touches_the_shipped_model(
     assert not shipped.exists()
     assert not (out / "spec_diff_net.pt").exists() and not (out / "record.json").exists()
     assert NDD.read_bytes() == before
+
+
+def test_compiled_kernel_leaves_floating_point_state_alone() -> None:
+    """Loading the C kernel must not switch the process to flush-to-zero (crtfastmath)."""
+    code = (
+        "import numpy as np; from affseg.affinity import native; "
+        "lib = native.stencil_library(); "
+        "print(lib is not None, float(np.array([1e-310]) * 1.0) > 0, "
+        "float(np.float32(1e-40) * np.float32(1)) > 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(affseg.__file__).parents[1])}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    built, f64, f32 = res.stdout.split()
+    if built == "False":
+        pytest.skip("no C compiler: the numba kernel is used")
+    assert (f64, f32) == ("True", "True")
