@@ -696,7 +696,7 @@ def test_compiled_kernel_leaves_floating_point_state_alone() -> None:
     code = (
         "import numpy as np; from affseg.affinity import native; "
         "lib = native.stencil_library(); "
-        "print(lib is not None, float(np.array([1e-310]) * 1.0) > 0, "
+        "print(lib is not None, float(np.array([1e-310])[0] * 1.0) > 0, "
         "float(np.float32(1e-40) * np.float32(1)) > 0)"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(affseg.__file__).parents[1])}
