@@ -149,7 +149,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _sources(args: argparse.Namespace) -> list[tuple[str, Any]]:
     from affseg.data.io import image_size, list_images
-    from affseg.methods import min_side
 
     least = min_side(args.method)
 
