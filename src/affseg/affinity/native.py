@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_stencil.c")
 FLAGS = ("-O3", "-march=native", "-ffast-math", "-shared", "-fPIC", "-std=gnu99")
-#: How the object is linked (part of the cache key): separately, without -ffast-math.
-LINK = "link-separately-no-crtfastmath"
 #: OpenMP first; a compiler without it builds the serial kernel.
 THREAD_FLAGS = (("-fopenmp",), ())
 #: The kernel's constraints: odd k >= 5, channel count a multiple of 8.
@@ -88,7 +86,6 @@ def _build(cc: str) -> Path:
             [
                 src,
                 " ".join(FLAGS).encode(),
-                LINK.encode(),
                 cc.encode(),
                 _cpu_tag().encode(),
                 platform.machine().encode(),
@@ -102,21 +99,10 @@ def _build(cc: str) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        obj = tmp[: -len(".so")] + ".o"
-        compile_flags = [f for f in FLAGS if f != "-shared"]
         for i, extra in enumerate(THREAD_FLAGS):
             try:
-                # compile with the fast-math flags, but link without them: linking with
-                # -ffast-math adds crtfastmath.o, whose constructor switches the whole
-                # process (numpy, torch, the caller's code) to flush-to-zero
                 subprocess.run(
-                    [cc, *compile_flags, *extra, "-c", "-o", obj, str(SOURCE)],
-                    check=True,
-                    capture_output=True,
-                    timeout=120,
-                )
-                subprocess.run(
-                    [cc, "-shared", "-fPIC", *extra, "-o", tmp, obj],
+                    [cc, *FLAGS, *extra, "-o", tmp, str(SOURCE)],
                     check=True,
                     capture_output=True,
                     timeout=120,
@@ -127,9 +113,8 @@ def _build(cc: str) -> Path:
                     raise
         os.replace(tmp, target)  # atomic: concurrent builds are harmless
     finally:
-        for leftover in (tmp, tmp[: -len(".so")] + ".o"):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return target
 
 
