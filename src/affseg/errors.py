@@ -60,3 +60,12 @@ class CorruptFileError(AffsegError, OSError):
     >>> isinstance(CorruptFileError("truncated PNG"), OSError)
     True
     """
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """``"Type: first line of the message"``: a library error summarised for one line."""
+    text = str(exc).strip().splitlines()
+    if text and text[0].startswith("Weights only load failed"):
+        # torch's safe unpickler: the file holds objects other than tensors (possibly code)
+        return "refused by the safe loader: not plain tensors (a foreign or crafted file)"
+    return f"{type(exc).__name__}: {text[0][:limit]}" if text else type(exc).__name__

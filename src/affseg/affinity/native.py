@@ -58,14 +58,12 @@ def cache_dir() -> Path:
 
     Examples
     --------
-    >>> cache_dir().name in ("affseg",) or cache_dir().is_absolute()
+    >>> cache_dir().is_absolute() or cache_dir().name == "affseg"
     True
     """
-    env = os.environ.get("AFFSEG_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "affseg"
+    from affseg.cache import cache_dir as user_cache_dir
+
+    return user_cache_dir()
 
 
 def _compiler() -> str | None:

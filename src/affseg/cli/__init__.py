@@ -48,11 +48,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AffsegError as exc:
-        print(f"affseg: error: {exc}", file=sys.stderr)
+        print(f"affseg: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unwritable output, full disk, ...: one line, not a traceback
+        print(f"affseg: error: {_os_error(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            "affseg: error: out of memory (try a smaller --working-side or a smaller image)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("affseg: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _os_error(exc: OSError) -> str:
+    """``OSError`` as one line: what failed, on which path."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    if paths:
+        return _one_line(f"{what}: {' -> '.join(map(str, paths))}")
+    return _one_line(f"{what}")
 
 
 if __name__ == "__main__":  # pragma: no cover

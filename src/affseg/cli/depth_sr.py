@@ -25,7 +25,7 @@ from affseg.errors import InputError
 from affseg.methods.depth_sr import (
     evaluate,
     load_model,
-    read_png,
+    read_disparity,
     super_resolve,
     train,
     weights_scene,
@@ -104,7 +104,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="super-resolve one depth map")
     r.add_argument("--weights", required=True)
     r.add_argument("--guide", required=True, help="RGB guide image (H, W, 3)")
-    r.add_argument("--depth", required=True, help="low-res 8-bit disparity PNG")
+    r.add_argument(
+        "--depth",
+        required=True,
+        help="low-res disparity PNG: 8-bit (disparity) or 16-bit (disparity x 256)",
+    )
     r.add_argument("--out", required=True, help="output PNG (uint16 = disparity x 256)")
     r.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1, help=TTA_HELP)
     p.set_defaults(func=run)
@@ -112,9 +116,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch ``affseg depth-sr ACTION``."""
+    from affseg.data.io import check_writable_file
+
     if args.action == "train":
         if args.steps < 1 or args.crop % 16 or args.crop < 32:
             raise InputError("--steps must be >= 1 and --crop a multiple of 16 (>= 32)")
+        if args.batch < 1 or args.iterations < 1 or args.threads < 1:
+            raise InputError("--batch, --iterations and --threads must be >= 1")
+        if not (math.isfinite(args.lr) and args.lr > 0):
+            raise InputError(f"--lr must be a positive number, got {args.lr}")
+        if not (math.isfinite(args.grad_clip) and args.grad_clip >= 0):
+            raise InputError(f"--grad-clip must be >= 0, got {args.grad_clip}")
+        if not all(math.isfinite(v) for v in args.init_logits):
+            raise InputError(f"--init-logits must be finite, got {args.init_logits}")
+        check_writable_file(args.out, "--out")
         rec = train(
             args.scene,
             args.geometry,
@@ -135,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rec))
         return 0
     if args.action == "eval":
+        if args.json:
+            check_writable_file(args.json, "--json")
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
         for w in args.weights:
             if weights_scene(w) == args.scene:
                 raise InputError(f"{w} was trained on {args.scene}; evaluate on another scene")
@@ -154,12 +173,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from affseg.data.io import read_image, write_png
 
+    check_writable_file(args.out, "--out")
+    model = load_model(args.weights)
     rgb = read_image(args.guide)
-    lr = read_png(Path(args.depth))
-    if lr.ndim != 2:
-        raise InputError(
-            f"{args.depth} must be a single-channel disparity map, got shape {lr.shape}"
-        )
+    lr = read_disparity(args.depth)
     factor = rgb.shape[0] // lr.shape[0]
     if (
         factor < 1
@@ -170,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"guide {rgb.shape[:2]} is not a power-of-two multiple of depth {lr.shape}"
         )
-    pred = super_resolve(load_model(args.weights), rgb, lr.astype(np.float32), factor, args.tta)
+    pred = super_resolve(model, rgb, lr, factor, args.tta)
     write_png(args.out, np.clip(np.round(pred * 256), 0, 65535).astype(np.uint16))
     return 0
 
@@ -179,16 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``depth-sr`` alone (``python -m affseg.cli.depth_sr ACTION ...``)."""
     import sys
 
-    from affseg.errors import AffsegError
+    from affseg.cli import main as affseg_main
 
-    parser = argparse.ArgumentParser(prog="affseg")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["depth-sr", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return run(args)
-    except AffsegError as exc:
-        print(f"affseg: error: {exc}", file=sys.stderr)
-        return 2
+    return affseg_main(["depth-sr", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -149,6 +149,10 @@ def _table(res: dict[str, Any], title: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; returns the exit code."""
+    from affseg.data.io import check_writable_file
+
+    if args.json is not None:
+        check_writable_file(args.json, "--json")  # before the benchmark, not after
     if getattr(args, "stability", None) is not None:
         from affseg.methods.stability import run_stability_cli
 

@@ -25,13 +25,17 @@ from typing import Any
 import numpy as np
 
 from affseg.errors import InputError
-from affseg.methods import check_options
+from affseg.methods import check_options, min_side
 
 #: scikit-image photos bundled with the package (loaded offline by ``--example``).
 EXAMPLES: tuple[str, ...] = (
     "astronaut", "cat", "chelsea", "coffee", "colorwheel", "hubble_deep_field",
     "immunohistochemistry", "retina", "rocket",
 )  # fmt: skip
+
+
+#: Suffixes of the images ``segment`` writes (skipped when ``--out`` is an input folder).
+OUTPUTS: tuple[str, ...] = (".labels.png", ".overlay.png", ".boundaries.png")
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -126,6 +130,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
+        "--working-side",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="working resolution: larger images are segmented with their longer side "
+        "scaled to this and the labels upsampled to full size (default 1024; 0: no bound)",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -142,13 +154,40 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _sources(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    from affseg.data.io import list_images
+    from affseg.data.io import image_size, list_images
 
-    items: list[tuple[str, Any]] = [(name, name) for name in (args.example or [])]
+    least = min_side(args.method)
+
+    items: list[tuple[str, Any]] = [(name, name) for name in dict.fromkeys(args.example or [])]
+    seen_files: set[Path] = set()
+    out_dir = Path(args.out).resolve()
     for inp in args.inputs:
-        items.extend((f.stem, f) for f in list_images(inp))
+        for f in list_images(inp):
+            if Path(inp).is_dir() and f.parent.resolve() == out_dir and f.name.endswith(OUTPUTS):
+                continue  # --out is this folder: our own results are not inputs
+            if f.resolve() not in seen_files:  # the same file named twice is read once
+                seen_files.add(f.resolve())
+                # header checks (size limit, frames, minimum size) before any work
+                h, w = image_size(f)
+                if min(h, w) < least:
+                    raise InputError(
+                        f"{f} ({w}x{h} pixels) is too small for method {args.method!r}: its "
+                        f"shorter side must be at least {least} pixels"
+                    )
+                items.append((f.stem, f))
     if not items:
         raise InputError("nothing to segment: give image files, folders or --example NAME")
+    # outputs are named by stem: two inputs with one stem would overwrite each other
+    by_stem: dict[str, list[str]] = {}
+    for stem, src in items:
+        by_stem.setdefault(stem, []).append(str(src))
+    clashes = {k: v for k, v in by_stem.items() if len(v) > 1}
+    if clashes:
+        stem, srcs = next(iter(clashes.items()))
+        raise InputError(
+            f"inputs {' and '.join(srcs)} share the name {stem!r} and would overwrite each "
+            f"other's outputs ({stem}.labels.png, ...); rename one or segment them separately"
+        )
     return items
 
 
@@ -156,18 +195,29 @@ def run(args: argparse.Namespace) -> int:
     """Segment every input; returns the exit code."""
     from tqdm import tqdm
 
-    from affseg.data.io import read_image, write_label_png, write_png, write_ucm_mat
+    from affseg.data.io import (
+        check_writable_dir,
+        read_image,
+        write_label_png,
+        write_png,
+        write_ucm_mat,
+    )
     from affseg.grouping.visualize import boundaries_image, overlay
 
     options = parse_sets(args.set)
     options = check_options(args.method, options)
     if args.segments is not None and args.segments < 1:
         raise InputError(f"--segments must be >= 1, got {args.segments}")
+    if args.working_side is not None:
+        if args.working_side < 0:
+            raise InputError(f"--working-side must be >= 0 (0: no bound), got {args.working_side}")
+        if args.working_side and args.working_side < min_side(args.method):
+            raise InputError(
+                f"--working-side must be >= {min_side(args.method)} for method {args.method!r}"
+            )
+        options = {**options, "working_side": args.working_side or None}
     items = _sources(args)
-    out: Path = args.out
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    out: Path = check_writable_dir(args.out, "--out")  # before any computation
     bar = tqdm(items, desc="segment", unit="image", disable=True if len(items) < 2 else None)
     for stem, src in bar:
         image = load_example(src) if isinstance(src, str) else read_image(src)

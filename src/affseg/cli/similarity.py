@@ -178,10 +178,11 @@ def compose(rgb: np.ndarray, maps: np.ndarray, pixels: list[tuple[int, int]]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from affseg.data.io import read_image, write_png
+    from affseg.data.io import check_writable_file, read_image, write_png
 
     if (args.image is None) == (args.example is None):
         raise InputError("give either an image file or --example NAME (not both)")
+    check_writable_file(args.out, "--out")
     if args.example is not None:
         from affseg.cli.segment import load_example
 

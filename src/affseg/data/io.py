@@ -18,9 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from affseg.errors import CorruptFileError, InputError
+from affseg.errors import CorruptFileError, InputError, first_line
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
+#: Suffixes (any case) of the image files affseg reads, in folders and as single files.
+#: GIF is included; animated (multi-frame) files of any format are refused.
+IMAGE_SUFFIXES = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".ppm", ".webp", ".gif",
+)  # fmt: skip
 
 
 def as_rgb(image: Any, name: str = "image") -> np.ndarray:
@@ -43,7 +47,10 @@ def as_rgb(image: Any, name: str = "image") -> np.ndarray:
         Grayscale (H, W), RGBA (H, W, 4), other shapes, empty images, non-numeric or
         out-of-range values.
     """
-    arr = np.asarray(image)
+    try:
+        arr = np.asarray(image)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, odd objects
+        raise InputError(f"{name} is not an array of pixels ({first_line(exc)})") from None
     if arr.ndim == 2:
         raise InputError(
             f"{name} is grayscale with shape {arr.shape}; affseg expects RGB (H, W, 3): "
@@ -60,7 +67,11 @@ def as_rgb(image: Any, name: str = "image") -> np.ndarray:
         raise InputError(f"{name} is empty or too small: shape {arr.shape}")
     if arr.dtype == np.uint8:
         return arr
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+    if (
+        arr.dtype == bool
+        or not np.issubdtype(arr.dtype, np.number)
+        or np.issubdtype(arr.dtype, np.complexfloating)
+    ):
         raise InputError(f"{name} has dtype {arr.dtype}; expected uint8 or float in [0, 1]")
     if np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
@@ -71,8 +82,141 @@ def as_rgb(image: Any, name: str = "image") -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+#: Largest image (width x height) affseg decodes; more is refused before decoding (a 2.6 MB
+#: PNG can hold 30000 x 30000 pixels, 2.7 GB of RGB). ``$AFFSEG_MAX_PIXELS`` changes it.
+MAX_PIXELS = 100_000_000
+
+
+def max_pixels() -> int:
+    """The pixel limit of :func:`open_image`: ``$AFFSEG_MAX_PIXELS`` or :data:`MAX_PIXELS`."""
+    raw = os.environ.get("AFFSEG_MAX_PIXELS")
+    if raw is None or not raw.strip():
+        return MAX_PIXELS
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InputError(f"AFFSEG_MAX_PIXELS must be a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise InputError(f"AFFSEG_MAX_PIXELS must be a positive integer, got {raw!r}")
+    return value
+
+
+def _open_lazy(p: Path, what: str) -> Any:
+    """PIL image of ``p``, header read and checked, pixels not decoded yet."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not p.is_file():
+        if p.exists():
+            raise InputError(f"{what} {p} is not a file")
+        raise InputError(f"{what} not found: {p}")
+    limit = max_pixels()
+    try:
+        with warnings.catch_warnings():
+            # affseg applies its own limit below, before decoding
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
+    except Image.DecompressionBombError:
+        raise InputError(
+            f"{p} is larger than PIL's decompression-bomb limit; refused before decoding"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise CorruptFileError(f"cannot decode {what} {p}: {exc}") from None
+    try:
+        w, h = im.size
+        if w * h > limit:
+            raise InputError(
+                f"{p} is {w}x{h} = {w * h / 1e6:.0f} megapixels, above affseg's limit of "
+                f"{limit / 1e6:g} megapixels (refused before decoding: a decompression bomb?); "
+                "set AFFSEG_MAX_PIXELS to raise the limit"
+            )
+        try:
+            frames = int(getattr(im, "n_frames", 1) or 1)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise CorruptFileError(f"cannot decode {what} {p}: {exc}") from None
+        if frames > 1:
+            raise InputError(
+                f"{p} holds {frames} frames (animation or multi-page file); affseg reads "
+                "single images: extract one frame first"
+            )
+    except BaseException:
+        im.close()
+        raise
+    return im
+
+
+def _check_rgb_mode(p: Path, im: Any) -> None:
+    mode = im.mode
+    if mode in ("L", "1", "I", "I;16", "I;16B", "I;16L", "F", "LA", "La"):
+        raise InputError(
+            f"{p} is a grayscale image (mode {mode}); affseg expects RGB: convert it first"
+        )
+    if mode in ("RGBA", "PA", "RGBa"):
+        raise InputError(f"{p} has an alpha channel (mode {mode}); convert it to RGB first")
+    if mode == "P" and "transparency" in im.info:
+        raise InputError(f"{p} has a transparent palette colour; convert it to RGB first")
+
+
+def image_size(path: str | os.PathLike[str], what: str = "image") -> tuple[int, int]:
+    """(height, width) of an RGB image file from its header, after :func:`read_image`'s
+    checks that need no decoding (pixel limit, frames, grayscale / alpha modes).
+
+    Nothing is decoded, so a whole batch can be checked before any work. The size is the
+    upright one (EXIF orientation applied).
+    """
+    p = Path(path)
+    im = _open_lazy(p, what)
+    with im:
+        _check_rgb_mode(p, im)
+        w, h = im.size
+        try:
+            orientation = int(im.getexif().get(0x0112, 1))
+        except Exception:  # noqa: BLE001 - unreadable EXIF: read_image will tell
+            orientation = 1
+    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees
+        w, h = h, w
+    return int(h), int(w)
+
+
+@contextmanager
+def open_image(path: str | os.PathLike[str], what: str = "image") -> Iterator[Any]:
+    """Open an image file with PIL, refusing what affseg cannot read safely.
+
+    The header is checked before any pixel is decoded: more than :func:`max_pixels`
+    pixels (a decompression bomb, or just too large) and multi-frame files (animated GIF /
+    WebP / PNG, multi-page TIFF: affseg would silently read the first frame only) are
+    refused. The yielded image is loaded and turned upright by its EXIF orientation tag,
+    as every viewer shows it.
+
+    Raises
+    ------
+    InputError
+        Missing file, too many pixels, several frames.
+    CorruptFileError
+        The file cannot be decoded.
+    """
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    p = Path(path)
+    im = _open_lazy(p, what)
+    with im:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im.load()
+                upright = ImageOps.exif_transpose(im)
+        except Image.DecompressionBombError:
+            raise InputError(f"{p} is larger than PIL's decompression-bomb limit") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise CorruptFileError(f"cannot decode {what} {p}: {exc}") from None
+        yield upright if upright is not None else im
+
+
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an RGB image file.
+    """Read an RGB image file, upright (its EXIF orientation applied).
 
     Parameters
     ----------
@@ -85,28 +229,18 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     Raises
     ------
     InputError
-        The file is missing, grayscale or has an alpha channel.
+        The file is missing, grayscale, has an alpha channel, has several frames or more
+        than :func:`max_pixels` pixels.
     CorruptFileError
         The file cannot be decoded.
     """
-    from PIL import Image, UnidentifiedImageError
-
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"image not found: {p}")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("L", "1", "I", "I;16", "F", "LA"):
-                raise InputError(
-                    f"{p} is a grayscale image (mode {mode}); affseg expects RGB: convert it first"
-                )
-            if mode in ("RGBA", "PA"):
-                raise InputError(f"{p} has an alpha channel (mode {mode}); convert it to RGB first")
+    with open_image(p) as im:
+        _check_rgb_mode(p, im)
+        try:
             arr = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise CorruptFileError(f"cannot decode image {p}: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise CorruptFileError(f"cannot decode image {p}: {exc}") from None
     return as_rgb(arr, name=str(p))
 
 
@@ -117,14 +251,9 @@ def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
     -------
     ndarray, shape (H, W), int32
     """
-    from PIL import Image, UnidentifiedImageError
-
     p = Path(path)
-    try:
-        with Image.open(p) as im:
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise CorruptFileError(f"cannot decode label map {p}: {exc}") from None
+    with open_image(p, "label map") as im:
+        arr = np.asarray(im)
     if arr.ndim != 2:
         raise InputError(f"label map {p} has shape {arr.shape}; expected a single channel")
     return arr.astype(np.int32)
@@ -133,20 +262,73 @@ def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
 def list_images(path: str | os.PathLike[str]) -> list[Path]:
     """Image files named by ``path``: the file itself, or a folder's images sorted by name.
 
+    One rule for files and folders: an image is a regular file whose suffix (any case) is
+    one of :data:`IMAGE_SUFFIXES`. A folder contributes its own such files (not those of
+    sub-folders, not hidden ``.*`` files, not folders named like images); a file given
+    explicitly with another suffix is refused rather than guessed at.
+
     Raises
     ------
     InputError
-        Missing path, or a folder without images.
+        Missing path, a file that is not an image by this rule, or a folder without images.
     """
     p = Path(path)
     if p.is_file():
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise InputError(
+                f"{p} is not an image file affseg reads (suffixes: {', '.join(IMAGE_SUFFIXES)})"
+            )
         return [p]
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(
+            f
+            for f in p.iterdir()
+            if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file()
+        )
         if not files:
             raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {p}")
         return files
     raise InputError(f"no such image or folder: {p}")
+
+
+def check_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Create folder ``path`` if needed and make sure files can be written into it.
+
+    Called before any computation, so that an unwritable output fails at once.
+
+    Raises
+    ------
+    InputError
+        ``path`` exists and is not a folder, or cannot be created / written to.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{what} {p} exists and is not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".affseg-write-test.", dir=p)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise InputError(f"{what} {p} is not writable: {exc.strerror or exc}") from None
+    return p
+
+
+def check_writable_file(path: str | os.PathLike[str], what: str = "--out") -> Path:
+    """Make sure ``path`` can be written (atomically) as a file, before any computation.
+
+    Raises
+    ------
+    InputError
+        ``path`` is a folder, or its folder cannot be created / written to.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what} {p} is a folder; give a file name")
+    if not p.name:
+        raise InputError(f"{what} {p!s} names no file")
+    check_writable_dir(p.parent if str(p.parent) else Path("."), what=f"{what} folder")
+    return p
 
 
 @contextmanager
@@ -202,8 +384,10 @@ def write_label_png(path: str | os.PathLike[str], labels: np.ndarray) -> Path:
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
+    """Write ``obj`` as indented, strict JSON (NaN and inf become ``null``), atomically."""
+    text = json.dumps(
+        _finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False
+    )
     return atomic_write(path, lambda tmp: tmp.write_text(text + "\n"))
 
 
@@ -217,6 +401,19 @@ def write_ucm_mat(path: str | os.PathLike[str], ucm2: np.ndarray) -> Path:
     return atomic_write(
         path, lambda tmp: scipy.io.savemat(tmp, {"ucm2": u}, do_compression=True, format="5")
     )
+
+
+def _finite(o: Any) -> Any:
+    """``o`` with every non-finite float (NaN, inf) replaced by None (JSON has none)."""
+    if isinstance(o, float | np.floating):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite(v) for v in o]
+    if isinstance(o, np.ndarray) and o.dtype.kind == "f":
+        return _finite(o.tolist())
+    return o
 
 
 def _json_default(o: Any) -> Any:

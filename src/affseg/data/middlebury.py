@@ -83,12 +83,14 @@ def _scene_dir(root: str | os.PathLike[str] | None, scene: str) -> Path:
 
 
 def _read_gray(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     if not path.is_file():
         raise DatasetNotFoundError(f"Middlebury file not found: {path}")
+    from affseg.data.io import open_image
+
     try:
-        with Image.open(path) as im:
+        with open_image(path, "Middlebury file") as im:
             arr = np.asarray(im)
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise CorruptFileError(f"cannot decode {path}: {exc}") from None

@@ -219,14 +219,16 @@ def load_ground_truth(
     CorruptFileError
         Undecodable file or a colour outside the palette.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     _, gt_dir = _split_dirs(root, split)
     p = gt_dir / f"{image_id}_GT.png"
     if not p.is_file():
         raise DatasetNotFoundError(f"MSRC_v2 ground truth not found: {p}")
+    from affseg.data.io import open_image
+
     try:
-        with Image.open(p) as im:
+        with open_image(p, "MSRC ground truth") as im:
             rgb = np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise CorruptFileError(f"cannot decode MSRC ground truth {p}: {exc}") from None

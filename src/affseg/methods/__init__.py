@@ -70,6 +70,28 @@ DEFAULT_METHOD = "ndd"
 #: Parameters every method takes that are not "options".
 _RESERVED = ("image", "seed")
 
+#: Default working resolution of :func:`run_method`: a larger image is downscaled so that
+#: its longer side is this many pixels, segmented, and its labels upsampled (nearest) back
+#: to full resolution. BSDS-sized photos (481 x 321) are untouched. ``working_side=None``
+#: lifts the bound (memory and time then grow with the pixel count).
+DEFAULT_WORKING_SIDE = 1024
+
+#: Shorter image side (pixels) below which a method cannot work; others need 2 pixels.
+#: ndd: its 1/8 feature grid must hold more nodes than its 50 eigenvectors; the per-image
+#: CNNs pool twice.
+MIN_SIDE: dict[str, int] = {"ndd": 64, "mmt": 4, "kim": 4, "kanezaki": 4}
+
+
+def min_side(name: str | None) -> int:
+    """The smallest shorter side (pixels) that method ``name`` accepts.
+
+    Examples
+    --------
+    >>> min_side("ndd"), min_side("slic")
+    (64, 2)
+    """
+    return MIN_SIDE.get(DEFAULT_METHOD if name is None else name, 2)
+
 
 def get_method(name: str | None) -> Callable[..., Hierarchy]:
     """Resolve a method name to its callable.
@@ -241,11 +263,19 @@ def run_method(image: np.ndarray, name: str | None = None, **options: Any) -> Hi
     name : str, optional
         Registry name; default :data:`DEFAULT_METHOD`.
     **options
-        ``seed`` and the method's options.
+        ``seed``, ``working_side`` (default :data:`DEFAULT_WORKING_SIDE`; ``None``: no bound) and
+        the method's options. An image whose longer side exceeds ``working_side`` is segmented
+        at that working resolution and the returned hierarchy is upsampled to the image's
+        size (:meth:`~affseg.grouping.hierarchy.Hierarchy.upsampled`).
 
     Returns
     -------
     Hierarchy
+
+    Raises
+    ------
+    InputError
+        Bad image, seed, ``working_side`` or options; an image smaller than :func:`min_side`.
 
     Examples
     --------
@@ -258,5 +288,54 @@ def run_method(image: np.ndarray, name: str | None = None, **options: Any) -> Hi
     seed = options.pop("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
-    checked = check_options(name, options)
-    return get_method(name)(as_rgb(image), seed=int(seed), **checked)
+    working_side = options.pop("working_side", DEFAULT_WORKING_SIDE)
+    key = DEFAULT_METHOD if name is None else name
+    fn = get_method(key)
+    checked = check_options(key, options)
+    rgb = as_rgb(image)
+    least = min_side(key)
+    if working_side is not None and (
+        isinstance(working_side, bool)
+        or not isinstance(working_side, numbers.Integral)
+        or working_side < least
+    ):
+        raise InputError(
+            f"working_side must be None or an integer >= {least} (method {key!r}), "
+            f"got {working_side!r}"
+        )
+    h, w = rgb.shape[:2]
+    if min(h, w) < least:
+        raise InputError(
+            f"image of {w}x{h} pixels is too small for method {key!r}: its shorter side must "
+            f"be at least {least} pixels"
+        )
+    if working_side is None or max(h, w) <= working_side:
+        return fn(rgb, seed=int(seed), **checked)
+    work = working_image(rgb, int(working_side))
+    if min(work.shape[:2]) < least:
+        raise InputError(
+            f"image of {w}x{h} pixels is too elongated for method {key!r} at working_side="
+            f"{working_side}: the shorter side would drop below {least} pixels; raise working_side"
+        )
+    return fn(work, seed=int(seed), **checked).upsampled((h, w))
+
+
+def working_image(rgb: np.ndarray, working_side: int) -> np.ndarray:
+    """``rgb`` (H, W, 3) uint8 downscaled (Lanczos) so that its longer side is ``working_side``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> working_image(np.zeros((4000, 6000, 3), np.uint8), 1024).shape
+    (683, 1024, 3)
+    """
+    import numpy as np
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    scale = working_side / max(h, w)
+    if scale >= 1:
+        return rgb
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(small)

@@ -147,6 +147,12 @@ def slic_hierarchy(
     """
     img = as_rgb(image)
     counts = sorted((int(n) for n in n_segments), reverse=True)
+    if not counts or counts[-1] < 1:
+        raise InputError(f"slic n_segments must be >= 1, got {tuple(n_segments)}")
+    if not (np.isfinite(compactness) and compactness > 0):
+        raise InputError(f"slic compactness must be a positive number, got {compactness}")
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise InputError(f"slic sigma must be a finite number >= 0, got {sigma}")
     raw = [
         slic(img, n_segments=n, compactness=compactness, sigma=sigma, start_label=1) for n in counts
     ]

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from affseg.data.io import atomic_write
-from affseg.errors import CorruptFileError, InputError
+from affseg.errors import CorruptFileError, InputError, first_line
 from affseg.runtime import torch_threads
 
 #: Benchmark scale index i -> factor 2**i (``depth_{i}_n.png``).
@@ -53,15 +53,51 @@ TRAIN_FACTORS: tuple[int, ...] = (2, 4, 8, 16, 8, 16)
 
 
 def read_png(path: Path) -> np.ndarray:
-    from PIL import Image
+    """Pixels of an image file as stored (after :func:`affseg.data.io.open_image`'s checks)."""
+    from affseg.data.io import open_image
 
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
-    try:
-        with Image.open(path) as im:
+    with open_image(path, "file") as im:
+        try:
             return np.asarray(im)
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt file
-        raise CorruptFileError(f"cannot decode {path}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt file
+            raise CorruptFileError(f"cannot decode {path}: {exc}") from exc
+
+
+def read_disparity(path: str | Path) -> np.ndarray:
+    """Read a low-resolution disparity map in one of the two documented formats.
+
+    * 8-bit single-channel PNG (mode ``L``): disparity in pixels, as the Middlebury
+      benchmark inputs;
+    * 16-bit single-channel PNG (mode ``I;16``): disparity x 256, the format
+      ``affseg depth-sr run`` writes, so outputs can be fed back.
+
+    Returns
+    -------
+    ndarray, shape (h, w), float32
+        Disparity in pixels (8-bit range).
+
+    Raises
+    ------
+    InputError
+        Missing file, colour / alpha / 32-bit / float images, or a 16-bit map whose values
+        exceed 255 x 256 (not disparity x 256).
+    """
+    from affseg.data.io import open_image
+
+    p = Path(path)
+    with open_image(p, "depth map") as im:
+        mode = im.mode
+        if mode == "L":
+            return np.asarray(im).astype(np.float32)
+        if mode in ("I;16", "I;16B", "I;16L", "I") and p.suffix.lower() == ".png":
+            arr = np.asarray(im).astype(np.float64)
+            if arr.min() < 0 or arr.max() > 65535:
+                raise InputError(f"depth map {p} has values outside the 16-bit range")
+            return (arr / 256.0).astype(np.float32)
+    raise InputError(
+        f"depth map {p} has mode {mode}; expected a single-channel 8-bit PNG (disparity) or "
+        "16-bit PNG (disparity x 256, as depth-sr run writes)"
+    )
 
 
 def load_scene(scene: str, data: str | None = None) -> dict[str, np.ndarray]:
@@ -201,11 +237,8 @@ def train(
     with torch_threads(max(1, int(threads))):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        sc = load_scene(scene, data)
-        rgb = _to_tensor_rgb(sc["rgb"])[0]
-        gt = torch.from_numpy(sc["gt"])[None]
         parent: dict[str, object] | None = None
-        if init_weights is not None:
+        if init_weights is not None:  # read first: bad weights fail before the data loads
             model, parent = _load_payload(init_weights)
             if parent.get("scene") != scene or model.affinity.geometry != geometry:
                 raise InputError(
@@ -221,9 +254,14 @@ def train(
                 iterations=iterations,
             )
             model.init_aux(*init_logits)
+        sc = load_scene(scene, data)  # uses no torch RNG: the model's init is unchanged
+        rgb = _to_tensor_rgb(sc["rgb"])[0]
+        gt = torch.from_numpy(sc["gt"])[None]
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         h, w = gt.shape[-2:]
+        if crop > min(h, w):
+            raise InputError(f"crop {crop} exceeds the {w}x{h} scene {scene}")
         t0 = time.time()
         losses: list[float] = []
         for step in range(steps):
@@ -292,15 +330,21 @@ def _load_payload(path: str | Path) -> tuple[torch.nn.Module, dict[str, object]]
     if not p.is_file():
         raise InputError(f"weights file not found: {path}")
     try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
+        payload = _safe_load(p)
         model = DepthSRPropagation(**payload["config"])
         model.load_state_dict(payload["state_dict"])
         record = dict(payload["record"])
     except Exception as exc:  # noqa: BLE001 - any unpickling / key / shape failure
-        raise CorruptFileError(
-            f"{p} is not affseg depth-sr weights ({type(exc).__name__})"
-        ) from exc
+        raise CorruptFileError(f"{p} is not affseg depth-sr weights ({first_line(exc)})") from exc
     return model, record
+
+
+def _safe_load(p: Path) -> dict:
+    """``torch.load`` that cannot run code (``weights_only=True``), for affseg's own files."""
+    payload = torch.load(p, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict):
+        raise TypeError(f"expected a dict, got {type(payload).__name__}")
+    return payload
 
 
 def dihedral(x: torch.Tensor, t: int, inverse: bool = False) -> torch.Tensor:
@@ -387,9 +431,9 @@ def evaluate(
     ``factors``: a subset of 2, 4, 8, 16 (default all).
     """
     with torch_threads(max(1, int(threads))):
+        models = {Path(w).stem: load_model(w) for w in weights}  # bad weights fail first
         sc = load_scene(scene, data)
         table: dict[str, dict[str, dict[str, float]]] = {"bicubic": {}, "barron_poole": {}}
-        models = {Path(w).stem: load_model(w) for w in weights}
         for name in models:
             table[name] = {}
         for f in factors or FACTORS.values():
@@ -416,6 +460,6 @@ def weights_scene(path: str | Path) -> str | None:
     p = Path(path)
     p = p if p.is_file() else WEIGHTS_DIR / p.name
     try:
-        return str(torch.load(p, map_location="cpu", weights_only=True)["record"]["scene"])
+        return str(_safe_load(p)["record"]["scene"])
     except Exception:  # noqa: BLE001 - unreadable weights are reported by load_model
         return None

@@ -187,6 +187,16 @@ def ndd_hierarchy(
         kw: dict[str, Any] = {k: _OPTION_TYPES[k](v) for k, v in given.items()}
     except (TypeError, ValueError) as err:
         raise InputError(f"bad ndd option value: {err}") from None
+    limits = {
+        "eps": (kw["eps"] >= 0 and math.isfinite(kw["eps"]), "a finite number >= 0"),
+        "beta": (kw["beta"] > 0 and math.isfinite(kw["beta"]), "a positive number"),
+        "n_iter": (kw["n_iter"] >= 1, ">= 1"),
+        "min_size": (kw["min_size"] >= 0, ">= 0"),
+        "default_height": (0 <= kw["default_height"] <= 1, "in [0, 1]"),
+    }
+    for name, (ok, what) in limits.items():
+        if not ok:
+            raise InputError(f"ndd option {name} must be {what}, got {given[name]!r}")
     torch.manual_seed(int(seed))
     net = shipped_model(None if weights is None else str(weights)) if model is None else model
     x = _image_tensor(image)

@@ -33,6 +33,7 @@ References
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -378,6 +379,36 @@ def superpixel_vote(labels: np.ndarray, superpixels: np.ndarray, n_labels: int) 
     return votes.reshape(n_sp, n_labels).argmax(axis=1)[sp].reshape(labels.shape)
 
 
+def _finite(v: Any) -> bool:
+    return v is not None and math.isfinite(float(v))
+
+
+#: Value rules of the options shared by mmt, kim and kanezaki: (test, what it must be).
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "momentum": (lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
+    "min_area": (lambda v: v is None or (_finite(v) and v >= 0), "None or a finite number >= 0"),
+    "snap": (lambda v: v is None or v >= 1, "None or >= 1"),
+    "n_superpixels": (lambda v: v is None or v >= 1, "None or >= 1"),
+    "compactness": (lambda v: _finite(v) and v > 0, "a positive number"),
+    "merge": (lambda v: v is None or _finite(v), "None or a finite number"),
+    "merge_edge": (_finite, "a finite number"),
+    "coords": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "feature_weight": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "max_side": (lambda v: v is None or v >= 4, "None or >= 4"),
+    "n_conv": (lambda v: v >= 1, ">= 1"),
+    "beta": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "mu": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+}
+
+
+def _check_values(values: dict[str, Any]) -> None:
+    """Apply :data:`_RULES` to the options present in ``values`` (a method's locals)."""
+    for name, (ok, what) in _RULES.items():
+        if name in values and not ok(values[name]):
+            raise InputError(f"option {name} must be {what}, got {values[name]!r}")
+
+
 def _check(image: np.ndarray, opt: PerImageOptions) -> None:
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
             and image.dtype == np.uint8):  # fmt: skip
@@ -579,6 +610,7 @@ def kanezaki(
     from skimage.segmentation import slic
 
     opt = PerImageOptions.parse("kanezaki", options)
+    _check_values({**locals(), **vars(opt)})
     _check(image, opt)
     t0 = time.perf_counter()
     x = _prepare(image, opt)
@@ -641,6 +673,7 @@ def kim(
     (24, 32)
     """
     opt = PerImageOptions.parse("kim", options)
+    _check_values({**locals(), **vars(opt)})
     _check(image, opt)
     t0 = time.perf_counter()
     x = _prepare(image, opt)
@@ -722,6 +755,7 @@ def mmt(
     ((24, 32), True)
     """
     opt = PerImageOptions.parse("mmt", options)
+    _check_values({**locals(), **vars(opt)})
     _check(image, opt)
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha must lie in [0, 1], got {alpha}")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from affseg.backbones.efficientnet_lite import snapped_size
-from affseg.errors import AffsegError, InputError
+from affseg.errors import AffsegError, CorruptFileError, InputError, first_line
 
 #: File name of the shipped head weights in ``affseg/weights/``.
 WEIGHTS_NAME = "spec_diff_net.pt"
@@ -482,11 +482,19 @@ def load_pretrained(
             "`affseg train ndd --ship` (see BENCHMARKS.md)"
         )
     try:
+        # weights_only: a crafted file cannot run code while it is read
         blob = torch.load(p, map_location="cpu", weights_only=True)
         config, state = dict(blob["config"]), blob["state_dict"]
-    except Exception as exc:  # noqa: BLE001
-        raise AffsegError(f"cannot read spec-diff-net weights {p}: {exc}") from None
-    model = SpecDiffNet(backbone=backbone, **config)
-    model.load_trainable_state_dict(state)
-    model.record = dict(blob.get("record", {}))
+    except Exception as exc:  # noqa: BLE001 - random bytes, pickled code, foreign files
+        raise CorruptFileError(
+            f"{p} is not spec-diff-net weights written by affseg ({first_line(exc)})"
+        ) from None
+    try:
+        model = SpecDiffNet(backbone=backbone, **config)
+        model.load_trainable_state_dict(state)
+        model.record = dict(blob.get("record", {}))
+    except Exception as exc:  # noqa: BLE001 - another model's config / tensors
+        raise CorruptFileError(
+            f"{p} does not match spec-diff-net (wrong kind of weights file: {first_line(exc)})"
+        ) from None
     return model.eval()

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from affseg.backbones.efficientnet_lite import snapped_size
-from affseg.errors import CorruptFileError, InputError
+from affseg.errors import CorruptFileError, InputError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -181,7 +181,10 @@ def load_head(path: str | os.PathLike[str] | None = None) -> SpectralHead:
         head = SpectralHead(tuple(cfg["in_channels"]), int(cfg["dim"]), int(cfg["width"]))
         head.load_state_dict(state["state_dict"])
     except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
-        raise CorruptFileError(f"cannot load spectral head weights {p}: {exc}") from None
+        raise CorruptFileError(
+            f"cannot load spectral head weights {p}: not a head written by affseg "
+            f"({first_line(exc)})"
+        ) from None
     return head.eval()
 
 

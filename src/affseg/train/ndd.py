@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from affseg.data.io import atomic_write, write_json
-from affseg.errors import InputError
+from affseg.errors import AffsegError, CorruptFileError, InputError, first_line
 from affseg.runtime import torch_threads
 
 #: Defaults of the shipped run.
@@ -224,23 +224,104 @@ def _param_groups(model: Any, lr: float) -> list[dict[str, Any]]:
     ]
 
 
+# ----------------------------------------------------------------------------- validation
+def check_args(args: argparse.Namespace) -> None:
+    """Validate every option before any work (nothing is written when one is wrong).
+
+    Raises
+    ------
+    InputError
+        The first bad option, named with its constraint.
+    """
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise InputError(msg)
+
+    def finite(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    need(isinstance(args.steps, int) and args.steps >= 0, f"--steps must be >= 0, got {args.steps}")
+    if args.minutes is not None:
+        need(
+            finite(args.minutes) and args.minutes > 0,
+            f"--minutes must be a positive number, got {args.minutes}",
+        )
+    need(args.steps > 0 or args.minutes is not None, "--steps 0 (time-based) needs --minutes")
+    need(args.batch >= 1, f"--batch must be >= 1, got {args.batch}")
+    need(
+        args.crop % 16 == 0 and args.crop >= 32,
+        f"--crop must be a multiple of 16 and >= 32; got {args.crop}",
+    )
+    need(finite(args.lr) and args.lr > 0, f"--lr must be a positive number, got {args.lr}")
+    need(len(args.scales) >= 1, "--scales needs at least one scale")
+    need(
+        all(finite(v) and 0.1 <= v <= 4 for v in args.scales),
+        f"--scales must lie in [0.1, 4], got {args.scales}",
+    )
+    need(
+        finite(args.stage1) and 0 <= args.stage1 <= 1,
+        f"--stage1 must lie in [0, 1], got {args.stage1}",
+    )
+    need(
+        finite(args.hr_weight) and args.hr_weight >= 0,
+        f"--hr-weight must be >= 0, got {args.hr_weight}",
+    )
+    need(args.hr_segments >= 1, f"--hr-segments must be >= 1, got {args.hr_segments}")
+    need(args.val_images >= 0, f"--val-images must be >= 0, got {args.val_images}")
+    need(
+        args.window >= 3 and args.window % 2 == 1,
+        f"--window must be odd and >= 3, got {args.window}",
+    )
+    for name in ("n_eig", "n_outer", "n_inner", "hidden", "feat_dim", "threads"):
+        v = getattr(args, name)
+        need(v >= 1, f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    need(finite(args.t_init) and args.t_init > 0, f"--t-init must be > 0, got {args.t_init}")
+    need(
+        finite(args.checkpoint_minutes) and args.checkpoint_minutes >= 0,
+        f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes}",
+    )
+    need(args.seed >= 0, f"--seed must be >= 0, got {args.seed}")
+    need(len(args.splits) >= 1, "--splits needs at least one split")
+
+
+def _engine_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a checkpoint must share with the run that resumes it."""
+    # the architecture and the engine; the schedule (--steps, --lr, ...) may change on
+    # resume (e.g. to extend a run), but then the run is no longer an uninterrupted one
+    keys = ("hidden", "feat_dim", "window", "n_eig", "n_outer", "n_inner")
+    return {k: getattr(args, k) for k in keys}
+
+
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
 # ----------------------------------------------------------------------------- main loop
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Run (or resume) a training; return the final record (also written to OUT)."""
     from tqdm import tqdm
 
     from affseg.backbones import load_backbone
+    from affseg.data.io import check_writable_dir, check_writable_file
     from affseg.models.spec_diff_net import SpecDiffNet, save_weights
     from affseg.train.ndd_cache import FeatureCache, bsds_items
 
+    check_args(args)
+    out_dir = check_writable_dir(args.out, "--out")
+    ckpt_path = out_dir / "checkpoint.pt"
+    log_path = out_dir / "log.jsonl"
+    ck: dict[str, Any] | None = None
+    if args.resume:
+        if not ckpt_path.is_file():
+            raise InputError(f"--resume: no checkpoint at {ckpt_path}")
+        ck = _load_checkpoint(ckpt_path, _engine_config(args))  # before any work
+    if args.ship:
+        from affseg.models.spec_diff_net import default_weights_path
+
+        check_writable_file(default_weights_path(), "--ship target")
     with torch_threads(max(1, int(args.threads))):
-        if args.crop % 16 or args.crop < 32:
-            raise InputError(f"--crop must be a multiple of 16 and >= 32; got {args.crop}")
-        out_dir = Path(args.out)
-        out_dir.mkdir(parents=True, exist_ok=True)
         cache = FeatureCache(args.cache or out_dir / "cache")
-        ckpt_path = out_dir / "checkpoint.pt"
-        log_path = out_dir / "log.jsonl"
         torch.manual_seed(args.seed)
 
         backbone = load_backbone()
@@ -270,18 +351,25 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         model.train()
         optim = torch.optim.Adam(_param_groups(model, args.lr))
         step, elapsed = 0, 0.0
-        if args.resume:
-            if not ckpt_path.is_file():
-                raise InputError(f"--resume: no checkpoint at {ckpt_path}")
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-            model.load_trainable_state_dict(ck["model"])
-            optim.load_state_dict(ck["optim"])
+        lr_hist: list[float] = []
+        hr_hist: list[float] = []
+        val = float("nan")
+        if ck is not None:
+            try:
+                model.load_trainable_state_dict(ck["model"])
+                optim.load_state_dict(ck["optim"])
+            except Exception as exc:  # noqa: BLE001 - a checkpoint of another model
+                raise CorruptFileError(
+                    f"{ckpt_path} does not match this model ({first_line(exc)}); "
+                    "resume with the options it was written with"
+                ) from None
             step, elapsed = int(ck["step"]), float(ck["elapsed"])
+            torch.set_rng_state(ck["torch_rng"])
+            lr_hist, hr_hist = list(ck["lr_hist"]), list(ck["hr_hist"])
+            val = float(ck["val"])
         elif log_path.exists():
             log_path.unlink()
 
-        if not args.steps and args.minutes is None:
-            raise InputError("--steps 0 (a time-based schedule) needs --minutes")
         budget = math.inf if args.minutes is None else 60.0 * float(args.minutes)
 
         def progress_of(step_: int, elapsed_: float) -> float:
@@ -295,12 +383,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "optim": optim.state_dict(),
                 "step": step,
                 "elapsed": elapsed,
+                # everything the rest of the run depends on, so that a resumed run ends
+                # with the weights of an uninterrupted one (data order: per-step seeds)
+                "torch_rng": torch.get_rng_state(),
+                "lr_hist": lr_hist[-100:],
+                "hr_hist": hr_hist[-100:],
+                "val": val,
+                "config": _engine_config(args),
             }
             atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
 
         def log(rec: dict[str, Any]) -> None:
+            clean = {k: (_finite_or_none(v) if isinstance(v, float) else v) for k, v in rec.items()}
             with open(log_path, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
+                fh.write(json.dumps(clean, allow_nan=False) + "\n")
 
         total = args.steps if args.steps else None
         bar = tqdm(
@@ -312,9 +408,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         )
         last_ckpt = time.monotonic()
         run_start = time.monotonic() - elapsed
-        lr_hist: list[float] = []
-        hr_hist: list[float] = []
-        val = float("nan")
         while progress_of(step, elapsed) < 1.0 and elapsed < budget:
             prog = progress_of(step, elapsed)
             use_hr = prog >= args.stage1
@@ -367,10 +460,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "minutes": round(elapsed / 60, 2),
             "final_lr_loss": float(np.mean(lr_hist[-100:])) if lr_hist else None,
             "final_hr_loss": float(np.mean(hr_hist[-100:])) if hr_hist else None,
-            "val_cosine": val if val_keys else None,
+            "val_cosine": _finite_or_none(val) if val_keys else None,
             "val_images": len(val_keys),
             "seed": args.seed,
         }
+        if not lr_hist or not all(math.isfinite(v) for v in lr_hist[-100:]):
+            raise AffsegError(
+                "training diverged or ran no step (non-finite loss); no weights written"
+            )
+        # only now, after a complete run: each file is written atomically, the shipped
+        # weights last
         save_weights(model, out_dir / "spec_diff_net.pt", record)
         write_json(out_dir / "record.json", record)
         if args.ship:
@@ -378,6 +477,24 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
             save_weights(model, default_weights_path(), record)
         return record
+
+
+def _load_checkpoint(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of this trainer, checked against the options of the resuming run."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)  # cannot run code
+        for k in ("model", "optim", "step", "elapsed", "torch_rng", "lr_hist", "hr_hist"):
+            ck[k]  # noqa: B018 - presence check
+    except Exception as exc:  # noqa: BLE001 - random bytes, pickled code, old checkpoints
+        raise CorruptFileError(
+            f"{path} is not an affseg train ndd checkpoint ({first_line(exc)})"
+        ) from None
+    saved = ck.get("config") or {}
+    diff = [k for k in config if k in saved and saved[k] != config[k]]
+    if diff:
+        listed = ", ".join(f"--{k.replace('_', '-')} {saved[k]} (now {config[k]})" for k in diff)
+        raise InputError(f"--resume: {path} was written with {listed}; use the same options")
+    return ck
 
 
 def _cli_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -412,8 +529,10 @@ def run(args: argparse.Namespace) -> int:
     """``affseg train ndd`` entry point."""
     rec = train(args)
     lr = rec["final_lr_loss"]
-    msg = f"trained {rec['steps']} steps in {rec['minutes']} min; LR loss {lr:.4f}"
-    if rec["final_hr_loss"] is not None:
+    msg = f"trained {rec['steps']} steps in {rec['minutes']} min"
+    if lr is not None:
+        msg += f"; LR loss {lr:.4f}"
+    if rec["final_hr_loss"] is not None and math.isfinite(rec["final_hr_loss"]):
         msg += f", HR loss {rec['final_hr_loss']:.4f}"
     if rec["val_cosine"] is not None and not math.isnan(rec["val_cosine"]):
         msg += f", val cosine {rec['val_cosine']:.4f}"

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from affseg.affinity.spectral import spectral_loss
+from affseg.errors import AffsegError, InputError
 from affseg.models.spectral_net import (
     DEFAULT_WEIGHTS,
     SpectralHead,
@@ -95,11 +96,44 @@ def evaluate(head: SpectralHead, cache, keys: list[str]) -> float:
     return float(np.mean(vals))
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Validate every option (and that --out / --log can be written) before any work."""
+    from affseg.data.io import check_writable_file
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise InputError(msg)
+
+    def finite(v: object) -> bool:
+        return isinstance(v, int | float) and math.isfinite(v)
+
+    need(args.steps >= 1, f"--steps must be >= 1, got {args.steps}")
+    need(args.batch >= 1, f"--batch must be >= 1, got {args.batch}")
+    need(finite(args.lr) and args.lr > 0, f"--lr must be a positive number, got {args.lr}")
+    need(args.dim >= 1 and args.width >= 1, "--dim and --width must be >= 1")
+    need(
+        len(args.scales) >= 1 and all(finite(v) and 0.1 <= v <= 4 for v in args.scales),
+        f"--scales must lie in [0.1, 4], got {args.scales}",
+    )
+    need(args.val_every >= 1, f"--val-every must be >= 1, got {args.val_every}")
+    if args.max_minutes is not None:
+        need(
+            finite(args.max_minutes) and args.max_minutes > 0,
+            f"--max-minutes must be a positive number, got {args.max_minutes}",
+        )
+    need(args.threads >= 1, f"--threads must be >= 1, got {args.threads}")
+    need(args.seed >= 0, f"--seed must be >= 0, got {args.seed}")
+    check_writable_file(args.out, "--out")
+    if args.log:
+        check_writable_file(args.log, "--log")
+
+
 def train(args: argparse.Namespace) -> dict:
     """Run the training described by the parsed options; returns a summary dict."""
     from affseg.backbones.efficientnet_lite import load_backbone
     from affseg.train.ndd_cache import FeatureCache, bsds_items
 
+    check_args(args)
     with torch_threads(max(1, args.threads)):
         torch.manual_seed(args.seed)
         rng = np.random.default_rng(args.seed)
@@ -109,6 +143,8 @@ def train(args: argparse.Namespace) -> dict:
         val_items = bsds_items(args.data, "val")
         backbone = load_backbone()
         train_keys = cache.build(backbone, train_items, "train", args.scales, flips)
+        if args.batch > len(train_keys):
+            raise InputError(f"--batch {args.batch} exceeds the {len(train_keys)} training items")
         val_keys = cache.build(backbone, val_items, "val", (1.0,), (False,))
         del backbone
 
@@ -162,7 +198,11 @@ def train(args: argparse.Namespace) -> dict:
                     history.append(rec)
                     print(json.dumps(rec), flush=True)
                     if log:
-                        log.write(json.dumps(rec) + "\n")
+                        clean = {
+                            k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+                            for k, v in rec.items()
+                        }
+                        log.write(json.dumps(clean, allow_nan=False) + "\n")
                         log.flush()
                 if last:
                     break
@@ -170,6 +210,8 @@ def train(args: argparse.Namespace) -> dict:
             if log:
                 log.close()
         minutes = (time.perf_counter() - t0) / 60
+        if not math.isfinite(history[-1]["val_loss"]):
+            raise AffsegError("training diverged (non-finite val loss); no weights written")
         summary = {
             "steps": step,
             "batch": args.batch,
