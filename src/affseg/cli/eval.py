@@ -12,7 +12,9 @@ uint16 label maps) against a split's ground truth::
 ``--data ROOT`` is the folder holding ``BSDS500/`` (default ``$AFFSEG_DATA``, else
 ``../shared/data``). The table and the JSON give segmentation covering ODS/OIS/Best, PRI
 and VI (log2) ODS/OIS, Hungarian pixel accuracy ODS/OIS, seconds per image and the mean
-number of segments at the covering-ODS threshold.
+number of segments at the covering-ODS threshold. ``--boundary`` adds the BSDS boundary
+benchmark (precision / recall: ODS, OIS, AP; JSON key ``"boundary"``), ``--pr-curve PNG``
+its precision-recall curve.
 """
 
 from __future__ import annotations
@@ -75,6 +77,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "(default, the official protocol) or as its list of label maps "
         "(each level one 'threshold'; needs the same level count per image)",
     )
+    p.add_argument(
+        "--boundary",
+        action="store_true",
+        help="also run the BSDS boundary benchmark (precision/recall: ODS, OIS, AP)",
+    )
+    p.add_argument(
+        "--pr-curve",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="write the boundary PR curve here (implies --boundary; needs matplotlib)",
+    )
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "
@@ -133,6 +147,13 @@ def _table(res: dict[str, Any], title: str) -> str:
     extra = f"images {res['images']}, {res['seconds_per_image']:.3f} s/image"
     if res.get("mean_segments") is not None:
         extra += f", mean segments at covering ODS {res['mean_segments']:.1f}"
+    if res.get("boundary") is not None:
+        b = res["boundary"]
+        lines.append(
+            f"boundary        ODS {b['ods']:.4f} (R {b['ods_recall']:.4f} P "
+            f"{b['ods_precision']:.4f} at {b['ods_threshold']:.3f})  OIS {b['ois']:.4f}  "
+            f"AP {b['ap']:.4f}"
+        )
     lines.append(extra)
     return "\n".join(lines)
 
@@ -149,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     from affseg.data import bsds
     from affseg.data.io import read_label_png, write_json
     from affseg.methods import check_options
+    from affseg.metrics.boundary import BoundaryBenchmark, boundary_summary, plot_pr_curve
     from affseg.metrics.region import RegionBenchmark
 
     if args.limit is not None and args.limit < 1:
@@ -159,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
     if args.method is not None:
         options = check_options(args.method, options)
     bench = RegionBenchmark()
+    want_boundary = bool(args.boundary or args.pr_curve is not None)
+    bbench = BoundaryBenchmark() if want_boundary else None
     n_segments: list[np.ndarray] = []
     method_seconds = 0.0
 
@@ -181,7 +205,10 @@ def run(args: argparse.Namespace) -> int:
         for image_id, path in tqdm(items, desc="eval", unit="image", disable=None):
             seg = read_ucm_mat(path) if path.suffix == ".mat" else read_label_png(path)
             try:
-                stats = bench.update(seg, gts_of(image_id), image_id)
+                gts = gts_of(image_id)
+                stats = bench.update(seg, gts, image_id)
+                if bbench is not None:
+                    bbench.update(seg, gts, image_id)
             except InputError as exc:
                 raise InputError(f"{path.name}: {exc}") from None
             n_segments.append(np.asarray(stats["n_segments"]))
@@ -208,7 +235,10 @@ def run(args: argparse.Namespace) -> int:
                     )
             else:
                 seg = hier
-            stats = bench.update(seg, gts_of(image_id), image_id)
+            gts = gts_of(image_id)
+            stats = bench.update(seg, gts, image_id)
+            if bbench is not None:
+                bbench.update(seg, gts, image_id)
             n_segments.append(np.asarray(stats["n_segments"]))
     res = bench.compute()
     total = time.perf_counter() - t_start
@@ -231,8 +261,15 @@ def run(args: argparse.Namespace) -> int:
         "mean_segments": float(np.mean([s[i_ods] for s in n_segments])),
         "per_image": res["per_image"],
     }
+    if bbench is not None:
+        bres = bbench.compute()
+        out["boundary"] = boundary_summary(bres)
+        if args.pr_curve is not None:
+            plot_pr_curve(bres, args.pr_curve, title=f"BSDS500 {args.split}: {label}")
     print(_table(out, f"BSDS500 {args.split}: {label}"))
     if args.json is not None:
         write_json(args.json, out)
         print(f"wrote {args.json}")
+    if args.pr_curve is not None:
+        print(f"wrote {args.pr_curve}")
     return 0
