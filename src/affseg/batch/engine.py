@@ -150,7 +150,7 @@ class DaskEngine(Engine):
                     n_workers=workers,
                     threads_per_worker=1,
                     processes=True,
-                    dashboard_address=None,
+                    dashboard_address=":0",
                 )
             finally:
                 for v, old in saved.items():
