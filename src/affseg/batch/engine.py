@@ -7,6 +7,11 @@ message), never the end of the batch; so is a task whose worker process died.
 
 * :class:`SerialEngine` runs the tasks one after the other in this process (today's
   behaviour, no dependency).
+
+Outputs do not depend on the engine, the number of workers or the order tasks finish in,
+with one caveat: torch's CPU kernels round differently with different intra-op thread
+counts, so the torch methods (ndd, spectral, ...) give bit-identical results for the same
+``threads`` per task (``--threads``). The classical methods are exact whatever the threads.
 * :class:`DaskEngine` submits them to ``dask.distributed``: ``workers=N`` starts a local
   cluster of N single-threaded worker processes (torch / BLAS threads per worker =
   cores // N, so N workers never oversubscribe the cores); ``scheduler="tcp://host:8786"``
@@ -98,7 +103,11 @@ class SerialEngine(Engine):
     description = "in-process"
 
     def __init__(self, threads: int | None = None) -> None:
+        if threads is not None and threads < 1:
+            raise InputError(f"--threads must be >= 1, got {threads}")
         self.threads = threads
+        if threads is not None:
+            self.description = f"in-process, {threads} torch thread(s)"
 
     def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         for i, task in enumerate(tasks):
@@ -159,7 +168,9 @@ class DaskEngine(Engine):
                     else:
                         os.environ[v] = old
             self.client = Client(self._cluster)
-            self.description = f"Dask, {workers} local worker process(es)"
+            self.description = (
+                f"Dask, {workers} local worker process(es) x {self.threads} torch thread(s)"
+            )
         else:
             self.threads = threads or 1
             try:

@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
                      mode=args.mode, boundary=want_boundary)
             for i in ids
         ]  # fmt: skip
-    with make_engine(getattr(args, "workers", None), getattr(args, "scheduler", None)) as eng:
+    with make_engine(args.workers, args.scheduler, args.threads) as eng:
         ev = evaluate(tasks, eng, progress=None)
     res = ev.region.compute()
     total = time.perf_counter() - t_start

@@ -161,6 +161,15 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="run on an existing Dask cluster, e.g. tcp://host:8786 or a scheduler file",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="T",
+        help="torch threads per image task (default: torch's own in-process, cores / N "
+        "with --workers N, 1 on a --scheduler cluster); outputs of torch methods are "
+        "bit-identical across runs with the same T",
+    )
 
 
 def finish_batch(summary) -> int:
@@ -201,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
-    with make_engine(getattr(args, "workers", None), getattr(args, "scheduler", None)) as eng:
+    engine_args = (args.workers, args.scheduler, args.threads)
+    with make_engine(*engine_args) as eng:
         summary = segment_images(
             items,
             out,
