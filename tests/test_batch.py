@@ -211,3 +211,15 @@ def test_cli_eval_workers_flag(bsds_dir: Path, tmp_path: Path) -> None:
         assert r["serial"][key] == r["dask"][key]
     assert set(r["dask"]["boundary"]) >= {"ods", "ois", "ap", "ods_recall", "ods_precision",
                                           "ods_threshold"}  # fmt: skip
+
+
+def test_cli_segment_on_existing_scheduler(tmp_path: Path, dask_engine, capsys) -> None:
+    """--scheduler ADDRESS runs on a cluster started elsewhere (here: the fixture's)."""
+    paths = _images(tmp_path / "in", 3)
+    address = dask_engine.client.scheduler.address
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    args = [str(tmp_path / "in"), "--method", "slic", "--set", "n_segments=(120,30,8)"]
+    assert main(["segment", *args, "--out", str(out), "--scheduler", address]) == 0
+    assert f"Dask cluster at {address}" in capsys.readouterr().out
+    assert segment_images([(p.stem, p) for p in paths], ref, "slic", options=SLIC).done == 3
+    _assert_same(_outputs(out), _outputs(ref))
