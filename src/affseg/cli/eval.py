@@ -14,7 +14,9 @@ uint16 label maps) against a split's ground truth::
 and VI (log2) ODS/OIS, Hungarian pixel accuracy ODS/OIS, seconds per image and the mean
 number of segments at the covering-ODS threshold. ``--boundary`` adds the BSDS boundary
 benchmark (precision / recall: ODS, OIS, AP; JSON key ``"boundary"``), ``--pr-curve PNG``
-its precision-recall curve.
+its precision-recall curve. ``--workers N`` / ``--scheduler ADDRESS`` score the images on
+Dask (map per image, reduce in image order: the same numbers as in-process); an image that
+fails is reported, left out of the scores, and the exit code is 1.
 """
 
 from __future__ import annotations
