@@ -9,6 +9,7 @@ numbers of a serial one. A failing image is reported and left out of the scores.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +67,7 @@ def eval_one(task: EvalTask) -> dict[str, Any]:
         boundary = BoundaryBenchmark().score(seg, gts) if task.boundary else None
     except InputError as exc:
         if task.path is not None:
-            raise InputError(f"{task.path.rsplit('/', 1)[-1]}: {exc}") from None
+            raise InputError(f"{os.path.basename(task.path)}: {exc}") from None
         raise
     return {"region": region, "boundary": boundary, "method_seconds": method_seconds}
 

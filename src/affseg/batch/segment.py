@@ -206,9 +206,9 @@ def segment_images(
         tasks.append(
             SegmentTask(
                 stem=stem,
-                source=str(src),
+                source=src if isinstance(src, str) else str(Path(src).resolve()),
                 is_example=isinstance(src, str),
-                out=str(out),
+                out=str(out.resolve()),  # absolute: workers may run in another folder
                 method=method,
                 seed=seed,
                 options=options,

@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method is not None:
         options = check_options(args.method, options)
     want_boundary = bool(getattr(args, "boundary", False) or args.pr_curve is not None)
-    data = None if args.data is None else str(args.data)
+    data = None if args.data is None else str(Path(args.data).resolve())
 
     if args.ucm is not None:
         if args.set:
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         items = items[: args.limit] if args.limit else items
         label = f"saved hierarchies in {args.ucm}"
         tasks = [
-            EvalTask(i, data, args.split, path=str(path), boundary=want_boundary)
+            EvalTask(i, data, args.split, path=str(path.resolve()), boundary=want_boundary)
             for i, path in items
         ]
     else:
