@@ -67,8 +67,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         serial, dist, s1 = Path(tmp) / "serial", Path(tmp) / "dask", Path(tmp) / "s1"
         base = [*cli, "segment", *paths, "--method", args.method]
+        load = [os.getloadavg()[0]]
         t_serial = _run([*base, "--out", str(serial)])
+        load.append(os.getloadavg()[0])
         t_dask = _run([*base, "--out", str(dist), "--workers", str(args.workers)])
+        load.append(os.getloadavg()[0])
         same_default = same(serial, dist, stems)
         # the same torch threads per image as a worker: bit-identical (first --check images)
         k = min(args.check, len(paths))
@@ -84,7 +87,7 @@ def main() -> int:
         f"--workers {args.workers}",
         "images": n,
         "cores": os.cpu_count(),
-        "load_average_1min_at_end": os.getloadavg()[0],
+        "load_average_1min_start_after_serial_after_dask": load,
         "serial_seconds": t_serial,
         "serial_images_per_second": n / t_serial,
         "dask_workers": args.workers,
