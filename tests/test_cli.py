@@ -57,7 +57,7 @@ def test_parse_sets() -> None:
 def test_segment_outputs_round_trip(tiny: Path, tmp_path: Path, method: str) -> None:
     out = tmp_path / "out"
     assert main(["segment", str(tiny), "--out", str(out), "--method", method]) == 0
-    names = {p.name for p in out.iterdir()}
+    names = {p.name for p in out.iterdir()} - {"affseg_manifest.json"}  # + the manifest
     assert names == {f"tiny.{s}" for s in ("labels.png", "overlay.png", "boundaries.png", "mat")}
     labels = read_label_png(out / "tiny.labels.png")
     assert labels.shape == (40, 56) and labels.min() >= 1
@@ -234,7 +234,7 @@ def test_eval_levels_mode(bsds_dir: Path, tmp_path: Path, capsys, monkeypatch) -
     assert len(per) == 2
     capsys.readouterr()
 
-    import affseg.cli.segment as seg_cli
+    import affseg.batch.evaluation as batch_eval
 
     calls = iter([2, 3])
 
@@ -242,7 +242,7 @@ def test_eval_levels_mode(bsds_dir: Path, tmp_path: Path, capsys, monkeypatch) -
         n = next(calls)
         return Hierarchy([np.ones(image.shape[:2], np.int32)] * n)
 
-    monkeypatch.setattr(seg_cli, "run_named", fake)
+    monkeypatch.setattr(batch_eval, "run_method_named", fake)
     msg = error_line(capsys, ["eval", "--data", root, "--limit", "2", "--method", "slic",
                               "--mode", "levels"])  # fmt: skip
     assert "same number of levels" in msg and "--mode ucm" in msg

@@ -45,10 +45,15 @@ def cli_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     return lines[0]
 
 
-def files_under(folder: Path) -> list[str]:
+def files_under(folder: Path, manifest: bool = False) -> list[str]:
+    """Files written under ``folder``; the batch manifest only with ``manifest``."""
     if not folder.exists():
         return []
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and (manifest or p.name != "affseg_manifest.json")
+    )
 
 
 def photo(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
@@ -131,7 +136,7 @@ def test_malicious_weights_run_no_code(
         load_model(w)
     assert weights_scene(w) is None
     assert not marker.exists()
-    assert files_under(out) == []
+    assert files_under(out, manifest=True) == []
 
 
 def test_foreign_and_corrupt_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,7 +157,7 @@ def test_foreign_and_corrupt_weights(tmp_path: Path, capsys: pytest.CaptureFixtu
         )
         assert "spec-diff-net" in line
     assert not out.exists()
-    assert files_under(tmp_path / "s") == []
+    assert files_under(tmp_path / "s", manifest=True) == []
 
 
 def test_no_unsafe_loader_in_source() -> None:
@@ -208,7 +213,7 @@ def test_decompression_bomb_refused_before_decoding(
             read_image(f)
         line = cli_error(capsys, ["segment", f, "--out", tmp_path / "o", "--method", "slic"])
         assert "megapixels" in line or "decompression" in line
-    assert files_under(tmp_path / "o") == []
+    assert files_under(tmp_path / "o", manifest=True) == []
     depth = save(tmp_path / "d.png", np.full((16, 16), 100, np.uint8))
     line = cli_error(
         capsys,
@@ -306,6 +311,7 @@ def test_out_inside_the_input_folder(tmp_path: Path) -> None:
         assert main(["segment", str(d), "--out", str(d), "--method", "slic"]) == 0
     assert sorted(p.name for p in d.iterdir()) == [
         "a.boundaries.png", "a.labels.png", "a.mat", "a.overlay.png", "a.png",
+        "affseg_manifest.json",
     ]  # fmt: skip
 
 
@@ -317,7 +323,7 @@ def test_grayscale_alpha_checked_before_any_work(
     out = tmp_path / "o"
     line = cli_error(capsys, ["segment", good, gray, "--out", out, "--method", "slic"])
     assert "grayscale" in line
-    assert files_under(out) == []  # the good image was not segmented first
+    assert files_under(out, manifest=True) == []  # the good image was not segmented first
 
 
 # --------------------------------------------------------------------------- sizes
@@ -334,7 +340,7 @@ def test_small_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         capsys, ["segment", "--example", "coffee", "--out", tmp_path / "o", "--working-side", "10"]
     )
     assert "--working-side" in line
-    assert files_under(tmp_path / "o") == []
+    assert files_under(tmp_path / "o", manifest=True) == []
 
 
 def test_working_resolution_api() -> None:
@@ -436,7 +442,7 @@ def test_option_values_validated(tmp_path: Path, capsys: pytest.CaptureFixture[s
                  {"sigma": float("inf")}):  # fmt: skip
         with pytest.raises(InputError, match=next(iter(opts))):
             affseg.segment(photo(), "slic", **opts)
-    assert files_under(out) == []
+    assert files_under(out, manifest=True) == []
 
 
 # --------------------------------------------------------------------------- depth-sr
@@ -492,7 +498,7 @@ def test_unwritable_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     for argv, word in probes:
         line = cli_error(capsys, argv)
         assert word in line, (argv, line)
-    assert files_under(folder) == []
+    assert files_under(folder, manifest=True) == []
 
 
 def test_os_error_during_write_is_one_line(

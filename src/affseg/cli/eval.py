@@ -12,8 +12,13 @@ uint16 label maps) against a split's ground truth::
 ``--data ROOT`` is the folder holding ``BSDS500/`` (default ``$AFFSEG_DATA``, else
 ``../shared/data``). The table and the JSON give segmentation covering ODS/OIS/Best, PRI
 and VI (log2) ODS/OIS, Hungarian pixel accuracy ODS/OIS, seconds per image and the mean
-number of segments at the covering-ODS threshold. ``--plot curves.png`` draws covering
-against the mean number of segments (``--compare a.json ...`` adds earlier runs).
+number of segments at the covering-ODS threshold. ``--boundary`` adds the BSDS boundary
+benchmark (precision / recall: ODS, OIS, AP; JSON key ``"boundary"``), ``--pr-curve PNG``
+its precision-recall curve. ``--workers N`` / ``--scheduler ADDRESS`` score the images on
+Dask (map per image, reduce in image order: the same numbers as in-process); an image that
+fails is reported, left out of the scores, and the exit code is 1. ``--plot curves.png``
+draws covering against the mean number of segments (``--compare a.json ...`` adds earlier
+runs).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from affseg.errors import CorruptFileError, InputError
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``affseg eval``."""
+    from affseg.cli.segment import add_engine_arguments
     from affseg.methods import METHODS
 
     p = subparsers.add_parser(
@@ -76,6 +82,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "(default, the official protocol) or as its list of label maps "
         "(each level one 'threshold'; needs the same level count per image)",
     )
+    p.add_argument(
+        "--boundary",
+        action="store_true",
+        help="also run the BSDS boundary benchmark (precision/recall: ODS, OIS, AP)",
+    )
+    p.add_argument(
+        "--pr-curve",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="write the boundary PR curve here (implies --boundary; needs matplotlib)",
+    )
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
     p.add_argument(
         "--plot",
@@ -86,6 +104,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--compare", type=Path, nargs="+", default=[], metavar="JSON",
                    help="earlier --json results whose curves --plot draws too")  # fmt: skip
+    add_engine_arguments(p)
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "
                         "spread of Hungarian pixel accuracy over seeds")  # fmt: skip
@@ -143,44 +162,46 @@ def _table(res: dict[str, Any], title: str) -> str:
     extra = f"images {res['images']}, {res['seconds_per_image']:.3f} s/image"
     if res.get("mean_segments") is not None:
         extra += f", mean segments at covering ODS {res['mean_segments']:.1f}"
+    if res.get("boundary") is not None:
+        b = res["boundary"]
+        lines.append(
+            f"boundary        ODS {b['ods']:.4f} (R {b['ods_recall']:.4f} P "
+            f"{b['ods_precision']:.4f} at {b['ods_threshold']:.3f})  OIS {b['ois']:.4f}  "
+            f"AP {b['ap']:.4f}"
+        )
     lines.append(extra)
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the benchmark; returns the exit code."""
+    """Run the benchmark; returns the exit code (1 when some images failed)."""
     from affseg.data.io import check_writable_file
 
-    if args.json is not None:
-        check_writable_file(args.json, "--json")  # before the benchmark, not after
+    for path in (args.json, args.plot, args.pr_curve):
+        if path is not None:
+            check_writable_file(path, "output")  # before the benchmark, not after
     if getattr(args, "stability", None) is not None:
         from affseg.methods.stability import run_stability_cli
 
         return run_stability_cli(args)
-    from tqdm import tqdm
-
-    from affseg.cli.segment import parse_sets, run_named
+    from affseg.batch import EvalTask, evaluate, make_engine
+    from affseg.cli.segment import parse_sets
     from affseg.data import bsds
-    from affseg.data.io import read_label_png, write_json
+    from affseg.data.io import write_json
     from affseg.methods import check_options
-    from affseg.metrics.region import RegionBenchmark
+    from affseg.metrics.boundary import boundary_summary, plot_pr_curve
 
     if args.compare and args.plot is None:
         raise InputError("--compare adds curves to --plot PNG; give --plot too")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
     t_start = time.perf_counter()
-    _, gt_dir = bsds.split_dirs(args.split, args.data)
+    bsds.split_dirs(args.split, args.data)
     options = parse_sets(args.set)
     if args.method is not None:
         options = check_options(args.method, options)
-    bench = RegionBenchmark()
-    n_segments: list[np.ndarray] = []
-    method_seconds = 0.0
-    scored: list[dict[str, Any]] = []
-
-    def gts_of(image_id: str) -> list[np.ndarray]:
-        return bsds.load_ground_truth(gt_dir / f"{image_id}.mat")
+    want_boundary = bool(getattr(args, "boundary", False) or args.pr_curve is not None)
+    data = None if args.data is None else str(Path(args.data).resolve())
 
     if args.ucm is not None:
         if args.set:
@@ -195,44 +216,27 @@ def run(args: argparse.Namespace) -> int:
             )
         items = items[: args.limit] if args.limit else items
         label = f"saved hierarchies in {args.ucm}"
-        for image_id, path in tqdm(items, desc="eval", unit="image", disable=None):
-            seg: Any = read_ucm_mat(path) if path.suffix == ".mat" else read_label_png(path)
-            try:
-                stats = bench.update(seg, gts_of(image_id), image_id)
-            except InputError as exc:
-                raise InputError(f"{path.name}: {exc}") from None
-            n_segments.append(np.asarray(stats["n_segments"]))
-            scored.append(stats)
+        tasks = [
+            EvalTask(i, data, args.split, path=str(path.resolve()), boundary=want_boundary)
+            for i, path in items
+        ]
     else:
         ids = bsds.list_split(args.data, args.split)
         ids = ids[: args.limit] if args.limit else ids
         if not ids:
             raise InputError(f"BSDS500 split {args.split!r} holds no images")
         label = f"method {args.method} (--mode {args.mode})"
-        for image_id in tqdm(ids, desc=f"eval {args.method}", unit="image", disable=None):
-            image = bsds.load_image(args.data, args.split, image_id)
-            t0 = time.perf_counter()
-            hier = run_named(image, args.method, args.seed, options)
-            method_seconds += time.perf_counter() - t0
-            if args.mode == "levels":
-                seg = list(hier.levels)
-                n_first = bench.axis.size if bench.axis is not None else len(seg)
-                if len(seg) != n_first:
-                    raise InputError(
-                        f"--mode levels needs the same number of levels for every image, but "
-                        f"{args.method} gave {len(seg)} on image {image_id} and {n_first} on "
-                        f"the earlier ones; use --mode ucm (the hierarchy's UCM at the 99 "
-                        f"BSDS thresholds)"
-                    )
-            else:
-                seg = hier
-            stats = bench.update(seg, gts_of(image_id), image_id)
-            n_segments.append(np.asarray(stats["n_segments"]))
-            scored.append(stats)
-    res = bench.compute()
+        tasks = [
+            EvalTask(i, data, args.split, method=args.method, seed=args.seed, options=options,
+                     mode=args.mode, boundary=want_boundary)
+            for i in ids
+        ]  # fmt: skip
+    with make_engine(args.workers, args.scheduler, args.threads) as eng:
+        ev = evaluate(tasks, eng, progress=None)
+    res = ev.region.compute()
     total = time.perf_counter() - t_start
     n = res["images"]
-    axis = bench.axis if bench.axis is not None else np.zeros(1)
+    axis = ev.region.axis if ev.region.axis is not None else np.zeros(1)
     i_ods = int(np.argmin(np.abs(axis - res["covering"]["ods_threshold"])))
     out: dict[str, Any] = {
         "source": {"method": args.method, "ucm": str(args.ucm) if args.ucm else None},
@@ -246,14 +250,25 @@ def run(args: argparse.Namespace) -> int:
         "pixel_accuracy": res["pixel_accuracy"],
         "images": n,
         "seconds": total,
-        "seconds_per_image": (method_seconds if args.method else total) / n,
-        "mean_segments": float(np.mean([s[i_ods] for s in n_segments])),
+        "seconds_per_image": (ev.method_seconds if args.method else total) / n,
+        "mean_segments": float(np.mean([s[i_ods] for s in ev.n_segments])),
         "per_image": res["per_image"],
+        "engine": ev.engine,
+        "failed": ev.failed,
     }
     from affseg.figures import covering_curve
 
-    out["curve"] = covering_curve(scored)
+    out["curve"] = covering_curve(ev.scored)
+    if ev.boundary is not None:
+        bres = ev.boundary.compute()
+        out["boundary"] = boundary_summary(bres)
+        if args.pr_curve is not None:
+            plot_pr_curve(bres, args.pr_curve, title=f"BSDS500 {args.split}: {label}")
     print(_table(out, f"BSDS500 {args.split}: {label}"))
+    if ev.failed:
+        print(f"{len(ev.failed)} of {len(tasks)} images failed and are not scored:")
+        for image_id, err in ev.failed.items():
+            print(f"  {image_id}: {err}")
     if args.json is not None:
         write_json(args.json, out)
         print(f"wrote {args.json}")
@@ -263,4 +278,6 @@ def run(args: argparse.Namespace) -> int:
         curves = {args.method or args.ucm.name: out["curve"], **load_curves(args.compare)}
         plot_covering_curves(curves, args.plot, f"BSDS500 {args.split}, {n} images")
         print(f"wrote {args.plot}")
-    return 0
+    if args.pr_curve is not None:
+        print(f"wrote {args.pr_curve}")
+    return 1 if ev.failed else 0

@@ -8,17 +8,23 @@ Per image ``<stem>`` it writes into ``--out``:
 * ``<stem>.mat``             the whole hierarchy as a BSDS ``ucm2`` (double resolution)
 * ``<stem>.figure.png``      with ``--figure``: boundaries at 3 levels, similarity of 3 pixels
 
+Every file is written atomically; ``<out>/affseg_manifest.json`` records the version,
+method, options and per-image status. A rerun skips images whose outputs are complete
+(``--overwrite`` redoes them); a failing image is reported and skipped, and the exit code
+is 1 when any failed. ``--workers N`` runs on a local Dask cluster of N processes,
+``--scheduler ADDRESS`` on an existing Dask cluster (``pip install 'affseg[dask]'``).
+
 Example::
 
     affseg segment --example coffee --out affseg_out
     affseg segment photos/ --method slic --segments 100 --out out/
+    affseg segment photos/ --out out/ --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import time
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +155,54 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         action="store_true",
         help="also write <stem>.figure.png: boundaries at 3 levels, similarity maps of 3 pixels",
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="redo images whose outputs already exist"
+    )
+    add_engine_arguments(p)
     p.set_defaults(func=run)
     return p
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """``--workers N`` / ``--scheduler ADDRESS``: where the per-image tasks run."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes (needs affseg[dask])",
+    )
+    g.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on an existing Dask cluster, e.g. tcp://host:8786 or a scheduler file",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="T",
+        help="torch threads per image task (default: torch's own in-process, cores / N "
+        "with --workers N, 1 on a --scheduler cluster); outputs of torch methods are "
+        "bit-identical across runs with the same T",
+    )
+
+
+def finish_batch(summary) -> int:
+    """Print a batch's summary; the exit code (0 all done, 1 some failed).
+
+    Raises
+    ------
+    InputError
+        Every image failed: the first failure, as one line.
+    """
+    print(summary.line())
+    if summary.failed and summary.done == 0 and summary.skipped == 0:
+        first = next(iter(summary.failed.values()))
+        raise InputError(first.split(": ", 1)[1] if ": " in first else first)
+    return 1 if summary.failed else 0
 
 
 def _sources(args: argparse.Namespace) -> list[tuple[str, Any]]:
@@ -167,13 +219,16 @@ def _sources(args: argparse.Namespace) -> list[tuple[str, Any]]:
                 continue  # --out is this folder: our own results are not inputs
             if f.resolve() not in seen_files:  # the same file named twice is read once
                 seen_files.add(f.resolve())
-                # header checks (size limit, frames, minimum size) before any work
-                h, w = image_size(f)
-                if min(h, w) < least:
-                    raise InputError(
-                        f"{f} ({w}x{h} pixels) is too small for method {args.method!r}: its "
-                        f"shorter side must be at least {least} pixels"
-                    )
+                if not Path(inp).is_dir():
+                    # a file named on the command line: its header checks (size limit,
+                    # frames, minimum size) before any work; images found in a folder are
+                    # checked by the batch, which reports a bad one and goes on
+                    h, w = image_size(f)
+                    if min(h, w) < least:
+                        raise InputError(
+                            f"{f} ({w}x{h} pixels) is too small for method {args.method!r}: "
+                            f"its shorter side must be at least {least} pixels"
+                        )
                 items.append((f.stem, f))
     if not items:
         raise InputError("nothing to segment: give image files, folders or --example NAME")
@@ -193,16 +248,8 @@ def _sources(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     """Segment every input; returns the exit code."""
-    from tqdm import tqdm
-
-    from affseg.data.io import (
-        check_writable_dir,
-        read_image,
-        write_label_png,
-        write_png,
-        write_ucm_mat,
-    )
-    from affseg.grouping.visualize import boundaries_image, overlay
+    from affseg.batch import make_engine, segment_images
+    from affseg.data.io import check_writable_dir
 
     options = parse_sets(args.set)
     options = check_options(args.method, options)
@@ -218,25 +265,17 @@ def run(args: argparse.Namespace) -> int:
         options = {**options, "working_side": args.working_side or None}
     items = _sources(args)
     out: Path = check_writable_dir(args.out, "--out")  # before any computation
-    bar = tqdm(items, desc="segment", unit="image", disable=True if len(items) < 2 else None)
-    for stem, src in bar:
-        image = load_example(src) if isinstance(src, str) else read_image(src)
-        t0 = time.perf_counter()
-        hier = run_named(image, args.method, args.seed, options)
-        labels = hier.labels(args.segments)
-        ucm2 = hier.to_ucm()
-        seconds = time.perf_counter() - t0
-        write_label_png(out / f"{stem}.labels.png", labels)
-        write_png(out / f"{stem}.overlay.png", overlay(image, labels))
-        write_png(out / f"{stem}.boundaries.png", boundaries_image(labels))
-        write_ucm_mat(out / f"{stem}.mat", ucm2)
-        if getattr(args, "figure", False):
-            from affseg.figures import segment_figure
-
-            write_png(out / f"{stem}.figure.png", segment_figure(image, hier))
-        k = int(len(np.unique(labels)))
-        tqdm.write(
-            f"{stem}: {k} segments ({args.method}, {len(hier.levels)} levels), "
-            f"{seconds:.2f} s -> {out / stem}.*"
+    engine_args = (args.workers, args.scheduler, args.threads)
+    with make_engine(*engine_args) as eng:
+        summary = segment_images(
+            items,
+            out,
+            args.method,
+            seed=args.seed,
+            options=options,
+            segments=args.segments,
+            engine=eng,
+            overwrite=getattr(args, "overwrite", False),
+            figure=getattr(args, "figure", False),
         )
-    return 0
+    return finish_batch(summary)

@@ -184,6 +184,50 @@ class RegionBenchmark:
         fine, parents, counts = _levels_as_nested(levels)
         return fine, parents, counts, np.arange(len(levels), dtype=np.float64)
 
+    def score(
+        self,
+        segmentation: Hierarchy | np.ndarray | list[np.ndarray],
+        ground_truths: list[np.ndarray],
+    ) -> dict[str, Any]:
+        """One image's statistics without recording them (the map step of a distributed run).
+
+        Returns
+        -------
+        dict
+            As :meth:`update`, plus ``axis`` (T,): the threshold of each position.
+        """
+        gts = _check_ground_truths(ground_truths)
+        shape = gts[0].shape
+        fine, parents, counts, axis = self._partitions(segmentation, shape)
+        stats = score_nested(fine, parents, counts, gts)
+        stats["axis"] = axis
+        return stats
+
+    def add(self, stats: dict[str, Any], image_id: str | None = None) -> None:
+        """Record one image's :meth:`score` (the reduce step; images pool in call order).
+
+        Raises
+        ------
+        InputError
+            The image has another number of thresholds / levels than the earlier ones.
+        """
+        axis = np.asarray(stats["axis"], dtype=np.float64)
+        if self._axis is not None and axis.shape != self._axis.shape:
+            raise InputError(
+                f"this image has {axis.size} thresholds/levels but earlier ones had "
+                f"{self._axis.size}; a benchmark needs the same number for every image"
+            )
+        if self._axis is None:
+            self._axis = axis
+        self._ids.append(str(image_id) if image_id is not None else str(len(self._ids)))
+        self._stats.append(stats)
+
+    def merge(self, other: RegionBenchmark) -> RegionBenchmark:
+        """Append the images of another benchmark (scored anywhere) to this one."""
+        for image_id, stats in zip(other._ids, other._stats, strict=True):
+            self.add({**stats, "axis": other._axis}, image_id)
+        return self
+
     def update(
         self,
         segmentation: Hierarchy | np.ndarray | list[np.ndarray],
@@ -209,21 +253,10 @@ class RegionBenchmark:
             This image's statistics: per-threshold arrays (T,) ``covering``, ``cntR``,
             ``pri``, ``vi``, ``pixel_accuracy``, ``n_segments``; scalars ``sumR``,
             ``best_cntR``, ``covering_ois``, ``covering_best``, ``pri_ois``, ``vi_ois``,
-            ``pixel_accuracy_ois``.
+            ``pixel_accuracy_ois``; ``axis`` (T,).
         """
-        gts = _check_ground_truths(ground_truths)
-        shape = gts[0].shape
-        fine, parents, counts, axis = self._partitions(segmentation, shape)
-        if self._axis is not None and axis.shape != self._axis.shape:
-            raise InputError(
-                f"this image has {axis.size} thresholds/levels but earlier ones had "
-                f"{self._axis.size}; a benchmark needs the same number for every image"
-            )
-        if self._axis is None:
-            self._axis = axis
-        stats = score_nested(fine, parents, counts, gts)
-        self._ids.append(str(image_id) if image_id is not None else str(len(self._ids)))
-        self._stats.append(stats)
+        stats = self.score(segmentation, ground_truths)
+        self.add(stats, image_id)
         return stats
 
     # ------------------------------------------------------------------ dataset
