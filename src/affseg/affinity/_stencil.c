@@ -13,6 +13,18 @@
  */
 #include <stddef.h>
 
+/* Flush-to-zero / denormals-are-zero only while the kernel runs, on the calling thread, and
+ * restored on return: the library is linked without -ffast-math's crtfastmath.o, so loading
+ * it leaves the process's floating-point state alone. */
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#define FTZ_ENTER const unsigned int affseg_csr_ = _mm_getcsr(); _mm_setcsr(affseg_csr_ | 0x8040u);
+#define FTZ_LEAVE _mm_setcsr(affseg_csr_);
+#else
+#define FTZ_ENTER
+#define FTZ_LEAVE
+#endif
+
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
 
 /* Block: PB pixels x VB vectors of accumulators. 5 x 3 = 15 needs the 32 vector registers
@@ -98,6 +110,7 @@ int affseg_stencil_rows(const float *coef, const float *xpad, float *out,
     if (opad != 0 && opad != k / 2) return -1;
     const size_t kk = (size_t)k * k;
     const size_t hp = (size_t)h + k - 1, wp = (size_t)w + k - 1;
+    FTZ_ENTER
     for (long t = t0; t < t1; t++) {
         const long b = t / h;
         const int y = (int)(t - b * h);
@@ -116,6 +129,7 @@ int affseg_stencil_rows(const float *coef, const float *xpad, float *out,
             for (; j0 < mp; j0 += 8) block(cb, xb, ob, w, k, mp, opad, y, x0, j0, 1, 1);
         }
     }
+    FTZ_LEAVE
     return 0;
 }
 

@@ -41,7 +41,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_stencil.c")
-FLAGS = ("-O3", "-march=native", "-ffast-math", "-shared", "-fPIC", "-std=gnu99")
+#: Compile flags; the link step (``-shared``) leaves out -ffast-math so that crtfastmath.o
+#: (which would switch the whole process to flush-to-zero) is not linked in.
+FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-std=gnu99")
+LINK_FLAGS = ("-shared", "-fPIC")
 #: OpenMP first; a compiler without it builds the serial kernel.
 THREAD_FLAGS = (("-fopenmp",), ())
 #: The kernel's constraints: odd k >= 5, channel count a multiple of 8.
@@ -91,7 +94,7 @@ def _build(cc: str) -> Path:
         b"\0".join(
             [
                 src,
-                " ".join(FLAGS).encode(),
+                " ".join(FLAGS + LINK_FLAGS).encode(),
                 cc.encode(),
                 _cpu_tag().encode(),
                 platform.machine().encode(),
@@ -107,12 +110,23 @@ def _build(cc: str) -> Path:
     try:
         for i, extra in enumerate(THREAD_FLAGS):
             try:
-                subprocess.run(
-                    [cc, *FLAGS, *extra, "-o", tmp, str(SOURCE)],
-                    check=True,
-                    capture_output=True,
-                    timeout=120,
-                )
+                obj = tmp + ".o"
+                try:
+                    subprocess.run(
+                        [cc, *FLAGS, *extra, "-c", "-o", obj, str(SOURCE)],
+                        check=True,
+                        capture_output=True,
+                        timeout=120,
+                    )
+                    subprocess.run(
+                        [cc, *LINK_FLAGS, *extra, "-o", tmp, obj],
+                        check=True,
+                        capture_output=True,
+                        timeout=120,
+                    )
+                finally:
+                    if os.path.exists(obj):
+                        os.unlink(obj)
                 break
             except subprocess.CalledProcessError:
                 if i == len(THREAD_FLAGS) - 1:
