@@ -36,8 +36,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="BSDS500 region benchmark of a method or of saved UCMs / label maps",
         description=__doc__.split("\n\n")[0],
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--method", choices=sorted(METHODS), help="segmentation method to run")
+    from affseg.methods.wsss import METHODS as SEMANTIC_METHODS
+
+    p.add_argument(
+        "--task",
+        choices=("region", "semantic"),
+        default="region",
+        help="region: BSDS500 region benchmark (default); semantic: MSRC-21 semantic "
+        "segmentation (mIoU, accuracies; --method wsss|cam|supervised)",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--method",
+        choices=sorted(METHODS) + list(SEMANTIC_METHODS),
+        help="segmentation method to run",
+    )
     src.add_argument(
         "--ucm",
         type=Path,
@@ -139,6 +152,16 @@ def _table(res: dict[str, Any], title: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; returns the exit code."""
+    if args.task == "semantic":
+        from affseg.cli.semantic import run_eval
+
+        return run_eval(args)
+    from affseg.methods.wsss import METHODS as SEMANTIC_METHODS
+
+    if args.method is None and args.ucm is None:
+        raise InputError("give --method NAME or --ucm DIR")
+    if args.method in SEMANTIC_METHODS:
+        raise InputError(f"--method {args.method} is a semantic method: add --task semantic")
     if getattr(args, "stability", None) is not None:
         from affseg.methods.stability import run_stability_cli
 

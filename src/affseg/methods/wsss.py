@@ -310,9 +310,16 @@ def semantic(
     """
     from affseg.data.io import as_rgb
 
+    from affseg.models.spec_diff_net import snap_size
+
     rgb = as_rgb(image)
-    if rgb.shape[0] < 16 or rgb.shape[1] < 16:
-        raise InputError(f"image must be at least 16 x 16 pixels; got {rgb.shape[:2]}")
+    hs, ws = snap_size(*rgb.shape[:2])
+    n_eig = int(pinned_ndd().config.get("n_eig", 50))
+    if (hs // 8) * (ws // 8) < n_eig:
+        raise InputError(
+            f"image of {rgb.shape[0]} x {rgb.shape[1]} pixels is too small: its 8-pixel "
+            f"feature grid needs at least {n_eig} nodes (e.g. 64 x 64 pixels at least)"
+        )
     if upsample not in ("fai", "bilinear"):
         raise InputError(f"upsample must be 'fai' or 'bilinear'; got {upsample!r}")
     seg = shipped_segmenter(method) if weights is None else build_seg(load_weights(weights))

@@ -249,6 +249,31 @@ def evaluate(
     return acc.compute()
 
 
+@torch.no_grad()
+def pseudo_label_score(
+    weak: torch.nn.Module, kind: str, items: list[dict[str, Any]], root: Any, split: str
+) -> dict[str, Any]:
+    """Quality of pseudo labels made on an evaluation split (with its image-level labels).
+
+    The grid scores of :func:`affseg.methods.wsss.class_scores`, restricted to the image's
+    classes, are brought to full resolution (feature-attentional interpolation) and their
+    argmax is scored against the split's ground truth (a diagnostic on val, never on train).
+    """
+    from affseg.data.msrc import load_ground_truth
+    from affseg.methods.wsss import class_scores, restrict, upsample_probs
+
+    acc = SemanticScore()
+    for it, s in zip(items, class_scores(weak, kind, items), strict=True):
+        lab = it["labels"].float()
+        s = restrict(s + 1e-6, lab) if kind == "cam" else restrict(s, lab)
+        grid = tuple(int(v) for v in it["grid"])
+        up = upsample_probs(s.t().reshape(-1, *grid), it)
+        acc.update(
+            (up.argmax(0) + 1).numpy(), load_ground_truth(root, split, it["id"], msrc21=True)
+        )
+    return acc.compute()
+
+
 class SemanticScore:
     """Dataset-level MSRC-21 scores of (H, W) predictions (ids 1..21) vs. GT (0 = void)."""
 
@@ -368,6 +393,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             from affseg.methods.wsss import pseudo_labels
 
             targets = pseudo_labels(weak, kind, items, args.ignore_below)
+            val_items = load_cache(cache, "val")
+            pq = pseudo_label_score(weak, kind, val_items, args.data, "val")
+            record["pseudo_val"] = {k: pq[k] for k in ("miou", "pixel_accuracy")}
+            log({"stage": "pseudo_val", **record["pseudo_val"]})
         torch.manual_seed(args.seed + 1)
         seg = SegHead(dim=args.dim, hidden=128, dropout=0.1)
         record["seg"] = run_stage(
