@@ -77,9 +77,10 @@ def _synthetic_items(n: int = 8, h: int = 4, w: int = 6) -> list[dict]:
         feats["head"][0, c] += 3.0  # the class shows in the head features
         lab = torch.zeros(21)
         lab[c] = 1
-        items.append({**{k: v[0].half() for k, v in feats.items()},
-                      "emb": torch.randn(h * w, 5, generator=g) * 0.3, "tau": 0.5,
-                      "grid": [h, w], "size": [8 * h, 8 * w], "labels": lab, "id": str(i)})  # fmt: skip
+        item = {k: v[0].half() for k, v in feats.items()}
+        item.update(emb=torch.randn(h * w, 5, generator=g) * 0.3, tau=0.5, grid=[h, w])
+        item.update(size=[8 * h, 8 * w], labels=lab, id=str(i))
+        items.append(item)
     return items
 
 

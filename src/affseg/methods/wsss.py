@@ -309,7 +309,6 @@ def semantic(
         :data:`affseg.data.msrc.MSRC21_CLASS_NAMES` (0 is never returned).
     """
     from affseg.data.io import as_rgb
-
     from affseg.models.spec_diff_net import snap_size
 
     rgb = as_rgb(image)
