@@ -25,6 +25,15 @@ from affseg.models.wsss_net import (
 LEVELS = {"f8": 40, "f16": 112, "f32": 320, "head": 1280}
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one torch thread is fastest (and kind to a shared machine)."""
+    from affseg.runtime import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
 def _feats(b: int, h: int, w: int, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     sizes = {"f8": (h, w), "f16": (-(-h // 2), -(-w // 2)), "f32": (-(-h // 4), -(-w // 4))}
@@ -49,7 +58,7 @@ def test_rfp_equals_dense_definition() -> None:
 
 
 def test_pcwap_weights_sum_to_one_per_class() -> None:
-    net = WSSSNet()
+    net = WSSSNet(dim=16)
     out = net(_feats(2, 4, 6), torch.randn(2, 24, 5) * 0.3, torch.tensor([0.5, 0.5]))
     w = out["weights"]
     assert w.shape == (2, 24, 21)
@@ -122,11 +131,11 @@ def test_losses_and_heads_shapes() -> None:
     f = _feats(2, 4, 6)
     y = torch.zeros(2, 21)
     y[:, 0] = 1
-    for net in (WSSSNet(use_rfp=False), WSSSNet(share=False)):
+    for net in (WSSSNet(dim=16, use_rfp=False), WSSSNet(dim=16, share=False)):
         total, cls, mil = wsss_loss(net(f, torch.randn(2, 24, 5), 0.5), y)
         assert torch.isfinite(total) and float(total) == pytest.approx(float(cls + mil))
-    assert CAMNet()(f, (4, 6))["cam"].shape == (2, 24, 21)
-    assert SegHead(hidden=16)(f, (4, 6)).shape == (2, 21, 4, 6)
+    assert CAMNet(dim=16)(f, (4, 6))["cam"].shape == (2, 24, 21)
+    assert SegHead(dim=16, hidden=16)(f, (4, 6)).shape == (2, 21, 4, 6)
 
 
 def test_weak_paths_never_read_pixel_labels(tmp_path: Path, monkeypatch) -> None:
@@ -225,3 +234,17 @@ def test_semantic_cli_writes_class_maps(tmp_path: Path, capsys) -> None:
     assert "nothing to label" in _error_line(capsys, ["semantic", "--out", str(out)])
     with pytest.raises(SystemExit):
         main(["semantic", str(src), "--out", str(out), "--method", "bogus"])
+
+
+def test_network_rfp_is_pooled_features_times_classifier() -> None:
+    """PRED after RFP equals softmax(F_M H + b) with F_M = diag(M 1)^-1 M F, densely."""
+    net = WSSSNet(dim=8).double()
+    feats = {k: v.double() for k, v in _feats(1, 4, 6).items()}
+    emb = torch.randn(1, 24, 5, dtype=torch.float64) * 0.5
+    out = net(feats, emb, 0.7)
+    f = net.adapter(feats, (4, 6)).flatten(2).transpose(1, 2)[0].detach().numpy()
+    e = emb[0].numpy()
+    m = (np.exp(-0.7 * ((e[:, None] - e[None]) ** 2).sum(-1)) > 0.5).astype(float)
+    fm = np.diag(1.0 / m.sum(1)) @ m @ f
+    logits = fm @ net.pred.weight.detach().numpy().T + net.pred.bias.detach().numpy()
+    np.testing.assert_allclose(out["logits"][0].detach().numpy(), logits, atol=1e-9)

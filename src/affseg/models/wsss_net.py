@@ -14,7 +14,7 @@ frozen EfficientNet-Lite0 and the K_D of the fixed spec-diff-net (Fig. 5):
   ``rfp=False`` is the ablation "w/o RFP" (F_M = F), ``share=False`` "w/o sharing".
 - :class:`CAMNet`: the GAP baseline (Zhou et al. 2016), class activation maps F H.
 - :class:`SegHead`: the segmenter trained on pseudo labels (or on true pixel labels for
-  the fully supervised reference): conv3x3-ReLU-conv3x3-ReLU-conv1x1 on F.
+  the fully supervised reference): conv3x3-ReLU-conv1x1-ReLU-conv1x1 on F.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class FeatureAdapter(nn.Module):
         """Fused features (B, dim, h, w) from ``feats[name]`` (B, C, h_s, w_s)."""
         out = 0.0
         for name, proj in self.proj.items():
-            y = proj(self.dropout(feats[name].float()))
+            y = proj(self.dropout(feats[name].to(proj.weight.dtype)))
             if tuple(y.shape[-2:]) != tuple(grid):
                 y = F.interpolate(y, size=tuple(grid), mode="bilinear", align_corners=False)
             out = out + y
@@ -148,7 +148,11 @@ class WSSSNet(nn.Module):
         self.mu = float(mu)
 
     def forward(
-        self, feats: dict[str, Tensor], emb: Tensor, tau: Tensor | float
+        self,
+        feats: dict[str, Tensor],
+        emb: Tensor,
+        tau: Tensor | float,
+        mask: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Scores of a batch of images with one grid size.
 
@@ -159,6 +163,8 @@ class WSSSNet(nn.Module):
         emb : Tensor, shape (B, N, Ne)
             Diffusion embedding on the (h, w) grid.
         tau : float or Tensor (B,)
+        mask : Tensor, shape (B, N, N), optional
+            Precomputed :func:`region_mask` of these images (at this net's ``mu``).
 
         Returns
         -------
@@ -170,15 +176,22 @@ class WSSSNet(nn.Module):
         n = emb.shape[1]
         h = feats["f8"].shape[-2]
         grid = (h, n // h)
-        f = self.adapter(feats, grid).flatten(2).transpose(1, 2)  # (B, N, d)
-        fm = rfp(f, region_mask(diffusion_kernel(emb, tau), self.mu)) if self.use_rfp else f
-        logits = self.pred(fm)
+        f = self.adapter(feats, grid).flatten(2).transpose(1, 2)  # F (B, N, d)
+        scores = self.pred(f)  # F H + 1 b^T  (B, N, C)
+        if self.use_rfp:
+            # F_M H + 1 b^T = diag(M 1)^-1 M (F H + 1 b^T): the rows of diag(M 1)^-1 M sum
+            # to one, so pooling the class scores is RFP exactly, at C instead of d columns
+            if mask is None:
+                mask = region_mask(diffusion_kernel(emb, tau), self.mu)
+            logits = rfp(scores, mask.to(scores.dtype))
+        else:
+            logits = scores
         p_sg = logits.softmax(-1)
         theta = self.log_theta.exp()
         weights = (p_sg / theta).softmax(1)  # spatial softmax per class
-        f_gl = weights.transpose(1, 2) @ f  # (B, C, d)
-        clas = self.pred if self.clas is None else self.clas
-        p_cl = (f_gl * clas.weight[None]).sum(-1) + clas.bias
+        # CLAS: P_cl_c = H_c^T F_gl_c + b_c with F_gl_c = F^T w_c, i.e. sum_n w_nc (F H)_nc + b_c
+        clas = scores if self.clas is None else self.clas(f)
+        p_cl = (weights * clas).sum(1)
         return {"p_sg": p_sg, "logits": logits, "p_cl": p_cl, "weights": weights}
 
 
@@ -223,7 +236,7 @@ class CAMNet(nn.Module):
 
 
 class SegHead(nn.Module):
-    """Segmentation head on F: conv3x3-ReLU-conv3x3-ReLU-conv1x1 -> class logits on the grid."""
+    """Segmentation head on F: conv3x3-ReLU-conv1x1-ReLU-conv1x1 -> class logits on the grid."""
 
     def __init__(
         self,
@@ -245,7 +258,7 @@ class SegHead(nn.Module):
         self.net = nn.Sequential(
             nn.Conv2d(dim, hidden, 3, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, hidden, 3, padding=1),
+            nn.Conv2d(hidden, hidden, 1),
             nn.ReLU(inplace=True),
             nn.Conv2d(hidden, num_classes, 1),
         )

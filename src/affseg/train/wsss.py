@@ -55,10 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default="runs/wsss/cache", help="feature cache folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dim", type=int, default=256, help="width of the fused features F")
-    p.add_argument("--weak-steps", type=int, default=1500, help="steps of the weak network")
-    p.add_argument("--seg-steps", type=int, default=1500, help="steps of the segmenter")
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--dim", type=int, default=128, help="width of the fused features F")
+    p.add_argument("--weak-steps", type=int, default=600, help="steps of the weak network")
+    p.add_argument("--seg-steps", type=int, default=600, help="steps of the segmenter")
+    p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--dropout", type=float, default=0.3, help="input channel dropout")
@@ -72,7 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--limit", type=int, default=None, help="first N train images only")
     p.add_argument("--checkpoint-minutes", type=float, default=4.0)
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: fastest on a busy 2-core CPU)"
+    )
     p.add_argument("--ship", action="store_true", help="write the weights into affseg/weights/")
     p.add_argument("--no-progress", action="store_true")
 
@@ -89,9 +91,28 @@ class Pool:
         One (h, w) int64 label map per item (pseudo or true labels); 255 = ignore.
     """
 
-    def __init__(self, items: list[dict[str, Any]], targets: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        items: list[dict[str, Any]],
+        targets: list[Any] | None = None,
+        mu: float | None = None,
+    ) -> None:
+        from affseg.methods.wsss import FEATURE_LEVELS
+        from affseg.models.wsss_net import diffusion_kernel, region_mask
+
         self.items = items
         self.targets = targets
+        self.masks = None
+        for it in items:  # float32 once, not at every step
+            for k in FEATURE_LEVELS:
+                it[k] = it[k].float()
+        if mu is not None:  # RFP region masks M = [K_D > mu], fixed: computed once
+            self.masks = [
+                region_mask(diffusion_kernel(it["emb"][None].float(), float(it["tau"])), mu)[
+                    0
+                ].bool()
+                for it in items
+            ]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, it in enumerate(items):
             groups.setdefault(tuple(int(v) for v in it["grid"]), []).append(i)
@@ -117,6 +138,8 @@ def _batch(pool: Pool, idx: list[int]) -> dict[str, Any]:
         "tau": torch.tensor([float(it["tau"]) for it in its]),
         "labels": torch.stack([it["labels"] for it in its]).float(),
     }
+    if pool.masks is not None:
+        out["mask"] = torch.stack([pool.masks[i] for i in idx]).float()
     if pool.targets is not None:
         out["target"] = torch.stack([pool.targets[i] for i in idx]).long()
     return out
@@ -157,7 +180,7 @@ def weak_step(model: torch.nn.Module, method: str, b: dict[str, Any]) -> dict[st
         out = model(b["feats"], grid)
         loss = F.binary_cross_entropy_with_logits(out["p_cl"], y)
         return {"loss": loss, "cls": loss}
-    out = model(b["feats"], b["emb"], b["tau"])
+    out = model(b["feats"], b["emb"], b["tau"], b.get("mask"))
     total, cls, mil = wsss_loss(out, y)
     return {"loss": total, "cls": cls, "mil": mil}
 
@@ -385,8 +408,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         else:
             torch.manual_seed(args.seed)
             weak = weak_model(method, variant, args)
+            mu = args.mu if method == "wsss" and variant != "no-rfp" else None
             record["weak"] = run_stage(
-                "weak", weak, lambda m, b: weak_step(m, method, b), Pool(items),
+                "weak", weak, lambda m, b: weak_step(m, method, b), Pool(items, mu=mu),
                 args.weak_steps, args, ckpt, save, log,
             )  # fmt: skip
             kind = "cam" if method == "cam" else "wsss"
@@ -398,7 +422,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             record["pseudo_val"] = {k: pq[k] for k in ("miou", "pixel_accuracy")}
             log({"stage": "pseudo_val", **record["pseudo_val"]})
         torch.manual_seed(args.seed + 1)
-        seg = SegHead(dim=args.dim, hidden=128, dropout=0.1)
+        seg = SegHead(dim=args.dim, hidden=args.dim, dropout=0.1)
         record["seg"] = run_stage(
             "seg", seg, seg_step, Pool(items, targets), args.seg_steps, args, ckpt, save, log
         )
