@@ -150,7 +150,7 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 50) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
     prog = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * prog)))
+    return float(base * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * prog))))
 
 
 # ----------------------------------------------------------------------------- stages
@@ -402,9 +402,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             files = [build_pixel_labels(args.data, "train", cache, flip=f) for f in (False, True)]
             maps = [torch.load(f, weights_only=True) for f in files]
             n = len(items) // 2
-            targets = [maps[0][it["id"]] for it in items[:n]] + [
-                maps[1][it["id"]] for it in items[n:]
-            ]
+            gt = [maps[0][it["id"]] for it in items[:n]] + [maps[1][it["id"]] for it in items[n:]]
+            targets = [torch.where(t == 255, t, t - 1) for t in gt]  # ids 1..21 -> 0..20
         else:
             torch.manual_seed(args.seed)
             weak = weak_model(method, variant, args)
