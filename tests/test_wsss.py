@@ -248,3 +248,10 @@ def test_network_rfp_is_pooled_features_times_classifier() -> None:
     fm = np.diag(1.0 / m.sum(1)) @ m @ f
     logits = fm @ net.pred.weight.detach().numpy().T + net.pred.bias.detach().numpy()
     np.testing.assert_allclose(out["logits"][0].detach().numpy(), logits, atol=1e-9)
+
+
+def test_eval_semantic_refuses_bad_options(capsys) -> None:
+    msg = _error_line(capsys, ["eval", "--task", "semantic", "--method", "slic"])
+    assert "--task semantic takes --method" in msg
+    msg = _error_line(capsys, ["eval", "--method", "wsss"])
+    assert "add --task semantic" in msg

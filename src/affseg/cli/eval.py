@@ -89,6 +89,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "(each level one 'threshold'; needs the same level count per image)",
     )
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
+    p.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="--task semantic: weights of `affseg train wsss` instead of the shipped ones",
+    )
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "
                         "spread of Hungarian pixel accuracy over seeds")  # fmt: skip
@@ -162,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give --method NAME or --ucm DIR")
     if args.method in SEMANTIC_METHODS:
         raise InputError(f"--method {args.method} is a semantic method: add --task semantic")
+    if args.weights is not None:
+        raise InputError("--weights applies to --task semantic")
     if getattr(args, "stability", None) is not None:
         from affseg.methods.stability import run_stability_cli
 

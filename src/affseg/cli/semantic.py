@@ -127,6 +127,8 @@ def run_eval(args: argparse.Namespace) -> int:
         raise InputError(f"--task semantic takes --method {'|'.join(METHODS)}; got {method!r}")
     if args.ucm is not None:
         raise InputError("--ucm applies to the region benchmark, not to --task semantic")
+    if args.set:
+        raise InputError("--set applies to the region benchmark, not to --task semantic")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
     ids = list_split(args.data, args.split)
@@ -136,7 +138,7 @@ def run_eval(args: argparse.Namespace) -> int:
     for image_id in tqdm(ids, desc=f"eval {method}", unit="image", disable=None):
         image = load_image(args.data, args.split, image_id)
         t0 = time.perf_counter()
-        pred = semantic(image, method)
+        pred = semantic(image, method, weights=args.weights)
         seconds += time.perf_counter() - t0
         score.update(pred, load_ground_truth(args.data, args.split, image_id, msrc21=True))
     res = score.compute()
@@ -144,6 +146,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "task": "semantic",
         "dataset": "MSRC-21",
         "method": method,
+        "weights": str(args.weights) if args.weights else "shipped",
         "split": args.split,
         "images": len(ids),
         "seconds_per_image": seconds / max(1, len(ids)),
