@@ -132,7 +132,8 @@ def test_losses_and_heads_shapes() -> None:
     y = torch.zeros(2, 21)
     y[:, 0] = 1
     for net in (WSSSNet(dim=16, use_rfp=False), WSSSNet(dim=16, share=False)):
-        total, cls, mil = wsss_loss(net(f, torch.randn(2, 24, 5), 0.5), y)
+        with torch.no_grad():
+            total, cls, mil = wsss_loss(net(f, torch.randn(2, 24, 5), 0.5), y)
         assert torch.isfinite(total) and float(total) == pytest.approx(float(cls + mil))
     assert CAMNet(dim=16)(f, (4, 6))["cam"].shape == (2, 24, 21)
     assert SegHead(dim=16, hidden=16)(f, (4, 6)).shape == (2, 21, 4, 6)
@@ -255,3 +256,36 @@ def test_eval_semantic_refuses_bad_options(capsys) -> None:
     assert "--task semantic takes --method" in msg
     msg = _error_line(capsys, ["eval", "--method", "wsss"])
     assert "add --task semantic" in msg
+
+
+def test_weights_pinned_to_their_spec_diff_net(tmp_path: Path, monkeypatch) -> None:
+    import affseg.methods.wsss as mw
+    from affseg.errors import AffsegError
+
+    blob = {"format": 1, "ndd_sha256": "0" * 64, "seg": {}}
+    path = tmp_path / "w.pt"
+    torch.save(blob, path)
+    with pytest.raises(AffsegError, match="another spec-diff-net"):
+        mw.load_weights(path)
+    monkeypatch.setattr(mw, "NDD_SHA256", "1" * 64)
+    mw.pinned_ndd.cache_clear()
+    try:
+        with pytest.raises(AffsegError, match="sha256 differs"):
+            mw.pinned_ndd()
+    finally:
+        mw.pinned_ndd.cache_clear()
+
+
+@pytest.mark.slow
+def test_eval_semantic_on_val(msrc_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "r.json"
+    root = str(msrc_dir.parent)
+    argv = ["eval", "--task", "semantic", "--data", root, "--limit", "3", "--json", str(out)]
+    assert main(argv) == 0
+    res = json.loads(out.read_text())
+    assert res["images"] == 3 and 0.0 <= res["miou"] <= 1.0
+    assert set(res["per_class"]) == set(
+        __import__("affseg.data.msrc").data.msrc.MSRC21_CLASS_NAMES[1:]
+    )
