@@ -107,14 +107,14 @@ def _args(**kw) -> argparse.Namespace:
 
 @pytest.mark.parametrize("method", ["wsss", "cam"])
 def test_few_steps_lower_the_loss(method: str) -> None:
-    from affseg.train.wsss import Pool, weak_model, weak_step
+    from affseg.train.wsss import Pool, _batch, weak_model, weak_step
 
     torch.manual_seed(0)
     items = _synthetic_items()
     args = _args(dim=32, dropout=0.0)
     model = weak_model(method, "full", args)
     pool = Pool(items)
-    batch = __import__("affseg.train.wsss", fromlist=["_batch"])._batch(pool, list(range(8)))
+    batch = _batch(pool, list(range(8)))
     with torch.no_grad():
         before = float(weak_step(model, method, batch)["loss"])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)

@@ -233,7 +233,9 @@ def pseudo_labels(
 
 
 @torch.no_grad()
-def segment_item(seg: Any, item: dict[str, Any], ndd: Any | None = None, mode: str = "fai"):
+def segment_item(
+    seg: Any, item: dict[str, Any], ndd: Any | None = None, mode: str = "fai"
+) -> np.ndarray:
     """(H, W) uint8 MSRC-21 ids (1..21) of a cached / extracted item with a :class:`SegHead`."""
     seg.eval()
     logits = seg(batch_feats([item]), tuple(int(v) for v in item["grid"]))[0]
@@ -322,8 +324,4 @@ def semantic(
     if upsample not in ("fai", "bilinear"):
         raise InputError(f"upsample must be 'fai' or 'bilinear'; got {upsample!r}")
     seg = shipped_segmenter(method) if weights is None else build_seg(load_weights(weights))
-    from affseg.runtime import torch_threads
-
-    with torch_threads(None):
-        item = extract(rgb)
-        return segment_item(seg, item, mode=upsample)
+    return segment_item(seg, extract(rgb), mode=upsample)
