@@ -99,6 +99,12 @@ def semantic(image: np.ndarray, method: str = "wsss", **options: Any) -> np.ndar
     -------
     ndarray, shape (H, W), uint8
         Class ids 1..21 in the order of :data:`affseg.data.msrc.MSRC21_CLASS_NAMES`.
+
+    Examples
+    --------
+    >>> import numpy as np, affseg
+    >>> affseg.semantic(np.zeros((213, 320, 3), np.uint8)).dtype   # doctest: +SKIP
+    dtype('uint8')
     """
     from affseg.methods.wsss import semantic as _semantic
 

@@ -27,7 +27,14 @@ from affseg.errors import InputError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``affseg semantic``."""
+    """Register ``affseg semantic``.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_parser(p.add_subparsers())
+    ArgumentParser(prog='... semantic', ...)
+    """
     from affseg.methods.wsss import DEFAULT_METHOD, METHODS
 
     p = subparsers.add_parser(
@@ -61,6 +68,11 @@ def legend_overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.55) 
     Returns
     -------
     ndarray, shape (H', W + legend width, 3), uint8
+
+    Examples
+    --------
+    >>> legend_overlay(np.zeros((20, 30, 3), np.uint8), np.ones((20, 30), np.uint8)).shape
+    (24, 140, 3)
     """
     from PIL import Image, ImageDraw
 
@@ -83,7 +95,14 @@ def legend_overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.55) 
 
 
 def run(args: argparse.Namespace) -> int:
-    """Label every input; returns the exit code."""
+    """Label every input; returns the exit code.
+
+    Examples
+    --------
+    >>> from affseg.cli import main
+    >>> main(["semantic", "photo.jpg", "--out", "sem"])   # doctest: +SKIP
+    0
+    """
     from tqdm import tqdm
 
     from affseg.data.io import list_images, read_image, write_png
@@ -114,7 +133,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """``affseg eval --task semantic``: MSRC-21 scores of a semantic method on a split."""
+    """``affseg eval --task semantic``: MSRC-21 scores of a semantic method on a split.
+
+    Examples
+    --------
+    >>> from affseg.cli import main
+    >>> main(["eval", "--task", "semantic", "--split", "val"])   # doctest: +SKIP
+    0
+    """
     from tqdm import tqdm
 
     from affseg.data.io import write_json

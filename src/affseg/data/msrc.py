@@ -266,7 +266,13 @@ class MSRC:
 
 
 def label_vector(label_ids: list[int], num_classes: int = NUM_CLASSES_21) -> np.ndarray:
-    """Multi-hot vector (num_classes,) float32 of 1-based class ids (entry c-1 for id c)."""
+    """Multi-hot vector (num_classes,) float32 of 1-based class ids (entry c-1 for id c).
+
+    Examples
+    --------
+    >>> label_vector([1, 3], num_classes=4)
+    array([1., 0., 1., 0.], dtype=float32)
+    """
     v = np.zeros(num_classes, dtype=np.float32)
     for c in label_ids:
         if not 1 <= int(c) <= num_classes:
@@ -283,6 +289,12 @@ def weak_items(
     The MSRC-21 image-level label vector (multi-hot over the 21 classes) is the only
     annotation yielded: the ground-truth map is read to find which classes are present and
     then dropped, so nothing downstream can see a pixel label.
+
+    Examples
+    --------
+    >>> image_id, image, labels = next(weak_items(None, "val"))   # doctest: +SKIP
+    >>> labels.shape                                              # doctest: +SKIP
+    (21,)
     """
     ids = list_split(root, split)
     if limit is not None:

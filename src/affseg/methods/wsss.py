@@ -53,12 +53,24 @@ FEATURE_LEVELS: dict[str, int] = {"f8": 40, "f16": 112, "f32": 320, "head": 1280
 
 
 def weights_dir() -> Path:
-    """``affseg/weights/`` of the installed package."""
+    """``affseg/weights/`` of the installed package.
+
+    Examples
+    --------
+    >>> weights_dir().name
+    'weights'
+    """
     return Path(__file__).resolve().parents[1] / "weights"
 
 
 def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file."""
+    """Hex sha256 of a file.
+
+    Examples
+    --------
+    >>> len(sha256_of(weights_dir() / NDD_WEIGHTS))
+    64
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -74,6 +86,12 @@ def pinned_ndd(check: bool = True) -> Any:
     ------
     AffsegError
         The file is missing or its sha256 differs from :data:`NDD_SHA256`.
+
+    Examples
+    --------
+    >>> net = pinned_ndd()                      # doctest: +SKIP
+    >>> net.config["n_eig"]                      # doctest: +SKIP
+    50
     """
     from affseg.models.spec_diff_net import load_pretrained
 
@@ -114,6 +132,13 @@ def extract(image: np.ndarray, ndd: Any | None = None, flip: bool = False) -> di
         ``emb``: float32 (N, Ne) diffusion embedding on the (h, w) grid (N = h w);
         ``tau``: float; ``grid``: (h, w); ``size``: (H, W);
         ``f2, f4``: float16 guides for the interpolation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = extract(np.zeros((213, 320, 3), np.uint8))   # doctest: +SKIP
+    >>> r["grid"], tuple(r["emb"].shape)                  # doctest: +SKIP
+    ((26, 40), (1040, 50))
     """
     from affseg.models.spec_diff_net import snap_size
 
@@ -153,7 +178,15 @@ def extract(image: np.ndarray, ndd: Any | None = None, flip: bool = False) -> di
 
 # ----------------------------------------------------------------------------- helpers
 def batch_feats(items: list[dict[str, Any]]) -> dict[str, Tensor]:
-    """Stack the feature levels of items with one grid size: name -> (B, C, h_s, w_s)."""
+    """Stack the feature levels of items with one grid size: name -> (B, C, h_s, w_s).
+
+    Examples
+    --------
+    >>> import torch
+    >>> it = {k: torch.zeros(c, 2, 2) for k, c in FEATURE_LEVELS.items()}
+    >>> batch_feats([it, it])["head"].shape
+    torch.Size([2, 1280, 2, 2])
+    """
     return {k: torch.stack([it[k] for it in items]).float() for k in FEATURE_LEVELS}
 
 
@@ -165,6 +198,13 @@ def upsample_probs(
     ``mode="fai"``: the spec-diff-net's feature-attentional interpolation guided by the
     item's ``f2, f4`` backbone maps (stride 8 -> 4 -> 2), then bilinear; ``"bilinear"``:
     a plain bilinear resize.
+
+    Examples
+    --------
+    >>> import torch
+    >>> item = {"size": [16, 24]}                        # no guides: bilinear
+    >>> upsample_probs(torch.rand(3, 2, 3), item).shape
+    torch.Size([3, 16, 24])
     """
     size = tuple(int(v) for v in item["size"])
     if mode == "bilinear" or "f2" not in item:
@@ -184,7 +224,14 @@ def upsample_probs(
 
 
 def restrict(probs: Tensor, labels: Tensor) -> Tensor:
-    """Keep only the classes present (labels (C,) in {0, 1}) of probs (N, C); renormalise."""
+    """Keep only the classes present (labels (C,) in {0, 1}) of probs (N, C); renormalise.
+
+    Examples
+    --------
+    >>> import torch
+    >>> restrict(torch.tensor([[0.5, 0.3, 0.2]]), torch.tensor([1.0, 0.0, 1.0]))
+    tensor([[0.7143, 0.0000, 0.2857]])
+    """
     p = probs * labels[None]
     return p / p.sum(-1, keepdim=True).clamp_min(1e-12)
 
@@ -194,6 +241,15 @@ def class_scores(model: Any, kind: str, items: list[dict[str, Any]]) -> list[Ten
     """Per-node class scores (N, C) of a weakly supervised net for each item.
 
     ``kind="wsss"``: P_sg; ``kind="cam"``: ReLU(CAM) of each class divided by its maximum.
+
+    Examples
+    --------
+    >>> from affseg.models.wsss_net import CAMNet
+    >>> import torch
+    >>> it = {"f8": torch.rand(40, 2, 3), "f16": torch.rand(112, 1, 2),
+    ...       "f32": torch.rand(320, 1, 1), "head": torch.rand(1280, 1, 1), "grid": [2, 3]}
+    >>> class_scores(CAMNet(dim=8), "cam", [it])[0].shape
+    torch.Size([6, 21])
     """
     model.eval()
     res = []
@@ -215,6 +271,17 @@ def pseudo_labels(
     Only each item's image-level ``labels`` and its cached features are used: the argmax of
     the scores of :func:`class_scores` over the classes present in the image. Nodes whose
     renormalised top score is below ``ignore_below`` are ignored (255).
+
+    Examples
+    --------
+    >>> from affseg.models.wsss_net import CAMNet
+    >>> import torch
+    >>> it = {"f8": torch.rand(40, 2, 3), "f16": torch.rand(112, 1, 2),
+    ...       "f32": torch.rand(320, 1, 1), "head": torch.rand(1280, 1, 1), "grid": [2, 3],
+    ...       "labels": torch.eye(21)[4]}
+    >>> pseudo_labels(CAMNet(dim=8), "cam", [it])[0]
+    tensor([[4, 4, 4],
+            [4, 4, 4]])
     """
     out = []
     for it, s in zip(items, class_scores(model, kind, items), strict=True):
@@ -236,7 +303,19 @@ def pseudo_labels(
 def segment_item(
     seg: Any, item: dict[str, Any], ndd: Any | None = None, mode: str = "fai"
 ) -> np.ndarray:
-    """(H, W) uint8 MSRC-21 ids (1..21) of a cached / extracted item with a :class:`SegHead`."""
+    """(H, W) uint8 MSRC-21 ids (1..21) of a cached / extracted item with a :class:`SegHead`.
+
+    Examples
+    --------
+    >>> from affseg.models.wsss_net import SegHead
+    >>> import torch
+    >>> it = {"f8": torch.rand(40, 2, 3), "f16": torch.rand(112, 1, 2),
+    ...       "f32": torch.rand(320, 1, 1), "head": torch.rand(1280, 1, 1), "grid": [2, 3],
+    ...       "size": [16, 24]}
+    >>> ids = segment_item(SegHead(dim=8, hidden=8), it)
+    >>> ids.shape, ids.dtype, 1 <= int(ids.min()) and int(ids.max()) <= 21
+    ((16, 24), dtype('uint8'), True)
+    """
     seg.eval()
     logits = seg(batch_feats([item]), tuple(int(v) for v in item["grid"]))[0]
     probs = upsample_probs(logits.softmax(0), item, ndd, mode)
@@ -245,7 +324,13 @@ def segment_item(
 
 # ----------------------------------------------------------------------------- shipped
 def load_weights(path: str | Path, check_ndd: bool = True) -> dict[str, Any]:
-    """A weights file of ``affseg train wsss`` (checks the spec-diff-net it was made on)."""
+    """A weights file of ``affseg train wsss`` (checks the spec-diff-net it was made on).
+
+    Examples
+    --------
+    >>> load_weights(METHODS["wsss"])["method"]   # doctest: +SKIP
+    'wsss'
+    """
     p = Path(path)
     if not p.is_file() and p.parent == Path(".") and (weights_dir() / p.name).is_file():
         p = weights_dir() / p.name
@@ -267,7 +352,12 @@ def load_weights(path: str | Path, check_ndd: bool = True) -> dict[str, Any]:
 
 
 def build_seg(blob: dict[str, Any]) -> Any:
-    """The :class:`SegHead` of a weights blob, eval mode."""
+    """The :class:`SegHead` of a weights blob, eval mode.
+
+    Examples
+    --------
+    >>> seg = build_seg(load_weights(METHODS["cam"]))   # doctest: +SKIP
+    """
     from affseg.models.wsss_net import SegHead
 
     seg = SegHead(**blob["seg"]["config"])
@@ -277,7 +367,12 @@ def build_seg(blob: dict[str, Any]) -> Any:
 
 @functools.lru_cache(maxsize=4)
 def shipped_segmenter(method: str = DEFAULT_METHOD) -> Any:
-    """The shipped :class:`SegHead` of a method (loaded once, cached)."""
+    """The shipped :class:`SegHead` of a method (loaded once, cached).
+
+    Examples
+    --------
+    >>> seg = shipped_segmenter("wsss")            # doctest: +SKIP
+    """
     if method not in METHODS:
         raise InputError(f"unknown semantic method {method!r}; choose one of: {', '.join(METHODS)}")
     return build_seg(load_weights(weights_dir() / METHODS[method]))
@@ -309,6 +404,12 @@ def semantic(
     ndarray, shape (H, W), uint8
         Class ids 1..21 in the order of
         :data:`affseg.data.msrc.MSRC21_CLASS_NAMES` (0 is never returned).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> semantic(np.zeros((213, 320, 3), np.uint8)).shape   # doctest: +SKIP
+    (213, 320)
     """
     from affseg.data.io import as_rgb
     from affseg.models.spec_diff_net import snap_size

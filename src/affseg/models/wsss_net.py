@@ -44,6 +44,13 @@ class FeatureAdapter(nn.Module):
         Output channels.
     dropout : float
         Channel dropout on the inputs while training.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = FeatureAdapter({"f8": 4, "head": 6}, dim=8)
+    >>> a({"f8": torch.rand(1, 4, 6, 8), "head": torch.rand(1, 6, 2, 2)}, (6, 8)).shape
+    torch.Size([1, 8, 6, 8])
     """
 
     def __init__(
@@ -67,7 +74,15 @@ class FeatureAdapter(nn.Module):
 
 
 def diffusion_kernel(emb: Tensor, tau: Tensor | float) -> Tensor:
-    """K_D = exp(-tau D_t) (B, N, N) from a diffusion embedding (B, N, Ne)."""
+    """K_D = exp(-tau D_t) (B, N, N) from a diffusion embedding (B, N, Ne).
+
+    Examples
+    --------
+    >>> import torch
+    >>> k = diffusion_kernel(torch.zeros(1, 3, 2), 1.0)
+    >>> k.shape, float(k[0, 0, 1])
+    (torch.Size([1, 3, 3]), 1.0)
+    """
     sq = (emb * emb).sum(-1)
     d = (sq[:, :, None] + sq[:, None, :] - 2.0 * emb @ emb.transpose(1, 2)).clamp_min(0.0)
     t = torch.as_tensor(tau, dtype=emb.dtype, device=emb.device).reshape(-1, 1, 1)
@@ -75,7 +90,15 @@ def diffusion_kernel(emb: Tensor, tau: Tensor | float) -> Tensor:
 
 
 def region_mask(kernel: Tensor, mu: float = 0.5) -> Tensor:
-    """M = [K_D > mu] as float (B, N, N); the diagonal is forced to 1 (K_D(i, i) = 1)."""
+    """M = [K_D > mu] as float (B, N, N); the diagonal is forced to 1 (K_D(i, i) = 1).
+
+    Examples
+    --------
+    >>> import torch
+    >>> region_mask(torch.tensor([[[1.0, 0.7], [0.2, 1.0]]]), 0.5)
+    tensor([[[1., 1.],
+             [0., 1.]]])
+    """
     m = (kernel > mu).to(kernel.dtype)
     eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
     return torch.maximum(m, eye)
@@ -93,6 +116,14 @@ def rfp(features: Tensor, mask: Tensor) -> Tensor:
     Returns
     -------
     Tensor, shape (B, N, d)
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]])
+    >>> rfp(torch.tensor([[[2.0], [4.0]]]), m)
+    tensor([[[3.],
+             [4.]]])
     """
     return (mask @ features) / mask.sum(-1, keepdim=True).clamp_min(1.0)
 
@@ -116,6 +147,14 @@ class WSSSNet(nn.Module):
     dropout : float
     mu : float
         RFP threshold (fixed, not learned).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = WSSSNet(num_classes=3, dim=8, levels={"f8": 4})
+    >>> out = net({"f8": torch.rand(2, 4, 3, 5)}, torch.rand(2, 15, 6), 0.5)
+    >>> out["p_sg"].shape, out["p_cl"].shape
+    (torch.Size([2, 15, 3]), torch.Size([2, 3]))
     """
 
     def __init__(
@@ -196,20 +235,46 @@ class WSSSNet(nn.Module):
 
 
 def mil_loss(p_sg: Tensor, labels: Tensor) -> Tensor:
-    """BCE(max_spatial P_sg, y): P_sg (B, N, C) probabilities, y (B, C) in {0, 1}."""
+    """BCE(max_spatial P_sg, y): P_sg (B, N, C) probabilities, y (B, C) in {0, 1}.
+
+    Examples
+    --------
+    >>> import torch
+    >>> p = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    >>> float(mil_loss(p, torch.tensor([[1.0, 0.0]]))) < 1e-5
+    True
+    """
     pmax = p_sg.amax(1).clamp(1e-6, 1 - 1e-6)
     return F.binary_cross_entropy(pmax, labels)
 
 
 def wsss_loss(out: dict[str, Tensor], labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Eq. 12: BCE(P_cl, y) + BCE(max P_sg, y); returns (total, class term, MIL term)."""
+    """Eq. 12: BCE(P_cl, y) + BCE(max P_sg, y); returns (total, class term, MIL term).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = WSSSNet(num_classes=2, dim=4, levels={"f8": 3})
+    >>> out = net({"f8": torch.rand(1, 3, 2, 4)}, torch.rand(1, 8, 5), 0.5)
+    >>> total, cls, mil = wsss_loss(out, torch.tensor([[1.0, 0.0]]))
+    >>> bool(torch.isclose(total, cls + mil))
+    True
+    """
     cls = F.binary_cross_entropy_with_logits(out["p_cl"], labels)
     mil = mil_loss(out["p_sg"], labels)
     return cls + mil, cls, mil
 
 
 class CAMNet(nn.Module):
-    """GAP classifier on F; its class activation maps are F H (Zhou et al. 2016)."""
+    """GAP classifier on F; its class activation maps are F H (Zhou et al. 2016).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = CAMNet(num_classes=3, dim=8, levels={"f8": 4})
+    >>> net({"f8": torch.rand(1, 4, 3, 5)}, (3, 5))["cam"].shape
+    torch.Size([1, 15, 3])
+    """
 
     def __init__(
         self,
@@ -236,7 +301,15 @@ class CAMNet(nn.Module):
 
 
 class SegHead(nn.Module):
-    """Segmentation head on F: conv3x3-ReLU-conv1x1-ReLU-conv1x1 -> class logits on the grid."""
+    """Segmentation head on F: conv3x3-ReLU-conv1x1-ReLU-conv1x1 -> class logits on the grid.
+
+    Examples
+    --------
+    >>> import torch
+    >>> head = SegHead(num_classes=3, dim=8, hidden=8, levels={"f8": 4})
+    >>> head({"f8": torch.rand(1, 4, 3, 5)}, (3, 5)).shape
+    torch.Size([1, 3, 3, 5])
+    """
 
     def __init__(
         self,

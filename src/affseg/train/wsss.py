@@ -42,7 +42,15 @@ _STAGE_SEEDS = {"weak": 1, "seg": 2}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``affseg train wsss``."""
+    """Options of ``affseg train wsss``.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_arguments(p)
+    >>> p.parse_args([]).mu
+    0.5
+    """
     p.add_argument("--method", choices=("wsss", "cam", "supervised"), default="wsss")
     p.add_argument(
         "--variant",
@@ -89,6 +97,15 @@ class Pool:
         Cache items (see :mod:`affseg.train.wsss_cache`).
     targets : list of Tensor, optional
         One (h, w) int64 label map per item (pseudo or true labels); 255 = ignore.
+
+    Examples
+    --------
+    >>> import torch
+    >>> items = [{"grid": [2, 3], "f8": torch.zeros(40, 2, 3), "f16": torch.zeros(112, 1, 2),
+    ...           "f32": torch.zeros(320, 1, 1), "head": torch.zeros(1280, 1, 1)}] * 3
+    >>> grid, idx = Pool(items).draw(np.random.default_rng(0), 2)
+    >>> grid, len(idx)
+    ((2, 3), 2)
     """
 
     def __init__(
@@ -146,7 +163,13 @@ def _batch(pool: Pool, idx: list[int]) -> dict[str, Any]:
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 50) -> float:
-    """Linear warm-up then cosine decay to 1 % of ``base``."""
+    """Linear warm-up then cosine decay to 1 % of ``base``.
+
+    Examples
+    --------
+    >>> cosine_lr(0, 100, 1.0, warmup=10), cosine_lr(100, 100, 1.0, warmup=10)
+    (0.1, 0.01)
+    """
     if step < warmup:
         return base * (step + 1) / warmup
     prog = min(1.0, (step - warmup) / max(1, total - warmup))
@@ -155,7 +178,14 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 50) -> float:
 
 # ----------------------------------------------------------------------------- stages
 def weak_model(method: str, variant: str, args: argparse.Namespace) -> torch.nn.Module:
-    """A fresh weakly supervised network for ``method`` (``wsss`` or ``cam``)."""
+    """A fresh weakly supervised network for ``method`` (``wsss`` or ``cam``).
+
+    Examples
+    --------
+    >>> ns = argparse.Namespace(dim=8, dropout=0.0, theta=0.1, mu=0.5)
+    >>> weak_model("wsss", "no-rfp", ns).use_rfp
+    False
+    """
     from affseg.models.wsss_net import CAMNet, WSSSNet
 
     if method == "cam":
@@ -171,7 +201,12 @@ def weak_model(method: str, variant: str, args: argparse.Namespace) -> torch.nn.
 
 
 def weak_step(model: torch.nn.Module, method: str, b: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Loss terms of one batch (only features and image-level labels are used)."""
+    """Loss terms of one batch (only features and image-level labels are used).
+
+    Examples
+    --------
+    >>> loss = weak_step(model, "wsss", batch)["loss"]   # doctest: +SKIP
+    """
     from affseg.models.wsss_net import wsss_loss
 
     y = b["labels"]
@@ -186,7 +221,12 @@ def weak_step(model: torch.nn.Module, method: str, b: dict[str, Any]) -> dict[st
 
 
 def seg_step(model: torch.nn.Module, b: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Cross-entropy of the segmenter on the grid targets of one batch."""
+    """Cross-entropy of the segmenter on the grid targets of one batch.
+
+    Examples
+    --------
+    >>> loss = seg_step(seg, batch)["loss"]   # doctest: +SKIP
+    """
     tgt = b["target"]
     logits = model(b["feats"], tuple(tgt.shape[-2:]))
     return {"loss": F.cross_entropy(logits, tgt, ignore_index=255)}
@@ -203,7 +243,12 @@ def run_stage(
     save: Any,
     log: Any,
 ) -> dict[str, Any]:
-    """Train ``model`` for ``steps`` (resuming from ``ckpt[name]`` when present)."""
+    """Train ``model`` for ``steps`` (resuming from ``ckpt[name]`` when present).
+
+    Examples
+    --------
+    >>> rec = run_stage("seg", seg, seg_step, pool, 600, args, {}, save, log)  # doctest: +SKIP
+    """
     from tqdm import tqdm
 
     optim = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -259,7 +304,13 @@ def evaluate(
     mode: str = "fai",
     predictions: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """mIoU / accuracies of a segmenter on cached items of an evaluation split."""
+    """mIoU / accuracies of a segmenter on cached items of an evaluation split.
+
+    Examples
+    --------
+    >>> evaluate(seg, load_cache("runs/wsss/cache", "val"), None, "val")["miou"]  # doctest: +SKIP
+    0.71...
+    """
     from affseg.data.msrc import load_ground_truth
     from affseg.methods.wsss import segment_item
 
@@ -281,6 +332,11 @@ def pseudo_label_score(
     The grid scores of :func:`affseg.methods.wsss.class_scores`, restricted to the image's
     classes, are brought to full resolution (feature-attentional interpolation) and their
     argmax is scored against the split's ground truth (a diagnostic on val, never on train).
+
+    Examples
+    --------
+    >>> pseudo_label_score(weak, "wsss", val_items, None, "val")["miou"]  # doctest: +SKIP
+    0.80...
     """
     from affseg.data.msrc import load_ground_truth
     from affseg.methods.wsss import class_scores, restrict, upsample_probs
@@ -298,7 +354,15 @@ def pseudo_label_score(
 
 
 class SemanticScore:
-    """Dataset-level MSRC-21 scores of (H, W) predictions (ids 1..21) vs. GT (0 = void)."""
+    """Dataset-level MSRC-21 scores of (H, W) predictions (ids 1..21) vs. GT (0 = void).
+
+    Examples
+    --------
+    >>> s = SemanticScore()
+    >>> s.update(np.array([[1, 2]]), np.array([[1, 0]]))
+    >>> s.compute()["pixel_accuracy"]
+    1.0
+    """
 
     def __init__(self) -> None:
         from affseg.data.msrc import NUM_CLASSES_21
@@ -331,7 +395,14 @@ class SemanticScore:
 
 # ----------------------------------------------------------------------------- main
 def load_train_items(cache: Path, limit: int | None) -> list[dict[str, Any]]:
-    """Train items and their mirrored copies (both from the cache)."""
+    """Train items and their mirrored copies (both from the cache).
+
+    Examples
+    --------
+    >>> items = load_train_items(Path("runs/wsss/cache"), None)   # doctest: +SKIP
+    >>> len(items)                                               # doctest: +SKIP
+    596
+    """
     from affseg.train.wsss_cache import load_cache
 
     items = load_cache(cache, "train")
@@ -342,7 +413,12 @@ def load_train_items(cache: Path, limit: int | None) -> list[dict[str, Any]]:
 
 
 def save_blob(path: Path, method: str, variant: str, weak: Any, seg: Any, record: dict) -> Path:
-    """Write a weights file (plain tensors and values; ``weights_only`` loadable)."""
+    """Write a weights file (plain tensors and values; ``weights_only`` loadable).
+
+    Examples
+    --------
+    >>> save_blob(Path("w.pt"), "cam", "full", weak, seg, {})   # doctest: +SKIP
+    """
     from affseg.methods.wsss import NDD_SHA256, NDD_WEIGHTS
     from affseg.models.spec_diff_net import _plain
 
@@ -361,7 +437,14 @@ def save_blob(path: Path, method: str, variant: str, weak: Any, seg: Any, record
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Run (or resume) one method's training; returns the record (also in OUT)."""
+    """Run (or resume) one method's training; returns the record (also in OUT).
+
+    Examples
+    --------
+    >>> rec = train(args)          # doctest: +SKIP
+    >>> rec["val"]["miou"]         # doctest: +SKIP
+    0.71...
+    """
     from affseg.models.wsss_net import SegHead
     from affseg.train.wsss_cache import build_cache, build_pixel_labels, load_cache
 
@@ -455,7 +538,13 @@ def _cli(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``affseg train wsss``."""
+    """Entry point of ``affseg train wsss``.
+
+    Examples
+    --------
+    >>> run(args)                  # doctest: +SKIP
+    0
+    """
     rec = train(args)
     v = rec["val"]
     print(

@@ -29,7 +29,13 @@ TENSOR_KEYS = ("f8", "f16", "f32", "head", "emb")
 
 
 def cache_file(cache: str | os.PathLike[str], split: str, flip: bool = False) -> Path:
-    """Path of one split's cache file."""
+    """Path of one split's cache file.
+
+    Examples
+    --------
+    >>> cache_file("cache", "train", flip=True).name
+    'train_flip.pt'
+    """
     return Path(cache) / f"{split}{'_flip' if flip else ''}.pt"
 
 
@@ -57,6 +63,11 @@ def build_cache(
     items : iterable, optional
         ``(id, image, label vector)`` triples to use instead of
         :func:`affseg.data.msrc.weak_items` (tests).
+
+    Examples
+    --------
+    >>> build_cache(None, "val", "runs/wsss/cache", guides=True)   # doctest: +SKIP
+    PosixPath('runs/wsss/cache/val.pt')
     """
     from tqdm import tqdm
 
@@ -97,7 +108,14 @@ def build_cache(
 
 
 def load_cache(cache: str | os.PathLike[str], split: str, flip: bool = False) -> list[dict]:
-    """The items of a cache file (see :func:`build_cache`)."""
+    """The items of a cache file (see :func:`build_cache`).
+
+    Examples
+    --------
+    >>> items = load_cache("runs/wsss/cache", "val")   # doctest: +SKIP
+    >>> items[0]["grid"]                               # doctest: +SKIP
+    [26, 40]
+    """
     blob = torch.load(cache_file(cache, split, flip), map_location="cpu", weights_only=True)
     return list(blob["items"])
 
@@ -108,6 +126,11 @@ def grid_majority(classes: np.ndarray, grid: tuple[int, int], min_frac: float = 
     The image is cut into h x w cells (the grid of the snapped size covers the whole image);
     a cell gets its most frequent non-void class when at least ``min_frac`` of its pixels
     are labelled, else 255 (ignored).
+
+    Examples
+    --------
+    >>> grid_majority(np.array([[1, 1, 0, 0], [1, 2, 0, 0]]), (1, 2))
+    array([[  1, 255]])
     """
     from affseg.data.msrc import NUM_CLASSES_21
 
@@ -137,6 +160,11 @@ def build_pixel_labels(
 
     Writes ``<cache>/<split>[_flip]_pixels.pt``: ``{id: int64 (h, w)}`` (255 = ignore),
     aligned with the items of :func:`build_cache`.
+
+    Examples
+    --------
+    >>> build_pixel_labels(None, "train", "runs/wsss/cache")   # doctest: +SKIP
+    PosixPath('runs/wsss/cache/train_pixels.pt')
     """
     from affseg.data.msrc import load_ground_truth
 
