@@ -4,6 +4,7 @@ Public entry points
 -------------------
 segment(image, ...)   -> label map (H, W) of the default (or a named) method
 hierarchy(image, ...) -> :class:`affseg.grouping.hierarchy.Hierarchy`, coarse-to-fine
+semantic(image, ...)  -> MSRC-21 class map (H, W), ids 1..21 (weakly supervised by default)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "InputError",
     "hierarchy",
     "segment",
+    "semantic",
 ]
 
 
@@ -109,3 +111,32 @@ def segment(
     affseg.errors.InputError: method 'slic' takes no option 'bogus'; its options: ...
     """
     return hierarchy(image, method, **options).labels(segments)
+
+
+def semantic(image: np.ndarray, method: str = "wsss", **options: Any) -> np.ndarray:
+    """Semantic segmentation of one RGB image into the 21 MSRC-21 classes.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    method : {"wsss", "cam", "supervised"}
+        ``wsss`` (default): trained from image-level labels only, guided by the neural
+        diffusion distance (seed 001 Sect. 7); ``cam``: the CAM baseline; ``supervised``:
+        the same segmenter trained on pixel labels (reference).
+    **options
+        ``weights`` (a file of ``affseg train wsss``), ``upsample`` ("fai" or "bilinear").
+
+    Returns
+    -------
+    ndarray, shape (H, W), uint8
+        Class ids 1..21 in the order of :data:`affseg.data.msrc.MSRC21_CLASS_NAMES`.
+
+    Examples
+    --------
+    >>> import numpy as np, affseg
+    >>> affseg.semantic(np.zeros((213, 320, 3), np.uint8)).dtype   # doctest: +SKIP
+    dtype('uint8')
+    """
+    from affseg.methods.wsss import semantic as _semantic
+
+    return _semantic(image, method, **options)

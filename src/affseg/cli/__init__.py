@@ -19,6 +19,7 @@ from affseg.errors import AffsegError
 #: Modules of ``affseg.cli`` that define subcommands, in the order ``--help`` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "segment",
+    "semantic",
     "eval",
     "train",
     "depth_sr",

@@ -43,8 +43,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="BSDS500 region benchmark of a method or of saved UCMs / label maps",
         description=__doc__.split("\n\n")[0],
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--method", choices=sorted(METHODS), help="segmentation method to run")
+    from affseg.methods.wsss import METHODS as SEMANTIC_METHODS
+
+    p.add_argument(
+        "--task",
+        choices=("region", "semantic"),
+        default="region",
+        help="region: BSDS500 region benchmark (default); semantic: MSRC-21 semantic "
+        "segmentation (mIoU, accuracies; --method wsss|cam|supervised)",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--method",
+        choices=sorted(METHODS) + list(SEMANTIC_METHODS),
+        help="segmentation method to run",
+    )
     src.add_argument(
         "--ucm",
         type=Path,
@@ -105,6 +118,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--compare", type=Path, nargs="+", default=[], metavar="JSON",
                    help="earlier --json results whose curves --plot draws too")  # fmt: skip
     add_engine_arguments(p)
+    p.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="--task semantic: weights of `affseg train wsss` instead of the shipped ones",
+    )
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "
                         "spread of Hungarian pixel accuracy over seeds")  # fmt: skip
@@ -175,6 +195,18 @@ def _table(res: dict[str, Any], title: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; returns the exit code (1 when some images failed)."""
+    if args.task == "semantic":
+        from affseg.cli.semantic import run_eval
+
+        return run_eval(args)
+    from affseg.methods.wsss import METHODS as SEMANTIC_METHODS
+
+    if args.method is None and args.ucm is None:
+        raise InputError("give --method NAME or --ucm DIR")
+    if args.method in SEMANTIC_METHODS:
+        raise InputError(f"--method {args.method} is a semantic method: add --task semantic")
+    if args.weights is not None:
+        raise InputError("--weights applies to --task semantic")
     from affseg.data.io import check_writable_file
 
     for path in (args.json, args.plot, args.pr_curve):

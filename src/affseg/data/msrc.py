@@ -292,3 +292,42 @@ class MSRC:
     def labels(self, image_id: str) -> list[int]:
         """Image-level label set of ``image_id`` (non-void class ids present)."""
         return image_labels(load_ground_truth(self.root, self.split, image_id, msrc21=self.msrc21))
+
+
+def label_vector(label_ids: list[int], num_classes: int = NUM_CLASSES_21) -> np.ndarray:
+    """Multi-hot vector (num_classes,) float32 of 1-based class ids (entry c-1 for id c).
+
+    Examples
+    --------
+    >>> label_vector([1, 3], num_classes=4)
+    array([1., 0., 1., 0.], dtype=float32)
+    """
+    v = np.zeros(num_classes, dtype=np.float32)
+    for c in label_ids:
+        if not 1 <= int(c) <= num_classes:
+            raise InputError(f"class id {c} outside 1..{num_classes}")
+        v[int(c) - 1] = 1.0
+    return v
+
+
+def weak_items(
+    root: str | os.PathLike[str] | None, split: str, limit: int | None = None
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Weak supervision view of a split: ``(id, image (H, W, 3) uint8, labels (21,))``.
+
+    The MSRC-21 image-level label vector (multi-hot over the 21 classes) is the only
+    annotation yielded: the ground-truth map is read to find which classes are present and
+    then dropped, so nothing downstream can see a pixel label.
+
+    Examples
+    --------
+    >>> image_id, image, labels = next(weak_items(None, "val"))   # doctest: +SKIP
+    >>> labels.shape                                              # doctest: +SKIP
+    (21,)
+    """
+    ids = list_split(root, split)
+    if limit is not None:
+        ids = ids[: max(int(limit), 0)]
+    for image_id in ids:
+        present = image_labels(load_ground_truth(root, split, image_id, msrc21=True))
+        yield image_id, load_image(root, split, image_id), label_vector(present)

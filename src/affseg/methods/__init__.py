@@ -11,7 +11,9 @@ felzenszwalb,   :mod:`affseg.methods.baselines`    classical baselines as hierar
 slic, ...
 ==============  =================================  ========================================
 
-Guided depth super-resolution (HAM) is :mod:`affseg.methods.depth_sr`. A method is a
+Guided depth super-resolution (HAM) is :mod:`affseg.methods.depth_sr`; semantic
+segmentation into the MSRC-21 classes (NDD-guided weak supervision, CAM, supervised) is
+:mod:`affseg.methods.wsss` (``affseg.semantic``). A method is a
 callable ``fn(image, *, seed=0, **options) -> Hierarchy`` taking a validated RGB image
 (H, W, 3) uint8; a flat method returns a one-level
 :class:`~affseg.grouping.hierarchy.Hierarchy`. Methods are named here as

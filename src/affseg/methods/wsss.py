@@ -1,0 +1,428 @@
+"""Weakly supervised semantic segmentation with the neural diffusion distance (seed 001 §7).
+
+Assembly of the pieces of :mod:`affseg.models.wsss_net` around the frozen networks:
+
+- :func:`extract` runs, once per image, the frozen EfficientNet-Lite0 (all its stages) and
+  the pinned spec-diff-net at the image's own working size (its size snapped to multiples
+  of 16, e.g. 208 x 320 for a 213 x 320 MSRC photo; stride-8 grid 26 x 40 = 1040 nodes).
+  It returns the semantic features (backbone levels at strides 8, 16, 32 and the 1280-d
+  head, each at its own resolution), the diffusion embedding whose squared row distances
+  are D_t (``K_D = exp(-tau D_t)``) and the interpolation guides.
+- :func:`semantic` labels every pixel of a new image with one of the 21 MSRC-21 classes
+  (ids 1..21) with the shipped segmenter of a method (``wsss``, ``cam`` or
+  ``supervised``); the image's class labels are not an input.
+- :func:`pseudo_labels` turns the class scores of a trained weakly supervised network
+  (``WSSSNet`` P_sg or the CAMs of ``CAMNet``) into grid label maps, restricted to the
+  classes known to be present in the image.
+
+spec-diff-net pinning: every model here is trained on the K_D of one spec-diff-net
+weights file, :data:`NDD_WEIGHTS` (BSDS500-train model). Its sha256 is recorded in the
+shipped weights and checked when they are loaded, so a retrained spec-diff-net cannot
+silently change the inputs of the trained heads.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from affseg.errors import AffsegError, InputError
+
+#: spec-diff-net weights file (in ``affseg/weights/``) whose K_D the heads are trained on.
+NDD_WEIGHTS = "spec_diff_net_train_only.pt"
+#: sha256 of that file when the shipped heads were trained.
+NDD_SHA256 = "3d7245b7d3a93f0d588bc27b1ad42d6cb72778be3afd4da94155a3c5d8a2d822"
+
+#: Methods of :func:`semantic` and their shipped weights files.
+METHODS: dict[str, str] = {
+    "wsss": "wsss_msrc21.pt",
+    "cam": "wsss_cam_msrc21.pt",
+    "supervised": "wsss_supervised_msrc21.pt",
+}
+DEFAULT_METHOD = "wsss"
+
+#: Backbone levels kept as semantic features: name -> channels.
+FEATURE_LEVELS: dict[str, int] = {"f8": 40, "f16": 112, "f32": 320, "head": 1280}
+
+
+def weights_dir() -> Path:
+    """``affseg/weights/`` of the installed package.
+
+    Examples
+    --------
+    >>> weights_dir().name
+    'weights'
+    """
+    return Path(__file__).resolve().parents[1] / "weights"
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file.
+
+    Examples
+    --------
+    >>> len(sha256_of(weights_dir() / NDD_WEIGHTS))
+    64
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def pinned_ndd(check: bool = True) -> Any:
+    """The spec-diff-net the WSSS heads are trained on (:data:`NDD_WEIGHTS`), eval mode.
+
+    Raises
+    ------
+    AffsegError
+        The file is missing or its sha256 differs from :data:`NDD_SHA256`.
+
+    Examples
+    --------
+    >>> net = pinned_ndd()                      # doctest: +SKIP
+    >>> net.config["n_eig"]                      # doctest: +SKIP
+    50
+    """
+    from affseg.models.spec_diff_net import load_pretrained
+
+    p = weights_dir() / NDD_WEIGHTS
+    if not p.is_file():
+        raise AffsegError(f"spec-diff-net weights {p} missing; the WSSS heads need them")
+    if check and sha256_of(p) != NDD_SHA256:
+        raise AffsegError(
+            f"{p} changed (sha256 differs from the one the WSSS heads were trained with); "
+            "retrain them with `affseg train wsss` or restore that file"
+        )
+    return load_pretrained(p).eval()
+
+
+def _image_tensor(image: np.ndarray) -> Tensor:
+    from affseg.data.io import as_rgb
+
+    rgb = as_rgb(image)
+    return torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
+
+
+@torch.no_grad()
+def extract(image: np.ndarray, ndd: Any | None = None, flip: bool = False) -> dict[str, Any]:
+    """Frozen features of one image on its stride-8 grid.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    ndd : SpecDiffNet, optional
+        Default :func:`pinned_ndd`.
+    flip : bool
+        Mirror the image left-right first.
+
+    Returns
+    -------
+    dict
+        ``f8, f16, f32, head``: float16 (C, h_s, w_s) backbone maps at strides 8, 16, 32, 32;
+        ``emb``: float32 (N, Ne) diffusion embedding on the (h, w) grid (N = h w);
+        ``tau``: float; ``grid``: (h, w); ``size``: (H, W);
+        ``f2, f4``: float16 guides for the interpolation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = extract(np.zeros((213, 320, 3), np.uint8))   # doctest: +SKIP
+    >>> r["grid"], tuple(r["emb"].shape)                  # doctest: +SKIP
+    ((26, 40), (1040, 50))
+    """
+    from affseg.backbones.efficientnet_lite import snapped_size as snap_size
+
+    net = pinned_ndd() if ndd is None else ndd
+    x = _image_tensor(image)
+    if flip:
+        x = x.flip(-1)
+    h, w = x.shape[-2:]
+    hs, ws = snap_size(int(h), int(w))
+    if (hs, ws) != (h, w):
+        x = F.interpolate(
+            x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=True
+        ).clamp(0, 1)
+    bb = net.backbone
+    body = bb.net
+    y = bb._stem(bb._check(x))
+    taps = {0: "f2", 2: "f4", 4: "f8", 10: "f16", 15: "f32"}
+    feats: dict[str, Tensor] = {}
+    for idx, block in enumerate(body._blocks):
+        y = block(y)
+        if idx in taps:
+            feats[taps[idx]] = y
+    feats["head"] = body._swish(body._bn1(body._conv_head(y)))
+    pyramid = [feats["f2"], feats["f4"], feats["f8"], feats["f16"]]
+    out = net.encode_pyramid(pyramid, (int(h), int(w)))
+    res: dict[str, Any] = {k: feats[k][0].half() for k in ("f8", "f16", "f32", "head")}
+    res.update(
+        emb=out.embedding[0].float(),
+        tau=float(out.tau),
+        grid=tuple(out.grid),
+        size=(int(h), int(w)),
+        f2=feats["f2"][0].half(),
+        f4=feats["f4"][0].half(),
+    )
+    return res
+
+
+# ----------------------------------------------------------------------------- helpers
+def batch_feats(items: list[dict[str, Any]]) -> dict[str, Tensor]:
+    """Stack the feature levels of items with one grid size: name -> (B, C, h_s, w_s).
+
+    Examples
+    --------
+    >>> import torch
+    >>> it = {k: torch.zeros(c, 2, 2) for k, c in FEATURE_LEVELS.items()}
+    >>> batch_feats([it, it])["head"].shape
+    torch.Size([2, 1280, 2, 2])
+    """
+    return {k: torch.stack([it[k] for it in items]).float() for k in FEATURE_LEVELS}
+
+
+def upsample_probs(
+    probs: Tensor, item: dict[str, Any], ndd: Any | None = None, mode: str = "fai"
+) -> Tensor:
+    """Class probabilities (C, h, w) on the grid -> (C, H, W) at image resolution.
+
+    ``mode="fai"``: the spec-diff-net's feature-attentional interpolation guided by the
+    item's ``f2, f4`` backbone maps (stride 8 -> 4 -> 2), then bilinear; ``"bilinear"``:
+    a plain bilinear resize.
+
+    Examples
+    --------
+    >>> import torch
+    >>> item = {"size": [16, 24]}                        # no guides: bilinear
+    >>> upsample_probs(torch.rand(3, 2, 3), item).shape
+    torch.Size([3, 16, 24])
+    """
+    size = (int(item["size"][0]), int(item["size"][1]))
+    if mode == "bilinear" or "f2" not in item:
+        return F.interpolate(probs[None], size=size, mode="bilinear", align_corners=False)[0]
+    from affseg.models.spec_diff_net import NDDOutput
+
+    net = pinned_ndd() if ndd is None else ndd
+    out = NDDOutput(
+        embedding=item["emb"][None],
+        tau=torch.tensor(float(item["tau"])),
+        grid=(int(item["grid"][0]), int(item["grid"][1])),
+        features=torch.empty(0),
+        guide=[item["f2"][None].float(), item["f4"][None].float()],
+        image_size=size,
+    )
+    return net.upsample(probs[None].float(), out, size)[0]
+
+
+def restrict(probs: Tensor, labels: Tensor) -> Tensor:
+    """Keep only the classes present (labels (C,) in {0, 1}) of probs (N, C); renormalise.
+
+    Examples
+    --------
+    >>> import torch
+    >>> restrict(torch.tensor([[0.5, 0.3, 0.2]]), torch.tensor([1.0, 0.0, 1.0]))
+    tensor([[0.7143, 0.0000, 0.2857]])
+    """
+    p = probs * labels[None]
+    return p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+@torch.no_grad()
+def class_scores(model: Any, kind: str, items: list[dict[str, Any]]) -> list[Tensor]:
+    """Per-node class scores (N, C) of a weakly supervised net for each item.
+
+    ``kind="wsss"``: P_sg; ``kind="cam"``: ReLU(CAM) of each class divided by its maximum.
+
+    Examples
+    --------
+    >>> from affseg.models.wsss_net import CAMNet
+    >>> import torch
+    >>> it = {"f8": torch.rand(40, 2, 3), "f16": torch.rand(112, 1, 2),
+    ...       "f32": torch.rand(320, 1, 1), "head": torch.rand(1280, 1, 1), "grid": [2, 3]}
+    >>> class_scores(CAMNet(dim=8), "cam", [it])[0].shape
+    torch.Size([6, 21])
+    """
+    model.eval()
+    res = []
+    for it in items:
+        feats = batch_feats([it])
+        if kind == "cam":
+            cam = model(feats, tuple(it["grid"]))["cam"][0].clamp_min(0)
+            res.append(cam / cam.amax(0, keepdim=True).clamp_min(1e-6))
+        else:
+            res.append(model(feats, it["emb"][None].float(), float(it["tau"]))["p_sg"][0])
+    return res
+
+
+def pseudo_labels(
+    model: Any, kind: str, items: list[dict[str, Any]], ignore_below: float = 0.0
+) -> list[Tensor]:
+    """Pseudo label maps (h, w) int64 (class ids 0..C-1, 255 = ignored) of training items.
+
+    Only each item's image-level ``labels`` and its cached features are used: the argmax of
+    the scores of :func:`class_scores` over the classes present in the image. Nodes whose
+    renormalised top score is below ``ignore_below`` are ignored (255).
+
+    Examples
+    --------
+    >>> from affseg.models.wsss_net import CAMNet
+    >>> import torch
+    >>> it = {"f8": torch.rand(40, 2, 3), "f16": torch.rand(112, 1, 2),
+    ...       "f32": torch.rand(320, 1, 1), "head": torch.rand(1280, 1, 1), "grid": [2, 3],
+    ...       "labels": torch.eye(21)[4]}
+    >>> pseudo_labels(CAMNet(dim=8), "cam", [it])[0]
+    tensor([[4, 4, 4],
+            [4, 4, 4]])
+    """
+    out = []
+    for it, s in zip(items, class_scores(model, kind, items), strict=True):
+        lab = it["labels"].float()
+        if kind == "cam":
+            s = s * lab[None] + 1e-6 * lab[None]
+            conf = s.amax(-1)
+        else:
+            s = restrict(s, lab)
+            conf = s.amax(-1)
+        y = s.argmax(-1)
+        if ignore_below > 0:
+            y = torch.where(conf >= ignore_below, y, torch.full_like(y, 255))
+        out.append(y.reshape(*[int(v) for v in it["grid"]]))
+    return out
+
+
+@torch.no_grad()
+def segment_item(
+    seg: Any, item: dict[str, Any], ndd: Any | None = None, mode: str = "fai"
+) -> np.ndarray:
+    """(H, W) uint8 MSRC-21 ids (1..21) of a cached / extracted item with a :class:`SegHead`.
+
+    Examples
+    --------
+    >>> from affseg.models.wsss_net import SegHead
+    >>> import torch
+    >>> it = {"f8": torch.rand(40, 2, 3), "f16": torch.rand(112, 1, 2),
+    ...       "f32": torch.rand(320, 1, 1), "head": torch.rand(1280, 1, 1), "grid": [2, 3],
+    ...       "size": [16, 24]}
+    >>> ids = segment_item(SegHead(dim=8, hidden=8), it)
+    >>> ids.shape, ids.dtype, 1 <= int(ids.min()) and int(ids.max()) <= 21
+    ((16, 24), dtype('uint8'), True)
+    """
+    seg.eval()
+    logits = seg(batch_feats([item]), tuple(int(v) for v in item["grid"]))[0]
+    probs = upsample_probs(logits.softmax(0), item, ndd, mode)
+    return (probs.argmax(0) + 1).to(torch.uint8).numpy()
+
+
+# ----------------------------------------------------------------------------- shipped
+def load_weights(path: str | Path, check_ndd: bool = True) -> dict[str, Any]:
+    """A weights file of ``affseg train wsss`` (checks the spec-diff-net it was made on).
+
+    Examples
+    --------
+    >>> load_weights(METHODS["wsss"])["method"]   # doctest: +SKIP
+    'wsss'
+    """
+    p = Path(path)
+    if not p.is_file() and p.parent == Path(".") and (weights_dir() / p.name).is_file():
+        p = weights_dir() / p.name
+    if not p.is_file():
+        raise AffsegError(
+            f"semantic segmentation weights not found at {p}; train them with "
+            "`affseg train wsss --ship` (see BENCHMARKS.md)"
+        )
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise AffsegError(f"cannot read semantic segmentation weights {p}: {exc}") from None
+    if check_ndd and blob.get("ndd_sha256") != NDD_SHA256:
+        raise AffsegError(
+            f"{p} was trained on another spec-diff-net (sha256 {blob.get('ndd_sha256')}); "
+            f"expected {NDD_SHA256} ({NDD_WEIGHTS})"
+        )
+    return blob
+
+
+def build_seg(blob: dict[str, Any]) -> Any:
+    """The :class:`SegHead` of a weights blob, eval mode.
+
+    Examples
+    --------
+    >>> seg = build_seg(load_weights(METHODS["cam"]))   # doctest: +SKIP
+    """
+    from affseg.models.wsss_net import SegHead
+
+    seg = SegHead(**blob["seg"]["config"])
+    seg.load_state_dict(blob["seg"]["state_dict"])
+    return seg.eval()
+
+
+@functools.lru_cache(maxsize=4)
+def shipped_segmenter(method: str = DEFAULT_METHOD) -> Any:
+    """The shipped :class:`SegHead` of a method (loaded once, cached).
+
+    Examples
+    --------
+    >>> seg = shipped_segmenter("wsss")            # doctest: +SKIP
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown semantic method {method!r}; choose one of: {', '.join(METHODS)}")
+    return build_seg(load_weights(weights_dir() / METHODS[method]))
+
+
+def semantic(
+    image: np.ndarray,
+    method: str = DEFAULT_METHOD,
+    *,
+    weights: str | Path | None = None,
+    upsample: str = "fai",
+) -> np.ndarray:
+    """MSRC-21 class of every pixel of one RGB image.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    method : {"wsss", "cam", "supervised"}
+        ``wsss`` (default): segmenter trained on the pseudo labels of the NDD-guided
+        network (image-level labels only); ``cam``: the same on CAM pseudo labels;
+        ``supervised``: the same segmenter trained on the train pixel labels (reference).
+    weights : path, optional
+        A weights file of ``affseg train wsss`` instead of the shipped one.
+    upsample : {"fai", "bilinear"}
+        Grid -> image: feature-attentional interpolation (default) or bilinear.
+
+    Returns
+    -------
+    ndarray, shape (H, W), uint8
+        Class ids 1..21 in the order of
+        :data:`affseg.data.msrc.MSRC21_CLASS_NAMES` (0 is never returned).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> semantic(np.zeros((213, 320, 3), np.uint8)).shape   # doctest: +SKIP
+    (213, 320)
+    """
+    from affseg.backbones.efficientnet_lite import snapped_size as snap_size
+    from affseg.data.io import as_rgb
+
+    rgb = as_rgb(image)
+    hs, ws = snap_size(*rgb.shape[:2])
+    n_eig = int(pinned_ndd().config.get("n_eig", 50))
+    if (hs // 8) * (ws // 8) < n_eig:
+        raise InputError(
+            f"image of {rgb.shape[0]} x {rgb.shape[1]} pixels is too small: its 8-pixel "
+            f"feature grid needs at least {n_eig} nodes (e.g. 64 x 64 pixels at least)"
+        )
+    if upsample not in ("fai", "bilinear"):
+        raise InputError(f"upsample must be 'fai' or 'bilinear'; got {upsample!r}")
+    seg = shipped_segmenter(method) if weights is None else build_seg(load_weights(weights))
+    return segment_item(seg, extract(rgb), mode=upsample)

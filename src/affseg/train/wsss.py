@@ -1,0 +1,554 @@
+"""Train semantic segmentation on MSRC-21: NDD-guided WSSS, CAM baseline, supervised reference.
+
+``affseg train wsss --method wsss|cam|supervised`` runs, on the cache of the frozen inputs
+(:mod:`affseg.train.wsss_cache`: backbone features and the diffusion embedding of the
+pinned spec-diff-net, computed once per image and left-right flip):
+
+1. ``wsss``: the network of seed 001 Fig. 5 (:class:`~affseg.models.wsss_net.WSSSNet`,
+   RFP with mu = 0.5 fixed, PRED, PC-WAP, loss BCE + MIL) on image-level labels;
+   ``--variant no-rfp`` / ``no-share`` are the ablations of Table 4.
+   ``cam``: the GAP classifier (:class:`~affseg.models.wsss_net.CAMNet`).
+   Both read only (features, image-level label vector).
+2. pseudo label maps of the training images (the image's known classes only);
+3. the segmentation head (:class:`~affseg.models.wsss_net.SegHead`) trained on them
+   (``supervised``: trained on the train pixel labels instead; the only method that reads
+   them);
+4. val mIoU of the segmenter at full resolution (feature-attentional interpolation).
+
+Schedules are step-based and seeded (reproducible); a checkpoint is written at the end of
+each stage and every ``--checkpoint-minutes``; ``--resume`` continues from it. Logs:
+``<out>/log.jsonl``, ``<out>/record.json``, tqdm bars. ``--ship`` copies the weights into
+``affseg/weights/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from affseg.data.io import atomic_write, write_json
+from affseg.errors import InputError
+from affseg.runtime import torch_threads
+
+VARIANTS = ("full", "no-rfp", "no-share")
+_STAGE_SEEDS = {"weak": 1, "seg": 2}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``affseg train wsss``.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_arguments(p)
+    >>> p.parse_args([]).mu
+    0.5
+    """
+    p.add_argument("--method", choices=("wsss", "cam", "supervised"), default="wsss")
+    p.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="full",
+        help="wsss only: full network, or the ablations w/o RFP / w/o classifier sharing",
+    )
+    p.add_argument("--data", default=None, help="folder holding MSRC_v2/ (default $AFFSEG_DATA)")
+    p.add_argument("--out", default="runs/wsss/wsss", help="output folder")
+    p.add_argument("--cache", default="runs/wsss/cache", help="feature cache folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dim", type=int, default=128, help="width of the fused features F")
+    p.add_argument("--weak-steps", type=int, default=600, help="steps of the weak network")
+    p.add_argument("--seg-steps", type=int, default=600, help="steps of the segmenter")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--dropout", type=float, default=0.3, help="input channel dropout")
+    p.add_argument("--theta", type=float, default=0.1, help="initial PC-WAP temperature")
+    p.add_argument("--mu", type=float, default=0.5, help="RFP threshold on K_D (fixed)")
+    p.add_argument(
+        "--ignore-below",
+        type=float,
+        default=0.0,
+        help="pseudo labels: ignore grid nodes whose top class score is below this",
+    )
+    p.add_argument("--limit", type=int, default=None, help="first N train images only")
+    p.add_argument("--checkpoint-minutes", type=float, default=4.0)
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: fastest on a busy 2-core CPU)"
+    )
+    p.add_argument("--ship", action="store_true", help="write the weights into affseg/weights/")
+    p.add_argument("--no-progress", action="store_true")
+
+
+# ----------------------------------------------------------------------------- batching
+class Pool:
+    """Training items grouped by grid size; draws same-size batches.
+
+    Parameters
+    ----------
+    items : list of dict
+        Cache items (see :mod:`affseg.train.wsss_cache`).
+    targets : list of Tensor, optional
+        One (h, w) int64 label map per item (pseudo or true labels); 255 = ignore.
+
+    Examples
+    --------
+    >>> import torch
+    >>> items = [{"grid": [2, 3], "f8": torch.zeros(40, 2, 3), "f16": torch.zeros(112, 1, 2),
+    ...           "f32": torch.zeros(320, 1, 1), "head": torch.zeros(1280, 1, 1)}] * 3
+    >>> grid, idx = Pool(items).draw(np.random.default_rng(0), 2)
+    >>> grid, len(idx)
+    ((2, 3), 2)
+    """
+
+    def __init__(
+        self,
+        items: list[dict[str, Any]],
+        targets: list[Any] | None = None,
+        mu: float | None = None,
+    ) -> None:
+        from affseg.methods.wsss import FEATURE_LEVELS
+        from affseg.models.wsss_net import diffusion_kernel, region_mask
+
+        self.items = items
+        self.targets = targets
+        self.masks = None
+        for it in items:  # float32 once, not at every step
+            for k in FEATURE_LEVELS:
+                it[k] = it[k].float()
+        if mu is not None:  # RFP region masks M = [K_D > mu], fixed: computed once
+            self.masks = [
+                region_mask(diffusion_kernel(it["emb"][None].float(), float(it["tau"])), mu)[
+                    0
+                ].bool()
+                for it in items
+            ]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, it in enumerate(items):
+            groups.setdefault((int(it["grid"][0]), int(it["grid"][1])), []).append(i)
+        self.groups = list(groups.items())
+        sizes = np.array([len(g) for _, g in self.groups], dtype=np.float64)
+        self.p = sizes / sizes.sum()
+
+    def draw(self, rng: np.random.Generator, batch: int) -> tuple[tuple[int, int], list[int]]:
+        """A grid size and up to ``batch`` item indices of that size."""
+        gi = int(rng.choice(len(self.groups), p=self.p))
+        grid, idx = self.groups[gi]
+        pick = rng.choice(len(idx), size=min(batch, len(idx)), replace=False)
+        return grid, [idx[int(j)] for j in pick]
+
+
+def _batch(pool: Pool, idx: list[int]) -> dict[str, Any]:
+    from affseg.methods.wsss import batch_feats
+
+    its = [pool.items[i] for i in idx]
+    out: dict[str, Any] = {
+        "feats": batch_feats(its),
+        "emb": torch.stack([it["emb"] for it in its]).float(),
+        "tau": torch.tensor([float(it["tau"]) for it in its]),
+        "labels": torch.stack([it["labels"] for it in its]).float(),
+    }
+    if pool.masks is not None:
+        out["mask"] = torch.stack([pool.masks[i] for i in idx]).float()
+    if pool.targets is not None:
+        out["target"] = torch.stack([pool.targets[i] for i in idx]).long()
+    return out
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 50) -> float:
+    """Linear warm-up then cosine decay to 1 % of ``base``.
+
+    Examples
+    --------
+    >>> cosine_lr(0, 100, 1.0, warmup=10), cosine_lr(100, 100, 1.0, warmup=10)
+    (0.1, 0.01)
+    """
+    if step < warmup:
+        return base * (step + 1) / warmup
+    prog = min(1.0, (step - warmup) / max(1, total - warmup))
+    return float(base * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * prog))))
+
+
+# ----------------------------------------------------------------------------- stages
+def weak_model(method: str, variant: str, args: argparse.Namespace) -> torch.nn.Module:
+    """A fresh weakly supervised network for ``method`` (``wsss`` or ``cam``).
+
+    Examples
+    --------
+    >>> ns = argparse.Namespace(dim=8, dropout=0.0, theta=0.1, mu=0.5)
+    >>> weak_model("wsss", "no-rfp", ns).use_rfp
+    False
+    """
+    from affseg.models.wsss_net import CAMNet, WSSSNet
+
+    if method == "cam":
+        return CAMNet(dim=args.dim, dropout=args.dropout)
+    return WSSSNet(
+        dim=args.dim,
+        use_rfp=variant != "no-rfp",
+        share=variant != "no-share",
+        theta=args.theta,
+        dropout=args.dropout,
+        mu=args.mu,
+    )
+
+
+def weak_step(model: torch.nn.Module, method: str, b: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Loss terms of one batch (only features and image-level labels are used).
+
+    Examples
+    --------
+    >>> loss = weak_step(model, "wsss", batch)["loss"]   # doctest: +SKIP
+    """
+    from affseg.models.wsss_net import wsss_loss
+
+    y = b["labels"]
+    if method == "cam":
+        grid = (b["feats"]["f8"].shape[-2], b["emb"].shape[1] // b["feats"]["f8"].shape[-2])
+        out = model(b["feats"], grid)
+        loss = F.binary_cross_entropy_with_logits(out["p_cl"], y)
+        return {"loss": loss, "cls": loss}
+    out = model(b["feats"], b["emb"], b["tau"], b.get("mask"))
+    total, cls, mil = wsss_loss(out, y)
+    return {"loss": total, "cls": cls, "mil": mil}
+
+
+def seg_step(model: torch.nn.Module, b: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Cross-entropy of the segmenter on the grid targets of one batch.
+
+    Examples
+    --------
+    >>> loss = seg_step(seg, batch)["loss"]   # doctest: +SKIP
+    """
+    tgt = b["target"]
+    logits = model(b["feats"], tuple(tgt.shape[-2:]))
+    return {"loss": F.cross_entropy(logits, tgt, ignore_index=255)}
+
+
+def run_stage(
+    name: str,
+    model: torch.nn.Module,
+    step_fn: Any,
+    pool: Pool,
+    steps: int,
+    args: argparse.Namespace,
+    ckpt: dict[str, Any],
+    save: Any,
+    log: Any,
+) -> dict[str, Any]:
+    """Train ``model`` for ``steps`` (resuming from ``ckpt[name]`` when present).
+
+    Examples
+    --------
+    >>> rec = run_stage("seg", seg, seg_step, pool, 600, args, {}, save, log)  # doctest: +SKIP
+    """
+    from tqdm import tqdm
+
+    optim = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    state = ckpt.get(name, {})
+    step = int(state.get("step", 0))
+    elapsed = float(state.get("elapsed", 0.0))
+    if state:
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+    model.train()
+    hist: dict[str, list[float]] = {}
+    start = time.monotonic() - elapsed
+    last = time.monotonic()
+    bar = tqdm(total=steps, initial=step, desc=name, disable=args.no_progress, dynamic_ncols=True)
+    while step < steps:
+        rng = np.random.default_rng([args.seed, _STAGE_SEEDS[name], step])
+        _, idx = pool.draw(rng, args.batch)
+        for g in optim.param_groups:
+            g["lr"] = cosine_lr(step, steps, args.lr)
+        terms = step_fn(model, _batch(pool, idx))
+        optim.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optim.step()
+        step += 1
+        for k, v in terms.items():
+            hist.setdefault(k, []).append(float(v.detach()))
+        bar.update(1)
+        bar.set_postfix({k: f"{np.mean(v[-50:]):.4f}" for k, v in hist.items()})
+        elapsed = time.monotonic() - start
+        if step == steps or time.monotonic() - last >= 60.0 * args.checkpoint_minutes:
+            ckpt[name] = {
+                "model": model.state_dict(),
+                "optim": optim.state_dict(),
+                "step": step,
+                "elapsed": elapsed,
+            }
+            save()
+            log({"stage": name, "step": step, "minutes": round(elapsed / 60, 3),
+                 **{k: float(np.mean(v[-100:])) for k, v in hist.items()}})  # fmt: skip
+            last = time.monotonic()
+    bar.close()
+    model.eval()
+    return {"steps": step, "minutes": round(elapsed / 60, 2),
+            **{f"final_{k}": float(np.mean(v[-100:])) for k, v in hist.items()}}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- evaluation
+def evaluate(
+    seg: torch.nn.Module,
+    items: list[dict[str, Any]],
+    root: Any,
+    split: str,
+    mode: str = "fai",
+    predictions: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """mIoU / accuracies of a segmenter on cached items of an evaluation split.
+
+    Examples
+    --------
+    >>> evaluate(seg, load_cache("runs/wsss/cache", "val"), None, "val")["miou"]  # doctest: +SKIP
+    0.71...
+    """
+    from affseg.data.msrc import load_ground_truth
+    from affseg.methods.wsss import segment_item
+
+    acc = SemanticScore()
+    for it in items:
+        pred = segment_item(seg, it, mode=mode)
+        if predictions is not None:
+            predictions[it["id"]] = pred
+        acc.update(pred, load_ground_truth(root, split, it["id"], msrc21=True))
+    return acc.compute()
+
+
+@torch.no_grad()
+def pseudo_label_score(
+    weak: torch.nn.Module, kind: str, items: list[dict[str, Any]], root: Any, split: str
+) -> dict[str, Any]:
+    """Quality of pseudo labels made on an evaluation split (with its image-level labels).
+
+    The grid scores of :func:`affseg.methods.wsss.class_scores`, restricted to the image's
+    classes, are brought to full resolution (feature-attentional interpolation) and their
+    argmax is scored against the split's ground truth (a diagnostic on val, never on train).
+
+    Examples
+    --------
+    >>> pseudo_label_score(weak, "wsss", val_items, None, "val")["miou"]  # doctest: +SKIP
+    0.80...
+    """
+    from affseg.data.msrc import load_ground_truth
+    from affseg.methods.wsss import class_scores, restrict, upsample_probs
+
+    acc = SemanticScore()
+    for it, s in zip(items, class_scores(weak, kind, items), strict=True):
+        lab = it["labels"].float()
+        s = restrict(s + 1e-6, lab) if kind == "cam" else restrict(s, lab)
+        grid = tuple(int(v) for v in it["grid"])
+        up = upsample_probs(s.t().reshape(-1, *grid), it)
+        acc.update(
+            (up.argmax(0) + 1).numpy(), load_ground_truth(root, split, it["id"], msrc21=True)
+        )
+    return acc.compute()
+
+
+class SemanticScore:
+    """Dataset-level MSRC-21 scores of (H, W) predictions (ids 1..21) vs. GT (0 = void).
+
+    Examples
+    --------
+    >>> s = SemanticScore()
+    >>> s.update(np.array([[1, 2]]), np.array([[1, 0]]))
+    >>> s.compute()["pixel_accuracy"]
+    1.0
+    """
+
+    def __init__(self) -> None:
+        from affseg.data.msrc import NUM_CLASSES_21
+        from affseg.metrics.miou import MeanIoU
+
+        self.metric = MeanIoU(NUM_CLASSES_21, ignore_index=255)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Add one image (pred ids 1..21; gt MSRC-21 ids, 0 = void)."""
+        p = np.asarray(pred).astype(np.int64) - 1
+        g = np.asarray(gt).astype(np.int64)
+        if p.shape != g.shape:
+            raise InputError(f"prediction {p.shape} and ground truth {g.shape} differ in size")
+        self.metric.update(p, np.where(g == 0, 255, g - 1))
+
+    def compute(self) -> dict[str, Any]:
+        """``miou``, ``pixel_accuracy`` (global), ``mean_class_accuracy``, ``per_class``."""
+        from affseg.data.msrc import MSRC21_CLASS_NAMES
+
+        r = self.metric.compute()
+        per = {n: (None if np.isnan(v) else float(v))
+               for n, v in zip(MSRC21_CLASS_NAMES[1:], r["per_class"], strict=True)}  # fmt: skip
+        return {
+            "miou": r["miou"],
+            "pixel_accuracy": r["pixel_accuracy"],
+            "mean_class_accuracy": r["mean_class_accuracy"],
+            "per_class": per,
+        }
+
+
+# ----------------------------------------------------------------------------- main
+def load_train_items(cache: Path, limit: int | None) -> list[dict[str, Any]]:
+    """Train items and their mirrored copies (both from the cache).
+
+    Examples
+    --------
+    >>> items = load_train_items(Path("runs/wsss/cache"), None)   # doctest: +SKIP
+    >>> len(items)                                               # doctest: +SKIP
+    596
+    """
+    from affseg.train.wsss_cache import load_cache
+
+    items = load_cache(cache, "train")
+    flips = load_cache(cache, "train", flip=True)
+    if limit is not None:
+        items, flips = items[:limit], flips[:limit]
+    return items + flips
+
+
+def save_blob(path: Path, method: str, variant: str, weak: Any, seg: Any, record: dict) -> Path:
+    """Write a weights file (plain tensors and values; ``weights_only`` loadable).
+
+    Examples
+    --------
+    >>> save_blob(Path("w.pt"), "cam", "full", weak, seg, {})   # doctest: +SKIP
+    """
+    from affseg.methods.wsss import NDD_SHA256, NDD_WEIGHTS
+    from affseg.models.spec_diff_net import _plain
+
+    blob = {
+        "format": 1,
+        "method": method,
+        "variant": variant,
+        "ndd_weights": NDD_WEIGHTS,
+        "ndd_sha256": NDD_SHA256,
+        "seg": {"config": _plain(seg.config), "state_dict": seg.state_dict()},
+        "record": _plain(record),
+    }
+    if weak is not None:
+        blob["weak"] = {"config": _plain(weak.config), "state_dict": weak.state_dict()}
+    return atomic_write(path, lambda tmp: torch.save(blob, tmp))
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Run (or resume) one method's training; returns the record (also in OUT).
+
+    Examples
+    --------
+    >>> rec = train(args)          # doctest: +SKIP
+    >>> rec["val"]["miou"]         # doctest: +SKIP
+    0.71...
+    """
+    from affseg.models.wsss_net import SegHead
+    from affseg.train.wsss_cache import build_cache, build_pixel_labels, load_cache
+
+    method, variant = args.method, args.variant
+    if method != "wsss" and variant != "full":
+        raise InputError("--variant applies to --method wsss only")
+    with torch_threads(max(1, int(args.threads))):
+        out_dir, cache = Path(args.out), Path(args.cache)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
+        torch.manual_seed(args.seed)
+        t0 = time.monotonic()
+        for split, flip, guides in (("train", False, False), ("train", True, False),
+                                    ("val", False, True)):  # fmt: skip
+            build_cache(args.data, split, cache, flip=flip, guides=guides,
+                        progress=not args.no_progress)  # fmt: skip
+        cache_minutes = (time.monotonic() - t0) / 60
+        items = load_train_items(cache, args.limit)
+        ckpt: dict[str, Any] = {}
+        if args.resume:
+            if not ckpt_path.is_file():
+                raise InputError(f"--resume: no checkpoint at {ckpt_path}")
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        elif log_path.exists():
+            log_path.unlink()
+
+        def save() -> None:
+            atomic_write(ckpt_path, lambda tmp: torch.save(ckpt, tmp))
+
+        def log(rec: dict[str, Any]) -> None:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+        record: dict[str, Any] = {"method": method, "variant": variant, "seed": args.seed}
+        weak = None
+        if method == "supervised":
+            # the fully supervised reference: the ONLY path that reads train pixel labels
+            files = [build_pixel_labels(args.data, "train", cache, flip=f) for f in (False, True)]
+            maps = [torch.load(f, weights_only=True) for f in files]
+            n = len(items) // 2
+            gt = [maps[0][it["id"]] for it in items[:n]] + [maps[1][it["id"]] for it in items[n:]]
+            targets = [torch.where(t == 255, t, t - 1) for t in gt]  # ids 1..21 -> 0..20
+        else:
+            torch.manual_seed(args.seed)
+            weak = weak_model(method, variant, args)
+            mu = args.mu if method == "wsss" and variant != "no-rfp" else None
+            record["weak"] = run_stage(
+                "weak", weak, lambda m, b: weak_step(m, method, b), Pool(items, mu=mu),
+                args.weak_steps, args, ckpt, save, log,
+            )  # fmt: skip
+            kind = "cam" if method == "cam" else "wsss"
+            from affseg.methods.wsss import pseudo_labels
+
+            targets = pseudo_labels(weak, kind, items, args.ignore_below)
+            val_items = load_cache(cache, "val")
+            pq = pseudo_label_score(weak, kind, val_items, args.data, "val")
+            record["pseudo_val"] = {k: pq[k] for k in ("miou", "pixel_accuracy")}
+            log({"stage": "pseudo_val", **record["pseudo_val"]})
+        torch.manual_seed(args.seed + 1)
+        seg = SegHead(dim=args.dim, hidden=args.dim, dropout=0.1)
+        record["seg"] = run_stage(
+            "seg", seg, seg_step, Pool(items, targets), args.seg_steps, args, ckpt, save, log
+        )
+        val_items = load_cache(cache, "val")
+        record["val"] = evaluate(seg, val_items, args.data, "val")
+        record["cache_minutes"] = round(cache_minutes, 2)
+        record["train_images"] = len(items) // 2
+        record["command"] = "affseg train wsss " + " ".join(_cli(args))
+        log({"stage": "val", **{k: record["val"][k] for k in
+                                ("miou", "pixel_accuracy", "mean_class_accuracy")}})  # fmt: skip
+        save_blob(out_dir / "weights.pt", method, variant, weak, seg, record)
+        write_json(out_dir / "record.json", record)
+        if args.ship:
+            from affseg.methods.wsss import METHODS, weights_dir
+
+            if variant != "full":
+                raise InputError("--ship ships the full variant only")
+            save_blob(weights_dir() / METHODS[method], method, variant, weak, seg, record)
+        return record
+
+
+def _cli(args: argparse.Namespace) -> list[str]:
+    keep = ("method", "variant", "seed", "dim", "weak_steps", "seg_steps", "batch", "lr",
+            "weight_decay", "dropout", "theta", "mu", "ignore_below", "limit")  # fmt: skip
+    out = []
+    for k in keep:
+        v = getattr(args, k)
+        if v is not None:
+            out.append(f"--{k.replace('_', '-')} {v}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``affseg train wsss``.
+
+    Examples
+    --------
+    >>> run(args)                  # doctest: +SKIP
+    0
+    """
+    rec = train(args)
+    v = rec["val"]
+    print(
+        f"val mIoU {100 * v['miou']:.1f}  global acc {100 * v['pixel_accuracy']:.1f}  "
+        f"class acc {100 * v['mean_class_accuracy']:.1f}  -> {Path(args.out) / 'weights.pt'}"
+    )
+    return 0

@@ -1,0 +1,291 @@
+"""Weakly supervised semantic segmentation (seed 001 Sect. 7): modules, training, CLI."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from affseg.cli import main
+from affseg.models.wsss_net import (
+    CAMNet,
+    SegHead,
+    WSSSNet,
+    diffusion_kernel,
+    mil_loss,
+    region_mask,
+    rfp,
+    wsss_loss,
+)
+
+LEVELS = {"f8": 40, "f16": 112, "f32": 320, "head": 1280}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one torch thread is fastest (and kind to a shared machine)."""
+    from affseg.runtime import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
+def _feats(b: int, h: int, w: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    sizes = {"f8": (h, w), "f16": (-(-h // 2), -(-w // 2)), "f32": (-(-h // 4), -(-w // 4))}
+    sizes["head"] = sizes["f32"]
+    return {k: torch.randn(b, c, *sizes[k], generator=g) for k, c in LEVELS.items()}
+
+
+def test_rfp_equals_dense_definition() -> None:
+    rng = np.random.default_rng(0)
+    n, d = 7, 3
+    emb = rng.normal(size=(n, 4))
+    k = np.exp(-0.8 * ((emb[:, None] - emb[None]) ** 2).sum(-1))
+    f = rng.normal(size=(n, d))
+    m = (k > 0.5).astype(float)
+    dense = np.diag(1.0 / m.sum(1)) @ m @ f  # F_M = diag(M 1)^-1 M F
+    kt = diffusion_kernel(torch.tensor(emb)[None], 0.8)
+    np.testing.assert_allclose(kt[0].numpy(), k, atol=1e-10)
+    got = rfp(torch.tensor(f)[None], region_mask(kt, 0.5))[0].numpy()
+    np.testing.assert_allclose(got, dense, atol=1e-10)
+    # every row pools at least the node itself
+    assert np.all(np.diag(m) == 1)
+
+
+def test_pcwap_weights_sum_to_one_per_class() -> None:
+    net = WSSSNet(dim=16)
+    out = net(_feats(2, 4, 6), torch.randn(2, 24, 5) * 0.3, torch.tensor([0.5, 0.5]))
+    w = out["weights"]
+    assert w.shape == (2, 24, 21)
+    torch.testing.assert_close(w.sum(1), torch.ones(2, 21))
+    torch.testing.assert_close(out["p_sg"].sum(-1), torch.ones(2, 24))
+
+
+def test_mil_term_vanishes_for_perfect_prediction() -> None:
+    y = torch.zeros(1, 21)
+    y[0, [2, 5]] = 1
+    p = torch.zeros(1, 10, 21)
+    p[0, :6, 2] = 1
+    p[0, 6:, 5] = 1
+    assert float(mil_loss(p, y)) < 1e-5
+    bad = torch.full((1, 10, 21), 1 / 21)
+    assert float(mil_loss(bad, y)) > 0.1
+
+
+def _synthetic_items(n: int = 8, h: int = 4, w: int = 6) -> list[dict]:
+    g = torch.Generator().manual_seed(1)
+    items = []
+    for i in range(n):
+        c = i % 3
+        feats = _feats(1, h, w, seed=i)
+        feats["head"][0, c] += 3.0  # the class shows in the head features
+        lab = torch.zeros(21)
+        lab[c] = 1
+        item = {k: v[0].half() for k, v in feats.items()}
+        item.update(emb=torch.randn(h * w, 5, generator=g) * 0.3, tau=0.5, grid=[h, w])
+        item.update(size=[8 * h, 8 * w], labels=lab, id=str(i))
+        items.append(item)
+    return items
+
+
+def _args(**kw) -> argparse.Namespace:
+    from affseg.train.wsss import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    a = p.parse_args([])
+    a.no_progress = True
+    for k, v in kw.items():
+        setattr(a, k, v)
+    return a
+
+
+@pytest.mark.parametrize("method", ["wsss", "cam"])
+def test_few_steps_lower_the_loss(method: str) -> None:
+    from affseg.train.wsss import Pool, _batch, weak_model, weak_step
+
+    torch.manual_seed(0)
+    items = _synthetic_items()
+    args = _args(dim=32, dropout=0.0)
+    model = weak_model(method, "full", args)
+    pool = Pool(items)
+    batch = _batch(pool, list(range(8)))
+    with torch.no_grad():
+        before = float(weak_step(model, method, batch)["loss"])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(25):
+        loss = weak_step(model, method, batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        assert float(weak_step(model, method, batch)["loss"]) < 0.7 * before
+
+
+def test_losses_and_heads_shapes() -> None:
+    f = _feats(2, 4, 6)
+    y = torch.zeros(2, 21)
+    y[:, 0] = 1
+    for net in (WSSSNet(dim=16, use_rfp=False), WSSSNet(dim=16, share=False)):
+        with torch.no_grad():
+            total, cls, mil = wsss_loss(net(f, torch.randn(2, 24, 5), 0.5), y)
+        assert torch.isfinite(total) and float(total) == pytest.approx(float(cls + mil))
+    assert CAMNet(dim=16)(f, (4, 6))["cam"].shape == (2, 24, 21)
+    assert SegHead(dim=16, hidden=16)(f, (4, 6)).shape == (2, 21, 4, 6)
+
+
+def test_weak_paths_never_read_pixel_labels(tmp_path: Path, monkeypatch) -> None:
+    """WSSS / CAM training and pseudo labels run with the GT reader made to raise on train."""
+    import affseg.data.msrc as msrc
+    from affseg.train import wsss as W
+    from affseg.train.wsss_cache import build_cache
+
+    rng = np.random.default_rng(0)
+
+    def images(n):
+        for i in range(n):
+            im = np.zeros((80, 64, 3), np.uint8)
+            im[:, : 32 + 4 * i] = (200, 40, 40)
+            im[:, 32 + 4 * i :] = (30, 160, 30)
+            lab = np.zeros(21, np.float32)
+            lab[[0, 1]] = 1
+            yield (
+                f"im{i}",
+                np.clip(im + rng.integers(0, 20, im.shape), 0, 255).astype(np.uint8),
+                lab,
+            )
+
+    cache = tmp_path / "cache"
+    build_cache(None, "train", cache, items=images(3), progress=False)
+    build_cache(None, "train", cache, flip=True, items=images(3), progress=False)
+    build_cache(None, "val", cache, guides=True, items=images(2), progress=False)
+
+    def reader(root, split, image_id, msrc21=False):
+        if split != "val":
+            raise AssertionError(f"pixel labels of {split} read")
+        return np.where(np.arange(64)[None] < 32, 1, 2).repeat(80, 0).astype(np.int32)
+
+    monkeypatch.setattr(msrc, "load_ground_truth", reader)
+    for method in ("wsss", "cam"):
+        args = _args(method=method, cache=str(cache), out=str(tmp_path / method), dim=16,
+                     weak_steps=3, seg_steps=3, batch=2)  # fmt: skip
+        rec = W.train(args)
+        assert 0.0 <= rec["val"]["miou"] <= 1.0
+        assert (tmp_path / method / "weights.pt").is_file()
+    # the fully supervised reference is the one path that reads them
+    args = _args(method="supervised", cache=str(cache), out=str(tmp_path / "sup"), dim=16,
+                 seg_steps=2, batch=2)  # fmt: skip
+    with pytest.raises(AssertionError, match="pixel labels of train"):
+        W.train(args)
+
+
+def test_pseudo_labels_keep_image_classes() -> None:
+    from affseg.methods.wsss import pseudo_labels
+
+    items = _synthetic_items(4)
+    net = WSSSNet(dim=16)
+    for kind, model in (("wsss", net), ("cam", CAMNet(dim=16))):
+        for it, y in zip(items, pseudo_labels(model, kind, items), strict=True):
+            assert y.shape == (4, 6)
+            assert set(y.unique().tolist()) <= set(torch.nonzero(it["labels"])[:, 0].tolist())
+
+
+def _error_line(capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("affseg: error:")
+    return err[0]
+
+
+def test_semantic_cli_writes_class_maps(tmp_path: Path, capsys) -> None:
+    from affseg.methods.wsss import METHODS, weights_dir
+
+    if not (weights_dir() / METHODS["wsss"]).is_file():
+        pytest.skip("shipped WSSS weights not present")
+    im = np.zeros((60, 90, 3), np.uint8)
+    im[:30] = (120, 160, 230)
+    im[30:] = (40, 150, 40)
+    src = tmp_path / "scene.png"
+    Image.fromarray(im).save(src)
+    out = tmp_path / "out"
+    assert main(["semantic", str(src), "--out", str(out)]) == 0
+    classes = np.asarray(Image.open(out / "scene.classes.png"))
+    assert classes.shape == (60, 90) and classes.dtype == np.uint8
+    assert classes.min() >= 1 and classes.max() <= 21
+    overlay = np.asarray(Image.open(out / "scene.semantic.png"))
+    assert overlay.ndim == 3 and overlay.shape[0] >= 60 and overlay.shape[1] > 90
+    import affseg
+
+    np.testing.assert_array_equal(affseg.semantic(im), classes)
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert "cannot decode" in _error_line(capsys, ["semantic", str(bad), "--out", str(out)])
+    gray = tmp_path / "gray.png"
+    Image.fromarray(np.zeros((30, 30), np.uint8)).save(gray)
+    assert "grayscale" in _error_line(capsys, ["semantic", str(gray), "--out", str(out)])
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tiny)
+    assert "too small" in _error_line(capsys, ["semantic", str(tiny), "--out", str(out)])
+    assert "nothing to label" in _error_line(capsys, ["semantic", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        main(["semantic", str(src), "--out", str(out), "--method", "bogus"])
+
+
+def test_network_rfp_is_pooled_features_times_classifier() -> None:
+    """PRED after RFP equals softmax(F_M H + b) with F_M = diag(M 1)^-1 M F, densely."""
+    net = WSSSNet(dim=8).double()
+    feats = {k: v.double() for k, v in _feats(1, 4, 6).items()}
+    emb = torch.randn(1, 24, 5, dtype=torch.float64) * 0.5
+    out = net(feats, emb, 0.7)
+    f = net.adapter(feats, (4, 6)).flatten(2).transpose(1, 2)[0].detach().numpy()
+    e = emb[0].numpy()
+    m = (np.exp(-0.7 * ((e[:, None] - e[None]) ** 2).sum(-1)) > 0.5).astype(float)
+    fm = np.diag(1.0 / m.sum(1)) @ m @ f
+    logits = fm @ net.pred.weight.detach().numpy().T + net.pred.bias.detach().numpy()
+    np.testing.assert_allclose(out["logits"][0].detach().numpy(), logits, atol=1e-9)
+
+
+def test_eval_semantic_refuses_bad_options(capsys) -> None:
+    msg = _error_line(capsys, ["eval", "--task", "semantic", "--method", "slic"])
+    assert "--task semantic takes --method" in msg
+    msg = _error_line(capsys, ["eval", "--method", "wsss"])
+    assert "add --task semantic" in msg
+
+
+def test_weights_pinned_to_their_spec_diff_net(tmp_path: Path, monkeypatch) -> None:
+    import affseg.methods.wsss as mw
+    from affseg.errors import AffsegError
+
+    blob = {"format": 1, "ndd_sha256": "0" * 64, "seg": {}}
+    path = tmp_path / "w.pt"
+    torch.save(blob, path)
+    with pytest.raises(AffsegError, match="another spec-diff-net"):
+        mw.load_weights(path)
+    monkeypatch.setattr(mw, "NDD_SHA256", "1" * 64)
+    mw.pinned_ndd.cache_clear()
+    try:
+        with pytest.raises(AffsegError, match="sha256 differs"):
+            mw.pinned_ndd()
+    finally:
+        mw.pinned_ndd.cache_clear()
+
+
+@pytest.mark.slow
+def test_eval_semantic_on_val(msrc_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "r.json"
+    root = str(msrc_dir.parent)
+    argv = ["eval", "--task", "semantic", "--data", root, "--limit", "3", "--json", str(out)]
+    assert main(argv) == 0
+    res = json.loads(out.read_text())
+    assert res["images"] == 3 and 0.0 <= res["miou"] <= 1.0
+    assert set(res["per_class"]) == set(
+        __import__("affseg.data.msrc").data.msrc.MSRC21_CLASS_NAMES[1:]
+    )
