@@ -38,7 +38,7 @@ from affseg.grouping.region_merging import adjacent_pairs, connected_cleanup, ne
 from affseg.grouping.ucm import BSDS_THRESHOLDS
 
 LEAF_METHODS = ("slic", "watershed", "felzenszwalb")
-LINKAGES = ("border", "average")
+LINKAGES = ("border", "average", "mixed")
 
 
 def superpixel_leaves(
@@ -177,6 +177,7 @@ def merge_leaves(
     contrast: np.ndarray | None = None,
     boundary_weight: float = 0.0,
     linkage: str = "border",
+    small: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy average-linkage merging of adjacent leaves down to one region.
 
@@ -218,7 +219,7 @@ def merge_leaves(
         raise InputError("boundary_weight > 0 needs border length and contrast")
     if linkage not in LINKAGES:
         raise InputError(f"linkage must be one of {LINKAGES}; got {linkage!r}")
-    border = linkage == "border"
+    border, mixed = linkage == "border", linkage == "mixed"
     nbr: list[dict[int, list[float]]] = [{} for _ in range(s)]
     ln = np.ones(a.size) if length is None else np.asarray(length, dtype=np.float64)
     cn = np.zeros(a.size) if contrast is None else np.asarray(contrast, dtype=np.float64)
@@ -240,10 +241,14 @@ def merge_leaves(
         li, ci, ki = nbr[i][j]
         if border:
             d = 1.0 - ki / max(li, 1e-12)
+        elif mixed:
+            d = 1.0 - 0.5 * (ki / max(li, 1e-12) + sums[i, j] / max(m[i] * m[j], 1e-12))
         else:
             d = 1.0 - sums[i, j] / max(m[i] * m[j], 1e-12)
         if w > 0:
             d = (1.0 - w) * d + w * ci / max(li, 1e-12)
+        if small > 0:
+            d *= min(1.0, min(m[i], m[j]) / small) ** 0.5
         return min(max(d, 0.0), 1.0)
 
     heap = [(dist(i, j), i, j) for i in range(s) for j in nbr[i] if i < j]
@@ -292,6 +297,51 @@ def merge_leaves(
     return merges, np.maximum.accumulate(heights) if heights.size else heights
 
 
+def leaf_pair_ucm(leaves: np.ndarray, pair_height: np.ndarray) -> np.ndarray:
+    """BSDS UCM whose border between leaves a and b has height ``pair_height[a-1, b-1]``.
+
+    Parameters
+    ----------
+    leaves : ndarray, shape (H, W), int
+        Labels 1..S.
+    pair_height : ndarray, shape (S, S)
+        Symmetric, zero diagonal; an ultrametric on touching leaves gives nested levels.
+
+    Returns
+    -------
+    ndarray, shape (2H+1, 2W+1)
+        Corners hold the maximum of their incident borders; borders that reach the image
+        border continue into the frame (as :func:`affseg.grouping.ucm.levels_to_ucm`).
+    """
+    l0 = np.asarray(leaves, dtype=np.int64) - 1
+    hh, ww = l0.shape
+    ucm = np.zeros((2 * hh + 1, 2 * ww + 1))
+    ucm[1:-1:2, 2:-1:2] = pair_height[l0[:, :-1], l0[:, 1:]]
+    ucm[2:-1:2, 1:-1:2] = pair_height[l0[:-1, :], l0[1:, :]]
+    ucm[2:-1:2, 2:-1:2] = np.maximum.reduce(
+        [ucm[1:-2:2, 2:-1:2], ucm[3::2, 2:-1:2], ucm[2:-1:2, 1:-2:2], ucm[2:-1:2, 3::2]]
+    )
+    ucm[0, 2:-1:2] = ucm[1, 2:-1:2]
+    ucm[-1, 2:-1:2] = ucm[-2, 2:-1:2]
+    ucm[2:-1:2, 0] = ucm[2:-1:2, 1]
+    ucm[2:-1:2, -1] = ucm[2:-1:2, -2]
+    return ucm
+
+
+def cophenetic(n: int, merges: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    """Height at which every two of ``n`` items join in a merge sequence (1 if never)."""
+    coph = np.ones((n, n))
+    members: list[list[int]] = [[k] for k in range(n)]
+    for (i, j), h in zip(np.asarray(merges).tolist(), np.asarray(heights).tolist(), strict=True):
+        mi, mj = members[i], members[j]
+        coph[np.ix_(mi, mj)] = h
+        coph[np.ix_(mj, mi)] = h
+        mi.extend(mj)
+        members[j] = []
+    np.fill_diagonal(coph, 0.0)
+    return coph
+
+
 def merge_tree_ucm(
     leaves: np.ndarray,
     merges: np.ndarray,
@@ -327,33 +377,8 @@ def merge_tree_ucm(
     hts = np.clip(np.asarray(heights, dtype=np.float64), 0.0, 1.0)
     # strictly increasing heights (ties broken by merge order) so that every step is a level
     hts = hts + 1e-9 * np.arange(1, hts.size + 1)
-    # cophenetic heights of touching leaf pairs
-    a, b, _ = adjacent_pairs(lab)
-    keep = a < b
-    a, b = a[keep] - 1, b[keep] - 1
-    owner = np.arange(s)
-    members: list[list[int]] = [[k] for k in range(s)]
-    coph = np.ones((s, s))
-    for (i, j), h in zip(merges.tolist(), hts.tolist(), strict=True):
-        mi, mj = members[i], members[j]
-        coph[np.ix_(mi, mj)] = h
-        coph[np.ix_(mj, mi)] = h
-        mi.extend(mj)
-        members[j] = []
-        owner[mj] = i
-    np.fill_diagonal(coph, 0.0)
-    hh, ww = lab.shape
-    ucm = np.zeros((2 * hh + 1, 2 * ww + 1))
-    l0 = lab - 1
-    ucm[1:-1:2, 2:-1:2] = coph[l0[:, :-1], l0[:, 1:]]
-    ucm[2:-1:2, 1:-1:2] = coph[l0[:-1, :], l0[1:, :]]
-    ucm[2:-1:2, 2:-1:2] = np.maximum.reduce(
-        [ucm[1:-2:2, 2:-1:2], ucm[3::2, 2:-1:2], ucm[2:-1:2, 1:-2:2], ucm[2:-1:2, 3::2]]
-    )
-    ucm[0, 2:-1:2] = ucm[1, 2:-1:2]
-    ucm[-1, 2:-1:2] = ucm[-2, 2:-1:2]
-    ucm[2:-1:2, 0] = ucm[2:-1:2, 1]
-    ucm[2:-1:2, -1] = ucm[2:-1:2, -2]
+    coph = cophenetic(s, merges, hts)
+    ucm = leaf_pair_ucm(lab, coph)
     # levels: after k merges for the k of every threshold and of the last keep_last steps
     n = hts.size
     steps = set(np.searchsorted(hts, np.asarray(thresholds), side="right").tolist())
@@ -389,6 +414,9 @@ def leaf_hierarchy(
     linkage: str = "border",
     keep_last: int = 40,
     default_height: float = 0.5,
+    coarse: Hierarchy | None = None,
+    within: str = "scale",
+    small: float = 0.0,
 ) -> Hierarchy:
     """Edge-following leaves merged by average K_D into a hierarchy at image resolution.
 
@@ -405,6 +433,9 @@ def leaf_hierarchy(
         See :func:`merge_leaves` and :func:`boundary_contrast`.
     keep_last, default_height
         See :func:`merge_tree_ucm`.
+    coarse : Hierarchy, optional
+        Snap this hierarchy to the leaves and refine it below its finest level
+        (:func:`snap_hierarchy`) instead of merging the leaves all the way up.
 
     Returns
     -------
@@ -423,6 +454,21 @@ def leaf_hierarchy(
     sums = 0.5 * (sums + sums.T)
     mass = np.asarray(m.sum(0)).ravel()
     a, b, length, contrast = boundary_contrast(image, leaf, contrast_scale)
+    if coarse is not None:
+        return snap_hierarchy(
+            leaf,
+            coarse,
+            sums,
+            mass,
+            a,
+            b,
+            length,
+            contrast,
+            boundary_weight=boundary_weight,
+            linkage=linkage,
+            within=within,
+            default_height=default_height,
+        )
     merges, heights = merge_leaves(
         sums,
         mass,
@@ -432,5 +478,105 @@ def leaf_hierarchy(
         contrast=contrast,
         boundary_weight=boundary_weight,
         linkage=linkage,
+        small=small * leaf.size,
     )
     return merge_tree_ucm(leaf, merges, heights, keep_last=keep_last, default_height=default_height)
+
+
+def snap_hierarchy(
+    leaves: np.ndarray,
+    coarse: Hierarchy,
+    pair_sums: np.ndarray,
+    mass: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    length: np.ndarray,
+    contrast: np.ndarray,
+    *,
+    boundary_weight: float = 0.0,
+    linkage: str = "border",
+    within: str = "scale",
+    default_height: float = 0.5,
+) -> Hierarchy:
+    """A coarse hierarchy snapped to edge-following leaves, refined below its finest level.
+
+    Every leaf joins the finest-level region of ``coarse`` it overlaps most; the coarse
+    levels keep their heights (so their borders now follow the leaves), and the leaves
+    inside each (connected) snapped region are merged by :func:`merge_leaves`, capped just
+    below the height at which the region first merges with a neighbour, so the UCM has the
+    leaves as its finest level and the coarse hierarchy above.
+
+    Parameters
+    ----------
+    leaves : ndarray, shape (H, W), int
+        Labels 1..S.
+    coarse : Hierarchy
+        Nested levels at (H, W) (e.g. the paper's grouping).
+    pair_sums, mass, a, b, length, contrast, boundary_weight, linkage
+        See :func:`merge_leaves` (all touching leaf pairs).
+    default_height : float
+        The default level is the coarsest one at or below this height.
+
+    Returns
+    -------
+    Hierarchy
+        Levels at the distinct partitions of the 99 benchmark thresholds, with the UCM.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    lab = np.asarray(leaves, dtype=np.int64)
+    s = int(lab.max())
+    fine = np.asarray(coarse.levels[0], dtype=np.int64)
+    if fine.shape != lab.shape:
+        raise InputError(f"coarse hierarchy has shape {fine.shape}; leaves {lab.shape}")
+    r = int(fine.max())
+    votes = np.bincount(((lab - 1) * r + (fine - 1)).ravel(), minlength=s * r).reshape(s, r)
+    region = votes.argmax(1)  # (S,) 0-based finest coarse region of every leaf
+    # paper cophenetic heights between its finest regions
+    rep = np.zeros((len(coarse.levels), r), dtype=np.int64)
+    for lev, lv in enumerate(coarse.levels):
+        rep[lev, fine.ravel() - 1] = np.asarray(lv).ravel()
+    same = rep[:, :, None] == rep[:, None, :]  # (L, R, R)
+    first = np.where(same.any(0), same.argmax(0), len(coarse.levels))
+    coph_r = np.append(np.asarray(coarse.heights, dtype=np.float64), 1.0)[first]
+    np.fill_diagonal(coph_r, 0.0)
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    inside = region[a] == region[b]
+    graph = sp.coo_matrix((np.ones(int(inside.sum())), (a[inside], b[inside])), shape=(s, s))
+    n_comp, comp = connected_components(graph, directed=False)
+    # height at which each snapped component first meets another region
+    cross = ~inside
+    h_cross = coph_r[region[a[cross]], region[b[cross]]]
+    cap = np.ones(n_comp)
+    np.minimum.at(cap, comp[a[cross]], h_cross)
+    np.minimum.at(cap, comp[b[cross]], h_cross)
+    sel = np.flatnonzero(inside)
+    merges, heights = merge_leaves(
+        pair_sums,
+        mass,
+        a[sel],
+        b[sel],
+        length=np.asarray(length)[sel],
+        contrast=np.asarray(contrast)[sel],
+        boundary_weight=boundary_weight,
+        linkage=linkage,
+    )
+    n_in = s - n_comp  # the merges inside components come first; later ones are fallbacks
+    coph = cophenetic(s, merges[:n_in], heights[:n_in])
+    if within == "scale":  # every refinement below the coarse hierarchy's first merge
+        pos = np.asarray(coarse.heights, dtype=np.float64)
+        pos = pos[pos > 0]
+        h1 = float(pos[0]) if pos.size else 1.0
+        capped = coph * (h1 * (1 - 1e-6))
+    elif within == "cap":
+        capped = np.minimum(coph, np.maximum(cap[comp] - 1e-6, 0.0)[:, None])
+        capped = np.minimum(capped, capped.T)
+    else:
+        raise InputError(f"within must be 'scale' or 'cap'; got {within!r}")
+    height = np.where(comp[:, None] == comp[None, :], capped, coph_r[region][:, region])
+    np.fill_diagonal(height, 0.0)
+    hier = Hierarchy.from_ucm(leaf_pair_ucm(lab, height))
+    default = int(np.searchsorted(hier.heights, default_height, side="right")) - 1
+    hier.default_level = max(default, 0)
+    return hier

@@ -31,7 +31,13 @@ _OPTION_TYPES: dict[str, type] = {
     "stride": int,
     "min_size": int,
     "default_height": float,
+    "n_leaves": int,
+    "leaf_scale": float,
+    "boundary_weight": float,
 }
+
+#: Grouping algorithms of :func:`ndd_hierarchy`.
+GROUPINGS = ("paper", "snap", "leaves")
 
 
 @functools.lru_cache(maxsize=2)
@@ -105,6 +111,12 @@ def ndd_hierarchy(
     default_height: float = 0.87,
     T: int | None = None,
     t: float | None = None,
+    grouping: str = "paper",
+    leaves: str = "felzenszwalb",
+    n_leaves: int = 1200,
+    leaf_scale: float = 50.0,
+    leaf_linkage: str = "border",
+    boundary_weight: float = 0.0,
 ) -> Hierarchy:
     """Hierarchical segmentation of one image with the neural diffusion distance.
 
@@ -142,6 +154,24 @@ def ndd_hierarchy(
         Override the model's number of outer simultaneous-iteration steps and diffusion
         time for this call (inference-time ablation of seed 001 Table 1); default: the
         trained values.
+    grouping : {"paper", "snap", "leaves"}
+        "paper": coverage centres + kernel k-means + merging on the grid, masks by
+        interpolation (seed 001, Sect. 6); "snap": the paper's hierarchy snapped to
+        edge-following leaves (each leaf joins the finest region it overlaps most) and
+        refined below its finest level by merging leaves inside each region; "leaves":
+        the leaves merged all the way up by K_D (no k-means, no interpolation)
+        (:mod:`affseg.grouping.leaf_hierarchy`).
+    leaves : {"felzenszwalb", "watershed", "slic"}
+        Over-segmentation of the "snap" / "leaves" groupings.
+    n_leaves : int
+        Number of watershed / SLIC leaves.
+    leaf_scale : float
+        Felzenszwalb ``scale`` of the leaves.
+    leaf_linkage : {"border", "average", "mixed"}
+        Leaf merging: length-weighted mean K_D of the touching leaf pairs along the border,
+        average K_D over the two regions, or the mean of both.
+    boundary_weight : float
+        Weight in [0, 1] of the colour contrast along the border in the merge distance.
 
     Returns
     -------
@@ -155,6 +185,9 @@ def ndd_hierarchy(
     mode = str(upsample).lower()
     if mode not in ("hr", "lr"):
         raise InputError(f"upsample must be 'hr' or 'lr'; got {upsample!r}")
+    group = str(grouping).lower()
+    if group not in GROUPINGS:
+        raise InputError(f"grouping must be one of {GROUPINGS}; got {grouping!r}")
     given = {
         "eps": eps,
         "max_centres": max_centres,
@@ -163,6 +196,9 @@ def ndd_hierarchy(
         "stride": stride,
         "min_size": min_size,
         "default_height": default_height,
+        "n_leaves": n_leaves,
+        "leaf_scale": leaf_scale,
+        "boundary_weight": boundary_weight,
     }
     try:
         kw: dict[str, Any] = {k: _OPTION_TYPES[k](v) for k, v in given.items()}
@@ -177,6 +213,28 @@ def ndd_hierarchy(
     tau = float(out.tau)
     size = (int(x.shape[2]), int(x.shape[3]))
 
+    leaf_kw: dict[str, Any] = {}
+    if group != "paper":
+        from affseg.grouping.leaf_hierarchy import leaf_hierarchy
+
+        leaf_kw = {
+            "leaves": str(leaves),
+            "n_leaves": kw.pop("n_leaves"),
+            "compactness": kw.pop("leaf_scale") if str(leaves) == "felzenszwalb" else None,
+            "min_size": 10 if str(leaves) == "felzenszwalb" else 0,
+            "linkage": str(leaf_linkage),
+            "boundary_weight": kw.pop("boundary_weight"),
+            "default_height": kw["default_height"],
+        }
+    else:
+        for k in ("n_leaves", "leaf_scale", "boundary_weight"):
+            kw.pop(k)
+    if group == "leaves":
+        from affseg.grouping.kernel_grouping import diffusion_kernel
+
+        kernel = diffusion_kernel(phi, tau)
+        return leaf_hierarchy(image, kernel, tuple(out.grid), **leaf_kw)
+
     up = None
     if mode == "hr":
 
@@ -185,6 +243,12 @@ def ndd_hierarchy(
                 res = net.upsample(torch.from_numpy(maps)[None], out)
             return res[0].detach().cpu().float().numpy()
 
-    return diffusion_hierarchy(
+    hier = diffusion_hierarchy(
         phi, tau, tuple(out.grid), size, upsample=up, linkage=str(linkage), **kw
     )
+    if group == "paper":
+        return hier
+    from affseg.grouping.kernel_grouping import diffusion_kernel
+
+    kernel = diffusion_kernel(phi, tau)
+    return leaf_hierarchy(image, kernel, tuple(out.grid), coarse=hier, **leaf_kw)
