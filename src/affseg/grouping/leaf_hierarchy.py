@@ -34,7 +34,7 @@ from skimage.segmentation import felzenszwalb, slic, watershed
 
 from affseg.errors import InputError
 from affseg.grouping.hierarchy import Hierarchy
-from affseg.grouping.region_merging import adjacent_pairs, connected_cleanup, neighbour_pairs
+from affseg.grouping.region_merging import connected_cleanup, neighbour_pairs
 from affseg.grouping.ucm import BSDS_THRESHOLDS
 
 LEAF_METHODS = ("slic", "watershed", "felzenszwalb")
@@ -168,11 +168,12 @@ def boundary_contrast(image: np.ndarray, labels: np.ndarray, scale: float = 10.0
 
 
 def merge_leaves(
-    pair_sums: np.ndarray,
+    pair_sums: np.ndarray | None,
     mass: np.ndarray,
     a: np.ndarray,
     b: np.ndarray,
     *,
+    pair_k: np.ndarray | None = None,
     length: np.ndarray | None = None,
     contrast: np.ndarray | None = None,
     boundary_weight: float = 0.0,
@@ -188,12 +189,14 @@ def merge_leaves(
 
     Parameters
     ----------
-    pair_sums : ndarray, shape (S, S)
-        ``M^T K M``.
+    pair_sums : ndarray, shape (S, S), optional
+        ``M^T K M`` (needed by the "average" and "mixed" linkages).
     mass : ndarray, shape (S,)
         ``M.sum(0)``.
     a, b : ndarray, shape (P,)
         Touching leaf pairs (0-based, each pair once).
+    pair_k : ndarray, shape (P,), optional
+        Average K_D of each touching leaf pair (default: from ``pair_sums``).
     length, contrast : ndarray, shape (P,), optional
         Border lengths and summed contrasts (needed when ``boundary_weight > 0``).
     boundary_weight : float
@@ -207,12 +210,15 @@ def merge_leaves(
     heights : ndarray, shape (S - 1,)
         Non-decreasing merge heights in [0, 1].
     """
-    sums = np.array(pair_sums, dtype=np.float64)
-    s = sums.shape[0]
+    m = np.asarray(mass, dtype=np.float64).copy()
+    s = m.size
+    dense = linkage != "border"
+    if pair_sums is None and (dense or pair_k is None):
+        raise InputError(f"linkage {linkage!r} needs pair_sums")
+    sums = None if pair_sums is None else np.array(pair_sums, dtype=np.float64)
     w = float(boundary_weight)
     if not 0.0 <= w <= 1.0:
         raise InputError(f"boundary_weight must be in [0, 1]; got {boundary_weight}")
-    m = np.asarray(mass, dtype=np.float64).copy()
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     if w > 0 and (length is None or contrast is None):
@@ -223,7 +229,9 @@ def merge_leaves(
     nbr: list[dict[int, list[float]]] = [{} for _ in range(s)]
     ln = np.ones(a.size) if length is None else np.asarray(length, dtype=np.float64)
     cn = np.zeros(a.size) if contrast is None else np.asarray(contrast, dtype=np.float64)
-    kl = sums[a, b] / np.maximum(m[a] * m[b], 1e-12) * ln  # leaf-pair K_D x border length
+    if pair_k is None:
+        pair_k = sums[a, b] / np.maximum(m[a] * m[b], 1e-12)
+    kl = np.asarray(pair_k, dtype=np.float64) * ln  # leaf-pair K_D x border length
     for i, j, li, ci, ki in zip(
         a.tolist(), b.tolist(), ln.tolist(), cn.tolist(), kl.tolist(), strict=True
     ):
@@ -273,8 +281,9 @@ def merge_leaves(
         heights[step] = d
         step += 1
         alive[j] = False
-        sums[i] += sums[j]
-        sums[:, i] += sums[:, j]
+        if dense:
+            sums[i] += sums[j]
+            sums[:, i] += sums[:, j]
         m[i] += m[j]
         nbr[i].pop(j, None)
         nbr[j].pop(i, None)
@@ -449,11 +458,18 @@ def leaf_hierarchy(
         image, method=leaves, n_segments=n_leaves, compactness=compactness, min_size=min_size
     )
     m = leaf_node_weights(leaf, (h, w))
-    km = np.asarray(m.T @ k.astype(np.float64, copy=False))  # (S, N)
-    sums = np.asarray((m.T @ km.T).T)  # (S, S) = M^T K M
-    sums = 0.5 * (sums + sums.T)
+    mt = m.T.tocsr()
+    km = np.asarray(mt @ k)  # (S, N) = M^T K
     mass = np.asarray(m.sum(0)).ravel()
     a, b, length, contrast = boundary_contrast(image, leaf, contrast_scale)
+    # average K_D of every touching leaf pair: (M^T K M)[a, b] / (mass_a mass_b)
+    mb = mt[b].tocoo()
+    pk = np.bincount(mb.row, weights=mb.data * km[a[mb.row], mb.col], minlength=a.size)
+    pair_k = pk / np.maximum(mass[a] * mass[b], 1e-12)
+    sums = None
+    if linkage != "border":
+        sums = np.asarray(mt @ km.T)  # (S, S) = M^T K M
+        sums = 0.5 * (sums + sums.T)
     if coarse is not None:
         return snap_hierarchy(
             leaf,
@@ -464,6 +480,7 @@ def leaf_hierarchy(
             b,
             length,
             contrast,
+            pair_k=pair_k,
             boundary_weight=boundary_weight,
             linkage=linkage,
             within=within,
@@ -476,6 +493,7 @@ def leaf_hierarchy(
         b,
         length=length,
         contrast=contrast,
+        pair_k=pair_k,
         boundary_weight=boundary_weight,
         linkage=linkage,
         small=small * leaf.size,
@@ -493,6 +511,7 @@ def snap_hierarchy(
     length: np.ndarray,
     contrast: np.ndarray,
     *,
+    pair_k: np.ndarray | None = None,
     boundary_weight: float = 0.0,
     linkage: str = "border",
     within: str = "scale",
@@ -512,7 +531,7 @@ def snap_hierarchy(
         Labels 1..S.
     coarse : Hierarchy
         Nested levels at (H, W) (e.g. the paper's grouping).
-    pair_sums, mass, a, b, length, contrast, boundary_weight, linkage
+    pair_sums, mass, a, b, length, contrast, pair_k, boundary_weight, linkage
         See :func:`merge_leaves` (all touching leaf pairs).
     default_height : float
         The default level is the coarsest one at or below this height.
@@ -559,6 +578,7 @@ def snap_hierarchy(
         b[sel],
         length=np.asarray(length)[sel],
         contrast=np.asarray(contrast)[sel],
+        pair_k=None if pair_k is None else np.asarray(pair_k)[sel],
         boundary_weight=boundary_weight,
         linkage=linkage,
     )

@@ -19,7 +19,12 @@ import numpy as np
 import torch
 
 from affseg.errors import InputError
-from affseg.grouping.diffusion_hierarchy import diffusion_hierarchy
+from affseg.grouping.diffusion_hierarchy import (
+    diffusion_hierarchy,
+    grid_clustering,
+    labels_to_hierarchy,
+    resize_maps,
+)
 from affseg.grouping.hierarchy import Hierarchy
 
 #: Grouping options of :func:`ndd_hierarchy` and their types (``--set`` may pass strings).
@@ -243,12 +248,31 @@ def ndd_hierarchy(
                 res = net.upsample(torch.from_numpy(maps)[None], out)
             return res[0].detach().cpu().float().numpy()
 
-    hier = diffusion_hierarchy(
-        phi, tau, tuple(out.grid), size, upsample=up, linkage=str(linkage), **kw
-    )
     if group == "paper":
-        return hier
-    from affseg.grouping.kernel_grouping import diffusion_kernel
-
-    kernel = diffusion_kernel(phi, tau)
-    return leaf_hierarchy(image, kernel, tuple(out.grid), coarse=hier, **leaf_kw)
+        return diffusion_hierarchy(
+            phi, tau, tuple(out.grid), size, upsample=up, linkage=str(linkage), **kw
+        )
+    # "snap": the paper's hierarchy (sharing its K_D) snapped to the leaves
+    kernel, assign = grid_clustering(
+        phi,
+        tau,
+        tuple(out.grid),
+        eps=kw["eps"],
+        max_centres=kw["max_centres"],
+        beta=kw["beta"],
+        n_iter=kw["n_iter"],
+        stride=kw["stride"],
+    )
+    full = resize_maps(assign, size) if up is None else np.asarray(up(assign), dtype=np.float32)
+    coarse = labels_to_hierarchy(
+        full.argmax(axis=0),
+        kernel,
+        tuple(out.grid),
+        linkage=str(linkage),
+        phi=phi,
+        tau=tau,
+        min_size=kw["min_size"],
+        default_height=kw["default_height"],
+        soft=full,
+    )
+    return leaf_hierarchy(image, kernel, tuple(out.grid), coarse=coarse, **leaf_kw)
