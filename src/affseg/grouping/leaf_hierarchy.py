@@ -259,11 +259,12 @@ def merge_leaves(
             d *= min(1.0, min(m[i], m[j]) / small) ** 0.5
         return min(max(d, 0.0), 1.0)
 
-    heap = [(dist(i, j), i, j) for i in range(s) for j in nbr[i] if i < j]
+    # heap entries (distance, i, j, version[i] + version[j] when pushed): an entry is stale
+    # once either region has merged since (versions only grow)
+    heap = [(dist(i, j), i, j, 0) for i in range(s) for j in nbr[i] if i < j]
     heapq.heapify(heap)
     alive = np.ones(s, dtype=bool)
     version = np.zeros(s, dtype=np.int64)
-    stamp = {(i, j): 0 for _, i, j in heap}
     merges = np.zeros((max(s - 1, 0), 2), dtype=np.int64)
     heights = np.zeros(max(s - 1, 0))
     step = 0
@@ -273,8 +274,8 @@ def merge_leaves(
             d = 1.0
             nbr[i][j] = nbr[j][i] = [1.0, 0.0, 0.0]
         else:
-            d, i, j = heapq.heappop(heap)
-            if not (alive[i] and alive[j]) or stamp.get((i, j)) != version[i] + version[j]:
+            d, i, j, stamp = heapq.heappop(heap)
+            if not (alive[i] and alive[j]) or stamp != version[i] + version[j]:
                 continue
         # merge j into i (i < j)
         merges[step] = i, j
@@ -301,8 +302,7 @@ def merge_leaves(
         version[i] += 1
         for c in nbr[i]:
             lo, hi = min(i, c), max(i, c)
-            stamp[(lo, hi)] = version[lo] + version[hi]
-            heapq.heappush(heap, (dist(lo, hi), lo, hi))
+            heapq.heappush(heap, (dist(lo, hi), lo, hi, int(version[lo] + version[hi])))
     return merges, np.maximum.accumulate(heights) if heights.size else heights
 
 
@@ -596,7 +596,8 @@ def snap_hierarchy(
         raise InputError(f"within must be 'scale' or 'cap'; got {within!r}")
     height = np.where(comp[:, None] == comp[None, :], capped, coph_r[region][:, region])
     np.fill_diagonal(height, 0.0)
-    hier = Hierarchy.from_ucm(leaf_pair_ucm(lab, height))
+    thr = np.union1d(BSDS_THRESHOLDS, np.append(np.asarray(coarse.heights)[1:], 1.0))
+    hier = Hierarchy.from_ucm(leaf_pair_ucm(lab, height), thresholds=thr)
     default = int(np.searchsorted(hier.heights, default_height, side="right")) - 1
     hier.default_level = max(default, 0)
     return hier
