@@ -179,6 +179,7 @@ def merge_leaves(
     boundary_weight: float = 0.0,
     linkage: str = "border",
     small: float = 0.0,
+    mix: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy average-linkage merging of adjacent leaves down to one region.
 
@@ -250,7 +251,8 @@ def merge_leaves(
         if border:
             d = 1.0 - ki / max(li, 1e-12)
         elif mixed:
-            d = 1.0 - 0.5 * (ki / max(li, 1e-12) + sums[i, j] / max(m[i] * m[j], 1e-12))
+            avg = sums[i, j] / max(m[i] * m[j], 1e-12)
+            d = 1.0 - (1.0 - mix) * ki / max(li, 1e-12) - mix * avg
         else:
             d = 1.0 - sums[i, j] / max(m[i] * m[j], 1e-12)
         if w > 0:
@@ -426,6 +428,7 @@ def leaf_hierarchy(
     coarse: Hierarchy | None = None,
     within: str = "scale",
     small: float = 0.0,
+    mix: float = 0.5,
 ) -> Hierarchy:
     """Edge-following leaves merged by average K_D into a hierarchy at image resolution.
 
@@ -485,6 +488,7 @@ def leaf_hierarchy(
             linkage=linkage,
             within=within,
             default_height=default_height,
+            mix=mix,
         )
     merges, heights = merge_leaves(
         sums,
@@ -497,6 +501,7 @@ def leaf_hierarchy(
         boundary_weight=boundary_weight,
         linkage=linkage,
         small=small * leaf.size,
+        mix=mix,
     )
     return merge_tree_ucm(leaf, merges, heights, keep_last=keep_last, default_height=default_height)
 
@@ -516,6 +521,7 @@ def snap_hierarchy(
     linkage: str = "border",
     within: str = "scale",
     default_height: float = 0.5,
+    mix: float = 0.5,
 ) -> Hierarchy:
     """A coarse hierarchy snapped to edge-following leaves, refined below its finest level.
 
@@ -531,7 +537,7 @@ def snap_hierarchy(
         Labels 1..S.
     coarse : Hierarchy
         Nested levels at (H, W) (e.g. the paper's grouping).
-    pair_sums, mass, a, b, length, contrast, pair_k, boundary_weight, linkage
+    pair_sums, mass, a, b, length, contrast, pair_k, boundary_weight, linkage, mix
         See :func:`merge_leaves` (all touching leaf pairs).
     default_height : float
         The default level is the coarsest one at or below this height.
@@ -581,6 +587,7 @@ def snap_hierarchy(
         pair_k=None if pair_k is None else np.asarray(pair_k)[sel],
         boundary_weight=boundary_weight,
         linkage=linkage,
+        mix=mix,
     )
     n_in = s - n_comp  # the merges inside components come first; later ones are fallbacks
     coph = cophenetic(s, merges[:n_in], heights[:n_in])

@@ -39,10 +39,14 @@ _OPTION_TYPES: dict[str, type] = {
     "n_leaves": int,
     "leaf_scale": float,
     "boundary_weight": float,
+    "leaf_mix": float,
 }
 
 #: Grouping algorithms of :func:`ndd_hierarchy`.
 GROUPINGS = ("paper", "snap", "leaves")
+
+#: Height of the default level per grouping (covering-ODS thresholds on BSDS500 val).
+DEFAULT_HEIGHTS = {"paper": 0.87, "snap": 0.87, "leaves": 0.60}
 
 
 @functools.lru_cache(maxsize=2)
@@ -113,15 +117,16 @@ def ndd_hierarchy(
     n_iter: int = 20,
     stride: int = 2,
     min_size: int = 0,
-    default_height: float = 0.87,
+    default_height: float | None = None,
     T: int | None = None,
     t: float | None = None,
     grouping: str = "paper",
-    leaves: str = "felzenszwalb",
+    leaves: str = "watershed",
     n_leaves: int = 1200,
     leaf_scale: float = 50.0,
-    leaf_linkage: str = "border",
-    boundary_weight: float = 0.0,
+    leaf_linkage: str = "mixed",
+    boundary_weight: float = 0.2,
+    leaf_mix: float = 0.5,
 ) -> Hierarchy:
     """Hierarchical segmentation of one image with the neural diffusion distance.
 
@@ -152,9 +157,10 @@ def ndd_hierarchy(
         Sub-grid of candidate centres and cluster means (1 = every node).
     min_size : int
         Pieces smaller than this many pixels are absorbed by the clean-up.
-    default_height : float
-        The default level is the coarsest one at or below this height; 0.87 is the
-        covering-ODS threshold of the shipped model on BSDS500 val (about 10 segments).
+    default_height : float, optional
+        The default level is the coarsest one at or below this height; default 0.87 for
+        the "paper" and "snap" groupings, 0.60 for "leaves" (their covering-ODS thresholds
+        with the train-only model on BSDS500 val, about 10 segments).
     T, t : int, float, optional
         Override the model's number of outer simultaneous-iteration steps and diffusion
         time for this call (inference-time ablation of seed 001 Table 1); default: the
@@ -166,17 +172,21 @@ def ndd_hierarchy(
         refined below its finest level by merging leaves inside each region; "leaves":
         the leaves merged all the way up by K_D (no k-means, no interpolation)
         (:mod:`affseg.grouping.leaf_hierarchy`).
-    leaves : {"felzenszwalb", "watershed", "slic"}
-        Over-segmentation of the "snap" / "leaves" groupings.
+    leaves : {"watershed", "felzenszwalb", "slic"}
+        Over-segmentation of the "snap" / "leaves" groupings (compact watershed of the Lab
+        Sobel magnitude, Felzenszwalb with ``scale = leaf_scale``, or SLIC).
     n_leaves : int
-        Number of watershed / SLIC leaves.
+        Number of watershed markers / SLIC leaves.
     leaf_scale : float
         Felzenszwalb ``scale`` of the leaves.
-    leaf_linkage : {"border", "average", "mixed"}
-        Leaf merging: length-weighted mean K_D of the touching leaf pairs along the border,
-        average K_D over the two regions, or the mean of both.
+    leaf_linkage : {"mixed", "border", "average"}
+        Leaf merging: length-weighted mean K_D of the touching leaf pairs along the border
+        ("border"), average K_D over the two regions ("average"), or
+        ``(1 - leaf_mix) border + leaf_mix average`` ("mixed").
     boundary_weight : float
         Weight in [0, 1] of the colour contrast along the border in the merge distance.
+    leaf_mix : float
+        Weight of the average linkage in "mixed".
 
     Returns
     -------
@@ -193,6 +203,8 @@ def ndd_hierarchy(
     group = str(grouping).lower()
     if group not in GROUPINGS:
         raise InputError(f"grouping must be one of {GROUPINGS}; got {grouping!r}")
+    if default_height is None:
+        default_height = DEFAULT_HEIGHTS[group]
     given = {
         "eps": eps,
         "max_centres": max_centres,
@@ -204,6 +216,7 @@ def ndd_hierarchy(
         "n_leaves": n_leaves,
         "leaf_scale": leaf_scale,
         "boundary_weight": boundary_weight,
+        "leaf_mix": leaf_mix,
     }
     try:
         kw: dict[str, Any] = {k: _OPTION_TYPES[k](v) for k, v in given.items()}
@@ -229,10 +242,11 @@ def ndd_hierarchy(
             "min_size": 10 if str(leaves) == "felzenszwalb" else 0,
             "linkage": str(leaf_linkage),
             "boundary_weight": kw.pop("boundary_weight"),
+            "mix": kw.pop("leaf_mix"),
             "default_height": kw["default_height"],
         }
     else:
-        for k in ("n_leaves", "leaf_scale", "boundary_weight"):
+        for k in ("n_leaves", "leaf_scale", "boundary_weight", "leaf_mix"):
             kw.pop(k)
     if group == "leaves":
         from affseg.grouping.kernel_grouping import diffusion_kernel
