@@ -115,3 +115,15 @@ def test_merge_leaves_average_linkage_on_a_chain() -> None:
     np.testing.assert_allclose(heights, [0.1, 0.2, 1 - 0.5 / 4])
     with pytest.raises(InputError):
         merge_leaves(None, np.ones(4), a, b, linkage="average")
+
+
+def test_ndd_grouping_options_are_validated() -> None:
+    from affseg.methods import check_options
+    from affseg.methods.ndd import ndd_hierarchy
+
+    opts = {"grouping": "leaves", "n_leaves": 300, "leaf_mix": 0.3, "boundary_weight": 0.2}
+    assert check_options("ndd", opts) == opts
+    with pytest.raises(InputError):
+        ndd_hierarchy(_step_image(), grouping="bogus")
+    with pytest.raises(InputError):
+        superpixel_leaves(_step_image(), method="bogus")
