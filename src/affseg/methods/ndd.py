@@ -170,11 +170,11 @@ def ndd_hierarchy(
         trained values.
     grouping : {"leaves", "paper", "snap"}
         "leaves" (default): ~1200 edge-following leaves at image resolution merged by K_D
-        (no k-means, no interpolation); "paper": coverage centres + kernel k-means + merging on the grid, masks by
-        interpolation (seed 001, Sect. 6); "snap": the paper's hierarchy snapped to
-        edge-following leaves (each leaf joins the finest region it overlaps most) and
-        refined below its finest level by merging leaves inside each region
-        (:mod:`affseg.grouping.leaf_hierarchy`).
+        (no k-means, no interpolation); "paper": coverage centres + kernel k-means +
+        merging on the grid, masks by interpolation (seed 001, Sect. 6); "snap": the
+        paper's hierarchy snapped to the leaves (each leaf joins the finest region it
+        overlaps most) and refined below its finest level by merging leaves inside each
+        region (:mod:`affseg.grouping.leaf_hierarchy`).
     leaves : {"watershed", "felzenszwalb", "slic"}
         Over-segmentation of the "snap" / "leaves" groupings (compact watershed of the Lab
         Sobel magnitude, Felzenszwalb with ``scale = leaf_scale``, or SLIC).
