@@ -24,6 +24,7 @@ UCM threshold means the same on every image.
 
 from __future__ import annotations
 
+import functools
 import heapq
 
 import numpy as np
@@ -39,6 +40,17 @@ from affseg.grouping.ucm import BSDS_THRESHOLDS
 
 LEAF_METHODS = ("slic", "watershed", "felzenszwalb")
 LINKAGES = ("border", "average", "mixed")
+
+
+@functools.lru_cache(maxsize=1)
+def _lab_of(key: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """CIE-Lab of an RGB image given as bytes (cached: leaves and contrast share it)."""
+    return rgb2lab(np.frombuffer(key, dtype=np.uint8).reshape(shape))
+
+
+def _lab(image: np.ndarray) -> np.ndarray:
+    img = np.ascontiguousarray(image, dtype=np.uint8)
+    return _lab_of(img.tobytes(), img.shape)
 
 
 def superpixel_leaves(
@@ -81,7 +93,7 @@ def superpixel_leaves(
         raw = slic(img, n_segments=n, compactness=c, start_label=1, convert2lab=True)
     elif method == "watershed":
         c = 1e-3 if compactness is None else float(compactness)
-        lab = rgb2lab(img)
+        lab = _lab(img)
         grad = np.sqrt(sum(sobel(lab[..., k]) ** 2 for k in range(3)))
         raw = watershed(grad, markers=n, compactness=c)
     else:
@@ -148,7 +160,7 @@ def boundary_contrast(image: np.ndarray, labels: np.ndarray, scale: float = 10.0
         Number of pixel pairs across the border and the sum of their contrasts.
     """
     lab = np.asarray(labels, dtype=np.int64)
-    col = rgb2lab(np.asarray(image))
+    col = _lab(np.asarray(image))
     pa, pb = neighbour_pairs(lab)
     diff = pa != pb
     ca0, ca1 = neighbour_pairs(col[..., 0])
