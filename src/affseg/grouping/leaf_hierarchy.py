@@ -11,15 +11,20 @@ regions by average K_D:
    Felzenszwalb superpixels, made 4-connected (labels 1..S);
 2. :func:`leaf_node_weights`: every pixel spreads its weight over the 4 nearest grid nodes
    (bilinear), so a leaf is a weighted set of nodes M (N, S);
-3. :func:`merge_leaves`: greedy average linkage on ``M^T K_D M`` (exact: sums add up on
-   merges) with an optional boundary-strength term (mean colour contrast along the shared
-   border), with a heap over the adjacency graph (no dense S x S scan per step);
+3. :func:`merge_leaves`: greedy merging of touching regions (a heap over the adjacency
+   graph, no dense S x S scan per step) by ``1 - K``, where K is the border-length
+   weighted mean K_D of the touching leaf pairs along the shared border ("border"), the
+   exact average K_D over the two regions ("average": ``M^T K_D M`` sums add up on
+   merges), or a mix of both ("mixed"), plus an optional colour-contrast term along the
+   border;
 4. :func:`merge_tree_ucm`: the UCM straight from the merge tree (each border pixel gets the
    height at which its two leaves join), and levels at the distinct partitions of the
-   benchmark thresholds plus every one of the last ``keep_last`` merges.
+   benchmark thresholds plus every one of the last ``keep_last`` merges;
+5. or :func:`snap_hierarchy`: an existing coarse hierarchy (the paper's) snapped to the
+   leaves and refined below its finest level.
 
-Heights are ``(1 - w) (1 - K_avg) + w B_avg`` (w = ``boundary_weight``, B in [0, 1]), so one
-UCM threshold means the same on every image.
+Heights are ``(1 - w) (1 - K) + w C`` (w = ``boundary_weight``, C the mean contrast in
+[0, 1]), so one UCM threshold means the same on every image.
 """
 
 from __future__ import annotations
