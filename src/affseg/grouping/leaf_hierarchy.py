@@ -219,6 +219,14 @@ def merge_leaves(
         Border lengths and summed contrasts (needed when ``boundary_weight > 0``).
     boundary_weight : float
         w in [0, 1].
+    linkage : {"border", "average", "mixed"}
+        K of two regions: border-length weighted mean of the touching leaf pairs' K_D,
+        exact average K_D (needs ``pair_sums``), or ``(1 - mix) border + mix average``.
+    small : float
+        Size prior (0: off): distances of regions under ``small`` pixels are scaled by
+        ``sqrt(size / small)`` (merged earlier). It lowered every val score.
+    mix : float
+        Weight of the average linkage in "mixed".
 
     Returns
     -------
