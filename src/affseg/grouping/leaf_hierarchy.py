@@ -224,7 +224,7 @@ def merge_leaves(
         exact average K_D (needs ``pair_sums``), or ``(1 - mix) border + mix average``.
     small : float
         Size prior (0: off): distances of regions under ``small`` pixels are scaled by
-        ``sqrt(size / small)`` (merged earlier). It lowered every val score.
+        ``sqrt(size / small)`` (so small regions merge earlier).
     mix : float
         Weight of the average linkage in "mixed".
 
@@ -470,6 +470,11 @@ def leaf_hierarchy(
         See :func:`merge_leaves` and :func:`boundary_contrast`.
     keep_last, default_height
         See :func:`merge_tree_ucm`.
+    small : float
+        Size prior of :func:`merge_leaves` as a fraction of the image area (not used by
+        ``coarse``).
+    mix : float
+        See :func:`merge_leaves`.
     coarse : Hierarchy, optional
         Snap this hierarchy to the leaves and refine it below its finest level
         (:func:`snap_hierarchy`) instead of merging the leaves all the way up.

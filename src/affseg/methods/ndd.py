@@ -43,13 +43,14 @@ _OPTION_TYPES: dict[str, type] = {
     "leaf_scale": float,
     "boundary_weight": float,
     "leaf_mix": float,
+    "leaf_small": float,
 }
 
 #: Grouping algorithms of :func:`ndd_hierarchy`.
 GROUPINGS = ("paper", "snap", "leaves")
 
 #: Height of the default level per grouping (covering-ODS thresholds on BSDS500 val).
-DEFAULT_HEIGHTS = {"paper": 0.87, "snap": 0.87, "leaves": 0.60}
+DEFAULT_HEIGHTS = {"paper": 0.87, "snap": 0.87, "leaves": 0.65}
 
 
 @functools.lru_cache(maxsize=2)
@@ -130,6 +131,7 @@ def ndd_hierarchy(
     leaf_linkage: str = "mixed",
     boundary_weight: float = 0.2,
     leaf_mix: float = 0.5,
+    leaf_small: float = 0.01,
 ) -> Hierarchy:
     """Hierarchical segmentation of one image with the neural diffusion distance.
 
@@ -162,7 +164,7 @@ def ndd_hierarchy(
         Pieces smaller than this many pixels are absorbed by the clean-up.
     default_height : float, optional
         The default level is the coarsest one at or below this height; default 0.87 for
-        the "paper" and "snap" groupings, 0.60 for "leaves" (their covering-ODS thresholds
+        the "paper" and "snap" groupings, 0.65 for "leaves" (their covering-ODS thresholds
         with the train-only model on BSDS500 val, about 10 segments).
     T, t : int, float, optional
         Override the model's number of outer simultaneous-iteration steps and diffusion
@@ -190,6 +192,9 @@ def ndd_hierarchy(
         Weight in [0, 1] of the colour contrast along the border in the merge distance.
     leaf_mix : float
         Weight of the average linkage in "mixed".
+    leaf_small : float
+        Size prior of the leaf merging, as a fraction of the image area: the merge distance
+        of a region smaller than this is scaled by ``sqrt(area / (leaf_small H W))`` (0: off).
 
     Returns
     -------
@@ -220,6 +225,7 @@ def ndd_hierarchy(
         "leaf_scale": leaf_scale,
         "boundary_weight": boundary_weight,
         "leaf_mix": leaf_mix,
+        "leaf_small": leaf_small,
     }
     try:
         kw: dict[str, Any] = {k: _OPTION_TYPES[k](v) for k, v in given.items()}
@@ -246,10 +252,11 @@ def ndd_hierarchy(
             "linkage": str(leaf_linkage),
             "boundary_weight": kw.pop("boundary_weight"),
             "mix": kw.pop("leaf_mix"),
+            "small": kw.pop("leaf_small"),
             "default_height": kw["default_height"],
         }
     else:
-        for k in ("n_leaves", "leaf_scale", "boundary_weight", "leaf_mix"):
+        for k in ("n_leaves", "leaf_scale", "boundary_weight", "leaf_mix", "leaf_small"):
             kw.pop(k)
     if group == "leaves":
         from affseg.grouping.kernel_grouping import diffusion_kernel
