@@ -9,6 +9,7 @@ region benchmark (UCM at the 99 thresholds, every human annotation). Configurati
 Usage::
 
     python benchmarks/bench_ndd_grouping.py --start 0 --stop 20 --json out.json
+    python benchmarks/bench_ndd_grouping.py --set size --json size.json
 """
 
 from __future__ import annotations
@@ -20,22 +21,33 @@ import time
 import numpy as np
 import torch
 
+_NO_PRIOR = {"leaf_small": 0.0}
+
+#: The ablation (leaves rows without the size prior, then the size-prior rows).
 CONFIGS: list[dict] = [
     {"grouping": "paper", "upsample": "hr"},
     {"grouping": "paper", "upsample": "lr"},
     {"grouping": "snap", "upsample": "lr", "leaf_linkage": "border", "boundary_weight": 0.0},
     {"grouping": "snap", "upsample": "hr", "leaf_linkage": "border", "boundary_weight": 0.0},
-    {"grouping": "leaves", "leaf_linkage": "border", "boundary_weight": 0.0},
-    {"grouping": "leaves", "leaf_linkage": "average", "boundary_weight": 0.0},
-    {"grouping": "leaves", "leaf_linkage": "mixed", "boundary_weight": 0.0},
-    {"grouping": "leaves", "leaf_linkage": "border", "boundary_weight": 0.2},
-    {"grouping": "leaves", "leaf_linkage": "mixed", "leaf_mix": 0.3},
-    {"grouping": "leaves", "leaf_linkage": "mixed", "leaf_mix": 0.75},
-    {"grouping": "leaves"},  # the defaults: watershed 1200, mixed 0.5, contrast 0.2
-    {"grouping": "leaves", "n_leaves": 600},
-    {"grouping": "leaves", "n_leaves": 2000},
-    {"grouping": "leaves", "leaves": "felzenszwalb"},
-    {"grouping": "leaves", "leaves": "slic"},
+    {"grouping": "leaves", "leaf_linkage": "border", "boundary_weight": 0.0, **_NO_PRIOR},
+    {"grouping": "leaves", "leaf_linkage": "average", "boundary_weight": 0.0, **_NO_PRIOR},
+    {"grouping": "leaves", "leaf_linkage": "mixed", "boundary_weight": 0.0, **_NO_PRIOR},
+    {"grouping": "leaves", "leaf_linkage": "border", "boundary_weight": 0.2, **_NO_PRIOR},
+    {"grouping": "leaves", "leaf_linkage": "mixed", "leaf_mix": 0.3, **_NO_PRIOR},
+    {"grouping": "leaves", "leaf_linkage": "mixed", "leaf_mix": 0.75, **_NO_PRIOR},
+    {"grouping": "leaves", **_NO_PRIOR},  # watershed 1200, mixed 0.5, contrast 0.2
+    {"grouping": "leaves", "n_leaves": 600, **_NO_PRIOR},
+    {"grouping": "leaves", "n_leaves": 2000, **_NO_PRIOR},
+    {"grouping": "leaves", "leaves": "felzenszwalb", **_NO_PRIOR},
+    {"grouping": "leaves", "leaves": "slic", **_NO_PRIOR},
+]
+
+#: Size prior of the leaf merging (``leaf_small``; the default is 0.01).
+SIZE_CONFIGS: list[dict] = [
+    {"grouping": "leaves", "leaf_small": 0.002},
+    {"grouping": "leaves", "leaf_small": 0.005},
+    {"grouping": "leaves"},  # the defaults: leaf_small 0.01
+    {"grouping": "leaves", "leaf_small": 0.02},
 ]
 
 
@@ -59,6 +71,9 @@ def main() -> None:
     parser.add_argument("--weights", default="spec_diff_net_train_only.pt")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--set", choices=["ablation", "size"], default="ablation", help="which configurations"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -76,7 +91,7 @@ def main() -> None:
         gts = bsds.load_ground_truth(bsds.gt_path(None, "val", image_id))
         items.append((image_id, img, _Cached(net, out), gts))
     results = []
-    for cfg in CONFIGS:
+    for cfg in CONFIGS if args.set == "ablation" else SIZE_CONFIGS:
         bench = RegionBenchmark()
         seconds, leaves = 0.0, []
         for image_id, img, model, gts in items:
