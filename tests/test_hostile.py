@@ -697,13 +697,6 @@ def test_failed_training_never_touches_the_shipped_model(
     assert NDD.read_bytes() == before
 
 
-@pytest.mark.xfail(
-    reason="known, not fixed: the C kernel is linked with -ffast-math (crtfastmath.o), which "
-    "sets flush-to-zero for the whole process; linking without it keeps subnormals but made "
-    "ndd 2.5x slower (1.9 vs 0.75 s/image on BSDS val), so it stays until the kernel sets "
-    "FTZ itself",
-    strict=False,
-)
 def test_compiled_kernel_leaves_floating_point_state_alone() -> None:
     """Loading the C kernel must not switch the process to flush-to-zero (crtfastmath)."""
     code = (

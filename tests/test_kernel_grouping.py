@@ -289,14 +289,19 @@ class _ColourNet:
         return F.interpolate(maps, size=out.image_size, mode="bilinear", align_corners=False)
 
 
-@pytest.mark.parametrize("upsample", ["hr", "lr"])
-def test_ndd_hierarchy_end_to_end_with_a_model_object(upsample: str) -> None:
+@pytest.mark.parametrize(
+    ("upsample", "grouping"),
+    [("hr", "paper"), ("lr", "paper"), ("hr", "snap"), ("hr", "leaves")],
+)
+def test_ndd_hierarchy_end_to_end_with_a_model_object(upsample: str, grouping: str) -> None:
     from affseg.methods.ndd import ndd_hierarchy
 
     img, truth = _two_region_image()
     net = _ColourNet()
-    hier = ndd_hierarchy(img, model=net, upsample=upsample, max_centres="12", eps="0.01")
-    assert net.upsampled == (1 if upsample == "hr" else 0)
+    hier = ndd_hierarchy(
+        img, model=net, upsample=upsample, max_centres="12", eps="0.01", grouping=grouping
+    )
+    assert net.upsampled == (1 if upsample == "hr" and grouping != "leaves" else 0)
     assert hier.shape == truth.shape and hier.n_segments[-1] == 1
     two = hier.labels(2)
     agree = max(np.mean((two == 1) == (truth == 1)), np.mean((two == 1) == (truth == 0)))

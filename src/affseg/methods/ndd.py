@@ -1,8 +1,11 @@
-"""The ``ndd`` segmentation method: spec-diff-net + hierarchical kernel grouping.
+"""The ``ndd`` segmentation method: spec-diff-net + hierarchical grouping by K_D.
 
 ``ndd_hierarchy(image)`` runs the shipped spec-diff-net (loaded once and cached) on one
-RGB image, takes its diffusion embedding on the feature grid, and builds the hierarchy of
-:func:`affseg.grouping.diffusion_hierarchy.diffusion_hierarchy` ([1], Sect. 6). The
+RGB image and takes its diffusion embedding on the feature grid. The default grouping
+(``grouping="leaves"``, :mod:`affseg.grouping.leaf_hierarchy`) merges ~1200 edge-following
+watershed leaves at image resolution by K_D (border + average linkage, colour contrast);
+``grouping="paper"`` builds the reference hierarchy of
+:func:`affseg.grouping.diffusion_hierarchy.diffusion_hierarchy` ([1], Sect. 6), whose
 full-resolution masks come from the network's feature-attentional interpolation
 (``upsample="hr"``) or from plain bilinear resizing (``upsample="lr"``).
 
@@ -23,7 +26,12 @@ import numpy as np
 import torch
 
 from affseg.errors import InputError
-from affseg.grouping.diffusion_hierarchy import diffusion_hierarchy
+from affseg.grouping.diffusion_hierarchy import (
+    diffusion_hierarchy,
+    grid_clustering,
+    labels_to_hierarchy,
+    resize_maps,
+)
 from affseg.grouping.hierarchy import Hierarchy
 
 #: Grouping options of :func:`ndd_hierarchy` and their types (``--set`` may pass strings).
@@ -35,7 +43,18 @@ _OPTION_TYPES: dict[str, type] = {
     "stride": int,
     "min_size": int,
     "default_height": float,
+    "n_leaves": int,
+    "leaf_scale": float,
+    "boundary_weight": float,
+    "leaf_mix": float,
+    "leaf_small": float,
 }
+
+#: Grouping algorithms of :func:`ndd_hierarchy`.
+GROUPINGS = ("paper", "snap", "leaves")
+
+#: Height of the default level per grouping (covering-ODS thresholds on BSDS500 val).
+DEFAULT_HEIGHTS = {"paper": 0.87, "snap": 0.87, "leaves": 0.65}
 
 
 @functools.lru_cache(maxsize=2)
@@ -106,9 +125,17 @@ def ndd_hierarchy(
     n_iter: int = 20,
     stride: int = 2,
     min_size: int = 0,
-    default_height: float = 0.87,
+    default_height: float | None = None,
     T: int | None = None,
     t: float | None = None,
+    grouping: str = "leaves",
+    leaves: str = "watershed",
+    n_leaves: int = 1200,
+    leaf_scale: float = 50.0,
+    leaf_linkage: str = "mixed",
+    boundary_weight: float = 0.2,
+    leaf_mix: float = 0.5,
+    leaf_small: float = 0.01,
 ) -> Hierarchy:
     """Hierarchical segmentation of one image with the neural diffusion distance.
 
@@ -139,13 +166,39 @@ def ndd_hierarchy(
         Sub-grid of candidate centres and cluster means (1 = every node).
     min_size : int
         Pieces smaller than this many pixels are absorbed by the clean-up.
-    default_height : float
-        The default level is the coarsest one at or below this height; 0.87 is the
-        covering-ODS threshold of the shipped model on BSDS500 val (about 10 segments).
+    default_height : float, optional
+        The default level is the coarsest one at or below this height; default 0.87 for
+        the "paper" and "snap" groupings, 0.65 for "leaves" (their covering-ODS thresholds
+        with the train-only model on BSDS500 val, about 10 segments).
     T, t : int, float, optional
         Override the model's number of outer simultaneous-iteration steps and diffusion
         time for this call (inference-time ablation of Sun & Xu 2019, Table 1); default: the
         trained values.
+    grouping : {"leaves", "paper", "snap"}
+        "leaves" (default): ~1200 edge-following leaves at image resolution merged by K_D
+        (no k-means, no interpolation); "paper": coverage centres + kernel k-means +
+        merging on the grid, masks by interpolation (seed 001, Sect. 6); "snap": the
+        paper's hierarchy snapped to the leaves (each leaf joins the finest region it
+        overlaps most) and refined below its finest level by merging leaves inside each
+        region (:mod:`affseg.grouping.leaf_hierarchy`).
+    leaves : {"watershed", "felzenszwalb", "slic"}
+        Over-segmentation of the "snap" / "leaves" groupings (compact watershed of the Lab
+        Sobel magnitude, Felzenszwalb with ``scale = leaf_scale``, or SLIC).
+    n_leaves : int
+        Number of watershed markers / SLIC leaves.
+    leaf_scale : float
+        Felzenszwalb ``scale`` of the leaves.
+    leaf_linkage : {"mixed", "border", "average"}
+        Leaf merging: length-weighted mean K_D of the touching leaf pairs along the border
+        ("border"), average K_D over the two regions ("average"), or
+        ``(1 - leaf_mix) border + leaf_mix average`` ("mixed").
+    boundary_weight : float
+        Weight in [0, 1] of the colour contrast along the border in the merge distance.
+    leaf_mix : float
+        Weight of the average linkage in "mixed".
+    leaf_small : float
+        Size prior of the leaf merging, as a fraction of the image area: the merge distance
+        of a region smaller than this is scaled by ``sqrt(area / (leaf_small H W))`` (0: off).
 
     Returns
     -------
@@ -174,6 +227,11 @@ def ndd_hierarchy(
     mode = str(upsample).lower()
     if mode not in ("hr", "lr"):
         raise InputError(f"upsample must be 'hr' or 'lr'; got {upsample!r}")
+    group = str(grouping).lower()
+    if group not in GROUPINGS:
+        raise InputError(f"grouping must be one of {GROUPINGS}; got {grouping!r}")
+    if default_height is None:
+        default_height = DEFAULT_HEIGHTS[group]
     given = {
         "eps": eps,
         "max_centres": max_centres,
@@ -182,6 +240,11 @@ def ndd_hierarchy(
         "stride": stride,
         "min_size": min_size,
         "default_height": default_height,
+        "n_leaves": n_leaves,
+        "leaf_scale": leaf_scale,
+        "boundary_weight": boundary_weight,
+        "leaf_mix": leaf_mix,
+        "leaf_small": leaf_small,
     }
     try:
         kw: dict[str, Any] = {k: _OPTION_TYPES[k](v) for k, v in given.items()}
@@ -206,6 +269,30 @@ def ndd_hierarchy(
     tau = float(out.tau)
     size = (int(x.shape[2]), int(x.shape[3]))
 
+    leaf_kw: dict[str, Any] = {}
+    if group != "paper":
+        from affseg.grouping.leaf_hierarchy import leaf_hierarchy
+
+        leaf_kw = {
+            "leaves": str(leaves),
+            "n_leaves": kw.pop("n_leaves"),
+            "compactness": kw.pop("leaf_scale") if str(leaves) == "felzenszwalb" else None,
+            "min_size": 10 if str(leaves) == "felzenszwalb" else 0,
+            "linkage": str(leaf_linkage),
+            "boundary_weight": kw.pop("boundary_weight"),
+            "mix": kw.pop("leaf_mix"),
+            "small": kw.pop("leaf_small"),
+            "default_height": kw["default_height"],
+        }
+    else:
+        for k in ("n_leaves", "leaf_scale", "boundary_weight", "leaf_mix", "leaf_small"):
+            kw.pop(k)
+    if group == "leaves":
+        from affseg.grouping.kernel_grouping import diffusion_kernel
+
+        kernel = diffusion_kernel(phi, tau)
+        return leaf_hierarchy(image, kernel, tuple(out.grid), **leaf_kw)
+
     up = None
     if mode == "hr":
 
@@ -214,6 +301,31 @@ def ndd_hierarchy(
                 res = net.upsample(torch.from_numpy(maps)[None], out)
             return res[0].detach().cpu().float().numpy()
 
-    return diffusion_hierarchy(
-        phi, tau, tuple(out.grid), size, upsample=up, linkage=str(linkage), **kw
+    if group == "paper":
+        return diffusion_hierarchy(
+            phi, tau, tuple(out.grid), size, upsample=up, linkage=str(linkage), **kw
+        )
+    # "snap": the paper's hierarchy (sharing its K_D) snapped to the leaves
+    kernel, assign = grid_clustering(
+        phi,
+        tau,
+        tuple(out.grid),
+        eps=kw["eps"],
+        max_centres=kw["max_centres"],
+        beta=kw["beta"],
+        n_iter=kw["n_iter"],
+        stride=kw["stride"],
     )
+    full = resize_maps(assign, size) if up is None else np.asarray(up(assign), dtype=np.float32)
+    coarse = labels_to_hierarchy(
+        full.argmax(axis=0),
+        kernel,
+        tuple(out.grid),
+        linkage=str(linkage),
+        phi=phi,
+        tau=tau,
+        min_size=kw["min_size"],
+        default_height=kw["default_height"],
+        soft=full,
+    )
+    return leaf_hierarchy(image, kernel, tuple(out.grid), coarse=coarse, **leaf_kw)

@@ -1,0 +1,640 @@
+"""Hierarchy from fine edge-following leaves merged by the diffusion similarity K_D.
+
+The paper's grouping (:mod:`affseg.grouping.diffusion_hierarchy`) starts from at most
+``max_centres`` kernel k-means clusters on the stride-8 grid whose masks reach image
+resolution by interpolation: the finest level has ~20 regions and its boundaries follow
+the grid. Here the finest level is an over-segmentation at image resolution that follows
+image edges (hundreds of superpixels), and the hierarchy comes from merging adjacent
+regions by average K_D:
+
+1. :func:`superpixel_leaves`: SLIC, compact watershed of the colour gradient or
+   Felzenszwalb superpixels, made 4-connected (labels 1..S);
+2. :func:`leaf_node_weights`: every pixel spreads its weight over the 4 nearest grid nodes
+   (bilinear), so a leaf is a weighted set of nodes M (N, S);
+3. :func:`merge_leaves`: greedy merging of touching regions (a heap over the adjacency
+   graph, no dense S x S scan per step) by ``1 - K``, where K is the border-length
+   weighted mean K_D of the touching leaf pairs along the shared border ("border"), the
+   exact average K_D over the two regions ("average": ``M^T K_D M`` sums add up on
+   merges), or a mix of both ("mixed"), plus an optional colour-contrast term along the
+   border;
+4. :func:`merge_tree_ucm`: the UCM straight from the merge tree (each border pixel gets the
+   height at which its two leaves join), and levels at the distinct partitions of the
+   benchmark thresholds plus every one of the last ``keep_last`` merges;
+5. or :func:`snap_hierarchy`: an existing coarse hierarchy (the paper's) snapped to the
+   leaves and refined below its finest level.
+
+Heights are ``(1 - w) (1 - K) + w C`` (w = ``boundary_weight``, C the mean contrast in
+[0, 1]), so one UCM threshold means the same on every image.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+
+import numpy as np
+import scipy.sparse as sp
+from skimage.color import rgb2lab
+from skimage.filters import sobel
+from skimage.segmentation import felzenszwalb, slic, watershed
+
+from affseg.errors import InputError
+from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.region_merging import connected_cleanup, neighbour_pairs
+from affseg.grouping.ucm import BSDS_THRESHOLDS
+
+LEAF_METHODS = ("slic", "watershed", "felzenszwalb")
+LINKAGES = ("border", "average", "mixed")
+
+
+@functools.lru_cache(maxsize=1)
+def _lab_of(key: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """CIE-Lab of an RGB image given as bytes (cached: leaves and contrast share it)."""
+    return rgb2lab(np.frombuffer(key, dtype=np.uint8).reshape(shape))
+
+
+def _lab(image: np.ndarray) -> np.ndarray:
+    img = np.ascontiguousarray(image, dtype=np.uint8)
+    return _lab_of(img.tobytes(), img.shape)
+
+
+def superpixel_leaves(
+    image: np.ndarray,
+    *,
+    method: str = "slic",
+    n_segments: int = 400,
+    compactness: float | None = None,
+    min_size: int = 0,
+) -> np.ndarray:
+    """Edge-following over-segmentation of an image (the finest level).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    method : {"slic", "watershed", "felzenszwalb"}
+        "slic": SLIC in CIE-Lab (``compactness`` default 10); "watershed": compact
+        watershed of the Sobel magnitude of Lab from a regular grid of ``n_segments``
+        markers (``compactness`` default 1e-3); "felzenszwalb": graph segmentation with
+        ``scale = compactness`` (default 100).
+    n_segments : int
+        Approximate number of leaves (slic, watershed).
+    compactness : float, optional
+    min_size : int
+        Pieces smaller than this many pixels join a neighbour.
+
+    Returns
+    -------
+    ndarray, shape (H, W), int32
+        Labels 1..S, each one 4-connected region. Deterministic.
+    """
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise InputError(f"image must be (H, W, 3); got {img.shape}")
+    if method not in LEAF_METHODS:
+        raise InputError(f"leaves must be one of {LEAF_METHODS}; got {method!r}")
+    n = max(int(n_segments), 1)
+    if method == "slic":
+        c = 10.0 if compactness is None else float(compactness)
+        raw = slic(img, n_segments=n, compactness=c, start_label=1, convert2lab=True)
+    elif method == "watershed":
+        c = 1e-3 if compactness is None else float(compactness)
+        lab = _lab(img)
+        grad = np.sqrt(sum(sobel(lab[..., k]) ** 2 for k in range(3)))
+        raw = watershed(grad, markers=n, compactness=c)
+    else:
+        c = 100.0 if compactness is None else float(compactness)
+        raw = felzenszwalb(img, scale=c, sigma=0.8, min_size=max(int(min_size), 1))
+    return connected_cleanup(raw, min_size=int(min_size))
+
+
+def leaf_node_weights(labels: np.ndarray, grid: tuple[int, int]) -> sp.csr_matrix:
+    """Bilinear weights of every leaf on the grid nodes.
+
+    Pixel (y, x) of an (H, W) map sits at grid coordinates ``((y + 0.5) h / H - 0.5,
+    (x + 0.5) w / W - 0.5)`` (node centres, as ``align_corners=False`` resizing) and gives
+    its 4 bilinear weights to the surrounding nodes.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+        Labels 1..S.
+    grid : tuple of int
+        (h, w).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (h * w, S), float64
+        Column sums are the leaf sizes in pixels.
+    """
+    lab = np.asarray(labels)
+    hh, ww = lab.shape
+    h, w = int(grid[0]), int(grid[1])
+    s = int(lab.max())
+
+    def axis(n_pix: int, n_node: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        f = np.clip((np.arange(n_pix) + 0.5) * n_node / n_pix - 0.5, 0, n_node - 1)
+        i0 = np.floor(f).astype(np.int64)
+        i1 = np.minimum(i0 + 1, n_node - 1)
+        return i0, i1, f - i0
+
+    y0, y1, fy = axis(hh, h)
+    x0, x1, fx = axis(ww, w)
+    leaf = (lab.astype(np.int64) - 1).ravel()
+    rows, vals = [], []
+    for yi, wy in ((y0, 1 - fy), (y1, fy)):
+        for xi, wx in ((x0, 1 - fx), (x1, fx)):
+            rows.append((yi[:, None] * w + xi[None, :]).ravel())
+            vals.append((wy[:, None] * wx[None, :]).ravel())
+    m = sp.coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.tile(leaf, 4))), shape=(h * w, s)
+    )
+    return m.tocsr()  # duplicates are summed
+
+
+def boundary_contrast(image: np.ndarray, labels: np.ndarray, scale: float = 10.0) -> tuple:
+    """Border length and summed colour contrast of every pair of touching leaves.
+
+    Contrast of a 4-neighbour pixel pair across a border: ``1 - exp(-||Lab_p - Lab_q|| /
+    scale)`` (in [0, 1)).
+
+    Returns
+    -------
+    a, b : ndarray, shape (P,), int64
+        Leaf indices (0-based), a < b.
+    length, contrast : ndarray, shape (P,), float64
+        Number of pixel pairs across the border and the sum of their contrasts.
+    """
+    lab = np.asarray(labels, dtype=np.int64)
+    col = _lab(np.asarray(image))
+    pa, pb = neighbour_pairs(lab)
+    diff = pa != pb
+    ca0, ca1 = neighbour_pairs(col[..., 0])
+    d2 = (ca0 - ca1) ** 2
+    for k in (1, 2):
+        c0, c1 = neighbour_pairs(col[..., k])
+        d2 += (c0 - c1) ** 2
+    con = 1.0 - np.exp(-np.sqrt(d2[diff]) / float(scale))
+    a, b = pa[diff] - 1, pb[diff] - 1
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    base = int(lab.max())
+    key = lo * base + hi
+    uniq, inv = np.unique(key, return_inverse=True)
+    length = np.bincount(inv).astype(np.float64)
+    contrast = np.bincount(inv, weights=con)
+    return uniq // base, uniq % base, length, contrast
+
+
+def merge_leaves(
+    pair_sums: np.ndarray | None,
+    mass: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    pair_k: np.ndarray | None = None,
+    length: np.ndarray | None = None,
+    contrast: np.ndarray | None = None,
+    boundary_weight: float = 0.0,
+    linkage: str = "border",
+    small: float = 0.0,
+    mix: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy average-linkage merging of adjacent leaves down to one region.
+
+    Distance of two touching regions: ``(1 - w) (1 - sums[a, b] / (mass[a] mass[b])) + w
+    contrast[a, b] / length[a, b]``; after a merge, kernel sums, masses, border lengths and
+    contrasts add up (exact average linkage). The lowest-distance pair merges first (ties:
+    lowest indices); heights are made non-decreasing.
+
+    Parameters
+    ----------
+    pair_sums : ndarray, shape (S, S), optional
+        ``M^T K M`` (needed by the "average" and "mixed" linkages).
+    mass : ndarray, shape (S,)
+        ``M.sum(0)``.
+    a, b : ndarray, shape (P,)
+        Touching leaf pairs (0-based, each pair once).
+    pair_k : ndarray, shape (P,), optional
+        Average K_D of each touching leaf pair (default: from ``pair_sums``).
+    length, contrast : ndarray, shape (P,), optional
+        Border lengths and summed contrasts (needed when ``boundary_weight > 0``).
+    boundary_weight : float
+        w in [0, 1].
+    linkage : {"border", "average", "mixed"}
+        K of two regions: border-length weighted mean of the touching leaf pairs' K_D,
+        exact average K_D (needs ``pair_sums``), or ``(1 - mix) border + mix average``.
+    small : float
+        Size prior (0: off): distances of regions under ``small`` pixels are scaled by
+        ``sqrt(size / small)`` (so small regions merge earlier).
+    mix : float
+        Weight of the average linkage in "mixed".
+
+    Returns
+    -------
+    merges : ndarray, shape (S - 1, 2), int64
+        Step k merges region ``merges[k, 1]`` into ``merges[k, 0]`` (a merged region keeps
+        the smaller index).
+    heights : ndarray, shape (S - 1,)
+        Non-decreasing merge heights in [0, 1].
+    """
+    m = np.asarray(mass, dtype=np.float64).copy()
+    s = m.size
+    dense = linkage != "border"
+    if pair_sums is None and (dense or pair_k is None):
+        raise InputError(f"linkage {linkage!r} needs pair_sums")
+    sums = None if pair_sums is None else np.array(pair_sums, dtype=np.float64)
+    w = float(boundary_weight)
+    if not 0.0 <= w <= 1.0:
+        raise InputError(f"boundary_weight must be in [0, 1]; got {boundary_weight}")
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    if w > 0 and (length is None or contrast is None):
+        raise InputError("boundary_weight > 0 needs border length and contrast")
+    if linkage not in LINKAGES:
+        raise InputError(f"linkage must be one of {LINKAGES}; got {linkage!r}")
+    border, mixed = linkage == "border", linkage == "mixed"
+    nbr: list[dict[int, list[float]]] = [{} for _ in range(s)]
+    ln = np.ones(a.size) if length is None else np.asarray(length, dtype=np.float64)
+    cn = np.zeros(a.size) if contrast is None else np.asarray(contrast, dtype=np.float64)
+    if pair_k is None:
+        pair_k = sums[a, b] / np.maximum(m[a] * m[b], 1e-12)
+    kl = np.asarray(pair_k, dtype=np.float64) * ln  # leaf-pair K_D x border length
+    for i, j, li, ci, ki in zip(
+        a.tolist(), b.tolist(), ln.tolist(), cn.tolist(), kl.tolist(), strict=True
+    ):
+        if i == j:
+            continue
+        if j in nbr[i]:
+            e = nbr[i][j]
+            e[0] += li
+            e[1] += ci
+            e[2] += ki
+        else:
+            nbr[i][j] = nbr[j][i] = [li, ci, ki]
+
+    def dist(i: int, j: int) -> float:
+        li, ci, ki = nbr[i][j]
+        if border:
+            d = 1.0 - ki / max(li, 1e-12)
+        elif mixed:
+            avg = sums[i, j] / max(m[i] * m[j], 1e-12)
+            d = 1.0 - (1.0 - mix) * ki / max(li, 1e-12) - mix * avg
+        else:
+            d = 1.0 - sums[i, j] / max(m[i] * m[j], 1e-12)
+        if w > 0:
+            d = (1.0 - w) * d + w * ci / max(li, 1e-12)
+        if small > 0:
+            d *= min(1.0, min(m[i], m[j]) / small) ** 0.5
+        return min(max(d, 0.0), 1.0)
+
+    # heap entries (distance, i, j, version[i] + version[j] when pushed): an entry is stale
+    # once either region has merged since (versions only grow)
+    heap = [(dist(i, j), i, j, 0) for i in range(s) for j in nbr[i] if i < j]
+    heapq.heapify(heap)
+    alive = np.ones(s, dtype=bool)
+    version = np.zeros(s, dtype=np.int64)
+    merges = np.zeros((max(s - 1, 0), 2), dtype=np.int64)
+    heights = np.zeros(max(s - 1, 0))
+    step = 0
+    while step < s - 1:
+        if not heap:  # disconnected adjacency: join the two first live parts at height 1
+            i, j = np.flatnonzero(alive)[:2].tolist()
+            d = 1.0
+            nbr[i][j] = nbr[j][i] = [1.0, 0.0, 0.0]
+        else:
+            d, i, j, stamp = heapq.heappop(heap)
+            if not (alive[i] and alive[j]) or stamp != version[i] + version[j]:
+                continue
+        # merge j into i (i < j)
+        merges[step] = i, j
+        heights[step] = d
+        step += 1
+        alive[j] = False
+        if dense:
+            sums[i] += sums[j]
+            sums[:, i] += sums[:, j]
+        m[i] += m[j]
+        nbr[i].pop(j, None)
+        nbr[j].pop(i, None)
+        for c, ec in nbr[j].items():
+            nbr[c].pop(j, None)
+            if c in nbr[i]:
+                ei = nbr[i][c]
+                ei[0] += ec[0]
+                ei[1] += ec[1]
+                ei[2] += ec[2]
+            else:
+                nbr[i][c] = ec
+            nbr[c][i] = nbr[i][c]
+        nbr[j] = {}
+        version[i] += 1
+        for c in nbr[i]:
+            lo, hi = min(i, c), max(i, c)
+            heapq.heappush(heap, (dist(lo, hi), lo, hi, int(version[lo] + version[hi])))
+    return merges, np.maximum.accumulate(heights) if heights.size else heights
+
+
+def leaf_pair_ucm(leaves: np.ndarray, pair_height: np.ndarray) -> np.ndarray:
+    """BSDS UCM whose border between leaves a and b has height ``pair_height[a-1, b-1]``.
+
+    Parameters
+    ----------
+    leaves : ndarray, shape (H, W), int
+        Labels 1..S.
+    pair_height : ndarray, shape (S, S)
+        Symmetric, zero diagonal; an ultrametric on touching leaves gives nested levels.
+
+    Returns
+    -------
+    ndarray, shape (2H+1, 2W+1)
+        Corners hold the maximum of their incident borders; borders that reach the image
+        border continue into the frame (as :func:`affseg.grouping.ucm.levels_to_ucm`).
+    """
+    l0 = np.asarray(leaves, dtype=np.int64) - 1
+    hh, ww = l0.shape
+    ucm = np.zeros((2 * hh + 1, 2 * ww + 1))
+    ucm[1:-1:2, 2:-1:2] = pair_height[l0[:, :-1], l0[:, 1:]]
+    ucm[2:-1:2, 1:-1:2] = pair_height[l0[:-1, :], l0[1:, :]]
+    ucm[2:-1:2, 2:-1:2] = np.maximum.reduce(
+        [ucm[1:-2:2, 2:-1:2], ucm[3::2, 2:-1:2], ucm[2:-1:2, 1:-2:2], ucm[2:-1:2, 3::2]]
+    )
+    ucm[0, 2:-1:2] = ucm[1, 2:-1:2]
+    ucm[-1, 2:-1:2] = ucm[-2, 2:-1:2]
+    ucm[2:-1:2, 0] = ucm[2:-1:2, 1]
+    ucm[2:-1:2, -1] = ucm[2:-1:2, -2]
+    return ucm
+
+
+def cophenetic(n: int, merges: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    """Height at which every two of ``n`` items join in a merge sequence (1 if never)."""
+    coph = np.ones((n, n))
+    members: list[list[int]] = [[k] for k in range(n)]
+    for (i, j), h in zip(np.asarray(merges).tolist(), np.asarray(heights).tolist(), strict=True):
+        mi, mj = members[i], members[j]
+        coph[np.ix_(mi, mj)] = h
+        coph[np.ix_(mj, mi)] = h
+        mi.extend(mj)
+        members[j] = []
+    np.fill_diagonal(coph, 0.0)
+    return coph
+
+
+def merge_tree_ucm(
+    leaves: np.ndarray,
+    merges: np.ndarray,
+    heights: np.ndarray,
+    *,
+    thresholds: np.ndarray = BSDS_THRESHOLDS,
+    keep_last: int = 40,
+    default_height: float = 0.5,
+) -> Hierarchy:
+    """Hierarchy (levels + exact UCM) of a merge sequence over leaves.
+
+    Parameters
+    ----------
+    leaves : ndarray, shape (H, W), int
+        Labels 1..S.
+    merges, heights : from :func:`merge_leaves`.
+    thresholds : ndarray
+        Levels are kept at the distinct partitions of these UCM thresholds ...
+    keep_last : int
+        ... and after every one of the last ``keep_last`` merges (every count <= keep_last).
+    default_height : float
+        The default level is the coarsest one at or below this height.
+
+    Returns
+    -------
+    Hierarchy
+        Levels fine -> coarse (level 0 = the leaves, the last a single region), with the
+        UCM in which every border between two leaves has the height at which they join.
+    """
+    lab = np.asarray(leaves, dtype=np.int64)
+    s = int(lab.max())
+    merges = np.asarray(merges, dtype=np.int64).reshape(-1, 2)
+    hts = np.clip(np.asarray(heights, dtype=np.float64), 0.0, 1.0)
+    # strictly increasing heights (ties broken by merge order) so that every step is a level
+    hts = hts + 1e-9 * np.arange(1, hts.size + 1)
+    coph = cophenetic(s, merges, hts)
+    ucm = leaf_pair_ucm(lab, coph)
+    # levels: after k merges for the k of every threshold and of the last keep_last steps
+    n = hts.size
+    steps = set(np.searchsorted(hts, np.asarray(thresholds), side="right").tolist())
+    steps |= set(range(max(n - int(keep_last), 0), n + 1))
+    steps.add(0)
+    steps = sorted(k for k in steps if 0 <= k <= n)
+    owner = np.arange(s)
+    levels, level_h = [], []
+    done = 0
+    for k in steps:
+        for i, j in merges[done:k].tolist():
+            owner[owner == j] = i
+        done = k
+        _, inv = np.unique(owner, return_inverse=True)
+        levels.append(np.concatenate([[0], inv + 1]).astype(np.int32)[lab])
+        level_h.append(0.0 if k == 0 else float(hts[k - 1]))
+    level_h = np.asarray(level_h)
+    default = int(np.searchsorted(level_h, default_height, side="right")) - 1
+    return Hierarchy(levels, level_h, default_level=max(default, 0), ucm2=ucm)
+
+
+def leaf_hierarchy(
+    image: np.ndarray,
+    kernel: np.ndarray,
+    grid: tuple[int, int],
+    *,
+    leaves: str = "slic",
+    n_leaves: int = 400,
+    compactness: float | None = None,
+    min_size: int = 0,
+    boundary_weight: float = 0.0,
+    contrast_scale: float = 10.0,
+    linkage: str = "border",
+    keep_last: int = 40,
+    default_height: float = 0.5,
+    coarse: Hierarchy | None = None,
+    within: str = "scale",
+    small: float = 0.0,
+    mix: float = 0.5,
+) -> Hierarchy:
+    """Edge-following leaves merged by average K_D into a hierarchy at image resolution.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    kernel : ndarray, shape (N, N)
+        Grid similarity K_D (N = h * w, row-major).
+    grid : tuple of int
+        (h, w).
+    leaves, n_leaves, compactness, min_size
+        See :func:`superpixel_leaves`.
+    boundary_weight, contrast_scale
+        See :func:`merge_leaves` and :func:`boundary_contrast`.
+    keep_last, default_height
+        See :func:`merge_tree_ucm`.
+    small : float
+        Size prior of :func:`merge_leaves` as a fraction of the image area (not used by
+        ``coarse``).
+    mix : float
+        See :func:`merge_leaves`.
+    coarse : Hierarchy, optional
+        Snap this hierarchy to the leaves and refine it below its finest level
+        (:func:`snap_hierarchy`) instead of merging the leaves all the way up.
+
+    Returns
+    -------
+    Hierarchy
+    """
+    h, w = int(grid[0]), int(grid[1])
+    k = np.asarray(kernel)
+    if k.shape != (h * w, h * w):
+        raise InputError(f"kernel has shape {k.shape}; expected {(h * w, h * w)}")
+    leaf = superpixel_leaves(
+        image, method=leaves, n_segments=n_leaves, compactness=compactness, min_size=min_size
+    )
+    m = leaf_node_weights(leaf, (h, w))
+    mt = m.T.tocsr()
+    km = np.asarray(mt @ k)  # (S, N) = M^T K
+    mass = np.asarray(m.sum(0)).ravel()
+    a, b, length, contrast = boundary_contrast(image, leaf, contrast_scale)
+    # average K_D of every touching leaf pair: (M^T K M)[a, b] / (mass_a mass_b)
+    mb = mt[b].tocoo()
+    pk = np.bincount(mb.row, weights=mb.data * km[a[mb.row], mb.col], minlength=a.size)
+    pair_k = pk / np.maximum(mass[a] * mass[b], 1e-12)
+    sums = None
+    if linkage != "border":
+        sums = np.asarray(mt @ km.T)  # (S, S) = M^T K M
+        sums = 0.5 * (sums + sums.T)
+    if coarse is not None:
+        return snap_hierarchy(
+            leaf,
+            coarse,
+            sums,
+            mass,
+            a,
+            b,
+            length,
+            contrast,
+            pair_k=pair_k,
+            boundary_weight=boundary_weight,
+            linkage=linkage,
+            within=within,
+            default_height=default_height,
+            mix=mix,
+        )
+    merges, heights = merge_leaves(
+        sums,
+        mass,
+        a,
+        b,
+        length=length,
+        contrast=contrast,
+        pair_k=pair_k,
+        boundary_weight=boundary_weight,
+        linkage=linkage,
+        small=small * leaf.size,
+        mix=mix,
+    )
+    return merge_tree_ucm(leaf, merges, heights, keep_last=keep_last, default_height=default_height)
+
+
+def snap_hierarchy(
+    leaves: np.ndarray,
+    coarse: Hierarchy,
+    pair_sums: np.ndarray,
+    mass: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    length: np.ndarray,
+    contrast: np.ndarray,
+    *,
+    pair_k: np.ndarray | None = None,
+    boundary_weight: float = 0.0,
+    linkage: str = "border",
+    within: str = "scale",
+    default_height: float = 0.5,
+    mix: float = 0.5,
+) -> Hierarchy:
+    """A coarse hierarchy snapped to edge-following leaves, refined below its finest level.
+
+    Every leaf joins the finest-level region of ``coarse`` it overlaps most; the coarse
+    levels keep their heights (so their borders now follow the leaves), and the leaves
+    inside each (connected) snapped region are merged by :func:`merge_leaves`, capped just
+    below the height at which the region first merges with a neighbour, so the UCM has the
+    leaves as its finest level and the coarse hierarchy above.
+
+    Parameters
+    ----------
+    leaves : ndarray, shape (H, W), int
+        Labels 1..S.
+    coarse : Hierarchy
+        Nested levels at (H, W) (e.g. the paper's grouping).
+    pair_sums, mass, a, b, length, contrast, pair_k, boundary_weight, linkage, mix
+        See :func:`merge_leaves` (all touching leaf pairs).
+    default_height : float
+        The default level is the coarsest one at or below this height.
+
+    Returns
+    -------
+    Hierarchy
+        Levels at the distinct partitions of the 99 benchmark thresholds, with the UCM.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    lab = np.asarray(leaves, dtype=np.int64)
+    s = int(lab.max())
+    fine = np.asarray(coarse.levels[0], dtype=np.int64)
+    if fine.shape != lab.shape:
+        raise InputError(f"coarse hierarchy has shape {fine.shape}; leaves {lab.shape}")
+    r = int(fine.max())
+    votes = np.bincount(((lab - 1) * r + (fine - 1)).ravel(), minlength=s * r).reshape(s, r)
+    region = votes.argmax(1)  # (S,) 0-based finest coarse region of every leaf
+    # paper cophenetic heights between its finest regions
+    rep = np.zeros((len(coarse.levels), r), dtype=np.int64)
+    for lev, lv in enumerate(coarse.levels):
+        rep[lev, fine.ravel() - 1] = np.asarray(lv).ravel()
+    same = rep[:, :, None] == rep[:, None, :]  # (L, R, R)
+    first = np.where(same.any(0), same.argmax(0), len(coarse.levels))
+    coph_r = np.append(np.asarray(coarse.heights, dtype=np.float64), 1.0)[first]
+    np.fill_diagonal(coph_r, 0.0)
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    inside = region[a] == region[b]
+    graph = sp.coo_matrix((np.ones(int(inside.sum())), (a[inside], b[inside])), shape=(s, s))
+    n_comp, comp = connected_components(graph, directed=False)
+    # height at which each snapped component first meets another region
+    cross = ~inside
+    h_cross = coph_r[region[a[cross]], region[b[cross]]]
+    cap = np.ones(n_comp)
+    np.minimum.at(cap, comp[a[cross]], h_cross)
+    np.minimum.at(cap, comp[b[cross]], h_cross)
+    sel = np.flatnonzero(inside)
+    merges, heights = merge_leaves(
+        pair_sums,
+        mass,
+        a[sel],
+        b[sel],
+        length=np.asarray(length)[sel],
+        contrast=np.asarray(contrast)[sel],
+        pair_k=None if pair_k is None else np.asarray(pair_k)[sel],
+        boundary_weight=boundary_weight,
+        linkage=linkage,
+        mix=mix,
+    )
+    n_in = s - n_comp  # the merges inside components come first; later ones are fallbacks
+    coph = cophenetic(s, merges[:n_in], heights[:n_in])
+    if within == "scale":  # every refinement below the coarse hierarchy's first merge
+        pos = np.asarray(coarse.heights, dtype=np.float64)
+        pos = pos[pos > 0]
+        h1 = float(pos[0]) if pos.size else 1.0
+        capped = coph * (h1 * (1 - 1e-6))
+    elif within == "cap":
+        capped = np.minimum(coph, np.maximum(cap[comp] - 1e-6, 0.0)[:, None])
+        capped = np.minimum(capped, capped.T)
+    else:
+        raise InputError(f"within must be 'scale' or 'cap'; got {within!r}")
+    height = np.where(comp[:, None] == comp[None, :], capped, coph_r[region][:, region])
+    np.fill_diagonal(height, 0.0)
+    thr = np.union1d(BSDS_THRESHOLDS, np.append(np.asarray(coarse.heights)[1:], 1.0))
+    hier = Hierarchy.from_ucm(leaf_pair_ucm(lab, height), thresholds=thr)
+    default = int(np.searchsorted(hier.heights, default_height, side="right")) - 1
+    hier.default_level = max(default, 0)
+    return hier
