@@ -125,6 +125,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="FILE",
         help="--task semantic: weights of `affseg train wsss` instead of the shipped ones",
     )
+    p.add_argument(
+        "--refine",
+        choices=("none", "ham"),
+        default="none",
+        help="--task semantic: ham = refine the class scores by the shipped HAM propagation",
+    )
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "
                         "spread of Hungarian pixel accuracy over seeds")  # fmt: skip
