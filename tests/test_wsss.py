@@ -334,3 +334,21 @@ def test_semantic_refuses_unknown_refinement() -> None:
 
     with pytest.raises(InputError, match="refine must be one of"):
         semantic(np.zeros((64, 64, 3), np.uint8), refine="crf")
+
+
+def test_class_filter_drops_classes_the_classifier_rejects() -> None:
+    from affseg.errors import InputError
+    from affseg.methods.wsss import filter_classes, image_class_probs, segment_item, semantic
+
+    items = _synthetic_items(2)
+    it = items[0]
+    seg = SegHead(dim=8, hidden=8)
+    cls = torch.full((21,), 0.01)
+    cls[[2, 5]] = torch.tensor([0.9, 0.3])
+    ids = segment_item(seg, it, mode="bilinear", class_probs=cls, class_filter=0.1)
+    assert set(np.unique(ids).tolist()) <= {3, 6}  # ids 1..21 = class index + 1
+    p = filter_classes(torch.rand(21, 4, 6), torch.zeros(21), 0.5)  # only the top class
+    assert torch.allclose(p.sum(0), torch.ones(4, 6))
+    assert image_class_probs(WSSSNet(dim=8), "wsss", items[1]).shape == (21,)
+    with pytest.raises(InputError, match="class_filter needs method"):
+        semantic(np.zeros((64, 64, 3), np.uint8), "supervised", class_filter=0.1)

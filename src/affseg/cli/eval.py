@@ -131,6 +131,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default="none",
         help="--task semantic: ham = refine the class scores by the shipped HAM propagation",
     )
+    p.add_argument(
+        "--class-filter",
+        type=float,
+        default=None,
+        metavar="T",
+        help="--task semantic, wsss/cam: drop classes the image classifier gives <= T",
+    )
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "
                         "spread of Hungarian pixel accuracy over seeds")  # fmt: skip

@@ -65,6 +65,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default="none",
         help="ham: refine the class scores by the shipped HAM propagation of the method",
     )
+    p.add_argument(
+        "--class-filter",
+        type=float,
+        default=None,
+        metavar="T",
+        help="wsss/cam: drop classes the method's image classifier gives <= T (e.g. 0.1)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -131,7 +138,12 @@ def run(args: argparse.Namespace) -> int:
         image = read_image(src)
         t0 = time.perf_counter()
         classes = semantic(
-            image, args.method, weights=args.weights, upsample=args.upsample, refine=args.refine
+            image,
+            args.method,
+            weights=args.weights,
+            upsample=args.upsample,
+            refine=args.refine,
+            class_filter=args.class_filter,
         )
         seconds = time.perf_counter() - t0
         write_png(out / f"{stem}.classes.png", classes.astype(np.uint8))
@@ -173,7 +185,13 @@ def run_eval(args: argparse.Namespace) -> int:
     for image_id in tqdm(ids, desc=f"eval {method}", unit="image", disable=None):
         image = load_image(args.data, args.split, image_id)
         t0 = time.perf_counter()
-        pred = semantic(image, method, weights=args.weights, refine=getattr(args, "refine", "none"))
+        pred = semantic(
+            image,
+            method,
+            weights=args.weights,
+            refine=getattr(args, "refine", "none"),
+            class_filter=getattr(args, "class_filter", None),
+        )
         seconds += time.perf_counter() - t0
         score.update(pred, load_ground_truth(args.data, args.split, image_id, msrc21=True))
     res = score.compute()
@@ -183,6 +201,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "method": method,
         "weights": str(args.weights) if args.weights else "shipped",
         "refine": getattr(args, "refine", "none"),
+        "class_filter": getattr(args, "class_filter", None),
         "split": args.split,
         "images": len(ids),
         "seconds_per_image": seconds / max(1, len(ids)),
