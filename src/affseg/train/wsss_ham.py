@@ -8,10 +8,11 @@ resizing) and propagates them with learned hyperbolic affinities at full resolut
 Training targets: for ``wsss`` and ``cam`` the *pseudo labels* of the train images (the
 weak network's class scores restricted to each image's known labels, resized to the image
 and arg-maxed), never the train pixel labels; for ``supervised`` the train pixel labels.
-Inputs: the segmenter's probabilities of the train images (the segmenter is the one of the
-run, itself trained on those images). Run::
+Inputs: the segmenter's probabilities of the train images, from the run's own segmenter
+(trained on those images) or, with ``--cross-fit STEPS``, from two segmenters each trained
+on the other half of the train images (realistic, not memorised, errors). Run::
 
-    python -m affseg.train.wsss_ham --run runs/wsss/wsss [--ship]
+    python -m affseg.train.wsss_ham --run runs/wsss/wsss --cross-fit 400 [--ship]
 
 It writes ``<run>/ham.pt`` (``--ship``: ``affseg/weights/wsss_ham_<method>_msrc21.pt``) and
 prints val mIoU without and with the refinement.
@@ -120,27 +121,65 @@ def grid_to_image(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(probs[None].float(), size=size, mode="bilinear", align_corners=False)[0]
 
 
-def _prepare(blob: dict[str, Any], items: list[dict[str, Any]], root: Any) -> list[dict]:
+def cross_fit_segmenters(
+    blob: dict[str, Any],
+    items: list[dict[str, Any]],
+    flips: list[dict[str, Any]],
+    steps: int,
+    seed: int = 0,
+) -> list[Any]:
+    """Segmenters for 2-fold cross-fitting: head ``k`` is trained on the other half.
+
+    Same head, targets and schedule as :func:`affseg.train.wsss.train` (pseudo labels of
+    the weak network for ``wsss`` / ``cam``), on items ``1 - k::2`` and their mirrors; item
+    ``i`` is then scored by head ``i % 2``, which never saw it.
+
+    Examples
+    --------
+    >>> heads = cross_fit_segmenters(blob, items, flips, 400)   # doctest: +SKIP
+    """
+    from affseg.methods.wsss import build_weak, pseudo_labels
+    from affseg.models.wsss_net import SegHead
+    from affseg.train.wsss import Pool, run_stage, seg_step
+
+    if blob["method"] == "supervised":
+        raise ValueError("cross-fitting is for the weakly supervised methods")
+    weak = build_weak(blob)
+    kind = "cam" if blob["method"] == "cam" else "wsss"
+    cfg = blob["seg"]["config"]
+    ns = argparse.Namespace(lr=1e-3, weight_decay=1e-4, seed=seed, batch=8,
+                            no_progress=True, checkpoint_minutes=1e9)  # fmt: skip
+    heads = []
+    for k in (0, 1):
+        part = items[1 - k :: 2] + flips[1 - k :: 2]
+        targets = pseudo_labels(weak, kind, part)
+        torch.manual_seed(seed + 1 + k)
+        seg = SegHead(**cfg)
+        run_stage("seg", seg, seg_step, Pool(part, targets), steps, ns, {},
+                  lambda: None, lambda rec: None)  # fmt: skip
+        heads.append(seg.eval())
+    return heads
+
+
+def _prepare(
+    blob: dict[str, Any], items: list[dict[str, Any]], root: Any, heads: list[Any] | None = None
+) -> list[dict]:
     """Per train item: padded image, segmenter probabilities, targets (255 = ignore)."""
     from affseg.data.msrc import load_image
-    from affseg.methods.wsss import batch_feats, build_seg, class_scores, restrict
-    from affseg.models.wsss_net import CAMNet, WSSSNet
+    from affseg.methods.wsss import batch_feats, build_seg, build_weak, class_scores, restrict
 
     seg = build_seg(blob)
     method = blob["method"]
-    weak = None
-    if method != "supervised":
-        weak = (CAMNet if method == "cam" else WSSSNet)(**blob["weak"]["config"])
-        weak.load_state_dict(blob["weak"]["state_dict"])
-        weak.eval()
+    weak = None if method == "supervised" else build_weak(blob)
     out = []
     with torch.no_grad():
         scores = class_scores(weak, method, items) if weak is not None else [None] * len(items)
-        for it, s in zip(items, scores, strict=True):
+        for i, (it, s) in enumerate(zip(items, scores, strict=True)):
             size = (int(it["size"][0]), int(it["size"][1]))
             grid = tuple(int(v) for v in it["grid"])
             rgb = load_image(root, "train", it["id"])
-            p = seg(batch_feats([it]), grid)[0].softmax(0)
+            head = seg if heads is None else heads[i % 2]
+            p = head(batch_feats([it]), grid)[0].softmax(0)
             if s is None:  # supervised: the train pixel labels
                 from affseg.data.msrc import load_ground_truth
 
@@ -256,13 +295,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--cross-fit",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="train-image inputs from 2-fold cross-fitted segmenters trained STEPS steps "
+        "each (0: the run's own segmenter)",
+    )
     p.add_argument("--ship", action="store_true")
     args = p.parse_args(argv)
     run = Path(args.run)
     with torch_threads(args.threads):
         t0 = time.monotonic()
         blob = load_weights(run / "weights.pt")
-        data = _prepare(blob, load_cache(args.cache, "train"), args.data)
+        items = load_cache(args.cache, "train")
+        heads = None
+        if args.cross_fit:
+            flips = load_cache(args.cache, "train", flip=True)
+            heads = cross_fit_segmenters(blob, items, flips, args.cross_fit, args.seed)
+        data = _prepare(blob, items, args.data, heads)
         t1 = time.monotonic()
         refiner, loss = train_refiner(data, args)
         t2 = time.monotonic()
@@ -270,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         record = {
             "method": blob["method"], "run": str(run), "epochs": args.epochs,
             "crop": args.crop, "lr": args.lr, "seed": args.seed, "final_nll": loss,
+            "cross_fit": args.cross_fit,
             "prepare_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1),
             "val_s": round(time.monotonic() - t2, 1), "val": val,
             "curvature": float(refiner.affinity.curvature.detach()),
