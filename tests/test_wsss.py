@@ -330,14 +330,6 @@ def test_ham_refiner_keeps_probabilities_and_learns() -> None:
     assert bool((out >= 0).all())
 
 
-def test_semantic_refuses_unknown_refinement() -> None:
-    from affseg.errors import InputError
-    from affseg.methods.wsss import semantic
-
-    with pytest.raises(InputError, match="refine must be one of"):
-        semantic(np.zeros((64, 64, 3), np.uint8), refine="crf")
-
-
 def test_class_filter_drops_classes_the_classifier_rejects() -> None:
     from affseg.errors import InputError
     from affseg.methods.wsss import filter_classes, image_class_probs, segment_item, semantic

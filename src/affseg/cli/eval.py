@@ -126,12 +126,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="--task semantic: weights of `affseg train wsss` instead of the shipped ones",
     )
     p.add_argument(
-        "--refine",
-        choices=("none", "ham"),
-        default="none",
-        help="--task semantic: ham = refine the class scores by the shipped HAM propagation",
-    )
-    p.add_argument(
         "--class-filter",
         type=float,
         default=None,

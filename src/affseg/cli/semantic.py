@@ -12,7 +12,7 @@ The image's class labels are not an input. Example::
 
     affseg semantic photos/ --out sem_out              # NDD-guided WSSS (default)
     affseg semantic img.png --out sem_out --method cam
-    affseg semantic img.png --out sem_out --refine ham # + HAM refinement of the scores
+    affseg semantic img.png --out sem_out --class-filter 0.1
 """
 
 from __future__ import annotations
@@ -58,12 +58,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         choices=("fai", "bilinear"),
         default="fai",
         help="grid -> image: feature-attentional interpolation (default) or bilinear",
-    )
-    p.add_argument(
-        "--refine",
-        choices=("none", "ham"),
-        default="none",
-        help="ham: refine the class scores by the shipped HAM propagation of the method",
     )
     p.add_argument(
         "--class-filter",
@@ -142,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
             args.method,
             weights=args.weights,
             upsample=args.upsample,
-            refine=args.refine,
             class_filter=args.class_filter,
         )
         seconds = time.perf_counter() - t0
@@ -189,7 +182,6 @@ def run_eval(args: argparse.Namespace) -> int:
             image,
             method,
             weights=args.weights,
-            refine=getattr(args, "refine", "none"),
             class_filter=getattr(args, "class_filter", None),
         )
         seconds += time.perf_counter() - t0
@@ -200,7 +192,6 @@ def run_eval(args: argparse.Namespace) -> int:
         "dataset": "MSRC-21",
         "method": method,
         "weights": str(args.weights) if args.weights else "shipped",
-        "refine": getattr(args, "refine", "none"),
         "class_filter": getattr(args, "class_filter", None),
         "split": args.split,
         "images": len(ids),

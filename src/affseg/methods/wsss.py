@@ -47,8 +47,6 @@ METHODS: dict[str, str] = {
     "supervised": "wsss_supervised_msrc21.pt",
 }
 DEFAULT_METHOD = "wsss"
-#: Refinements of :func:`semantic`: ``none`` or ``ham`` (HAM propagation of the class scores).
-REFINEMENTS = ("none", "ham")
 
 #: Backbone levels kept as semantic features: name -> channels.
 FEATURE_LEVELS: dict[str, int] = {"f8": 40, "f16": 112, "f32": 320, "head": 1280}
@@ -458,40 +456,12 @@ def shipped_weak(method: str = DEFAULT_METHOD) -> Any:
     return build_weak(load_weights(weights_dir() / METHODS[method]))
 
 
-@functools.lru_cache(maxsize=4)
-def shipped_refiner(method: str = DEFAULT_METHOD) -> Any:
-    """The shipped HAM refiner of a method's segmenter (loaded once, cached).
-
-    Raises
-    ------
-    AffsegError
-        No refiner was shipped for ``method``.
-
-    Examples
-    --------
-    >>> net = shipped_refiner("wsss")            # doctest: +SKIP
-    """
-    from affseg.train.wsss_ham import build_refiner, ham_weights_name
-
-    p = weights_dir() / ham_weights_name(method)
-    if not p.is_file():
-        raise AffsegError(
-            f"HAM refiner weights {p} missing; train them with "
-            f"`python -m affseg.train.wsss_ham --run runs/wsss/{method} --ship`"
-        )
-    blob = torch.load(p, map_location="cpu", weights_only=True)
-    net = build_refiner(blob["config"])
-    net.load_state_dict(blob["state_dict"])
-    return net.eval()
-
-
 def semantic(
     image: np.ndarray,
     method: str = DEFAULT_METHOD,
     *,
     weights: str | Path | None = None,
     upsample: str = "fai",
-    refine: str = "none",
     class_filter: float | None = None,
 ) -> np.ndarray:
     """MSRC-21 class of every pixel of one RGB image.
@@ -507,10 +477,6 @@ def semantic(
         A weights file of ``affseg train wsss`` instead of the shipped one.
     upsample : {"fai", "bilinear"}
         Grid -> image: feature-attentional interpolation (default) or bilinear.
-    refine : {"none", "ham"}
-        ``ham``: the class scores (grid -> image bilinear) refined by the shipped HAM
-        propagation of the method (:mod:`affseg.train.wsss_ham`); ``upsample`` is then
-        not used.
     class_filter : float, optional
         ``wsss`` / ``cam``: drop the classes whose image-level probability from the
         method's weak network (its classifier ``P_cl``) is at most this (0.1 in
@@ -531,8 +497,6 @@ def semantic(
     from affseg.backbones.efficientnet_lite import snapped_size as snap_size
     from affseg.data.io import as_rgb
 
-    if refine not in REFINEMENTS:
-        raise InputError(f"refine must be one of {', '.join(REFINEMENTS)}; got {refine!r}")
     rgb = as_rgb(image)
     hs, ws = snap_size(*rgb.shape[:2])
     n_eig = int(pinned_ndd().config.get("n_eig", 50))
@@ -550,41 +514,4 @@ def semantic(
     if class_filter is not None:
         weak = shipped_weak(method) if blob is None else build_weak(blob)
         cls = image_class_probs(weak, "cam" if method == "cam" else "wsss", item)
-    if refine == "none":
-        return segment_item(seg, item, mode=upsample, class_probs=cls, class_filter=class_filter)
-    return refine_item(seg, shipped_refiner(method), item, rgb, cls, class_filter)
-
-
-@torch.no_grad()
-def refine_item(
-    seg: Any,
-    refiner: Any,
-    item: dict[str, Any],
-    rgb: np.ndarray,
-    class_probs: Tensor | None = None,
-    class_filter: float | None = None,
-) -> np.ndarray:
-    """(H, W) uint8 ids 1..21: segmenter scores, bilinear to the image, HAM-refined.
-
-    Examples
-    --------
-    >>> from affseg.models.wsss_net import SegHead
-    >>> from affseg.train.wsss_ham import DEFAULT_CONFIG, build_refiner
-    >>> import torch
-    >>> it = {"f8": torch.rand(40, 2, 3), "f16": torch.rand(112, 1, 2),
-    ...       "f32": torch.rand(320, 1, 1), "head": torch.rand(1280, 1, 1), "grid": [2, 3],
-    ...       "size": [16, 24]}
-    >>> ham = build_refiner({**DEFAULT_CONFIG, "width": 4, "embed_dim": 2, "iterations": 1})
-    >>> ids = refine_item(SegHead(dim=8, hidden=8), ham, it, np.zeros((16, 24, 3), np.uint8))
-    >>> ids.shape, ids.dtype
-    ((16, 24), dtype('uint8'))
-    """
-    from affseg.train.wsss_ham import grid_to_image, refine
-
-    seg.eval()
-    size = (int(item["size"][0]), int(item["size"][1]))
-    p = seg(batch_feats([item]), tuple(int(v) for v in item["grid"]))[0].softmax(0)
-    if class_filter is not None and class_probs is not None:
-        p = filter_classes(p, class_probs, class_filter)
-    out = refine(refiner, rgb, grid_to_image(p, size))
-    return (out.argmax(0) + 1).to(torch.uint8).numpy()
+    return segment_item(seg, item, mode=upsample, class_probs=cls, class_filter=class_filter)

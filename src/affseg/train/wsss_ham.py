@@ -12,9 +12,10 @@ Inputs: the segmenter's probabilities of the train images, from the run's own se
 (trained on those images) or, with ``--cross-fit STEPS``, from two segmenters each trained
 on the other half of the train images (realistic, not memorised, errors). Run::
 
-    python -m affseg.train.wsss_ham --run runs/wsss/wsss --cross-fit 400 [--ship]
+    python -m affseg.train.wsss_ham --run runs/wsss/wsss --cross-fit 400
 
-It writes ``<run>/ham.pt`` (``--ship``: ``affseg/weights/wsss_ham_<method>_msrc21.pt``) and
+It writes ``<run>/ham.pt`` (``--ship``: also ``affseg/weights/wsss_ham_<method>_msrc21.pt``; none
+is shipped, the refinement does not help on MSRC-21 val, BENCHMARKS.md) and
 prints val mIoU without and with the refinement.
 """
 
