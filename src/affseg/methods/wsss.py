@@ -509,9 +509,12 @@ def semantic(
         raise InputError(f"upsample must be 'fai' or 'bilinear'; got {upsample!r}")
     blob = None if weights is None else load_weights(weights)
     seg = shipped_segmenter(method) if blob is None else build_seg(blob)
-    item = extract(rgb)
-    cls = None
+    weak = None
     if class_filter is not None:
         weak = shipped_weak(method) if blob is None else build_weak(blob)
-        cls = image_class_probs(weak, "cam" if method == "cam" else "wsss", item)
+    item = extract(rgb)
+    cls = None
+    if weak is not None:
+        kind = method if blob is None else str(blob["method"])
+        cls = image_class_probs(weak, "cam" if kind == "cam" else "wsss", item)
     return segment_item(seg, item, mode=upsample, class_probs=cls, class_filter=class_filter)
