@@ -235,6 +235,10 @@ def test_semantic_cli_writes_class_maps(tmp_path: Path, capsys) -> None:
     import affseg
 
     np.testing.assert_array_equal(affseg.semantic(im), classes)
+    # the class filter: CLI and Python API agree
+    assert main(["semantic", str(src), "--out", str(out), "--class-filter", "0.1"]) == 0
+    filtered = np.asarray(Image.open(out / "scene.classes.png"))
+    np.testing.assert_array_equal(affseg.semantic(im, class_filter=0.1), filtered)
 
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
