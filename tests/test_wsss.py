@@ -177,6 +177,19 @@ def test_weak_paths_never_read_pixel_labels(tmp_path: Path, monkeypatch) -> None
         rec = W.train(args)
         assert 0.0 <= rec["val"]["miou"] <= 1.0
         assert (tmp_path / method / "weights.pt").is_file()
+    # HAM refinement of the weak segmenters: trained on pseudo labels, images only
+    from affseg.train import wsss_ham
+
+    pics = {i: im for i, im, _ in images(3)}
+    monkeypatch.setattr(msrc, "load_image", lambda root, split, image_id: pics[image_id])
+    for method in ("wsss", "cam"):
+        run = tmp_path / method
+        extra = ["--cross-fit", "2"] if method == "cam" else []
+        argv = ["--run", str(run), "--cache", str(cache), "--crop", "32", *extra]
+        assert wsss_ham.main(argv) == 0
+        blob = torch.load(run / "ham.pt", weights_only=True)
+        assert blob["method"] == method
+        assert set(blob["record"]["val"]) == {"fai", "bilinear", "ham"}
     # the fully supervised reference is the one path that reads them
     args = _args(method="supervised", cache=str(cache), out=str(tmp_path / "sup"), dim=16,
                  seg_steps=2, batch=2)  # fmt: skip
@@ -222,6 +235,10 @@ def test_semantic_cli_writes_class_maps(tmp_path: Path, capsys) -> None:
     import affseg
 
     np.testing.assert_array_equal(affseg.semantic(im), classes)
+    # the class filter: CLI and Python API agree
+    assert main(["semantic", str(src), "--out", str(out), "--class-filter", "0.1"]) == 0
+    filtered = np.asarray(Image.open(out / "scene.classes.png"))
+    np.testing.assert_array_equal(affseg.semantic(im, class_filter=0.1), filtered)
 
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
@@ -289,3 +306,47 @@ def test_eval_semantic_on_val(msrc_dir: Path, tmp_path: Path) -> None:
     assert set(res["per_class"]) == set(
         __import__("affseg.data.msrc").data.msrc.MSRC21_CLASS_NAMES[1:]
     )
+
+
+def test_ham_refiner_keeps_probabilities_and_learns() -> None:
+    """Training runs on a toy scene; the refined scores stay distributions."""
+    from affseg.train.wsss_ham import DEFAULT_CONFIG, refine, train_refiner
+
+    cfg = {**DEFAULT_CONFIG, "width": 4, "embed_dim": 4, "iterations": 3}
+    rng = np.random.default_rng(0)
+    data = []
+    for _ in range(2):
+        x = torch.zeros(1, 3, 32, 32)
+        x[:, 0, :, :16] = 1.0
+        t = torch.zeros(1, 32, 32, dtype=torch.long)
+        t[:, :, 16:] = 3
+        p = torch.full((1, 21, 32, 32), 0.01)
+        p[:, 0], p[:, 3] = 0.4, 0.4  # ambiguous coarse scores
+        p = p / p.sum(1, keepdim=True)
+        data.append({"x": x + 0.05 * torch.from_numpy(rng.random(x.shape)).float(),
+                     "p": p.half(), "t": t})  # fmt: skip
+    args = argparse.Namespace(seed=0, lr=1e-2, epochs=20, crop=32)
+    net, loss = train_refiner(data, args, config=cfg)
+    assert np.isfinite(loss)
+    out = refine(net, (255 * data[0]["x"][0].permute(1, 2, 0)).byte().numpy(),
+                 data[0]["p"][0].float())  # fmt: skip
+    torch.testing.assert_close(out.sum(0), torch.ones(32, 32), atol=1e-4, rtol=0)
+    assert bool((out >= 0).all())
+
+
+def test_class_filter_drops_classes_the_classifier_rejects() -> None:
+    from affseg.errors import InputError
+    from affseg.methods.wsss import filter_classes, image_class_probs, segment_item, semantic
+
+    items = _synthetic_items(2)
+    it = items[0]
+    seg = SegHead(dim=8, hidden=8)
+    cls = torch.full((21,), 0.01)
+    cls[[2, 5]] = torch.tensor([0.9, 0.3])
+    ids = segment_item(seg, it, mode="bilinear", class_probs=cls, class_filter=0.1)
+    assert set(np.unique(ids).tolist()) <= {3, 6}  # ids 1..21 = class index + 1
+    p = filter_classes(torch.rand(21, 4, 6), torch.zeros(21), 0.5)  # only the top class
+    assert torch.allclose(p.sum(0), torch.ones(4, 6))
+    assert image_class_probs(WSSSNet(dim=8), "wsss", items[1]).shape == (21,)
+    with pytest.raises(InputError, match="class_filter needs method"):
+        semantic(np.zeros((64, 64, 3), np.uint8), "supervised", class_filter=0.1)

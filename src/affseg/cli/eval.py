@@ -125,6 +125,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="FILE",
         help="--task semantic: weights of `affseg train wsss` instead of the shipped ones",
     )
+    p.add_argument(
+        "--class-filter",
+        type=float,
+        default=None,
+        metavar="T",
+        help="--task semantic, wsss/cam: drop classes the image classifier gives <= T",
+    )
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "
                         "spread of Hungarian pixel accuracy over seeds")  # fmt: skip

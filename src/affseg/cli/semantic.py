@@ -12,6 +12,7 @@ The image's class labels are not an input. Example::
 
     affseg semantic photos/ --out sem_out              # NDD-guided WSSS (default)
     affseg semantic img.png --out sem_out --method cam
+    affseg semantic img.png --out sem_out --class-filter 0.1
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         choices=("fai", "bilinear"),
         default="fai",
         help="grid -> image: feature-attentional interpolation (default) or bilinear",
+    )
+    p.add_argument(
+        "--class-filter",
+        type=float,
+        default=None,
+        metavar="T",
+        help="wsss/cam: drop classes the method's image classifier gives <= T (e.g. 0.1)",
     )
     p.set_defaults(func=run)
     return p
@@ -123,7 +131,13 @@ def run(args: argparse.Namespace) -> int:
     ):
         image = read_image(src)
         t0 = time.perf_counter()
-        classes = semantic(image, args.method, weights=args.weights, upsample=args.upsample)
+        classes = semantic(
+            image,
+            args.method,
+            weights=args.weights,
+            upsample=args.upsample,
+            class_filter=args.class_filter,
+        )
         seconds = time.perf_counter() - t0
         write_png(out / f"{stem}.classes.png", classes.astype(np.uint8))
         write_png(out / f"{stem}.semantic.png", legend_overlay(image, classes))
@@ -164,7 +178,12 @@ def run_eval(args: argparse.Namespace) -> int:
     for image_id in tqdm(ids, desc=f"eval {method}", unit="image", disable=None):
         image = load_image(args.data, args.split, image_id)
         t0 = time.perf_counter()
-        pred = semantic(image, method, weights=args.weights)
+        pred = semantic(
+            image,
+            method,
+            weights=args.weights,
+            class_filter=getattr(args, "class_filter", None),
+        )
         seconds += time.perf_counter() - t0
         score.update(pred, load_ground_truth(args.data, args.split, image_id, msrc21=True))
     res = score.compute()
@@ -173,6 +192,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "dataset": "MSRC-21",
         "method": method,
         "weights": str(args.weights) if args.weights else "shipped",
+        "class_filter": getattr(args, "class_filter", None),
         "split": args.split,
         "images": len(ids),
         "seconds_per_image": seconds / max(1, len(ids)),

@@ -301,7 +301,12 @@ def pseudo_labels(
 
 @torch.no_grad()
 def segment_item(
-    seg: Any, item: dict[str, Any], ndd: Any | None = None, mode: str = "fai"
+    seg: Any,
+    item: dict[str, Any],
+    ndd: Any | None = None,
+    mode: str = "fai",
+    class_probs: Tensor | None = None,
+    class_filter: float | None = None,
 ) -> np.ndarray:
     """(H, W) uint8 MSRC-21 ids (1..21) of a cached / extracted item with a :class:`SegHead`.
 
@@ -318,8 +323,68 @@ def segment_item(
     """
     seg.eval()
     logits = seg(batch_feats([item]), tuple(int(v) for v in item["grid"]))[0]
-    probs = upsample_probs(logits.softmax(0), item, ndd, mode)
+    grid_probs = logits.softmax(0)
+    if class_filter is not None and class_probs is not None:
+        grid_probs = filter_classes(grid_probs, class_probs, class_filter)
+    probs = upsample_probs(grid_probs, item, ndd, mode)
     return (probs.argmax(0) + 1).to(torch.uint8).numpy()
+
+
+@torch.no_grad()
+def image_class_probs(model: Any, kind: str, item: dict[str, Any]) -> Tensor:
+    """Image-level class probabilities (C,) of a weak network (sigmoid of its ``p_cl``).
+
+    Examples
+    --------
+    >>> from affseg.models.wsss_net import CAMNet
+    >>> import torch
+    >>> it = {"f8": torch.rand(40, 2, 3), "f16": torch.rand(112, 1, 2),
+    ...       "f32": torch.rand(320, 1, 1), "head": torch.rand(1280, 1, 1), "grid": [2, 3]}
+    >>> image_class_probs(CAMNet(dim=8), "cam", it).shape
+    torch.Size([21])
+    """
+    model.eval()
+    feats = batch_feats([item])
+    grid = tuple(int(v) for v in item["grid"])
+    if kind == "cam":
+        out = model(feats, grid)
+    else:
+        out = model(feats, item["emb"][None].float(), float(item["tau"]))
+    return torch.sigmoid(out["p_cl"][0])
+
+
+def filter_classes(probs: Tensor, class_probs: Tensor, threshold: float) -> Tensor:
+    """Zero the classes (C, h, w) the image classifier gives <= ``threshold``; renormalise.
+
+    The classifier's top class is always kept.
+
+    Examples
+    --------
+    >>> import torch
+    >>> p = torch.tensor([0.5, 0.3, 0.2])[:, None, None]
+    >>> filter_classes(p, torch.tensor([0.9, 0.05, 0.4]), 0.1)[:, 0, 0]
+    tensor([0.7143, 0.0000, 0.2857])
+    """
+    keep = (class_probs > threshold).to(probs.dtype)
+    keep[int(class_probs.argmax())] = 1.0
+    q = probs * keep[:, None, None]
+    return q / q.sum(0, keepdim=True).clamp_min(1e-12)
+
+
+def build_weak(blob: dict[str, Any]) -> Any:
+    """The weak network (``WSSSNet`` or ``CAMNet``) of a ``wsss`` / ``cam`` weights blob.
+
+    Examples
+    --------
+    >>> weak = build_weak(load_weights(METHODS["cam"]))   # doctest: +SKIP
+    """
+    from affseg.models.wsss_net import CAMNet, WSSSNet
+
+    if "weak" not in blob:
+        raise InputError(f"the {blob.get('method')} weights hold no image classifier")
+    net = (CAMNet if blob["method"] == "cam" else WSSSNet)(**blob["weak"]["config"])
+    net.load_state_dict(blob["weak"]["state_dict"])
+    return net.eval()
 
 
 # ----------------------------------------------------------------------------- shipped
@@ -378,12 +443,26 @@ def shipped_segmenter(method: str = DEFAULT_METHOD) -> Any:
     return build_seg(load_weights(weights_dir() / METHODS[method]))
 
 
+@functools.lru_cache(maxsize=4)
+def shipped_weak(method: str = DEFAULT_METHOD) -> Any:
+    """The shipped weak network (image classifier) of ``wsss`` or ``cam`` (cached).
+
+    Examples
+    --------
+    >>> weak = shipped_weak("wsss")            # doctest: +SKIP
+    """
+    if method not in ("wsss", "cam"):
+        raise InputError(f"class_filter needs method 'wsss' or 'cam'; got {method!r}")
+    return build_weak(load_weights(weights_dir() / METHODS[method]))
+
+
 def semantic(
     image: np.ndarray,
     method: str = DEFAULT_METHOD,
     *,
     weights: str | Path | None = None,
     upsample: str = "fai",
+    class_filter: float | None = None,
 ) -> np.ndarray:
     """MSRC-21 class of every pixel of one RGB image.
 
@@ -398,6 +477,10 @@ def semantic(
         A weights file of ``affseg train wsss`` instead of the shipped one.
     upsample : {"fai", "bilinear"}
         Grid -> image: feature-attentional interpolation (default) or bilinear.
+    class_filter : float, optional
+        ``wsss`` / ``cam``: drop the classes whose image-level probability from the
+        method's weak network (its classifier ``P_cl``) is at most this (0.1 in
+        BENCHMARKS.md; the top class is always kept) before the argmax.
 
     Returns
     -------
@@ -424,5 +507,14 @@ def semantic(
         )
     if upsample not in ("fai", "bilinear"):
         raise InputError(f"upsample must be 'fai' or 'bilinear'; got {upsample!r}")
-    seg = shipped_segmenter(method) if weights is None else build_seg(load_weights(weights))
-    return segment_item(seg, extract(rgb), mode=upsample)
+    blob = None if weights is None else load_weights(weights)
+    seg = shipped_segmenter(method) if blob is None else build_seg(blob)
+    weak = None
+    if class_filter is not None:
+        weak = shipped_weak(method) if blob is None else build_weak(blob)
+    item = extract(rgb)
+    cls = None
+    if weak is not None:
+        kind = method if blob is None else str(blob["method"])
+        cls = image_class_probs(weak, "cam" if kind == "cam" else "wsss", item)
+    return segment_item(seg, item, mode=upsample, class_probs=cls, class_filter=class_filter)
