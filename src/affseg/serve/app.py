@@ -566,23 +566,39 @@ def create_app(settings: Settings | None = None) -> Any:
             }
         )
 
+    async def drain(request: Request, cap: int) -> None:
+        """Read and discard up to ``cap`` more bytes of a refused upload, so that the client,
+        still sending, reads the 413 answer instead of a reset connection (a lingering
+        close); nothing is kept, and a larger upload is cut off at ``cap``."""
+        seen = 0
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > cap:
+                break
+
     async def read_body(request: Request) -> bytes:
         limit = cfg.max_upload_bytes + 64 * 1024  # room for the multipart framing
+        cap = 4 * limit  # a refused upload up to this size is drained before the answer
         declared = request.headers.get("content-length")
         if declared is not None:
             try:
-                if int(declared) > limit:
-                    raise HTTPError(
-                        413,
-                        f"the upload is {int(declared) / 1e6:.1f} MB; this server accepts at "
-                        f"most {cfg.max_upload_bytes / 1e6:.1f} MB",
-                    )
+                size = int(declared)
             except ValueError:
                 raise HTTPError(400, "bad Content-Length") from None
+            if size > limit:
+                if size <= cap:
+                    await drain(request, cap)
+                raise HTTPError(
+                    413,
+                    f"the upload is {size / 1e6:.1f} MB; this server accepts at "
+                    f"most {cfg.max_upload_bytes / 1e6:.1f} MB",
+                )
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
+                body.clear()
+                await drain(request, cap)
                 raise HTTPError(413, f"the upload exceeds {cfg.max_upload_bytes / 1e6:.1f} MB")
         return bytes(body)
 
