@@ -960,12 +960,8 @@ def _signature_of(name: str) -> inspect.Signature:
 # options against these): the methods' own keywords plus the shared PerImageOptions.
 for _name, _fn in _FUNCTIONS.items():
     _fn.__signature__ = _SIGNATURES[_name]  # type: ignore[attr-defined]
-kanezaki_hierarchy.__signature__ = _SIGNATURES["kanezaki"].replace(  # type: ignore[attr-defined]
-    return_annotation="Hierarchy"
-)
-kim_hierarchy.__signature__ = _SIGNATURES["kim"].replace(  # type: ignore[attr-defined]
-    return_annotation="Hierarchy"
-)
-mmt_hierarchy.__signature__ = _SIGNATURES["mmt"].replace(  # type: ignore[attr-defined]
-    return_annotation="Hierarchy"
-)
+_HIERARCHIES = {"mmt": mmt_hierarchy, "kim": kim_hierarchy, "kanezaki": kanezaki_hierarchy}
+for _name, _hier in _HIERARCHIES.items():
+    _hier.__signature__ = _SIGNATURES[_name].replace(  # type: ignore[attr-defined]
+        return_annotation="Hierarchy"
+    )

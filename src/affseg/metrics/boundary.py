@@ -47,6 +47,7 @@ import numpy as np
 
 from affseg.errors import InputError
 from affseg.grouping.hierarchy import Hierarchy
+from affseg.metrics.region import ucm_if_hierarchy
 
 #: Matching tolerance as a fraction of the image diagonal (BSR default).
 MAX_DIST = 0.0075
@@ -419,12 +420,7 @@ class BoundaryBenchmark:
 
     # ------------------------------------------------------------------ per image
     def _maps(self, segmentation: Any, shape: tuple[int, int]) -> tuple[Any, np.ndarray]:
-        if isinstance(segmentation, Hierarchy):
-            if segmentation.shape != shape:
-                raise InputError(
-                    f"hierarchy has shape {segmentation.shape} but ground truth has {shape}"
-                )
-            segmentation = segmentation.to_ucm()
+        segmentation = ucm_if_hierarchy(segmentation, shape)
         if isinstance(segmentation, list | tuple):
             segs = [np.asarray(s) for s in segmentation]
             if not segs:

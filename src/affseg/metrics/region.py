@@ -88,6 +88,26 @@ def _levels_as_nested(levels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray,
     return fine, parents, counts
 
 
+def ucm_if_hierarchy(segmentation: Any, shape: tuple[int, int]) -> Any:
+    """A :class:`Hierarchy` as its UCM (its shape checked against ``shape``); else as is.
+
+    The common first step of the benchmarks' input handling.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ucm_if_hierarchy(Hierarchy.flat(np.ones((2, 3), int)), (2, 3)).shape
+    (5, 7)
+    """
+    if isinstance(segmentation, Hierarchy):
+        if segmentation.shape != shape:
+            raise InputError(
+                f"hierarchy has shape {segmentation.shape} but ground truth has {shape}"
+            )
+        return segmentation.to_ucm()
+    return segmentation
+
+
 class RegionBenchmark:
     """Streaming BSDS region benchmark: :meth:`update` per image, :meth:`compute` at the end.
 
@@ -148,12 +168,7 @@ class RegionBenchmark:
         self, segmentation: Any, shape: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(fine, parents, counts, threshold axis) of any accepted segmentation input."""
-        if isinstance(segmentation, Hierarchy):
-            if segmentation.shape != shape:
-                raise InputError(
-                    f"hierarchy has shape {segmentation.shape} but ground truth has {shape}"
-                )
-            segmentation = segmentation.to_ucm()
+        segmentation = ucm_if_hierarchy(segmentation, shape)
         if isinstance(segmentation, list | tuple):
             levels = [np.asarray(lv) for lv in segmentation]
             if not levels:
