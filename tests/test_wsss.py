@@ -57,6 +57,24 @@ def test_rfp_equals_dense_definition() -> None:
     assert np.all(np.diag(m) == 1)
 
 
+def test_soft_rfp_is_dense_sigmoid_pooling_and_learns_mu() -> None:
+    """Soft RFP: logits = diag(S 1)^-1 S (F H + b) with S = sigmoid((K_D - mu) / tau)."""
+    net = WSSSNet(dim=8, soft_tau=0.05, mu=0.5).double()
+    feats = {k: v.double() for k, v in _feats(1, 4, 6).items()}
+    emb = torch.randn(1, 24, 5, generator=torch.Generator().manual_seed(2)).double() * 0.3
+    out = net(feats, emb, 0.5)
+    k = np.exp(-0.5 * ((emb[0, :, None] - emb[0, None]) ** 2).sum(-1).numpy())
+    s = 1.0 / (1.0 + np.exp(-(k - 0.5) / 0.05))
+    f = net.adapter(feats, (4, 6)).flatten(2).transpose(1, 2)[0]
+    scores = net.pred(f).detach().numpy()
+    dense = (s @ scores) / s.sum(1, keepdims=True)
+    np.testing.assert_allclose(out["logits"][0].detach().numpy(), dense, atol=1e-8)
+    total, _, _ = wsss_loss(out, torch.eye(21, dtype=torch.float64)[[3]])
+    total.backward()
+    assert net.mu_param is not None and net.mu_param.grad is not None
+    assert float(net.mu_param.grad.abs()) > 0.0
+
+
 def test_pcwap_weights_sum_to_one_per_class() -> None:
     net = WSSSNet(dim=16)
     out = net(_feats(2, 4, 6), torch.randn(2, 24, 5) * 0.3, torch.tensor([0.5, 0.5]))
@@ -239,6 +257,13 @@ def test_semantic_cli_writes_class_maps(tmp_path: Path, capsys) -> None:
     assert main(["semantic", str(src), "--out", str(out), "--class-filter", "0.1"]) == 0
     filtered = np.asarray(Image.open(out / "scene.classes.png"))
     np.testing.assert_array_equal(affseg.semantic(im, class_filter=0.1), filtered)
+    # the segmenter alone (filter and fusion off): CLI and the plain segmenter path agree
+    argv = ["semantic", str(src), "--out", str(out), "--class-filter", "0", "--fuse", "0"]
+    assert main(argv) == 0
+    plain = np.asarray(Image.open(out / "scene.classes.png"))
+    from affseg.methods.wsss import extract, segment_item, shipped_segmenter
+
+    np.testing.assert_array_equal(segment_item(shipped_segmenter("wsss"), extract(im)), plain)
 
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
@@ -348,5 +373,51 @@ def test_class_filter_drops_classes_the_classifier_rejects() -> None:
     p = filter_classes(torch.rand(21, 4, 6), torch.zeros(21), 0.5)  # only the top class
     assert torch.allclose(p.sum(0), torch.ones(4, 6))
     assert image_class_probs(WSSSNet(dim=8), "wsss", items[1]).shape == (21,)
-    with pytest.raises(InputError, match="class_filter needs method"):
+    with pytest.raises(InputError, match="need method 'wsss' or 'cam'"):
         semantic(np.zeros((64, 64, 3), np.uint8), "supervised", class_filter=0.1)
+    with pytest.raises(InputError, match="need method 'wsss' or 'cam'"):
+        semantic(np.zeros((64, 64, 3), np.uint8), "supervised", fuse=0.5)
+    with pytest.raises(InputError, match=r"fuse must be in \[0, 1\]"):
+        semantic(np.zeros((64, 64, 3), np.uint8), "wsss", fuse=1.5)
+
+
+def test_weak_outputs_match_class_scores_and_classifier() -> None:
+    """One pass of the weak network gives the pseudo-label maps and the image classifier."""
+    from affseg.methods.wsss import class_scores, image_class_probs, weak_outputs
+
+    it = _synthetic_items(1)[0]
+    torch.manual_seed(0)
+    for kind, net in (("wsss", WSSSNet(dim=8)), ("cam", CAMNet(dim=8))):
+        cls, maps = weak_outputs(net, kind, it)
+        assert maps.shape == (21, 4, 6)
+        torch.testing.assert_close(cls, image_class_probs(net, kind, it))
+        dense = class_scores(net, kind, [it])[0]  # (N, C), nodes in row-major grid order
+        torch.testing.assert_close(maps, dense.t().reshape(21, 4, 6))
+
+
+def test_fuse_scores_is_the_filtered_average() -> None:
+    from affseg.methods.wsss import filter_classes, fuse_scores, segment_item
+
+    g = torch.Generator().manual_seed(3)
+    p = torch.rand(21, 4, 6, generator=g).softmax(0)
+    w = torch.rand(21, 4, 6, generator=g)
+    cls = torch.rand(21, generator=g)
+    for a in (0.0, 0.3, 1.0):
+        q = fuse_scores(p, w, cls, 0.4, a)
+        keep = (cls > 0.4).float()
+        keep[cls.argmax()] = 1.0
+        pf = p * keep[:, None, None] / (p * keep[:, None, None]).sum(0)
+        wf = (w + 1e-6) * keep[:, None, None]
+        wf = wf / wf.sum(0)
+        torch.testing.assert_close(q, (1 - a) * pf + a * wf)
+        torch.testing.assert_close(q.sum(0), torch.ones(4, 6))
+        assert bool((q[keep == 0] == 0).all())
+    torch.testing.assert_close(fuse_scores(p, None, cls, 0.4, 0.0), filter_classes(p, cls, 0.4))
+    torch.testing.assert_close(fuse_scores(p), p)  # no filter, no fusion: unchanged
+    # the weak maps decide where the segmenter is flat: fuse 1 = the weak argmax
+    it = _synthetic_items(1)[0]
+    seg = SegHead(dim=8, hidden=8)
+    maps = torch.zeros(21, 4, 6)
+    maps[7] = 1.0
+    ids = segment_item(seg, it, mode="bilinear", weak_probs=maps, fuse=1.0)
+    assert set(np.unique(ids).tolist()) == {8}

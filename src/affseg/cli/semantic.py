@@ -12,7 +12,7 @@ The image's class labels are not an input. Example::
 
     affseg semantic photos/ --out sem_out              # NDD-guided WSSS (default)
     affseg semantic img.png --out sem_out --method cam
-    affseg semantic img.png --out sem_out --class-filter 0.1
+    affseg semantic img.png --out sem_out --class-filter 0 --fuse 0   # segmenter alone
 """
 
 from __future__ import annotations
@@ -64,7 +64,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=float,
         default=None,
         metavar="T",
-        help="wsss/cam: drop classes the method's image classifier gives <= T (e.g. 0.1)",
+        help="wsss/cam: drop classes the method's image classifier gives <= T "
+        "(default 0.1; 0 = off)",
+    )
+    p.add_argument(
+        "--fuse",
+        type=float,
+        default=None,
+        metavar="A",
+        help="wsss/cam: weight of the weak network's class maps averaged with the "
+        "segmenter's (default 0.5; 0 = the segmenter alone)",
     )
     p.set_defaults(func=run)
     return p
@@ -137,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
             weights=args.weights,
             upsample=args.upsample,
             class_filter=args.class_filter,
+            fuse=args.fuse,
         )
         seconds = time.perf_counter() - t0
         write_png(out / f"{stem}.classes.png", classes.astype(np.uint8))
@@ -183,6 +193,7 @@ def run_eval(args: argparse.Namespace) -> int:
             method,
             weights=args.weights,
             class_filter=getattr(args, "class_filter", None),
+            fuse=getattr(args, "fuse", None),
         )
         seconds += time.perf_counter() - t0
         score.update(pred, load_ground_truth(args.data, args.split, image_id, msrc21=True))
@@ -193,6 +204,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "method": method,
         "weights": str(args.weights) if args.weights else "shipped",
         "class_filter": getattr(args, "class_filter", None),
+        "fuse": getattr(args, "fuse", None),
         "split": args.split,
         "images": len(ids),
         "seconds_per_image": seconds / max(1, len(ids)),

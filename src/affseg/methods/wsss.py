@@ -47,6 +47,11 @@ METHODS: dict[str, str] = {
     "supervised": "wsss_supervised_msrc21.pt",
 }
 DEFAULT_METHOD = "wsss"
+#: Inference rule of ``wsss`` and ``cam`` (the same for both; chosen on MSRC-21 val, see
+#: BENCHMARKS.md): class filter threshold on the weak network's image classifier ...
+DEFAULT_CLASS_FILTER = 0.1
+#: ... and weight of the weak network's class maps fused with the segmenter.
+DEFAULT_FUSE = 0.5
 
 #: Backbone levels kept as semantic features: name -> channels.
 FEATURE_LEVELS: dict[str, int] = {"f8": 40, "f16": 112, "f32": 320, "head": 1280}
@@ -307,8 +312,31 @@ def segment_item(
     mode: str = "fai",
     class_probs: Tensor | None = None,
     class_filter: float | None = None,
+    weak_probs: Tensor | None = None,
+    fuse: float = 0.0,
 ) -> np.ndarray:
     """(H, W) uint8 MSRC-21 ids (1..21) of a cached / extracted item with a :class:`SegHead`.
+
+    Parameters
+    ----------
+    seg : SegHead
+    item : dict
+        Cached or :func:`extract` ed item.
+    ndd : SpecDiffNet, optional
+        For the feature-attentional interpolation (default :func:`pinned_ndd`).
+    mode : {"fai", "bilinear"}
+    class_probs : Tensor, shape (C,), optional
+        Image-level class probabilities of the method's weak network.
+    class_filter : float, optional
+        Class filter threshold (:func:`filter_classes`); needs ``class_probs``.
+    weak_probs : Tensor, shape (C, h, w), optional
+        The weak network's class maps on the grid (:func:`weak_outputs`).
+    fuse : float
+        Weight of ``weak_probs`` in :func:`fuse_scores` (0: the segmenter alone).
+
+    Returns
+    -------
+    ndarray, shape (H, W), uint8
 
     Examples
     --------
@@ -323,11 +351,94 @@ def segment_item(
     """
     seg.eval()
     logits = seg(batch_feats([item]), tuple(int(v) for v in item["grid"]))[0]
-    grid_probs = logits.softmax(0)
-    if class_filter is not None and class_probs is not None:
-        grid_probs = filter_classes(grid_probs, class_probs, class_filter)
+    grid_probs = fuse_scores(logits.softmax(0), weak_probs, class_probs, class_filter, fuse)
     probs = upsample_probs(grid_probs, item, ndd, mode)
     return (probs.argmax(0) + 1).to(torch.uint8).numpy()
+
+
+def fuse_scores(
+    seg_probs: Tensor,
+    weak_probs: Tensor | None = None,
+    class_probs: Tensor | None = None,
+    class_filter: float | None = None,
+    fuse: float = 0.0,
+) -> Tensor:
+    """Segmenter class probabilities, class-filtered and averaged with the weak class maps.
+
+    ``q = (1 - fuse) f(seg_probs) + fuse f(weak_probs)``, with ``f`` the class filter of
+    :func:`filter_classes` (identity without ``class_probs`` / ``class_filter``): both
+    distributions are restricted to the classes the image classifier keeps and
+    renormalised, then averaged. The same rule for every weakly supervised method; for
+    ``wsss`` the weak maps are P_sg (K_D-pooled), for ``cam`` the normalised CAMs.
+
+    Parameters
+    ----------
+    seg_probs : Tensor, shape (C, h, w)
+        Segmenter softmax.
+    weak_probs : Tensor, shape (C, h, w), optional
+        The weak network's class maps (non-negative; renormalised over the classes).
+    class_probs : Tensor, shape (C,), optional
+    class_filter : float, optional
+    fuse : float
+        In [0, 1]; 0 returns the (filtered) segmenter probabilities.
+
+    Returns
+    -------
+    Tensor, shape (C, h, w)
+        Class distributions (sum to one over C).
+
+    Examples
+    --------
+    >>> import torch
+    >>> p = torch.tensor([0.6, 0.3, 0.1])[:, None, None]
+    >>> w = torch.tensor([0.1, 0.8, 0.1])[:, None, None]
+    >>> fuse_scores(p, w, torch.tensor([0.9, 0.5, 0.05]), 0.1, 0.5)[:, 0, 0]
+    tensor([0.3889, 0.6111, 0.0000])
+    """
+    if not 0.0 <= float(fuse) <= 1.0:
+        raise InputError(f"fuse must be in [0, 1]; got {fuse}")
+
+    def f(p: Tensor) -> Tensor:
+        if class_filter is not None and class_probs is not None:
+            return filter_classes(p, class_probs, class_filter)
+        return p / p.sum(0, keepdim=True).clamp_min(1e-12)
+
+    q = f(seg_probs)
+    if fuse > 0.0:
+        if weak_probs is None:
+            raise InputError("fuse > 0 needs the weak network's class maps")
+        q = (1.0 - fuse) * q + fuse * f(weak_probs.clamp_min(0.0) + 1e-6)
+    return q
+
+
+@torch.no_grad()
+def weak_outputs(model: Any, kind: str, item: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """Image class probabilities (C,) and class maps (C, h, w) of a weak network, one pass.
+
+    ``kind="wsss"``: sigmoid(P_cl) and P_sg; ``kind="cam"``: sigmoid of the GAP logits and
+    ReLU(CAM) of each class divided by its maximum (as in :func:`class_scores`).
+
+    Examples
+    --------
+    >>> from affseg.models.wsss_net import CAMNet
+    >>> import torch
+    >>> it = {"f8": torch.rand(40, 2, 3), "f16": torch.rand(112, 1, 2),
+    ...       "f32": torch.rand(320, 1, 1), "head": torch.rand(1280, 1, 1), "grid": [2, 3]}
+    >>> cls, maps = weak_outputs(CAMNet(dim=8), "cam", it)
+    >>> cls.shape, maps.shape
+    (torch.Size([21]), torch.Size([21, 2, 3]))
+    """
+    model.eval()
+    feats = batch_feats([item])
+    grid = tuple(int(v) for v in item["grid"])
+    if kind == "cam":
+        out = model(feats, grid)
+        cam = out["cam"][0].clamp_min(0)
+        maps = cam / cam.amax(0, keepdim=True).clamp_min(1e-6)
+    else:
+        out = model(feats, item["emb"][None].float(), float(item["tau"]))
+        maps = out["p_sg"][0]
+    return torch.sigmoid(out["p_cl"][0]), maps.t().reshape(-1, *grid)
 
 
 @torch.no_grad()
@@ -463,6 +574,7 @@ def semantic(
     weights: str | Path | None = None,
     upsample: str = "fai",
     class_filter: float | None = None,
+    fuse: float | None = None,
 ) -> np.ndarray:
     """MSRC-21 class of every pixel of one RGB image.
 
@@ -479,8 +591,12 @@ def semantic(
         Grid -> image: feature-attentional interpolation (default) or bilinear.
     class_filter : float, optional
         ``wsss`` / ``cam``: drop the classes whose image-level probability from the
-        method's weak network (its classifier ``P_cl``) is at most this (0.1 in
-        BENCHMARKS.md; the top class is always kept) before the argmax.
+        method's weak network (its classifier ``P_cl``) is at most this (the top class is
+        always kept); default :data:`DEFAULT_CLASS_FILTER`, 0 turns it off.
+    fuse : float, optional
+        ``wsss`` / ``cam``: weight of the weak network's own class maps averaged with the
+        segmenter's probabilities (:func:`fuse_scores`); default :data:`DEFAULT_FUSE`,
+        0 = the segmenter alone. ``supervised`` has no weak network: both are off.
 
     Returns
     -------
@@ -507,14 +623,27 @@ def semantic(
         )
     if upsample not in ("fai", "bilinear"):
         raise InputError(f"upsample must be 'fai' or 'bilinear'; got {upsample!r}")
+    if fuse is not None and not 0.0 <= float(fuse) <= 1.0:
+        raise InputError(f"fuse must be in [0, 1]; got {fuse}")
     blob = None if weights is None else load_weights(weights)
     seg = shipped_segmenter(method) if blob is None else build_seg(blob)
-    weak = None
-    if class_filter is not None:
-        weak = shipped_weak(method) if blob is None else build_weak(blob)
+    kind = method if blob is None else str(blob.get("method", method))
+    has_weak = kind in ("wsss", "cam") and (blob is None or "weak" in blob)
+    if not has_weak:
+        if (class_filter or 0.0) > 0.0 or (fuse or 0.0) > 0.0:
+            raise InputError(
+                f"class_filter / fuse need method 'wsss' or 'cam' (a weak network); got {kind!r}"
+            )
+        thr, a = None, 0.0
+    else:
+        thr = DEFAULT_CLASS_FILTER if class_filter is None else float(class_filter)
+        thr = thr if thr > 0.0 else None
+        a = DEFAULT_FUSE if fuse is None else float(fuse)
     item = extract(rgb)
-    cls = None
-    if weak is not None:
-        kind = method if blob is None else str(blob["method"])
-        cls = image_class_probs(weak, "cam" if kind == "cam" else "wsss", item)
-    return segment_item(seg, item, mode=upsample, class_probs=cls, class_filter=class_filter)
+    cls = maps = None
+    if thr is not None or a > 0.0:
+        weak = shipped_weak(method) if blob is None else build_weak(blob)
+        cls, maps = weak_outputs(weak, "cam" if kind == "cam" else "wsss", item)
+    return segment_item(
+        seg, item, mode=upsample, class_probs=cls, class_filter=thr, weak_probs=maps, fuse=a
+    )

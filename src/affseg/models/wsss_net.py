@@ -146,7 +146,10 @@ class WSSSNet(nn.Module):
         Backbone levels (see :class:`FeatureAdapter`).
     dropout : float
     mu : float
-        RFP threshold (fixed, not learned).
+        RFP threshold (fixed, not learned, unless ``soft_tau`` is set).
+    soft_tau : float, optional
+        Soft RFP: M = sigmoid((K_D - mu) / soft_tau) with mu learned (initialised at
+        ``mu``); None: the hard mask [K_D > mu] of the paper.
 
     Examples
     --------
@@ -167,6 +170,7 @@ class WSSSNet(nn.Module):
         levels: dict[str, int] | None = None,
         dropout: float = 0.0,
         mu: float = 0.5,
+        soft_tau: float | None = None,
     ) -> None:
         super().__init__()
         self.config = {
@@ -178,8 +182,11 @@ class WSSSNet(nn.Module):
             "levels": dict(DEFAULT_LEVELS if levels is None else levels),
             "dropout": dropout,
             "mu": mu,
+            "soft_tau": soft_tau,
         }
         self.adapter = FeatureAdapter(levels, dim, dropout)
+        self.soft_tau = None if soft_tau is None else float(soft_tau)
+        self.mu_param = None if soft_tau is None else nn.Parameter(torch.tensor(float(mu)))
         self.pred = nn.Linear(dim, num_classes)
         self.clas = None if share else nn.Linear(dim, num_classes)
         self.log_theta = nn.Parameter(torch.full((num_classes,), math.log(theta)))
@@ -220,9 +227,14 @@ class WSSSNet(nn.Module):
         if self.use_rfp:
             # F_M H + 1 b^T = diag(M 1)^-1 M (F H + 1 b^T): the rows of diag(M 1)^-1 M sum
             # to one, so pooling the class scores is RFP exactly, at C instead of d columns
-            if mask is None:
-                mask = region_mask(diffusion_kernel(emb, tau), self.mu)
-            logits = rfp(scores, mask.to(scores.dtype))
+            if self.mu_param is not None and self.soft_tau is not None:
+                k = diffusion_kernel(emb, tau).to(scores.dtype)
+                soft = torch.sigmoid((k - self.mu_param) / self.soft_tau)
+                logits = (soft @ scores) / soft.sum(-1, keepdim=True).clamp_min(1e-6)
+            else:
+                if mask is None:
+                    mask = region_mask(diffusion_kernel(emb, tau), self.mu)
+                logits = rfp(scores, mask.to(scores.dtype))
         else:
             logits = scores
         p_sg = logits.softmax(-1)

@@ -73,6 +73,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--theta", type=float, default=0.1, help="initial PC-WAP temperature")
     p.add_argument("--mu", type=float, default=0.5, help="RFP threshold on K_D (fixed)")
     p.add_argument(
+        "--soft-rfp",
+        type=float,
+        default=None,
+        metavar="TAU",
+        help="soft RFP mask sigmoid((K_D - mu) / TAU) with mu learned (default: hard mask)",
+    )
+    p.add_argument(
         "--ignore-below",
         type=float,
         default=0.0,
@@ -197,6 +204,7 @@ def weak_model(method: str, variant: str, args: argparse.Namespace) -> torch.nn.
         theta=args.theta,
         dropout=args.dropout,
         mu=args.mu,
+        soft_tau=getattr(args, "soft_rfp", None),
     )
 
 
@@ -490,7 +498,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         else:
             torch.manual_seed(args.seed)
             weak = weak_model(method, variant, args)
-            mu = args.mu if method == "wsss" and variant != "no-rfp" else None
+            hard = getattr(args, "soft_rfp", None) is None
+            mu = args.mu if method == "wsss" and variant != "no-rfp" and hard else None
             record["weak"] = run_stage(
                 "weak", weak, lambda m, b: weak_step(m, method, b), Pool(items, mu=mu),
                 args.weak_steps, args, ckpt, save, log,
@@ -528,7 +537,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cli(args: argparse.Namespace) -> list[str]:
     keep = ("method", "variant", "seed", "dim", "weak_steps", "seg_steps", "batch", "lr",
-            "weight_decay", "dropout", "theta", "mu", "ignore_below", "limit")  # fmt: skip
+            "weight_decay", "dropout", "theta", "mu", "soft_rfp", "ignore_below",
+            "limit")  # fmt: skip
     out = []
     for k in keep:
         v = getattr(args, k)
