@@ -5,6 +5,9 @@ pseudo-label maps of the weak networks w/o and with RFP (made with the image's l
         --out docs/figures/wsss_msrc21.png
 
 ``--runs`` holds the folders written by ``affseg train wsss`` (``cam``, ``norfp``, ``wsss``).
+The CAM / w/o RFP / ours columns use the shipped inference rule of ``affseg semantic``
+(class filter :data:`~affseg.methods.wsss.DEFAULT_CLASS_FILTER` and fusion
+:data:`~affseg.methods.wsss.DEFAULT_FUSE` with each method's own weak network).
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ from affseg.data.msrc import (
     load_image,
 )
 from affseg.methods.wsss import (
+    DEFAULT_CLASS_FILTER,
+    DEFAULT_FUSE,
     build_seg,
     class_scores,
     load_weights,
     restrict,
     segment_item,
     upsample_probs,
+    weak_outputs,
 )
 from affseg.models.wsss_net import CAMNet, WSSSNet
 from affseg.train.wsss_cache import load_cache
@@ -52,6 +58,13 @@ def pseudo_map(blob, item):
     return (up.argmax(0) + 1).numpy()
 
 
+def shipped_rule(blob, seg, item):
+    kind = "cam" if blob["method"] == "cam" else "wsss"
+    cls, maps = weak_outputs(weak_net(blob), kind, item)
+    return segment_item(seg, item, class_probs=cls, class_filter=DEFAULT_CLASS_FILTER,
+                        weak_probs=maps, fuse=DEFAULT_FUSE)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=Path, default=Path("runs/wsss"))
@@ -70,7 +83,8 @@ def main() -> None:
         it = items[i]
         img = load_image(None, "val", i)
         gt = load_ground_truth(None, "val", i, msrc21=True)
-        row = [img] + [COLOURS[segment_item(segs[k], it)] for k in ("cam", "norfp", "wsss")]
+        row = [img] + [COLOURS[shipped_rule(blobs[k], segs[k], it)]
+                       for k in ("cam", "norfp", "wsss")]  # fmt: skip
         row += [COLOURS[gt]]
         row += [COLOURS[pseudo_map(blobs[k], it)] for k in ("norfp", "wsss")]
         row = [np.asarray(Image.fromarray(t.astype(np.uint8)).resize((240, 160))) for t in row]

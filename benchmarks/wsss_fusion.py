@@ -11,7 +11,8 @@ images (mIoU, global acc., class-average acc., %) for every pair of
   (:func:`affseg.methods.wsss.fuse_scores`; a = 0 is the segmenter alone, a = 1 the weak
   network's own maps: P_sg for ``wsss``, normalised CAMs for ``cam``),
 
-the identical rule for every method, and prints one line per pair. The image labels of
+the identical rule for every method, and prints one line per pair (``--json``: the
+scores ``[mIoU, global, class-avg]`` and the per-class IoU of every case). The image labels of
 val are never used; ``oracle`` lines (a diagnostic, not a method) restrict to them.
 """
 
@@ -44,11 +45,17 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", help="NAME=path/to/weights.pt")
     ap.add_argument("--cache", default="runs/wsss/cache")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--fuse", type=float, nargs="+", default=list(FUSE), help="weights a")
+    ap.add_argument(
+        "--filters", type=float, nargs="+", default=None, help="thresholds T (0 = none)"
+    )
+    ap.add_argument("--no-oracle", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
     items = load_cache(args.cache, "val")
     gts = [load_ground_truth(None, "val", it["id"], msrc21=True) for it in items]
     results: dict[str, dict[str, list[float]]] = {}
+    per_class: dict[str, dict[str, dict[str, float | None]]] = {}
     with torch.no_grad():
         for spec in args.runs:
             name, path = spec.split("=", 1)
@@ -62,8 +69,10 @@ def main() -> None:
             outs = [weak_outputs(weak, kind, it) for it in items]
             oracle = [it["labels"].float() * 0.98 + 0.01 for it in items]
             res: dict[str, list[float]] = {}
-            cases = [(t, a, False) for t in FILTERS for a in FUSE]
-            cases += [(0.5, a, True) for a in FUSE]
+            per: dict[str, dict[str, float | None]] = {}
+            filters = FILTERS if args.filters is None else [t or None for t in args.filters]
+            cases = [(t, a, False) for t in filters for a in args.fuse]
+            cases += [] if args.no_oracle else [(0.5, a, True) for a in args.fuse]
             for thr, a, orc in cases:
                 sc = SemanticScore()
                 for it, p, (cls, maps), o, gt in zip(items, probs, outs, oracle, gts, strict=True):
@@ -73,12 +82,15 @@ def main() -> None:
                 key = f"{'oracle' if orc else f'filter {thr}'} fuse {a}"
                 res[key] = [round(100 * r[k], 1)
                             for k in ("miou", "pixel_accuracy", "mean_class_accuracy")]  # fmt: skip
+                per[key] = {c: None if v is None else round(100 * v, 1)
+                            for c, v in r["per_class"].items()}  # fmt: skip
                 print(name, key, " / ".join(f"{v:.1f}" for v in res[key]), flush=True)
             results[name] = res
+            per_class[name] = per
     if args.json:
         from affseg.data.io import write_json
 
-        write_json(args.json, results)
+        write_json(args.json, {"scores": results, "per_class": per_class})
     else:
         print(json.dumps(results))
 
