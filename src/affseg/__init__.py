@@ -124,7 +124,9 @@ def semantic(image: np.ndarray, method: str = "wsss", **options: Any) -> np.ndar
         diffusion distance (seed 001 Sect. 7); ``cam``: the CAM baseline; ``supervised``:
         the same segmenter trained on pixel labels (reference).
     **options
-        ``weights`` (a file of ``affseg train wsss``), ``upsample`` ("fai" or "bilinear").
+        ``weights`` (a file of ``affseg train wsss``), ``upsample`` ("fai" or "bilinear"),
+        ``class_filter`` and ``fuse`` (the inference rule of ``wsss`` / ``cam``, default 0.2
+        and 0.75; 0 turns either off: see :func:`affseg.methods.wsss.semantic`).
 
     Returns
     -------

@@ -131,7 +131,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=None,
         metavar="T",
         help="--task semantic, wsss/cam: drop classes the image classifier gives <= T "
-        "(default 0.1; 0 = off)",
+        "(default 0.2; 0 = off)",
     )
     p.add_argument(
         "--fuse",
@@ -139,7 +139,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=None,
         metavar="A",
         help="--task semantic, wsss/cam: weight of the weak network's class maps averaged "
-        "with the segmenter's (default 0.5; 0 = the segmenter alone)",
+        "with the segmenter's (default 0.75; 0 = the segmenter alone)",
     )
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "

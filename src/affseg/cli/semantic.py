@@ -65,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=None,
         metavar="T",
         help="wsss/cam: drop classes the method's image classifier gives <= T "
-        "(default 0.1; 0 = off)",
+        "(default 0.2; 0 = off)",
     )
     p.add_argument(
         "--fuse",
@@ -73,7 +73,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=None,
         metavar="A",
         help="wsss/cam: weight of the weak network's class maps averaged with the "
-        "segmenter's (default 0.5; 0 = the segmenter alone)",
+        "segmenter's (default 0.75; 0 = the segmenter alone)",
     )
     p.set_defaults(func=run)
     return p
@@ -156,6 +156,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _effective(value: float | None, default: float, weak: bool) -> float | None:
+    """The class filter / fusion weight a run used (None: the method has no weak network)."""
+    if value is not None:
+        return float(value)
+    return default if weak else None
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """``affseg eval --task semantic``: MSRC-21 scores of a semantic method on a split.
 
@@ -169,7 +176,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from affseg.data.io import write_json
     from affseg.data.msrc import MSRC21_CLASS_NAMES, list_split, load_ground_truth, load_image
-    from affseg.methods.wsss import DEFAULT_METHOD, METHODS, semantic
+    from affseg.methods.wsss import (
+        DEFAULT_CLASS_FILTER,
+        DEFAULT_FUSE,
+        DEFAULT_METHOD,
+        METHODS,
+        semantic,
+    )
     from affseg.train.wsss import SemanticScore
 
     method = args.method or DEFAULT_METHOD
@@ -198,13 +211,14 @@ def run_eval(args: argparse.Namespace) -> int:
         seconds += time.perf_counter() - t0
         score.update(pred, load_ground_truth(args.data, args.split, image_id, msrc21=True))
     res = score.compute()
+    weak = method in ("wsss", "cam")
     out = {
         "task": "semantic",
         "dataset": "MSRC-21",
         "method": method,
         "weights": str(args.weights) if args.weights else "shipped",
-        "class_filter": getattr(args, "class_filter", None),
-        "fuse": getattr(args, "fuse", None),
+        "class_filter": _effective(getattr(args, "class_filter", None), DEFAULT_CLASS_FILTER, weak),
+        "fuse": _effective(getattr(args, "fuse", None), DEFAULT_FUSE, weak),
         "split": args.split,
         "images": len(ids),
         "seconds_per_image": seconds / max(1, len(ids)),

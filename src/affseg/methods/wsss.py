@@ -49,9 +49,9 @@ METHODS: dict[str, str] = {
 DEFAULT_METHOD = "wsss"
 #: Inference rule of ``wsss`` and ``cam`` (the same for both; chosen on MSRC-21 val, see
 #: BENCHMARKS.md): class filter threshold on the weak network's image classifier ...
-DEFAULT_CLASS_FILTER = 0.1
+DEFAULT_CLASS_FILTER = 0.2
 #: ... and weight of the weak network's class maps fused with the segmenter.
-DEFAULT_FUSE = 0.5
+DEFAULT_FUSE = 0.75
 
 #: Backbone levels kept as semantic features: name -> channels.
 FEATURE_LEVELS: dict[str, int] = {"f8": 40, "f16": 112, "f32": 320, "head": 1280}
