@@ -253,6 +253,10 @@ def test_semantic_cli_writes_class_maps(tmp_path: Path, capsys) -> None:
     import affseg
 
     np.testing.assert_array_equal(affseg.semantic(im), classes)
+    from affseg.methods.wsss import DEFAULT_CLASS_FILTER, DEFAULT_FUSE
+
+    explicit = affseg.semantic(im, class_filter=DEFAULT_CLASS_FILTER, fuse=DEFAULT_FUSE)
+    np.testing.assert_array_equal(explicit, classes)  # the default is the shipped rule
     # the class filter: CLI and Python API agree
     assert main(["semantic", str(src), "--out", str(out), "--class-filter", "0.1"]) == 0
     filtered = np.asarray(Image.open(out / "scene.classes.png"))
