@@ -246,9 +246,11 @@ def _read_gray(path: Path) -> np.ndarray:
     return arr
 
 
-def _inputs(rgb: np.ndarray, sparse: np.ndarray) -> tuple[torch.Tensor, ...]:
-    """Network inputs (1, C, H, W): rgb in [0, 1], nearest fill, mask, distance."""
+def _inputs(rgb: np.ndarray, sparse: np.ndarray, init: str = "nearest") -> tuple[torch.Tensor, ...]:
+    """Network inputs (1, C, H, W): rgb in [0, 1], initial fill, mask, distance."""
     fill, dist = nearest_fill(sparse)
+    if init == "fgs":
+        fill = fgs_complete(rgb, sparse)
     t = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
     mask = torch.from_numpy((sparse > 0).astype(np.float32))[None, None]
     return t, torch.from_numpy(fill)[None, None], mask, torch.from_numpy(dist)[None, None]
@@ -282,6 +284,7 @@ def train(
     threads: int = 1,
     iterations: int = 4,
     log_every: int = 50,
+    init: str = "nearest",
 ) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_completion_net.DepthCompletionPropagation`.
 
@@ -309,7 +312,7 @@ def train(
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         rng = np.random.default_rng(seed)
-        model = DepthCompletionPropagation(geometry, iterations=iterations)  # type: ignore[arg-type]
+        model = DepthCompletionPropagation(geometry, iterations=iterations, init=init)  # type: ignore[arg-type]
         scenes = [
             (torch.from_numpy(r.astype(np.float32) / 255.0).permute(2, 0, 1), torch.from_numpy(d))
             for r, d in load_train_scenes(data)
@@ -331,7 +334,8 @@ def train(
                     im[:, y : y + crop, x : x + crop], d[y : y + crop, x : x + crop], gen
                 )
                 sparse = sample_sparse(g.numpy(), n_samp, int(rng.integers(2**31)))
-                _, fill, mask, dist = _inputs(np.zeros((*sparse.shape, 3), np.uint8), sparse)
+                im8 = (im * 255).round().byte().permute(1, 2, 0).numpy()
+                _, fill, mask, dist = _inputs(im8, sparse, init)
                 ims.append(im)
                 gts.append(g[None])
                 inits.append(fill[0])
@@ -365,6 +369,7 @@ def train(
             "lr": lr,
             "seed": seed,
             "iterations": iterations,
+            "init": init,
             "seconds": round(time.time() - t0, 1),
             "final_loss": float(np.mean(losses[-50:])),
         }
@@ -445,7 +450,7 @@ def complete(model: torch.nn.Module, rgb: np.ndarray, sparse: np.ndarray) -> np.
     s = np.asarray(sparse, dtype=np.float32)
     _check(rgb, s)
     with torch.no_grad():
-        out = model(*_inputs(rgb, s))
+        out = model(*_inputs(rgb, s, str(getattr(model, "init", "nearest"))))
     return out[0, 0].numpy()
 
 

@@ -2,8 +2,8 @@
 
 The NLSPN / CSPN set-up with the HAM affinities of :mod:`affseg.models.ham`:
 
-1. every pixel starts from the value of its nearest sample (``init``, a Voronoi fill
-   computed outside the network, see
+1. every pixel starts from an initial fill computed outside the network (``init``; by
+   default the value of its nearest sample, a Voronoi fill, see
    :func:`affseg.methods.depth_completion.nearest_fill`);
 2. a four-level guidance U-Net sees the RGB guide, ``init`` (normalised by the mean and
    standard deviation of the samples), the sample mask and the distance to the nearest
@@ -13,6 +13,9 @@ The NLSPN / CSPN set-up with the HAM affinities of :mod:`affseg.models.ham`:
    neighbourhoods of decreasing dilation (16, 8, 4, 2, 1), ``iterations`` steps each; the
    samples are re-imposed exactly after every step (``h <- (1 - m) A h + m s``, m = the
    sample mask, as in CSPN / NLSPN).
+
+With ``init="fgs"`` the starting map is instead the classical colour-guided interpolation
+(:func:`affseg.methods.depth_completion.fgs_complete`) and the propagation refines it.
 
 Consequences: the samples are reproduced at their pixels, the output stays within the
 range of the samples, a constant map is preserved, and since the network sees the depth
@@ -42,6 +45,8 @@ from affseg.models.propagation import propagate
 DILATIONS: tuple[int, ...] = (16, 8, 4, 2, 1)
 #: Distances to the nearest sample are divided by this before entering the network.
 DIST_SCALE = 16.0
+#: Initial fills the model can be trained on (computed outside the network).
+INITS: tuple[str, ...] = ("nearest", "fgs")
 
 
 class CompletionGuideNet(nn.Module):
@@ -107,6 +112,10 @@ class DepthCompletionPropagation(nn.Module):
         Propagation steps per dilation stage.
     width, embed_dim : int
         Guidance-network size.
+    init : {"nearest", "fgs"}
+        Which initial fill the model expects as ``init`` (stored in its config):
+        the nearest sample's value, or the colour-guided FGS interpolation
+        (:func:`affseg.methods.depth_completion.fgs_complete`).
 
     References
     ----------
@@ -133,8 +142,12 @@ class DepthCompletionPropagation(nn.Module):
         iterations: int = 4,
         width: int = 16,
         embed_dim: int = 8,
+        init: str = "nearest",
     ) -> None:
         super().__init__()
+        if init not in INITS:
+            raise InputError(f"unknown initial fill {init!r}; use {' or '.join(INITS)}")
+        self.init = init
         self.guide = CompletionGuideNet(6, width, embed_dim, n_aux=len(DILATIONS))
         self.affinity = HAMAffinity(geometry, k)
         self.k = k
@@ -150,6 +163,7 @@ class DepthCompletionPropagation(nn.Module):
             "iterations": self.iterations,
             "width": self.guide.enc0[0].out_channels,
             "embed_dim": self.guide.embed_dim,
+            "init": self.init,
         }
 
     def forward(
