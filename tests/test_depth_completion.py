@@ -61,12 +61,14 @@ def test_reduce_scene_block_mean_and_centre() -> None:
     np.testing.assert_array_equal(small[0, 0], expected)
 
 
-@pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
-def test_model_preserves_constants_and_reimposes_samples(geometry: str) -> None:
+@pytest.mark.parametrize(
+    ("geometry", "init"), [("hyperbolic", "fgs"), ("euclidean", "fgs"), ("hyperbolic", "nearest")]
+)
+def test_model_preserves_constants_and_reimposes_samples(geometry: str, init: str) -> None:
     from affseg.models.depth_completion_net import DepthCompletionPropagation
 
     torch.manual_seed(0)
-    model = DepthCompletionPropagation(geometry, iterations=2).eval()  # type: ignore[arg-type]
+    model = DepthCompletionPropagation(geometry, iterations=2, init=init).eval()  # type: ignore[arg-type]
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)
     const = np.zeros((40, 56), np.float32)

@@ -59,6 +59,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--init",
+        choices=("fgs", "nearest"),
+        default="fgs",
+        help="initial fill the trained model propagates (training)",
+    )
     p.set_defaults(func=run)
 
 
@@ -97,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             data=args.data,
             threads=args.threads,
+            init=args.init,
         )
         print(json.dumps(rec))
         return 0

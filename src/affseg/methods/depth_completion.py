@@ -249,8 +249,8 @@ def _read_gray(path: Path) -> np.ndarray:
 def _inputs(rgb: np.ndarray, sparse: np.ndarray, init: str = "nearest") -> tuple[torch.Tensor, ...]:
     """Network inputs (1, C, H, W): rgb in [0, 1], initial fill, mask, distance."""
     fill, dist = nearest_fill(sparse)
-    if init == "fgs":
-        fill = fgs_complete(rgb, sparse)
+    if init == "fgs":  # the samples themselves where known: they are re-imposed
+        fill = np.where(sparse > 0, sparse, fgs_complete(rgb, sparse)).astype(np.float32)
     t = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
     mask = torch.from_numpy((sparse > 0).astype(np.float32))[None, None]
     return t, torch.from_numpy(fill)[None, None], mask, torch.from_numpy(dist)[None, None]
@@ -284,13 +284,14 @@ def train(
     threads: int = 1,
     iterations: int = 4,
     log_every: int = 50,
-    init: str = "nearest",
+    init: str = "fgs",
 ) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_completion_net.DepthCompletionPropagation`.
 
     Random ``crop x crop`` crops of the ``RGBD_depth_train`` scenes (flips, transposition,
-    channel permutation) with ``round(DENSITY * crop**2)`` samples each; MSE loss on all
-    pixels, Adam with a cosine schedule.
+    channel permutation) with ``round(DENSITY * crop**2)`` samples each; the initial fill
+    ``init`` ("fgs": :func:`fgs_complete`, default; "nearest": :func:`nearest_fill`) is
+    computed per crop; MSE loss on all pixels, Adam with a cosine schedule.
 
     Returns
     -------
@@ -308,6 +309,8 @@ def train(
 
     if geometry not in ("hyperbolic", "euclidean"):
         raise InputError(f"unknown geometry {geometry!r}; use hyperbolic or euclidean")
+    if init not in ("nearest", "fgs"):
+        raise InputError(f"unknown initial fill {init!r}; use nearest or fgs")
     with torch_threads(max(1, int(threads))):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
