@@ -235,3 +235,35 @@ def test_val_scene_resolution(middlebury_dir: Path) -> None:
     rgb, gt = dc.load_val_scene("dolls_big", str(middlebury_dir.parent))
     assert rgb.shape == (362, 458, 3) and gt.shape == (362, 458)
     assert 480 <= round(dc.DENSITY * gt.size) <= 520
+
+
+@pytest.mark.slow
+def test_train_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 2-step CLI training run writes weights that load with their record."""
+    from affseg.data.paths import data_root
+
+    if not (data_root() / "RGBD_depth_train").is_dir():
+        pytest.skip("RGBD_depth_train not available")
+    out = tmp_path / "w.pt"
+    rc, err = _cli(
+        [
+            "--train",
+            "--geometry",
+            "euclidean",
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--crop",
+            "64",
+            "--batch",
+            "1",
+        ],
+        capsys,
+    )
+    assert rc == 0, err
+    payload = torch.load(out, map_location="cpu", weights_only=True)
+    assert payload["record"]["steps"] == 2 and payload["record"]["init"] == "fgs"
+    assert payload["record"]["samples_per_crop"] == round(dc.DENSITY * 64 * 64)
+    model = dc.load_model(out)
+    assert model.init == "fgs" and model.affinity.geometry == "euclidean"  # type: ignore[union-attr]

@@ -4,7 +4,7 @@
 
     affseg depth-complete --guide rgb.png --sparse sparse.png --out dense.png \
         [--method {ham,naive,fgs}] [--weights W.pt] [--threads 1]
-    affseg depth-complete --train --geometry hyperbolic --out W.pt [--steps 400] [--seed 0]
+    affseg depth-complete --train --geometry hyperbolic --out W.pt [--steps 300] [--seed 0]
 
 ``--sparse``: single-channel PNG, 0 = no sample; 8-bit (values as stored) or 16-bit
 (depth x 256). ``--out``: 16-bit PNG of the dense depth x 256 (the same format, so it can be
@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="data root (training)")
     p.add_argument("--train", action="store_true", help="train a model instead")
     p.add_argument("--geometry", choices=("hyperbolic", "euclidean"), default="hyperbolic")
-    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=2e-3)

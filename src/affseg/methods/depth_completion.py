@@ -275,8 +275,8 @@ def _augment(
 def train(
     geometry: str,
     out: Path,
-    steps: int = 600,
-    crop: int = 192,
+    steps: int = 300,
+    crop: int = 128,
     batch: int = 4,
     lr: float = 2e-3,
     seed: int = 0,
