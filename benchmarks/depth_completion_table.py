@@ -88,6 +88,20 @@ def main() -> None:
                     for k, p in (("rmse", 2), ("mae", 2), ("rel", 4), ("delta1", 4))
                 )
                 print(f"| {scene} | {NAMES[name]} | {cells} | {m['seconds']['mean']:.2f} |")
+        print("\nper training seed (RMSE / MAE, mean over sampling seeds):")
+        runs = res["runs"]
+        for scene in args.scenes:
+            for name in ("naive", "ham"):
+                rs = runs[name][scene]  # type: ignore[index]
+                per = [
+                    (
+                        np.mean([r["rmse"] for r in rs if r["weights"] == i]),
+                        np.mean([r["mae"] for r in rs if r["weights"] == i]),
+                    )
+                    for i in sorted({r["weights"] for r in rs})
+                ]
+                cells = ", ".join(f"{r:.2f} / {e:.2f}" for r, e in per)
+                print(f"  {scene} {name}: {cells}")
     if args.json:
         write_json(args.json, res)
 

@@ -559,7 +559,8 @@ def evaluate(
     Returns
     -------
     dict
-        ``runs``: method -> scene -> list of per-(weights, seed) metrics (with ``seconds``);
+        ``runs``: method -> scene -> list of per-(weights, seed) metrics (with ``seconds``,
+        the sampling ``seed`` and the index of the ``weights`` file);
         ``summary``: method -> scene -> metric -> {"mean", "std"} over those runs.
 
     Examples
@@ -579,9 +580,9 @@ def evaluate(
             rgb, gt = load_val_scene(scene, data)
             for seed in seeds:
                 sparse = sample_sparse(gt, n, seed)
-                preds: list[tuple[str, object]] = [("fgs", None)]
-                preds += [(k, m) for k, ms in models.items() for m in ms]
-                for name, model in preds:
+                preds: list[tuple[str, int, object]] = [("fgs", 0, None)]
+                preds += [(k, i, m) for k, ms in models.items() for i, m in enumerate(ms)]
+                for name, index, model in preds:
                     t0 = time.time()
                     if model is None:
                         pred = fgs_complete(rgb, sparse)
@@ -590,6 +591,7 @@ def evaluate(
                     m = {k: float(v) for k, v in depth_metrics(pred, gt).items()}
                     m["seconds"] = round(time.time() - t0, 3)
                     m["seed"] = seed
+                    m["weights"] = index
                     runs.setdefault(name, {}).setdefault(scene, []).append(m)
     summary = {
         name: {
