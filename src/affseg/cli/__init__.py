@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "train",
     "depth_sr",
+    "depth_complete",
     "similarity",
     "serve",
 )

@@ -1,0 +1,656 @@
+"""Depth completion from ~500 sparse samples with HAM / naive propagation.
+
+The method behind ``affseg depth-complete`` (the CLI in :mod:`affseg.cli.depth_complete`
+only parses arguments and calls these functions). Protocol of NLSPN / CSPN: a few hundred
+random valid pixels of the ground-truth depth plus the RGB guide -> a dense map.
+
+* **Sampling** (:func:`sample_sparse`): ``n`` distinct valid pixels drawn uniformly by a
+  seeded generator; 0 marks "no sample".
+* **Resolution**: 500 samples on a 1376 x 1088 Middlebury image are ~9x sparser than on a
+  ~430 x 370 training scene, so the validation scenes are evaluated at 1/3 resolution
+  (:func:`reduce_scene`: 458 x 362, 3 x 3 block mean of the RGB, block-centre pixel of the
+  depth, so no depth value is a mix of two surfaces), close to the training size and to
+  NLSPN's ~300 x 230 images. Training keeps the same density, :data:`DENSITY` samples per
+  pixel (500 on 458 x 362), on random crops of the 30 ``RGBD_depth_train`` scenes.
+* **Model**: :class:`affseg.models.depth_completion_net.DepthCompletionPropagation`,
+  propagation of the nearest-sample fill with HAM (hyperbolic) or Euclidean ("naive")
+  affinities, samples re-imposed after every step.
+* **Classical baseline** (:func:`fgs_complete`): edge-aware normalised interpolation with
+  the fast global smoother (Min et al. 2014, OpenCV contrib ``fastGlobalSmootherFilter``):
+  ``FGS(s) / FGS(m)`` for sparse values ``s`` and mask ``m``, a weighted-least-squares
+  colour-guided interpolation; parameters chosen on the training scenes
+  (``benchmarks/depth_completion_table.py --tune``). The fast bilateral solver of the
+  installed OpenCV wheel is unusable (built without Eigen).
+
+Weights are plain tensors and Python containers, read with ``torch.load(...,
+weights_only=True)``.
+
+References
+----------
+.. [1] J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+   Representation for Spatial Propagation", ICML 2023.
+.. [2] J. Park, K. Joo, Z. Hu, C.-K. Liu and I. S. Kweon, "Non-Local Spatial Propagation
+   Network for Depth Completion", ECCV 2020.
+.. [3] D. Min, S. Choi, J. Lu, B. Ham, K. Sohn and M. N. Do, "Fast Global Image Smoothing
+   Based on Weighted Least Squares", IEEE TIP 2014.
+
+Example
+-------
+>>> import numpy as np
+>>> from affseg.methods.depth_completion import sample_sparse
+>>> s = sample_sparse(np.full((20, 30), 5.0), 10, seed=0)
+>>> int((s > 0).sum()), float(s.max())
+(10, 5.0)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from affseg.data.io import atomic_write
+from affseg.errors import CorruptFileError, InputError, first_line
+from affseg.runtime import torch_threads
+
+#: Samples per image of the protocol.
+N_SAMPLES = 500
+#: Downscaling of the 1376 x 1088 validation scenes (to 458 x 362).
+EVAL_STRIDE = 3
+#: Samples per pixel: 500 on the 458 x 362 evaluation images; training keeps it.
+DENSITY = N_SAMPLES / (458 * 362)
+#: Validation scenes (``Middlebury_depth_sr``).
+VAL_SCENES: tuple[str, ...] = ("art_big", "books_big", "dolls_big")
+#: Fast-global-smoother baseline parameters (lambda, sigma_color), chosen on the
+#: training scenes by ``benchmarks/depth_completion_table.py --tune``.
+FGS_PARAMS: tuple[float, float] = (300.0, 4.0)
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+METHODS: tuple[str, ...] = ("ham", "naive", "fgs")
+#: Shipped weights per learned method.
+DEFAULT_WEIGHTS: dict[str, str] = {
+    "ham": "ham_depth_completion_hyperbolic.pt",
+    "naive": "ham_depth_completion_euclidean.pt",
+}
+
+
+def sample_sparse(depth: np.ndarray, n: int = N_SAMPLES, seed: int = 0) -> np.ndarray:
+    """Keep ``n`` random valid pixels of a depth map (0 elsewhere).
+
+    Parameters
+    ----------
+    depth : ndarray, shape (H, W)
+        Valid pixels are finite and > 0.
+    n : int
+        Number of samples (all valid pixels if fewer).
+    seed : int
+        Seed of the generator (``numpy.random.default_rng``): same seed, same pixels.
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+        The depth at the chosen pixels, 0 elsewhere.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d = np.arange(12.0).reshape(3, 4)
+    >>> s = sample_sparse(d, 4, seed=1)
+    >>> int((s > 0).sum()), bool(np.all(s[s > 0] == d[s > 0]))
+    (4, True)
+    """
+    d = np.asarray(depth, dtype=np.float32)
+    if d.ndim != 2:
+        raise InputError(f"depth must be (H, W), got shape {d.shape}")
+    if n < 1:
+        raise InputError(f"number of samples must be >= 1, got {n}")
+    valid = np.flatnonzero(np.isfinite(d) & (d > 0))
+    if valid.size == 0:
+        raise InputError("depth map has no valid pixel (finite and > 0) to sample")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(valid, size=min(n, valid.size), replace=False)
+    out = np.zeros(d.size, np.float32)
+    out[pick] = d.reshape(-1)[pick]
+    return out.reshape(d.shape)
+
+
+def nearest_fill(sparse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Value of, and distance to, the nearest sample of every pixel.
+
+    Parameters
+    ----------
+    sparse : ndarray, shape (H, W)
+        Samples > 0, 0 = no sample.
+
+    Returns
+    -------
+    fill : ndarray, shape (H, W), float32
+    dist : ndarray, shape (H, W), float32
+        Euclidean distance in pixels (0 at the samples).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = np.zeros((1, 5), np.float32)
+    >>> s[0, 0], s[0, 4] = 1.0, 3.0
+    >>> fill, dist = nearest_fill(s)
+    >>> fill.tolist(), dist.tolist()
+    ([[1.0, 1.0, 1.0, 3.0, 3.0]], [[0.0, 1.0, 2.0, 1.0, 0.0]])
+    """
+    from scipy import ndimage
+
+    s = np.asarray(sparse, dtype=np.float32)
+    mask = s > 0
+    if not mask.any():
+        raise InputError("sparse depth map has no sample (every pixel is 0)")
+    dist, (iy, ix) = ndimage.distance_transform_edt(~mask, return_indices=True)
+    return s[iy, ix], dist.astype(np.float32)
+
+
+def reduce_scene(
+    rgb: np.ndarray, depth: np.ndarray, stride: int = EVAL_STRIDE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Downscale an aligned guide and depth map by an integer ``stride``.
+
+    RGB: mean of each ``stride x stride`` block; depth: the block's centre pixel (no
+    mixing of surfaces). The size is cropped to a multiple of ``stride`` first.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+    depth : ndarray, shape (H, W)
+    stride : int
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        shapes (H // stride, W // stride, 3) uint8 and (H // stride, W // stride) float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rgb, d = reduce_scene(np.zeros((7, 10, 3), np.uint8), np.arange(70.0).reshape(7, 10))
+    >>> rgb.shape, d.tolist()
+    ((2, 3, 3), [[11.0, 14.0, 17.0], [41.0, 44.0, 47.0]])
+    """
+    h, w = (depth.shape[0] // stride) * stride, (depth.shape[1] // stride) * stride
+    if h == 0 or w == 0 or rgb.shape[:2] != depth.shape:
+        raise InputError(f"cannot reduce guide {rgb.shape} / depth {depth.shape} by {stride}")
+    blocks = rgb[:h, :w].astype(np.float64).reshape(h // stride, stride, w // stride, stride, 3)
+    small = np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)
+    c = stride // 2
+    return small, np.ascontiguousarray(depth[c:h:stride, c:w:stride], dtype=np.float32)
+
+
+def load_val_scene(
+    scene: str, data: str | None = None, stride: int = EVAL_STRIDE
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``Middlebury_depth_sr`` scene's guide and gt at the evaluation resolution.
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        rgb (H / stride, W / stride, 3) uint8 and gt (H / stride, W / stride) float32
+        (see :func:`reduce_scene`).
+
+    Examples
+    --------
+    >>> load_val_scene("art_big", data="/nonexistent")
+    Traceback (most recent call last):
+    ...
+    affseg.errors.DatasetNotFoundError: dataset Middlebury_depth_sr not found at ...
+    """
+    from affseg.data.io import read_image
+    from affseg.data.paths import dataset_dir
+
+    root = dataset_dir("Middlebury_depth_sr", data) / scene
+    rgb = read_image(root / "input" / f"{scene}_color.png")
+    gt = _read_gray(root / "gt.png").astype(np.float32)
+    return reduce_scene(rgb, gt, stride)
+
+
+def load_train_scenes(data: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every ``RGBD_depth_train`` scene as (rgb (H, W, 3) uint8, depth (H, W) float32).
+
+    Examples
+    --------
+    >>> load_train_scenes(data="/nonexistent")
+    Traceback (most recent call last):
+    ...
+    affseg.errors.DatasetNotFoundError: dataset RGBD_depth_train not found at ...
+    """
+    from affseg.data.io import read_image
+    from affseg.data.paths import dataset_dir
+
+    root = dataset_dir("RGBD_depth_train", data)
+    out = []
+    for d in sorted(p for p in root.iterdir() if (p / "depth.png").is_file()):
+        out.append((read_image(d / "color.png"), _read_gray(d / "depth.png").astype(np.float32)))
+    if not out:
+        raise InputError(f"no scenes (<name>/color.png + depth.png) under {root}")
+    return out
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    """Pixels of a single-channel image file as stored (a gt / depth map)."""
+    from affseg.data.io import open_image
+
+    with open_image(path, "depth map") as im:
+        try:
+            arr = np.asarray(im)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt file
+            raise CorruptFileError(f"cannot decode {path}: {exc}") from exc
+    if arr.ndim != 2:
+        raise InputError(f"depth map {path} has shape {arr.shape}; expected one channel")
+    return arr
+
+
+def _inputs(rgb: np.ndarray, sparse: np.ndarray, init: str = "nearest") -> tuple[torch.Tensor, ...]:
+    """Network inputs (1, C, H, W): rgb in [0, 1], initial fill, mask, distance."""
+    fill, dist = nearest_fill(sparse)
+    if init == "fgs":  # the samples themselves where known: they are re-imposed
+        fill = np.where(sparse > 0, sparse, fgs_complete(rgb, sparse)).astype(np.float32)
+    t = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    mask = torch.from_numpy((sparse > 0).astype(np.float32))[None, None]
+    return t, torch.from_numpy(fill)[None, None], mask, torch.from_numpy(dist)[None, None]
+
+
+def _augment(
+    rgb: torch.Tensor, gt: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flips, transposition and channel permutation of one aligned crop."""
+    r = torch.rand(4, generator=gen)
+    if r[0] < 0.5:
+        rgb, gt = rgb.flip(-1), gt.flip(-1)
+    if r[1] < 0.5:
+        rgb, gt = rgb.flip(-2), gt.flip(-2)
+    if r[2] < 0.5:
+        rgb, gt = rgb.transpose(-1, -2), gt.transpose(-1, -2)
+    if r[3] < 0.5:
+        rgb = rgb[torch.randperm(3, generator=gen)]
+    return rgb.contiguous(), gt.contiguous()
+
+
+def train(
+    geometry: str,
+    out: Path,
+    steps: int = 300,
+    crop: int = 128,
+    batch: int = 4,
+    lr: float = 2e-3,
+    seed: int = 0,
+    data: str | None = None,
+    threads: int = 1,
+    iterations: int = 4,
+    log_every: int = 50,
+    init: str = "fgs",
+) -> dict[str, object]:
+    """Train a :class:`~affseg.models.depth_completion_net.DepthCompletionPropagation`.
+
+    Random ``crop x crop`` crops of the ``RGBD_depth_train`` scenes (flips, transposition,
+    channel permutation) with ``round(DENSITY * crop**2)`` samples each; the initial fill
+    ``init`` ("fgs": :func:`fgs_complete`, default; "nearest": :func:`nearest_fill`) is
+    computed per crop; MSE loss on all pixels, Adam with a cosine schedule.
+
+    Returns
+    -------
+    dict
+        Training record (steps, seconds, final loss, ...), also stored in the weights.
+
+    Examples
+    --------
+    >>> train("spherical", Path("w.pt"))
+    Traceback (most recent call last):
+    ...
+    affseg.errors.InputError: unknown geometry 'spherical'; use hyperbolic or euclidean
+    """
+    from affseg.models.depth_completion_net import DepthCompletionPropagation
+
+    if geometry not in ("hyperbolic", "euclidean"):
+        raise InputError(f"unknown geometry {geometry!r}; use hyperbolic or euclidean")
+    if init not in ("nearest", "fgs"):
+        raise InputError(f"unknown initial fill {init!r}; use nearest or fgs")
+    with torch_threads(max(1, int(threads))):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        model = DepthCompletionPropagation(geometry, iterations=iterations, init=init)  # type: ignore[arg-type]
+        scenes = [
+            (torch.from_numpy(r.astype(np.float32) / 255.0).permute(2, 0, 1), torch.from_numpy(d))
+            for r, d in load_train_scenes(data)
+        ]
+        if crop > min(min(d.shape) for _, d in scenes):
+            raise InputError(f"crop {crop} exceeds the smallest training scene")
+        n_samp = max(1, round(DENSITY * crop * crop))
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+        t0 = time.time()
+        losses: list[float] = []
+        for step in range(steps):
+            ims, gts, inits, masks, dists = [], [], [], [], []
+            for _ in range(batch):
+                im, d = scenes[int(torch.randint(len(scenes), (1,), generator=gen))]
+                y = int(torch.randint(d.shape[0] - crop + 1, (1,), generator=gen))
+                x = int(torch.randint(d.shape[1] - crop + 1, (1,), generator=gen))
+                im, g = _augment(
+                    im[:, y : y + crop, x : x + crop], d[y : y + crop, x : x + crop], gen
+                )
+                sparse = sample_sparse(g.numpy(), n_samp, int(rng.integers(2**31)))
+                im8 = (im * 255).round().byte().permute(1, 2, 0).numpy()
+                _, fill, mask, dist = _inputs(im8, sparse, init)
+                ims.append(im)
+                gts.append(g[None])
+                inits.append(fill[0])
+                masks.append(mask[0])
+                dists.append(dist[0])
+            gt = torch.stack(gts)
+            pred = model(
+                torch.stack(ims), torch.stack(inits), torch.stack(masks), torch.stack(dists)
+            )
+            valid = (gt > 0).float()
+            loss = (((pred - gt) ** 2) * valid).sum() / valid.sum().clamp_min(1.0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            if log_every and (step + 1) % log_every == 0:
+                print(
+                    f"step {step + 1}/{steps} loss {np.mean(losses[-log_every:]):.3f} "
+                    f"c {float(model.affinity.curvature.detach()):.4f} {time.time() - t0:.0f}s",
+                    flush=True,
+                )
+        record = {
+            "task": "depth_completion",
+            "geometry": geometry,
+            "train_data": "RGBD_depth_train (30 scenes)",
+            "steps": steps,
+            "crop": crop,
+            "batch": batch,
+            "samples_per_crop": n_samp,
+            "lr": lr,
+            "seed": seed,
+            "iterations": iterations,
+            "init": init,
+            "seconds": round(time.time() - t0, 1),
+            "final_loss": float(np.mean(losses[-50:])),
+        }
+        payload = {"config": model.config(), "state_dict": model.state_dict(), "record": record}
+        atomic_write(out, lambda p: torch.save(payload, p))
+        return record
+
+
+def load_model(path: str | Path) -> torch.nn.Module:
+    """Load weights written by :func:`train` (a bare name is looked up in the package).
+
+    Raises
+    ------
+    InputError
+        The file does not exist.
+    CorruptFileError
+        It is not depth-completion weights.
+
+    Examples
+    --------
+    >>> load_model("ham_depth_completion_hyperbolic.pt").config()["geometry"]
+    'hyperbolic'
+    """
+    from affseg.models.depth_completion_net import DepthCompletionPropagation
+
+    p = Path(path)
+    if not p.is_file() and (WEIGHTS_DIR / p.name).is_file():
+        p = WEIGHTS_DIR / p.name
+    if not p.is_file():
+        raise InputError(f"weights file not found: {path}")
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+        if payload["record"]["task"] != "depth_completion":
+            raise ValueError(f"weights of task {payload['record']['task']!r}")
+        model = DepthCompletionPropagation(**payload["config"])
+        model.load_state_dict(payload["state_dict"])
+    except Exception as exc:  # noqa: BLE001 - any unpickling / key / shape failure
+        raise CorruptFileError(
+            f"{p} is not affseg depth-completion weights ({first_line(exc)})"
+        ) from exc
+    return model.eval()
+
+
+def _check(rgb: np.ndarray, sparse: np.ndarray) -> None:
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or sparse.shape != rgb.shape[:2]:
+        raise InputError(f"sparse map {sparse.shape} does not match the guide {rgb.shape[:2]}")
+    if not np.isfinite(sparse).all() or (sparse < 0).any():
+        raise InputError("sparse map must hold finite values >= 0 (0 = no sample)")
+    if not (sparse > 0).any():
+        raise InputError("sparse depth map has no sample (every pixel is 0)")
+
+
+def complete(model: torch.nn.Module, rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+    """Dense depth from sparse samples with a learned model.
+
+    Parameters
+    ----------
+    model : DepthCompletionPropagation
+    rgb : ndarray, shape (H, W, 3), uint8
+    sparse : ndarray, shape (H, W)
+        Samples > 0, 0 = no sample.
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+        Equal to ``sparse`` at the samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from affseg.models.depth_completion_net import DepthCompletionPropagation
+    >>> net = DepthCompletionPropagation(width=4, embed_dim=2, iterations=1).eval()
+    >>> s = np.zeros((16, 16), np.float32)
+    >>> s[3, 4] = 2.0
+    >>> float(complete(net, np.zeros((16, 16, 3), np.uint8), s).max())
+    2.0
+    """
+    s = np.asarray(sparse, dtype=np.float32)
+    _check(rgb, s)
+    with torch.no_grad():
+        out = model(*_inputs(rgb, s, str(getattr(model, "init", "nearest"))))
+    return out[0, 0].numpy()
+
+
+def fgs_complete(
+    rgb: np.ndarray, sparse: np.ndarray, lam: float | None = None, sigma: float | None = None
+) -> np.ndarray:
+    """Colour-guided interpolation: fast global smoother of the samples over that of the mask.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+    sparse : ndarray, shape (H, W)
+        Samples > 0, 0 = no sample.
+    lam, sigma : float, optional
+        Smoothness and colour scale of ``cv2.ximgproc.fastGlobalSmootherFilter``
+        (default :data:`FGS_PARAMS`).
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+        Where the smoothed mask underflows (far from any sample across strong edges),
+        the nearest sample's value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = np.zeros((8, 8), np.float32)
+    >>> s[2, 2], s[6, 5] = 4.0, 4.0
+    >>> bool(np.allclose(fgs_complete(np.zeros((8, 8, 3), np.uint8), s), 4.0))
+    True
+    """
+    import cv2
+
+    s = np.asarray(sparse, dtype=np.float32)
+    _check(rgb, s)
+    lam0, sig0 = FGS_PARAMS
+    lam, sigma = lam0 if lam is None else lam, sig0 if sigma is None else sigma
+    guide = np.ascontiguousarray(rgb, dtype=np.uint8)
+    m = (s > 0).astype(np.float32)
+    num = cv2.ximgproc.fastGlobalSmootherFilter(guide, s, lam, sigma)
+    den = cv2.ximgproc.fastGlobalSmootherFilter(guide, m, lam, sigma)
+    fill, _ = nearest_fill(s)
+    ok = den > 1e-6
+    out = np.where(ok, num / np.where(ok, den, 1.0), fill)
+    return np.clip(out, s[s > 0].min(), s.max()).astype(np.float32)
+
+
+def run_method(
+    method: str, rgb: np.ndarray, sparse: np.ndarray, weights: str | Path | None = None
+) -> np.ndarray:
+    """Complete with ``method`` in :data:`METHODS` (learned ones: shipped or given weights).
+
+    Parameters
+    ----------
+    method : {"ham", "naive", "fgs"}
+    rgb : ndarray, shape (H, W, 3), uint8
+    sparse : ndarray, shape (H, W)
+        Samples > 0, 0 = no sample.
+    weights : path-like, optional
+        Weights of ``ham`` / ``naive`` (default :data:`DEFAULT_WEIGHTS`).
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = np.zeros((8, 8), np.float32)
+    >>> s[1, 1] = 3.0
+    >>> float(run_method("ham", np.zeros((8, 8, 3), np.uint8), s).min())
+    3.0
+    """
+    if method == "fgs":
+        return fgs_complete(rgb, sparse)
+    if method not in DEFAULT_WEIGHTS:
+        raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    return complete(load_model(weights or DEFAULT_WEIGHTS[method]), rgb, sparse)
+
+
+def evaluate(
+    scenes: tuple[str, ...] = VAL_SCENES,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    weights: dict[str, list[str]] | None = None,
+    data: str | None = None,
+    threads: int = 1,
+    n: int = N_SAMPLES,
+) -> dict[str, object]:
+    """Metrics of every method on every scene and sampling seed.
+
+    Parameters
+    ----------
+    scenes : tuple of str
+        ``Middlebury_depth_sr`` scenes (evaluated at 1/:data:`EVAL_STRIDE` resolution).
+    seeds : tuple of int
+        Sampling seeds (:func:`sample_sparse`).
+    weights : dict, optional
+        Method name -> list of weights files (one entry per training seed); default the
+        shipped ``ham`` and ``naive`` weights.
+    n : int
+        Samples per image.
+
+    Returns
+    -------
+    dict
+        ``runs``: method -> scene -> list of per-(weights, seed) metrics (with ``seconds``,
+        the sampling ``seed`` and the index of the ``weights`` file);
+        ``summary``: method -> scene -> metric -> {"mean", "std"} over those runs.
+
+    Examples
+    --------
+    >>> evaluate(weights={"ham": ["missing.pt"]})
+    Traceback (most recent call last):
+    ...
+    affseg.errors.InputError: weights file not found: missing.pt
+    """
+    from affseg.metrics.depth import depth_metrics
+
+    weights = weights or {k: [v] for k, v in DEFAULT_WEIGHTS.items()}
+    with torch_threads(max(1, int(threads))):
+        models = {k: [load_model(w) for w in ws] for k, ws in weights.items()}
+        runs: dict[str, dict[str, list[dict[str, float]]]] = {}
+        for scene in scenes:
+            rgb, gt = load_val_scene(scene, data)
+            for seed in seeds:
+                sparse = sample_sparse(gt, n, seed)
+                preds: list[tuple[str, int, object]] = [("fgs", 0, None)]
+                preds += [(k, i, m) for k, ms in models.items() for i, m in enumerate(ms)]
+                for name, index, model in preds:
+                    t0 = time.time()
+                    if model is None:
+                        pred = fgs_complete(rgb, sparse)
+                    else:
+                        pred = complete(model, rgb, sparse)  # type: ignore[arg-type]
+                    m = {k: float(v) for k, v in depth_metrics(pred, gt).items()}
+                    m["seconds"] = round(time.time() - t0, 3)
+                    m["seed"] = seed
+                    m["weights"] = index
+                    runs.setdefault(name, {}).setdefault(scene, []).append(m)
+    summary = {
+        name: {
+            scene: {
+                key: {
+                    "mean": float(np.mean([r[key] for r in rs])),
+                    "std": float(np.std([r[key] for r in rs])),
+                }
+                for key in ("rmse", "mae", "rel", "delta1", "seconds")
+            }
+            for scene, rs in by_scene.items()
+        }
+        for name, by_scene in runs.items()
+    }
+    return {"runs": runs, "summary": summary}
+
+
+def read_sparse(path: str | Path) -> np.ndarray:
+    """Read a sparse depth PNG: 8-bit (values as stored) or 16-bit (value x 256); 0 = none.
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+
+    Raises
+    ------
+    InputError
+        Missing file, not a single-channel 8/16-bit PNG, or no sample.
+    CorruptFileError
+        The file cannot be decoded.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from affseg.data.io import write_png
+    >>> a = np.zeros((4, 5), np.uint16)
+    >>> a[1, 2] = 512
+    >>> path = os.path.join(tempfile.mkdtemp(), "s.png")
+    >>> float(read_sparse(write_png(path, a)).max())
+    2.0
+    """
+    from affseg.data.io import open_image
+
+    p = Path(path)
+    with open_image(p, "sparse depth map") as im:
+        mode = im.mode
+        if mode == "L":
+            arr = np.asarray(im).astype(np.float32)
+        elif mode in ("I;16", "I;16B", "I;16L", "I") and p.suffix.lower() == ".png":
+            arr = np.asarray(im).astype(np.float64)
+            if arr.min() < 0 or arr.max() > 65535:
+                raise InputError(f"sparse depth map {p} has values outside the 16-bit range")
+            arr = (arr / 256.0).astype(np.float32)
+        else:
+            raise InputError(
+                f"sparse depth map {p} has mode {mode}; expected a single-channel 8-bit PNG "
+                "or 16-bit PNG (depth x 256)"
+            )
+    if not (arr > 0).any():
+        raise InputError(f"sparse depth map {p} has no sample (every pixel is 0)")
+    return arr
