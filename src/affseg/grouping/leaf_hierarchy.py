@@ -30,7 +30,6 @@ Heights are ``(1 - w) (1 - K) + w C`` (w = ``boundary_weight``, C the mean contr
 from __future__ import annotations
 
 import functools
-import heapq
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,6 +39,14 @@ from skimage.segmentation import felzenszwalb, slic, watershed
 
 from affseg.errors import InputError
 from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.leaf_kernels import (
+    _join_heights,
+    _level_luts,
+    _merge_dense,
+    _node_weights_csr,
+    _rows_times_dense,
+    _rows_times_rows,
+)
 from affseg.grouping.region_merging import connected_cleanup, neighbour_pairs
 from affseg.grouping.ucm import BSDS_THRESHOLDS
 
@@ -126,6 +133,11 @@ def leaf_node_weights(labels: np.ndarray, grid: tuple[int, int]) -> sp.csr_matri
     scipy.sparse.csr_matrix, shape (h * w, S), float64
         Column sums are the leaf sizes in pixels.
     """
+    return _leaf_rows(labels, grid).T.tocsr()
+
+
+def _leaf_rows(labels: np.ndarray, grid: tuple[int, int]) -> sp.csr_matrix:
+    """``M^T`` of :func:`leaf_node_weights`: (S, h * w) CSR, sorted column indices."""
     lab = np.asarray(labels)
     hh, ww = lab.shape
     h, w = int(grid[0]), int(grid[1])
@@ -139,16 +151,9 @@ def leaf_node_weights(labels: np.ndarray, grid: tuple[int, int]) -> sp.csr_matri
 
     y0, y1, fy = axis(hh, h)
     x0, x1, fx = axis(ww, w)
-    leaf = (lab.astype(np.int64) - 1).ravel()
-    rows, vals = [], []
-    for yi, wy in ((y0, 1 - fy), (y1, fy)):
-        for xi, wx in ((x0, 1 - fx), (x1, fx)):
-            rows.append((yi[:, None] * w + xi[None, :]).ravel())
-            vals.append((wy[:, None] * wx[None, :]).ravel())
-    m = sp.coo_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.tile(leaf, 4))), shape=(h * w, s)
-    )
-    return m.tocsr()  # duplicates are summed
+    leaf = np.ascontiguousarray(lab, dtype=np.int64) - 1
+    indptr, indices, data = _node_weights_csr(leaf, s, h * w, y0, y1, fy, x0, x1, fx, w)
+    return sp.csr_matrix((data, indices, indptr), shape=(s, h * w))
 
 
 def boundary_contrast(image: np.ndarray, labels: np.ndarray, scale: float = 10.0) -> tuple:
@@ -251,85 +256,36 @@ def merge_leaves(
         raise InputError("boundary_weight > 0 needs border length and contrast")
     if linkage not in LINKAGES:
         raise InputError(f"linkage must be one of {LINKAGES}; got {linkage!r}")
-    border, mixed = linkage == "border", linkage == "mixed"
-    nbr: list[dict[int, list[float]]] = [{} for _ in range(s)]
     ln = np.ones(a.size) if length is None else np.asarray(length, dtype=np.float64)
     cn = np.zeros(a.size) if contrast is None else np.asarray(contrast, dtype=np.float64)
     if pair_k is None:
         pair_k = sums[a, b] / np.maximum(m[a] * m[b], 1e-12)
     kl = np.asarray(pair_k, dtype=np.float64) * ln  # leaf-pair K_D x border length
-    for i, j, li, ci, ki in zip(
-        a.tolist(), b.tolist(), ln.tolist(), cn.tolist(), kl.tolist(), strict=True
-    ):
-        if i == j:
-            continue
-        if j in nbr[i]:
-            e = nbr[i][j]
-            e[0] += li
-            e[1] += ci
-            e[2] += ki
-        else:
-            nbr[i][j] = nbr[j][i] = [li, ci, ki]
-
-    def dist(i: int, j: int) -> float:
-        li, ci, ki = nbr[i][j]
-        if border:
-            d = 1.0 - ki / max(li, 1e-12)
-        elif mixed:
-            avg = sums[i, j] / max(m[i] * m[j], 1e-12)
-            d = 1.0 - (1.0 - mix) * ki / max(li, 1e-12) - mix * avg
-        else:
-            d = 1.0 - sums[i, j] / max(m[i] * m[j], 1e-12)
-        if w > 0:
-            d = (1.0 - w) * d + w * ci / max(li, 1e-12)
-        if small > 0:
-            d *= min(1.0, min(m[i], m[j]) / small) ** 0.5
-        return min(max(d, 0.0), 1.0)
-
-    # heap entries (distance, i, j, version[i] + version[j] when pushed): an entry is stale
-    # once either region has merged since (versions only grow)
-    heap = [(dist(i, j), i, j, 0) for i in range(s) for j in nbr[i] if i < j]
-    heapq.heapify(heap)
-    alive = np.ones(s, dtype=bool)
-    version = np.zeros(s, dtype=np.int64)
-    merges = np.zeros((max(s - 1, 0), 2), dtype=np.int64)
-    heights = np.zeros(max(s - 1, 0))
-    step = 0
-    while step < s - 1:
-        if not heap:  # disconnected adjacency: join the two first live parts at height 1
-            i, j = np.flatnonzero(alive)[:2].tolist()
-            d = 1.0
-            nbr[i][j] = nbr[j][i] = [1.0, 0.0, 0.0]
-        else:
-            d, i, j, stamp = heapq.heappop(heap)
-            if not (alive[i] and alive[j]) or stamp != version[i] + version[j]:
-                continue
-        # merge j into i (i < j)
-        merges[step] = i, j
-        heights[step] = d
-        step += 1
-        alive[j] = False
-        if dense:
-            sums[i] += sums[j]
-            sums[:, i] += sums[:, j]
-        m[i] += m[j]
-        nbr[i].pop(j, None)
-        nbr[j].pop(i, None)
-        for c, ec in nbr[j].items():
-            nbr[c].pop(j, None)
-            if c in nbr[i]:
-                ei = nbr[i][c]
-                ei[0] += ec[0]
-                ei[1] += ec[1]
-                ei[2] += ec[2]
-            else:
-                nbr[i][c] = ec
-            nbr[c][i] = nbr[i][c]
-        nbr[j] = {}
-        version[i] += 1
-        for c in nbr[i]:
-            lo, hi = min(i, c), max(i, c)
-            heapq.heappush(heap, (dist(lo, hi), lo, hi, int(version[lo] + version[hi])))
+    if not dense:
+        sums = np.zeros((1, 1))
+    mode = {"border": 0, "average": 1, "mixed": 2}[linkage]
+    # distinct touching pairs; repeated pairs add up in the order given
+    keep = a != b
+    lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    key, inv = np.unique(lo * max(s, 1) + hi, return_inverse=True)
+    e_len = np.bincount(inv, weights=ln[keep], minlength=key.size)
+    e_con = np.bincount(inv, weights=cn[keep], minlength=key.size)
+    e_kl = np.bincount(inv, weights=kl[keep], minlength=key.size)
+    # compiled heap merge over per-region neighbour lists (leaf_kernels._merge_dense)
+    merges, heights = _merge_dense(
+        s,
+        m,
+        key // max(s, 1),
+        key % max(s, 1),
+        e_len,
+        e_con,
+        e_kl,
+        np.ascontiguousarray(sums),
+        mode,
+        w,
+        float(small),
+        float(mix),
+    )
     return merges, np.maximum.accumulate(heights) if heights.size else heights
 
 
@@ -413,24 +369,18 @@ def merge_tree_ucm(
     hts = np.clip(np.asarray(heights, dtype=np.float64), 0.0, 1.0)
     # strictly increasing heights (ties broken by merge order) so that every step is a level
     hts = hts + 1e-9 * np.arange(1, hts.size + 1)
-    coph = cophenetic(s, merges, hts)
-    ucm = leaf_pair_ucm(lab, coph)
+    leaf0 = np.ascontiguousarray(lab - 1)
+    # pair heights only on touching leaves (what the UCM reads), from the merge tree
+    ucm = leaf_pair_ucm(lab, _join_heights(leaf0, merges, hts, s))
     # levels: after k merges for the k of every threshold and of the last keep_last steps
     n = hts.size
     steps = set(np.searchsorted(hts, np.asarray(thresholds), side="right").tolist())
     steps |= set(range(max(n - int(keep_last), 0), n + 1))
     steps.add(0)
     steps = sorted(k for k in steps if 0 <= k <= n)
-    owner = np.arange(s)
-    levels, level_h = [], []
-    done = 0
-    for k in steps:
-        for i, j in merges[done:k].tolist():
-            owner[owner == j] = i
-        done = k
-        _, inv = np.unique(owner, return_inverse=True)
-        levels.append(np.concatenate([[0], inv + 1]).astype(np.int32)[lab])
-        level_h.append(0.0 if k == 0 else float(hts[k - 1]))
+    luts = _level_luts(merges, np.asarray(steps, dtype=np.int64), s)
+    levels = [lut[leaf0] for lut in luts]  # separate (H, W) int32 maps
+    level_h = [0.0 if k == 0 else float(hts[k - 1]) for k in steps]
     level_h = np.asarray(level_h)
     default = int(np.searchsorted(level_h, default_height, side="right")) - 1
     return Hierarchy(levels, level_h, default_level=max(default, 0), ucm2=ucm)
@@ -490,10 +440,11 @@ def leaf_hierarchy(
     leaf = superpixel_leaves(
         image, method=leaves, n_segments=n_leaves, compactness=compactness, min_size=min_size
     )
-    m = leaf_node_weights(leaf, (h, w))
-    mt = m.T.tocsr()
-    km = np.asarray(mt @ k)  # (S, N) = M^T K
-    mass = np.asarray(m.sum(0)).ravel()
+    mt = _leaf_rows(leaf, (h, w))  # (S, N) = M^T, sorted columns
+    kc = k if k.dtype in (np.float32, np.float64) else k.astype(np.float64)
+    # (S, N) = M^T K in float64 (compiled; no float64 copy of a float32 K)
+    km = _rows_times_dense(mt.indptr, mt.indices, mt.data, np.ascontiguousarray(kc))
+    mass = np.asarray(mt.sum(1)).ravel()
     a, b, length, contrast = boundary_contrast(image, leaf, contrast_scale)
     # average K_D of every touching leaf pair: (M^T K M)[a, b] / (mass_a mass_b)
     mb = mt[b].tocoo()
@@ -501,8 +452,8 @@ def leaf_hierarchy(
     pair_k = pk / np.maximum(mass[a] * mass[b], 1e-12)
     sums = None
     if linkage != "border":
-        sums = np.asarray(mt @ km.T)  # (S, S) = M^T K M
-        sums = 0.5 * (sums + sums.T)
+        sums_t = _rows_times_rows(mt.indptr, mt.indices, mt.data, km)  # (M^T K M)^T
+        sums = 0.5 * (sums_t.T + sums_t)
     if coarse is not None:
         return snap_hierarchy(
             leaf,

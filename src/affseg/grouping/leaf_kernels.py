@@ -1,0 +1,446 @@
+"""Compiled (numba) inner loops of the leaf grouping (:mod:`affseg.grouping.leaf_hierarchy`).
+
+One job: the per-pixel and per-merge loops that NumPy cannot vectorise, written so that
+they compute the same floating-point operations in the same order as the NumPy / SciPy /
+heapq code they replace (the tests compare them against independent Python versions):
+
+- :func:`_node_weights_csr`: the bilinear pixel -> grid-node weights of every leaf, as the
+  rows of a CSR matrix ``M^T`` (S, N) with sorted column indices;
+- :func:`_rows_times_dense`: ``M^T K`` (S, N) for a float32 K, accumulated in float64
+  (what ``scipy.sparse`` computes after upcasting K, without the upcast copy);
+- :func:`_rows_times_rows`: ``(M^T (M^T K)^T)^T``, i.e. the transpose of
+  ``mt @ km.T``, bit for bit;
+- :func:`_merge_dense`: the greedy heap merge of touching regions (dense S x S border
+  statistics, a binary heap ordered like Python's tuples);
+- :func:`_join_heights` and :func:`_level_luts`: the merge tree's pair heights on every
+  touching leaf pair and the label look-up table of every kept level.
+
+No global state: numba caches the compiled code in affseg's cache directory.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# ----------------------------------------------------------------------------- products
+
+
+@numba.njit(cache=True)
+def _node_weights_csr(leaf, s, n_nodes, y0, y1, fy, x0, x1, fx, w):  # pragma: no cover
+    """CSR arrays (indptr, indices, data) of M^T (S, N): leaf rows, sorted node columns.
+
+    ``leaf`` holds 0-based leaf indices; (y0, y1, fy) and (x0, x1, fx) are the bilinear
+    nodes and fractions of every pixel row and column; ``w`` the grid width.
+    """
+    hh, ww = leaf.shape
+    # pixels grouped by leaf (counting sort, raster order inside a leaf)
+    count = np.zeros(s + 1, dtype=np.int64)
+    for y in range(hh):
+        for x in range(ww):
+            count[leaf[y, x] + 1] += 1
+    start = np.cumsum(count)
+    order = np.empty(hh * ww, dtype=np.int64)
+    fill = start[:-1].copy()
+    for y in range(hh):
+        for x in range(ww):
+            lf = leaf[y, x]
+            order[fill[lf]] = y * ww + x
+            fill[lf] += 1
+    acc = np.zeros(n_nodes)
+    seen = np.zeros(n_nodes, dtype=np.bool_)
+    touched = np.empty(n_nodes, dtype=np.int64)
+    indptr = np.zeros(s + 1, dtype=np.int64)
+    cap = 4 * hh * ww
+    indices = np.empty(cap, dtype=np.int64)
+    data = np.empty(cap)
+    nnz = 0
+    for lf in range(s):
+        nt = 0
+        for q in range(start[lf], start[lf + 1]):
+            p = order[q]
+            y = p // ww
+            x = p - y * ww
+            for cy in range(2):
+                yi = y0[y] if cy == 0 else y1[y]
+                wy = 1.0 - fy[y] if cy == 0 else fy[y]
+                for cx in range(2):
+                    xi = x0[x] if cx == 0 else x1[x]
+                    wx = 1.0 - fx[x] if cx == 0 else fx[x]
+                    node = yi * w + xi
+                    if not seen[node]:
+                        seen[node] = True
+                        touched[nt] = node
+                        nt += 1
+                    acc[node] += wy * wx
+        cols = np.sort(touched[:nt])
+        for c in cols:
+            indices[nnz] = c
+            data[nnz] = acc[c]
+            nnz += 1
+            acc[c] = 0.0
+            seen[c] = False
+        indptr[lf + 1] = nnz
+    return indptr, indices[:nnz].copy(), data[:nnz].copy()
+
+
+@numba.njit(cache=True)
+def _rows_times_dense(indptr, indices, data, k):  # pragma: no cover - compiled
+    """``out[s] = sum_jj data[jj] * k[indices[jj]]`` in float64 (jj ascending)."""
+    s = indptr.size - 1
+    n = k.shape[1]
+    out = np.zeros((s, n))
+    for r in range(s):
+        row = out[r]
+        for jj in range(indptr[r], indptr[r + 1]):
+            a = data[jj]
+            src = k[indices[jj]]
+            for c in range(n):
+                row[c] += a * np.float64(src[c])
+    return out
+
+
+@numba.njit(cache=True)
+def _rows_times_rows(indptr, indices, data, km):  # pragma: no cover - compiled
+    """``out[r, t] = sum_jj data[jj] * km[r, indices[jj]]`` over row t's jj (ascending).
+
+    That is ``(mt @ km.T).T`` with SciPy's summation order for every entry.
+    """
+    s = indptr.size - 1
+    out = np.empty((km.shape[0], s))
+    for r in range(km.shape[0]):
+        kr = km[r]
+        orow = out[r]
+        for t in range(s):
+            acc = 0.0
+            for jj in range(indptr[t], indptr[t + 1]):
+                acc += data[jj] * kr[indices[jj]]
+            orow[t] = acc
+    return out
+
+
+# ----------------------------------------------------------------------------- heap
+
+
+@numba.njit(cache=True, inline="always")
+def _less(hd, hi, hj, hs, p, q):  # pragma: no cover - compiled
+    """Entry p < entry q as Python compares the tuples (d, i, j, stamp)."""
+    if hd[p] != hd[q]:
+        return hd[p] < hd[q]
+    if hi[p] != hi[q]:
+        return hi[p] < hi[q]
+    if hj[p] != hj[q]:
+        return hj[p] < hj[q]
+    return hs[p] < hs[q]
+
+
+@numba.njit(cache=True, inline="always")
+def _swap(hd, hi, hj, hs, p, q):  # pragma: no cover - compiled
+    hd[p], hd[q] = hd[q], hd[p]
+    hi[p], hi[q] = hi[q], hi[p]
+    hj[p], hj[q] = hj[q], hj[p]
+    hs[p], hs[q] = hs[q], hs[p]
+
+
+@numba.njit(cache=True)
+def _sift_up(hd, hi, hj, hs, p):  # pragma: no cover - compiled
+    while p > 0:
+        parent = (p - 1) >> 1
+        if _less(hd, hi, hj, hs, p, parent):
+            _swap(hd, hi, hj, hs, p, parent)
+            p = parent
+        else:
+            break
+
+
+@numba.njit(cache=True)
+def _sift_down(hd, hi, hj, hs, p, n):  # pragma: no cover - compiled
+    while True:
+        c = 2 * p + 1
+        if c >= n:
+            break
+        if c + 1 < n and _less(hd, hi, hj, hs, c + 1, c):
+            c += 1
+        if _less(hd, hi, hj, hs, c, p):
+            _swap(hd, hi, hj, hs, p, c)
+            p = c
+        else:
+            break
+
+
+# ----------------------------------------------------------------------------- merging
+
+
+@numba.njit(cache=True)
+def _dist(i, j, e, blen, bcon, bkl, m, sums, mode, w, small, mix):  # pragma: no cover
+    """Merge distance of regions i < j sharing edge e (``merge_leaves``' expression)."""
+    li = blen[e]
+    ci = bcon[e]
+    ki = bkl[e]
+    if mode == 0:
+        d = 1.0 - ki / max(li, 1e-12)
+    elif mode == 2:
+        avg = sums[i, j] / max(m[i] * m[j], 1e-12)
+        d = 1.0 - (1.0 - mix) * ki / max(li, 1e-12) - mix * avg
+    else:
+        d = 1.0 - sums[i, j] / max(m[i] * m[j], 1e-12)
+    if w > 0:
+        d = (1.0 - w) * d + w * ci / max(li, 1e-12)
+    if small > 0:
+        d *= min(1.0, min(m[i], m[j]) / small) ** 0.5
+    if d < 0.0:
+        d = 0.0
+    if d > 1.0:
+        d = 1.0
+    return d
+
+
+@numba.njit(cache=True)
+def _heap_push(hd, hi, hj, hs, n, d, i, j, stamp):  # pragma: no cover - compiled
+    """Push (d, i, j, stamp); returns the (possibly grown) arrays."""
+    if n == hd.size:
+        cap = 2 * hd.size
+        hd2 = np.empty(cap)
+        hi2 = np.empty(cap, dtype=np.int64)
+        hj2 = np.empty(cap, dtype=np.int64)
+        hs2 = np.empty(cap, dtype=np.int64)
+        hd2[:n] = hd[:n]
+        hi2[:n] = hi[:n]
+        hj2[:n] = hj[:n]
+        hs2[:n] = hs[:n]
+        hd, hi, hj, hs = hd2, hi2, hj2, hs2
+    hd[n] = d
+    hi[n] = i
+    hj[n] = j
+    hs[n] = stamp
+    _sift_up(hd, hi, hj, hs, n)
+    return hd, hi, hj, hs
+
+
+@numba.njit(cache=True)
+def _merge_dense(s, mass, eu, ev, blen, bcon, bkl, sums, mode, w, small, mix):  # pragma: no cover
+    """Greedy merging of touching regions; see :func:`leaf_hierarchy.merge_leaves`.
+
+    ``eu < ev`` (E,) are the distinct touching pairs with their border length, summed
+    contrast and length-weighted K_D (``blen``, ``bcon``, ``bkl``, updated in place).
+    ``mode``: 0 border, 1 average, 2 mixed (``sums`` (S, S) is updated in place; unused
+    and may be (1, 1) for the border linkage). Neighbours are kept in per-region lists
+    (a pool of (region, edge) entries), so nothing is O(S^2) except the ``sums`` rows.
+    Returns (merges (S-1, 2), heights (S-1,)).
+    """
+    m = mass.copy()
+    n_e = eu.size
+    deg = np.zeros(s, dtype=np.int64)
+    for e in range(n_e):
+        deg[eu[e]] += 1
+        deg[ev[e]] += 1
+    pool_cap = max(64, 8 * n_e + 4 * s)
+    nb_id = np.empty(pool_cap, dtype=np.int64)
+    nb_e = np.empty(pool_cap, dtype=np.int64)
+    start = np.zeros(s, dtype=np.int64)
+    cnt = np.zeros(s, dtype=np.int64)
+    top = 0
+    for r in range(s):
+        start[r] = top
+        top += deg[r]
+    for e in range(n_e):
+        u = eu[e]
+        v = ev[e]
+        nb_id[start[u] + cnt[u]] = v
+        nb_e[start[u] + cnt[u]] = e
+        cnt[u] += 1
+        nb_id[start[v] + cnt[v]] = u
+        nb_e[start[v] + cnt[v]] = e
+        cnt[v] += 1
+    hd = np.empty(max(16, 4 * n_e + 16))
+    hi = np.empty(hd.size, dtype=np.int64)
+    hj = np.empty(hd.size, dtype=np.int64)
+    hs = np.empty(hd.size, dtype=np.int64)
+    n = 0
+    for e in range(n_e):
+        d = _dist(eu[e], ev[e], e, blen, bcon, bkl, m, sums, mode, w, small, mix)
+        hd, hi, hj, hs = _heap_push(hd, hi, hj, hs, n, d, eu[e], ev[e], 0)
+        n += 1
+    alive = np.ones(s, dtype=np.bool_)
+    live = np.arange(s)
+    live_pos = np.arange(s)
+    n_live = s
+    mark = np.full(s, -1, dtype=np.int64)
+    version = np.zeros(s, dtype=np.int64)
+    n_m = max(s - 1, 0)
+    merges = np.zeros((n_m, 2), dtype=np.int64)
+    heights = np.zeros(n_m)
+    step = 0
+    while step < s - 1:
+        if n == 0:  # disconnected adjacency: the two first live parts join at height 1
+            i = -1
+            j = -1
+            for c in range(s):
+                if alive[c]:
+                    if i < 0:
+                        i = c
+                    else:
+                        j = c
+                        break
+            d = 1.0
+        else:
+            d = hd[0]
+            i = hi[0]
+            j = hj[0]
+            stamp = hs[0]
+            n -= 1
+            if n > 0:
+                hd[0] = hd[n]
+                hi[0] = hi[n]
+                hj[0] = hj[n]
+                hs[0] = hs[n]
+                _sift_down(hd, hi, hj, hs, 0, n)
+            if not (alive[i] and alive[j]) or stamp != version[i] + version[j]:
+                continue
+        merges[step, 0] = i
+        merges[step, 1] = j
+        heights[step] = d
+        step += 1
+        alive[j] = False
+        q = live_pos[j]  # drop j from the live list
+        n_live -= 1
+        live[q] = live[n_live]
+        live_pos[live[q]] = q
+        if mode != 0:
+            for q in range(n_live):
+                c = live[q]
+                if c != i:
+                    sums[i, c] += sums[j, c]
+                    sums[c, i] += sums[c, j]
+        m[i] += m[j]
+        # the new neighbour list of i: N(i) - {j}, then N(j) - {i} folded in
+        need = cnt[i] + cnt[j]
+        if top + need > pool_cap:
+            pool_cap = 2 * (top + need)
+            nb_id2 = np.empty(pool_cap, dtype=np.int64)
+            nb_e2 = np.empty(pool_cap, dtype=np.int64)
+            nb_id2[:top] = nb_id[:top]
+            nb_e2[:top] = nb_e[:top]
+            nb_id, nb_e = nb_id2, nb_e2
+        new_start = top
+        k = 0
+        for q in range(start[i], start[i] + cnt[i]):
+            c = nb_id[q]
+            if c == j:
+                continue
+            nb_id[new_start + k] = c
+            nb_e[new_start + k] = nb_e[q]
+            mark[c] = nb_e[q]
+            k += 1
+        for q in range(start[j], start[j] + cnt[j]):
+            c = nb_id[q]
+            if c == i:
+                continue
+            ejc = nb_e[q]
+            s_c = start[c]
+            if mark[c] >= 0:  # c touches both: add j's border to i's, drop j from N(c)
+                eic = mark[c]
+                blen[eic] += blen[ejc]
+                bcon[eic] += bcon[ejc]
+                bkl[eic] += bkl[ejc]
+                for r in range(s_c, s_c + cnt[c]):
+                    if nb_id[r] == j:
+                        last = s_c + cnt[c] - 1
+                        nb_id[r] = nb_id[last]
+                        nb_e[r] = nb_e[last]
+                        cnt[c] -= 1
+                        break
+            else:  # j's border with c becomes i's
+                nb_id[new_start + k] = c
+                nb_e[new_start + k] = ejc
+                mark[c] = ejc
+                k += 1
+                for r in range(s_c, s_c + cnt[c]):
+                    if nb_id[r] == j:
+                        nb_id[r] = i
+                        break
+        # i is no longer a neighbour of j's side: drop j from nothing else (j is dead)
+        start[i] = new_start
+        cnt[i] = k
+        top = new_start + k
+        cnt[j] = 0
+        version[i] += 1
+        for q in range(new_start, new_start + k):
+            c = nb_id[q]
+            mark[c] = -1
+            lo = min(i, c)
+            hi_ = max(i, c)
+            d2 = _dist(lo, hi_, nb_e[q], blen, bcon, bkl, m, sums, mode, w, small, mix)
+            hd, hi, hj, hs = _heap_push(hd, hi, hj, hs, n, d2, lo, hi_, version[lo] + version[hi_])
+            n += 1
+    return merges, heights
+
+
+# ----------------------------------------------------------------------------- merge tree
+
+
+@numba.njit(cache=True)
+def _join_heights(leaf, merges, hts, s):  # pragma: no cover - compiled
+    """(S, S) height at which two touching leaves join (0 elsewhere and on the diagonal).
+
+    Only the pairs of 4-neighbour pixels in different leaves are filled (1 if the two
+    leaves never join): exactly the entries :func:`leaf_pair_ucm` reads.
+    """
+    n_m = merges.shape[0]
+    parent = np.full(s + n_m, -1, dtype=np.int64)
+    node = np.arange(s)
+    for k in range(n_m):
+        i = merges[k, 0]
+        j = merges[k, 1]
+        parent[node[i]] = s + k
+        parent[node[j]] = s + k
+        node[i] = s + k
+    out = np.zeros((s, s))
+    hh, ww = leaf.shape
+    for y in range(hh):
+        for x in range(ww):
+            la = leaf[y, x]
+            for dy, dx in ((0, 1), (1, 0)):
+                yy = y + dy
+                xx = x + dx
+                if yy >= hh or xx >= ww:
+                    continue
+                lb = leaf[yy, xx]
+                if la == lb or out[la, lb] > 0.0:
+                    continue
+                u = la
+                v = lb
+                while u != v and u >= 0 and v >= 0:  # parents have larger ids
+                    if u < v:
+                        u = parent[u]
+                    else:
+                        v = parent[v]
+                h = hts[u - s] if (u == v and u >= s) else 1.0
+                out[la, lb] = h
+                out[lb, la] = h
+    return out
+
+
+@numba.njit(cache=True)
+def _level_luts(merges, steps, s):  # pragma: no cover - compiled
+    """(len(steps), S) labels 1..K of every leaf after each step count (as np.unique)."""
+    owner = np.arange(s)
+    luts = np.empty((steps.size, s), dtype=np.int32)
+    present = np.zeros(s, dtype=np.int64)
+    done = 0
+    for q in range(steps.size):
+        k = steps[q]
+        for r in range(done, k):
+            i = merges[r, 0]
+            j = merges[r, 1]
+            for c in range(s):
+                if owner[c] == j:
+                    owner[c] = i
+        done = k
+        present[:] = 0
+        for c in range(s):
+            present[owner[c]] = 1
+        rank = np.cumsum(present)
+        for c in range(s):
+            luts[q, c] = rank[owner[c]]
+    return luts
