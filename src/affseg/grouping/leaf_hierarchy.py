@@ -40,12 +40,12 @@ from skimage.segmentation import felzenszwalb, slic, watershed
 from affseg.errors import InputError
 from affseg.grouping.hierarchy import Hierarchy
 from affseg.grouping.leaf_kernels import (
-    _join_heights,
     _level_luts,
     _merge_dense,
     _node_weights_csr,
     _rows_times_dense,
     _rows_times_rows,
+    _tree_ucm,
 )
 from affseg.grouping.region_merging import connected_cleanup, neighbour_pairs
 from affseg.grouping.ucm import BSDS_THRESHOLDS
@@ -371,7 +371,7 @@ def merge_tree_ucm(
     hts = hts + 1e-9 * np.arange(1, hts.size + 1)
     leaf0 = np.ascontiguousarray(lab - 1)
     # pair heights only on touching leaves (what the UCM reads), from the merge tree
-    ucm = leaf_pair_ucm(lab, _join_heights(leaf0, merges, hts, s))
+    ucm = _tree_ucm(leaf0, merges, hts, s)
     # levels: after k merges for the k of every threshold and of the last keep_last steps
     n = hts.size
     steps = set(np.searchsorted(hts, np.asarray(thresholds), side="right").tolist())

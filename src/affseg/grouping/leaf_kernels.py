@@ -12,8 +12,9 @@ heapq code they replace (the tests compare them against independent Python versi
   ``mt @ km.T``, bit for bit;
 - :func:`_merge_dense`: the greedy heap merge of touching regions (dense S x S border
   statistics, a binary heap ordered like Python's tuples);
-- :func:`_join_heights` and :func:`_level_luts`: the merge tree's pair heights on every
-  touching leaf pair and the label look-up table of every kept level.
+- :func:`_tree_ucm` and :func:`_level_luts`: the UCM of the merge tree (every border
+  gets the height at which its two leaves join) and the label look-up table of every
+  kept level.
 
 No global state: numba caches the compiled code in affseg's cache directory.
 """
@@ -380,12 +381,8 @@ def _merge_dense(s, mass, eu, ev, blen, bcon, bkl, sums, mode, w, small, mix):  
 
 
 @numba.njit(cache=True)
-def _join_heights(leaf, merges, hts, s):  # pragma: no cover - compiled
-    """(S, S) height at which two touching leaves join (0 elsewhere and on the diagonal).
-
-    Only the pairs of 4-neighbour pixels in different leaves are filled (1 if the two
-    leaves never join): exactly the entries :func:`leaf_pair_ucm` reads.
-    """
+def _tree_parents(merges, s):  # pragma: no cover - compiled
+    """Parent of every merge-tree node (leaves 0..S-1, merge k = node S + k; -1: root)."""
     n_m = merges.shape[0]
     parent = np.full(s + n_m, -1, dtype=np.int64)
     node = np.arange(s)
@@ -395,30 +392,77 @@ def _join_heights(leaf, merges, hts, s):  # pragma: no cover - compiled
         parent[node[i]] = s + k
         parent[node[j]] = s + k
         node[i] = s + k
-    out = np.zeros((s, s))
+    return parent
+
+
+@numba.njit(cache=True)
+def _pair_height(la, lb, parent, hts, s, keys, vals):  # pragma: no cover - compiled
+    """Height at which leaves la != lb join (1 if never), memoised in a hash table."""
+    lo = min(la, lb)
+    hi = max(la, lb)
+    key = lo * s + hi
+    mask = keys.size - 1
+    slot = (key * 0x9E3779B1) & mask
+    while keys[slot] >= 0:
+        if keys[slot] == key:
+            return vals[slot]
+        slot = (slot + 1) & mask
+    u = la
+    v = lb
+    while u != v and u >= 0 and v >= 0:  # parents have larger ids than their children
+        if u < v:
+            u = parent[u]
+        else:
+            v = parent[v]
+    h = hts[u - s] if (u == v and u >= s) else 1.0
+    keys[slot] = key
+    vals[slot] = h
+    return h
+
+
+@numba.njit(cache=True)
+def _tree_ucm(leaf, merges, hts, s):  # pragma: no cover - compiled
+    """BSDS UCM (2H+1, 2W+1) of a merge tree over leaves (0-based ``leaf``).
+
+    The values of :func:`leaf_hierarchy.leaf_pair_ucm` with the cophenetic heights:
+    every border between two leaves gets the height at which they join, corners the
+    maximum of their incident borders, and borders reaching the image border continue
+    into the frame.
+    """
+    parent = _tree_parents(merges, s)
     hh, ww = leaf.shape
+    size = 1
+    while size < 4 * (4 * s + 16):
+        size *= 2
+    keys = np.full(size, -1, dtype=np.int64)
+    vals = np.zeros(size)
+    ucm = np.zeros((2 * hh + 1, 2 * ww + 1))
     for y in range(hh):
+        for x in range(ww - 1):
+            la = leaf[y, x]
+            lb = leaf[y, x + 1]
+            if la != lb:
+                ucm[2 * y + 1, 2 * x + 2] = _pair_height(la, lb, parent, hts, s, keys, vals)
+    for y in range(hh - 1):
         for x in range(ww):
             la = leaf[y, x]
-            for dy, dx in ((0, 1), (1, 0)):
-                yy = y + dy
-                xx = x + dx
-                if yy >= hh or xx >= ww:
-                    continue
-                lb = leaf[yy, xx]
-                if la == lb or out[la, lb] > 0.0:
-                    continue
-                u = la
-                v = lb
-                while u != v and u >= 0 and v >= 0:  # parents have larger ids
-                    if u < v:
-                        u = parent[u]
-                    else:
-                        v = parent[v]
-                h = hts[u - s] if (u == v and u >= s) else 1.0
-                out[la, lb] = h
-                out[lb, la] = h
-    return out
+            lb = leaf[y + 1, x]
+            if la != lb:
+                ucm[2 * y + 2, 2 * x + 1] = _pair_height(la, lb, parent, hts, s, keys, vals)
+    for y in range(hh - 1):
+        for x in range(ww - 1):
+            cy = 2 * y + 2
+            cx = 2 * x + 2
+            ucm[cy, cx] = max(
+                max(ucm[cy - 1, cx], ucm[cy + 1, cx]), max(ucm[cy, cx - 1], ucm[cy, cx + 1])
+            )
+    for x in range(ww - 1):
+        ucm[0, 2 * x + 2] = ucm[1, 2 * x + 2]
+        ucm[2 * hh, 2 * x + 2] = ucm[2 * hh - 1, 2 * x + 2]
+    for y in range(hh - 1):
+        ucm[2 * y + 2, 0] = ucm[2 * y + 2, 1]
+        ucm[2 * y + 2, 2 * ww] = ucm[2 * y + 2, 2 * ww - 1]
+    return ucm
 
 
 @numba.njit(cache=True)
