@@ -38,13 +38,14 @@ from skimage.filters import sobel
 from skimage.segmentation import felzenszwalb, slic, watershed
 
 from affseg.errors import InputError
+from affseg.grouping.compact_watershed import compact_watershed
 from affseg.grouping.hierarchy import Hierarchy
 from affseg.grouping.leaf_kernels import (
+    _gram_rows,
     _level_luts,
     _merge_dense,
     _node_weights_csr,
     _rows_times_dense,
-    _rows_times_rows,
     _tree_ucm,
 )
 from affseg.grouping.region_merging import connected_cleanup, neighbour_pairs
@@ -107,7 +108,7 @@ def superpixel_leaves(
         c = 1e-3 if compactness is None else float(compactness)
         lab = _lab(img)
         grad = np.sqrt(sum(sobel(lab[..., k]) ** 2 for k in range(3)))
-        raw = watershed(grad, markers=n, compactness=c)
+        raw = compact_watershed(grad, n, c) if c > 0 else watershed(grad, markers=n)
     else:
         c = 100.0 if compactness is None else float(compactness)
         raw = felzenszwalb(img, scale=c, sigma=0.8, min_size=max(int(min_size), 1))
@@ -202,6 +203,7 @@ def merge_leaves(
     linkage: str = "border",
     small: float = 0.0,
     mix: float = 0.5,
+    overwrite_sums: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy average-linkage merging of adjacent leaves down to one region.
 
@@ -232,6 +234,9 @@ def merge_leaves(
         ``sqrt(size / small)`` (so small regions merge earlier).
     mix : float
         Weight of the average linkage in "mixed".
+    overwrite_sums : bool
+        Use a C-contiguous float64 ``pair_sums`` as scratch (it is modified) instead of
+        copying it.
 
     Returns
     -------
@@ -246,7 +251,11 @@ def merge_leaves(
     dense = linkage != "border"
     if pair_sums is None and (dense or pair_k is None):
         raise InputError(f"linkage {linkage!r} needs pair_sums")
-    sums = None if pair_sums is None else np.array(pair_sums, dtype=np.float64)
+    sums = None
+    if pair_sums is not None:
+        sums = np.ascontiguousarray(pair_sums, dtype=np.float64)
+        if not overwrite_sums or sums is pair_sums and not sums.flags.writeable:
+            sums = sums.copy()
     w = float(boundary_weight)
     if not 0.0 <= w <= 1.0:
         raise InputError(f"boundary_weight must be in [0, 1]; got {boundary_weight}")
@@ -452,8 +461,7 @@ def leaf_hierarchy(
     pair_k = pk / np.maximum(mass[a] * mass[b], 1e-12)
     sums = None
     if linkage != "border":
-        sums_t = _rows_times_rows(mt.indptr, mt.indices, mt.data, km)  # (M^T K M)^T
-        sums = 0.5 * (sums_t.T + sums_t)
+        sums = _gram_rows(mt.indptr, mt.indices, mt.data, km)  # (S, S) = M^T K M
     if coarse is not None:
         return snap_hierarchy(
             leaf,
@@ -483,6 +491,7 @@ def leaf_hierarchy(
         linkage=linkage,
         small=small * leaf.size,
         mix=mix,
+        overwrite_sums=True,
     )
     return merge_tree_ucm(leaf, merges, heights, keep_last=keep_last, default_height=default_height)
 

@@ -8,8 +8,8 @@ heapq code they replace (the tests compare them against independent Python versi
   rows of a CSR matrix ``M^T`` (S, N) with sorted column indices;
 - :func:`_rows_times_dense`: ``M^T K`` (S, N) for a float32 K, accumulated in float64
   (what ``scipy.sparse`` computes after upcasting K, without the upcast copy);
-- :func:`_rows_times_rows`: ``(M^T (M^T K)^T)^T``, i.e. the transpose of
-  ``mt @ km.T``, bit for bit;
+- :func:`_gram_rows`: the symmetric ``M^T K M`` (S, S) from ``M^T K``, one triangle
+  computed and mirrored;
 - :func:`_merge_dense`: the greedy heap merge of touching regions (dense S x S border
   statistics, a binary heap ordered like Python's tuples);
 - :func:`_tree_ucm` and :func:`_level_luts`: the UCM of the merge tree (every border
@@ -102,21 +102,24 @@ def _rows_times_dense(indptr, indices, data, k):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _rows_times_rows(indptr, indices, data, km):  # pragma: no cover - compiled
-    """``out[r, t] = sum_jj data[jj] * km[r, indices[jj]]`` over row t's jj (ascending).
+def _gram_rows(indptr, indices, data, km):  # pragma: no cover - compiled
+    """Symmetric ``M^T K M`` (S, S) from ``km = M^T K`` (S, N) and the CSR rows of M^T.
 
-    That is ``(mt @ km.T).T`` with SciPy's summation order for every entry.
+    Entry (r, t), t >= r, is ``sum_jj data[jj] * km[r, indices[jj]]`` over row t's jj
+    (ascending; the gathers stay inside km's row r), mirrored to (t, r).
     """
     s = indptr.size - 1
-    out = np.empty((km.shape[0], s))
-    for r in range(km.shape[0]):
+    out = np.empty((s, s))
+    for r in range(s):
         kr = km[r]
-        orow = out[r]
-        for t in range(s):
+        for t in range(r, s):
             acc = 0.0
             for jj in range(indptr[t], indptr[t + 1]):
                 acc += data[jj] * kr[indices[jj]]
-            orow[t] = acc
+            out[r, t] = acc
+    for r in range(s):
+        for t in range(r + 1, s):
+            out[t, r] = out[r, t]
     return out
 
 
