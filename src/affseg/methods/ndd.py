@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +75,29 @@ def shipped_model(weights: str | None = None) -> Any:
     from affseg.models.spec_diff_net import load_pretrained
 
     return load_pretrained(weights).eval()
+
+
+_FUSED: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def _fast_backbone(net: Any) -> Any | None:
+    """The batch-norm-folded inference copy of a spec-diff-net's backbone (cached per
+    network and rebuilt when its parameters change in place); None for other models."""
+    from affseg.backbones.efficientnet_lite import EfficientNetLitePyramid
+    from affseg.backbones.fused_lite import fuse_pyramid
+
+    bb = getattr(net, "backbone", None)
+    if not isinstance(bb, EfficientNetLitePyramid):
+        return None
+    stamp = tuple(t._version for t in (*bb.parameters(), *bb.buffers()))
+    hit = _FUSED.get(bb)
+    if hit is None or hit[0] != stamp:
+        try:
+            hit = (stamp, fuse_pyramid(bb))
+        except ValueError:
+            return None
+        _FUSED[bb] = hit
+    return hit[1]
 
 
 @contextlib.contextmanager
@@ -263,8 +287,9 @@ def ndd_hierarchy(
     torch.manual_seed(int(seed))
     net = shipped_model(None if weights is None else str(weights)) if model is None else model
     x = _image_tensor(image)
+    fast = _fast_backbone(net)
     with torch.no_grad(), _diffusion_overrides(net, T, t):
-        out = net.encode(x)
+        out = net.encode(x) if fast is None else net.encode(x, backbone=fast)
     phi = out.embedding[0].detach().cpu().float().numpy()
     tau = float(out.tau)
     size = (int(x.shape[2]), int(x.shape[3]))
