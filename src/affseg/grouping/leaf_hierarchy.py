@@ -33,9 +33,11 @@ import functools
 
 import numpy as np
 import scipy.sparse as sp
-from skimage.color import rgb2lab
+from skimage.color import xyz2lab
+from skimage.color.colorconv import xyz_from_rgb
 from skimage.filters import sobel
 from skimage.segmentation import felzenszwalb, slic, watershed
+from skimage.util import img_as_float64
 
 from affseg.errors import InputError
 from affseg.grouping.compact_watershed import compact_watershed
@@ -48,7 +50,7 @@ from affseg.grouping.leaf_kernels import (
     _rows_times_dense,
     _tree_ucm,
 )
-from affseg.grouping.region_merging import connected_cleanup, neighbour_pairs
+from affseg.grouping.region_merging import connected_cleanup
 from affseg.grouping.ucm import BSDS_THRESHOLDS
 
 LEAF_METHODS = ("slic", "watershed", "felzenszwalb")
@@ -56,9 +58,24 @@ LINKAGES = ("border", "average", "mixed")
 
 
 @functools.lru_cache(maxsize=1)
+def _srgb_linear() -> np.ndarray:
+    """skimage's sRGB -> linear RGB of the 256 uint8 values (its own expression)."""
+    arr = np.array(img_as_float64(np.arange(256, dtype=np.uint8)), dtype=np.float64)
+    mask = arr > 0.04045
+    arr[mask] = np.power((arr[mask] + 0.055) / 1.055, 2.4)
+    arr[~mask] /= 12.92
+    return arr
+
+
+@functools.lru_cache(maxsize=1)
 def _lab_of(key: bytes, shape: tuple[int, ...]) -> np.ndarray:
-    """CIE-Lab of an RGB image given as bytes (cached: leaves and contrast share it)."""
-    return rgb2lab(np.frombuffer(key, dtype=np.uint8).reshape(shape))
+    """CIE-Lab of an RGB image given as bytes (cached: leaves and contrast share it).
+
+    ``skimage.color.rgb2lab`` with its per-value sRGB linearisation read from a 256-entry
+    table (the same values, without the per-pixel power).
+    """
+    lin = _srgb_linear()[np.frombuffer(key, dtype=np.uint8).reshape(shape)]
+    return xyz2lab(lin @ xyz_from_rgb.T.astype(lin.dtype))
 
 
 def _lab(image: np.ndarray) -> np.ndarray:
@@ -171,16 +188,22 @@ def boundary_contrast(image: np.ndarray, labels: np.ndarray, scale: float = 10.0
         Number of pixel pairs across the border and the sum of their contrasts.
     """
     lab = np.asarray(labels, dtype=np.int64)
-    col = _lab(np.asarray(image))
-    pa, pb = neighbour_pairs(lab)
-    diff = pa != pb
-    ca0, ca1 = neighbour_pairs(col[..., 0])
-    d2 = (ca0 - ca1) ** 2
+    col = _lab(np.asarray(image)).reshape(-1, 3)
+    hh, ww = lab.shape
+    # the pixel pairs of neighbour_pairs' order (horizontal, then vertical) whose leaves
+    # differ, as flat pixel indices p (left / top) and q = p + step
+    flat = np.arange(hh * ww).reshape(hh, ww)
+    cut_h = lab[:, :-1] != lab[:, 1:]
+    cut_v = lab[:-1, :] != lab[1:, :]
+    p = np.concatenate([flat[:, :-1][cut_h], flat[:-1, :][cut_v]])
+    q = p + np.concatenate([np.ones(int(cut_h.sum()), np.int64), np.full(int(cut_v.sum()), ww)])
+    lf = lab.ravel()
+    cp, cq = col[p], col[q]
+    d2 = (cp[:, 0] - cq[:, 0]) ** 2
     for k in (1, 2):
-        c0, c1 = neighbour_pairs(col[..., k])
-        d2 += (c0 - c1) ** 2
-    con = 1.0 - np.exp(-np.sqrt(d2[diff]) / float(scale))
-    a, b = pa[diff] - 1, pb[diff] - 1
+        d2 += (cp[:, k] - cq[:, k]) ** 2
+    con = 1.0 - np.exp(-np.sqrt(d2) / float(scale))
+    a, b = lf[p] - 1, lf[q] - 1
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     base = int(lab.max())
     key = lo * base + hi
