@@ -138,10 +138,13 @@ def compact_watershed(image: np.ndarray, markers: int, compactness: float) -> np
     Examples
     --------
     >>> import numpy as np
-    >>> img = np.zeros((8, 8)); img[:, 4] = 1.0          # a ridge down column 4
-    >>> lab = compact_watershed(img, 2, 1e-3)
+    >>> from skimage.segmentation import watershed
+    >>> img = np.random.default_rng(0).random((32, 48))
+    >>> lab = compact_watershed(img, 24, 1e-3)
     >>> lab.shape, lab.dtype.name, int(lab.max())
-    ((8, 8), 'int32', 2)
+    ((32, 48), 'int32', 24)
+    >>> bool(np.array_equal(lab, watershed(img, 24, compactness=1e-3)))
+    True
     """
     from skimage.morphology._util import _offsets_to_raveled_neighbors
     from skimage.segmentation._watershed import _validate_connectivity, _validate_inputs
