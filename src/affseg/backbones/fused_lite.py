@@ -5,8 +5,9 @@ EfficientNetLitePyramid` into a function with the same output (up to float round
 ``conv(x) * g + b`` is computed as ``conv'(x) + b'`` with ``w' = w g``), that runs
 without the batch-norm passes, in channels-last layout (so that oneDNN runs every
 convolution, 1 x 1 ones included), pads only where TensorFlow's "same" padding is
-asymmetric (stride 2) and applies ReLU6 in place (~0.7x the module's time at 1 thread). It is used under ``torch.no_grad()``
-by inference code (the ``ndd`` method); training keeps the module itself.
+asymmetric (stride 2) and applies ReLU6 in place (~0.55x the module's time at 1
+thread). It is used under ``torch.no_grad()`` by inference code (the ``ndd`` method);
+training keeps the module itself.
 """
 
 from __future__ import annotations
