@@ -4,9 +4,10 @@ One job: :func:`compact_watershed` floods an image from markers by the priority
 ``image[p] + compactness * ||p - marker||`` (Neubert & Protzel 2014), ties broken by the
 time of entry into the queue, exactly as ``skimage.segmentation.watershed(image, markers,
 compactness=c)`` with ``c > 0`` (same markers, neighbourhood order, heap order and
-floating-point expression, so the same labels), 10-20 % faster: the queue is a binary
-heap of two parallel arrays (value, packed age / pixel / source) instead of pointers to
-structs.
+floating-point expression, so the same labels), faster: the queue is a binary heap of
+two parallel arrays (value, packed age / pixel / source) instead of pointers to structs,
+and, once no two queued keys can tie, a push that cannot win (not below the best value
+already queued for that pixel) is skipped.
 
 References
 ----------
@@ -46,8 +47,16 @@ def _sift_up(hv, hk, c):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _flood(image, markers_at, offsets, mask, width, compactness, output):  # pragma: no cover
+def _flood(image, markers_at, offsets, mask, width, compactness, output, tied):  # pragma: no cover
     """The compact branch of skimage's ``watershed_raveled`` on raveled padded arrays.
+
+    Pruning: a push whose value is not below the best value already queued for that pixel
+    is skipped (it would come off the queue after that entry, when the pixel is flooded
+    already, and be discarded; its age is still counted). The order in which a heap pops
+    equal keys depends on its layout, and only seeds share keys (value, age 0), so
+    pruning starts once the last seed whose value is shared (``tied``) has been popped:
+    from then on all queue keys differ, every heap pops them in the same order, and the
+    result is skimage's.
 
     Queue entries are (value, age << 42 | pixel << 21 | source) in two parallel arrays
     (ages, pixels and sources below 2^21: at most ~520k pixels).
@@ -65,6 +74,16 @@ def _flood(image, markers_at, offsets, mask, width, compactness, output):  # pra
         _sift_up(hv, hk, n - 1)
     age = 1
     n_off = offsets.size
+    best = np.full(n_pix, np.inf)
+    n_tied = 0
+    for q in range(markers_at.size):
+        if tied[q]:
+            n_tied += 1
+    is_tied = np.zeros(n_pix, dtype=np.bool_)
+    for q in range(markers_at.size):
+        if tied[q]:
+            is_tied[markers_at[q]] = True
+    prune = n_tied == 0
     while n > 0:
         value = hv[0]
         key = hk[0]
@@ -89,6 +108,9 @@ def _flood(image, markers_at, offsets, mask, width, compactness, output):  # pra
                     break
         if output[index] and index != source:
             continue  # already flooded from another neighbour
+        if not prune and index == source and is_tied[index]:
+            n_tied -= 1
+            prune = n_tied == 0
         output[index] = output[source]
         sy = source // width
         sx = source - sy * width
@@ -105,6 +127,11 @@ def _flood(image, markers_at, offsets, mask, width, compactness, output):  # pra
             v = image[nb] + compactness * np.sqrt(dist)
             if v < value:
                 v = value
+            if v >= best[nb]:
+                if prune:
+                    continue
+            else:
+                best[nb] = v
             if n == hv.size:  # cannot happen (each pixel enters at most 4 times)
                 raise ValueError("watershed queue overflow")
             hv[n] = v
@@ -168,13 +195,16 @@ def compact_watershed(image: np.ndarray, markers: int, compactness: float) -> np
     output = np.pad(mk, pad, mode="constant")
     neigh = _offsets_to_raveled_neighbors(img.shape, conn, center=offset).astype(np.int64)
     flat = output.ravel()
+    seeds = np.flatnonzero(flat).astype(np.int64)
+    _, inv, count = np.unique(img.ravel()[seeds], return_inverse=True, return_counts=True)
     _flood(
         np.ascontiguousarray(img.ravel(), dtype=np.float64),
-        np.flatnonzero(flat).astype(np.int64),
+        seeds,
         neigh,
         mask.astype(np.bool_),
         int(img.shape[1]),
         float(compactness),
         flat,
+        count[inv] > 1,
     )
     return output[1:-1, 1:-1].astype(np.int32, copy=False)
