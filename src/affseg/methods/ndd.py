@@ -49,6 +49,8 @@ _OPTION_TYPES: dict[str, type] = {
     "boundary_weight": float,
     "leaf_mix": float,
     "leaf_small": float,
+    "edge_weight": float,
+    "edge_scale": float,
 }
 
 #: Grouping algorithms of :func:`ndd_hierarchy`.
@@ -160,6 +162,8 @@ def ndd_hierarchy(
     boundary_weight: float = 0.2,
     leaf_mix: float = 0.5,
     leaf_small: float = 0.01,
+    edge_weight: float = 0.0,
+    edge_scale: float = 10.0,
 ) -> Hierarchy:
     """Hierarchical segmentation of one image with the neural diffusion distance.
 
@@ -223,6 +227,9 @@ def ndd_hierarchy(
     leaf_small : float
         Size prior of the leaf merging, as a fraction of the image area: the merge distance
         of a region smaller than this is scaled by ``sqrt(area / (leaf_small H W))`` (0: off).
+    edge_weight, edge_scale : float
+        Weight of the mean edge strength ``1 - exp(-g / edge_scale)`` along the border (g:
+        Sobel magnitude of CIE-Lab) in the leaf merge distance (0: off).
 
     Returns
     -------
@@ -269,6 +276,8 @@ def ndd_hierarchy(
         "boundary_weight": boundary_weight,
         "leaf_mix": leaf_mix,
         "leaf_small": leaf_small,
+        "edge_weight": edge_weight,
+        "edge_scale": edge_scale,
     }
     try:
         kw: dict[str, Any] = {k: _OPTION_TYPES[k](v) for k, v in given.items()}
@@ -307,10 +316,20 @@ def ndd_hierarchy(
             "boundary_weight": kw.pop("boundary_weight"),
             "mix": kw.pop("leaf_mix"),
             "small": kw.pop("leaf_small"),
+            "edge_weight": kw.pop("edge_weight"),
+            "edge_scale": kw.pop("edge_scale"),
             "default_height": kw["default_height"],
         }
     else:
-        for k in ("n_leaves", "leaf_scale", "boundary_weight", "leaf_mix", "leaf_small"):
+        for k in (
+            "n_leaves",
+            "leaf_scale",
+            "boundary_weight",
+            "leaf_mix",
+            "leaf_small",
+            "edge_weight",
+            "edge_scale",
+        ):
             kw.pop(k)
     if group == "leaves":
         from affseg.grouping.kernel_grouping import diffusion_kernel
