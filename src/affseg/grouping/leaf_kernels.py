@@ -87,17 +87,39 @@ def _node_weights_csr(leaf, s, n_nodes, y0, y1, fy, x0, x1, fx, w):  # pragma: n
 
 @numba.njit(cache=True)
 def _rows_times_dense(indptr, indices, data, k):  # pragma: no cover - compiled
-    """``out[s] = sum_jj data[jj] * k[indices[jj]]`` in float64 (jj ascending)."""
+    """``out[s] = sum_jj data[jj] * k[indices[jj]]`` in float64 (jj ascending).
+
+    Four entries per pass over the output row, added one after the other (the rounding
+    of the plain loop, a quarter of its row traffic).
+    """
     s = indptr.size - 1
     n = k.shape[1]
     out = np.zeros((s, n))
     for r in range(s):
         row = out[r]
-        for jj in range(indptr[r], indptr[r + 1]):
+        jj = indptr[r]
+        end = indptr[r + 1]
+        while jj + 4 <= end:
+            a0 = data[jj]
+            a1 = data[jj + 1]
+            a2 = data[jj + 2]
+            a3 = data[jj + 3]
+            s0 = k[indices[jj]]
+            s1 = k[indices[jj + 1]]
+            s2 = k[indices[jj + 2]]
+            s3 = k[indices[jj + 3]]
+            for c in range(n):
+                v = row[c] + a0 * np.float64(s0[c])
+                v = v + a1 * np.float64(s1[c])
+                v = v + a2 * np.float64(s2[c])
+                row[c] = v + a3 * np.float64(s3[c])
+            jj += 4
+        while jj < end:
             a = data[jj]
             src = k[indices[jj]]
             for c in range(n):
                 row[c] += a * np.float64(src[c])
+            jj += 1
     return out
 
 
