@@ -296,7 +296,10 @@ def ndd_hierarchy(
     torch.manual_seed(int(seed))
     net = shipped_model(None if weights is None else str(weights)) if model is None else model
     x = _image_tensor(image)
-    fast = _fast_backbone(net)
+    from affseg.models.spec_diff_net import SpecDiffNet
+
+    # the batch-norm-folded backbone copy, for spec-diff-nets (other models: their encode)
+    fast = _fast_backbone(net) if isinstance(net, SpecDiffNet) else None
     with torch.no_grad(), _diffusion_overrides(net, T, t):
         out = net.encode(x) if fast is None else net.encode(x, backbone=fast)
     phi = out.embedding[0].detach().cpu().float().numpy()
