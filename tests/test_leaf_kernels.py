@@ -245,3 +245,13 @@ def test_products_equal_scipy() -> None:
     gram = lk._gram_rows(mt.indptr, mt.indices, mt.data, km)
     np.testing.assert_allclose(gram, dense.T @ k.astype(np.float64) @ dense, rtol=1e-12)
     assert np.array_equal(gram, gram.T)
+
+
+def test_sobel_magnitude_equals_skimage() -> None:
+    from skimage.filters import sobel
+
+    rng = np.random.default_rng(6)
+    for shape in ((17, 23, 3), (5, 4, 3), (2, 9, 3)):
+        img = rng.random(shape) * 100
+        ref = np.sqrt(sum(sobel(img[..., k]) ** 2 for k in range(3)))
+        assert np.array_equal(lk._sobel_magnitude(img), ref)
