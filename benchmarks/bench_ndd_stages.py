@@ -78,18 +78,14 @@ def _stages(img: np.ndarray, net: Any, store: dict[str, list[float]]) -> None:
 
     def products() -> Any:
         mt = lh._leaf_rows(leaf, out.grid)
-        km = lk._rows_times_dense(mt.indptr, mt.indices, mt.data, k)
-        sums = lk._gram_rows(mt.indptr, mt.indices, mt.data, km)
-        return mt, km, sums
+        return mt, lk._gram_of_kernel(mt.indptr, mt.indices, mt.data, k)
 
-    mt, km, sums = _timed(store, "node weights M, M^T K_D, M^T K_D M", products)
+    mt, sums = _timed(store, "node weights M, M^T K_D M", products)
     a, b, length, contrast = _timed(
         store, "border lengths + colour contrast", lambda: lh.boundary_contrast(img, leaf, 10.0)
     )
     mass = np.asarray(mt.sum(1)).ravel()
-    mb = mt[b].tocoo()
-    pk = np.bincount(mb.row, weights=mb.data * km[a[mb.row], mb.col], minlength=a.size)
-    pair_k = pk / np.maximum(mass[a] * mass[b], 1e-12)
+    pair_k = sums[a, b] / np.maximum(mass[a] * mass[b], 1e-12)
     merges, heights = _timed(
         store,
         "greedy merging (mixed linkage + contrast + size prior)",

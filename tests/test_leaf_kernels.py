@@ -245,6 +245,7 @@ def test_products_equal_scipy() -> None:
     gram = lk._gram_rows(mt.indptr, mt.indices, mt.data, km)
     np.testing.assert_allclose(gram, dense.T @ k.astype(np.float64) @ dense, rtol=1e-12)
     assert np.array_equal(gram, gram.T)
+    assert np.array_equal(lk._gram_of_kernel(mt.indptr, mt.indices, mt.data, k), gram)
 
 
 def test_sobel_magnitude_equals_skimage() -> None:

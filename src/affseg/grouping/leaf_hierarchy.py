@@ -42,7 +42,7 @@ from affseg.errors import InputError
 from affseg.grouping.compact_watershed import compact_watershed
 from affseg.grouping.hierarchy import Hierarchy
 from affseg.grouping.leaf_kernels import (
-    _gram_rows,
+    _gram_of_kernel,
     _level_luts,
     _merge_dense,
     _node_weights_csr,
@@ -537,9 +537,7 @@ def leaf_hierarchy(
         image, method=leaves, n_segments=n_leaves, compactness=compactness, min_size=min_size
     )
     mt = _leaf_rows(leaf, (h, w))  # (S, N) = M^T, sorted columns
-    kc = k if k.dtype in (np.float32, np.float64) else k.astype(np.float64)
-    # (S, N) = M^T K in float64 (compiled; no float64 copy of a float32 K)
-    km = _rows_times_dense(mt.indptr, mt.indices, mt.data, np.ascontiguousarray(kc))
+    kc = np.ascontiguousarray(k if k.dtype in (np.float32, np.float64) else k.astype(np.float64))
     mass = np.asarray(mt.sum(1)).ravel()
     a, b, length, contrast = boundary_contrast(image, leaf, contrast_scale)
     if edge_weight < 0:
@@ -551,13 +549,18 @@ def leaf_hierarchy(
         total = boundary_weight + edge_weight
         contrast = (boundary_weight * contrast + edge_weight * strength) / total
         boundary_weight = total
-    # average K_D of every touching leaf pair: (M^T K M)[a, b] / (mass_a mass_b)
-    mb = mt[b].tocoo()
-    pk = np.bincount(mb.row, weights=mb.data * km[a[mb.row], mb.col], minlength=a.size)
-    pair_k = pk / np.maximum(mass[a] * mass[b], 1e-12)
+    # average K_D of every touching leaf pair: (M^T K M)[a, b] / (mass_a mass_b), a < b
     sums = None
     if linkage != "border":
-        sums = _gram_rows(mt.indptr, mt.indices, mt.data, km)  # (S, S) = M^T K M
+        # (S, S) = M^T K M (compiled, float64 sums of the float32 K, one row of M^T K at a
+        # time); its entry (a, b) is the touching pair's kernel sum, summed in the same order
+        sums = _gram_of_kernel(mt.indptr, mt.indices, mt.data, kc)
+        pk = sums[a, b]
+    else:
+        km = _rows_times_dense(mt.indptr, mt.indices, mt.data, kc)  # (S, N) = M^T K
+        mb = mt[b].tocoo()
+        pk = np.bincount(mb.row, weights=mb.data * km[a[mb.row], mb.col], minlength=a.size)
+    pair_k = pk / np.maximum(mass[a] * mass[b], 1e-12)
     if coarse is not None:
         return snap_hierarchy(
             leaf,

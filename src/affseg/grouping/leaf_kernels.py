@@ -11,7 +11,8 @@ heapq code they replace (the tests compare them against independent Python versi
 - :func:`_rows_times_dense`: ``M^T K`` (S, N) for a float32 K, accumulated in float64
   (what ``scipy.sparse`` computes after upcasting K, without the upcast copy);
 - :func:`_gram_rows`: the symmetric ``M^T K M`` (S, S) from ``M^T K``, one triangle
-  computed and mirrored;
+  computed and mirrored; :func:`_gram_of_kernel`: the same from K, one row of ``M^T K``
+  at a time;
 - :func:`_merge_dense`: the greedy heap merge of touching regions (dense S x S border
   statistics, a binary heap ordered like Python's tuples);
 - :func:`_tree_ucm` and :func:`_level_luts`: the UCM of the merge tree (every border
@@ -184,6 +185,54 @@ def _gram_rows(indptr, indices, data, km):  # pragma: no cover - compiled
             acc = 0.0
             for jj in range(indptr[t], indptr[t + 1]):
                 acc += data[jj] * kr[indices[jj]]
+            out[r, t] = acc
+    for r in range(s):
+        for t in range(r + 1, s):
+            out[t, r] = out[r, t]
+    return out
+
+
+@numba.njit(cache=True)
+def _gram_of_kernel(indptr, indices, data, k):  # pragma: no cover - compiled
+    """``_gram_rows(.., _rows_times_dense(.., k))`` without the (S, N) ``M^T K``.
+
+    Row r of ``M^T K`` is built in a scratch row (the same sums as
+    :func:`_rows_times_dense`), used at once for the entries (r, t >= r) of the
+    symmetric ``M^T K M`` (the same sums as :func:`_gram_rows`), then overwritten.
+    """
+    s = indptr.size - 1
+    n = k.shape[1]
+    out = np.empty((s, s))
+    row = np.empty(n)
+    for r in range(s):
+        row[:] = 0.0
+        jj = indptr[r]
+        end = indptr[r + 1]
+        while jj + 4 <= end:
+            a0 = data[jj]
+            a1 = data[jj + 1]
+            a2 = data[jj + 2]
+            a3 = data[jj + 3]
+            s0 = k[indices[jj]]
+            s1 = k[indices[jj + 1]]
+            s2 = k[indices[jj + 2]]
+            s3 = k[indices[jj + 3]]
+            for c in range(n):
+                v = row[c] + a0 * np.float64(s0[c])
+                v = v + a1 * np.float64(s1[c])
+                v = v + a2 * np.float64(s2[c])
+                row[c] = v + a3 * np.float64(s3[c])
+            jj += 4
+        while jj < end:
+            a = data[jj]
+            src = k[indices[jj]]
+            for c in range(n):
+                row[c] += a * np.float64(src[c])
+            jj += 1
+        for t in range(r, s):
+            acc = 0.0
+            for q in range(indptr[t], indptr[t + 1]):
+                acc += data[q] * row[indices[q]]
             out[r, t] = acc
     for r in range(s):
         for t in range(r + 1, s):
