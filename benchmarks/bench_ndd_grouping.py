@@ -10,6 +10,7 @@ Usage::
 
     python benchmarks/bench_ndd_grouping.py --start 0 --stop 20 --json out.json
     python benchmarks/bench_ndd_grouping.py --set size --json size.json
+    python benchmarks/bench_ndd_grouping.py --set edge --json edge.json
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ CONFIGS: list[dict] = [
     {"grouping": "leaves", "leaves": "slic", **_NO_PRIOR},
 ]
 
+#: Edge-strength term of the leaf merging (``edge_weight`` / ``edge_scale``), tuned here.
+EDGE_CONFIGS: list[dict] = [
+    {"grouping": "leaves"},  # the defaults: no edge term
+    {"grouping": "leaves", "edge_weight": 0.1},
+    {"grouping": "leaves", "edge_weight": 0.2},
+    {"grouping": "leaves", "edge_weight": 0.3},
+    {"grouping": "leaves", "edge_weight": 0.2, "edge_scale": 3.0},
+    {"grouping": "leaves", "edge_weight": 0.2, "edge_scale": 30.0},
+    {"grouping": "leaves", "edge_weight": 0.2, "boundary_weight": 0.0},
+]
+
 #: Size prior of the leaf merging (``leaf_small``; the default is 0.01).
 SIZE_CONFIGS: list[dict] = [
     {"grouping": "leaves", "leaf_small": 0.002},
@@ -72,13 +84,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     parser.add_argument(
-        "--set", choices=["ablation", "size"], default="ablation", help="which configurations"
+        "--set",
+        choices=["ablation", "size", "edge"],
+        default="ablation",
+        help="which configurations",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     from affseg.data import bsds
-    from affseg.methods.ndd import _image_tensor, ndd_hierarchy, shipped_model
+    from affseg.methods.ndd import _fast_backbone, _image_tensor, ndd_hierarchy, shipped_model
     from affseg.metrics.region import RegionBenchmark
 
     net = shipped_model(args.weights)
@@ -87,11 +102,12 @@ def main() -> None:
     for image_id in ids:
         img = bsds.load_image(None, "val", image_id)
         with torch.no_grad():
-            out = net.encode(_image_tensor(img))
+            out = net.encode(_image_tensor(img), backbone=_fast_backbone(net))
         gts = bsds.load_ground_truth(bsds.gt_path(None, "val", image_id))
         items.append((image_id, img, _Cached(net, out), gts))
     results = []
-    for cfg in CONFIGS if args.set == "ablation" else SIZE_CONFIGS:
+    configs = {"ablation": CONFIGS, "size": SIZE_CONFIGS, "edge": EDGE_CONFIGS}[args.set]
+    for cfg in configs:
         bench = RegionBenchmark()
         seconds, leaves = 0.0, []
         for image_id, img, model, gts in items:

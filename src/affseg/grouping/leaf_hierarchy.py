@@ -30,17 +30,27 @@ Heights are ``(1 - w) (1 - K) + w C`` (w = ``boundary_weight``, C the mean contr
 from __future__ import annotations
 
 import functools
-import heapq
 
 import numpy as np
 import scipy.sparse as sp
-from skimage.color import rgb2lab
-from skimage.filters import sobel
+from skimage.color import xyz2lab
+from skimage.color.colorconv import xyz_from_rgb
 from skimage.segmentation import felzenszwalb, slic, watershed
+from skimage.util import img_as_float64
 
 from affseg.errors import InputError
+from affseg.grouping.compact_watershed import compact_watershed
 from affseg.grouping.hierarchy import Hierarchy
-from affseg.grouping.region_merging import connected_cleanup, neighbour_pairs
+from affseg.grouping.leaf_kernels import (
+    _gram_of_kernel,
+    _level_luts,
+    _merge_dense,
+    _node_weights_csr,
+    _rows_times_dense,
+    _sobel_magnitude,
+    _tree_ucm,
+)
+from affseg.grouping.region_merging import connected_cleanup
 from affseg.grouping.ucm import BSDS_THRESHOLDS
 
 LEAF_METHODS = ("slic", "watershed", "felzenszwalb")
@@ -48,9 +58,36 @@ LINKAGES = ("border", "average", "mixed")
 
 
 @functools.lru_cache(maxsize=1)
+def _srgb_linear() -> np.ndarray:
+    """skimage's sRGB -> linear RGB of the 256 uint8 values (its own expression)."""
+    arr = np.array(img_as_float64(np.arange(256, dtype=np.uint8)), dtype=np.float64)
+    mask = arr > 0.04045
+    arr[mask] = np.power((arr[mask] + 0.055) / 1.055, 2.4)
+    arr[~mask] /= 12.92
+    return arr
+
+
+@functools.lru_cache(maxsize=1)
 def _lab_of(key: bytes, shape: tuple[int, ...]) -> np.ndarray:
-    """CIE-Lab of an RGB image given as bytes (cached: leaves and contrast share it)."""
-    return rgb2lab(np.frombuffer(key, dtype=np.uint8).reshape(shape))
+    """CIE-Lab of an RGB image given as bytes (cached: leaves and contrast share it).
+
+    ``skimage.color.rgb2lab`` with its per-value sRGB linearisation read from a 256-entry
+    table (the same values, without the per-pixel power).
+    """
+    lin = _srgb_linear()[np.frombuffer(key, dtype=np.uint8).reshape(shape)]
+    return xyz2lab(lin @ xyz_from_rgb.T.astype(lin.dtype))
+
+
+@functools.lru_cache(maxsize=1)
+def _gradient_of(key: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """Sobel magnitude of the Lab image (cached: the watershed and the edge term share it)."""
+    # = np.sqrt(sum(sobel(lab[..., k]) ** 2 for k in range(3))), one compiled pass
+    return _sobel_magnitude(np.ascontiguousarray(_lab_of(key, shape), dtype=np.float64))
+
+
+def _gradient(image: np.ndarray) -> np.ndarray:
+    img = np.ascontiguousarray(image, dtype=np.uint8)
+    return _gradient_of(img.tobytes(), img.shape)
 
 
 def _lab(image: np.ndarray) -> np.ndarray:
@@ -98,9 +135,8 @@ def superpixel_leaves(
         raw = slic(img, n_segments=n, compactness=c, start_label=1, convert2lab=True)
     elif method == "watershed":
         c = 1e-3 if compactness is None else float(compactness)
-        lab = _lab(img)
-        grad = np.sqrt(sum(sobel(lab[..., k]) ** 2 for k in range(3)))
-        raw = watershed(grad, markers=n, compactness=c)
+        grad = _gradient(img)
+        raw = compact_watershed(grad, n, c) if c > 0 else watershed(grad, markers=n)
     else:
         c = 100.0 if compactness is None else float(compactness)
         raw = felzenszwalb(img, scale=c, sigma=0.8, min_size=max(int(min_size), 1))
@@ -126,6 +162,11 @@ def leaf_node_weights(labels: np.ndarray, grid: tuple[int, int]) -> sp.csr_matri
     scipy.sparse.csr_matrix, shape (h * w, S), float64
         Column sums are the leaf sizes in pixels.
     """
+    return _leaf_rows(labels, grid).T.tocsr()
+
+
+def _leaf_rows(labels: np.ndarray, grid: tuple[int, int]) -> sp.csr_matrix:
+    """``M^T`` of :func:`leaf_node_weights`: (S, h * w) CSR, sorted column indices."""
     lab = np.asarray(labels)
     hh, ww = lab.shape
     h, w = int(grid[0]), int(grid[1])
@@ -139,16 +180,63 @@ def leaf_node_weights(labels: np.ndarray, grid: tuple[int, int]) -> sp.csr_matri
 
     y0, y1, fy = axis(hh, h)
     x0, x1, fx = axis(ww, w)
-    leaf = (lab.astype(np.int64) - 1).ravel()
-    rows, vals = [], []
-    for yi, wy in ((y0, 1 - fy), (y1, fy)):
-        for xi, wx in ((x0, 1 - fx), (x1, fx)):
-            rows.append((yi[:, None] * w + xi[None, :]).ravel())
-            vals.append((wy[:, None] * wx[None, :]).ravel())
-    m = sp.coo_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.tile(leaf, 4))), shape=(h * w, s)
-    )
-    return m.tocsr()  # duplicates are summed
+    leaf = np.ascontiguousarray(lab, dtype=np.int64) - 1
+    indptr, indices, data = _node_weights_csr(leaf, s, h * w, y0, y1, fy, x0, x1, fx, w)
+    return sp.csr_matrix((data, indices, indptr), shape=(s, h * w))
+
+
+def _cut_pairs(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices p (left / top) and q of the 4-neighbour pixel pairs in different
+    leaves, in neighbour_pairs' order (horizontal pairs, then vertical ones)."""
+    hh, ww = lab.shape
+    flat = np.arange(hh * ww).reshape(hh, ww)
+    cut_h = lab[:, :-1] != lab[:, 1:]
+    cut_v = lab[:-1, :] != lab[1:, :]
+    p = np.concatenate([flat[:, :-1][cut_h], flat[:-1, :][cut_v]])
+    q = p + np.concatenate([np.ones(int(cut_h.sum()), np.int64), np.full(int(cut_v.sum()), ww)])
+    return p, q
+
+
+def boundary_strength(image: np.ndarray, labels: np.ndarray, scale: float = 10.0) -> np.ndarray:
+    """Summed edge strength along the border of every pair of touching leaves.
+
+    Strength of a 4-neighbour pixel pair across a border: ``1 - exp(-max(g_p, g_q) /
+    scale)`` with g the Sobel magnitude of CIE-Lab (the map the watershed floods).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    labels : ndarray, shape (H, W), int
+        Leaves 1..S.
+    scale : float
+        Gradient scale (Lab units per pixel).
+
+    Returns
+    -------
+    ndarray, shape (P,), float64
+        Sums over the border pixel pairs, in the pair order of :func:`boundary_contrast`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((4, 6, 3), np.uint8); img[:, 3:] = 200
+    >>> lab = np.ones((4, 6), int); lab[:, 3:] = 2
+    >>> s = boundary_strength(img, lab)
+    >>> s.shape, bool(s[0] > 3.0)                  # 4 border pixel pairs, strong edge
+    ((1,), True)
+    """
+    lab = np.asarray(labels, dtype=np.int64)
+    if float(scale) <= 0:
+        raise InputError(f"edge scale must be positive; got {scale}")
+    g = _gradient(np.asarray(image)).ravel()
+    p, q = _cut_pairs(lab)
+    st = 1.0 - np.exp(-np.maximum(g[p], g[q]) / float(scale))
+    lf = lab.ravel()
+    a, b = lf[p] - 1, lf[q] - 1
+    base = int(lab.max())
+    key = np.minimum(a, b) * base + np.maximum(a, b)
+    _, inv = np.unique(key, return_inverse=True)
+    return np.bincount(inv, weights=st)
 
 
 def boundary_contrast(image: np.ndarray, labels: np.ndarray, scale: float = 10.0) -> tuple:
@@ -165,16 +253,15 @@ def boundary_contrast(image: np.ndarray, labels: np.ndarray, scale: float = 10.0
         Number of pixel pairs across the border and the sum of their contrasts.
     """
     lab = np.asarray(labels, dtype=np.int64)
-    col = _lab(np.asarray(image))
-    pa, pb = neighbour_pairs(lab)
-    diff = pa != pb
-    ca0, ca1 = neighbour_pairs(col[..., 0])
-    d2 = (ca0 - ca1) ** 2
+    col = _lab(np.asarray(image)).reshape(-1, 3)
+    p, q = _cut_pairs(lab)
+    lf = lab.ravel()
+    cp, cq = col[p], col[q]
+    d2 = (cp[:, 0] - cq[:, 0]) ** 2
     for k in (1, 2):
-        c0, c1 = neighbour_pairs(col[..., k])
-        d2 += (c0 - c1) ** 2
-    con = 1.0 - np.exp(-np.sqrt(d2[diff]) / float(scale))
-    a, b = pa[diff] - 1, pb[diff] - 1
+        d2 += (cp[:, k] - cq[:, k]) ** 2
+    con = 1.0 - np.exp(-np.sqrt(d2) / float(scale))
+    a, b = lf[p] - 1, lf[q] - 1
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     base = int(lab.max())
     key = lo * base + hi
@@ -197,6 +284,7 @@ def merge_leaves(
     linkage: str = "border",
     small: float = 0.0,
     mix: float = 0.5,
+    overwrite_sums: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy average-linkage merging of adjacent leaves down to one region.
 
@@ -227,6 +315,9 @@ def merge_leaves(
         ``sqrt(size / small)`` (so small regions merge earlier).
     mix : float
         Weight of the average linkage in "mixed".
+    overwrite_sums : bool
+        Use a C-contiguous float64 ``pair_sums`` as scratch (it is modified) instead of
+        copying it.
 
     Returns
     -------
@@ -241,7 +332,11 @@ def merge_leaves(
     dense = linkage != "border"
     if pair_sums is None and (dense or pair_k is None):
         raise InputError(f"linkage {linkage!r} needs pair_sums")
-    sums = None if pair_sums is None else np.array(pair_sums, dtype=np.float64)
+    sums = None
+    if pair_sums is not None:
+        sums = np.ascontiguousarray(pair_sums, dtype=np.float64)
+        if not overwrite_sums or sums is pair_sums and not sums.flags.writeable:
+            sums = sums.copy()
     w = float(boundary_weight)
     if not 0.0 <= w <= 1.0:
         raise InputError(f"boundary_weight must be in [0, 1]; got {boundary_weight}")
@@ -251,85 +346,36 @@ def merge_leaves(
         raise InputError("boundary_weight > 0 needs border length and contrast")
     if linkage not in LINKAGES:
         raise InputError(f"linkage must be one of {LINKAGES}; got {linkage!r}")
-    border, mixed = linkage == "border", linkage == "mixed"
-    nbr: list[dict[int, list[float]]] = [{} for _ in range(s)]
     ln = np.ones(a.size) if length is None else np.asarray(length, dtype=np.float64)
     cn = np.zeros(a.size) if contrast is None else np.asarray(contrast, dtype=np.float64)
     if pair_k is None:
         pair_k = sums[a, b] / np.maximum(m[a] * m[b], 1e-12)
     kl = np.asarray(pair_k, dtype=np.float64) * ln  # leaf-pair K_D x border length
-    for i, j, li, ci, ki in zip(
-        a.tolist(), b.tolist(), ln.tolist(), cn.tolist(), kl.tolist(), strict=True
-    ):
-        if i == j:
-            continue
-        if j in nbr[i]:
-            e = nbr[i][j]
-            e[0] += li
-            e[1] += ci
-            e[2] += ki
-        else:
-            nbr[i][j] = nbr[j][i] = [li, ci, ki]
-
-    def dist(i: int, j: int) -> float:
-        li, ci, ki = nbr[i][j]
-        if border:
-            d = 1.0 - ki / max(li, 1e-12)
-        elif mixed:
-            avg = sums[i, j] / max(m[i] * m[j], 1e-12)
-            d = 1.0 - (1.0 - mix) * ki / max(li, 1e-12) - mix * avg
-        else:
-            d = 1.0 - sums[i, j] / max(m[i] * m[j], 1e-12)
-        if w > 0:
-            d = (1.0 - w) * d + w * ci / max(li, 1e-12)
-        if small > 0:
-            d *= min(1.0, min(m[i], m[j]) / small) ** 0.5
-        return min(max(d, 0.0), 1.0)
-
-    # heap entries (distance, i, j, version[i] + version[j] when pushed): an entry is stale
-    # once either region has merged since (versions only grow)
-    heap = [(dist(i, j), i, j, 0) for i in range(s) for j in nbr[i] if i < j]
-    heapq.heapify(heap)
-    alive = np.ones(s, dtype=bool)
-    version = np.zeros(s, dtype=np.int64)
-    merges = np.zeros((max(s - 1, 0), 2), dtype=np.int64)
-    heights = np.zeros(max(s - 1, 0))
-    step = 0
-    while step < s - 1:
-        if not heap:  # disconnected adjacency: join the two first live parts at height 1
-            i, j = np.flatnonzero(alive)[:2].tolist()
-            d = 1.0
-            nbr[i][j] = nbr[j][i] = [1.0, 0.0, 0.0]
-        else:
-            d, i, j, stamp = heapq.heappop(heap)
-            if not (alive[i] and alive[j]) or stamp != version[i] + version[j]:
-                continue
-        # merge j into i (i < j)
-        merges[step] = i, j
-        heights[step] = d
-        step += 1
-        alive[j] = False
-        if dense:
-            sums[i] += sums[j]
-            sums[:, i] += sums[:, j]
-        m[i] += m[j]
-        nbr[i].pop(j, None)
-        nbr[j].pop(i, None)
-        for c, ec in nbr[j].items():
-            nbr[c].pop(j, None)
-            if c in nbr[i]:
-                ei = nbr[i][c]
-                ei[0] += ec[0]
-                ei[1] += ec[1]
-                ei[2] += ec[2]
-            else:
-                nbr[i][c] = ec
-            nbr[c][i] = nbr[i][c]
-        nbr[j] = {}
-        version[i] += 1
-        for c in nbr[i]:
-            lo, hi = min(i, c), max(i, c)
-            heapq.heappush(heap, (dist(lo, hi), lo, hi, int(version[lo] + version[hi])))
+    if not dense:
+        sums = np.zeros((1, 1))
+    mode = {"border": 0, "average": 1, "mixed": 2}[linkage]
+    # distinct touching pairs; repeated pairs add up in the order given
+    keep = a != b
+    lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    key, inv = np.unique(lo * max(s, 1) + hi, return_inverse=True)
+    e_len = np.bincount(inv, weights=ln[keep], minlength=key.size)
+    e_con = np.bincount(inv, weights=cn[keep], minlength=key.size)
+    e_kl = np.bincount(inv, weights=kl[keep], minlength=key.size)
+    # compiled heap merge over per-region neighbour lists (leaf_kernels._merge_dense)
+    merges, heights = _merge_dense(
+        s,
+        m,
+        key // max(s, 1),
+        key % max(s, 1),
+        e_len,
+        e_con,
+        e_kl,
+        np.ascontiguousarray(sums),
+        mode,
+        w,
+        float(small),
+        float(mix),
+    )
     return merges, np.maximum.accumulate(heights) if heights.size else heights
 
 
@@ -413,24 +459,18 @@ def merge_tree_ucm(
     hts = np.clip(np.asarray(heights, dtype=np.float64), 0.0, 1.0)
     # strictly increasing heights (ties broken by merge order) so that every step is a level
     hts = hts + 1e-9 * np.arange(1, hts.size + 1)
-    coph = cophenetic(s, merges, hts)
-    ucm = leaf_pair_ucm(lab, coph)
+    leaf0 = np.ascontiguousarray(lab - 1)
+    # pair heights only on touching leaves (what the UCM reads), from the merge tree
+    ucm = _tree_ucm(leaf0, merges, hts, s)
     # levels: after k merges for the k of every threshold and of the last keep_last steps
     n = hts.size
     steps = set(np.searchsorted(hts, np.asarray(thresholds), side="right").tolist())
     steps |= set(range(max(n - int(keep_last), 0), n + 1))
     steps.add(0)
     steps = sorted(k for k in steps if 0 <= k <= n)
-    owner = np.arange(s)
-    levels, level_h = [], []
-    done = 0
-    for k in steps:
-        for i, j in merges[done:k].tolist():
-            owner[owner == j] = i
-        done = k
-        _, inv = np.unique(owner, return_inverse=True)
-        levels.append(np.concatenate([[0], inv + 1]).astype(np.int32)[lab])
-        level_h.append(0.0 if k == 0 else float(hts[k - 1]))
+    luts = _level_luts(merges, np.asarray(steps, dtype=np.int64), s)
+    levels = [lut[leaf0] for lut in luts]  # separate (H, W) int32 maps
+    level_h = [0.0 if k == 0 else float(hts[k - 1]) for k in steps]
     level_h = np.asarray(level_h)
     default = int(np.searchsorted(level_h, default_height, side="right")) - 1
     return Hierarchy(levels, level_h, default_level=max(default, 0), ucm2=ucm)
@@ -454,6 +494,8 @@ def leaf_hierarchy(
     within: str = "scale",
     small: float = 0.0,
     mix: float = 0.5,
+    edge_weight: float = 0.0,
+    edge_scale: float = 10.0,
 ) -> Hierarchy:
     """Edge-following leaves merged by average K_D into a hierarchy at image resolution.
 
@@ -475,6 +517,10 @@ def leaf_hierarchy(
         ``coarse``).
     mix : float
         See :func:`merge_leaves`.
+    edge_weight, edge_scale : float
+        Weight and scale of the mean edge strength along the border
+        (:func:`boundary_strength`) in the merge distance: ``(1 - w - e) (1 - K) + w C +
+        e G`` (e = ``edge_weight``; 0: off).
     coarse : Hierarchy, optional
         Snap this hierarchy to the leaves and refine it below its finest level
         (:func:`snap_hierarchy`) instead of merging the leaves all the way up.
@@ -490,19 +536,31 @@ def leaf_hierarchy(
     leaf = superpixel_leaves(
         image, method=leaves, n_segments=n_leaves, compactness=compactness, min_size=min_size
     )
-    m = leaf_node_weights(leaf, (h, w))
-    mt = m.T.tocsr()
-    km = np.asarray(mt @ k)  # (S, N) = M^T K
-    mass = np.asarray(m.sum(0)).ravel()
+    mt = _leaf_rows(leaf, (h, w))  # (S, N) = M^T, sorted columns
+    kc = np.ascontiguousarray(k if k.dtype in (np.float32, np.float64) else k.astype(np.float64))
+    mass = np.asarray(mt.sum(1)).ravel()
     a, b, length, contrast = boundary_contrast(image, leaf, contrast_scale)
-    # average K_D of every touching leaf pair: (M^T K M)[a, b] / (mass_a mass_b)
-    mb = mt[b].tocoo()
-    pk = np.bincount(mb.row, weights=mb.data * km[a[mb.row], mb.col], minlength=a.size)
-    pair_k = pk / np.maximum(mass[a] * mass[b], 1e-12)
+    if edge_weight < 0:
+        raise InputError(f"edge_weight must be >= 0; got {edge_weight}")
+    if edge_weight > 0:  # both border terms are sums over the same pixel pairs: one mix
+        if not 0 <= boundary_weight + edge_weight <= 1:
+            raise InputError("boundary_weight + edge_weight must be in [0, 1]")
+        strength = boundary_strength(image, leaf, edge_scale)
+        total = boundary_weight + edge_weight
+        contrast = (boundary_weight * contrast + edge_weight * strength) / total
+        boundary_weight = total
+    # average K_D of every touching leaf pair: (M^T K M)[a, b] / (mass_a mass_b), a < b
     sums = None
     if linkage != "border":
-        sums = np.asarray(mt @ km.T)  # (S, S) = M^T K M
-        sums = 0.5 * (sums + sums.T)
+        # (S, S) = M^T K M (compiled, float64 sums of the float32 K, one row of M^T K at a
+        # time); its entry (a, b) is the touching pair's kernel sum, summed in the same order
+        sums = _gram_of_kernel(mt.indptr, mt.indices, mt.data, kc)
+        pk = sums[a, b]
+    else:
+        km = _rows_times_dense(mt.indptr, mt.indices, mt.data, kc)  # (S, N) = M^T K
+        mb = mt[b].tocoo()
+        pk = np.bincount(mb.row, weights=mb.data * km[a[mb.row], mb.col], minlength=a.size)
+    pair_k = pk / np.maximum(mass[a] * mass[b], 1e-12)
     if coarse is not None:
         return snap_hierarchy(
             leaf,
@@ -532,6 +590,7 @@ def leaf_hierarchy(
         linkage=linkage,
         small=small * leaf.size,
         mix=mix,
+        overwrite_sums=True,
     )
     return merge_tree_ucm(leaf, merges, heights, keep_last=keep_last, default_height=default_height)
 

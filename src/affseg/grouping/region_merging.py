@@ -181,6 +181,9 @@ def connected_cleanup(
             parent[src] = dst
             orphan[src] = False
             parent = parent[parent]  # dst are roots; keep every entry pointing at a root
+    if soft is None and not (~kept[1:]).any():
+        # every piece kept (e.g. watershed basins): the component labels are already 1..n
+        return comp.astype(np.int32)
     root = parent[comp]
     uniq, inv = np.unique(root.ravel(), return_inverse=True)
     return (inv.reshape(root.shape) + 1).astype(np.int32)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +49,8 @@ _OPTION_TYPES: dict[str, type] = {
     "boundary_weight": float,
     "leaf_mix": float,
     "leaf_small": float,
+    "edge_weight": float,
+    "edge_scale": float,
 }
 
 #: Grouping algorithms of :func:`ndd_hierarchy`.
@@ -74,6 +77,29 @@ def shipped_model(weights: str | None = None) -> Any:
     from affseg.models.spec_diff_net import load_pretrained
 
     return load_pretrained(weights).eval()
+
+
+_FUSED: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def _fast_backbone(net: Any) -> Any | None:
+    """The batch-norm-folded inference copy of a spec-diff-net's backbone (cached per
+    network and rebuilt when its parameters change in place); None for other models."""
+    from affseg.backbones.efficientnet_lite import EfficientNetLitePyramid
+    from affseg.backbones.fused_lite import fuse_pyramid
+
+    bb = getattr(net, "backbone", None)
+    if not isinstance(bb, EfficientNetLitePyramid):
+        return None
+    stamp = tuple(t._version for t in (*bb.parameters(), *bb.buffers()))
+    hit = _FUSED.get(bb)
+    if hit is None or hit[0] != stamp:
+        try:
+            hit = (stamp, fuse_pyramid(bb))
+        except ValueError:
+            return None
+        _FUSED[bb] = hit
+    return hit[1]
 
 
 @contextlib.contextmanager
@@ -136,6 +162,8 @@ def ndd_hierarchy(
     boundary_weight: float = 0.2,
     leaf_mix: float = 0.5,
     leaf_small: float = 0.01,
+    edge_weight: float = 0.0,
+    edge_scale: float = 10.0,
 ) -> Hierarchy:
     """Hierarchical segmentation of one image with the neural diffusion distance.
 
@@ -199,6 +227,9 @@ def ndd_hierarchy(
     leaf_small : float
         Size prior of the leaf merging, as a fraction of the image area: the merge distance
         of a region smaller than this is scaled by ``sqrt(area / (leaf_small H W))`` (0: off).
+    edge_weight, edge_scale : float
+        Weight of the mean edge strength ``1 - exp(-g / edge_scale)`` along the border (g:
+        Sobel magnitude of CIE-Lab) in the leaf merge distance (0: off).
 
     Returns
     -------
@@ -245,6 +276,8 @@ def ndd_hierarchy(
         "boundary_weight": boundary_weight,
         "leaf_mix": leaf_mix,
         "leaf_small": leaf_small,
+        "edge_weight": edge_weight,
+        "edge_scale": edge_scale,
     }
     try:
         kw: dict[str, Any] = {k: _OPTION_TYPES[k](v) for k, v in given.items()}
@@ -263,8 +296,12 @@ def ndd_hierarchy(
     torch.manual_seed(int(seed))
     net = shipped_model(None if weights is None else str(weights)) if model is None else model
     x = _image_tensor(image)
+    from affseg.models.spec_diff_net import SpecDiffNet
+
+    # the batch-norm-folded backbone copy, for spec-diff-nets (other models: their encode)
+    fast = _fast_backbone(net) if isinstance(net, SpecDiffNet) else None
     with torch.no_grad(), _diffusion_overrides(net, T, t):
-        out = net.encode(x)
+        out = net.encode(x) if fast is None else net.encode(x, backbone=fast)
     phi = out.embedding[0].detach().cpu().float().numpy()
     tau = float(out.tau)
     size = (int(x.shape[2]), int(x.shape[3]))
@@ -282,10 +319,20 @@ def ndd_hierarchy(
             "boundary_weight": kw.pop("boundary_weight"),
             "mix": kw.pop("leaf_mix"),
             "small": kw.pop("leaf_small"),
+            "edge_weight": kw.pop("edge_weight"),
+            "edge_scale": kw.pop("edge_scale"),
             "default_height": kw["default_height"],
         }
     else:
-        for k in ("n_leaves", "leaf_scale", "boundary_weight", "leaf_mix", "leaf_small"):
+        for k in (
+            "n_leaves",
+            "leaf_scale",
+            "boundary_weight",
+            "leaf_mix",
+            "leaf_small",
+            "edge_weight",
+            "edge_scale",
+        ):
             kw.pop(k)
     if group == "leaves":
         from affseg.grouping.kernel_grouping import diffusion_kernel

@@ -282,7 +282,7 @@ class SpecDiffNet(nn.Module):
             image_size=(int(image_size[0]), int(image_size[1])),
         )
 
-    def encode(self, images: Tensor) -> NDDOutput:
+    def encode(self, images: Tensor, backbone: Any | None = None) -> NDDOutput:
         """Diffusion embedding of a batch of images.
 
         Parameters
@@ -290,6 +290,9 @@ class SpecDiffNet(nn.Module):
         images : Tensor, shape (B, 3, H, W)
             Float RGB in [0, 1]. They are resized to the nearest multiples of 16, so the
             grid is (h, w) = (round(H / 16) * 2, round(W / 16) * 2), e.g. 40 x 60 for BSDS.
+        backbone : callable, optional
+            Used instead of ``self.backbone`` (e.g. its batch-norm-folded inference copy,
+            :func:`affseg.backbones.fused_lite.fuse_pyramid`).
 
         Returns
         -------
@@ -312,7 +315,7 @@ class SpecDiffNet(nn.Module):
                 x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=True
             ).clamp(0, 1)
         with torch.no_grad():
-            pyramid = self.backbone(x)
+            pyramid = (self.backbone if backbone is None else backbone)(x)
         return self.encode_pyramid(pyramid, (int(h), int(w)))
 
     def similarity_rows(self, out: NDDOutput, idx: Tensor | list[int]) -> Tensor:
