@@ -173,13 +173,27 @@ class FastDepthSR(nn.Module):
         for i, dil in enumerate(self.dilations):
             ta = time.perf_counter()
             if fast:
-                aff = ham_affinity_fast(self.affinity, emb, aux[:, i : i + 1], dil, points)
+                aff, centre = ham_affinity_fast(
+                    self.affinity, emb, aux[:, i : i + 1], dil, points, normalize=True
+                )
+                tb = time.perf_counter()
+                cur = propagate(
+                    cur,
+                    aff,
+                    3,
+                    self.iterations,
+                    h0=up,
+                    mask=conf,
+                    dilation=dil,
+                    norm="none",
+                    centre=centre,
+                )
             else:
                 aff = self.affinity(emb, aux[:, i : i + 1], dilation=dil)
-            tb = time.perf_counter()
-            cur = propagate(
-                cur, aff, 3, self.iterations, h0=up, mask=conf, dilation=dil, norm="clip"
-            )
+                tb = time.perf_counter()
+                cur = propagate(
+                    cur, aff, 3, self.iterations, h0=up, mask=conf, dilation=dil, norm="clip"
+                )
             t_aff += tb - ta
             t_prop += time.perf_counter() - tb
         self.timings = {

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from affseg.affinity.hyperbolic import MIN_NORM, expmap0
+from affseg.affinity.hyperbolic import BALL_EPS, MIN_NORM
 from affseg.errors import InputError
 from affseg.models.ham import HAMAffinity
 from affseg.models.propagation import neighbour_offsets
@@ -45,7 +45,8 @@ def ham_affinity_fast(
     strength: Tensor,
     dilation: int = 1,
     points: tuple[np.ndarray, np.ndarray] | None = None,
-) -> Tensor:
+    normalize: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Affinities of ``module`` for ``emb`` (no autograd), as :meth:`HAMAffinity.forward`.
 
     Parameters
@@ -57,10 +58,14 @@ def ham_affinity_fast(
     dilation : int
     points : tuple of ndarray, optional
         ``ham_points(module, emb)``, to reuse for several dilations of the same embeddings.
+    normalize : bool
+        Also apply :func:`~affseg.models.propagation.normalize_affinity` (``"clip"``) and
+        return ``(affinity, centre)`` for ``propagate(..., norm="none", centre=centre)``.
 
     Returns
     -------
     Tensor, shape (B, k*k - 1, H, W), float32
+        (and the centre weights, shape (B, 1, H, W), when ``normalize``).
 
     References
     ----------
@@ -82,19 +87,27 @@ def ham_affinity_fast(
             f"embeddings (B, D, H, W) and strength (B, 1, H, W) expected, got "
             f"{tuple(emb.shape)} and {tuple(strength.shape)}"
         )
-    xn, x2n = ham_points(module, emb) if points is None else points
+    xn, fn = ham_points(module, emb) if points is None else points
     with torch.no_grad():
         c = float(module.curvature)
-        hyperbolic = module.geometry == "hyperbolic"
         sn = np.ascontiguousarray(strength[:, 0].float().numpy())
         prio = torch.sigmoid(module.beta).float().numpy()
         inv_tau = float(torch.exp(-module.log_tau))
+    hyperbolic = module.geometry == "hyperbolic"
     offs = np.asarray(neighbour_offsets(module.k, dilation), np.int64)
-    out = np.empty((emb.shape[0], len(offs), *emb.shape[-2:]), np.float32)
-    sc = math.sqrt(max(c, 1e-12))
-    _affinity_kernel(
-        xn, x2n, sn, offs, hyperbolic, np.float32(c), np.float32(sc), np.float32(inv_tau), prio, out
+    b_n, hh, ww = sn.shape
+    kk = len(offs)
+    # distances to the first half of the (symmetric) offsets; the second half reuses them
+    half = np.empty((b_n, kk // 2, hh, ww), np.float32)
+    sc = np.float32(math.sqrt(max(c, 1e-12)))
+    _distance_kernel(xn, fn, offs[: kk // 2], hyperbolic, sc, half)
+    out = np.empty((b_n, kk, hh, ww), np.float32)
+    centre = np.empty((b_n, hh, ww), np.float32)
+    _weight_kernel(
+        xn, fn, half, sn, offs, hyperbolic, sc, np.float32(inv_tau), prio, normalize, out, centre
     )
+    if normalize:
+        return torch.from_numpy(out), torch.from_numpy(centre)[:, None]
     return torch.from_numpy(out)
 
 
@@ -123,42 +136,101 @@ def ham_points(module: HAMAffinity, emb: Tensor) -> tuple[np.ndarray, np.ndarray
     """
     with torch.no_grad():
         c = float(module.curvature)
-        x = (expmap0(emb, c, dim=1) if module.geometry == "hyperbolic" else emb).float()
-        xn = np.ascontiguousarray(x.permute(0, 2, 3, 1).numpy())
-        if module.geometry != "hyperbolic":
-            return xn, np.ones(xn.shape[:3], np.float32)
-        x2 = (x * x).sum(1)
-        return xn, np.ascontiguousarray((1 - c * x2).clamp_min(MIN_NORM).sqrt().numpy())
+        xn = np.ascontiguousarray(emb.detach().float().permute(0, 2, 3, 1).numpy())
+    if module.geometry != "hyperbolic":
+        return xn, np.ones(xn.shape[:3], np.float32)
+    fac = np.empty(xn.shape[:3], np.float32)
+    _expmap_kernel(xn, np.float32(c), fac)
+    return xn, fac
 
 
 @numba.njit(parallel=True, cache=True)
-def _affinity_kernel(
-    x, sq, strength, offs, hyperbolic, c, sc, inv_tau, prio, out
-):  # pragma: no cover
+def _expmap_kernel(x, c, fac):  # pragma: no cover
+    # in place: x <- project(expmap0(x)) as affseg.affinity.hyperbolic; fac <- conformal
     b_n, hh, ww, dd = x.shape
+    sc = np.float32(math.sqrt(max(c, np.float32(1e-12))))
+    maxnorm = (np.float32(1.0) - np.float32(BALL_EPS)) / sc
+    for by in numba.prange(b_n * hh):
+        b = by // hh
+        y = by % hh
+        for xx in range(ww):
+            u = x[b, y, xx]
+            n2 = np.float32(0.0)
+            for k in range(dd):
+                n2 += u[k] * u[k]
+            norm = max(math.sqrt(n2), np.float32(MIN_NORM))
+            g = math.tanh(sc * norm) / (sc * norm)
+            pn2 = np.float32(0.0)
+            for k in range(dd):
+                u[k] = g * u[k]
+                pn2 += u[k] * u[k]
+            pn = max(math.sqrt(pn2), np.float32(MIN_NORM))
+            if pn > maxnorm:
+                pn2 = np.float32(0.0)
+                for k in range(dd):
+                    u[k] = u[k] / pn * maxnorm
+                    pn2 += u[k] * u[k]
+            fac[b, y, xx] = math.sqrt(max(np.float32(1.0) - c * pn2, np.float32(MIN_NORM)))
+
+
+@numba.njit(cache=True, inline="always")
+def _dist(x, f, b, y, xx, yy, xq, hyperbolic, sc):  # pragma: no cover
+    p = x[b, y, xx]
+    q = x[b, yy, xq]
+    d2 = np.float32(0.0)
+    for k in range(p.shape[0]):
+        t = q[k] - p[k]
+        d2 += t * t
+    r = math.sqrt(max(d2, np.float32(1e-12)))
+    if not hyperbolic:
+        return r
+    s = sc * r / (f[b, y, xx] * f[b, yy, xq])
+    # asinh(s) = log1p(s + s^2 / (sqrt(s^2 + 1) + 1)), accurate for small s
+    one = np.float32(1.0)
+    return np.float32(2.0) / sc * math.log1p(s + s * s / (math.sqrt(s * s + one) + one))
+
+
+@numba.njit(parallel=True, cache=True)
+def _distance_kernel(x, f, offs, hyperbolic, sc, out):  # pragma: no cover
+    b_n, hh, ww, _ = x.shape
+    for by in numba.prange(b_n * hh):
+        b = by // hh
+        y = by % hh
+        for n in range(offs.shape[0]):
+            yy = min(max(y + offs[n, 0], 0), hh - 1)
+            for xx in range(ww):
+                xq = min(max(xx + offs[n, 1], 0), ww - 1)
+                out[b, n, y, xx] = _dist(x, f, b, y, xx, yy, xq, hyperbolic, sc)
+
+
+@numba.njit(parallel=True, cache=True)
+def _weight_kernel(
+    x, f, half, strength, offs, hyperbolic, sc, inv_tau, prio, normalize, out, centre
+):  # noqa: E501  # pragma: no cover
+    b_n, hh, ww, _ = x.shape
     kk = offs.shape[0]
+    nh = kk // 2
     for by in numba.prange(b_n * hh):
         b = by // hh
         y = by % hh
         dist = np.empty(kk, np.float32)
         ex = np.empty(kk, np.float32)
         for xx in range(ww):
-            xp = x[b, y, xx]
-            rp = sq[b, y, xx]
             for n in range(kk):
+                if n < nh:
+                    dist[n] = half[b, n, y, xx]
+                    continue
+                # offset n is the opposite of offset kk - 1 - n (row-major, centre removed)
+                m = kk - 1 - n
                 yy = min(max(y + offs[n, 0], 0), hh - 1)
                 xq = min(max(xx + offs[n, 1], 0), ww - 1)
-                q = x[b, yy, xq]
-                d2 = np.float32(0.0)
-                for k in range(dd):
-                    t = q[k] - xp[k]
-                    d2 += t * t
-                if hyperbolic:
-                    s = sc * math.sqrt(max(d2, np.float32(1e-12))) / (rp * sq[b, yy, xq])
-                    # asinh(s) = log1p(s + s^2 / (sqrt(s^2 + 1) + 1)), accurate for small s
-                    dist[n] = 2.0 / sc * math.log1p(s + s * s / (math.sqrt(s * s + 1) + 1))
+                if (
+                    min(max(yy + offs[m, 0], 0), hh - 1) == y
+                    and min(max(xq + offs[m, 1], 0), ww - 1) == xx
+                ):
+                    dist[n] = half[b, m, yy, xq]
                 else:
-                    dist[n] = math.sqrt(max(d2, np.float32(1e-12)))
+                    dist[n] = _dist(x, f, b, y, xx, yy, xq, hyperbolic, sc)
             top = -dist[0] * inv_tau
             for n in range(1, kk):
                 top = max(top, -dist[n] * inv_tau)
@@ -167,9 +239,20 @@ def _affinity_kernel(
                 ex[n] = math.exp(-dist[n] * inv_tau - top)
                 tot += ex[n]
             sp = strength[b, y, xx]
+            asum = np.float32(0.0)
             for n in range(kk):
                 r = 0
                 for j in range(kk):
                     if dist[j] < dist[n] or (dist[j] == dist[n] and j < n):
                         r += 1
-                out[b, n, y, xx] = sp * (ex[n] / tot) * prio[r]
+                v = sp * (ex[n] / tot) * prio[r]
+                out[b, n, y, xx] = v
+                asum += v
+            if normalize:
+                div = max(np.float32(1.0), asum + np.float32(1e-6))
+                csum = np.float32(0.0)
+                for n in range(kk):
+                    v = out[b, n, y, xx] / div
+                    out[b, n, y, xx] = v
+                    csum += v
+                centre[b, y, xx] = np.float32(1.0) - csum
