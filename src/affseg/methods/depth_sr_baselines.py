@@ -32,17 +32,17 @@ from affseg.methods.bilateral_solver import bilateral_solve
 BASELINES: tuple[str, ...] = ("bicubic", "bilateral", "guided")
 #: Bilateral-solver parameters per factor (grid search on RGBD_depth_train).
 BILATERAL_PARAMS: dict[int, dict[str, float]] = {
-    2: {"sigma_spatial": 8.0, "sigma_luma": 8.0, "sigma_chroma": 8.0, "lam": 128.0},
-    4: {"sigma_spatial": 8.0, "sigma_luma": 8.0, "sigma_chroma": 8.0, "lam": 128.0},
-    8: {"sigma_spatial": 8.0, "sigma_luma": 8.0, "sigma_chroma": 8.0, "lam": 128.0},
-    16: {"sigma_spatial": 8.0, "sigma_luma": 8.0, "sigma_chroma": 8.0, "lam": 128.0},
+    2: {"sigma_spatial": 4.0, "sigma_luma": 8.0, "sigma_chroma": 8.0, "lam": 32.0},
+    4: {"sigma_spatial": 4.0, "sigma_luma": 8.0, "sigma_chroma": 8.0, "lam": 32.0},
+    8: {"sigma_spatial": 4.0, "sigma_luma": 8.0, "sigma_chroma": 8.0, "lam": 128.0},
+    16: {"sigma_spatial": 4.0, "sigma_luma": 8.0, "sigma_chroma": 8.0, "lam": 128.0},
 }
 #: Guided-filter (radius, eps on the [0, 1] guide) per factor (grid search on RGBD_depth_train).
 GUIDED_PARAMS: dict[int, dict[str, float]] = {
-    2: {"radius": 4, "eps": 1e-3},
-    4: {"radius": 4, "eps": 1e-3},
-    8: {"radius": 8, "eps": 1e-3},
-    16: {"radius": 8, "eps": 1e-3},
+    2: {"radius": 2, "eps": 1e-2},
+    4: {"radius": 4, "eps": 1e-2},
+    8: {"radius": 4, "eps": 1e-2},
+    16: {"radius": 8, "eps": 1e-2},
 }
 
 
@@ -84,7 +84,14 @@ def bilateral_upsample(
 
     up = bicubic_upsample(lr, factor)
     p = _params(BILATERAL_PARAMS, factor) if params is None else params
-    return bilateral_solve(rgb, up, **p)
+    return bilateral_solve(
+        rgb,
+        up,
+        sigma_spatial=p["sigma_spatial"],
+        sigma_luma=p["sigma_luma"],
+        sigma_chroma=p["sigma_chroma"],
+        lam=p["lam"],
+    )
 
 
 def guided_upsample(
