@@ -405,6 +405,7 @@ def _load_payload(path: str | Path) -> tuple[torch.nn.Module, dict[str, object]]
         model: torch.nn.Module
         if "stride" in config:
             config["dilations"] = tuple(config["dilations"])
+            config["coarse_dilations"] = tuple(config.get("coarse_dilations", ()))
             model = FastDepthSR(**config)
         else:
             model = DepthSRPropagation(**config)
