@@ -61,9 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--batch", type=int, default=4)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument(
-        "--iterations", type=int, default=2, help="propagation steps per dilation (8, 4, 2, 1)"
-    )
+    t.add_argument("--iterations", type=int, default=2, help="propagation steps per dilation stage")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--data", default=None)
     e = sub.add_parser("eval", help="RMSE/MAE table on one Middlebury scene")

@@ -13,7 +13,7 @@
    convolution of the full-resolution guide (sharp edges at the cost of one small conv);
    strengths and confidence are upsampled bilinearly;
 5. the map is propagated with :class:`~affseg.models.ham.HAMAffinity` affinities over
-   3 x 3 neighbourhoods of dilations 8, 4, 2, 1, ``iterations`` steps each, re-imposing
+   3 x 3 neighbourhoods of dilations 4, 2, 1, ``iterations`` steps each, re-imposing
    ``up`` with the learned confidence after every step.
 
 Inference (no autograd, CPU) computes the affinities with the fused numba kernel of
@@ -86,7 +86,7 @@ class FastDepthSR(nn.Module):
         width: int = 16,
         embed_dim: int = 8,
         stride: int = 4,
-        dilations: tuple[int, ...] = (8, 4, 2, 1),
+        dilations: tuple[int, ...] = (4, 2, 1),
         coarse_dilations: tuple[int, ...] = (4, 2, 1),
     ) -> None:
         super().__init__()

@@ -190,7 +190,7 @@ def _dist(x, f, b, y, xx, yy, xq, hyperbolic, sc):  # pragma: no cover
     return np.float32(2.0) / sc * math.log1p(s + s * s / (math.sqrt(s * s + one) + one))
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath=True)
 def _distance_kernel(x, f, offs, hyperbolic, sc, out):  # pragma: no cover
     b_n, hh, ww, _ = x.shape
     for by in numba.prange(b_n * hh):
@@ -203,7 +203,7 @@ def _distance_kernel(x, f, offs, hyperbolic, sc, out):  # pragma: no cover
                 out[b, n, y, xx] = _dist(x, f, b, y, xx, yy, xq, hyperbolic, sc)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=True, fastmath=True)
 def _weight_kernel(
     x, f, half, strength, offs, hyperbolic, sc, inv_tau, prio, normalize, out, centre
 ):  # noqa: E501  # pragma: no cover
@@ -238,21 +238,19 @@ def _weight_kernel(
             for n in range(kk):
                 ex[n] = math.exp(-dist[n] * inv_tau - top)
                 tot += ex[n]
-            sp = strength[b, y, xx]
+            scale = strength[b, y, xx] / tot
             asum = np.float32(0.0)
             for n in range(kk):
+                dn = dist[n]
                 r = 0
-                for j in range(kk):
-                    if dist[j] < dist[n] or (dist[j] == dist[n] and j < n):
-                        r += 1
-                v = sp * (ex[n] / tot) * prio[r]
+                for j in range(kk):  # stable rank: smaller, or tied with a lower index
+                    r += (dist[j] < dn) | ((dist[j] == dn) & (j < n))
+                ex[n] = scale * ex[n] * prio[r]
+                asum += ex[n]
+            div = max(np.float32(1.0), asum + np.float32(1e-6)) if normalize else np.float32(1.0)
+            csum = np.float32(0.0)
+            for n in range(kk):
+                v = ex[n] / div
                 out[b, n, y, xx] = v
-                asum += v
-            if normalize:
-                div = max(np.float32(1.0), asum + np.float32(1e-6))
-                csum = np.float32(0.0)
-                for n in range(kk):
-                    v = out[b, n, y, xx] / div
-                    out[b, n, y, xx] = v
-                    csum += v
-                centre[b, y, xx] = np.float32(1.0) - csum
+                csum += v
+            centre[b, y, xx] = np.float32(1.0) - csum
