@@ -25,7 +25,13 @@ DATASET = "RGBD_depth_train"
 
 
 def list_scenes(root: str | os.PathLike[str] | None = None) -> list[str]:
-    """Scene folders holding ``color.png`` and ``depth.png``, sorted."""
+    """Scene folders holding ``color.png`` and ``depth.png``, sorted.
+
+    Examples
+    --------
+    >>> list_scenes()[:2]            # doctest: +SKIP
+    ['lu_01', 'lu_02']
+    """
     base = dataset_dir(DATASET, root)
     return sorted(
         p.name
@@ -43,6 +49,12 @@ def load_pair(
     -------
     rgb : ndarray, shape (H, W, 3), uint8
     depth : ndarray, shape (H, W), float32 (8-bit values)
+
+    Examples
+    --------
+    >>> rgb, depth = load_pair("lu_01")            # doctest: +SKIP
+    >>> rgb.shape, depth.shape                      # doctest: +SKIP
+    ((480, 640, 3), (480, 640))
     """
     from affseg.methods.depth_sr import read_png
 

@@ -252,7 +252,14 @@ def augment(
 def load_training_pairs(
     data: str | None = None, scenes: list[str] | None = None
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Guides (3, H, W) in [0, 1] and disparities (1, H, W) of ``RGBD_depth_train`` scenes."""
+    """Guides (3, H, W) in [0, 1] and disparities (1, H, W) of ``RGBD_depth_train`` scenes.
+
+    Examples
+    --------
+    >>> pairs = load_training_pairs()          # doctest: +SKIP
+    >>> len(pairs), pairs[0][0].shape[0]       # doctest: +SKIP
+    (30, 3)
+    """
     from affseg.data import rgbd_train
 
     names = scenes or rgbd_train.list_scenes(data)
