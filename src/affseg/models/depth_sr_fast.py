@@ -5,15 +5,15 @@
 2. a guidance U-Net runs at **1/stride resolution** (stride 4: 344 x 272 for a
    1376 x 1088 guide) on the area-downsampled guide, ``up`` and the factor, and outputs
    coarse embeddings, one propagation strength per dilation and a data confidence;
-3. a coarse propagation stage smooths ``up`` at the guidance resolution over dilations
-   ``coarse_dilations`` (4, 2, 1: a reach of 56 full-resolution pixels for stride 4 at a
-   1/16 of the cost) with the coarse embeddings; its change is upsampled bilinearly and
-   added to ``up`` (the start and data term of the full-resolution stages);
+3. optionally (``coarse_dilations``, off by default: it raised the validation RMSE, see
+   docs/notes/ham.md) a coarse propagation stage smooths ``up`` at the guidance
+   resolution with the coarse embeddings; its change is upsampled bilinearly and added
+   to ``up`` (the start and data term of the full-resolution stages);
 4. full-resolution embeddings are the bilinear upsampling of the coarse ones plus a 3 x 3
    convolution of the full-resolution guide (sharp edges at the cost of one small conv);
    strengths and confidence are upsampled bilinearly;
 5. the map is propagated with :class:`~affseg.models.ham.HAMAffinity` affinities over
-   3 x 3 neighbourhoods of dilations 4, 2, 1, ``iterations`` steps each, re-imposing
+   3 x 3 neighbourhoods of dilations 8, 4, 2, 1, ``iterations`` steps each, re-imposing
    ``up`` with the learned confidence after every step.
 
 Inference (no autograd, CPU) computes the affinities with the fused numba kernel of
@@ -86,8 +86,8 @@ class FastDepthSR(nn.Module):
         width: int = 16,
         embed_dim: int = 8,
         stride: int = 4,
-        dilations: tuple[int, ...] = (4, 2, 1),
-        coarse_dilations: tuple[int, ...] = (4, 2, 1),
+        dilations: tuple[int, ...] = (8, 4, 2, 1),
+        coarse_dilations: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         self.dilations = tuple(int(d) for d in dilations)
