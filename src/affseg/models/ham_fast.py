@@ -5,7 +5,9 @@ about a second per dilation on a 1376 x 1088 image. :func:`ham_affinity_fast` co
 same affinities (geodesic or Euclidean distance, softmax of ``-d / tau``, beta-priority by
 distance rank, times the strength) pixel by pixel, without autograd and without the
 stacks. It equals the torch path to float tolerance when the module ranks ties stably
-(``stable_rank=True``; ties are broken by neighbour index) and has no ranked head.
+(``stable_rank=True``; exact ties are broken by neighbour index) and has no ranked head;
+two distances equal to within float rounding may still be ranked differently by the two
+paths (the rank priority is a step function of the order).
 
 References
 ----------
@@ -190,7 +192,7 @@ def _dist(x, f, b, y, xx, yy, xq, hyperbolic, sc):  # pragma: no cover
     return np.float32(2.0) / sc * math.log1p(s + s * s / (math.sqrt(s * s + one) + one))
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True)
 def _distance_kernel(x, f, offs, hyperbolic, sc, out):  # pragma: no cover
     b_n, hh, ww, _ = x.shape
     for by in numba.prange(b_n * hh):
@@ -203,7 +205,7 @@ def _distance_kernel(x, f, offs, hyperbolic, sc, out):  # pragma: no cover
                 out[b, n, y, xx] = _dist(x, f, b, y, xx, yy, xq, hyperbolic, sc)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True)
 def _weight_kernel(
     x, f, half, strength, offs, hyperbolic, sc, inv_tau, prio, normalize, out, centre
 ):  # noqa: E501  # pragma: no cover
