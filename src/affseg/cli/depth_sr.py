@@ -2,13 +2,17 @@
 
 Three actions::
 
-    affseg depth-sr train --scene art_big --geometry hyperbolic --out W.pt [--steps N]
-    affseg depth-sr eval  --weights W.pt --scene books_big [--json out.json] [--tta 4]
-    affseg depth-sr run   --weights W.pt --guide rgb.png --depth lr.png --out hr.png
+    affseg depth-sr run   --guide rgb.png --depth lr.png --out hr.png [--method ham]
+    affseg depth-sr eval  --scene dolls_big [--data ROOT] [--json out.json]
+    affseg depth-sr train --geometry hyperbolic --out W.pt [--steps 700] [--seed 0]
 
-``--tta N`` averages the model over N flips/transpositions of the inputs (N times slower;
-on Middlebury 4 transforms lower HAM RMSE by 0.1-2 %); ``train --init-weights W.pt``
-continues training. The method itself lives in :mod:`affseg.methods.depth_sr`.
+``run --method`` is ``ham`` (default, the shipped hyperbolic model), ``naive`` (its
+Euclidean twin), ``bicubic`` or ``bilateral`` (the fast bilateral solver); ``--weights``
+overrides the model file. ``eval`` without ``--weights`` tables the shipped models and the
+computed baselines (and Barron-Poole's published outputs where the scene has them).
+``train`` uses the ``RGBD_depth_train`` scenes only. ``--tta N`` averages a model over N
+flips/transpositions of the inputs (N times slower). The method itself lives in
+:mod:`affseg.methods.depth_sr`.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ import numpy as np
 from affseg.data.io import write_json
 from affseg.errors import InputError
 from affseg.methods.depth_sr import (
+    DEFAULT_WEIGHTS,
     evaluate,
     load_model,
     read_disparity,
     super_resolve,
     train,
-    weights_scene,
 )
+
+METHODS = ("ham", "naive", "bicubic", "bilateral")
 
 TTA_HELP = (
     "test-time ensemble: average over the first N of the 8 flips/transpositions "
@@ -47,62 +53,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
-    t = sub.add_parser("train", help="train on one Middlebury scene")
-    t.add_argument("--scene", required=True)
+    t = sub.add_parser("train", help="train on the RGBD_depth_train scenes")
     t.add_argument("--geometry", choices=("hyperbolic", "euclidean"), default="hyperbolic")
     t.add_argument("--out", required=True)
-    t.add_argument("--steps", type=int, default=400)
+    t.add_argument("--steps", type=int, default=700)
     t.add_argument("--crop", type=int, default=128)
     t.add_argument("--batch", type=int, default=4)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument(
-        "--grad-clip",
-        type=float,
-        default=0.0,
-        help="clip the gradient norm to this value (0: no clipping)",
-    )
-    t.add_argument(
-        "--loss",
-        choices=("mse", "charbonnier"),
-        default="mse",
-        help="mse (default) or charbonnier sqrt(e^2 + 1)",
-    )
-    t.add_argument(
-        "--init-logits",
-        type=float,
-        nargs=2,
-        default=(0.0, 0.0),
-        metavar=("STRENGTH", "CONF"),
-        help="initial logits of the propagation strength and data confidence "
-        "(default 0 0, the shipped recipe; 2 -3 collapsed to bicubic on "
-        "art_big)",
-    )
-    t.add_argument(
-        "--iterations",
-        type=int,
-        default=4,
-        help="propagation steps per dilation stage (16, 8, 4, 2, 1)",
-    )
-    t.add_argument(
-        "--init-weights",
-        default=None,
-        metavar="W.pt",
-        help="continue training (fine-tune) weights trained on the same scene "
-        "and geometry; their architecture is kept",
-    )
+    t.add_argument("--iterations", type=int, default=2, help="propagation steps per dilation stage")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--data", default=None)
-    e = sub.add_parser("eval", help="RMSE/MAE table on one scene")
-    e.add_argument("--weights", nargs="+", default=[])
+    e = sub.add_parser("eval", help="RMSE/MAE table on one Middlebury scene")
+    e.add_argument(
+        "--weights", nargs="+", default=[], help="model files (default: the shipped ham, naive)"
+    )
     e.add_argument("--scene", required=True)
     e.add_argument("--json", default=None)
     e.add_argument("--threads", type=int, default=2)
     e.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1, help=TTA_HELP)
     e.add_argument("--factors", type=int, nargs="+", choices=(2, 4, 8, 16), default=None)
+    e.add_argument("--no-baselines", action="store_true", help="table the models only")
     e.add_argument("--data", default=None)
     r = sub.add_parser("run", help="super-resolve one depth map")
-    r.add_argument("--weights", required=True)
+    r.add_argument("--method", choices=METHODS, default="ham")
+    r.add_argument("--weights", default=None, help="model file (ham / naive; default shipped)")
     r.add_argument("--guide", required=True, help="RGB guide image (H, W, 3)")
     r.add_argument(
         "--depth",
@@ -111,70 +86,73 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--out", required=True, help="output PNG (uint16 = disparity x 256)")
     r.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1, help=TTA_HELP)
+    r.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Dispatch ``affseg depth-sr ACTION``."""
+def _train(args: argparse.Namespace) -> int:
     from affseg.data.io import check_writable_file
 
-    if args.action == "train":
-        if args.steps < 1 or args.crop % 16 or args.crop < 32:
-            raise InputError("--steps must be >= 1 and --crop a multiple of 16 (>= 32)")
-        if args.batch < 1 or args.iterations < 1 or args.threads < 1:
-            raise InputError("--batch, --iterations and --threads must be >= 1")
-        if not (math.isfinite(args.lr) and args.lr > 0):
-            raise InputError(f"--lr must be a positive number, got {args.lr}")
-        if not (math.isfinite(args.grad_clip) and args.grad_clip >= 0):
-            raise InputError(f"--grad-clip must be >= 0, got {args.grad_clip}")
-        if not all(math.isfinite(v) for v in args.init_logits):
-            raise InputError(f"--init-logits must be finite, got {args.init_logits}")
-        check_writable_file(args.out, "--out")
-        rec = train(
-            args.scene,
-            args.geometry,
-            Path(args.out),
-            args.steps,
-            args.crop,
-            args.batch,
-            args.lr,
-            args.seed,
-            args.data,
-            args.threads,
-            iterations=args.iterations,
-            grad_clip=args.grad_clip,
-            loss_kind=args.loss,
-            init_logits=tuple(args.init_logits),
-            init_weights=args.init_weights,
-        )
-        print(json.dumps(rec))
-        return 0
-    if args.action == "eval":
-        if args.json:
-            check_writable_file(args.json, "--json")
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
-        for w in args.weights:
-            if weights_scene(w) == args.scene:
-                raise InputError(f"{w} was trained on {args.scene}; evaluate on another scene")
-        table = evaluate(
-            args.weights,
-            args.scene,
-            args.data,
-            args.threads,
-            args.tta,
-            tuple(args.factors) if args.factors else None,
-        )
-        for name, rows in table.items():
-            cells = "  ".join(f"{f}: {m['rmse']:.3f}/{m['mae']:.3f}" for f, m in rows.items())
-            print(f"{name:>28s}  RMSE/MAE  {cells}")
-        if args.json:
-            write_json(args.json, {"scene": args.scene, "table": table})
-        return 0
-    from affseg.data.io import read_image, write_png
+    if args.steps < 1 or args.crop % 16 or args.crop < 32:
+        raise InputError("--steps must be >= 1 and --crop a multiple of 16 (>= 32)")
+    if args.batch < 1 or args.iterations < 1 or args.threads < 1:
+        raise InputError("--batch, --iterations and --threads must be >= 1")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise InputError(f"--lr must be a positive number, got {args.lr}")
+    check_writable_file(args.out, "--out")
+    rec = train(
+        args.geometry,
+        Path(args.out),
+        args.steps,
+        args.crop,
+        args.batch,
+        args.lr,
+        args.seed,
+        args.data,
+        args.threads,
+        iterations=args.iterations,
+    )
+    print(json.dumps(rec))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from affseg.data.io import check_writable_file
+
+    if args.json:
+        check_writable_file(args.json, "--json")
+    if args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    table = evaluate(
+        args.weights or None,
+        args.scene,
+        args.data,
+        args.threads,
+        args.tta,
+        tuple(args.factors) if args.factors else None,
+        baselines=not args.no_baselines,
+    )
+    for name, rows in table.items():
+        cells = "  ".join(f"{f}: {m['rmse']:.3f}/{m['mae']:.3f}" for f, m in rows.items())
+        print(f"{name:>18s}  RMSE/MAE  {cells}")
+    if args.json:
+        write_json(args.json, {"scene": args.scene, "table": table})
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from affseg.data.io import check_writable_file, read_image, write_png
+    from affseg.methods.depth_sr_baselines import baseline_upsample
+    from affseg.runtime import torch_threads
 
     check_writable_file(args.out, "--out")
-    model = load_model(args.weights)
+    if args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    if args.weights and args.method not in ("ham", "naive"):
+        raise InputError(f"--weights applies to --method ham or naive, not {args.method}")
+    model = None
+    if args.method in ("ham", "naive"):  # bad weights fail before the images are read
+        model = load_model(args.weights or DEFAULT_WEIGHTS[args.method])
     rgb = read_image(args.guide)
     lr = read_disparity(args.depth)
     factor = rgb.shape[0] // lr.shape[0]
@@ -187,9 +165,18 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"guide {rgb.shape[:2]} is not a power-of-two multiple of depth {lr.shape}"
         )
-    pred = super_resolve(model, rgb, lr, factor, args.tta)
+    with torch_threads(args.threads):
+        if model is None:
+            pred = baseline_upsample(args.method, rgb, lr, factor)
+        else:
+            pred = super_resolve(model, rgb, lr, factor, args.tta)
     write_png(args.out, np.clip(np.round(pred * 256), 0, 65535).astype(np.uint16))
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch ``affseg depth-sr ACTION``."""
+    return {"train": _train, "eval": _eval, "run": _run}[args.action](args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,15 +3,18 @@
 The method behind ``affseg depth-sr`` (the CLI in :mod:`affseg.cli.depth_sr` only parses
 arguments and calls these functions).
 
-The model (:class:`affseg.models.depth_sr_net.DepthSRPropagation`) propagates the bicubic
-upsampling at full resolution with learned HAM (``geometry="hyperbolic"``) or Euclidean
-("naive") affinities over dilations 16..1, re-imposing it with a learned confidence; one
-model serves x2 ... x16. :func:`train` uses one Middlebury scene: random aligned crops of
-its RGB guide and ground-truth disparity (flips, transposition, channel permutation),
-degraded on the fly like the benchmark inputs (area downsampling by 2/4/8/16 plus Gaussian
-noise of std ~ U(4, 8) disparity units, then 8-bit rounding; the measured std of the
-provided inputs vs area-downsampled gt is 5.8-6.1). :func:`super_resolve` runs a model,
-optionally as a test-time dihedral ensemble; :func:`evaluate` tables RMSE/MAE per factor.
+The model (:class:`affseg.models.depth_sr_fast.FastDepthSR`, HAM v2) propagates the
+bicubic upsampling at full resolution with learned HAM (``geometry="hyperbolic"``) or
+Euclidean ("naive") affinities predicted by a guidance network at 1/4 resolution; one
+model serves x2 ... x16. :func:`train` uses the 30 ``RGBD_depth_train`` scenes (never a
+benchmark scene): random aligned crops (flips, transposition, channel permutation),
+degraded on the fly like the benchmark inputs (:func:`degrade`: area downsampling by
+2/4/8/16, Gaussian noise of std ~ U(4.5, 6.5) disparity units, 8-bit rounding; the
+measured std of the provided inputs vs the area-downsampled gt is 5.0-6.1 with gain 1.00,
+``benchmarks/depth_sr_degradation.py``). :func:`super_resolve` runs a model, optionally as
+a test-time dihedral ensemble; :func:`evaluate` tables RMSE/MAE per factor for the shipped
+models (:data:`DEFAULT_WEIGHTS`) and the computed baselines
+(:mod:`affseg.methods.depth_sr_baselines`).
 
 Weights are plain tensors and Python containers, read with ``torch.load(...,
 weights_only=True)``: a weights file cannot execute code.
@@ -34,6 +37,7 @@ Example
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -48,8 +52,17 @@ from affseg.runtime import torch_threads
 #: Benchmark scale index i -> factor 2**i (``depth_{i}_n.png``).
 FACTORS: dict[int, int] = {1: 2, 2: 4, 3: 8, 4: 16}
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+#: Shipped models of ``affseg depth-sr`` (trained on RGBD_depth_train, all factors).
+DEFAULT_WEIGHTS: dict[str, str] = {
+    "ham": "ham_depth_sr_hyperbolic.pt",
+    "naive": "ham_depth_sr_euclidean.pt",
+}
 #: Factor of training step ``i`` is ``TRAIN_FACTORS[i % 6]`` (x8 and x16 drawn twice as often).
 TRAIN_FACTORS: tuple[int, ...] = (2, 4, 8, 16, 8, 16)
+#: Range of the synthetic noise std (8-bit disparity units). Measured on the benchmark
+#: inputs vs the area-downsampled gt (benchmarks/depth_sr_degradation.py): gain 0.999-1.002,
+#: std 5.0-5.1 (dolls), 5.8-5.9 (art), 6.0-6.1 (books) at every factor.
+NOISE_STD: tuple[float, float] = (4.5, 6.5)
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -167,6 +180,39 @@ def degrade(
     return (lr + noise).round().clamp(0, 255)
 
 
+def synthesize_input(gt: np.ndarray, factor: int, noise_std: float, seed: int = 0) -> np.ndarray:
+    """A benchmark-like low-resolution input from a full-resolution disparity map.
+
+    Area downsampling by ``factor`` (``(H, W) -> (H / f, W / f)``, e.g. 1376 x 1088 ->
+    688 x 544 ... 86 x 68 for f = 2 ... 16, the benchmark's sizes), Gaussian noise of std
+    ``noise_std`` and 8-bit rounding (:func:`degrade`).
+
+    Parameters
+    ----------
+    gt : ndarray, shape (H, W)
+        H and W divisible by ``factor``.
+    factor : int
+    noise_std : float
+    seed : int
+
+    Returns
+    -------
+    ndarray, shape (H / factor, W / factor), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> synthesize_input(np.zeros((1088, 1376)), 16, 5.5).shape
+    (68, 86)
+    """
+    h, w = gt.shape
+    if factor < 1 or h % factor or w % factor:
+        raise InputError(f"disparity {gt.shape} is not divisible by the factor {factor}")
+    g = torch.Generator().manual_seed(seed)
+    t = torch.from_numpy(np.asarray(gt, np.float32))[None, None]
+    return degrade(t, factor, torch.full((1, 1, 1, 1), float(noise_std)), g)[0, 0].numpy()
+
+
 def augment(
     gt: torch.Tensor, rgb: torch.Tensor, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,87 +249,116 @@ def augment(
     return gt.contiguous(), rgb.contiguous()
 
 
+def load_training_pairs(
+    data: str | None = None, scenes: list[str] | None = None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Guides (3, H, W) in [0, 1] and disparities (1, H, W) of ``RGBD_depth_train`` scenes.
+
+    Examples
+    --------
+    >>> pairs = load_training_pairs()          # doctest: +SKIP
+    >>> len(pairs), pairs[0][0].shape[0]       # doctest: +SKIP
+    (30, 3)
+    """
+    from affseg.data import rgbd_train
+
+    names = scenes or rgbd_train.list_scenes(data)
+    pairs = []
+    for name in names:
+        rgb, depth = rgbd_train.load_pair(name, data)
+        pairs.append((_to_tensor_rgb(rgb)[0], torch.from_numpy(depth)[None]))
+    return pairs
+
+
+def sample_batch(
+    pairs: list[tuple[torch.Tensor, torch.Tensor]],
+    crop: int,
+    batch: int,
+    factor: int,
+    generator: torch.Generator,
+    noise: tuple[float, float] = NOISE_STD,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random aligned crops of random scenes, augmented and degraded (:func:`degrade`).
+
+    Parameters
+    ----------
+    pairs : list of (Tensor (3, H, W), Tensor (1, H, W))
+    crop, batch, factor : int
+    generator : torch.Generator
+    noise : (float, float)
+        Noise std drawn uniformly in this range per crop (8-bit disparity units).
+
+    Returns
+    -------
+    rgb : Tensor, shape (batch, 3, crop, crop)
+    low : Tensor, shape (batch, 1, crop / factor, crop / factor)
+    gt : Tensor, shape (batch, 1, crop, crop)
+
+    Examples
+    --------
+    >>> import torch
+    >>> pairs = [(torch.rand(3, 40, 48), torch.rand(1, 40, 48) * 255)]
+    >>> rgb, low, gt = sample_batch(pairs, 32, 2, 4, torch.Generator().manual_seed(0))
+    >>> rgb.shape, low.shape, gt.shape
+    (torch.Size([2, 3, 32, 32]), torch.Size([2, 1, 8, 8]), torch.Size([2, 1, 32, 32]))
+    """
+    ims, gts = [], []
+    for i in torch.randint(0, len(pairs), (batch,), generator=generator).tolist():
+        rgb, gt = pairs[i]
+        h, w = gt.shape[-2:]
+        if crop > min(h, w):
+            raise InputError(f"crop {crop} exceeds a {w}x{h} training scene")
+        y = int(torch.randint(0, h - crop + 1, (1,), generator=generator))
+        x = int(torch.randint(0, w - crop + 1, (1,), generator=generator))
+        ims.append(rgb[:, y : y + crop, x : x + crop])
+        gts.append(gt[:, y : y + crop, x : x + crop])
+    g, im = augment(torch.stack(gts), torch.stack(ims), generator)
+    std = noise[0] + (noise[1] - noise[0]) * torch.rand((batch, 1, 1, 1), generator=generator)
+    return im, degrade(g, factor, std, generator), g
+
+
 def train(
-    scene: str,
     geometry: str,
     out: Path,
-    steps: int = 400,
+    steps: int = 1500,
     crop: int = 128,
     batch: int = 4,
     lr: float = 2e-3,
     seed: int = 0,
     data: str | None = None,
     threads: int = 1,
-    log_every: int = 25,
-    iterations: int = 4,
-    grad_clip: float = 0.0,
-    loss_kind: str = "mse",
-    init_logits: tuple[float, float] = (0.0, 0.0),
-    init_weights: str | Path | None = None,
+    log_every: int = 50,
+    iterations: int = 2,
+    scenes: list[str] | None = None,
 ) -> dict[str, object]:
-    """Train a :class:`~affseg.models.depth_sr_net.DepthSRPropagation` on one scene.
+    """Train a :class:`~affseg.models.depth_sr_fast.FastDepthSR` on ``RGBD_depth_train``.
 
-    ``init_weights`` (weights written by this function) continues training from them
-    (fine-tuning); they must have been trained on the same ``scene`` and ``geometry``, and
-    their architecture (``iterations`` included) and record are taken over.
+    Every step draws ``batch`` random crops of random training scenes at factor
+    ``TRAIN_FACTORS[step % 6]`` (:func:`sample_batch`) and minimises the MSE to the
+    ground truth with Adam and a cosine schedule. No benchmark scene is used.
 
     Returns
     -------
     dict
-        Training record (scene, steps, seconds, final loss) also stored in the weights.
+        Training record (steps, seconds, final loss, ...) also stored in the weights.
     """
-    from affseg.models.depth_sr_net import DepthSRPropagation
+    from affseg.models.depth_sr_fast import FastDepthSR
 
     with torch_threads(max(1, int(threads))):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        parent: dict[str, object] | None = None
-        if init_weights is not None:  # read first: bad weights fail before the data loads
-            model, parent = _load_payload(init_weights)
-            if parent.get("scene") != scene or model.affinity.geometry != geometry:
-                raise InputError(
-                    f"{init_weights} was trained on {parent.get('scene')} "
-                    f"({model.affinity.geometry}); cannot continue on {scene} "
-                    f"({geometry})"
-                )
-            model.train()
-            iterations = model.iterations
-        else:
-            model = DepthSRPropagation(
-                geometry=geometry,  # type: ignore[arg-type]
-                iterations=iterations,
-            )
-            model.init_aux(*init_logits)
-        sc = load_scene(scene, data)  # uses no torch RNG: the model's init is unchanged
-        rgb = _to_tensor_rgb(sc["rgb"])[0]
-        gt = torch.from_numpy(sc["gt"])[None]
+        model = FastDepthSR(geometry=geometry, iterations=iterations)  # type: ignore[arg-type]
+        pairs = load_training_pairs(data, scenes)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-        h, w = gt.shape[-2:]
-        if crop > min(h, w):
-            raise InputError(f"crop {crop} exceeds the {w}x{h} scene {scene}")
         t0 = time.time()
         losses: list[float] = []
         for step in range(steps):
             factor = TRAIN_FACTORS[step % len(TRAIN_FACTORS)]
-            ys = torch.randint(0, h - crop + 1, (batch,), generator=gen)
-            xs = torch.randint(0, w - crop + 1, (batch,), generator=gen)
-            g = torch.stack(
-                [gt[:, y : y + crop, x : x + crop] for y, x in zip(ys, xs, strict=True)]
-            )
-            im = torch.stack(
-                [rgb[:, y : y + crop, x : x + crop] for y, x in zip(ys, xs, strict=True)]
-            )
-            g, im = augment(g, im, gen)
-            std = 4.0 + 4.0 * torch.rand((batch, 1, 1, 1), generator=gen)
-            low = degrade(g, factor, std, gen)
-            pred = model(im, low, factor)
-            err = pred - g
-            loss = (err**2).mean() if loss_kind == "mse" else torch.sqrt(err**2 + 1.0).mean()
+            im, low, g = sample_batch(pairs, crop, batch, factor, gen)
+            loss = ((model(im, low, factor, fast=False) - g) ** 2).mean()
             opt.zero_grad()
             loss.backward()
-            if grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
@@ -294,22 +369,19 @@ def train(
                     flush=True,
                 )
         record = {
-            "scene": scene,
+            "data": "RGBD_depth_train",
+            "scenes": len(pairs),
             "geometry": geometry,
             "steps": steps,
             "crop": crop,
             "batch": batch,
             "lr": lr,
             "seed": seed,
-            "grad_clip": grad_clip,
-            "loss": loss_kind,
             "iterations": iterations,
-            "init_logits": list(init_logits) if parent is None else None,
+            "noise_std": list(NOISE_STD),
             "seconds": round(time.time() - t0, 1),
-            "final_loss": float(np.mean(losses[-50:])),
+            "final_loss": float(np.mean(losses[-100:])),
         }
-        if parent is not None:
-            record["init_weights"] = parent
         payload = {"config": model.config(), "state_dict": model.state_dict(), "record": record}
         atomic_write(out, lambda p: torch.save(payload, p))
         return record
@@ -321,7 +393,12 @@ def load_model(path: str | Path) -> torch.nn.Module:
 
 
 def _load_payload(path: str | Path) -> tuple[torch.nn.Module, dict[str, object]]:
-    """Model and training record of weights written by :func:`train`."""
+    """Model and training record of weights written by :func:`train`.
+
+    Weights whose config has a ``stride`` are :class:`~affseg.models.depth_sr_fast.FastDepthSR`
+    (HAM v2); older files are :class:`~affseg.models.depth_sr_net.DepthSRPropagation`.
+    """
+    from affseg.models.depth_sr_fast import FastDepthSR
     from affseg.models.depth_sr_net import DepthSRPropagation
 
     p = Path(path)
@@ -331,7 +408,14 @@ def _load_payload(path: str | Path) -> tuple[torch.nn.Module, dict[str, object]]
         raise InputError(f"weights file not found: {path}")
     try:
         payload = _safe_load(p)
-        model = DepthSRPropagation(**payload["config"])
+        config = dict(payload["config"])
+        model: torch.nn.Module
+        if "stride" in config:
+            config["dilations"] = tuple(config["dilations"])
+            config["coarse_dilations"] = tuple(config.get("coarse_dilations", ()))
+            model = FastDepthSR(**config)
+        else:
+            model = DepthSRPropagation(**config)
         model.load_state_dict(payload["state_dict"])
         record = dict(payload["record"])
     except Exception as exc:  # noqa: BLE001 - any unpickling / key / shape failure
@@ -376,6 +460,9 @@ def super_resolve(
 ) -> np.ndarray:
     """Run a model on numpy inputs, optionally as a test-time dihedral ensemble.
 
+    Inputs whose size the model cannot take (HAM v2 needs the guide divisible by 16) are
+    replicate-padded at the bottom / right and the output cropped back.
+
     Parameters
     ----------
     rgb : ndarray, shape (H, W, 3), uint8
@@ -392,14 +479,21 @@ def super_resolve(
     """
     if tta not in (1, 2, 4, 8):
         raise InputError(f"tta must be 1, 2, 4 or 8, got {tta}")
+    h, w = lr.shape
+    m = 4 * int(getattr(model, "stride", 1))
+    step = m // math.gcd(m, factor)  # low-res multiple that makes factor * size divisible by m
+    ph, pw = (-h) % step, (-w) % step
     g = _to_tensor_rgb(rgb)
     d = torch.from_numpy(lr.astype(np.float32))[None, None]
+    if ph or pw:
+        g = F.pad(g, (0, pw * factor, 0, ph * factor), mode="replicate")
+        d = F.pad(d, (0, pw, 0, ph), mode="replicate")
     with torch.no_grad():
         acc = sum(
             dihedral(model(dihedral(g, t), dihedral(d, t), factor), t, inverse=True)
             for t in range(tta)
         )
-    return (acc / tta)[0, 0].numpy()
+    return (acc / tta)[0, 0, : h * factor, : w * factor].numpy()
 
 
 def error_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -418,48 +512,57 @@ def error_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 
 def evaluate(
-    weights: list[str],
-    scene: str,
+    weights: list[str] | None = None,
+    scene: str = "art_big",
     data: str | None = None,
     threads: int = 2,
     tta: int = 1,
     factors: tuple[int, ...] | None = None,
+    baselines: bool = True,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Table for one scene: method -> factor -> metrics (bicubic, bilateral solver, models).
+    """Table for one scene: method -> ``x{f}`` -> metrics (and ``seconds``).
 
-    ``tta``: test-time dihedral ensemble size of the models (:func:`super_resolve`);
-    ``factors``: a subset of 2, 4, 8, 16 (default all).
+    Parameters
+    ----------
+    weights : list of str, optional
+        Model weights, tabled under their file stem; default the shipped models
+        (:data:`DEFAULT_WEIGHTS`, keys ``ham`` and ``naive``).
+    scene : str
+        A ``Middlebury_depth_sr`` scene; ``barron_poole`` is tabled where its published
+        outputs exist.
+    tta : int
+        Test-time dihedral ensemble size of the models (:func:`super_resolve`).
+    factors : tuple of int, optional
+        A subset of 2, 4, 8, 16 (default all).
+    baselines : bool
+        Also table ``bicubic``, ``bilateral_solver`` and ``guided_filter`` (computed,
+        :mod:`affseg.methods.depth_sr_baselines`).
     """
+    from affseg.methods.depth_sr_baselines import bilateral_upsample, guided_upsample
+
+    named = dict(DEFAULT_WEIGHTS) if not weights else {Path(w).stem: w for w in weights}
     with torch_threads(max(1, int(threads))):
-        models = {Path(w).stem: load_model(w) for w in weights}  # bad weights fail first
+        models = {name: load_model(w) for name, w in named.items()}  # bad weights fail first
         sc = load_scene(scene, data)
-        table: dict[str, dict[str, dict[str, float]]] = {"bicubic": {}, "barron_poole": {}}
-        for name in models:
-            table[name] = {}
+        table: dict[str, dict[str, dict[str, float]]] = {}
+        methods: dict[str, object] = {}
+        if baselines:
+            methods = {
+                "bicubic": lambda rgb, lr, f: bicubic_upsample(lr, f),
+                "bilateral_solver": bilateral_upsample,
+                "guided_filter": guided_upsample,
+            }
+        for name, model in models.items():
+            methods[name] = lambda rgb, lr, f, model=model: super_resolve(model, rgb, lr, f, tta)
         for f in factors or FACTORS.values():
-            table["bicubic"][f"x{f}"] = error_metrics(bicubic_upsample(sc[f"lr{f}"], f), sc["gt"])
-            if f"bp{f}" in sc:
-                table["barron_poole"][f"x{f}"] = error_metrics(sc[f"bp{f}"], sc["gt"])
-            for name, model in models.items():
-                t0 = time.time()
-                pred = super_resolve(model, sc["rgb"], sc[f"lr{f}"], f, tta)
+            for name, fn in methods.items():
+                t0 = time.perf_counter()
+                pred = fn(sc["rgb"], sc[f"lr{f}"], f)  # type: ignore[operator]
                 m = error_metrics(pred, sc["gt"])
-                m["seconds"] = round(time.time() - t0, 2)
-                table[name][f"x{f}"] = m
+                m["seconds"] = round(time.perf_counter() - t0, 3)
+                table.setdefault(name, {})[f"x{f}"] = m
+            if f"bp{f}" in sc:
+                table.setdefault("barron_poole", {})[f"x{f}"] = error_metrics(
+                    sc[f"bp{f}"], sc["gt"]
+                )
         return table
-
-
-def weights_scene(path: str | Path) -> str | None:
-    """Training scene recorded in depth-sr weights (``None`` if unreadable).
-
-    Examples
-    --------
-    >>> weights_scene("ham_depth_sr_hyperbolic_art_big.pt")
-    'art_big'
-    """
-    p = Path(path)
-    p = p if p.is_file() else WEIGHTS_DIR / p.name
-    try:
-        return str(_safe_load(p)["record"]["scene"])
-    except Exception:  # noqa: BLE001 - unreadable weights are reported by load_model
-        return None

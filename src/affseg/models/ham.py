@@ -120,6 +120,10 @@ class HAMAffinity(nn.Module):
     c_param : {"softplus", "log"}
         Parametrisation of the learned curvature: ``softplus(raw) + 1e-4`` (default) or
         ``exp(raw)`` (scale-free: a step changes c by a fixed factor).
+    stable_rank : bool
+        Rank tied distances by neighbour index (a stable sort), so that the ranks are
+        reproducible by another implementation (:mod:`affseg.models.ham_fast`); default
+        False (the unspecified tie order of earlier models).
 
     References
     ----------
@@ -143,8 +147,10 @@ class HAMAffinity(nn.Module):
         learn_c: bool = True,
         head_dim: int | None = None,
         c_param: Literal["softplus", "log"] = "softplus",
+        stable_rank: bool = False,
     ) -> None:
         super().__init__()
+        self.stable_rank = stable_rank
         if geometry not in GEOMETRIES:
             raise InputError(f"unknown affinity geometry {geometry!r}; use hyperbolic or euclidean")
         if c_param not in ("softplus", "log"):
@@ -184,7 +190,11 @@ class HAMAffinity(nn.Module):
         c = self.curvature
         rel, d = _neighbours(emb, self.k, dilation, self.geometry, c)
         logit = -d / self.log_tau.exp()
-        order = d.detach().argsort(dim=1)
+        order = (
+            d.detach().argsort(dim=1, stable=True)
+            if self.stable_rank
+            else d.detach().argsort(dim=1)
+        )
         rank = order.argsort(dim=1)
         if self.head is not None:
             logit = logit + self.head(rel, torch.softmax(logit, dim=1), order, c)

@@ -150,6 +150,7 @@ def propagate(
     mask: Tensor | None = None,
     dilation: int = 1,
     norm: NormMode = "sum",
+    centre: Tensor | None = None,
 ) -> Tensor:
     """Run CSPN-style local propagation.
 
@@ -171,6 +172,10 @@ def propagate(
         Neighbour spacing.
     norm : {"sum", "clip", "none"}
         Affinity normalisation.
+    centre : Tensor, shape (B, 1, H, W), optional
+        Centre weights of already normalised affinities (with ``norm="none"``): skips
+        the normalisation pass (e.g. for :func:`affseg.models.ham_fast.ham_affinity_fast`
+        with ``normalize=True``).
 
     Returns
     -------
@@ -203,7 +208,12 @@ def propagate(
         )
     if iterations < 0:
         raise InputError(f"iterations must be >= 0, got {iterations}")
-    a, centre = normalize_affinity(affinity, norm)
+    if centre is None:
+        a, centre = normalize_affinity(affinity, norm)
+    elif norm != "none" or centre.shape != (h.shape[0], 1, *h.shape[-2:]):
+        raise InputError('a given centre needs norm="none" and shape (B, 1, H, W)')
+    else:
+        a = affinity
     a = a.unsqueeze(2)  # (B, K, 1, H, W) broadcasts over channels
     if mask is not None:
         h0 = h if h0 is None else h0

@@ -1,0 +1,67 @@
+"""Reader of ``RGBD_depth_train``: 30 real colour + disparity scenes for training depth models.
+
+Layout under ``<root>/RGBD_depth_train/<name>``: ``color.png`` (RGB) and ``depth.png``
+(8-bit, hole-filled disparity-like map). The benchmark scenes (art, books, dolls,
+laundry, moebius, reindeer) are not among them.
+
+Example
+-------
+>>> from affseg.data.rgbd_train import list_scenes
+>>> len(list_scenes())            # doctest: +SKIP
+30
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from affseg.data.io import read_image
+from affseg.data.paths import dataset_dir
+from affseg.errors import CorruptFileError
+
+DATASET = "RGBD_depth_train"
+
+
+def list_scenes(root: str | os.PathLike[str] | None = None) -> list[str]:
+    """Scene folders holding ``color.png`` and ``depth.png``, sorted.
+
+    Examples
+    --------
+    >>> list_scenes()[:2]            # doctest: +SKIP
+    ['lu_01', 'lu_02']
+    """
+    base = dataset_dir(DATASET, root)
+    return sorted(
+        p.name
+        for p in base.iterdir()
+        if (p / "color.png").is_file() and (p / "depth.png").is_file()
+    )
+
+
+def load_pair(
+    name: str, root: str | os.PathLike[str] | None = None, multiple: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """Guide and disparity of one scene, cropped (top-left) to a multiple of ``multiple``.
+
+    Returns
+    -------
+    rgb : ndarray, shape (H, W, 3), uint8
+    depth : ndarray, shape (H, W), float32 (8-bit values)
+
+    Examples
+    --------
+    >>> rgb, depth = load_pair("lu_01")            # doctest: +SKIP
+    >>> rgb.shape, depth.shape                      # doctest: +SKIP
+    ((480, 640, 3), (480, 640))
+    """
+    from affseg.methods.depth_sr import read_png
+
+    d = dataset_dir(DATASET, root) / name
+    rgb = read_image(d / "color.png")
+    depth = read_png(d / "depth.png")
+    if depth.ndim != 2 or depth.shape != rgb.shape[:2]:
+        raise CorruptFileError(f"{d}: depth {depth.shape} does not match colour {rgb.shape}")
+    h, w = (depth.shape[0] // multiple) * multiple, (depth.shape[1] // multiple) * multiple
+    return rgb[:h, :w], depth[:h, :w].astype(np.float32)

@@ -1,0 +1,242 @@
+"""Fast guided depth super-resolution by HAM (or naive) propagation (HAM v2).
+
+1. the noisy low-res disparity is upsampled bicubically to the guide's size (``up``,
+   clamped to the input range);
+2. a guidance U-Net runs at **1/stride resolution** (stride 4: 344 x 272 for a
+   1376 x 1088 guide) on the area-downsampled guide, ``up`` and the factor, and outputs
+   coarse embeddings, one propagation strength per dilation and a data confidence;
+3. optionally (``coarse_dilations``, off by default: it raised the validation RMSE, see
+   docs/notes/ham.md) a coarse propagation stage smooths ``up`` at the guidance
+   resolution with the coarse embeddings; its change is upsampled bilinearly and added
+   to ``up`` (the start and data term of the full-resolution stages);
+4. full-resolution embeddings are the bilinear upsampling of the coarse ones plus a 3 x 3
+   convolution of the full-resolution guide (sharp edges at the cost of one small conv);
+   strengths and confidence are upsampled bilinearly;
+5. the map is propagated with :class:`~affseg.models.ham.HAMAffinity` affinities over
+   3 x 3 neighbourhoods of dilations 8, 4, 2, 1, ``iterations`` steps each, re-imposing
+   ``up`` with the learned confidence after every step.
+
+Inference (no autograd, CPU) computes the affinities with the fused numba kernel of
+:mod:`affseg.models.ham_fast` and propagates with the numba path of
+:func:`~affseg.models.propagation.propagate`; training uses the torch (autograd) path.
+Both give the same output to float tolerance.
+
+References
+----------
+.. [1] J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+   Representation for Spatial Propagation", ICML 2023.
+.. [2] X. Cheng, P. Wang and R. Yang, "Depth Estimation via Affinity Learned with Convolutional
+   Spatial Propagation Network", ECCV 2018.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from affseg.errors import InputError
+from affseg.models.ham import Geometry, GuidanceNet, HAMAffinity
+from affseg.models.ham_fast import ham_affinity_fast, ham_points
+from affseg.models.propagation import propagate
+
+#: Fixed normalisation of disparity values (8-bit units) fed to the guidance network.
+DEPTH_CENTER, DEPTH_SCALE = 128.0, 64.0
+
+
+class FastDepthSR(nn.Module):
+    """Guided depth SR with a reduced-resolution guidance net (see module doc).
+
+    Parameters
+    ----------
+    geometry : {"hyperbolic", "euclidean"}
+    iterations : int
+        Propagation steps per dilation stage.
+    width, embed_dim : int
+        Guidance-network size.
+    stride : int
+        Resolution reduction of the guidance network (the guide's size must be divisible
+        by ``4 * stride``).
+    dilations : tuple of int
+        Full-resolution propagation stages, far to near.
+    coarse_dilations : tuple of int
+        Propagation stages at the guidance resolution, run first (empty: none).
+
+    References
+    ----------
+    J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+    Representation for Spatial Propagation", ICML 2023.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> net = FastDepthSR("euclidean", width=4, embed_dim=2).eval()
+    >>> net(torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 16, 16), factor=2).shape
+    torch.Size([1, 1, 32, 32])
+    """
+
+    def __init__(
+        self,
+        geometry: Geometry = "hyperbolic",
+        iterations: int = 2,
+        width: int = 16,
+        embed_dim: int = 8,
+        stride: int = 4,
+        dilations: tuple[int, ...] = (8, 4, 2, 1),
+        coarse_dilations: tuple[int, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.dilations = tuple(int(d) for d in dilations)
+        self.coarse_dilations = tuple(int(d) for d in coarse_dilations)
+        n_aux = len(self.dilations) + 1 + (len(self.coarse_dilations) + 1) * bool(coarse_dilations)
+        self.guide = GuidanceNet(5, width, embed_dim, n_aux=n_aux)
+        self.detail = nn.Conv2d(3, embed_dim, 3, padding=1)
+        self.affinity = HAMAffinity(geometry, 3, stable_rank=True)
+        self.iterations = iterations
+        self.stride = stride
+        self.width = width
+        self.embed_dim = embed_dim
+        self.timings: dict[str, float] = {}
+        with torch.no_grad():
+            self.guide.head.bias[embed_dim:] = 0.0
+
+    def config(self) -> dict[str, object]:
+        """Constructor arguments (stored with the weights)."""
+        return {
+            "geometry": self.affinity.geometry,
+            "iterations": self.iterations,
+            "width": self.width,
+            "embed_dim": self.embed_dim,
+            "stride": self.stride,
+            "dilations": list(self.dilations),
+            "coarse_dilations": list(self.coarse_dilations),
+        }
+
+    def forward(
+        self, rgb: Tensor, lr_depth: Tensor, factor: int, fast: bool | None = None
+    ) -> Tensor:
+        """Super-resolve ``lr_depth`` by ``factor`` guided by ``rgb``.
+
+        Parameters
+        ----------
+        rgb : Tensor, shape (B, 3, H, W), float in [0, 1]
+        lr_depth : Tensor, shape (B, 1, H / factor, W / factor)
+            Disparity (8-bit units).
+        factor : int
+            Power of two >= 1 dividing H and W.
+        fast : bool, optional
+            Use the numba inference path; default: when autograd is off and the inputs
+            are on the CPU. ``False`` forces the torch (reference) path.
+
+        Returns
+        -------
+        Tensor, shape (B, 1, H, W)
+        """
+        h, w = rgb.shape[-2:]
+        m = 4 * self.stride
+        if (
+            factor < 1
+            or 2 ** int(round(math.log2(factor))) != factor
+            or lr_depth.shape[-2:] != (h // factor, w // factor)
+            or h % factor
+            or w % factor
+        ):
+            raise InputError(
+                f"depth {tuple(lr_depth.shape[-2:])} and guide {(h, w)} do not match a "
+                f"power-of-two factor {factor} (guide size must be divisible by it)"
+            )
+        if h % m or w % m:
+            raise InputError(f"guide size {(h, w)} must be divisible by {m}")
+        if fast is None:
+            fast = not torch.is_grad_enabled() and rgb.device.type == "cpu"
+        t0 = time.perf_counter()
+        up = F.interpolate(lr_depth, size=(h, w), mode="bicubic", align_corners=False)
+        lo = lr_depth.amin(dim=(-2, -1), keepdim=True)
+        hi = lr_depth.amax(dim=(-2, -1), keepdim=True)
+        up = torch.minimum(torch.maximum(up, lo), hi)
+        s = self.stride
+        up_c = F.avg_pool2d(up, s)
+        small = torch.cat(
+            [
+                F.avg_pool2d(rgb, s),
+                (up_c - DEPTH_CENTER) / DEPTH_SCALE,
+                torch.full_like(up[..., ::s, ::s], math.log2(factor) / 4.0),
+            ],
+            1,
+        )
+        t1 = time.perf_counter()
+        emb_c, aux_c = self.guide(small)
+        t2 = time.perf_counter()
+        n = len(self.dilations)
+        if self.coarse_dilations:
+            aux_s = torch.sigmoid(aux_c[:, n + 1 :])
+            nc = len(self.coarse_dilations)
+            cur_c, _ = self._stages(
+                up_c, emb_c, aux_s[:, :nc], aux_s[:, nc : nc + 1], self.coarse_dilations, fast
+            )
+            delta = F.interpolate(cur_c - up_c, size=(h, w), mode="bilinear", align_corners=False)
+            up = torch.minimum(torch.maximum(up + delta, lo), hi)
+        t3 = time.perf_counter()
+        emb = F.interpolate(emb_c, size=(h, w), mode="bilinear", align_corners=False)
+        emb = emb + self.detail(rgb)
+        aux = torch.sigmoid(
+            F.interpolate(aux_c[:, : n + 1], size=(h, w), mode="bilinear", align_corners=False)
+        )
+        t4 = time.perf_counter()
+        cur, t_aff = self._stages(up, emb, aux[:, :n], aux[:, n : n + 1], self.dilations, fast)
+        t5 = time.perf_counter()
+        self.timings = {
+            "upsample_and_pool": t1 - t0,
+            "guidance_net": t2 - t1,
+            "coarse_propagation": t3 - t2,
+            "embeddings": t4 - t3,
+            "affinities": t_aff,
+            "propagation": t5 - t4 - t_aff,
+        }
+        return cur
+
+    def _stages(
+        self,
+        up: Tensor,
+        emb: Tensor,
+        strength: Tensor,
+        conf: Tensor,
+        dilations: tuple[int, ...],
+        fast: bool,
+    ) -> tuple[Tensor, float]:
+        """Propagate ``up`` over ``dilations`` (``iterations`` steps each), data term ``up``.
+
+        Returns the propagated map and the seconds spent on the affinities.
+        """
+        points = ham_points(self.affinity, emb) if fast else None
+        cur, t_aff = up, 0.0
+        for i, dil in enumerate(dilations):
+            ta = time.perf_counter()
+            if fast:
+                aff, centre = ham_affinity_fast(
+                    self.affinity, emb, strength[:, i : i + 1], dil, points, normalize=True
+                )
+                tb = time.perf_counter()
+                cur = propagate(
+                    cur,
+                    aff,
+                    3,
+                    self.iterations,
+                    h0=up,
+                    mask=conf,
+                    dilation=dil,
+                    norm="none",
+                    centre=centre,
+                )
+            else:
+                aff = self.affinity(emb, strength[:, i : i + 1], dilation=dil)
+                tb = time.perf_counter()
+                cur = propagate(
+                    cur, aff, 3, self.iterations, h0=up, mask=conf, dilation=dil, norm="clip"
+                )
+            t_aff += tb - ta
+        return cur, t_aff
