@@ -34,69 +34,17 @@ References
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from affseg.errors import InputError
-from affseg.models.ham import Geometry, HAMAffinity, conv_block
+from affseg.models.depth_sr_net import DILATIONS, DepthGuideNet
+from affseg.models.ham import Geometry, HAMAffinity
 from affseg.models.propagation import propagate
 
-#: Dilations of the propagation stages, far to near.
-DILATIONS: tuple[int, ...] = (16, 8, 4, 2, 1)
 #: Distances to the nearest sample are divided by this before entering the network.
 DIST_SCALE = 16.0
 #: Initial fills the model can be trained on (computed outside the network).
 INITS: tuple[str, ...] = ("nearest", "fgs")
-
-
-class CompletionGuideNet(nn.Module):
-    """Four-level U-Net (strides 1, 2, 4, 8): inputs -> embeddings and auxiliary logits.
-
-    Parameters
-    ----------
-    in_ch : int
-    width : int
-        Channels at full resolution (doubled per level, capped at ``4 * width``).
-    embed_dim : int
-    n_aux : int
-
-    Examples
-    --------
-    >>> import torch
-    >>> emb, aux = CompletionGuideNet(6, 4, 2, 5)(torch.zeros(1, 6, 20, 28))
-    >>> emb.shape, aux.shape
-    (torch.Size([1, 2, 20, 28]), torch.Size([1, 5, 20, 28]))
-    """
-
-    def __init__(self, in_ch: int, width: int, embed_dim: int, n_aux: int) -> None:
-        super().__init__()
-        w0, w1, w2, w3 = width, 2 * width, 4 * width, 4 * width
-        self.enc0 = conv_block(in_ch, w0)
-        self.enc1 = conv_block(w0, w1, 2)
-        self.enc2 = conv_block(w1, w2, 2)
-        self.enc3 = conv_block(w2, w3, 2)
-        self.dec2 = conv_block(w3 + w2, w2)
-        self.dec1 = conv_block(w2 + w1, w1)
-        self.dec0 = conv_block(w1 + w0, w0)
-        self.head = nn.Conv2d(w0, embed_dim + n_aux, 1)
-        self.embed_dim = embed_dim
-
-    @staticmethod
-    def _up_cat(x: Tensor, skip: Tensor) -> Tensor:
-        up = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.cat([up, skip], 1)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Map (B, in_ch, H, W) (any H, W) to (B, embed_dim, H, W) and (B, n_aux, H, W)."""
-        e0 = self.enc0(x)
-        e1 = self.enc1(e0)
-        e2 = self.enc2(e1)
-        e3 = self.enc3(e2)
-        d2 = self.dec2(self._up_cat(e3, e2))
-        d1 = self.dec1(self._up_cat(d2, e1))
-        d0 = self.dec0(self._up_cat(d1, e0))
-        out = self.head(d0)
-        return out[:, : self.embed_dim], out[:, self.embed_dim :]
 
 
 class DepthCompletionPropagation(nn.Module):
@@ -148,7 +96,7 @@ class DepthCompletionPropagation(nn.Module):
         if init not in INITS:
             raise InputError(f"unknown initial fill {init!r}; use {' or '.join(INITS)}")
         self.init = init
-        self.guide = CompletionGuideNet(6, width, embed_dim, n_aux=len(DILATIONS))
+        self.guide = DepthGuideNet(6, width, embed_dim, n_aux=len(DILATIONS))
         self.affinity = HAMAffinity(geometry, k)
         self.k = k
         self.iterations = iterations
