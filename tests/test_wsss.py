@@ -425,3 +425,35 @@ def test_fuse_scores_is_the_filtered_average() -> None:
     maps[7] = 1.0
     ids = segment_item(seg, it, mode="bilinear", weak_probs=maps, fuse=1.0)
     assert set(np.unique(ids).tolist()) == {8}
+
+
+def test_absence_weights_follow_label_cooccurrence() -> None:
+    from affseg.train.wsss import Pool, absence_weights
+
+    # class 1 appears in 5 images, class 0 in 4 of them: P(0 | 1) = 4 / 5, so the one image
+    # with class 1 but without class 0 weighs 1 / (1 - 4 / 5) = 5; class 2 is independent
+    y = np.array([[1, 1, 0], [1, 1, 1], [1, 1, 0], [1, 1, 1], [0, 1, 0], [0, 0, 1]])
+    w = absence_weights(y, cap=10.0)
+    cond = np.array([[np.nan if a == b else (y[:, a] * y[:, b]).sum() / y[:, b].sum()
+                      for b in range(3)] for a in range(3)])  # fmt: skip
+    expect = []
+    for row in y:
+        top = max((cond[a, b] for b in np.flatnonzero(row) for a in np.flatnonzero(1 - row)),
+                  default=0.0)  # fmt: skip
+        expect.append(min(10.0, max(1.0, 1.0 / (1.0 - top))))
+    np.testing.assert_allclose(w, expect)
+    assert w[4] == pytest.approx(5.0)
+    np.testing.assert_allclose(absence_weights(y, cap=2.0), np.minimum(expect, 2.0))
+    np.testing.assert_array_equal(absence_weights(y, cap=0.0), np.ones(6))
+    with pytest.raises(Exception, match="must be"):
+        absence_weights(np.ones(3))
+    # a weighted pool draws items in proportion to their weights
+    items = [{"grid": [2, 3], "f8": torch.zeros(40, 2, 3), "f16": torch.zeros(112, 1, 2),
+              "f32": torch.zeros(320, 1, 1), "head": torch.zeros(1280, 1, 1)}
+             for _ in range(3)]  # fmt: skip
+    pool = Pool(items, weights=np.array([1.0, 1.0, 8.0]))
+    rng = np.random.default_rng(0)
+    counts = np.bincount([pool.draw(rng, 1)[1][0] for _ in range(2000)], minlength=3)
+    np.testing.assert_allclose(counts / 2000, [0.1, 0.1, 0.8], atol=0.03)
+    with pytest.raises(Exception, match="positive"):
+        Pool(items, weights=np.array([1.0, 0.0, 1.0]))

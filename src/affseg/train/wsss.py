@@ -39,6 +39,53 @@ from affseg.runtime import torch_threads
 
 VARIANTS = ("full", "no-rfp", "no-share")
 _STAGE_SEEDS = {"weak": 1, "seg": 2}
+#: Default cap of the informative-absence sampling weights of the weak stage.
+ABSENCE_CAP = 10.0
+
+
+def absence_weights(labels: np.ndarray, cap: float = ABSENCE_CAP) -> np.ndarray:
+    """Sampling weight of each training image from what its image labels rule out.
+
+    With image-level labels only, two classes that nearly always appear together (MSRC-21:
+    every train image labelled face is also labelled body) can be told apart only by the
+    few images holding one without the other. With ``P(a | b)`` the share of the images
+    labelled ``b`` that are also labelled ``a`` (estimated on ``labels``), an image's
+    weight is the surprise of its most unlikely absence,
+
+        w_i = clip(1 / (1 - max_{b in y_i, a not in y_i} P(a | b)), 1, cap),
+
+    so a body-without-face image (P(face | body) = 29 / 31) is drawn ``cap`` times as
+    often as an image whose absent classes are uninformative. Only image-level labels are
+    read.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (n, C)
+        Image-level label vectors in {0, 1}.
+    cap : float
+        Largest weight (>= 1); ``cap <= 1`` gives uniform weights.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        Weights in [1, cap].
+
+    Examples
+    --------
+    >>> y = np.array([[1, 1], [1, 1], [1, 1], [0, 1]])   # class 0 given 1: 3 / 4
+    >>> absence_weights(y, cap=10.0)
+    array([1., 1., 1., 4.])
+    """
+    y = np.asarray(labels, dtype=np.float64)
+    if y.ndim != 2:
+        raise InputError(f"labels must be (n, C); got shape {y.shape}")
+    if cap <= 1.0:
+        return np.ones(len(y))
+    cond = (y.T @ y) / np.maximum(y.sum(0), 1.0)[None, :]  # cond[a, b] = P(a | b)
+    np.fill_diagonal(cond, 0.0)
+    pairs = (1.0 - y)[:, :, None] * y[:, None, :] * cond[None]  # absent a, present b
+    top = pairs.reshape(len(y), -1).max(1) if y.shape[1] else np.zeros(len(y))
+    return np.clip(1.0 / np.maximum(1.0 - top, 1e-12), 1.0, float(cap))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -85,6 +132,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="pseudo labels: ignore grid nodes whose top class score is below this",
     )
+    p.add_argument(
+        "--absence-cap",
+        type=float,
+        default=ABSENCE_CAP,
+        help="weak stage: draw images by informative-absence weight, capped at this "
+        "(see absence_weights; 0 = uniform draws)",
+    )
     p.add_argument("--limit", type=int, default=None, help="first N train images only")
     p.add_argument("--checkpoint-minutes", type=float, default=4.0)
     p.add_argument(
@@ -104,6 +158,11 @@ class Pool:
         Cache items (see :mod:`affseg.train.wsss_cache`).
     targets : list of Tensor, optional
         One (h, w) int64 label map per item (pseudo or true labels); 255 = ignore.
+    mu : float, optional
+        RFP threshold: the region masks ``[K_D > mu]`` are computed once.
+    weights : ndarray, shape (n,), optional
+        Relative draw weight of each item (default uniform): a grid size is drawn with
+        probability proportional to its items' total weight, then items within it.
 
     Examples
     --------
@@ -120,6 +179,7 @@ class Pool:
         items: list[dict[str, Any]],
         targets: list[Any] | None = None,
         mu: float | None = None,
+        weights: np.ndarray | None = None,
     ) -> None:
         from affseg.methods.wsss import FEATURE_LEVELS
         from affseg.models.wsss_net import diffusion_kernel, region_mask
@@ -141,14 +201,27 @@ class Pool:
         for i, it in enumerate(items):
             groups.setdefault((int(it["grid"][0]), int(it["grid"][1])), []).append(i)
         self.groups = list(groups.items())
-        sizes = np.array([len(g) for _, g in self.groups], dtype=np.float64)
+        self.weights = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (len(items),) or not np.all(w > 0):
+                raise InputError(f"weights must be {len(items)} positive values")
+            self.weights = w
+        sizes = np.array(
+            [len(g) if self.weights is None else self.weights[g].sum() for _, g in self.groups],
+            dtype=np.float64,
+        )
         self.p = sizes / sizes.sum()
 
     def draw(self, rng: np.random.Generator, batch: int) -> tuple[tuple[int, int], list[int]]:
         """A grid size and up to ``batch`` item indices of that size."""
         gi = int(rng.choice(len(self.groups), p=self.p))
         grid, idx = self.groups[gi]
-        pick = rng.choice(len(idx), size=min(batch, len(idx)), replace=False)
+        p = None
+        if self.weights is not None:
+            w = self.weights[idx]
+            p = w / w.sum()
+        pick = rng.choice(len(idx), size=min(batch, len(idx)), replace=False, p=p)
         return grid, [idx[int(j)] for j in pick]
 
 
@@ -500,9 +573,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             weak = weak_model(method, variant, args)
             hard = getattr(args, "soft_rfp", None) is None
             mu = args.mu if method == "wsss" and variant != "no-rfp" and hard else None
+            cap = float(getattr(args, "absence_cap", 0.0) or 0.0)
+            draw_w = None
+            if cap > 1.0:
+                draw_w = absence_weights(torch.stack([it["labels"] for it in items]).numpy(), cap)
             record["weak"] = run_stage(
-                "weak", weak, lambda m, b: weak_step(m, method, b), Pool(items, mu=mu),
-                args.weak_steps, args, ckpt, save, log,
+                "weak", weak, lambda m, b: weak_step(m, method, b),
+                Pool(items, mu=mu, weights=draw_w), args.weak_steps, args, ckpt, save, log,
             )  # fmt: skip
             kind = "cam" if method == "cam" else "wsss"
             from affseg.methods.wsss import pseudo_labels
@@ -537,7 +614,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cli(args: argparse.Namespace) -> list[str]:
     keep = ("method", "variant", "seed", "dim", "weak_steps", "seg_steps", "batch", "lr",
-            "weight_decay", "dropout", "theta", "mu", "soft_rfp", "ignore_below",
+            "weight_decay", "dropout", "theta", "mu", "soft_rfp", "ignore_below", "absence_cap",
             "limit")  # fmt: skip
     out = []
     for k in keep:
