@@ -63,6 +63,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--iterations", type=int, default=2, help="propagation steps per dilation stage")
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument(
+        "--init",
+        choices=("bicubic", "fgs"),
+        default="bicubic",
+        help="initial map: bicubic, or a learned blend of bicubic and its fast global smoothing",
+    )
     t.add_argument("--data", default=None)
     e = sub.add_parser("eval", help="RMSE/MAE table on one Middlebury scene")
     e.add_argument(
@@ -111,6 +117,7 @@ def _train(args: argparse.Namespace) -> int:
         args.data,
         args.threads,
         iterations=args.iterations,
+        init=args.init,
     )
     print(json.dumps(rec))
     return 0

@@ -330,6 +330,7 @@ def train(
     log_every: int = 50,
     iterations: int = 2,
     scenes: list[str] | None = None,
+    init: str = "bicubic",
 ) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_sr_fast.FastDepthSR` on ``RGBD_depth_train``.
 
@@ -347,7 +348,11 @@ def train(
     with torch_threads(max(1, int(threads))):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        model = FastDepthSR(geometry=geometry, iterations=iterations)  # type: ignore[arg-type]
+        model = FastDepthSR(
+            geometry=geometry,  # type: ignore[arg-type]
+            iterations=iterations,
+            init=init,  # type: ignore[arg-type]
+        )
         pairs = load_training_pairs(data, scenes)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -378,6 +383,7 @@ def train(
             "lr": lr,
             "seed": seed,
             "iterations": iterations,
+            "init": init,
             "noise_std": list(NOISE_STD),
             "seconds": round(time.time() - t0, 1),
             "final_loss": float(np.mean(losses[-100:])),

@@ -33,6 +33,9 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Literal
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +48,52 @@ from affseg.models.propagation import propagate
 
 #: Fixed normalisation of disparity values (8-bit units) fed to the guidance network.
 DEPTH_CENTER, DEPTH_SCALE = 128.0, 64.0
+#: Scale of the bicubic-minus-smoothed residual fed to the guidance network (``init="fgs"``).
+RESIDUAL_SCALE = 8.0
+#: ``init="fgs"``: fast-global-smoother lambda = this x factor, colour sigma (8-bit units).
+FGS_LAMBDA_PER_FACTOR, FGS_SIGMA = 25.0, 4.0
+
+InitMode = Literal["bicubic", "fgs"]
+
+
+def fgs_smooth(rgb: Tensor, depth: Tensor, lam: float, sigma: float) -> Tensor:
+    """Colour-guided fast global smoother (Min et al. 2014) of each map of a batch.
+
+    ``cv2.ximgproc.fastGlobalSmootherFilter`` on the 8-bit guide; no gradient flows
+    through it (it prepares the network's input).
+
+    Parameters
+    ----------
+    rgb : Tensor, shape (B, 3, H, W), float in [0, 1]
+    depth : Tensor, shape (B, 1, H, W)
+    lam, sigma : float
+        Smoothness weight and colour scale (8-bit units).
+
+    Returns
+    -------
+    Tensor, shape (B, 1, H, W), same dtype and device as ``depth``
+
+    Examples
+    --------
+    >>> import torch
+    >>> d = torch.full((1, 1, 8, 8), 5.0)
+    >>> bool(torch.allclose(fgs_smooth(torch.zeros(1, 3, 8, 8), d, 100.0, 4.0), d))
+    True
+    """
+    import cv2
+
+    guide = (rgb.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
+    guide = guide.cpu().numpy()
+    dep = depth.detach().float().cpu().numpy()
+    out = np.stack(
+        [
+            cv2.ximgproc.fastGlobalSmootherFilter(
+                np.ascontiguousarray(guide[b]), np.ascontiguousarray(dep[b, 0]), lam, sigma
+            )
+            for b in range(dep.shape[0])
+        ]
+    )[:, None]
+    return torch.from_numpy(out).to(depth)
 
 
 class FastDepthSR(nn.Module):
@@ -88,12 +137,21 @@ class FastDepthSR(nn.Module):
         stride: int = 4,
         dilations: tuple[int, ...] = (8, 4, 2, 1),
         coarse_dilations: tuple[int, ...] = (),
+        init: InitMode = "bicubic",
+        fgs_lambda: float = FGS_LAMBDA_PER_FACTOR,
+        fgs_sigma: float = FGS_SIGMA,
     ) -> None:
         super().__init__()
+        if init not in ("bicubic", "fgs"):
+            raise InputError(f"init must be 'bicubic' or 'fgs', got {init!r}")
         self.dilations = tuple(int(d) for d in dilations)
         self.coarse_dilations = tuple(int(d) for d in coarse_dilations)
+        self.init = init
+        self.fgs_lambda = float(fgs_lambda)
+        self.fgs_sigma = float(fgs_sigma)
         n_aux = len(self.dilations) + 1 + (len(self.coarse_dilations) + 1) * bool(coarse_dilations)
-        self.guide = GuidanceNet(5, width, embed_dim, n_aux=n_aux)
+        n_aux += init == "fgs"
+        self.guide = GuidanceNet(5 + (init == "fgs"), width, embed_dim, n_aux=n_aux)
         self.detail = nn.Conv2d(3, embed_dim, 3, padding=1)
         self.affinity = HAMAffinity(geometry, 3, stable_rank=True)
         self.iterations = iterations
@@ -114,6 +172,9 @@ class FastDepthSR(nn.Module):
             "stride": self.stride,
             "dilations": list(self.dilations),
             "coarse_dilations": list(self.coarse_dilations),
+            "init": self.init,
+            "fgs_lambda": self.fgs_lambda,
+            "fgs_sigma": self.fgs_sigma,
         }
 
     def forward(
@@ -159,19 +220,29 @@ class FastDepthSR(nn.Module):
         hi = lr_depth.amax(dim=(-2, -1), keepdim=True)
         up = torch.minimum(torch.maximum(up, lo), hi)
         s = self.stride
-        up_c = F.avg_pool2d(up, s)
-        small = torch.cat(
-            [
-                F.avg_pool2d(rgb, s),
-                (up_c - DEPTH_CENTER) / DEPTH_SCALE,
-                torch.full_like(up[..., ::s, ::s], math.log2(factor) / 4.0),
-            ],
-            1,
-        )
+        feats = [F.avg_pool2d(rgb, s)]
+        if self.init == "fgs":
+            smooth = fgs_smooth(rgb, up, self.fgs_lambda * factor, self.fgs_sigma)
+            feats += [
+                (F.avg_pool2d(smooth, s) - DEPTH_CENTER) / DEPTH_SCALE,
+                F.avg_pool2d(up - smooth, s) / RESIDUAL_SCALE,
+            ]
+        else:
+            feats.append((F.avg_pool2d(up, s) - DEPTH_CENTER) / DEPTH_SCALE)
+        feats.append(torch.full_like(up[..., ::s, ::s], math.log2(factor) / 4.0))
+        small = torch.cat(feats, 1)
         t1 = time.perf_counter()
         emb_c, aux_c = self.guide(small)
         t2 = time.perf_counter()
         n = len(self.dilations)
+        if self.init == "fgs":
+            # per-pixel blend of the bicubic map and its edge-aware global smoothing
+            blend = torch.sigmoid(
+                F.interpolate(aux_c[:, -1:], size=(h, w), mode="bilinear", align_corners=False)
+            )
+            up = up + blend * (smooth - up)
+            aux_c = aux_c[:, :-1]
+        up_c = F.avg_pool2d(up, s)
         if self.coarse_dilations:
             aux_s = torch.sigmoid(aux_c[:, n + 1 :])
             nc = len(self.coarse_dilations)
