@@ -1,7 +1,10 @@
 """Fast guided depth super-resolution by HAM (or naive) propagation (HAM v2).
 
 1. the noisy low-res disparity is upsampled bicubically to the guide's size (``up``,
-   clamped to the input range);
+   clamped to the input range); with ``init="fgs"`` it is also smoothed by the
+   colour-guided fast global smoother (lambda ``fgs_lambda`` x factor) and the guidance
+   network's extra output blends the two per pixel (``up`` := blend of both), which
+   gives the propagation a global reach on large smooth surfaces;
 2. a guidance U-Net runs at **1/stride resolution** (stride 4: 344 x 272 for a
    1376 x 1088 guide) on the area-downsampled guide, ``up`` and the factor, and outputs
    coarse embeddings, one propagation strength per dilation and a data confidence;
@@ -36,7 +39,6 @@ import time
 from typing import Literal
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -113,6 +115,11 @@ class FastDepthSR(nn.Module):
         Full-resolution propagation stages, far to near.
     coarse_dilations : tuple of int
         Propagation stages at the guidance resolution, run first (empty: none).
+    init : {"bicubic", "fgs"}
+        Start and data term of the propagation: the bicubic map, or a learned per-pixel
+        blend of it and its fast global smoothing (:func:`fgs_smooth`).
+    fgs_lambda, fgs_sigma : float
+        Smoother lambda per unit of factor and colour sigma (8-bit units), ``init="fgs"``.
 
     References
     ----------
