@@ -69,6 +69,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="bicubic",
         help="initial map: bicubic, or a learned blend of bicubic and its fast global smoothing",
     )
+    t.add_argument(
+        "--reimpose",
+        choices=("init", "bicubic"),
+        default="init",
+        help="data term re-imposed during propagation with --init fgs",
+    )
     t.add_argument("--data", default=None)
     e = sub.add_parser("eval", help="RMSE/MAE table on one Middlebury scene")
     e.add_argument(
@@ -118,6 +124,7 @@ def _train(args: argparse.Namespace) -> int:
         args.threads,
         iterations=args.iterations,
         init=args.init,
+        reimpose=args.reimpose,
     )
     print(json.dumps(rec))
     return 0

@@ -331,6 +331,7 @@ def train(
     iterations: int = 2,
     scenes: list[str] | None = None,
     init: str = "bicubic",
+    reimpose: str = "init",
 ) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_sr_fast.FastDepthSR` on ``RGBD_depth_train``.
 
@@ -352,6 +353,7 @@ def train(
             geometry=geometry,  # type: ignore[arg-type]
             iterations=iterations,
             init=init,  # type: ignore[arg-type]
+            reimpose=reimpose,  # type: ignore[arg-type]
         )
         pairs = load_training_pairs(data, scenes)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -384,6 +386,7 @@ def train(
             "seed": seed,
             "iterations": iterations,
             "init": init,
+            "reimpose": reimpose,
             "noise_std": list(NOISE_STD),
             "seconds": round(time.time() - t0, 1),
             "final_loss": float(np.mean(losses[-100:])),

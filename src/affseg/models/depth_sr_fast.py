@@ -118,6 +118,9 @@ class FastDepthSR(nn.Module):
     init : {"bicubic", "fgs"}
         Start and data term of the propagation: the bicubic map, or a learned per-pixel
         blend of it and its fast global smoothing (:func:`fgs_smooth`).
+    reimpose : {"init", "bicubic"}
+        Data term re-imposed after every step with ``init="fgs"``: the blended start, or
+        the bicubic map.
     fgs_lambda, fgs_sigma : float
         Smoother lambda per unit of factor and colour sigma (8-bit units), ``init="fgs"``.
 
@@ -145,6 +148,7 @@ class FastDepthSR(nn.Module):
         dilations: tuple[int, ...] = (8, 4, 2, 1),
         coarse_dilations: tuple[int, ...] = (),
         init: InitMode = "bicubic",
+        reimpose: Literal["init", "bicubic"] = "init",
         fgs_lambda: float = FGS_LAMBDA_PER_FACTOR,
         fgs_sigma: float = FGS_SIGMA,
     ) -> None:
@@ -153,7 +157,10 @@ class FastDepthSR(nn.Module):
             raise InputError(f"init must be 'bicubic' or 'fgs', got {init!r}")
         self.dilations = tuple(int(d) for d in dilations)
         self.coarse_dilations = tuple(int(d) for d in coarse_dilations)
+        if reimpose not in ("init", "bicubic"):
+            raise InputError(f"reimpose must be 'init' or 'bicubic', got {reimpose!r}")
         self.init = init
+        self.reimpose = reimpose
         self.fgs_lambda = float(fgs_lambda)
         self.fgs_sigma = float(fgs_sigma)
         n_aux = len(self.dilations) + 1 + (len(self.coarse_dilations) + 1) * bool(coarse_dilations)
@@ -180,6 +187,7 @@ class FastDepthSR(nn.Module):
             "dilations": list(self.dilations),
             "coarse_dilations": list(self.coarse_dilations),
             "init": self.init,
+            "reimpose": self.reimpose,
             "fgs_lambda": self.fgs_lambda,
             "fgs_sigma": self.fgs_sigma,
         }
@@ -242,6 +250,7 @@ class FastDepthSR(nn.Module):
         emb_c, aux_c = self.guide(small)
         t2 = time.perf_counter()
         n = len(self.dilations)
+        bicubic = up
         if self.init == "fgs":
             # per-pixel blend of the bicubic map and its edge-aware global smoothing
             blend = torch.sigmoid(
@@ -265,7 +274,10 @@ class FastDepthSR(nn.Module):
             F.interpolate(aux_c[:, : n + 1], size=(h, w), mode="bilinear", align_corners=False)
         )
         t4 = time.perf_counter()
-        cur, t_aff = self._stages(up, emb, aux[:, :n], aux[:, n : n + 1], self.dilations, fast)
+        data = bicubic if self.reimpose == "bicubic" else up
+        cur, t_aff = self._stages(
+            up, emb, aux[:, :n], aux[:, n : n + 1], self.dilations, fast, data=data
+        )
         t5 = time.perf_counter()
         self.timings = {
             "upsample_and_pool": t1 - t0,
@@ -285,13 +297,16 @@ class FastDepthSR(nn.Module):
         conf: Tensor,
         dilations: tuple[int, ...],
         fast: bool,
+        data: Tensor | None = None,
     ) -> tuple[Tensor, float]:
-        """Propagate ``up`` over ``dilations`` (``iterations`` steps each), data term ``up``.
+        """Propagate ``up`` over ``dilations`` (``iterations`` steps each), data term ``data``
+        (default ``up``).
 
         Returns the propagated map and the seconds spent on the affinities.
         """
         points = ham_points(self.affinity, emb) if fast else None
         cur, t_aff = up, 0.0
+        up = up if data is None else data
         for i, dil in enumerate(dilations):
             ta = time.perf_counter()
             if fast:
