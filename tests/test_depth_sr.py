@@ -23,7 +23,7 @@ def test_fast_model_constant_depth_and_errors(geometry: str, init: str) -> None:
     assert out.shape == (1, 1, 64, 48)
     torch.testing.assert_close(out, torch.full_like(out, 97.0))  # constants survive
     assert set(model.timings) == {
-        "upsample_and_pool", "guidance_net", "coarse_propagation", "embeddings",
+        "upsample_and_pool", "global_smoother", "guidance_net", "coarse_propagation", "embeddings",
         "affinities", "propagation",
     }  # fmt: skip
     with pytest.raises(InputError, match="power-of-two"):

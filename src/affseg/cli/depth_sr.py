@@ -75,6 +75,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="init",
         help="data term re-imposed during propagation with --init fgs",
     )
+    t.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="train on every scene resized by each of these factors (bilinear)",
+    )
     t.add_argument("--data", default=None)
     e = sub.add_parser("eval", help="RMSE/MAE table on one Middlebury scene")
     e.add_argument(
@@ -107,6 +114,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.crop % 16 or args.crop < 32:
         raise InputError("--steps must be >= 1 and --crop a multiple of 16 (>= 32)")
+    if not all(math.isfinite(x) and 0.25 <= x <= 8 for x in args.scales):
+        raise InputError(f"--scales must lie in [0.25, 8], got {args.scales}")
     if args.batch < 1 or args.iterations < 1 or args.threads < 1:
         raise InputError("--batch, --iterations and --threads must be >= 1")
     if not (math.isfinite(args.lr) and args.lr > 0):
@@ -125,6 +134,7 @@ def _train(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         init=args.init,
         reimpose=args.reimpose,
+        scales=tuple(args.scales),
     )
     print(json.dumps(rec))
     return 0
