@@ -295,13 +295,13 @@ def test_train_round_trip(tmp_path) -> None:  # noqa: ANN001
         Image.fromarray(rng.integers(20, 200, (70, 90), dtype=np.uint8)).save(d / "depth.png")
     rec = train(
         "euclidean", tmp_path / "w.pt", steps=2, crop=32, batch=2, data=str(tmp_path),
-        log_every=0, iterations=1, init="fgs",
+        log_every=0, iterations=1, init="fgs", reimpose="bicubic", scales=(1.0, 1.5),
     )  # fmt: skip
     assert rec["scenes"] == 2 and rec["steps"] == 2 and np.isfinite(rec["final_loss"])
-    assert rec["init"] == "fgs"
+    assert rec["init"] == "fgs" and rec["scales"] == [1.0, 1.5]
     model = load_model(tmp_path / "w.pt")
     assert model.iterations == 1 and model.affinity.geometry == "euclidean"
-    assert model.init == "fgs"
+    assert model.init == "fgs" and model.reimpose == "bicubic"
 
 
 @pytest.mark.slow

@@ -76,6 +76,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="data term re-imposed during propagation with --init fgs",
     )
     t.add_argument(
+        "--blend-detail",
+        action="store_true",
+        help="with --init fgs: full-resolution correction of the blend weight",
+    )
+    t.add_argument(
         "--scales",
         type=float,
         nargs="+",
@@ -135,6 +140,7 @@ def _train(args: argparse.Namespace) -> int:
         init=args.init,
         reimpose=args.reimpose,
         scales=tuple(args.scales),
+        blend_detail=args.blend_detail,
     )
     print(json.dumps(rec))
     return 0

@@ -350,6 +350,7 @@ def train(
     init: str = "bicubic",
     reimpose: str = "init",
     scales: tuple[float, ...] = (1.0,),
+    blend_detail: bool = False,
 ) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_sr_fast.FastDepthSR` on ``RGBD_depth_train``.
 
@@ -372,6 +373,7 @@ def train(
             iterations=iterations,
             init=init,  # type: ignore[arg-type]
             reimpose=reimpose,  # type: ignore[arg-type]
+            blend_detail=blend_detail,
         )
         pairs = load_training_pairs(data, scenes, scales)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -395,7 +397,7 @@ def train(
                 )
         record = {
             "data": "RGBD_depth_train",
-            "scenes": len(pairs),
+            "scenes": len(pairs) // len(scales),
             "geometry": geometry,
             "steps": steps,
             "crop": crop,
@@ -405,6 +407,7 @@ def train(
             "iterations": iterations,
             "init": init,
             "reimpose": reimpose,
+            "blend_detail": blend_detail,
             "scales": [float(x) for x in scales],
             "noise_std": list(NOISE_STD),
             "seconds": round(time.time() - t0, 1),

@@ -121,6 +121,9 @@ class FastDepthSR(nn.Module):
     reimpose : {"init", "bicubic"}
         Data term re-imposed after every step with ``init="fgs"``: the blended start, or
         the bicubic map.
+    blend_detail : bool
+        With ``init="fgs"``: add a full-resolution 3 x 3 convolution of the guide and the
+        bicubic-minus-smoothed residual to the (upsampled) blend logit.
     fgs_lambda, fgs_sigma : float
         Smoother lambda per unit of factor and colour sigma (8-bit units), ``init="fgs"``.
 
@@ -149,6 +152,7 @@ class FastDepthSR(nn.Module):
         coarse_dilations: tuple[int, ...] = (),
         init: InitMode = "bicubic",
         reimpose: Literal["init", "bicubic"] = "init",
+        blend_detail: bool = False,
         fgs_lambda: float = FGS_LAMBDA_PER_FACTOR,
         fgs_sigma: float = FGS_SIGMA,
     ) -> None:
@@ -167,6 +171,14 @@ class FastDepthSR(nn.Module):
         n_aux += init == "fgs"
         self.guide = GuidanceNet(5 + (init == "fgs"), width, embed_dim, n_aux=n_aux)
         self.detail = nn.Conv2d(3, embed_dim, 3, padding=1)
+        self.blend_detail: nn.Conv2d | None = None
+        if init == "fgs" and blend_detail:
+            # full-resolution correction of the blend logit from the guide and the
+            # bicubic-minus-smoothed residual (sharp switching at thin structures)
+            self.blend_detail = nn.Conv2d(4, 1, 3, padding=1)
+            with torch.no_grad():
+                self.blend_detail.weight.mul_(0.1)
+                self.blend_detail.bias.zero_()
         self.affinity = HAMAffinity(geometry, 3, stable_rank=True)
         self.iterations = iterations
         self.stride = stride
@@ -188,6 +200,7 @@ class FastDepthSR(nn.Module):
             "coarse_dilations": list(self.coarse_dilations),
             "init": self.init,
             "reimpose": self.reimpose,
+            "blend_detail": self.blend_detail is not None,
             "fgs_lambda": self.fgs_lambda,
             "fgs_sigma": self.fgs_sigma,
         }
@@ -256,9 +269,10 @@ class FastDepthSR(nn.Module):
         bicubic = up
         if self.init == "fgs":
             # per-pixel blend of the bicubic map and its edge-aware global smoothing
-            blend = torch.sigmoid(
-                F.interpolate(aux_c[:, -1:], size=(h, w), mode="bilinear", align_corners=False)
-            )
+            logit = F.interpolate(aux_c[:, -1:], size=(h, w), mode="bilinear", align_corners=False)
+            if self.blend_detail is not None:
+                logit = logit + self.blend_detail(torch.cat([rgb, (up - smooth) / RESIDUAL_SCALE], 1))
+            blend = torch.sigmoid(logit)
             up = up + blend * (smooth - up)
             aux_c = aux_c[:, :-1]
         up_c = F.avg_pool2d(up, s)
