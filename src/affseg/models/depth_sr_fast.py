@@ -271,7 +271,8 @@ class FastDepthSR(nn.Module):
             # per-pixel blend of the bicubic map and its edge-aware global smoothing
             logit = F.interpolate(aux_c[:, -1:], size=(h, w), mode="bilinear", align_corners=False)
             if self.blend_detail is not None:
-                logit = logit + self.blend_detail(torch.cat([rgb, (up - smooth) / RESIDUAL_SCALE], 1))
+                res = (up - smooth) / RESIDUAL_SCALE
+                logit = logit + self.blend_detail(torch.cat([rgb, res], 1))
             blend = torch.sigmoid(logit)
             up = up + blend * (smooth - up)
             aux_c = aux_c[:, :-1]
