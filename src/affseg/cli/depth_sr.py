@@ -66,7 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--init",
         choices=("bicubic", "fgs"),
-        default="bicubic",
+        default="fgs",
         help="initial map: bicubic, or a learned blend of bicubic and its fast global smoothing",
     )
     t.add_argument(
@@ -77,8 +77,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     t.add_argument(
         "--blend-detail",
-        action="store_true",
-        help="with --init fgs: full-resolution correction of the blend weight",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --init fgs: full-resolution correction of the blend weight (default on)",
     )
     t.add_argument(
         "--scales",

@@ -347,10 +347,10 @@ def train(
     log_every: int = 50,
     iterations: int = 2,
     scenes: list[str] | None = None,
-    init: str = "bicubic",
+    init: str = "fgs",
     reimpose: str = "init",
     scales: tuple[float, ...] = (1.0,),
-    blend_detail: bool = False,
+    blend_detail: bool = True,
 ) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_sr_fast.FastDepthSR` on ``RGBD_depth_train``.
 
