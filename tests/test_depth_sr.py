@@ -10,19 +10,20 @@ import torch.nn.functional as F
 from affseg.errors import InputError
 
 
+@pytest.mark.parametrize("init", ["bicubic", "fgs"])
 @pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
-def test_fast_model_constant_depth_and_errors(geometry: str) -> None:
+def test_fast_model_constant_depth_and_errors(geometry: str, init: str) -> None:
     from affseg.models.depth_sr_fast import FastDepthSR
 
     torch.manual_seed(0)
-    model = FastDepthSR(geometry).eval()  # type: ignore[arg-type]
+    model = FastDepthSR(geometry, init=init).eval()  # type: ignore[arg-type]
     rgb = torch.rand(1, 3, 64, 48)
     with torch.no_grad():
         out = model(rgb, torch.full((1, 1, 8, 6), 97.0), 8)
     assert out.shape == (1, 1, 64, 48)
     torch.testing.assert_close(out, torch.full_like(out, 97.0))  # constants survive
     assert set(model.timings) == {
-        "upsample_and_pool", "guidance_net", "coarse_propagation", "embeddings",
+        "upsample_and_pool", "global_smoother", "guidance_net", "coarse_propagation", "embeddings",
         "affinities", "propagation",
     }  # fmt: skip
     with pytest.raises(InputError, match="power-of-two"):
@@ -31,16 +32,19 @@ def test_fast_model_constant_depth_and_errors(geometry: str) -> None:
         model(rgb, torch.zeros(1, 1, 16, 12), 3)
     with pytest.raises(InputError, match="divisible by 16"):
         model(torch.rand(1, 3, 40, 40), torch.zeros(1, 1, 20, 20), 2)
+    with pytest.raises(InputError, match="init"):
+        FastDepthSR(geometry, init="nearest")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("init", ["bicubic", "fgs"])
 @pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
-def test_fast_path_equals_reference_path(geometry: str) -> None:
+def test_fast_path_equals_reference_path(geometry: str, init: str) -> None:
     """The numba inference path (fused affinities, no autograd) equals the autograd
     path; the output stays within the LR range (a convex combination)."""
     from affseg.models.depth_sr_fast import FastDepthSR
 
     torch.manual_seed(1)
-    model = FastDepthSR(geometry).eval()  # type: ignore[arg-type]
+    model = FastDepthSR(geometry, init=init).eval()  # type: ignore[arg-type]
     with torch.no_grad():  # a trained-like state: non-trivial curvature, temperature
         model.affinity.raw_c.fill_(0.5)
         model.affinity.log_tau.fill_(-0.7)
@@ -291,11 +295,13 @@ def test_train_round_trip(tmp_path) -> None:  # noqa: ANN001
         Image.fromarray(rng.integers(20, 200, (70, 90), dtype=np.uint8)).save(d / "depth.png")
     rec = train(
         "euclidean", tmp_path / "w.pt", steps=2, crop=32, batch=2, data=str(tmp_path),
-        log_every=0, iterations=1,
+        log_every=0, iterations=1, init="fgs", reimpose="bicubic", scales=(1.0, 1.5),
     )  # fmt: skip
     assert rec["scenes"] == 2 and rec["steps"] == 2 and np.isfinite(rec["final_loss"])
+    assert rec["init"] == "fgs" and rec["scales"] == [1.0, 1.5]
     model = load_model(tmp_path / "w.pt")
     assert model.iterations == 1 and model.affinity.geometry == "euclidean"
+    assert model.init == "fgs" and model.reimpose == "bicubic"
 
 
 @pytest.mark.slow

@@ -63,6 +63,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--iterations", type=int, default=2, help="propagation steps per dilation stage")
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument(
+        "--init",
+        choices=("bicubic", "fgs"),
+        default="fgs",
+        help="initial map: bicubic, or a learned blend of bicubic and its fast global smoothing",
+    )
+    t.add_argument(
+        "--reimpose",
+        choices=("init", "bicubic"),
+        default="init",
+        help="data term re-imposed during propagation with --init fgs",
+    )
+    t.add_argument(
+        "--blend-detail",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --init fgs: full-resolution correction of the blend weight (default on)",
+    )
+    t.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="train on every scene resized by each of these factors (bilinear)",
+    )
     t.add_argument("--data", default=None)
     e = sub.add_parser("eval", help="RMSE/MAE table on one Middlebury scene")
     e.add_argument(
@@ -95,6 +120,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.crop % 16 or args.crop < 32:
         raise InputError("--steps must be >= 1 and --crop a multiple of 16 (>= 32)")
+    if not all(math.isfinite(x) and 0.25 <= x <= 8 for x in args.scales):
+        raise InputError(f"--scales must lie in [0.25, 8], got {args.scales}")
     if args.batch < 1 or args.iterations < 1 or args.threads < 1:
         raise InputError("--batch, --iterations and --threads must be >= 1")
     if not (math.isfinite(args.lr) and args.lr > 0):
@@ -111,6 +138,10 @@ def _train(args: argparse.Namespace) -> int:
         args.data,
         args.threads,
         iterations=args.iterations,
+        init=args.init,
+        reimpose=args.reimpose,
+        scales=tuple(args.scales),
+        blend_detail=args.blend_detail,
     )
     print(json.dumps(rec))
     return 0

@@ -250,9 +250,15 @@ def augment(
 
 
 def load_training_pairs(
-    data: str | None = None, scenes: list[str] | None = None
+    data: str | None = None,
+    scenes: list[str] | None = None,
+    scales: tuple[float, ...] = (1.0,),
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Guides (3, H, W) in [0, 1] and disparities (1, H, W) of ``RGBD_depth_train`` scenes.
+
+    Every scene is returned once per entry of ``scales``, resized by it (bilinear; 1 =
+    unchanged): the benchmark's scenes are ~3x the training scenes' size, so an upscaled
+    copy shows a factor-f degradation at the benchmark's scale of objects.
 
     Examples
     --------
@@ -266,7 +272,18 @@ def load_training_pairs(
     pairs = []
     for name in names:
         rgb, depth = rgbd_train.load_pair(name, data)
-        pairs.append((_to_tensor_rgb(rgb)[0], torch.from_numpy(depth)[None]))
+        im, d = _to_tensor_rgb(rgb), torch.from_numpy(depth)[None, None]
+        for sc in scales:
+            if sc == 1:
+                pairs.append((im[0], d[0]))
+                continue
+            size = (int(round(d.shape[-2] * sc)), int(round(d.shape[-1] * sc)))
+            pairs.append(
+                (
+                    F.interpolate(im, size=size, mode="bilinear", align_corners=False)[0],
+                    F.interpolate(d, size=size, mode="bilinear", align_corners=False)[0],
+                )
+            )
     return pairs
 
 
@@ -330,6 +347,10 @@ def train(
     log_every: int = 50,
     iterations: int = 2,
     scenes: list[str] | None = None,
+    init: str = "fgs",
+    reimpose: str = "init",
+    scales: tuple[float, ...] = (1.0,),
+    blend_detail: bool = True,
 ) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_sr_fast.FastDepthSR` on ``RGBD_depth_train``.
 
@@ -347,8 +368,14 @@ def train(
     with torch_threads(max(1, int(threads))):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        model = FastDepthSR(geometry=geometry, iterations=iterations)  # type: ignore[arg-type]
-        pairs = load_training_pairs(data, scenes)
+        model = FastDepthSR(
+            geometry=geometry,  # type: ignore[arg-type]
+            iterations=iterations,
+            init=init,  # type: ignore[arg-type]
+            reimpose=reimpose,  # type: ignore[arg-type]
+            blend_detail=blend_detail,
+        )
+        pairs = load_training_pairs(data, scenes, scales)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         t0 = time.time()
@@ -370,7 +397,7 @@ def train(
                 )
         record = {
             "data": "RGBD_depth_train",
-            "scenes": len(pairs),
+            "scenes": len(pairs) // len(scales),
             "geometry": geometry,
             "steps": steps,
             "crop": crop,
@@ -378,6 +405,10 @@ def train(
             "lr": lr,
             "seed": seed,
             "iterations": iterations,
+            "init": init,
+            "reimpose": reimpose,
+            "blend_detail": blend_detail,
+            "scales": [float(x) for x in scales],
             "noise_std": list(NOISE_STD),
             "seconds": round(time.time() - t0, 1),
             "final_loss": float(np.mean(losses[-100:])),

@@ -1,7 +1,10 @@
 """Fast guided depth super-resolution by HAM (or naive) propagation (HAM v2).
 
 1. the noisy low-res disparity is upsampled bicubically to the guide's size (``up``,
-   clamped to the input range);
+   clamped to the input range); with ``init="fgs"`` it is also smoothed by the
+   colour-guided fast global smoother (lambda ``fgs_lambda`` x factor) and the guidance
+   network's extra output blends the two per pixel (``up`` := blend of both), which
+   gives the propagation a global reach on large smooth surfaces;
 2. a guidance U-Net runs at **1/stride resolution** (stride 4: 344 x 272 for a
    1376 x 1088 guide) on the area-downsampled guide, ``up`` and the factor, and outputs
    coarse embeddings, one propagation strength per dilation and a data confidence;
@@ -33,7 +36,9 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -45,6 +50,52 @@ from affseg.models.propagation import propagate
 
 #: Fixed normalisation of disparity values (8-bit units) fed to the guidance network.
 DEPTH_CENTER, DEPTH_SCALE = 128.0, 64.0
+#: Scale of the bicubic-minus-smoothed residual fed to the guidance network (``init="fgs"``).
+RESIDUAL_SCALE = 8.0
+#: ``init="fgs"``: fast-global-smoother lambda = this x factor, colour sigma (8-bit units).
+FGS_LAMBDA_PER_FACTOR, FGS_SIGMA = 25.0, 4.0
+
+InitMode = Literal["bicubic", "fgs"]
+
+
+def fgs_smooth(rgb: Tensor, depth: Tensor, lam: float, sigma: float) -> Tensor:
+    """Colour-guided fast global smoother (Min et al. 2014) of each map of a batch.
+
+    ``cv2.ximgproc.fastGlobalSmootherFilter`` on the 8-bit guide; no gradient flows
+    through it (it prepares the network's input).
+
+    Parameters
+    ----------
+    rgb : Tensor, shape (B, 3, H, W), float in [0, 1]
+    depth : Tensor, shape (B, 1, H, W)
+    lam, sigma : float
+        Smoothness weight and colour scale (8-bit units).
+
+    Returns
+    -------
+    Tensor, shape (B, 1, H, W), same dtype and device as ``depth``
+
+    Examples
+    --------
+    >>> import torch
+    >>> d = torch.full((1, 1, 8, 8), 5.0)
+    >>> bool(torch.allclose(fgs_smooth(torch.zeros(1, 3, 8, 8), d, 100.0, 4.0), d))
+    True
+    """
+    import cv2
+
+    guide = (rgb.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
+    guide = guide.cpu().numpy()
+    dep = depth.detach().float().cpu().numpy()
+    out = np.stack(
+        [
+            cv2.ximgproc.fastGlobalSmootherFilter(
+                np.ascontiguousarray(guide[b]), np.ascontiguousarray(dep[b, 0]), lam, sigma
+            )
+            for b in range(dep.shape[0])
+        ]
+    )[:, None]
+    return torch.from_numpy(out).to(depth)
 
 
 class FastDepthSR(nn.Module):
@@ -64,6 +115,17 @@ class FastDepthSR(nn.Module):
         Full-resolution propagation stages, far to near.
     coarse_dilations : tuple of int
         Propagation stages at the guidance resolution, run first (empty: none).
+    init : {"bicubic", "fgs"}
+        Start and data term of the propagation: the bicubic map, or a learned per-pixel
+        blend of it and its fast global smoothing (:func:`fgs_smooth`).
+    reimpose : {"init", "bicubic"}
+        Data term re-imposed after every step with ``init="fgs"``: the blended start, or
+        the bicubic map.
+    blend_detail : bool
+        With ``init="fgs"``: add a full-resolution 3 x 3 convolution of the guide and the
+        bicubic-minus-smoothed residual to the (upsampled) blend logit.
+    fgs_lambda, fgs_sigma : float
+        Smoother lambda per unit of factor and colour sigma (8-bit units), ``init="fgs"``.
 
     References
     ----------
@@ -88,13 +150,35 @@ class FastDepthSR(nn.Module):
         stride: int = 4,
         dilations: tuple[int, ...] = (8, 4, 2, 1),
         coarse_dilations: tuple[int, ...] = (),
+        init: InitMode = "bicubic",
+        reimpose: Literal["init", "bicubic"] = "init",
+        blend_detail: bool = False,
+        fgs_lambda: float = FGS_LAMBDA_PER_FACTOR,
+        fgs_sigma: float = FGS_SIGMA,
     ) -> None:
         super().__init__()
+        if init not in ("bicubic", "fgs"):
+            raise InputError(f"init must be 'bicubic' or 'fgs', got {init!r}")
         self.dilations = tuple(int(d) for d in dilations)
         self.coarse_dilations = tuple(int(d) for d in coarse_dilations)
+        if reimpose not in ("init", "bicubic"):
+            raise InputError(f"reimpose must be 'init' or 'bicubic', got {reimpose!r}")
+        self.init = init
+        self.reimpose = reimpose
+        self.fgs_lambda = float(fgs_lambda)
+        self.fgs_sigma = float(fgs_sigma)
         n_aux = len(self.dilations) + 1 + (len(self.coarse_dilations) + 1) * bool(coarse_dilations)
-        self.guide = GuidanceNet(5, width, embed_dim, n_aux=n_aux)
+        n_aux += init == "fgs"
+        self.guide = GuidanceNet(5 + (init == "fgs"), width, embed_dim, n_aux=n_aux)
         self.detail = nn.Conv2d(3, embed_dim, 3, padding=1)
+        self.blend_detail: nn.Conv2d | None = None
+        if init == "fgs" and blend_detail:
+            # full-resolution correction of the blend logit from the guide and the
+            # bicubic-minus-smoothed residual (sharp switching at thin structures)
+            self.blend_detail = nn.Conv2d(4, 1, 3, padding=1)
+            with torch.no_grad():
+                self.blend_detail.weight.mul_(0.1)
+                self.blend_detail.bias.zero_()
         self.affinity = HAMAffinity(geometry, 3, stable_rank=True)
         self.iterations = iterations
         self.stride = stride
@@ -114,6 +198,11 @@ class FastDepthSR(nn.Module):
             "stride": self.stride,
             "dilations": list(self.dilations),
             "coarse_dilations": list(self.coarse_dilations),
+            "init": self.init,
+            "reimpose": self.reimpose,
+            "blend_detail": self.blend_detail is not None,
+            "fgs_lambda": self.fgs_lambda,
+            "fgs_sigma": self.fgs_sigma,
         }
 
     def forward(
@@ -159,19 +248,35 @@ class FastDepthSR(nn.Module):
         hi = lr_depth.amax(dim=(-2, -1), keepdim=True)
         up = torch.minimum(torch.maximum(up, lo), hi)
         s = self.stride
-        up_c = F.avg_pool2d(up, s)
-        small = torch.cat(
-            [
-                F.avg_pool2d(rgb, s),
-                (up_c - DEPTH_CENTER) / DEPTH_SCALE,
-                torch.full_like(up[..., ::s, ::s], math.log2(factor) / 4.0),
-            ],
-            1,
-        )
+        feats = [F.avg_pool2d(rgb, s)]
+        t_fgs = 0.0
+        if self.init == "fgs":
+            tf = time.perf_counter()
+            smooth = fgs_smooth(rgb, up, self.fgs_lambda * factor, self.fgs_sigma)
+            t_fgs = time.perf_counter() - tf
+            feats += [
+                (F.avg_pool2d(smooth, s) - DEPTH_CENTER) / DEPTH_SCALE,
+                F.avg_pool2d(up - smooth, s) / RESIDUAL_SCALE,
+            ]
+        else:
+            feats.append((F.avg_pool2d(up, s) - DEPTH_CENTER) / DEPTH_SCALE)
+        feats.append(torch.full_like(up[..., ::s, ::s], math.log2(factor) / 4.0))
+        small = torch.cat(feats, 1)
         t1 = time.perf_counter()
         emb_c, aux_c = self.guide(small)
         t2 = time.perf_counter()
         n = len(self.dilations)
+        bicubic = up
+        if self.init == "fgs":
+            # per-pixel blend of the bicubic map and its edge-aware global smoothing
+            logit = F.interpolate(aux_c[:, -1:], size=(h, w), mode="bilinear", align_corners=False)
+            if self.blend_detail is not None:
+                res = (up - smooth) / RESIDUAL_SCALE
+                logit = logit + self.blend_detail(torch.cat([rgb, res], 1))
+            blend = torch.sigmoid(logit)
+            up = up + blend * (smooth - up)
+            aux_c = aux_c[:, :-1]
+        up_c = F.avg_pool2d(up, s)
         if self.coarse_dilations:
             aux_s = torch.sigmoid(aux_c[:, n + 1 :])
             nc = len(self.coarse_dilations)
@@ -187,10 +292,14 @@ class FastDepthSR(nn.Module):
             F.interpolate(aux_c[:, : n + 1], size=(h, w), mode="bilinear", align_corners=False)
         )
         t4 = time.perf_counter()
-        cur, t_aff = self._stages(up, emb, aux[:, :n], aux[:, n : n + 1], self.dilations, fast)
+        data = bicubic if self.reimpose == "bicubic" else up
+        cur, t_aff = self._stages(
+            up, emb, aux[:, :n], aux[:, n : n + 1], self.dilations, fast, data=data
+        )
         t5 = time.perf_counter()
         self.timings = {
-            "upsample_and_pool": t1 - t0,
+            "upsample_and_pool": t1 - t0 - t_fgs,
+            "global_smoother": t_fgs,
             "guidance_net": t2 - t1,
             "coarse_propagation": t3 - t2,
             "embeddings": t4 - t3,
@@ -207,13 +316,16 @@ class FastDepthSR(nn.Module):
         conf: Tensor,
         dilations: tuple[int, ...],
         fast: bool,
+        data: Tensor | None = None,
     ) -> tuple[Tensor, float]:
-        """Propagate ``up`` over ``dilations`` (``iterations`` steps each), data term ``up``.
+        """Propagate ``up`` over ``dilations`` (``iterations`` steps each), data term ``data``
+        (default ``up``).
 
         Returns the propagated map and the seconds spent on the affinities.
         """
         points = ham_points(self.affinity, emb) if fast else None
         cur, t_aff = up, 0.0
+        up = up if data is None else data
         for i, dil in enumerate(dilations):
             ta = time.perf_counter()
             if fast:
