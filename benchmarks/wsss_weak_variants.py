@@ -20,22 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from affseg.data.msrc import load_ground_truth
-from affseg.methods.wsss import class_scores, restrict, upsample_probs
+from affseg.methods.wsss import class_scores
 from affseg.train import wsss as T
 from affseg.train.wsss_cache import load_cache
-
-
-def score(kind: str, val: list, scores: list) -> dict:
-    """Pseudo-label scores of per-item class maps (N, C) on val."""
-    acc = T.SemanticScore()
-    for it, s in zip(val, scores, strict=True):
-        lab = it["labels"].float()
-        s = restrict(s + 1e-6, lab) if kind == "cam" else restrict(s, lab)
-        up = upsample_probs(s.t().reshape(-1, *(int(v) for v in it["grid"])), it)
-        gt = load_ground_truth(None, "val", it["id"], msrc21=True)
-        acc.update((up.argmax(0) + 1).numpy(), gt)
-    return acc.compute()
 
 
 def main() -> None:
@@ -51,10 +38,7 @@ def main() -> None:
     val = load_cache(cache, "val")
     kind = "cam" if args.method == "cam" else "wsss"
     mu = args.mu if kind == "wsss" and args.variant != "no-rfp" else None
-    w = None
-    if args.absence_cap > 1.0:
-        w = T.absence_weights(torch.stack([it["labels"] for it in items]).numpy(), args.absence_cap)
-    pool = T.Pool(items, mu=mu, weights=w)
+    pool = T.weak_pool(items, mu, args.absence_cap)
     out = Path("runs/wsss/variants") / args.tag
     out.mkdir(parents=True, exist_ok=True)
     maps, mious = [], []
@@ -67,7 +51,7 @@ def main() -> None:
         T.run_stage("weak", weak, step, pool, args.weak_steps, args, {}, lambda: None, print)
         torch.save(weak.state_dict(), out / f"weak_{seed}.pt")
         maps.append(class_scores(weak, kind, val))
-        r = score(kind, val, maps[-1])
+        r = T.score_pseudo_maps(maps[-1], kind, val, None, "val")
         mious.append(r["miou"])
         pc = r["per_class"]
         print(f"{args.tag} seed {seed}: pseudo-label val mIoU {100 * r['miou']:.1f}  "
@@ -75,8 +59,9 @@ def main() -> None:
               f"({time.monotonic() - t0:.0f} s)", flush=True)  # fmt: skip
     if len(maps) > 1:
         ens = [torch.stack([m[i] for m in maps]).mean(0) for i in range(len(val))]
+        avg = T.score_pseudo_maps(ens, kind, val, None, "val")["miou"]
         print(f"{args.tag} mean of seeds {100 * np.mean(mious):.1f}; "
-              f"average of their maps {100 * score(kind, val, ens)['miou']:.1f}")  # fmt: skip
+              f"average of their maps {100 * avg:.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

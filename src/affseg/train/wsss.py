@@ -225,6 +225,23 @@ class Pool:
         return grid, [idx[int(j)] for j in pick]
 
 
+def weak_pool(items: list[dict[str, Any]], mu: float | None, absence_cap: float) -> Pool:
+    """The weak stage's pool: RFP masks at ``mu`` and informative-absence draw weights.
+
+    ``absence_cap <= 1`` draws uniformly (exactly the draws of a pool without weights).
+
+    Examples
+    --------
+    >>> items = load_train_items(Path("runs/wsss/cache"), None)   # doctest: +SKIP
+    >>> pool = weak_pool(items, 0.5, 10.0)                          # doctest: +SKIP
+    """
+    weights = None
+    if absence_cap > 1.0:
+        labels = torch.stack([it["labels"] for it in items]).numpy()
+        weights = absence_weights(labels, absence_cap)
+    return Pool(items, mu=mu, weights=weights)
+
+
 def _batch(pool: Pool, idx: list[int]) -> dict[str, Any]:
     from affseg.methods.wsss import batch_feats
 
@@ -419,11 +436,30 @@ def pseudo_label_score(
     >>> pseudo_label_score(weak, "wsss", val_items, None, "val")["miou"]  # doctest: +SKIP
     0.80...
     """
+    from affseg.methods.wsss import class_scores
+
+    return score_pseudo_maps(class_scores(weak, kind, items), kind, items, root, split)
+
+
+def score_pseudo_maps(
+    scores: list[torch.Tensor], kind: str, items: list[dict[str, Any]], root: Any, split: str
+) -> dict[str, Any]:
+    """Scores of the pseudo-label rule applied to per-item class scores (N, C).
+
+    The scores (e.g. of :func:`affseg.methods.wsss.class_scores`, or an average of several
+    networks' scores) are restricted to each image's known classes, brought to full
+    resolution and their argmax scored against the split's ground truth.
+
+    Examples
+    --------
+    >>> maps = class_scores(weak, "wsss", val)                 # doctest: +SKIP
+    >>> score_pseudo_maps(maps, "wsss", val, None, "val")      # doctest: +SKIP
+    """
     from affseg.data.msrc import load_ground_truth
-    from affseg.methods.wsss import class_scores, restrict, upsample_probs
+    from affseg.methods.wsss import restrict, upsample_probs
 
     acc = SemanticScore()
-    for it, s in zip(items, class_scores(weak, kind, items), strict=True):
+    for it, s in zip(items, scores, strict=True):
         lab = it["labels"].float()
         s = restrict(s + 1e-6, lab) if kind == "cam" else restrict(s, lab)
         grid = tuple(int(v) for v in it["grid"])
@@ -573,13 +609,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             weak = weak_model(method, variant, args)
             hard = getattr(args, "soft_rfp", None) is None
             mu = args.mu if method == "wsss" and variant != "no-rfp" and hard else None
-            cap = float(getattr(args, "absence_cap", 0.0) or 0.0)
-            draw_w = None
-            if cap > 1.0:
-                draw_w = absence_weights(torch.stack([it["labels"] for it in items]).numpy(), cap)
+            pool = weak_pool(items, mu, float(getattr(args, "absence_cap", 0.0) or 0.0))
             record["weak"] = run_stage(
-                "weak", weak, lambda m, b: weak_step(m, method, b),
-                Pool(items, mu=mu, weights=draw_w), args.weak_steps, args, ckpt, save, log,
+                "weak", weak, lambda m, b: weak_step(m, method, b), pool,
+                args.weak_steps, args, ckpt, save, log,
             )  # fmt: skip
             kind = "cam" if method == "cam" else "wsss"
             from affseg.methods.wsss import pseudo_labels
