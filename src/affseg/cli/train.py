@@ -11,7 +11,7 @@ import argparse
 import importlib
 
 #: Names of the modules of :mod:`affseg.train` that ``affseg train`` dispatches to.
-TRAINERS: tuple[str, ...] = ("ndd", "spectral", "wsss")
+TRAINERS: tuple[str, ...] = ("ndd", "boundary", "spectral", "wsss")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

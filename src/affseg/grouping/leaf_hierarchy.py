@@ -102,6 +102,7 @@ def superpixel_leaves(
     n_segments: int = 400,
     compactness: float | None = None,
     min_size: int = 0,
+    elevation: np.ndarray | None = None,
 ) -> np.ndarray:
     """Edge-following over-segmentation of an image (the finest level).
 
@@ -118,6 +119,9 @@ def superpixel_leaves(
     compactness : float, optional
     min_size : int
         Pieces smaller than this many pixels join a neighbour.
+    elevation : ndarray, shape (H, W), optional
+        The map the watershed floods instead of the Sobel magnitude (e.g. a learned
+        boundary map scaled to the gradient's range); watershed only.
 
     Returns
     -------
@@ -135,7 +139,12 @@ def superpixel_leaves(
         raw = slic(img, n_segments=n, compactness=c, start_label=1, convert2lab=True)
     elif method == "watershed":
         c = 1e-3 if compactness is None else float(compactness)
-        grad = _gradient(img)
+        if elevation is None:
+            grad = _gradient(img)
+        else:
+            grad = np.ascontiguousarray(elevation, dtype=np.float64)
+            if grad.shape != img.shape[:2]:
+                raise InputError(f"elevation has shape {grad.shape}; image {img.shape[:2]}")
         raw = compact_watershed(grad, n, c) if c > 0 else watershed(grad, markers=n)
     else:
         c = 100.0 if compactness is None else float(compactness)
@@ -197,6 +206,44 @@ def _cut_pairs(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p, q
 
 
+def border_map_sums(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Sum of ``max(v_p, v_q)`` over the border pixel pairs of every pair of touching leaves.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+        Leaves 1..S.
+    values : ndarray, shape (H, W), float
+        A per-pixel map (e.g. a boundary probability).
+
+    Returns
+    -------
+    ndarray, shape (P,), float64
+        Sums over the border pixel pairs, in the pair order of :func:`boundary_contrast`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lab = np.ones((4, 6), int); lab[:, 3:] = 2
+    >>> v = np.zeros((4, 6)); v[:, 3] = 0.5
+    >>> border_map_sums(lab, v).tolist()            # 4 border pixel pairs at 0.5
+    [2.0]
+    """
+    lab = np.asarray(labels, dtype=np.int64)
+    val = np.asarray(values, dtype=np.float64)
+    if val.shape != lab.shape:
+        raise InputError(f"map has shape {val.shape}; the leaves have {lab.shape}")
+    flat = val.ravel()
+    p, q = _cut_pairs(lab)
+    st = np.maximum(flat[p], flat[q])
+    lf = lab.ravel()
+    a, b = lf[p] - 1, lf[q] - 1
+    base = int(lab.max())
+    key = np.minimum(a, b) * base + np.maximum(a, b)
+    _, inv = np.unique(key, return_inverse=True)
+    return np.bincount(inv, weights=st)
+
+
 def boundary_strength(image: np.ndarray, labels: np.ndarray, scale: float = 10.0) -> np.ndarray:
     """Summed edge strength along the border of every pair of touching leaves.
 
@@ -225,18 +272,11 @@ def boundary_strength(image: np.ndarray, labels: np.ndarray, scale: float = 10.0
     >>> s.shape, bool(s[0] > 3.0)                  # 4 border pixel pairs, strong edge
     ((1,), True)
     """
-    lab = np.asarray(labels, dtype=np.int64)
     if float(scale) <= 0:
         raise InputError(f"edge scale must be positive; got {scale}")
-    g = _gradient(np.asarray(image)).ravel()
-    p, q = _cut_pairs(lab)
-    st = 1.0 - np.exp(-np.maximum(g[p], g[q]) / float(scale))
-    lf = lab.ravel()
-    a, b = lf[p] - 1, lf[q] - 1
-    base = int(lab.max())
-    key = np.minimum(a, b) * base + np.maximum(a, b)
-    _, inv = np.unique(key, return_inverse=True)
-    return np.bincount(inv, weights=st)
+    g = _gradient(np.asarray(image))
+    # the strength is increasing in g, so the max over a pair commutes with it
+    return border_map_sums(labels, 1.0 - np.exp(-g / float(scale)))
 
 
 def boundary_contrast(image: np.ndarray, labels: np.ndarray, scale: float = 10.0) -> tuple:
@@ -496,6 +536,9 @@ def leaf_hierarchy(
     mix: float = 0.5,
     edge_weight: float = 0.0,
     edge_scale: float = 10.0,
+    boundary_map: np.ndarray | None = None,
+    learned_weight: float = 0.0,
+    leaf_elevation: float = 0.0,
 ) -> Hierarchy:
     """Edge-following leaves merged by average K_D into a hierarchy at image resolution.
 
@@ -521,6 +564,15 @@ def leaf_hierarchy(
         Weight and scale of the mean edge strength along the border
         (:func:`boundary_strength`) in the merge distance: ``(1 - w - e) (1 - K) + w C +
         e G`` (e = ``edge_weight``; 0: off).
+    boundary_map : ndarray, shape (H, W), optional
+        A boundary probability in [0, 1] (e.g.
+        :func:`affseg.models.boundary_head.boundary_probability`).
+    learned_weight : float
+        Weight l of the mean ``boundary_map`` value B along the border
+        (:func:`border_map_sums`): ``(1 - w - e - l) (1 - K) + w C + e G + l B``.
+    leaf_elevation : float
+        The watershed leaves flood ``sobel + leaf_elevation * boundary_map`` (0: the Sobel
+        magnitude alone).
     coarse : Hierarchy, optional
         Snap this hierarchy to the leaves and refine it below its finest level
         (:func:`snap_hierarchy`) instead of merging the leaves all the way up.
@@ -533,8 +585,25 @@ def leaf_hierarchy(
     k = np.asarray(kernel)
     if k.shape != (h * w, h * w):
         raise InputError(f"kernel has shape {k.shape}; expected {(h * w, h * w)}")
+    if (learned_weight > 0 or leaf_elevation > 0) and boundary_map is None:
+        raise InputError("learned_weight / leaf_elevation need a boundary_map")
+    if learned_weight < 0 or leaf_elevation < 0:
+        raise InputError("learned_weight and leaf_elevation must be >= 0")
+    bmap = None
+    if boundary_map is not None:
+        bmap = np.asarray(boundary_map, dtype=np.float64)
+        if bmap.shape != np.asarray(image).shape[:2]:
+            raise InputError(f"boundary_map has shape {bmap.shape}; image {image.shape[:2]}")
+    elevation = None
+    if leaf_elevation > 0 and leaves == "watershed":
+        elevation = _gradient(np.asarray(image)) + float(leaf_elevation) * bmap
     leaf = superpixel_leaves(
-        image, method=leaves, n_segments=n_leaves, compactness=compactness, min_size=min_size
+        image,
+        method=leaves,
+        n_segments=n_leaves,
+        compactness=compactness,
+        min_size=min_size,
+        elevation=elevation,
     )
     mt = _leaf_rows(leaf, (h, w))  # (S, N) = M^T, sorted columns
     kc = np.ascontiguousarray(k if k.dtype in (np.float32, np.float64) else k.astype(np.float64))
@@ -542,12 +611,17 @@ def leaf_hierarchy(
     a, b, length, contrast = boundary_contrast(image, leaf, contrast_scale)
     if edge_weight < 0:
         raise InputError(f"edge_weight must be >= 0; got {edge_weight}")
-    if edge_weight > 0:  # both border terms are sums over the same pixel pairs: one mix
-        if not 0 <= boundary_weight + edge_weight <= 1:
-            raise InputError("boundary_weight + edge_weight must be in [0, 1]")
-        strength = boundary_strength(image, leaf, edge_scale)
-        total = boundary_weight + edge_weight
-        contrast = (boundary_weight * contrast + edge_weight * strength) / total
+    if edge_weight > 0 or learned_weight > 0:
+        # every border term is a sum over the same pixel pairs: one weighted mix
+        total = boundary_weight + edge_weight + learned_weight
+        if not 0 <= total <= 1:
+            raise InputError("boundary_weight + edge_weight + learned_weight must be in [0, 1]")
+        mixed = boundary_weight * contrast
+        if edge_weight > 0:
+            mixed = mixed + edge_weight * boundary_strength(image, leaf, edge_scale)
+        if learned_weight > 0:
+            mixed = mixed + learned_weight * border_map_sums(leaf, bmap)
+        contrast = mixed / total
         boundary_weight = total
     # average K_D of every touching leaf pair: (M^T K M)[a, b] / (mass_a mass_b), a < b
     sums = None

@@ -51,6 +51,8 @@ _OPTION_TYPES: dict[str, type] = {
     "leaf_small": float,
     "edge_weight": float,
     "edge_scale": float,
+    "learned_weight": float,
+    "leaf_elevation": float,
 }
 
 #: Grouping algorithms of :func:`ndd_hierarchy`.
@@ -100,6 +102,22 @@ def _fast_backbone(net: Any) -> Any | None:
             return None
         _FUSED[bb] = hit
     return hit[1]
+
+
+@functools.lru_cache(maxsize=2)
+def _shipped_boundary_head(weights: str | None = None) -> Any:
+    """The boundary head in eval mode (default: the shipped weights; loaded once)."""
+    from affseg.models.boundary_head import load_boundary_head
+
+    return load_boundary_head(weights)
+
+
+def _boundary_map(pyramid: list[Any], weights: str | None, size: tuple[int, int]) -> np.ndarray:
+    """Learned boundary probability (H, W) of one image from its backbone pyramid."""
+    from affseg.models.boundary_head import boundary_probability
+
+    head = _shipped_boundary_head(None if weights is None else str(weights))
+    return boundary_probability(head, pyramid, size)
 
 
 @contextlib.contextmanager
@@ -164,6 +182,10 @@ def ndd_hierarchy(
     leaf_small: float = 0.01,
     edge_weight: float = 0.0,
     edge_scale: float = 10.0,
+    learned_weight: float = 0.0,
+    leaf_elevation: float = 0.0,
+    boundary_head: str | None = None,
+    boundary_map: np.ndarray | None = None,
 ) -> Hierarchy:
     """Hierarchical segmentation of one image with the neural diffusion distance.
 
@@ -230,6 +252,16 @@ def ndd_hierarchy(
     edge_weight, edge_scale : float
         Weight of the mean edge strength ``1 - exp(-g / edge_scale)`` along the border (g:
         Sobel magnitude of CIE-Lab) in the leaf merge distance (0: off).
+    learned_weight : float
+        Weight of the mean learned boundary probability along the border in the leaf
+        merge distance (0: off; :mod:`affseg.models.boundary_head`).
+    leaf_elevation : float
+        Watershed leaves flood ``sobel + leaf_elevation * boundary probability`` (0: the
+        Sobel magnitude alone).
+    boundary_head : str, optional
+        Weights of the boundary head (default: the shipped ``boundary_head.pt``).
+    boundary_map : ndarray, shape (H, W), optional
+        A precomputed boundary probability (then no boundary head runs).
 
     Returns
     -------
@@ -278,6 +310,8 @@ def ndd_hierarchy(
         "leaf_small": leaf_small,
         "edge_weight": edge_weight,
         "edge_scale": edge_scale,
+        "learned_weight": learned_weight,
+        "leaf_elevation": leaf_elevation,
     }
     try:
         kw: dict[str, Any] = {k: _OPTION_TYPES[k](v) for k, v in given.items()}
@@ -300,8 +334,17 @@ def ndd_hierarchy(
 
     # the batch-norm-folded backbone copy, for spec-diff-nets (other models: their encode)
     fast = _fast_backbone(net) if isinstance(net, SpecDiffNet) else None
+    need_map = group != "paper" and (kw["learned_weight"] > 0 or kw["leaf_elevation"] > 0)
     with torch.no_grad(), _diffusion_overrides(net, T, t):
-        out = net.encode(x) if fast is None else net.encode(x, backbone=fast)
+        if isinstance(net, SpecDiffNet):
+            pyramid = net.pyramid(x, backbone=fast)
+            out = net.encode_pyramid(pyramid, (int(x.shape[2]), int(x.shape[3])))
+            if need_map and boundary_map is None:
+                boundary_map = _boundary_map(pyramid, boundary_head, out.image_size)
+        else:
+            out = net.encode(x)
+    if need_map and boundary_map is None:
+        raise InputError("learned_weight / leaf_elevation need a spec-diff-net or a boundary_map")
     phi = out.embedding[0].detach().cpu().float().numpy()
     tau = float(out.tau)
     size = (int(x.shape[2]), int(x.shape[3]))
@@ -321,6 +364,9 @@ def ndd_hierarchy(
             "small": kw.pop("leaf_small"),
             "edge_weight": kw.pop("edge_weight"),
             "edge_scale": kw.pop("edge_scale"),
+            "learned_weight": kw.pop("learned_weight"),
+            "leaf_elevation": kw.pop("leaf_elevation"),
+            "boundary_map": boundary_map if need_map else None,
             "default_height": kw["default_height"],
         }
     else:
@@ -332,6 +378,8 @@ def ndd_hierarchy(
             "leaf_small",
             "edge_weight",
             "edge_scale",
+            "learned_weight",
+            "leaf_elevation",
         ):
             kw.pop(k)
     if group == "leaves":

@@ -282,6 +282,36 @@ class SpecDiffNet(nn.Module):
             image_size=(int(image_size[0]), int(image_size[1])),
         )
 
+    def pyramid(self, images: Tensor, backbone: Any | None = None) -> list[Tensor]:
+        """Frozen backbone pyramid ``[f2, f4, f8, f16]`` of images resized to multiples of 16.
+
+        Parameters
+        ----------
+        images : Tensor, shape (B, 3, H, W)
+            Float RGB in [0, 1].
+        backbone : callable, optional
+            Used instead of ``self.backbone``.
+
+        Returns
+        -------
+        list of Tensor
+            Level s has shape (B, C_s, H' / s, W' / s), (H', W') the snapped size.
+        """
+        if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise InputError(f"images must be a tensor (B, 3, H, W); got {shape}")
+        if not images.is_floating_point():
+            raise InputError(f"images must be float RGB in [0, 1]; got dtype {images.dtype}")
+        h, w = images.shape[-2:]
+        hs, ws = snapped_size(int(h), int(w))
+        x = images.float()
+        if (hs, ws) != (h, w):
+            x = F.interpolate(
+                x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=True
+            ).clamp(0, 1)
+        with torch.no_grad():
+            return list((self.backbone if backbone is None else backbone)(x))
+
     def encode(self, images: Tensor, backbone: Any | None = None) -> NDDOutput:
         """Diffusion embedding of a batch of images.
 
@@ -302,21 +332,8 @@ class SpecDiffNet(nn.Module):
         -----
         Gradients flow unless called under ``torch.no_grad()`` (do so for inference).
         """
-        if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise InputError(f"images must be a tensor (B, 3, H, W); got {shape}")
-        if not images.is_floating_point():
-            raise InputError(f"images must be float RGB in [0, 1]; got dtype {images.dtype}")
-        h, w = images.shape[-2:]
-        hs, ws = snapped_size(int(h), int(w))
-        x = images.float()
-        if (hs, ws) != (h, w):
-            x = F.interpolate(
-                x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=True
-            ).clamp(0, 1)
-        with torch.no_grad():
-            pyramid = (self.backbone if backbone is None else backbone)(x)
-        return self.encode_pyramid(pyramid, (int(h), int(w)))
+        pyramid = self.pyramid(images, backbone)
+        return self.encode_pyramid(pyramid, (int(images.shape[-2]), int(images.shape[-1])))
 
     def similarity_rows(self, out: NDDOutput, idx: Tensor | list[int]) -> Tensor:
         """Rows of ``K_D = exp(-tau D_t)`` for some grid nodes.

@@ -113,7 +113,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- sampling
 def crop_item(
-    item: dict[str, torch.Tensor], rng: np.random.Generator, crop: int, annotation: int
+    item: dict[str, torch.Tensor], rng: np.random.Generator, crop: int, annotation: int | slice
 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """Random crop of a cached item, aligned to 16 pixels.
 
@@ -124,8 +124,9 @@ def crop_item(
     rng : numpy Generator
     crop : int
         Crop size in pixels (multiple of 16); smaller images are used whole along that axis.
-    annotation : int
-        Which human annotation to use.
+    annotation : int or slice
+        Which human annotation to use (``slice(None)``: all of them, labels then gain a
+        leading (K,) axis).
 
     Returns
     -------
