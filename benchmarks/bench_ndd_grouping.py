@@ -11,6 +11,10 @@ Usage::
     python benchmarks/bench_ndd_grouping.py --start 0 --stop 20 --json out.json
     python benchmarks/bench_ndd_grouping.py --set size --json size.json
     python benchmarks/bench_ndd_grouping.py --set edge --json edge.json
+    python benchmarks/bench_ndd_grouping.py --set learned --boundary-head H.pt --json l.json
+
+The ``learned`` set computes each image's learned boundary map once (the boundary head on
+the same backbone pyramid) and passes it as ``boundary_map``.
 """
 
 from __future__ import annotations
@@ -63,6 +67,19 @@ SIZE_CONFIGS: list[dict] = [
 ]
 
 
+#: Learned boundary term (``learned_weight``) and watershed elevation (``leaf_elevation``).
+LEARNED_CONFIGS: list[dict] = [
+    {"grouping": "leaves"},  # the defaults
+    {"grouping": "leaves", "learned_weight": 0.1},
+    {"grouping": "leaves", "learned_weight": 0.2},
+    {"grouping": "leaves", "learned_weight": 0.35},
+    {"grouping": "leaves", "learned_weight": 0.5},
+    {"grouping": "leaves", "learned_weight": 0.35, "boundary_weight": 0.0},
+    {"grouping": "leaves", "learned_weight": 0.35, "leaf_elevation": 50.0},
+    {"grouping": "leaves", "learned_weight": 0.35, "leaf_elevation": 200.0},
+]
+
+
 class _Cached:
     """A model stand-in that returns a precomputed ``encode`` output (one per image)."""
 
@@ -85,10 +102,11 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument(
         "--set",
-        choices=["ablation", "size", "edge"],
+        choices=["ablation", "size", "edge", "learned"],
         default="ablation",
         help="which configurations",
     )
+    parser.add_argument("--boundary-head", default=None, help="weights (default: shipped)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -97,22 +115,35 @@ def main() -> None:
     from affseg.metrics.region import RegionBenchmark
 
     net = shipped_model(args.weights)
+    head = None
+    if args.set == "learned":
+        from affseg.models.boundary_head import boundary_probability, load_boundary_head
+
+        head = load_boundary_head(args.boundary_head)
     ids = bsds.list_split(None, "val")[args.start : args.stop]
     items = []
     for image_id in ids:
         img = bsds.load_image(None, "val", image_id)
         with torch.no_grad():
-            out = net.encode(_image_tensor(img), backbone=_fast_backbone(net))
+            pyramid = net.pyramid(_image_tensor(img), backbone=_fast_backbone(net))
+            out = net.encode_pyramid(pyramid, img.shape[:2])
+        bmap = None if head is None else boundary_probability(head, pyramid, img.shape[:2])
         gts = bsds.load_ground_truth(bsds.gt_path(None, "val", image_id))
-        items.append((image_id, img, _Cached(net, out), gts))
+        items.append((image_id, img, _Cached(net, out), gts, bmap))
     results = []
-    configs = {"ablation": CONFIGS, "size": SIZE_CONFIGS, "edge": EDGE_CONFIGS}[args.set]
+    configs = {
+        "ablation": CONFIGS,
+        "size": SIZE_CONFIGS,
+        "edge": EDGE_CONFIGS,
+        "learned": LEARNED_CONFIGS,
+    }[args.set]
     for cfg in configs:
         bench = RegionBenchmark()
         seconds, leaves = 0.0, []
-        for image_id, img, model, gts in items:
+        for image_id, img, model, gts, bmap in items:
+            extra = {} if bmap is None else {"boundary_map": bmap}
             t0 = time.perf_counter()
-            hier = ndd_hierarchy(img, model=model, **cfg)
+            hier = ndd_hierarchy(img, model=model, **cfg, **extra)
             seconds += time.perf_counter() - t0
             leaves.append(hier.n_segments[0])
             bench.update(hier, gts, image_id)
