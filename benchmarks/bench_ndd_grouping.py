@@ -77,6 +77,46 @@ LEARNED_CONFIGS: list[dict] = [
     {"grouping": "leaves", "learned_weight": 0.35, "boundary_weight": 0.0},
     {"grouping": "leaves", "learned_weight": 0.35, "leaf_elevation": 50.0},
     {"grouping": "leaves", "learned_weight": 0.35, "leaf_elevation": 200.0},
+    # second round: the border terms together with the elevation
+    {"grouping": "leaves", "learned_weight": 0.35, "leaf_elevation": 100.0},
+    {"grouping": "leaves", "learned_weight": 0.5, "leaf_elevation": 100.0},
+    {"grouping": "leaves", "learned_weight": 0.35, "leaf_elevation": 100.0, "boundary_weight": 0.0},
+    {"grouping": "leaves", "learned_weight": 0.5, "leaf_elevation": 100.0, "boundary_weight": 0.0},
+    {"grouping": "leaves", "learned_weight": 0.65, "leaf_elevation": 100.0, "boundary_weight": 0.0},
+    {"grouping": "leaves", "learned_weight": 0.5, "leaf_elevation": 100.0, "n_leaves": 600},
+    {"grouping": "leaves", "learned_weight": 0.5, "leaf_elevation": 100.0, "leaf_mix": 0.3},
+    {"grouping": "leaves", "learned_weight": 0.5, "leaf_elevation": 100.0, "leaf_mix": 0.75},
+    # third round: a heavier learned term, 600 leaves
+    {"grouping": "leaves", "learned_weight": 0.8, "leaf_elevation": 100.0, "boundary_weight": 0.0},
+    {"grouping": "leaves", "learned_weight": 1.0, "leaf_elevation": 100.0, "boundary_weight": 0.0},
+    {
+        "grouping": "leaves",
+        "learned_weight": 0.65,
+        "leaf_elevation": 100.0,
+        "boundary_weight": 0.0,
+        "n_leaves": 600,
+    },
+    {
+        "grouping": "leaves",
+        "learned_weight": 0.65,
+        "leaf_elevation": 100.0,
+        "boundary_weight": 0.1,
+        "n_leaves": 600,
+    },
+    {
+        "grouping": "leaves",
+        "learned_weight": 0.8,
+        "leaf_elevation": 100.0,
+        "boundary_weight": 0.0,
+        "n_leaves": 600,
+    },
+    {
+        "grouping": "leaves",
+        "learned_weight": 0.65,
+        "leaf_elevation": 200.0,
+        "boundary_weight": 0.0,
+        "n_leaves": 600,
+    },
 ]
 
 

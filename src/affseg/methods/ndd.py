@@ -174,16 +174,16 @@ def ndd_hierarchy(
     t: float | None = None,
     grouping: str = "leaves",
     leaves: str = "watershed",
-    n_leaves: int = 1200,
+    n_leaves: int = 600,
     leaf_scale: float = 50.0,
     leaf_linkage: str = "mixed",
-    boundary_weight: float = 0.2,
+    boundary_weight: float = 0.0,
     leaf_mix: float = 0.5,
     leaf_small: float = 0.01,
     edge_weight: float = 0.0,
     edge_scale: float = 10.0,
-    learned_weight: float = 0.0,
-    leaf_elevation: float = 0.0,
+    learned_weight: float = 0.65,
+    leaf_elevation: float = 100.0,
     boundary_head: str | None = None,
     boundary_map: np.ndarray | None = None,
 ) -> Hierarchy:
@@ -254,7 +254,9 @@ def ndd_hierarchy(
         Sobel magnitude of CIE-Lab) in the leaf merge distance (0: off).
     learned_weight : float
         Weight of the mean learned boundary probability along the border in the leaf
-        merge distance (0: off; :mod:`affseg.models.boundary_head`).
+        merge distance (0: off; :mod:`affseg.models.boundary_head`). Models other than a
+        spec-diff-net (no backbone pyramid) run without the learned terms unless a
+        ``boundary_map`` is given.
     leaf_elevation : float
         Watershed leaves flood ``sobel + leaf_elevation * boundary probability`` (0: the
         Sobel magnitude alone).
@@ -344,7 +346,8 @@ def ndd_hierarchy(
         else:
             out = net.encode(x)
     if need_map and boundary_map is None:
-        raise InputError("learned_weight / leaf_elevation need a spec-diff-net or a boundary_map")
+        need_map = False  # a model without the backbone pyramid: no learned terms
+        kw["learned_weight"] = kw["leaf_elevation"] = 0.0
     phi = out.embedding[0].detach().cpu().float().numpy()
     tau = float(out.tau)
     size = (int(x.shape[2]), int(x.shape[3]))
