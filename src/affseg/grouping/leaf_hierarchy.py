@@ -595,7 +595,7 @@ def leaf_hierarchy(
         if bmap.shape != np.asarray(image).shape[:2]:
             raise InputError(f"boundary_map has shape {bmap.shape}; image {image.shape[:2]}")
     elevation = None
-    if leaf_elevation > 0 and leaves == "watershed":
+    if leaf_elevation > 0 and leaves == "watershed" and bmap is not None:
         elevation = _gradient(np.asarray(image)) + float(leaf_elevation) * bmap
     leaf = superpixel_leaves(
         image,
@@ -620,6 +620,7 @@ def leaf_hierarchy(
         if edge_weight > 0:
             mixed = mixed + edge_weight * boundary_strength(image, leaf, edge_scale)
         if learned_weight > 0:
+            assert bmap is not None  # checked above
             mixed = mixed + learned_weight * border_map_sums(leaf, bmap)
         contrast = mixed / total
         boundary_weight = total

@@ -351,6 +351,7 @@ def ndd_hierarchy(
     phi = out.embedding[0].detach().cpu().float().numpy()
     tau = float(out.tau)
     size = (int(x.shape[2]), int(x.shape[3]))
+    grid = (int(out.grid[0]), int(out.grid[1]))
 
     leaf_kw: dict[str, Any] = {}
     if group != "paper":
@@ -389,7 +390,7 @@ def ndd_hierarchy(
         from affseg.grouping.kernel_grouping import diffusion_kernel
 
         kernel = diffusion_kernel(phi, tau)
-        return leaf_hierarchy(image, kernel, tuple(out.grid), **leaf_kw)
+        return leaf_hierarchy(image, kernel, grid, **leaf_kw)
 
     up = None
     if mode == "hr":
@@ -400,14 +401,12 @@ def ndd_hierarchy(
             return res[0].detach().cpu().float().numpy()
 
     if group == "paper":
-        return diffusion_hierarchy(
-            phi, tau, tuple(out.grid), size, upsample=up, linkage=str(linkage), **kw
-        )
+        return diffusion_hierarchy(phi, tau, grid, size, upsample=up, linkage=str(linkage), **kw)
     # "snap": the paper's hierarchy (sharing its K_D) snapped to the leaves
     kernel, assign = grid_clustering(
         phi,
         tau,
-        tuple(out.grid),
+        grid,
         eps=kw["eps"],
         max_centres=kw["max_centres"],
         beta=kw["beta"],
@@ -418,7 +417,7 @@ def ndd_hierarchy(
     coarse = labels_to_hierarchy(
         full.argmax(axis=0),
         kernel,
-        tuple(out.grid),
+        grid,
         linkage=str(linkage),
         phi=phi,
         tau=tau,
@@ -426,4 +425,4 @@ def ndd_hierarchy(
         default_height=kw["default_height"],
         soft=full,
     )
-    return leaf_hierarchy(image, kernel, tuple(out.grid), coarse=coarse, **leaf_kw)
+    return leaf_hierarchy(image, kernel, grid, coarse=coarse, **leaf_kw)
