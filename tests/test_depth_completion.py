@@ -267,3 +267,25 @@ def test_train_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert payload["record"]["samples_per_crop"] == round(dc.DENSITY * 64 * 64)
     model = dc.load_model(out)
     assert model.init == "fgs" and model.affinity.geometry == "euclidean"  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_train_curvature_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The curvature's init and parametrisation reach the weights; the loaded model has
+    the trained curvature; bad values get one line."""
+    from affseg.data.paths import data_root
+
+    for flag, value in (("--curvature", "0"), ("--curvature", "nan"), ("--c-lr-mult", "-1")):
+        rc, err = _cli(["--train", "--out", str(tmp_path / "x.pt"), flag, value], capsys)
+        assert rc == 2 and flag in err and err.count("\n") == 1
+    if not (data_root() / "RGBD_depth_train").is_dir():
+        pytest.skip("RGBD_depth_train not available")
+    out = tmp_path / "w.pt"
+    args = ["--train", "--out", str(out), "--steps", "2", "--crop", "64", "--batch", "1"]
+    rc, err = _cli([*args, "--curvature", "0.5", "--c-param", "log", "--c-lr-mult", "10"], capsys)
+    assert rc == 0, err
+    rec = torch.load(out, map_location="cpu", weights_only=True)["record"]
+    model = dc.load_model(out)
+    assert model.affinity.c_param == "log" and model.config()["curvature"] == 0.5  # type: ignore[union-attr]
+    c = float(model.affinity.curvature.detach())  # type: ignore[union-attr]
+    assert c == pytest.approx(rec["final_curvature"], rel=1e-6) and abs(c - 0.5) > 1e-3

@@ -304,6 +304,37 @@ def test_train_round_trip(tmp_path) -> None:  # noqa: ANN001
     assert model.init == "fgs" and model.reimpose == "bicubic"
 
 
+def test_train_curvature_options_round_trip(tmp_path) -> None:  # noqa: ANN001
+    """The curvature's init, parametrisation and learning rate reach the model and the
+    weights: with ``c_lr_mult=0`` it stays at its init, otherwise it moves, and a loaded
+    model has the trained curvature."""
+    from PIL import Image
+
+    from affseg.methods.depth_sr import load_model, train
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "RGBD_depth_train" / "a"
+    d.mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(d / "color.png")
+    Image.fromarray(rng.integers(20, 200, (70, 90), dtype=np.uint8)).save(d / "depth.png")
+    common = dict(steps=2, crop=32, batch=2, data=str(tmp_path), log_every=0, iterations=1)
+    for mult in (0.0, 10.0):
+        out = tmp_path / f"w{mult}.pt"
+        rec = train("hyperbolic", out, curvature=0.5, c_param="log", c_lr_mult=mult, **common)  # type: ignore[arg-type]
+        model = load_model(out)
+        c = float(model.affinity.curvature.detach())
+        assert model.affinity.c_param == "log" and model.config()["curvature"] == 0.5
+        assert c == pytest.approx(rec["final_curvature"], rel=1e-6)
+        if mult == 0:
+            assert c == pytest.approx(0.5, rel=1e-6)
+        else:
+            assert abs(c - 0.5) > 1e-3
+    with pytest.raises(InputError, match="curvature must be a positive number"):
+        from affseg.models.depth_sr_fast import FastDepthSR
+
+        FastDepthSR("hyperbolic", curvature=0.0)
+
+
 @pytest.mark.slow
 def test_eval_scene_without_published_outputs(middlebury_dir, tmp_path) -> None:  # noqa: ANN001
     """dolls_big has no barronpoole/: eval still tables every computed method."""

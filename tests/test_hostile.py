@@ -565,6 +565,9 @@ def test_depth_sr_train_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[
         (["--lr", "inf"], "--lr"),
         (["--steps", "0"], "--steps"),
         (["--iterations", "0"], "--iterations"),
+        (["--curvature", "-1"], "--curvature"),
+        (["--curvature", "nan"], "--curvature"),
+        (["--c-lr-mult", "-2"], "--c-lr-mult"),
     ):
         line = cli_error(capsys, ["depth-sr", "train", "--out", out, *extra])
         assert word in line

@@ -28,6 +28,7 @@ from affseg.data.io import write_json
 from affseg.errors import InputError
 from affseg.methods.depth_sr import (
     DEFAULT_WEIGHTS,
+    TRAIN_FACTORS,
     evaluate,
     load_model,
     read_disparity,
@@ -88,6 +89,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=[1.0],
         help="train on every scene resized by each of these factors (bilinear)",
     )
+    t.add_argument(
+        "--curvature", type=float, default=0.1, help="initial ball curvature (hyperbolic)"
+    )
+    t.add_argument(
+        "--c-param",
+        choices=("softplus", "log"),
+        default="softplus",
+        help="parametrisation of the learned curvature",
+    )
+    t.add_argument("--c-lr-mult", type=float, default=1.0, help="curvature learning rate / --lr")
+    t.add_argument(
+        "--factor-schedule",
+        type=int,
+        nargs="+",
+        choices=(2, 4, 8, 16),
+        default=None,
+        help="factors cycled over the training steps (default 2 4 8 16 8 16)",
+    )
     t.add_argument("--data", default=None)
     e = sub.add_parser("eval", help="RMSE/MAE table on one Middlebury scene")
     e.add_argument(
@@ -126,6 +145,10 @@ def _train(args: argparse.Namespace) -> int:
         raise InputError("--batch, --iterations and --threads must be >= 1")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise InputError(f"--lr must be a positive number, got {args.lr}")
+    if not (math.isfinite(args.curvature) and args.curvature > 0):
+        raise InputError(f"--curvature must be a positive number, got {args.curvature}")
+    if not (math.isfinite(args.c_lr_mult) and args.c_lr_mult >= 0):
+        raise InputError(f"--c-lr-mult must be a non-negative number, got {args.c_lr_mult}")
     check_writable_file(args.out, "--out")
     rec = train(
         args.geometry,
@@ -142,6 +165,10 @@ def _train(args: argparse.Namespace) -> int:
         reimpose=args.reimpose,
         scales=tuple(args.scales),
         blend_detail=args.blend_detail,
+        curvature=args.curvature,
+        c_param=args.c_param,
+        c_lr_mult=args.c_lr_mult,
+        factor_schedule=tuple(args.factor_schedule or TRAIN_FACTORS),
     )
     print(json.dumps(rec))
     return 0

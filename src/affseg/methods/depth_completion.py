@@ -285,6 +285,9 @@ def train(
     iterations: int = 4,
     log_every: int = 50,
     init: str = "fgs",
+    curvature: float = 0.1,
+    c_param: str = "softplus",
+    c_lr_mult: float = 1.0,
 ) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_completion_net.DepthCompletionPropagation`.
 
@@ -292,6 +295,8 @@ def train(
     channel permutation) with ``round(DENSITY * crop**2)`` samples each; the initial fill
     ``init`` ("fgs": :func:`fgs_complete`, default; "nearest": :func:`nearest_fill`) is
     computed per crop; MSE loss on all pixels, Adam with a cosine schedule.
+    ``curvature`` / ``c_param`` set the hyperbolic ball's initial curvature and its
+    parametrisation; the curvature's learning rate is ``lr * c_lr_mult``.
 
     Returns
     -------
@@ -315,7 +320,13 @@ def train(
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         rng = np.random.default_rng(seed)
-        model = DepthCompletionPropagation(geometry, iterations=iterations, init=init)  # type: ignore[arg-type]
+        model = DepthCompletionPropagation(
+            geometry,  # type: ignore[arg-type]
+            iterations=iterations,
+            init=init,
+            curvature=curvature,
+            c_param=c_param,  # type: ignore[arg-type]
+        )
         scenes = [
             (torch.from_numpy(r.astype(np.float32) / 255.0).permute(2, 0, 1), torch.from_numpy(d))
             for r, d in load_train_scenes(data)
@@ -323,7 +334,9 @@ def train(
         if crop > min(min(d.shape) for _, d in scenes):
             raise InputError(f"crop {crop} exceeds the smallest training scene")
         n_samp = max(1, round(DENSITY * crop * crop))
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        curv = [model.affinity.raw_c]
+        rest = [q for q in model.parameters() if q is not model.affinity.raw_c]
+        opt = torch.optim.Adam([{"params": rest}, {"params": curv, "lr": lr * c_lr_mult}], lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         t0 = time.time()
         losses: list[float] = []
@@ -373,6 +386,10 @@ def train(
             "seed": seed,
             "iterations": iterations,
             "init": init,
+            "curvature": curvature,
+            "c_param": c_param,
+            "c_lr_mult": c_lr_mult,
+            "final_curvature": float(model.affinity.curvature.detach()),
             "seconds": round(time.time() - t0, 1),
             "final_loss": float(np.mean(losses[-50:])),
         }

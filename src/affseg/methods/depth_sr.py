@@ -351,12 +351,19 @@ def train(
     reimpose: str = "init",
     scales: tuple[float, ...] = (1.0,),
     blend_detail: bool = True,
+    curvature: float = 0.1,
+    c_param: str = "softplus",
+    c_lr_mult: float = 1.0,
+    factor_schedule: tuple[int, ...] = TRAIN_FACTORS,
 ) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_sr_fast.FastDepthSR` on ``RGBD_depth_train``.
 
     Every step draws ``batch`` random crops of random training scenes at factor
-    ``TRAIN_FACTORS[step % 6]`` (:func:`sample_batch`) and minimises the MSE to the
-    ground truth with Adam and a cosine schedule. No benchmark scene is used.
+    ``factor_schedule[step % len(factor_schedule)]`` (default :data:`TRAIN_FACTORS`;
+    :func:`sample_batch`) and minimises the MSE to the ground truth with Adam and a
+    cosine schedule. No benchmark scene is used.
+    ``curvature`` / ``c_param`` set the hyperbolic ball's initial curvature and its
+    parametrisation; the curvature's learning rate is ``lr * c_lr_mult``.
 
     Returns
     -------
@@ -365,6 +372,8 @@ def train(
     """
     from affseg.models.depth_sr_fast import FastDepthSR
 
+    if not factor_schedule or any(f not in FACTORS.values() for f in factor_schedule):
+        raise InputError(f"factor schedule must list factors of 2, 4, 8, 16, got {factor_schedule}")
     with torch_threads(max(1, int(threads))):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
@@ -374,14 +383,18 @@ def train(
             init=init,  # type: ignore[arg-type]
             reimpose=reimpose,  # type: ignore[arg-type]
             blend_detail=blend_detail,
+            curvature=curvature,
+            c_param=c_param,  # type: ignore[arg-type]
         )
         pairs = load_training_pairs(data, scenes, scales)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        curv = [model.affinity.raw_c]
+        rest = [q for q in model.parameters() if q is not model.affinity.raw_c]
+        opt = torch.optim.Adam([{"params": rest}, {"params": curv, "lr": lr * c_lr_mult}], lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         t0 = time.time()
         losses: list[float] = []
         for step in range(steps):
-            factor = TRAIN_FACTORS[step % len(TRAIN_FACTORS)]
+            factor = factor_schedule[step % len(factor_schedule)]
             im, low, g = sample_batch(pairs, crop, batch, factor, gen)
             loss = ((model(im, low, factor, fast=False) - g) ** 2).mean()
             opt.zero_grad()
@@ -408,6 +421,11 @@ def train(
             "init": init,
             "reimpose": reimpose,
             "blend_detail": blend_detail,
+            "curvature": curvature,
+            "c_param": c_param,
+            "c_lr_mult": c_lr_mult,
+            "factor_schedule": [int(f) for f in factor_schedule],
+            "final_curvature": float(model.affinity.curvature.detach()),
             "scales": [float(x) for x in scales],
             "noise_std": list(NOISE_STD),
             "seconds": round(time.time() - t0, 1),

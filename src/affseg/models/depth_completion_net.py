@@ -33,6 +33,9 @@ References
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
@@ -64,6 +67,11 @@ class DepthCompletionPropagation(nn.Module):
         Which initial fill the model expects as ``init`` (stored in its config):
         the nearest sample's value, or the colour-guided FGS interpolation
         (:func:`affseg.methods.depth_completion.fgs_complete`).
+    curvature : float
+        Initial ball curvature of the hyperbolic geometry (learned).
+    c_param : {"softplus", "log"}
+        Parametrisation of the learned curvature (see
+        :class:`~affseg.models.ham.HAMAffinity`).
 
     References
     ----------
@@ -91,13 +99,18 @@ class DepthCompletionPropagation(nn.Module):
         width: int = 16,
         embed_dim: int = 8,
         init: str = "nearest",
+        curvature: float = 0.1,
+        c_param: Literal["softplus", "log"] = "softplus",
     ) -> None:
         super().__init__()
         if init not in INITS:
             raise InputError(f"unknown initial fill {init!r}; use {' or '.join(INITS)}")
+        if not (math.isfinite(curvature) and curvature > 0):
+            raise InputError(f"curvature must be a positive number, got {curvature}")
         self.init = init
         self.guide = DepthGuideNet(6, width, embed_dim, n_aux=len(DILATIONS))
-        self.affinity = HAMAffinity(geometry, k)
+        self.affinity = HAMAffinity(geometry, k, c=float(curvature), c_param=c_param)
+        self.init_curvature = float(curvature)
         self.k = k
         self.iterations = iterations
         with torch.no_grad():  # start with strong propagation
@@ -112,6 +125,8 @@ class DepthCompletionPropagation(nn.Module):
             "width": self.guide.enc0[0].out_channels,
             "embed_dim": self.guide.embed_dim,
             "init": self.init,
+            "curvature": self.init_curvature,
+            "c_param": self.affinity.c_param,
         }
 
     def forward(

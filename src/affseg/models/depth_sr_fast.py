@@ -126,6 +126,12 @@ class FastDepthSR(nn.Module):
         bicubic-minus-smoothed residual to the (upsampled) blend logit.
     fgs_lambda, fgs_sigma : float
         Smoother lambda per unit of factor and colour sigma (8-bit units), ``init="fgs"``.
+    curvature : float
+        Initial ball curvature of the hyperbolic geometry (learned; unused by
+        ``"euclidean"``).
+    c_param : {"softplus", "log"}
+        Parametrisation of the learned curvature (see
+        :class:`~affseg.models.ham.HAMAffinity`).
 
     References
     ----------
@@ -155,6 +161,8 @@ class FastDepthSR(nn.Module):
         blend_detail: bool = False,
         fgs_lambda: float = FGS_LAMBDA_PER_FACTOR,
         fgs_sigma: float = FGS_SIGMA,
+        curvature: float = 0.1,
+        c_param: Literal["softplus", "log"] = "softplus",
     ) -> None:
         super().__init__()
         if init not in ("bicubic", "fgs"):
@@ -179,7 +187,12 @@ class FastDepthSR(nn.Module):
             with torch.no_grad():
                 self.blend_detail.weight.mul_(0.1)
                 self.blend_detail.bias.zero_()
-        self.affinity = HAMAffinity(geometry, 3, stable_rank=True)
+        if not (math.isfinite(curvature) and curvature > 0):
+            raise InputError(f"curvature must be a positive number, got {curvature}")
+        self.affinity = HAMAffinity(
+            geometry, 3, c=float(curvature), c_param=c_param, stable_rank=True
+        )
+        self.init_curvature = float(curvature)
         self.iterations = iterations
         self.stride = stride
         self.width = width
@@ -203,6 +216,8 @@ class FastDepthSR(nn.Module):
             "blend_detail": self.blend_detail is not None,
             "fgs_lambda": self.fgs_lambda,
             "fgs_sigma": self.fgs_sigma,
+            "curvature": self.init_curvature,
+            "c_param": self.affinity.c_param,
         }
 
     def forward(
