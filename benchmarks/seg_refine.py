@@ -37,7 +37,7 @@ from affseg.backbones.efficientnet_lite import load_backbone
 from affseg.data.io import atomic_write
 from affseg.data.msrc import MSRC
 from affseg.metrics.miou import MeanIoU
-from affseg.models.ham import SegRefinePropagation
+from affseg.models.ham import SegRefinePropagation, curvature_adam
 
 C = 21
 
@@ -154,11 +154,7 @@ def train_refiner(
         c=args.c,
         c_param=args.c_param,
     )
-    curv = [model.affinity.raw_c]
-    rest = [p for p in model.parameters() if p is not model.affinity.raw_c]
-    opt = torch.optim.Adam(
-        [{"params": rest}, {"params": curv, "lr": args.lr * args.c_lr_mult}], lr=args.lr
-    )
+    opt = curvature_adam(model, model.affinity, args.lr, args.c_lr_mult)
     steps = args.epochs * len(train)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     rng = np.random.default_rng(seed)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from affseg.cli.curvature_args import add_curvature_arguments, check_curvature_arguments
 from affseg.errors import InputError
 from affseg.methods.depth_completion import METHODS
 
@@ -65,16 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="fgs",
         help="initial fill the trained model propagates (training)",
     )
-    p.add_argument("--curvature", type=float, default=0.1, help="initial ball curvature (training)")
-    p.add_argument(
-        "--c-param",
-        choices=("softplus", "log"),
-        default="softplus",
-        help="parametrisation of the learned curvature (training)",
-    )
-    p.add_argument(
-        "--c-lr-mult", type=float, default=1.0, help="curvature learning rate / --lr (training)"
-    )
+    add_curvature_arguments(p, " (training)")
     p.set_defaults(func=run)
 
 
@@ -103,10 +95,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--steps and --batch must be >= 1, --crop a multiple of 8 (>= 32)")
         if not (math.isfinite(args.lr) and args.lr > 0):
             raise InputError(f"--lr must be a positive number, got {args.lr}")
-        if not (math.isfinite(args.curvature) and args.curvature > 0):
-            raise InputError(f"--curvature must be a positive number, got {args.curvature}")
-        if not (math.isfinite(args.c_lr_mult) and args.c_lr_mult >= 0):
-            raise InputError(f"--c-lr-mult must be a non-negative number, got {args.c_lr_mult}")
+        check_curvature_arguments(args)
         rec = dc.train(
             args.geometry,
             Path(args.out),

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from affseg.cli.curvature_args import add_curvature_arguments, check_curvature_arguments
 from affseg.data.io import write_json
 from affseg.errors import InputError
 from affseg.methods.depth_sr import (
@@ -89,16 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=[1.0],
         help="train on every scene resized by each of these factors (bilinear)",
     )
-    t.add_argument(
-        "--curvature", type=float, default=0.1, help="initial ball curvature (hyperbolic)"
-    )
-    t.add_argument(
-        "--c-param",
-        choices=("softplus", "log"),
-        default="softplus",
-        help="parametrisation of the learned curvature",
-    )
-    t.add_argument("--c-lr-mult", type=float, default=1.0, help="curvature learning rate / --lr")
+    add_curvature_arguments(t)
     t.add_argument(
         "--factor-schedule",
         type=int,
@@ -145,10 +137,7 @@ def _train(args: argparse.Namespace) -> int:
         raise InputError("--batch, --iterations and --threads must be >= 1")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise InputError(f"--lr must be a positive number, got {args.lr}")
-    if not (math.isfinite(args.curvature) and args.curvature > 0):
-        raise InputError(f"--curvature must be a positive number, got {args.curvature}")
-    if not (math.isfinite(args.c_lr_mult) and args.c_lr_mult >= 0):
-        raise InputError(f"--c-lr-mult must be a non-negative number, got {args.c_lr_mult}")
+    check_curvature_arguments(args)
     check_writable_file(args.out, "--out")
     rec = train(
         args.geometry,

@@ -53,6 +53,7 @@ import torch
 
 from affseg.data.io import atomic_write
 from affseg.errors import CorruptFileError, InputError, first_line
+from affseg.models.ham import curvature_adam
 from affseg.runtime import torch_threads
 
 #: Samples per image of the protocol.
@@ -334,9 +335,7 @@ def train(
         if crop > min(min(d.shape) for _, d in scenes):
             raise InputError(f"crop {crop} exceeds the smallest training scene")
         n_samp = max(1, round(DENSITY * crop * crop))
-        curv = [model.affinity.raw_c]
-        rest = [q for q in model.parameters() if q is not model.affinity.raw_c]
-        opt = torch.optim.Adam([{"params": rest}, {"params": curv, "lr": lr * c_lr_mult}], lr=lr)
+        opt = curvature_adam(model, model.affinity, lr, c_lr_mult)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         t0 = time.time()
         losses: list[float] = []

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from affseg.data.io import atomic_write
 from affseg.errors import CorruptFileError, InputError, first_line
+from affseg.models.ham import curvature_adam
 from affseg.runtime import torch_threads
 
 #: Benchmark scale index i -> factor 2**i (``depth_{i}_n.png``).
@@ -387,9 +388,7 @@ def train(
             c_param=c_param,  # type: ignore[arg-type]
         )
         pairs = load_training_pairs(data, scenes, scales)
-        curv = [model.affinity.raw_c]
-        rest = [q for q in model.parameters() if q is not model.affinity.raw_c]
-        opt = torch.optim.Adam([{"params": rest}, {"params": curv, "lr": lr * c_lr_mult}], lr=lr)
+        opt = curvature_adam(model, model.affinity, lr, c_lr_mult)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         t0 = time.time()
         losses: list[float] = []

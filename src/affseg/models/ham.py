@@ -202,6 +202,32 @@ class HAMAffinity(nn.Module):
         return strength * torch.softmax(logit, dim=1) * priority
 
 
+def curvature_adam(
+    model: nn.Module, affinity: HAMAffinity, lr: float, c_lr_mult: float = 1.0
+) -> torch.optim.Adam:
+    """Adam over ``model``'s parameters, with the curvature of ``affinity`` at ``lr * c_lr_mult``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model that holds ``affinity``.
+    affinity : HAMAffinity
+    lr : float
+    c_lr_mult : float
+        The curvature's learning rate as a multiple of ``lr``.
+
+    Examples
+    --------
+    >>> ham = HAMAffinity("hyperbolic")
+    >>> [(len(g["params"]), g["lr"]) for g in curvature_adam(ham, ham, 1e-3, 10.0).param_groups]
+    [(2, 0.001), (1, 0.01)]
+    """
+    rest = [q for q in model.parameters() if q is not affinity.raw_c]
+    return torch.optim.Adam(
+        [{"params": rest}, {"params": [affinity.raw_c], "lr": lr * c_lr_mult}], lr=lr
+    )
+
+
 def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     """Two 3 x 3 conv + ReLU layers (the first with ``stride``): (B, cin, H, W) ->
     (B, cout, H / stride, W / stride). The unit of the guidance U-Nets.

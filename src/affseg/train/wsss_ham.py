@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from affseg.data.io import atomic_write
+from affseg.models.ham import curvature_adam
 from affseg.runtime import torch_threads
 
 NUM_CLASSES = 21
@@ -215,9 +216,7 @@ def train_refiner(
     """
     torch.manual_seed(args.seed)
     model = build_refiner(config)
-    curv = [model.affinity.raw_c]
-    rest = [p for p in model.parameters() if p is not model.affinity.raw_c]
-    opt = torch.optim.Adam([{"params": rest}, {"params": curv, "lr": args.lr * 10}], lr=args.lr)
+    opt = curvature_adam(model, model.affinity, args.lr, 10.0)
     steps = args.epochs * len(data)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     rng = np.random.default_rng(args.seed)
