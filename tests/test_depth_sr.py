@@ -335,6 +335,65 @@ def test_train_curvature_options_round_trip(tmp_path) -> None:  # noqa: ANN001
         FastDepthSR("hyperbolic", curvature=0.0)
 
 
+def test_depth_edge_mask_matches_independent_computation() -> None:
+    """Edge pixels: the 3 x 3 dilation of the pixels that touch a 4-neighbour step above
+    the jump, recomputed here with SciPy."""
+    from scipy import ndimage
+
+    from affseg.methods.depth_sr import depth_edge_mask
+
+    rng = np.random.default_rng(3)
+    g = np.round(rng.normal(0, 1.5, (2, 1, 23, 31)).cumsum(-1))
+    jump = 2.0
+    touch = np.zeros(g.shape, bool)
+    dx = np.abs(np.diff(g, axis=-1)) > jump
+    dy = np.abs(np.diff(g, axis=-2)) > jump
+    touch[..., 1:] |= dx
+    touch[..., :-1] |= dx
+    touch[..., 1:, :] |= dy
+    touch[..., :-1, :] |= dy
+    want = ndimage.maximum_filter(touch, size=(1, 1, 3, 3), mode="constant")
+    got = depth_edge_mask(torch.from_numpy(g).float(), jump).numpy()
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    assert 0 < want.mean() < 1
+
+
+def test_edge_weight_is_inert_without_depth_edges(tmp_path) -> None:  # noqa: ANN001
+    """On a scene with a smooth ground truth the edge-weighted loss is the plain MSE, so
+    the trained weights are identical; with depth steps they differ; a negative weight is
+    refused."""
+    from PIL import Image
+
+    from affseg.methods.depth_sr import train
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    smooth = np.tile(np.linspace(60, 120, 90), (70, 1)).astype(np.uint8)  # < 1 per pixel
+    steps = smooth.copy()
+    steps[:, 45:] = 200
+    common = dict(steps=2, crop=32, batch=2, log_every=0, iterations=1)
+    states = {}
+    for name, depth in (("smooth", smooth), ("steps", steps)):
+        d = tmp_path / name / "RGBD_depth_train" / "a"
+        d.mkdir(parents=True)
+        Image.fromarray(rgb).save(d / "color.png")
+        Image.fromarray(depth).save(d / "depth.png")
+        for w in (0.0, 3.0):
+            out = tmp_path / f"{name}{w}.pt"
+            rec = train("euclidean", out, data=str(tmp_path / name), edge_weight=w, **common)  # type: ignore[arg-type]
+            assert rec["edge_weight"] == w
+            states[name, w] = torch.load(out, weights_only=True)["state_dict"]
+    for k in states["smooth", 0.0]:
+        torch.testing.assert_close(states["smooth", 0.0][k], states["smooth", 3.0][k])
+    assert any(
+        not torch.equal(states["steps", 0.0][k], states["steps", 3.0][k])
+        for k in states["steps", 0.0]
+    )
+    with pytest.raises(InputError, match="edge weight must be a number >= 0"):
+        bad = str(tmp_path / "smooth")
+        train("euclidean", tmp_path / "x.pt", data=bad, edge_weight=-1, **common)  # type: ignore[arg-type]
+
+
 @pytest.mark.slow
 def test_eval_scene_without_published_outputs(middlebury_dir, tmp_path) -> None:  # noqa: ANN001
     """dolls_big has no barronpoole/: eval still tables every computed method."""

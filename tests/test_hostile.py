@@ -568,6 +568,8 @@ def test_depth_sr_train_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[
         (["--curvature", "-1"], "--curvature"),
         (["--curvature", "nan"], "--curvature"),
         (["--c-lr-mult", "-2"], "--c-lr-mult"),
+        (["--edge-weight", "-1"], "--edge-weight"),
+        (["--edge-weight", "nan"], "--edge-weight"),
     ):
         line = cli_error(capsys, ["depth-sr", "train", "--out", out, *extra])
         assert word in line

@@ -99,6 +99,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="factors cycled over the training steps (default 2 4 8 16 8 16)",
     )
+    t.add_argument(
+        "--edge-weight",
+        type=float,
+        default=0.0,
+        help="extra loss weight of pixels at ground-truth depth discontinuities (default 0)",
+    )
     t.add_argument("--data", default=None)
     e = sub.add_parser("eval", help="RMSE/MAE table on one Middlebury scene")
     e.add_argument(
@@ -137,6 +143,8 @@ def _train(args: argparse.Namespace) -> int:
         raise InputError("--batch, --iterations and --threads must be >= 1")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise InputError(f"--lr must be a positive number, got {args.lr}")
+    if not (math.isfinite(args.edge_weight) and args.edge_weight >= 0):
+        raise InputError(f"--edge-weight must be a number >= 0, got {args.edge_weight}")
     check_curvature_arguments(args)
     check_writable_file(args.out, "--out")
     rec = train(
@@ -158,6 +166,7 @@ def _train(args: argparse.Namespace) -> int:
         c_param=args.c_param,
         c_lr_mult=args.c_lr_mult,
         factor_schedule=tuple(args.factor_schedule or TRAIN_FACTORS),
+        edge_weight=args.edge_weight,
     )
     print(json.dumps(rec))
     return 0

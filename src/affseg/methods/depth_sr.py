@@ -64,6 +64,9 @@ TRAIN_FACTORS: tuple[int, ...] = (2, 4, 8, 16, 8, 16)
 #: inputs vs the area-downsampled gt (benchmarks/depth_sr_degradation.py): gain 0.999-1.002,
 #: std 5.0-5.1 (dolls), 5.8-5.9 (art), 6.0-6.1 (books) at every factor.
 NOISE_STD: tuple[float, float] = (4.5, 6.5)
+#: Smallest ground-truth disparity step (8-bit units) that :func:`depth_edge_mask` calls
+#: a discontinuity.
+EDGE_JUMP: float = 2.0
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -335,6 +338,41 @@ def sample_batch(
     return im, degrade(g, factor, std, generator), g
 
 
+def depth_edge_mask(gt: torch.Tensor, jump: float = EDGE_JUMP) -> torch.Tensor:
+    """Pixels within one pixel of a depth discontinuity of the ground truth.
+
+    A pixel is an edge pixel when its 3 x 3 neighbourhood holds a pair of 4-neighbours
+    whose disparities differ by more than ``jump``.
+
+    Parameters
+    ----------
+    gt : Tensor, shape (B, 1, H, W)
+        Disparity (8-bit units).
+    jump : float
+        Smallest disparity step that counts as a discontinuity.
+
+    Returns
+    -------
+    Tensor, shape (B, 1, H, W), float in {0, 1}
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = torch.zeros(1, 1, 4, 6)
+    >>> g[..., 3:] = 10.0
+    >>> depth_edge_mask(g)[0, 0, 0].tolist()
+    [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    """
+    dx = (gt[..., :, 1:] - gt[..., :, :-1]).abs() > jump
+    dy = (gt[..., 1:, :] - gt[..., :-1, :]).abs() > jump
+    jumps = torch.zeros_like(gt, dtype=torch.bool)
+    jumps[..., :, 1:] |= dx
+    jumps[..., :, :-1] |= dx
+    jumps[..., 1:, :] |= dy
+    jumps[..., :-1, :] |= dy
+    return F.max_pool2d(jumps.to(gt.dtype), 3, stride=1, padding=1)
+
+
 def train(
     geometry: str,
     out: Path,
@@ -356,6 +394,7 @@ def train(
     c_param: str = "softplus",
     c_lr_mult: float = 1.0,
     factor_schedule: tuple[int, ...] = TRAIN_FACTORS,
+    edge_weight: float = 0.0,
 ) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_sr_fast.FastDepthSR` on ``RGBD_depth_train``.
 
@@ -365,6 +404,8 @@ def train(
     cosine schedule. No benchmark scene is used.
     ``curvature`` / ``c_param`` set the hyperbolic ball's initial curvature and its
     parametrisation; the curvature's learning rate is ``lr * c_lr_mult``.
+    ``edge_weight`` > 0 weights the squared error of pixels near ground-truth depth
+    discontinuities (:func:`depth_edge_mask`) by ``1 + edge_weight`` (weighted mean).
 
     Returns
     -------
@@ -375,6 +416,8 @@ def train(
 
     if not factor_schedule or any(f not in FACTORS.values() for f in factor_schedule):
         raise InputError(f"factor schedule must list factors of 2, 4, 8, 16, got {factor_schedule}")
+    if not (math.isfinite(edge_weight) and edge_weight >= 0):
+        raise InputError(f"edge weight must be a number >= 0, got {edge_weight}")
     with torch_threads(max(1, int(threads))):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
@@ -395,7 +438,12 @@ def train(
         for step in range(steps):
             factor = factor_schedule[step % len(factor_schedule)]
             im, low, g = sample_batch(pairs, crop, batch, factor, gen)
-            loss = ((model(im, low, factor, fast=False) - g) ** 2).mean()
+            sq = (model(im, low, factor, fast=False) - g) ** 2
+            if edge_weight:
+                w = 1.0 + edge_weight * depth_edge_mask(g)
+                loss = (w * sq).sum() / w.sum()
+            else:
+                loss = sq.mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -424,6 +472,7 @@ def train(
             "c_param": c_param,
             "c_lr_mult": c_lr_mult,
             "factor_schedule": [int(f) for f in factor_schedule],
+            "edge_weight": float(edge_weight),
             "final_curvature": float(model.affinity.curvature.detach()),
             "scales": [float(x) for x in scales],
             "noise_std": list(NOISE_STD),
