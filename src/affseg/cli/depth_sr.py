@@ -105,6 +105,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=0.0,
         help="extra loss weight of pixels at ground-truth depth discontinuities (default 0)",
     )
+    t.add_argument(
+        "--ranked-head",
+        action="store_true",
+        help="add the ranked-neighbour (UniDC HALM) head to the affinities; such a model "
+        "runs the slower torch path",
+    )
     t.add_argument("--data", default=None)
     e = sub.add_parser("eval", help="RMSE/MAE table on one Middlebury scene")
     e.add_argument(
@@ -167,6 +173,7 @@ def _train(args: argparse.Namespace) -> int:
         c_lr_mult=args.c_lr_mult,
         factor_schedule=tuple(args.factor_schedule or TRAIN_FACTORS),
         edge_weight=args.edge_weight,
+        ranked_head=args.ranked_head,
     )
     print(json.dumps(rec))
     return 0

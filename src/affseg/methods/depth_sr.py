@@ -395,6 +395,7 @@ def train(
     c_lr_mult: float = 1.0,
     factor_schedule: tuple[int, ...] = TRAIN_FACTORS,
     edge_weight: float = 0.0,
+    ranked_head: bool = False,
 ) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_sr_fast.FastDepthSR` on ``RGBD_depth_train``.
 
@@ -406,6 +407,7 @@ def train(
     parametrisation; the curvature's learning rate is ``lr * c_lr_mult``.
     ``edge_weight`` > 0 weights the squared error of pixels near ground-truth depth
     discontinuities (:func:`depth_edge_mask`) by ``1 + edge_weight`` (weighted mean).
+    ``ranked_head`` adds the ranked-neighbour head to the affinities (torch path only).
 
     Returns
     -------
@@ -429,6 +431,7 @@ def train(
             blend_detail=blend_detail,
             curvature=curvature,
             c_param=c_param,  # type: ignore[arg-type]
+            ranked_head=ranked_head,
         )
         pairs = load_training_pairs(data, scenes, scales)
         opt = curvature_adam(model, model.affinity, lr, c_lr_mult)

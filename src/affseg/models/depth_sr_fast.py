@@ -132,6 +132,11 @@ class FastDepthSR(nn.Module):
     c_param : {"softplus", "log"}
         Parametrisation of the learned curvature (see
         :class:`~affseg.models.ham.HAMAffinity`).
+    ranked_head : bool
+        Add UniDC's ranked-neighbour head (Mobius / Euclidean linear layer over the
+        distance-sorted neighbours, :class:`~affseg.models.ham_head.RankedNeighbourHead`)
+        to the affinities. The numba path does not implement it, so such a model always
+        runs the torch path (slower); default False.
 
     References
     ----------
@@ -163,6 +168,7 @@ class FastDepthSR(nn.Module):
         fgs_sigma: float = FGS_SIGMA,
         curvature: float = 0.1,
         c_param: Literal["softplus", "log"] = "softplus",
+        ranked_head: bool = False,
     ) -> None:
         super().__init__()
         if init not in ("bicubic", "fgs"):
@@ -190,7 +196,12 @@ class FastDepthSR(nn.Module):
         if not (math.isfinite(curvature) and curvature > 0):
             raise InputError(f"curvature must be a positive number, got {curvature}")
         self.affinity = HAMAffinity(
-            geometry, 3, c=float(curvature), c_param=c_param, stable_rank=True
+            geometry,
+            3,
+            c=float(curvature),
+            c_param=c_param,
+            stable_rank=True,
+            head_dim=embed_dim if ranked_head else None,
         )
         self.init_curvature = float(curvature)
         self.iterations = iterations
@@ -218,6 +229,7 @@ class FastDepthSR(nn.Module):
             "fgs_sigma": self.fgs_sigma,
             "curvature": self.init_curvature,
             "c_param": self.affinity.c_param,
+            "ranked_head": self.affinity.head is not None,
         }
 
     def forward(
@@ -233,8 +245,9 @@ class FastDepthSR(nn.Module):
         factor : int
             Power of two >= 1 dividing H and W.
         fast : bool, optional
-            Use the numba inference path; default: when autograd is off and the inputs
-            are on the CPU. ``False`` forces the torch (reference) path.
+            Use the numba inference path; default: when autograd is off, the inputs are
+            on the CPU and the model has no ranked head. ``False`` forces the torch
+            (reference) path.
 
         Returns
         -------
@@ -255,8 +268,11 @@ class FastDepthSR(nn.Module):
             )
         if h % m or w % m:
             raise InputError(f"guide size {(h, w)} must be divisible by {m}")
+        has_head = self.affinity.head is not None
+        if fast and has_head:
+            raise InputError("the numba path does not implement the ranked head; use fast=False")
         if fast is None:
-            fast = not torch.is_grad_enabled() and rgb.device.type == "cpu"
+            fast = not (torch.is_grad_enabled() or has_head) and rgb.device.type == "cpu"
         t0 = time.perf_counter()
         up = F.interpolate(lr_depth, size=(h, w), mode="bicubic", align_corners=False)
         lo = lr_depth.amin(dim=(-2, -1), keepdim=True)
