@@ -394,6 +394,32 @@ def test_edge_weight_is_inert_without_depth_edges(tmp_path) -> None:  # noqa: AN
         train("euclidean", tmp_path / "x.pt", data=bad, edge_weight=-1, **common)  # type: ignore[arg-type]
 
 
+def test_ranked_head_model_round_trip(tmp_path) -> None:  # noqa: ANN001
+    """A model with the ranked-neighbour head stores it in its config, loads back with the
+    same outputs, runs the torch path by default and refuses the numba path."""
+    from PIL import Image
+
+    from affseg.methods.depth_sr import load_model, train
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "RGBD_depth_train" / "a"
+    d.mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(d / "color.png")
+    Image.fromarray(rng.integers(20, 200, (70, 90), dtype=np.uint8)).save(d / "depth.png")
+    out = tmp_path / "w.pt"
+    common = dict(steps=2, crop=32, batch=2, data=str(tmp_path), log_every=0, iterations=1)
+    train("hyperbolic", out, ranked_head=True, **common)  # type: ignore[arg-type]
+    model = load_model(out)
+    assert model.config()["ranked_head"] is True and model.affinity.head is not None
+    rgb, low = torch.rand(1, 3, 32, 32), torch.rand(1, 1, 16, 16) * 100
+    with torch.no_grad():
+        torch.testing.assert_close(model(rgb, low, 2), model(rgb, low, 2, fast=False))
+        with pytest.raises(InputError, match="ranked head"):
+            model(rgb, low, 2, fast=True)
+    payload = torch.load(out, weights_only=True)
+    assert any(k.startswith("affinity.head.") for k in payload["state_dict"])
+
+
 @pytest.mark.slow
 def test_eval_scene_without_published_outputs(middlebury_dir, tmp_path) -> None:  # noqa: ANN001
     """dolls_big has no barronpoole/: eval still tables every computed method."""
