@@ -4,7 +4,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/depth_sr_table.py --threads 1 \
         --ham W_h0.pt W_h1.pt W_h2.pt --naive W_e0.pt W_e1.pt W_e2.pt \
-        --json benchmarks/results/depth_sr_v2.json
+        --json benchmarks/results/depth_sr_v2_5seeds.json
 
 Without ``--ham`` / ``--naive`` the shipped models are used. For each scene (default art,
 books and dolls) it tables RMSE (MAE) in 8-bit disparity units at x2..x16 for bicubic, the
