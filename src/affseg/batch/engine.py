@@ -21,7 +21,9 @@ counts, so the torch methods (ndd, spectral, ...) give bit-identical results for
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -103,9 +105,9 @@ class SerialEngine(Engine):
     description = "in-process"
 
     def __init__(self, threads: int | None = None) -> None:
-        if threads is not None and threads < 1:
-            raise InputError(f"--threads must be >= 1, got {threads}")
-        self.threads = threads
+        from affseg.runtime import check_threads
+
+        self.threads = check_threads(threads, "--threads")
         if threads is not None:
             self.description = f"in-process, {threads} torch thread(s)"
 
@@ -143,10 +145,9 @@ class DaskEngine(Engine):
             ) from exc
         if (workers is None) == (scheduler is None):
             raise InputError("give exactly one of workers= or scheduler=")
+        check_engine_args(workers, scheduler, threads)
         self._cluster = None
         if workers is not None:
-            if workers < 1:
-                raise InputError(f"--workers must be >= 1, got {workers}")
             cores = os.cpu_count() or 1
             self.threads = threads or max(1, cores // workers)
             # worker processes inherit the environment: size their thread pools before
@@ -173,13 +174,15 @@ class DaskEngine(Engine):
             )
         else:
             self.threads = threads or 1
+            target = scheduler_target(str(scheduler))
             try:
-                if os.path.isfile(str(scheduler)):
-                    self.client = Client(scheduler_file=str(scheduler), timeout="20s")
+                if "scheduler_file" in target:
+                    self.client = Client(scheduler_file=target["scheduler_file"], timeout="20s")
                 else:
-                    self.client = Client(str(scheduler), timeout="20s")
-            except OSError as exc:
-                raise InputError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+                    self.client = Client(target["address"], timeout="20s")
+            except (OSError, ValueError, TypeError, TimeoutError) as exc:
+                why = " ".join(str(exc).split()) or type(exc).__name__
+                raise InputError(f"cannot reach the Dask scheduler {scheduler}: {why}") from None
             self.description = f"Dask cluster at {scheduler}"
         info = self.client.scheduler_info()
         self.slots = max(1, sum(w.get("nthreads", 1) for w in info["workers"].values()))
@@ -208,6 +211,74 @@ class DaskEngine(Engine):
         finally:
             if self._cluster is not None:
                 self._cluster.close()
+
+
+def check_engine_args(
+    workers: int | None = None, scheduler: str | None = None, threads: int | None = None
+) -> None:
+    """Validate ``--workers`` / ``--scheduler`` / ``--threads`` before any work.
+
+    Raises
+    ------
+    InputError
+        Both of workers and scheduler; a count that is not in ``1..max_threads()``; a
+        scheduler that is neither an address (``tcp://host:port``, ``host:port``) nor a
+        Dask scheduler file (JSON with an ``address``).
+
+    Examples
+    --------
+    >>> check_engine_args(workers=2, threads=1)
+    >>> check_engine_args(scheduler="not a url")
+    Traceback (most recent call last):
+    ...
+    affseg.errors.InputError: --scheduler 'not a url' is neither an address ...
+    """
+    from affseg.runtime import check_threads
+
+    if workers is not None and scheduler is not None:
+        raise InputError("give --workers or --scheduler, not both")
+    check_threads(workers, "--workers")
+    check_threads(threads, "--threads")
+    if scheduler is not None:
+        scheduler_target(scheduler)
+
+
+#: ``[scheme://]host:port``; host a name, an IPv4 address or a bracketed IPv6 address.
+_ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:\[[0-9a-fA-F:.]+\]|[\w.-]+):\d{1,5}$")
+
+
+def scheduler_target(scheduler: str) -> dict[str, str]:
+    """``{"scheduler_file": path}`` or ``{"address": address}`` for a Dask ``Client``.
+
+    Raises
+    ------
+    InputError
+        Neither a readable scheduler file nor a well-formed address.
+
+    Examples
+    --------
+    >>> scheduler_target("tcp://127.0.0.1:8786")
+    {'address': 'tcp://127.0.0.1:8786'}
+    """
+    text = str(scheduler)
+    if os.path.exists(text):
+        try:
+            with open(text, encoding="utf-8") as f:
+                info = json.load(f)
+        except (OSError, ValueError, UnicodeDecodeError):
+            info = None
+        if not isinstance(info, dict) or not isinstance(info.get("address"), str):
+            raise InputError(
+                f"--scheduler {text} is a file but not a Dask scheduler file (JSON with an "
+                "'address', written by `dask scheduler --scheduler-file`)"
+            )
+        return {"scheduler_file": text}
+    if not _ADDRESS.match(text):
+        raise InputError(
+            f"--scheduler {text!r} is neither an address like tcp://host:8786 nor an "
+            "existing scheduler file"
+        )
+    return {"address": text}
 
 
 def make_engine(

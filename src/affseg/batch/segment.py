@@ -1,27 +1,37 @@
 """Segment a whole image set into an output folder: resumable, atomic, one engine.
 
 Per image ``<stem>`` the outputs are ``<stem>.labels.png``, ``<stem>.overlay.png``,
-``<stem>.boundaries.png`` and ``<stem>.mat`` (see ``affseg segment``). Each one is written
-atomically (temp file ``.<name>.*.part`` + rename), so a killed run leaves only whole
-files (and possibly hidden ``.part`` temp files, removed by the next run). An image is
-finished when all four outputs exist; a rerun skips finished images unless
-``overwrite``. A failing image is recorded in the manifest and in the summary, and the
-others go on.
+``<stem>.boundaries.png`` and ``<stem>.mat`` (and ``<stem>.figure.png`` with ``figure``; see
+``affseg segment``). Each one is written atomically (temp file ``.<name>.*.part`` +
+rename), so a killed run leaves only whole files (and possibly hidden ``.part`` temp
+files, removed by the next run).
+
+Resume is by content: an image is finished when the manifest records it done from a
+source with the same sha256 (and the same configuration) and all its outputs exist; a
+rerun skips finished images unless ``overwrite``. The folder's files that affseg did not
+write are never replaced: an image whose output name is taken by such a file fails with a
+message naming it, and a file of an input folder is skipped as an output only when the
+manifest records it as one. A failing image is recorded in the manifest and in the
+summary, its partial outputs are removed, and the others go on. A run holds an exclusive
+lock on the folder: a second run into the same folder is refused while the first goes on.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from affseg.batch.engine import Done, Engine, SerialEngine
-from affseg.batch.manifest import MANIFEST_NAME, Manifest
+from affseg.batch.manifest import MANIFEST_NAME, Manifest, folder_lock, source_digest
 from affseg.errors import InputError
 
-#: The outputs of one image, in the order they are written.
+#: The outputs of one image, in the order they are written (the ``.mat`` last).
 OUTPUT_SUFFIXES: tuple[str, ...] = (".labels.png", ".overlay.png", ".boundaries.png", ".mat")
+#: The extra output of ``figure=True``.
+FIGURE_SUFFIX = ".figure.png"
 
 
 @dataclass
@@ -37,6 +47,7 @@ class SegmentTask:
     options: dict[str, Any]
     segments: int | None
     figure: bool = False
+    source_sha256: str = ""
 
 
 @dataclass
@@ -44,6 +55,7 @@ class BatchSummary:
     """What a batch run did."""
 
     total: int = 0
+    excluded: int = 0  # inputs that are this folder's own outputs
     done: int = 0
     skipped: int = 0
     failed: dict[str, str] = field(default_factory=dict)
@@ -81,14 +93,40 @@ class BatchSummary:
         return s
 
 
-def outputs_of(out: Path, stem: str) -> list[Path]:
+def output_names(stem: str, figure: bool = False) -> list[str]:
+    """The file names of one image's outputs.
+
+    Examples
+    --------
+    >>> output_names("a", figure=True)
+    ['a.labels.png', 'a.overlay.png', 'a.boundaries.png', 'a.figure.png', 'a.mat']
+    """
+    sufs = OUTPUT_SUFFIXES
+    if figure:
+        sufs = (*OUTPUT_SUFFIXES[:-1], FIGURE_SUFFIX, OUTPUT_SUFFIXES[-1])
+    return [f"{stem}{suf}" for suf in sufs]
+
+
+def outputs_of(out: Path, stem: str, figure: bool = False) -> list[Path]:
     """The output paths of one image."""
-    return [out / f"{stem}{suf}" for suf in OUTPUT_SUFFIXES]
+    return [out / name for name in output_names(stem, figure)]
 
 
-def is_finished(out: Path, stem: str) -> bool:
-    """All outputs of ``stem`` exist (each is whole: they are written atomically)."""
-    return all(p.is_file() for p in outputs_of(out, stem))
+def is_finished(manifest: Manifest, stem: str, digest: str, figure: bool = False) -> bool:
+    """The manifest records ``stem`` done (or started: a run killed before it saved the
+    manifest) from a source of sha256 ``digest``, and every output it needs is there (each
+    is whole: they are written atomically, the ``.mat`` last)."""
+    entry = manifest.images.get(stem) or {}
+    if entry.get("status") not in ("done", "pending") or entry.get("source_sha256") != digest:
+        return False
+    names = output_names(stem, figure)
+    return all(manifest.owns(n) and (manifest.folder / n).is_file() for n in names)
+
+
+def foreign_outputs(manifest: Manifest, names: list[str]) -> list[str]:
+    """The names among ``names`` taken by a file (or folder) affseg did not write."""
+    folder = manifest.folder
+    return [n for n in names if os.path.lexists(folder / n) and not manifest.owns(n)]
 
 
 def remove_stale_temp_files(out: Path) -> int:
@@ -112,7 +150,7 @@ def segment_one(task: SegmentTask) -> dict[str, Any]:
     from affseg.methods import run_method
 
     if task.is_example:
-        from affseg.cli.segment import load_example
+        from affseg.data.examples import load_example
 
         image = load_example(task.source)
     else:
@@ -123,15 +161,18 @@ def segment_one(task: SegmentTask) -> dict[str, Any]:
     ucm2 = hier.to_ucm()
     seconds = time.perf_counter() - t0
     out = Path(task.out)
-    lab_p, ov_p, bd_p, mat_p = outputs_of(out, task.stem)
+    figure = None
+    if task.figure:  # before anything is written: a failure leaves no outputs
+        from affseg.figures import segment_figure
+
+        figure = segment_figure(image, hier)
+    lab_p, ov_p, bd_p, *fig_p, mat_p = outputs_of(out, task.stem, task.figure)
     write_label_png(lab_p, labels)
     write_png(ov_p, overlay(image, labels))
     write_png(bd_p, boundaries_image(labels))
-    if task.figure:
-        from affseg.figures import segment_figure
-
-        write_png(out / f"{task.stem}.figure.png", segment_figure(image, hier))
-    write_ucm_mat(mat_p, ucm2)  # last: its presence completes the image
+    if figure is not None:
+        write_png(fig_p[0], figure)
+    write_ucm_mat(mat_p, ucm2)  # last
     return {
         "segments": int(len(np.unique(labels))),
         "levels": len(hier.levels),
@@ -192,7 +233,6 @@ def segment_images(
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(out)
     config = {
         "command": "segment",
         "method": method,
@@ -200,63 +240,143 @@ def segment_images(
         "options": options,
         "segments": segments,
     }
-    manifest_existed = (out / MANIFEST_NAME).is_file()
-    manifest = Manifest(out, config, overwrite=overwrite)
-    summary = BatchSummary(total=len(items), engine=engine.description)
+    with folder_lock(out):
+        remove_stale_temp_files(out)
+        manifest_existed = (out / MANIFEST_NAME).is_file()
+        manifest = Manifest(out, config, overwrite=overwrite, default_outputs=OUTPUT_SUFFIXES)
+        summary = BatchSummary(engine=engine.description)
+        write = log or tqdm.write
+        run_args = {"method": method, "seed": seed, "options": options, "segments": segments}
+        tasks = _plan(items, out, manifest, summary, overwrite, figure, run_args, write)
+        summary.total = len(items) - summary.excluded
+        show = (len(tasks) >= 2) if progress is None else progress
+        t0 = time.perf_counter()
+        manifest.save()
+        with tqdm(
+            total=len(tasks), desc="segment", unit="image", disable=None if show else True
+        ) as bar:
+            for i, outcome in engine.map(segment_one, tasks):
+                _finish_task(tasks[i], outcome, manifest, summary, write, method)
+                bar.update(1)
+                manifest.save(every=1.0)
+        summary.seconds = time.perf_counter() - t0
+        if summary.done == 0 and summary.skipped == 0 and not manifest_existed:
+            # nothing was produced (e.g. every image failed on bad weights): leave --out as
+            # it was
+            manifest.path.unlink(missing_ok=True)
+            return summary
+        manifest.save(summary=summary.as_dict())
+    return summary
+
+
+def _plan(
+    items: list[tuple[str, Any]],
+    out: Path,
+    manifest: Manifest,
+    summary: BatchSummary,
+    overwrite: bool,
+    figure: bool,
+    run_args: dict[str, Any],
+    write: Any,
+) -> list[SegmentTask]:
+    """The tasks to run; finished images are counted as skipped, the folder's own outputs
+    (named as inputs, e.g. ``--out`` = the input folder) are left out, and an image whose
+    outputs would replace a file affseg did not write fails at once."""
+    out_abs = out.resolve()
     tasks: list[SegmentTask] = []
     for stem, src in items:
-        if not overwrite and is_finished(out, stem):
-            summary.skipped += 1
-            entry = manifest.images.get(stem) or {"status": "done", "source": str(src)}
-            if entry.get("status") != "done":
-                entry = {"status": "done", "source": str(src)}
-            manifest.record(stem, entry)
+        is_example = isinstance(src, str)
+        if not is_example:
+            path = Path(src).resolve()
+            if path.parent == out_abs and manifest.owns(path.name):
+                summary.excluded += 1  # one of our own outputs, not an input
+                continue
+        source = src if is_example else str(Path(src).resolve())
+        names = output_names(stem, figure)
+        try:
+            digest = source_digest(source, is_example)
+        except OSError as exc:
+            reason = f"CorruptFileError: cannot read {source}: {exc.strerror or exc}"
+            _fail(manifest, summary, stem, source, reason, write)
             continue
+        if not overwrite and is_finished(manifest, stem, digest, figure):
+            summary.skipped += 1
+            if manifest.images[stem]["status"] == "pending":
+                manifest.images[stem]["status"] = "done"
+            continue
+        taken = foreign_outputs(manifest, names)
+        if not is_example:
+            taken += [n for n in names if (out_abs / n) == Path(source) and n not in taken]
+        if taken:
+            reason = (
+                f"InputError: refusing to overwrite {out / taken[0]}, a file affseg did not "
+                f"write (output of {stem!r}); move it or choose another --out"
+            )
+            _fail(manifest, summary, stem, source, reason, write)
+            continue
+        # claim the names before anything is written: a run killed midway leaves files
+        # that the next run knows as its own
+        manifest.record(
+            stem,
+            {"status": "pending", "source": source, "source_sha256": digest, "outputs": names},
+        )
         tasks.append(
             SegmentTask(
                 stem=stem,
-                source=src if isinstance(src, str) else str(Path(src).resolve()),
-                is_example=isinstance(src, str),
-                out=str(out.resolve()),  # absolute: workers may run in another folder
-                method=method,
-                seed=seed,
-                options=options,
-                segments=segments,
+                source=source,
+                is_example=is_example,
+                out=str(out_abs),  # absolute: workers may run in another folder
                 figure=figure,
+                source_sha256=digest,
+                **run_args,
             )
         )
-    write = log or tqdm.write
-    show = (len(tasks) >= 2) if progress is None else progress
-    t0 = time.perf_counter()
-    manifest.save()
-    with tqdm(
-        total=len(tasks), desc="segment", unit="image", disable=None if show else True
-    ) as bar:
-        for i, outcome in engine.map(segment_one, tasks):
-            task = tasks[i]
-            if isinstance(outcome, Done):
-                v = outcome.value
-                summary.done += 1
-                manifest.record(
-                    task.stem,
-                    {"status": "done", "source": task.source, "seconds": outcome.seconds, **v},
-                )
-                write(
-                    f"{task.stem}: {v['segments']} segments ({method}, {v['levels']} levels), "
-                    f"{v['method_seconds']:.2f} s -> {out / task.stem}.*"
-                )
-            else:
-                summary.failed[task.stem] = outcome.error
-                manifest.record(
-                    task.stem, {"status": "failed", "source": task.source, "error": outcome.error}
-                )
-                write(f"{task.stem}: FAILED {outcome.error}")
-            bar.update(1)
-            manifest.save(every=1.0)
-    summary.seconds = time.perf_counter() - t0
-    if summary.done == 0 and summary.skipped == 0 and not manifest_existed:
-        # nothing was produced (e.g. every image failed on bad weights): leave --out as it was
-        manifest.path.unlink(missing_ok=True)
-        return summary
-    manifest.save(summary=summary.as_dict())
-    return summary
+    return tasks
+
+
+def _fail(
+    manifest: Manifest, summary: BatchSummary, stem: str, source: str, reason: str, write: Any
+) -> None:
+    summary.failed[stem] = reason
+    manifest.record(stem, {"status": "failed", "source": source, "error": reason})
+    write(f"{stem}: FAILED {reason}")
+
+
+def _finish_task(
+    task: SegmentTask,
+    outcome: Any,
+    manifest: Manifest,
+    summary: BatchSummary,
+    write: Any,
+    method: str,
+) -> None:
+    """Record one finished task; a failed one's outputs (partial or stale) are removed."""
+    names = output_names(task.stem, task.figure)
+    if isinstance(outcome, Done):
+        v = outcome.value
+        summary.done += 1
+        manifest.record(
+            task.stem,
+            {
+                "status": "done",
+                "source": task.source,
+                "source_sha256": task.source_sha256,
+                "outputs": names,
+                "seconds": outcome.seconds,
+                **v,
+            },
+        )
+        write(
+            f"{task.stem}: {v['segments']} segments ({method}, {v['levels']} levels), "
+            f"{v['method_seconds']:.2f} s -> {Path(task.out) / task.stem}.*"
+        )
+        return
+    removed = []
+    for n in names:  # every one is ours: foreign files stopped the task before it ran
+        try:
+            (Path(task.out) / n).unlink()
+            removed.append(n)
+        except OSError:  # missing, or cannot be removed: then it stays recorded as ours
+            pass
+    manifest.disown(removed)
+    _fail(manifest, summary, task.stem, task.source, outcome.error, write)

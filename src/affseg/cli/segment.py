@@ -30,18 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from affseg.data.examples import EXAMPLES, load_example  # noqa: F401 - re-exported
 from affseg.errors import InputError
 from affseg.methods import check_options, min_side
-
-#: scikit-image photos bundled with the package (loaded offline by ``--example``).
-EXAMPLES: tuple[str, ...] = (
-    "astronaut", "cat", "chelsea", "coffee", "colorwheel", "hubble_deep_field",
-    "immunohistochemistry", "retina", "rocket",
-)  # fmt: skip
-
-
-#: Suffixes of the images ``segment`` writes (skipped when ``--out`` is an input folder).
-OUTPUTS: tuple[str, ...] = (".labels.png", ".overlay.png", ".boundaries.png")
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -84,23 +75,6 @@ def run_named(image: np.ndarray, method: str | None, seed: int, options: dict[st
     from affseg.methods import run_method
 
     return run_method(image, method, seed=seed, **options)
-
-
-def load_example(name: str) -> np.ndarray:
-    """A scikit-image example photo, shape (H, W, 3) uint8.
-
-    Raises
-    ------
-    InputError
-        Not one of :data:`EXAMPLES`.
-    """
-    if name not in EXAMPLES:
-        raise InputError(f"unknown example {name!r}; choose one of: {', '.join(EXAMPLES)}")
-    from skimage import data
-
-    from affseg.data.io import as_rgb
-
-    return as_rgb(getattr(data, name)(), name=f"example {name}")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -212,11 +186,9 @@ def _sources(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
     items: list[tuple[str, Any]] = [(name, name) for name in dict.fromkeys(args.example or [])]
     seen_files: set[Path] = set()
-    out_dir = Path(args.out).resolve()
     for inp in args.inputs:
+        # files of --out that its manifest records as outputs are left out by the batch
         for f in list_images(inp):
-            if Path(inp).is_dir() and f.parent.resolve() == out_dir and f.name.endswith(OUTPUTS):
-                continue  # --out is this folder: our own results are not inputs
             if f.resolve() not in seen_files:  # the same file named twice is read once
                 seen_files.add(f.resolve())
                 if not Path(inp).is_dir():
@@ -249,7 +221,8 @@ def _sources(args: argparse.Namespace) -> list[tuple[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     """Segment every input; returns the exit code."""
     from affseg.batch import make_engine, segment_images
-    from affseg.data.io import check_writable_dir
+    from affseg.batch.engine import check_engine_args
+    from affseg.data.io import check_writable_dir, remove_if_empty
 
     options = parse_sets(args.set)
     options = check_options(args.method, options)
@@ -263,9 +236,11 @@ def run(args: argparse.Namespace) -> int:
                 f"--working-side must be >= {min_side(args.method)} for method {args.method!r}"
             )
         options = {**options, "working_side": args.working_side or None}
-    items = _sources(args)
-    out: Path = check_writable_dir(args.out, "--out")  # before any computation
     engine_args = (args.workers, args.scheduler, args.threads)
+    check_engine_args(*engine_args)
+    items = _sources(args)
+    existed = Path(args.out).exists()
+    out: Path = check_writable_dir(args.out, "--out")  # before any computation
     with make_engine(*engine_args) as eng:
         summary = segment_images(
             items,
@@ -278,4 +253,6 @@ def run(args: argparse.Namespace) -> int:
             overwrite=getattr(args, "overwrite", False),
             figure=getattr(args, "figure", False),
         )
+    if not existed and summary.done == 0 and summary.skipped == 0:
+        remove_if_empty(out)  # nothing was produced: leave no empty --out behind
     return finish_batch(summary)

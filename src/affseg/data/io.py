@@ -314,6 +314,26 @@ def check_writable_dir(path: str | os.PathLike[str], what: str = "--out") -> Pat
     return p
 
 
+def remove_if_empty(path: str | os.PathLike[str]) -> bool:
+    """Remove folder ``path`` if it holds nothing; whether it was removed.
+
+    For an output folder a command created before finding it had nothing to write.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()) / "out"
+    >>> d.mkdir()
+    >>> remove_if_empty(d), d.exists()
+    (True, False)
+    """
+    try:
+        Path(path).rmdir()  # fails unless empty
+    except OSError:
+        return False
+    return True
+
+
 def check_writable_file(path: str | os.PathLike[str], what: str = "--out") -> Path:
     """Make sure ``path`` can be written (atomically) as a file, before any computation.
 

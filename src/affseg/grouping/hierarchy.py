@@ -8,6 +8,8 @@ read the same thing. A flat segmentation is a one-level hierarchy.
 
 from __future__ import annotations
 
+import numbers
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -153,8 +155,12 @@ class Hierarchy:
         if segments is None:
             lv = self.levels[self.default_level]
         else:
-            if segments < 1:
-                raise InputError(f"segments must be >= 1, got {segments}")
+            if (
+                isinstance(segments, bool)
+                or not isinstance(segments, numbers.Integral)
+                or segments < 1
+            ):
+                raise InputError(f"segments must be an integer >= 1, got {segments!r}")
             counts = np.asarray(self.n_segments)
             lv = self.levels[int(np.argmin(np.abs(counts - segments)))]
         lv = relabel_sequential(lv)[0].astype(np.int32) if lv.min() != 1 else lv

@@ -252,8 +252,70 @@ def check_options(name: str | None, options: dict[str, Any]) -> dict[str, Any]:
                 f"method {key!r} option {k}={value!r} has the wrong type: expected "
                 f"{_describe(hint)}, got {type(value).__name__}"
             )
+        _check_value(key, k, value)
         out[k] = value
     return out
+
+
+#: Largest magnitude of an integer option (a count, a size, a seed): beyond it no method
+#: option means anything, and C code downstream would overflow.
+MAX_INT_OPTION = 2**31 - 1
+
+#: Per method, the options whose values must lie in a range: name -> (low, high,
+#: low_inclusive). A sequence option's every item is checked.
+OPTION_RANGES: dict[str, dict[str, tuple[float, float, bool]]] = {
+    "felzenszwalb": {
+        "scales": (0, math.inf, False),
+        "sigma": (0, math.inf, True),
+        "min_size": (0, math.inf, True),
+        "default_scale": (0, math.inf, False),
+    },
+    "slic": {"default_segments": (1, math.inf, True)},
+    "quickshift": {
+        "max_dists": (0, math.inf, False),
+        "kernel_size": (0, math.inf, False),
+        "min_size": (0, math.inf, True),
+        "default_max_dist": (0, math.inf, False),
+    },
+    "ncut": {
+        "n_superpixels": (1, math.inf, True),
+        "num_cuts": (1, math.inf, True),
+        "compactness": (0, math.inf, False),
+        "sigma": (0, math.inf, False),
+    },
+    "kmeans": {"ks": (1, math.inf, True), "n_iter": (1, math.inf, True)},
+    "ndd": {
+        "n_leaves": (2, math.inf, True),
+        "max_centres": (1, math.inf, True),
+        "leaf_scale": (0, math.inf, False),
+    },
+    "spectral": {"min_size": (0, math.inf, True)},
+}
+
+
+def _check_value(method: str, name: str, value: Any) -> None:
+    """Values every method refuses (non-finite numbers, integers beyond
+    :data:`MAX_INT_OPTION`, thread counts beyond :func:`affseg.runtime.max_threads`) and
+    the ranges of :data:`OPTION_RANGES`."""
+    items = value if isinstance(value, tuple | list) else (value,)
+    low, high, inclusive = OPTION_RANGES.get(method, {}).get(name, (-math.inf, math.inf, True))
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            continue
+        bad = ""
+        if not math.isfinite(float(v)):
+            bad = "a finite number"
+        elif isinstance(v, numbers.Integral) and abs(int(v)) > MAX_INT_OPTION:
+            bad = f"at most {MAX_INT_OPTION} in magnitude"
+        elif v < low or v > high or (v == low and not inclusive):
+            op = ">=" if inclusive else ">"
+            bad = f"{op} {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+        if bad:
+            raise InputError(f"method {method!r} option {name}={value!r} must be {bad}")
+    if name == "threads" and value is not None:
+        from affseg.runtime import check_threads
+
+        check_threads(value, f"method {method!r} option threads")
 
 
 def run_method(image: np.ndarray, name: str | None = None, **options: Any) -> Hierarchy:

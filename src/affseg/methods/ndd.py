@@ -329,6 +329,11 @@ def ndd_hierarchy(
     for name, (ok, what) in limits.items():
         if not ok:
             raise InputError(f"ndd option {name} must be {what}, got {given[name]!r}")
+    if model is not None and not callable(getattr(model, "encode", None)):
+        raise InputError(
+            f"ndd option model must be a loaded network (a SpecDiffNet), got "
+            f"{type(model).__name__}; to use a weights file give weights=PATH"
+        )
     torch.manual_seed(int(seed))
     net = shipped_model(None if weights is None else str(weights)) if model is None else model
     x = _image_tensor(image)
