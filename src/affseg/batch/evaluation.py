@@ -51,8 +51,7 @@ def eval_one(task: EvalTask) -> dict[str, Any]:
 
     method_seconds = 0.0
     if task.path is not None:
-        from affseg.cli.eval import read_ucm_mat
-        from affseg.data.io import read_label_png
+        from affseg.data.io import read_label_png, read_ucm_mat
 
         p = task.path
         seg: Any = read_ucm_mat(Path(p)) if p.endswith(".mat") else read_label_png(p)

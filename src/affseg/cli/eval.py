@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from affseg.errors import CorruptFileError, InputError
+from affseg.data.io import read_ucm_mat  # noqa: F401 - re-exported
+from affseg.errors import InputError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -148,27 +149,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def read_ucm_mat(path: Path) -> np.ndarray:
-    """The ``ucm2`` array of a BSDS ``.mat`` file, shape (2H+1, 2W+1), float64.
-
-    Raises
-    ------
-    CorruptFileError
-        Unreadable file or no ``ucm2`` variable.
-    """
-    import scipy.io
-    from scipy.io.matlab import MatReadError
-
-    try:
-        mat = scipy.io.loadmat(path)
-    except (MatReadError, ValueError, TypeError, OSError, IndexError, NotImplementedError) as exc:
-        raise CorruptFileError(f"cannot read {path}: {exc}") from None
-    if "ucm2" not in mat:
-        keys = ", ".join(k for k in mat if not k.startswith("__")) or "none"
-        raise CorruptFileError(f"{path} holds no 'ucm2' variable (variables: {keys})")
-    return np.asarray(mat["ucm2"], dtype=np.float64)
-
-
 def _saved_items(folder: Path) -> list[tuple[str, Path]]:
     """(id, file) for every ``<id>.mat`` / ``<id>.labels.png`` in ``folder`` (a .mat wins)."""
     if not folder.is_dir():
@@ -224,7 +204,11 @@ def run(args: argparse.Namespace) -> int:
     if args.weights is not None:
         raise InputError("--weights applies to --task semantic")
     from affseg.data.io import check_writable_file
+    from affseg.figures import load_curves
 
+    if args.compare and args.plot is None:
+        raise InputError("--compare adds curves to --plot PNG; give --plot too")
+    compared = load_curves(args.compare)  # read before the benchmark, not after
     for path in (args.json, args.plot, args.pr_curve):
         if path is not None:
             check_writable_file(path, "output")  # before the benchmark, not after
@@ -239,8 +223,6 @@ def run(args: argparse.Namespace) -> int:
     from affseg.methods import check_options
     from affseg.metrics.boundary import boundary_summary, plot_pr_curve
 
-    if args.compare and args.plot is None:
-        raise InputError("--compare adds curves to --plot PNG; give --plot too")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
     t_start = time.perf_counter()
@@ -321,9 +303,9 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, out)
         print(f"wrote {args.json}")
     if args.plot is not None:
-        from affseg.figures import load_curves, plot_covering_curves
+        from affseg.figures import plot_covering_curves
 
-        curves = {args.method or args.ucm.name: out["curve"], **load_curves(args.compare)}
+        curves = {args.method or args.ucm.name: out["curve"], **compared}
         plot_covering_curves(curves, args.plot, f"BSDS500 {args.split}, {n} images")
         print(f"wrote {args.plot}")
     if args.pr_curve is not None:

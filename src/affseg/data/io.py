@@ -288,6 +288,11 @@ def list_images(path: str | os.PathLike[str]) -> list[Path]:
         if not files:
             raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {p}")
         return files
+    if p.exists():
+        raise InputError(
+            f"{p} is neither a regular file nor a folder (a FIFO, socket or device?); "
+            "affseg reads image files"
+        )
     raise InputError(f"no such image or folder: {p}")
 
 
@@ -421,6 +426,47 @@ def write_ucm_mat(path: str | os.PathLike[str], ucm2: np.ndarray) -> Path:
     return atomic_write(
         path, lambda tmp: scipy.io.savemat(tmp, {"ucm2": u}, do_compression=True, format="5")
     )
+
+
+def read_ucm_mat(path: str | os.PathLike[str]) -> np.ndarray:
+    """The ``ucm2`` array of a BSDS ``.mat`` file, shape (2H+1, 2W+1), float64.
+
+    Raises
+    ------
+    CorruptFileError
+        Unreadable file, no ``ucm2`` variable, or a ``ucm2`` that is not a real 2-D array
+        of odd sides (a string, a cell, a 3-D or complex array), each named with the file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.mat"
+    >>> _ = write_ucm_mat(p, np.zeros((5, 7)))
+    >>> read_ucm_mat(p).shape
+    (5, 7)
+    """
+    import scipy.io
+    from scipy.io.matlab import MatReadError
+
+    try:
+        mat = scipy.io.loadmat(path)
+    except (MatReadError, ValueError, TypeError, OSError, IndexError, NotImplementedError) as exc:
+        raise CorruptFileError(f"cannot read {path}: {first_line(exc)}") from None
+    if "ucm2" not in mat:
+        keys = ", ".join(k for k in mat if not k.startswith("__")) or "none"
+        raise CorruptFileError(f"{path} holds no 'ucm2' variable (variables: {keys})")
+    raw = np.asarray(mat["ucm2"])
+    if raw.dtype.kind not in "biuf":
+        what = {"c": "complex", "U": "a string", "S": "a string", "O": "a cell or struct"}
+        raise CorruptFileError(
+            f"{path}: ucm2 is {what.get(raw.dtype.kind, str(raw.dtype))}, not a real array"
+        )
+    if raw.ndim != 2 or raw.shape[0] % 2 == 0 or raw.shape[1] % 2 == 0:
+        raise CorruptFileError(
+            f"{path}: ucm2 has shape {raw.shape}; a BSDS ucm2 is 2-D with odd sides "
+            "(2H+1, 2W+1)"
+        )
+    return raw.astype(np.float64)
 
 
 def _finite(o: Any) -> Any:

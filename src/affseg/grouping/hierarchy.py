@@ -161,8 +161,8 @@ class Hierarchy:
                 or segments < 1
             ):
                 raise InputError(f"segments must be an integer >= 1, got {segments!r}")
-            counts = np.asarray(self.n_segments)
-            lv = self.levels[int(np.argmin(np.abs(counts - segments)))]
+            gaps = [abs(int(n) - int(segments)) for n in self.n_segments]  # exact, any size
+            lv = self.levels[gaps.index(min(gaps))]  # ties: the finer level
         lv = relabel_sequential(lv)[0].astype(np.int32) if lv.min() != 1 else lv
         if self.out_shape is not None:
             rows, cols = self._rows_cols()

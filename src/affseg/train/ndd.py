@@ -309,6 +309,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from affseg.train.ndd_cache import FeatureCache, bsds_items
 
     check_args(args)
+    # the data first: a missing split leaves no --out, no cache
+    split_items = {split: bsds_items(args.data, split) for split in args.splits}
+    need_val = args.val_images > 0 and "val" not in args.splits
+    val_items = bsds_items(args.data, "val")[: args.val_images] if need_val else []
     out_dir = check_writable_dir(args.out, "--out")
     ckpt_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "log.jsonl"
@@ -327,16 +331,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
         backbone = load_backbone()
         keys: list[str] = []
-        for split in args.splits:
-            items = bsds_items(args.data, split)
+        for split, items in split_items.items():
             keys += cache.build(
                 backbone, items, split, args.scales, (False, True), progress=not args.no_progress
             )
         val_keys: list[str] = []
-        if args.val_images > 0 and "val" not in args.splits:
-            items = bsds_items(args.data, "val")[: args.val_images]
+        if val_items:
             val_keys = cache.build(
-                backbone, items, "val", (1.0,), (False,), progress=not args.no_progress
+                backbone, val_items, "val", (1.0,), (False,), progress=not args.no_progress
             )
 
         model = SpecDiffNet(
