@@ -1,4 +1,5 @@
-"""Helpers of the ``affseg serve`` tests: a real server process on a free loopback port."""
+"""Helpers of the ``affseg serve`` tests: a real server (a process, or uvicorn in a thread
+with given :class:`~affseg.serve.app.Settings`) on a free loopback port."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +27,38 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Server:
+class Client:
+    """HTTP requests to a server at ``self.url``."""
+
+    url = ""
+
+    def request(
+        self,
+        path: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(self.url + path, data=data, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), err.read()
+
+    def get_json(self, path: str) -> dict:
+        status, _, body = self.request(path, timeout=10)
+        return json.loads(body)
+
+    def post_form(
+        self, fields: dict[str, str], files: dict[str, tuple[str, bytes]] | None = None
+    ) -> tuple[int, dict]:
+        body, ctype = multipart(fields, files or {})
+        status, _, raw = self.request("/api/segment", body, {"Content-Type": ctype})
+        return status, json.loads(raw)
+
+
+class Server(Client):
     """``affseg serve`` in a subprocess, on 127.0.0.1 only; stops on :meth:`stop`."""
 
     def __init__(self, *args: str, timeout: float = 60.0) -> None:
@@ -54,31 +87,6 @@ class Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def request(
-        self,
-        path: str,
-        data: bytes | None = None,
-        headers: dict[str, str] | None = None,
-        timeout: float = 60.0,
-    ) -> tuple[int, dict[str, str], bytes]:
-        req = urllib.request.Request(self.url + path, data=data, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, dict(resp.headers), resp.read()
-        except urllib.error.HTTPError as err:
-            return err.code, dict(err.headers), err.read()
-
-    def get_json(self, path: str) -> dict:
-        status, _, body = self.request(path, timeout=10)
-        return json.loads(body)
-
-    def post_form(
-        self, fields: dict[str, str], files: dict[str, tuple[str, bytes]] | None = None
-    ) -> tuple[int, dict]:
-        body, ctype = multipart(fields, files or {})
-        status, _, raw = self.request("/api/segment", body, {"Content-Type": ctype})
-        return status, json.loads(raw)
-
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -93,6 +101,37 @@ class Server:
         """Resident bytes of the server process."""
         with open(f"/proc/{self.proc.pid}/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class ThreadServer(Client):
+    """:func:`affseg.serve.app.create_app` of ``settings`` served by uvicorn in a thread of
+    this process, on 127.0.0.1 only; stops on :meth:`stop`."""
+
+    def __init__(self, settings, timeout: float = 30.0) -> None:
+        import uvicorn
+
+        from affseg.serve.app import create_app
+
+        self.app = create_app(settings)
+        self.viewer = self.app.state.viewer
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("uvicorn did not start in time")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
 
 
 def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:

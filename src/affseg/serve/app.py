@@ -32,9 +32,21 @@ HTTP API (every error is JSON ``{"error": message, "status": code}`` with a 4xx/
     shipped spec-diff-net; seed 001 Fig. 2), the pixel marked in cyan.
 ``GET /api/health``
     ``{"ok": true, "cache": {...}, "jobs": {...}, "rss_bytes": ...}``.
+``GET /api/openapi.json``
+    This API as an OpenAPI 3.0 description (:mod:`affseg.serve.openapi`).
 
-Work and memory: segmentations run in a bounded thread pool (the event loop only parses
-requests and sends bytes); at most ``max_queue`` jobs wait, more are answered ``503``.
+Work and memory: segmentations and similarity fields run in one bounded worker pool
+(:class:`~affseg.serve.pool.WorkPool`; the event loop only parses requests and sends
+bytes): at most ``max_queue`` computations wait, warm-ups included, more are answered
+``503``; a request's own work runs before warm-ups (prerendered overlays, similarity fields
+nobody asked for yet), which are dropped when the queue is busy. Each computation's peak
+memory is estimated from its working size before it starts: one over ``work_bytes`` is
+refused (``413``), and running ones together stay within it. A similarity field works on
+an image enlarged to a shorter side of 96 pixels, bounded in both sides
+(:func:`~affseg.serve.similarity.field_working_size`; a thin strip answers ``422``).
+Decoding uploads, rendering PNGs and evaluating clicks run a few at a time
+(``light_tasks``; ``503`` after ``light_wait`` seconds). An upload's body must arrive
+within ``upload_timeout`` seconds, else ``408`` and the connection is closed.
 Images, hierarchies, similarity fields (diffusion embedding + interpolation weights) and
 rendered PNGs live in one LRU cache bounded in bytes (:class:`~affseg.serve.cache.ByteLRU`);
 an evicted image's id answers 404 ("upload it again"). Ids are content hashes: nothing in a
@@ -53,7 +65,7 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +74,14 @@ import numpy as np
 
 from affseg.errors import AffsegError, InputError
 from affseg.serve.cache import ByteLRU
-from affseg.serve.similarity import MIN_SIDE, CapturingModel, SimilarityField
+from affseg.serve.pool import BACKGROUND, USER, PoolRefused, WorkPool
+from affseg.serve.similarity import (
+    MAX_WORK_PIXELS,
+    MIN_SIDE,
+    CapturingModel,
+    SimilarityField,
+    field_bytes,
+)
 from affseg.serve.uploads import UploadRefused, decode_upload
 
 log = logging.getLogger("affseg.serve")
@@ -71,9 +90,46 @@ STATIC = Path(__file__).resolve().parent / "static"
 _ID = re.compile(r"^[0-9a-f]{16}$")
 
 
+#: Estimated peak memory of a segmentation: fixed part and bytes per pixel (measured peaks
+#: of the registry's methods on 200 x 300 and 400 x 600 images: 0.5-1.7 kB per pixel over
+#: at most 250 MB).
+JOB_BYTES_FIXED = 128 << 20
+JOB_BYTES_PER_PIXEL = 2048
+
+
 @dataclass
 class Settings:
-    """Limits and sizes of one server."""
+    """Limits and sizes of one server.
+
+    Attributes
+    ----------
+    max_upload_bytes : int
+        Largest upload body.
+    max_pixels : int
+        Largest image (width x height from its header) decoded.
+    max_side : int
+        Larger images are downscaled to this longer side.
+    cache_bytes : int
+        Budget of the LRU cache (images, hierarchies, fields, renders).
+    workers : int
+        Computations running at once.
+    max_queue : int
+        Computations waiting, warm-ups included; more are answered 503.
+    work_bytes : int
+        Budget for the estimated peak memory of the running computations.
+    field_max_pixels : int
+        Bound on a similarity field's working size.
+    light_tasks : int
+        Decodes, renders and clicks running at once (uploads are decoded one at a time).
+    light_wait : float
+        Seconds a request waits for such a slot before a 503.
+    upload_timeout : float
+        Seconds an upload's body may take to arrive; then 408.
+    warm : bool
+        Prerender overlays and similarity fields after a segmentation.
+    allowed_hosts : tuple of str
+        Accepted ``Host`` headers (empty: any).
+    """
 
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
@@ -81,6 +137,12 @@ class Settings:
     cache_bytes: int = 512 * 1024 * 1024
     workers: int = 1
     max_queue: int = 64
+    work_bytes: int = 2048 * 1024 * 1024
+    field_max_pixels: int = MAX_WORK_PIXELS
+    light_tasks: int = 4
+    light_wait: float = 30.0
+    upload_timeout: float = 60.0
+    warm: bool = True
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]", "testserver")
 
 
@@ -114,12 +176,13 @@ class Result:
 
 
 class HTTPError(Exception):
-    """An error answered as JSON with ``status``."""
+    """An error answered as JSON with ``status`` (and extra response ``headers``)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 class Viewer:
@@ -128,14 +191,21 @@ class Viewer:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self.cache = ByteLRU(self.settings.cache_bytes)
-        self.pool = ThreadPoolExecutor(
-            max_workers=max(1, self.settings.workers), thread_name_prefix="affseg-seg"
+        self.pool = WorkPool(
+            workers=max(1, self.settings.workers),
+            max_queue=max(1, self.settings.max_queue),
+            memory_bytes=max(1, self.settings.work_bytes),
+            name="affseg-work",
         )
         self.jobs: dict[tuple[str, str], Job] = {}
         self._lock = threading.Lock()
-        self._field_locks: dict[str, threading.Lock] = {}
+        self._fields: dict[str, Future] = {}  # similarity fields being built
         self._rate: dict[str, float] = {}  # method -> seconds per megapixel (EMA)
-        self.background = 0  # warm-up tasks (similarity fields, overlays) not finished
+
+    @property
+    def background(self) -> int:
+        """Warm-ups (similarity fields, overlays) waiting or running."""
+        return self.pool.background()
 
     # ------------------------------------------------------------------ images
     def add_image(self, rgb: np.ndarray, name: str = "image") -> dict[str, Any]:
@@ -188,8 +258,16 @@ class Viewer:
         return name
 
     def submit(self, image_id: str, method: str) -> Job:
-        """Start (or join) the segmentation of an image with a method."""
-        self.image(image_id)
+        """Start (or join) the segmentation of an image with a method.
+
+        Raises
+        ------
+        HTTPError
+            The image is unknown.
+        PoolRefused
+            503 when the queue is full, 413 when the estimated memory exceeds the budget.
+        """
+        h, w = self.image(image_id)["rgb"].shape[:2]
         key = (image_id, method)
         with self._lock:
             job = self.jobs.get(key)
@@ -198,13 +276,16 @@ class Viewer:
                     return job  # in flight: join it
                 if job.error is None and ("hier", *key) in self.cache:
                     return job
-            pending = sum(1 for j in self.jobs.values() if j.finished is None)
-            if pending >= self.settings.max_queue:
-                raise HTTPError(503, f"the server is busy ({pending} segmentations waiting)")
             job = Job(image_id, method)
+            job.future = self.pool.submit(
+                self._run_job,
+                job,
+                priority=USER,
+                nbytes=JOB_BYTES_FIXED + JOB_BYTES_PER_PIXEL * h * w,
+                label=f"{method} segmentation",
+            )
             self.jobs[key] = job
             self._prune_jobs()
-            job.future = self.pool.submit(self._run_job, job)
         return job
 
     def _prune_jobs(self) -> None:
@@ -253,50 +334,34 @@ class Viewer:
             job.error = f"{type(exc).__name__}: {exc}"
         finally:
             job.finished = time.monotonic()
-        if job.error is None:
-            # next in the pool: the similarity field (fast first click), then every level's
-            # overlay (slider moves answered from the cache)
-            with contextlib.suppress(RuntimeError):  # pool shut down
-                if ("field", job.image_id) not in self.cache:
-                    self._background(self._warm_field, job.image_id, job.encoding)
-                job.encoding = None
-                self._background(self._warm_overlays, job.image_id, job.method)
-
-    def _background(self, fn: Any, *args: Any) -> None:
-        with self._lock:
-            self.background += 1
-
-        def task() -> None:
-            try:
-                fn(*args)
-            finally:
-                with self._lock:
-                    self.background -= 1
-
-        try:
-            self.pool.submit(task)
-        except RuntimeError:
-            with self._lock:
-                self.background -= 1
-            raise
+        encoding, job.encoding = job.encoding, None
+        if job.error is None and self.settings.warm:
+            # warm-ups, after any user work: the similarity field (fast first click), then
+            # every level's overlay (slider moves answered from the cache); dropped when
+            # the queue is busy
+            if ("field", job.image_id) not in self.cache:
+                with contextlib.suppress(PoolRefused, HTTPError, InputError):
+                    self.field_future(job.image_id, BACKGROUND, encoding)
+            del encoding
+            with contextlib.suppress(PoolRefused):
+                self.pool.submit(
+                    self._warm_overlays, job.image_id, job.method,
+                    priority=BACKGROUND, label="overlays",
+                )  # fmt: skip
 
     def _warm_overlays(self, image_id: str, method: str) -> None:
         try:
             res = self.result(image_id, method)
             d = res.default_level
             for lv in sorted(range(len(res.levels)), key=lambda i: abs(i - d)):
+                if self.pool.user_waiting():
+                    return  # a request's own work goes first; the rest renders on demand
                 if ("png", "overlay", image_id, method, lv) not in self.cache:
                     self.png("overlay", image_id, method, lv)
         except HTTPError:
             pass  # evicted meanwhile
         except Exception:  # noqa: BLE001 - on-demand rendering reports errors itself
             log.exception("overlays of %s / %s failed", image_id, method)
-
-    def _warm_field(self, image_id: str, encoding: Any = None) -> None:
-        try:
-            self.field(image_id, encoding)
-        except Exception:  # noqa: BLE001 - a click will report the error itself
-            log.exception("similarity field of %s failed", image_id)
 
     def status(self, image_id: str, method: str) -> dict[str, Any]:
         """JSON-able state of a job (the result's levels when done)."""
@@ -389,40 +454,99 @@ class Viewer:
         scipy.io.savemat(buf, {"ucm2": hier.to_ucm()}, do_compression=True, format="5")
         return buf.getvalue()
 
-    def field(self, image_id: str, encoding: Any = None) -> Any:
-        """The image's cached :class:`~affseg.serve.similarity.SimilarityField`.
+    def field_future(self, image_id: str, priority: int = USER, encoding: Any = None) -> Future:
+        """The image's :class:`~affseg.serve.similarity.SimilarityField`, built in the pool.
 
-        ``encoding`` = (model, NDDOutput) of this image when the ``ndd`` method already ran
-        the network on it.
+        Parameters
+        ----------
+        image_id : str
+        priority : int
+            :data:`~affseg.serve.pool.USER` (a request waits for it: a queued warm-up of
+            the same field is promoted) or :data:`~affseg.serve.pool.BACKGROUND`.
+        encoding : tuple, optional
+            (model, NDDOutput) of this image when the ``ndd`` method already ran the
+            network on it.
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Done at once when the field is cached; one build per image at a time.
+
+        Raises
+        ------
+        HTTPError
+            404 for an unknown image, 422 when the image is too elongated or too large for
+            a field (checked from its size, before any work).
+        PoolRefused
+            503 when the queue is full, 413 when the estimated memory exceeds the budget.
         """
+        hit = self.cache.get(("field", image_id))
+        if hit is not None:
+            done: Future = Future()
+            done.set_result(hit)
+            return done
+        h, w = self.image(image_id)["rgb"].shape[:2]
+        try:
+            nbytes = field_bytes(h, w, self.settings.field_max_pixels)
+        except InputError as exc:
+            raise HTTPError(422, str(exc)) from None
+        with self._lock:
+            fut = self._fields.get(image_id)
+            if fut is not None and not fut.done():
+                if priority == USER:
+                    self.pool.promote(fut)
+                if not fut.cancelled():
+                    return fut
+            fut = self.pool.submit(
+                self._build_field, image_id, encoding,
+                priority=priority, nbytes=nbytes, label="similarity map",
+            )  # fmt: skip
+            self._fields[image_id] = fut
+        # forgotten once done (a finished future holds the field: the cache alone keeps it)
+        fut.add_done_callback(lambda f: self._forget_field(image_id, f))
+        return fut
+
+    def _forget_field(self, image_id: str, fut: Future) -> None:
+        with self._lock:
+            if self._fields.get(image_id) is fut:
+                del self._fields[image_id]
+
+    def _build_field(self, image_id: str, encoding: Any = None) -> Any:
         key = ("field", image_id)
         hit = self.cache.get(key)
-        if hit is not None:
-            return hit
-        with self._lock:
-            lock = self._field_locks.setdefault(image_id, threading.Lock())
-        with lock:
-            hit = self.cache.get(key)
-            if hit is None:
-                rgb = self.image(image_id)["rgb"]
-                if encoding is not None:
-                    hit = SimilarityField(rgb, encoding[0], output=encoding[1])
-                else:
-                    hit = SimilarityField(rgb)
-                self.cache.put(key, hit, hit.nbytes)
-        with self._lock:
-            if len(self._field_locks) > 256:
-                self._field_locks.clear()
+        if hit is None:
+            rgb = self.image(image_id)["rgb"]
+            cap = self.settings.field_max_pixels
+            if encoding is not None:
+                hit = SimilarityField(rgb, encoding[0], output=encoding[1], max_pixels=cap)
+            else:
+                hit = SimilarityField(rgb, max_pixels=cap)
+            self.cache.put(key, hit, hit.nbytes)
         return hit
 
-    def similarity_png(self, image_id: str, y: int, x: int) -> bytes:
+    def field(self, image_id: str, encoding: Any = None) -> Any:
+        """The image's cached :class:`~affseg.serve.similarity.SimilarityField` (blocks
+        until built in the pool; never call it from a pool task)."""
+        try:
+            return self.field_future(image_id, USER, encoding).result()
+        except InputError as exc:
+            raise HTTPError(422, str(exc)) from None
+
+    def check_pixel(self, image_id: str, y: int, x: int) -> None:
+        """HTTPError 400 unless (y, x) is a pixel of the image."""
+        h, w = self.image(image_id)["rgb"].shape[:2]
+        if not (0 <= y < h and 0 <= x < w):
+            raise HTTPError(400, f"pixel ({y}, {x}) is outside the {h} x {w} image")
+
+    def similarity_png(self, image_id: str, y: int, x: int, fld: Any = None) -> bytes:
+        """Heat map PNG of pixel (y, x)'s similarity (``fld``: the image's field, else
+        :meth:`field`)."""
         from affseg.cli.similarity import heat
 
         info = self.image(image_id)
         h, w = info["rgb"].shape[:2]
-        if not (0 <= y < h and 0 <= x < w):
-            raise HTTPError(400, f"pixel ({y}, {x}) is outside the {h} x {w} image")
-        sim = self.field(image_id).row(y, x)
+        self.check_pixel(image_id, y, x)
+        sim = (self.field(image_id) if fld is None else fld).row(y, x)
         img = heat(sim)
         r = max(2, min(h, w) // 100)
         img[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1] = (0, 255, 255)
@@ -440,11 +564,12 @@ class Viewer:
                 "finished": sum(1 for j in jobs if j.finished is not None),
                 "background": self.background,
             },
+            "pool": self.pool.stats(),
             "rss_bytes": rss_bytes(),
         }
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()
 
 
 def fast_overlay(rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.6) -> np.ndarray:
@@ -530,13 +655,39 @@ def create_app(settings: Settings | None = None) -> Any:
     viewer = Viewer(settings)
     cfg = viewer.settings
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message, "status": status}, status_code=status)
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        message = " ".join(str(message).split()) or "error"  # one line
+        return JSONResponse({"error": message, "status": status}, status_code=status,
+                            headers=headers)  # fmt: skip
 
-    async def run_blocking(fn: Any, *args: Any) -> Any:
+    light = asyncio.Semaphore(max(1, cfg.light_tasks))  # renders, clicks
+    decoding = asyncio.Semaphore(1)  # decodes: up to max_pixels each
+
+    async def run_blocking(fn: Any, *args: Any, gate: asyncio.Semaphore | None = None) -> Any:
+        """``fn(*args)`` in the web server's thread pool, holding a slot of ``gate``
+        (default: the light-work semaphore); 503 when none frees within ``light_wait``."""
         from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(fn, *args)
+        sem = light if gate is None else gate
+        try:
+            await asyncio.wait_for(sem.acquire(), timeout=cfg.light_wait)
+        except TimeoutError:
+            raise HTTPError(
+                503, "the server is busy (too many requests at once); try again in a moment"
+            ) from None
+        try:
+            return await run_in_threadpool(fn, *args)
+        finally:
+            sem.release()
+
+    async def wait_future(fut: Future) -> Any:
+        """The result of a pool task (a cancelled one: 503)."""
+        try:
+            return await asyncio.wrap_future(fut)
+        except asyncio.CancelledError:
+            if fut.cancelled():
+                raise HTTPError(503, "the server dropped this computation; try again") from None
+            raise
 
     def png_response(data: bytes, immutable: bool = True) -> Response:
         headers = {"Cache-Control": "public, max-age=3600, immutable" if immutable else "no-store"}
@@ -577,6 +728,19 @@ def create_app(settings: Settings | None = None) -> Any:
                 break
 
     async def read_body(request: Request) -> bytes:
+        """The request's body, whole within ``upload_timeout`` seconds (else 408 and the
+        connection closed: a stalled client does not keep its slot)."""
+        try:
+            async with asyncio.timeout(cfg.upload_timeout):
+                return await read_body_unbounded(request)
+        except TimeoutError:
+            raise HTTPError(
+                408,
+                f"the upload did not arrive within {cfg.upload_timeout:g} s",
+                headers={"Connection": "close"},
+            ) from None
+
+    async def read_body_unbounded(request: Request) -> bytes:
         limit = cfg.max_upload_bytes + 64 * 1024  # room for the multipart framing
         cap = 4 * limit  # a refused upload up to this size is drained before the answer
         declared = request.headers.get("content-length")
@@ -631,12 +795,12 @@ def create_app(settings: Settings | None = None) -> Any:
         if isinstance(upload, UploadFile):
             data = await upload.read()
             name = Path(upload.filename or "upload").name[:80]
-            rgb = await run_blocking(
-                lambda: decode_upload(
-                    data, max_bytes=cfg.max_upload_bytes, max_pixels=cfg.max_pixels
-                )
-            )
-            desc = await run_blocking(viewer.add_image, rgb, name)
+
+            def ingest() -> dict[str, Any]:
+                rgb = decode_upload(data, max_bytes=cfg.max_upload_bytes, max_pixels=cfg.max_pixels)
+                return viewer.add_image(rgb, name)
+
+            desc = await run_blocking(ingest, gate=decoding)
         elif isinstance(upload, str) and upload:
             raise HTTPError(400, "field 'image' must be a file upload")
         elif example:
@@ -645,18 +809,20 @@ def create_app(settings: Settings | None = None) -> Any:
             if example not in EXAMPLES:
                 raise HTTPError(400, f"unknown example {example!r}; choose one of: "
                                      f"{', '.join(EXAMPLES)}")  # fmt: skip
-            rgb = await run_blocking(load_example, example)
-            desc = await run_blocking(viewer.add_image, rgb, example)
+            desc = await run_blocking(
+                lambda: viewer.add_image(load_example(example), example), gate=decoding
+            )
         elif given_id:
             desc = viewer.describe_image(given_id, viewer.image(given_id))
         else:
             raise HTTPError(400, "give a file in field 'image', an 'example' name or an 'id'")
         job = viewer.submit(desc["id"], method)
         if wait and job.future is not None:
-            await asyncio.wrap_future(job.future)
+            await wait_future(job.future)
         state = viewer.status(desc["id"], method)
         if state["status"] == "error":
-            return JSONResponse({**state, "status": 422}, status_code=422)
+            msg = " ".join(str(state.get("error", "")).split()) or "the segmentation failed"
+            return JSONResponse({**state, "error": msg, "status": 422}, status_code=422)
         return JSONResponse(state, status_code=200 if state["status"] == "done" else 202)
 
     async def segment_status(request: Request) -> Response:
@@ -692,15 +858,36 @@ def create_app(settings: Settings | None = None) -> Any:
             x = int(request.query_params["x"])
         except (KeyError, ValueError):
             raise HTTPError(400, "give integer query parameters y (row) and x (column)") from None
-        data = await run_blocking(viewer.similarity_png, request.path_params["id"], y, x)
+        image_id = request.path_params["id"]
+        viewer.check_pixel(image_id, y, x)
+        # the field is built in the worker pool (bounded, memory accounted); the click
+        # itself (one kernel row) is light work
+        try:
+            fld = await wait_future(viewer.field_future(image_id))
+        except InputError as exc:
+            raise HTTPError(422, str(exc)) from None
+        data = await run_blocking(viewer.similarity_png, image_id, y, x, fld)
         return png_response(data)
+
+    async def openapi(request: Request) -> Response:
+        from affseg.serve.openapi import openapi_schema
+
+        return JSONResponse(openapi_schema(cfg))
 
     async def health(request: Request) -> Response:
         return JSONResponse(viewer.health())
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPError)
-        return error(exc.status, exc.message)
+        return error(exc.status, exc.message, exc.headers)
+
+    async def on_pool_refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PoolRefused)
+        headers = {"Retry-After": "5"} if exc.status == 503 else None
+        return error(exc.status, exc.message, headers)
+
+    async def on_disconnect(request: Request, exc: Exception) -> Response:
+        return error(400, "the client disconnected")
 
     async def on_refused(request: Request, exc: Exception) -> Response:
         return error(getattr(exc, "status", 400), str(exc))
@@ -721,6 +908,7 @@ def create_app(settings: Settings | None = None) -> Any:
             viewer.close()
 
     from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
 
     level = r"{level:int}"
     routes = [
@@ -728,6 +916,7 @@ def create_app(settings: Settings | None = None) -> Any:
         Route("/favicon.ico", favicon),
         Route("/api/info", info),
         Route("/api/health", health),
+        Route("/api/openapi.json", openapi),
         Route("/api/segment", segment, methods=["POST"]),
         Route("/api/segment/{id}/{method}", segment_status),
         Route("/api/image/{id}.png", image_png),
@@ -745,6 +934,8 @@ def create_app(settings: Settings | None = None) -> Any:
         middleware=middleware,
         exception_handlers={
             HTTPError: on_http_error,
+            PoolRefused: on_pool_refused,
+            ClientDisconnect: on_disconnect,
             UploadRefused: on_refused,
             InputError: on_refused,
             HTTPException: on_starlette_http,

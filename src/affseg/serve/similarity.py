@@ -22,6 +22,102 @@ from affseg.errors import InputError
 #: Images with a shorter side are enlarged to this for the embedding (grid >= 12 x 12).
 MIN_SIDE = 96
 
+#: Most pixels a similarity field works on (after the enlargement of a small image).
+MAX_WORK_PIXELS = 1 << 20
+
+#: Largest ratio of the longer to the shorter image side a similarity field accepts: the
+#: enlargement of a thin strip to :data:`MIN_SIDE` would otherwise grow without bound.
+MAX_ASPECT = 32
+
+#: Peak memory of a field per working pixel (measured: 0.8-1.6 kB on 96 x 96 ... 800 x 800
+#: and 96 x 3200 images) and fixed part, for :func:`field_bytes`.
+FIELD_BYTES_PER_PIXEL = 1800
+FIELD_BYTES_FIXED = 32 << 20
+
+
+def field_working_size(
+    height: int, width: int, max_pixels: int = MAX_WORK_PIXELS
+) -> tuple[int, int]:
+    """The (height, width) a :class:`SimilarityField` of an image works at.
+
+    An image with a shorter side under :data:`MIN_SIDE` is enlarged so that this side is
+    :data:`MIN_SIDE`; the working size is bounded in both sides: the aspect ratio by
+    :data:`MAX_ASPECT` and the pixel count by ``max_pixels``.
+
+    Parameters
+    ----------
+    height, width : int
+        The image's size.
+    max_pixels : int
+        Bound on the working pixel count.
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    InputError
+        The image is too elongated or the working size exceeds ``max_pixels``.
+
+    Examples
+    --------
+    >>> field_working_size(40, 50)
+    (96, 120)
+    >>> field_working_size(400, 600)
+    (400, 600)
+    >>> field_working_size(2, 800)
+    Traceback (most recent call last):
+    ...
+    affseg.errors.InputError: the image is 800 x 2 pixels (aspect ratio 400:1); ...
+    """
+    h, w = int(height), int(width)
+    if h < 1 or w < 1:
+        raise InputError(f"the image is {w} x {h} pixels: empty")
+    ratio = max(h, w) / min(h, w)
+    if ratio > MAX_ASPECT:
+        raise InputError(
+            f"the image is {w} x {h} pixels (aspect ratio {ratio:.0f}:1); the similarity map "
+            f"needs an aspect ratio of at most {MAX_ASPECT}:1"
+        )
+    if min(h, w) < MIN_SIDE:
+        s = MIN_SIDE / min(h, w)
+        h, w = max(MIN_SIDE, round(h * s)), max(MIN_SIDE, round(w * s))
+    if h * w > max_pixels:
+        raise InputError(
+            f"the similarity map of a {width} x {height} image would work on {w} x {h} "
+            f"pixels, more than this server's bound of {max_pixels:,}"
+        )
+    return h, w
+
+
+def field_bytes(height: int, width: int, max_pixels: int = MAX_WORK_PIXELS) -> int:
+    """Estimated peak memory (bytes) of building the :class:`SimilarityField` of an image.
+
+    Parameters
+    ----------
+    height, width : int
+        The image's size.
+    max_pixels : int
+        As in :func:`field_working_size`.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InputError
+        As :func:`field_working_size`.
+
+    Examples
+    --------
+    >>> field_bytes(400, 600) // 2**20
+    443
+    """
+    h, w = field_working_size(height, width, max_pixels)
+    return FIELD_BYTES_FIXED + FIELD_BYTES_PER_PIXEL * h * w
+
 
 class SimilarityField:
     """Cached diffusion embedding and interpolation weights of one image.
@@ -33,23 +129,36 @@ class SimilarityField:
         Default: the shipped model (:func:`affseg.methods.ndd.shipped_model`).
     output : NDDOutput, optional
         ``model.encode`` of this image when already computed (e.g. by the ``ndd`` method).
+    max_pixels : int
+        Bound on the working size (:func:`field_working_size`), checked before any work.
+
+    Raises
+    ------
+    InputError
+        The image is too elongated or too large (:func:`field_working_size`).
     """
 
-    def __init__(self, rgb: np.ndarray, model: Any | None = None, output: Any = None) -> None:
+    def __init__(
+        self,
+        rgb: np.ndarray,
+        model: Any | None = None,
+        output: Any = None,
+        max_pixels: int = MAX_WORK_PIXELS,
+    ) -> None:
         from affseg.affinity.graph import LocalOperator, local_sq_distances, valid_mask
         from affseg.methods.ndd import _image_tensor, shipped_model
 
-        net = shipped_model() if model is None else model
         self.size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        # bounded in both sides before anything is allocated
+        wh, ww = field_working_size(*self.size, max_pixels=max_pixels)
+        net = shipped_model() if model is None else model
         work = rgb
-        if min(self.size) < MIN_SIDE:
+        if (wh, ww) != self.size and output is None:
             # the diffusion embedding needs more grid nodes than eigenvectors: work on an
             # enlarged copy, the map comes back at the image's own size
             from PIL import Image
 
-            s = MIN_SIDE / min(self.size)
-            size = (round(self.size[1] * s), round(self.size[0] * s))
-            work = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC))
+            work = np.asarray(Image.fromarray(rgb).resize((ww, wh), Image.Resampling.BICUBIC))
         x = _image_tensor(work)
         with torch.no_grad():
             out = net.encode(x) if output is None else output

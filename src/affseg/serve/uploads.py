@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,9 @@ def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray
     Returns
     -------
     ndarray, shape (H, W, 3), uint8
-        Grayscale is stacked to RGB, an alpha channel is composited on white, an animated
-        image gives its first frame.
+        Upright (the EXIF orientation applied, as :func:`affseg.data.io.read_image` does),
+        grayscale stacked to RGB, an alpha channel composited on white, the first frame of
+        an animated image.
 
     Raises
     ------
@@ -90,16 +92,56 @@ def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 im.seek(0)
                 im.load()
-                if im.mode in ("RGBA", "LA", "PA") or (
-                    im.mode == "P" and "transparency" in im.info
+                # upright, by the rule of affseg.data.io.open_image (the CLI's reader)
+                up = upright(im)
+                if up.mode in ("RGBA", "LA", "PA") or (
+                    up.mode == "P" and "transparency" in up.info
                 ):
-                    rgba = im.convert("RGBA")
+                    rgba = up.convert("RGBA")
                     bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                     rgb = Image.alpha_composite(bg, rgba).convert("RGB")
                 else:
-                    rgb = im.convert("RGB")
+                    rgb = up.convert("RGB")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise UploadRefused("the image declares too many pixels", 413) from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise UploadRefused(f"cannot decode the image: {exc}", 400) from None
+        except Exception as exc:  # noqa: BLE001 - any decoder failure: one line, 400
+            msg = " ".join(str(exc).split()) or type(exc).__name__
+            raise UploadRefused(f"cannot decode the image: {msg}", 400) from None
     return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def upright(im: Any) -> Any:
+    """A loaded PIL image turned upright by its EXIF orientation tag.
+
+    The rule of :func:`affseg.data.io.open_image` (``PIL.ImageOps.exif_transpose``), so the
+    viewer's labels and ``.mat`` files have the orientation of ``affseg segment``'s.
+
+    Parameters
+    ----------
+    im : PIL.Image.Image
+
+    Returns
+    -------
+    PIL.Image.Image
+        ``im`` itself when it needs no turn.
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> im = Image.new("RGB", (4, 2))
+    >>> exif = im.getexif()
+    >>> exif[0x0112] = 6  # rotated: displayed turned 90 degrees clockwise
+    >>> im.info["exif"] = exif.tobytes()
+    >>> upright(im).size
+    (2, 4)
+    """
+    from PIL import ImageOps
+
+    try:
+        orientation = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - unreadable EXIF: taken as upright, like image_size
+        return im
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        out = ImageOps.exif_transpose(im)
+        return im if out is None else out
+    return im
