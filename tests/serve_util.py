@@ -132,6 +132,7 @@ class ThreadServer(Client):
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+        self.viewer.pool.close(wait=True)  # no worker left running at interpreter exit
 
 
 def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:

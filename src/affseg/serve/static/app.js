@@ -220,7 +220,16 @@ async function init() {
     if (sim.wanted && sim.wanted !== sim.img.getAttribute("src")) { sim.loading = true; sim.img.src = sim.wanted; }
     else $("progress-sim").hidden = true;
   });
-  sim.img.addEventListener("error", () => { sim.loading = false; $("progress-sim").hidden = true; showMessage("similarity map failed"); });
+  sim.img.addEventListener("error", async () => {
+    sim.loading = false;
+    $("progress-sim").hidden = true;
+    let msg = "similarity map failed";
+    try {  // the server's one-line reason (a thin strip, a busy server, ...)
+      const body = await (await fetch(sim.img.src)).json();
+      if (body && body.error) msg = `similarity map: ${body.error}`;
+    } catch (err) { /* keep the generic message */ }
+    showMessage(msg);
+  });
   sim.img.addEventListener("click", (ev) => clickPixel(ev, sim.img));
   $("progress-sim").classList.add("indeterminate");
   state.panels.a = makePanel("a");
