@@ -463,8 +463,7 @@ def read_ucm_mat(path: str | os.PathLike[str]) -> np.ndarray:
         )
     if raw.ndim != 2 or raw.shape[0] % 2 == 0 or raw.shape[1] % 2 == 0:
         raise CorruptFileError(
-            f"{path}: ucm2 has shape {raw.shape}; a BSDS ucm2 is 2-D with odd sides "
-            "(2H+1, 2W+1)"
+            f"{path}: ucm2 has shape {raw.shape}; a BSDS ucm2 is 2-D with odd sides (2H+1, 2W+1)"
         )
     return raw.astype(np.float64)
 

@@ -261,29 +261,38 @@ def check_options(name: str | None, options: dict[str, Any]) -> dict[str, Any]:
 #: option means anything, and C code downstream would overflow.
 MAX_INT_OPTION = 2**31 - 1
 
+#: Largest Gaussian smoothing (pixels) of a method: beyond it the filter's support exceeds
+#: any image the pixel limit admits.
+MAX_SIGMA = 1000.0
+
 #: Per method, the options whose values must lie in a range: name -> (low, high,
 #: low_inclusive). A sequence option's every item is checked.
 OPTION_RANGES: dict[str, dict[str, tuple[float, float, bool]]] = {
     "felzenszwalb": {
         "scales": (0, math.inf, False),
-        "sigma": (0, math.inf, True),
+        "sigma": (0, MAX_SIGMA, True),
         "min_size": (0, math.inf, True),
         "default_scale": (0, math.inf, False),
     },
-    "slic": {"default_segments": (1, math.inf, True)},
+    "slic": {
+        "n_segments": (1, 1_000_000, True),
+        "default_segments": (1, math.inf, True),
+        "sigma": (0, MAX_SIGMA, True),
+    },
     "quickshift": {
         "max_dists": (0, math.inf, False),
-        "kernel_size": (0, math.inf, False),
+        "kernel_size": (0, 100, False),
+        "sigma": (0, MAX_SIGMA, True),
         "min_size": (0, math.inf, True),
         "default_max_dist": (0, math.inf, False),
     },
     "ncut": {
-        "n_superpixels": (1, math.inf, True),
-        "num_cuts": (1, math.inf, True),
+        "n_superpixels": (1, 10_000, True),
+        "num_cuts": (1, 1000, True),
         "compactness": (0, math.inf, False),
         "sigma": (0, math.inf, False),
     },
-    "kmeans": {"ks": (1, math.inf, True), "n_iter": (1, math.inf, True)},
+    "kmeans": {"ks": (1, 1000, True), "n_iter": (1, 1000, True)},
     "ndd": {
         "n_leaves": (2, math.inf, True),
         "max_centres": (1, math.inf, True),
