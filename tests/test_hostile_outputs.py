@@ -240,6 +240,13 @@ def test_bad_scheduler_is_one_line(
         ("ndd", {"n_leaves": 0}, "n_leaves"),
         ("slic", {"n_segments": 10**23}, "n_segments"),
         ("ndd", {"model": 5}, "model"),
+        # found by tests/test_fuzz_cli.py: a run that never ends, or a 148 GB allocation
+        ("kmeans", {"n_iter": 10**9}, "n_iter"),
+        ("kmeans", {"ks": (10**6,)}, "ks"),
+        ("ncut", {"num_cuts": 10**9}, "num_cuts"),
+        ("ncut", {"n_superpixels": 10**9}, "n_superpixels"),
+        ("felzenszwalb", {"sigma": 6.5e243}, "sigma"),
+        ("quickshift", {"kernel_size": 1e6}, "kernel_size"),
     ],
 )
 def test_option_ranges(method: str, opts: dict, word: str) -> None:

@@ -204,6 +204,33 @@ def test_viewer_user_job_never_waits_behind_warmups():
         v.close()
 
 
+def test_user_job_dropping_a_field_warmup_does_not_deadlock():
+    """A dropped warm-up's future is cancelled outside the pool's lock, and its callback
+    (forgetting the field build) may run while the viewer's lock is held."""
+    from affseg.serve.app import Settings, Viewer
+
+    v = Viewer(Settings(max_side=64, workers=1, max_queue=1, warm=False))
+    try:
+        desc = v.add_image(np.asarray(_strip(48, 64)), "a")
+        gate = threading.Event()
+        blocker = v.pool.submit(gate.wait, 10)
+        _wait(lambda: v.pool.stats()["running"] == 1)
+        warm = v.field_future(desc["id"], BACKGROUND)
+        assert v.pool.stats()["queued_background"] == 1
+        box: list = []
+        t = threading.Thread(target=lambda: box.append(v.submit(desc["id"], "slic")))
+        t.start()
+        t.join(10)
+        assert not t.is_alive(), "submitting user work deadlocked"
+        assert warm.cancelled() and v.pool.stats()["queued"] == 1
+        gate.set()
+        blocker.result(10)
+        box[0].future.result(60)
+        assert v.field_future(desc["id"]) is not warm  # a new build, not the dropped one
+    finally:
+        v.close()
+
+
 # ---------------------------------------------------------------- 3. similarity in the pool
 def test_similarity_fields_are_built_in_the_bounded_pool():
     from affseg.serve.app import HTTPError, Settings, Viewer

@@ -55,11 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # unwritable output, full disk, ...: one line, not a traceback
         print(f"affseg: error: {_os_error(exc)}", file=sys.stderr)
         return 2
-    except MemoryError:
-        print(
-            "affseg: error: out of memory (try a smaller --working-side or a smaller image)",
-            file=sys.stderr,
+    except (MemoryError, RuntimeError) as exc:
+        from affseg.memory import is_out_of_memory, out_of_memory_message
+
+        if not is_out_of_memory(exc):  # only torch's allocation failure, not other bugs
+            raise
+        # torch reports a failed allocation as RuntimeError ("DefaultCPUAllocator: can't
+        # allocate memory ..."): one line, naming an option only where the command has it
+        hint = (
+            "try a smaller --working-side or a smaller image"
+            if hasattr(args, "working_side")
+            else "try a smaller image"
         )
+        print(f"affseg: error: {out_of_memory_message(exc, hint)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("affseg: interrupted", file=sys.stderr)

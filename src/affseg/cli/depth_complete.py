@@ -117,8 +117,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--guide and --sparse are required (or --train)")
     if args.weights and args.method == "fgs":
         raise InputError("--weights applies to --method ham or naive, not fgs")
-    from affseg.data.io import read_image, write_png
+    from affseg.data.io import image_size, read_image, write_png
 
+    # the output has the guide's size: its header sets the peak memory, checked before
+    # any pixel is decoded
+    dc.check_completion_memory(args.method, *image_size(args.guide))
     rgb = read_image(args.guide)
     sparse = dc.read_sparse(args.sparse)
     if sparse.shape != rgb.shape[:2]:

@@ -30,6 +30,7 @@ from affseg.errors import InputError
 from affseg.methods.depth_sr import (
     DEFAULT_WEIGHTS,
     TRAIN_FACTORS,
+    check_sr_memory,
     evaluate,
     load_model,
     read_disparity,
@@ -204,7 +205,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from affseg.data.io import check_writable_file, read_image, write_png
+    from affseg.data.io import check_writable_file, image_size, read_image, write_png
     from affseg.methods.depth_sr_baselines import baseline_upsample
     from affseg.runtime import torch_threads
 
@@ -216,6 +217,9 @@ def _run(args: argparse.Namespace) -> int:
     model = None
     if args.method in ("ham", "naive"):  # bad weights fail before the images are read
         model = load_model(args.weights or DEFAULT_WEIGHTS[args.method])
+    # the output has the guide's size: its header sets the peak memory, checked before
+    # any pixel is decoded
+    check_sr_memory(args.method if model is None else model, *image_size(args.guide), args.tta)
     rgb = read_image(args.guide)
     lr = read_disparity(args.depth)
     factor = rgb.shape[0] // lr.shape[0]

@@ -13,11 +13,17 @@ The image's class labels are not an input. Example::
     affseg semantic photos/ --out sem_out              # NDD-guided WSSS (default)
     affseg semantic img.png --out sem_out --method cam
     affseg semantic img.png --out sem_out --class-filter 0 --fuse 0   # segmenter alone
+
+An image larger than ``--working-side`` (default 512) is labelled at that longer side and
+its class probabilities upsampled to full resolution. A file named on the command line is
+checked before any work; an image of a folder that fails is reported and skipped (exit
+status 1 when some failed, 2 when all did).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +74,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "(default 0.2; 0 = off)",
     )
     p.add_argument(
+        "--working-side",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="working resolution: larger images are labelled with their longer side scaled "
+        "to this and the class probabilities upsampled to full size (default 512; 0: no "
+        "bound, refused when the memory estimate exceeds $AFFSEG_MAX_MEMORY_GB)",
+    )
+    p.add_argument(
         "--fuse",
         type=float,
         default=None,
@@ -81,6 +96,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def legend_overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.55) -> np.ndarray:
     """The photo blended with the MSRC colours of ``classes`` (1..21), legend on the right.
+
+    Blended by bands of rows, so a large photo costs its own size in uint8, not float64.
 
     Returns
     -------
@@ -96,23 +113,48 @@ def legend_overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.55) 
     from affseg.data.msrc import CLASS_COLOURS, CLASS_NAMES, MSRC21_CLASS_NAMES
 
     colours = np.array([CLASS_COLOURS[CLASS_NAMES.index(n)] for n in MSRC21_CLASS_NAMES])
-    col = colours[np.asarray(classes)]
-    blend = (alpha * col + (1 - alpha) * np.asarray(image, dtype=np.float64)).astype(np.uint8)
-    present = [int(c) for c in np.unique(classes) if c > 0]
-    h, w = blend.shape[:2]
+    classes = np.asarray(classes)
+    image = np.asarray(image)
+    h, w = classes.shape[:2]
     row, width = 16, 110
-    canvas = Image.new("RGB", (w + width, max(h, row * len(present) + 8)), (255, 255, 255))
-    canvas.paste(Image.fromarray(blend), (0, 0))
-    draw = ImageDraw.Draw(canvas)
+    counts = np.bincount(classes.ravel().astype(np.intp), minlength=len(colours))
+    present = [c for c in range(1, len(counts)) if counts[c] > 0]
+    canvas = np.full((max(h, row * len(present) + 8), w + width, 3), 255, np.uint8)
+    band = max(1, 2_000_000 // max(1, 3 * w))  # rows per step (~50 MB of float64)
+    for r0 in range(0, h, band):
+        r1 = min(h, r0 + band)
+        col = colours[classes[r0:r1]]
+        pix = np.asarray(image[r0:r1], dtype=np.float64)
+        canvas[r0:r1, :w] = (alpha * col + (1 - alpha) * pix).astype(np.uint8)
+    im = Image.fromarray(canvas)
+    del canvas
+    draw = ImageDraw.Draw(im)
     for k, c in enumerate(present):
         y = 4 + k * row
         draw.rectangle([w + 6, y, w + 18, y + 12], fill=tuple(int(v) for v in colours[c]))
         draw.text((w + 24, y), MSRC21_CLASS_NAMES[c], fill=(0, 0, 0))
-    return np.asarray(canvas)
+    return np.asarray(im)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse bad option values in one line that names the option."""
+    from affseg.methods.wsss import MIN_WORKING_SIDE
+
+    for opt, value in (("--class-filter", args.class_filter), ("--fuse", args.fuse)):
+        if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise InputError(f"{opt} must be a number in [0, 1] (0 = off); got {value}")
+    ws = getattr(args, "working_side", None)
+    if ws is not None and ws != 0 and ws < MIN_WORKING_SIDE:
+        raise InputError(f"--working-side must be >= {MIN_WORKING_SIDE} (0: no bound), got {ws}")
 
 
 def run(args: argparse.Namespace) -> int:
     """Label every input; returns the exit code.
+
+    A file named on the command line is checked (header, size) before any work and
+    stops the run (exit 2); an image found in a folder that fails is reported, skipped
+    and counted: exit 1 when some image failed, 2 (one ``affseg: error:`` line, the first
+    failure) when every image did.
 
     Examples
     --------
@@ -122,37 +164,67 @@ def run(args: argparse.Namespace) -> int:
     """
     from tqdm import tqdm
 
-    from affseg.data.io import list_images, read_image, write_png
+    from affseg.data.io import image_size, list_images, read_image, write_png
     from affseg.data.msrc import MSRC21_CLASS_NAMES
-    from affseg.methods.wsss import semantic
+    from affseg.memory import is_out_of_memory, max_memory_bytes, out_of_memory_message
+    from affseg.methods.wsss import DEFAULT_WORKING_SIDE, semantic
 
     if not args.inputs:
         raise InputError("nothing to label: give image files or folders")
+    _check_options(args)
+    max_memory_bytes()  # a bad $AFFSEG_MAX_MEMORY_GB stops the run before any work
+    ws = getattr(args, "working_side", None)
+    working_side = DEFAULT_WORKING_SIDE if ws is None else (ws or None)
     items: list[tuple[str, Any]] = []
     for inp in args.inputs:
-        items.extend((f.stem, f) for f in list_images(inp))
+        for f in list_images(inp):
+            if not Path(inp).is_dir():
+                image_size(f)  # a named file: header checks before any work
+            items.append((f.stem, f))
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    failed: dict[str, str] = {}
+    done = 0
     for stem, src in tqdm(
         items, desc="semantic", unit="image", disable=True if len(items) < 2 else None
     ):
-        image = read_image(src)
         t0 = time.perf_counter()
-        classes = semantic(
-            image,
-            args.method,
-            weights=args.weights,
-            upsample=args.upsample,
-            class_filter=args.class_filter,
-            fuse=args.fuse,
-        )
-        seconds = time.perf_counter() - t0
-        write_png(out / f"{stem}.classes.png", classes.astype(np.uint8))
-        write_png(out / f"{stem}.semantic.png", legend_overlay(image, classes))
-        names = [MSRC21_CLASS_NAMES[int(c)] for c in np.unique(classes)]
+        try:
+            image = read_image(src)
+            classes = semantic(
+                image,
+                args.method,
+                weights=args.weights,
+                upsample=args.upsample,
+                class_filter=args.class_filter,
+                fuse=args.fuse,
+                working_side=working_side,
+            )
+            seconds = time.perf_counter() - t0
+            write_png(out / f"{stem}.classes.png", classes.astype(np.uint8, copy=False))
+            write_png(out / f"{stem}.semantic.png", legend_overlay(image, classes))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad image never ends the run
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            if is_out_of_memory(exc):
+                text = out_of_memory_message(exc, "try a smaller --working-side")
+            msg = f"{type(exc).__name__}: {text}"
+            failed[stem] = msg
+            tqdm.write(f"{stem}: FAILED {msg}")
+            continue
+        done += 1
+        counts = np.bincount(classes.ravel(), minlength=len(MSRC21_CLASS_NAMES))
+        names = [MSRC21_CLASS_NAMES[c] for c in range(len(counts)) if counts[c] > 0]
         tqdm.write(f"{stem}: {', '.join(names)} ({args.method}, {seconds:.2f} s) -> {out / stem}.*")
+    if failed:
+        print(f"{done} labelled, {len(failed)} failed of {len(items)}")
+        if done == 0:
+            first = next(iter(failed.values()))
+            raise InputError(first.split(": ", 1)[1] if ": " in first else first)
+        return 1
     return 0
 
 

@@ -11,17 +11,47 @@ diffusion engine of :mod:`affseg.affinity.diffusion`; each selected pixel's K_D 
 brought back to image resolution by feature-attentional interpolation guided by the Lab
 image. ``ndd``: the trained spec-diff-net (:mod:`affseg.models.spec_diff_net`) instead.
 The PNG shows the image with the pixels (red squares) followed by one heat map per pixel.
+
+An image whose longer side exceeds ``--working-side`` (default 1024) is processed at that
+longer side and its maps upsampled (bilinear) to full resolution. The peak memory is
+estimated from the image's header before any work and refused in one line above
+``$AFFSEG_MAX_MEMORY_GB`` (:mod:`affseg.memory`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from affseg.errors import InputError
+
+#: Default ``--working-side``: the longer side the maps are computed at (as ``affseg
+#: segment``'s default); larger images are downscaled first and their maps upsampled.
+DEFAULT_WORKING_SIDE = 1024
+#: Smallest ``--working-side`` (the spec-diff-net's grid needs 64 x 64 pixels).
+MIN_WORKING_SIDE = 64
+#: Bounds of the options (beyond them the run is pointless or unbounded in time).
+MAX_GRID = 1024
+MAX_K = 33
+MAX_N_EIG = 256
+MAX_HEIGHT = 16384
+#: Memory model (bytes), fitted to the peak RSS (``ru_maxrss``) of ``affseg similarity`` in a
+#: child process: fixed cost; per pixel of the working image (``ndd``: backbone pyramid,
+#: grid, interpolation; ``colour``: Lab image and the attention steps); per grid node and
+#: window cell (``colour``: the k x k affinities and their temporaries); per full-resolution
+#: pixel and map (float32 map, heat map, figure panels, PNG) and per image pixel.
+MEMORY_MODEL: dict[str, float] = {
+    "base": 0.45e9,
+    "ndd_work_pixel": 900.0,
+    "colour_work_pixel": 700.0,
+    "node_cell": 40.0,
+    "full_pixel": 20.0,
+    "full_pixel_map": 30.0,
+}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,17 +80,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="image pixels (row,col); default four spread-out pixels",
     )
     p.add_argument("--features", choices=("colour", "ndd"), default="colour")
-    p.add_argument("--grid", type=int, default=64, help="long side of the node grid")
-    p.add_argument("--mu", type=float, default=0.5)
-    p.add_argument("--t", type=float, default=10.0)
-    p.add_argument("--tau", type=float, default=0.6)
-    p.add_argument("--k", type=int, default=17)
-    p.add_argument("--n-eig", type=int, default=50)
+    p.add_argument(
+        "--grid", type=int, default=64, help=f"long side of the node grid (2..{MAX_GRID})"
+    )
+    p.add_argument("--mu", type=float, default=0.5, help="affinity bandwidth (> 0)")
+    p.add_argument("--t", type=float, default=10.0, help="diffusion time (> 0)")
+    p.add_argument("--tau", type=float, default=0.6, help="scale of K_D = exp(-tau D) (> 0)")
+    p.add_argument("--k", type=int, default=17, help=f"odd window size (3..{MAX_K})")
+    p.add_argument("--n-eig", type=int, default=50, help=f"eigenvectors (1..{MAX_N_EIG})")
+    p.add_argument(
+        "--working-side",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="working resolution: larger images are processed with their longer side scaled "
+        f"to this and the maps upsampled to full size (default {DEFAULT_WORKING_SIDE}; "
+        "0: no bound)",
+    )
     p.add_argument(
         "--height",
         type=int,
         default=None,
-        help="scale the figure to this height in pixels (default: image height)",
+        help=f"scale the figure to this height in pixels (8..{MAX_HEIGHT}; default: image height)",
     )
     p.set_defaults(func=run)
 
@@ -92,6 +133,32 @@ def _lab(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb2lab(rgb).astype(np.float32)).permute(2, 0, 1)[None] / 8.0
 
 
+def _working(
+    rgb: np.ndarray, pixels: list[tuple[int, int]], working_side: int | None
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The working image (longer side ``working_side``, Lanczos) and the pixels on it."""
+    h, w = rgb.shape[:2]
+    if not working_side or max(h, w) <= working_side:
+        return rgb, list(pixels)
+    from affseg.methods import working_image
+
+    work = working_image(rgb, int(working_side))
+    hw, ww = work.shape[:2]
+    px = [
+        (min(hw - 1, int((y + 0.5) * hw / h)), min(ww - 1, int((x + 0.5) * ww / w)))
+        for y, x in pixels
+    ]
+    return work, px
+
+
+def _to_full(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Maps (M, h, w) -> (M, H, W) float32, bilinear (no-op at the same size)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    t = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[None]
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0].numpy()
+
+
 def colour_similarity(
     rgb: np.ndarray,
     pixels: list[tuple[int, int]],
@@ -101,11 +168,37 @@ def colour_similarity(
     tau: float,
     k: int,
     n_eig: int,
+    working_side: int | None = DEFAULT_WORKING_SIDE,
 ) -> np.ndarray:
-    """Similarity maps (M, H, W) in [0, 1] from colour + position features."""
+    """Similarity maps (M, H, W) in [0, 1] from colour + position features.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+    pixels : list of (row, col)
+        M pixels of the image.
+    grid, mu, t, tau, k, n_eig
+        Long side of the node grid and the diffusion parameters (see the module doc).
+    working_side : int, optional
+        Longer side (pixels) the maps are computed at when the image is larger (Lanczos
+        downscale); they are then upsampled bilinearly to (H, W). ``None``: no bound.
+
+    Returns
+    -------
+    ndarray, shape (M, H, W), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.zeros((24, 32, 3), np.uint8)
+    >>> colour_similarity(img, [(3, 4)], grid=12, mu=0.5, t=10.0, tau=0.6, k=5, n_eig=8).shape
+    (1, 24, 32)
+    """
     from affseg.affinity.diffusion import diffusion_map
     from affseg.affinity.interpolation import attention_upsample
 
+    full = (int(rgb.shape[0]), int(rgb.shape[1]))
+    rgb, pixels = _working(rgb, pixels, working_side)
     h_img, w_img = rgb.shape[:2]
     s = grid / max(h_img, w_img)
     h, w = max(2, round(h_img * s)), max(2, round(w_img * s))
@@ -126,15 +219,42 @@ def colour_similarity(
             size = (maps.shape[-2] * 2, maps.shape[-1] * 2)
             maps = attention_upsample(maps, F.interpolate(lab, size=size, mode="area"), 2.0)
         maps = attention_upsample(maps, lab, 2.0)
-    return maps[0].numpy()
+    return _to_full(maps[0].numpy(), full)
 
 
-def ndd_similarity(rgb: np.ndarray, pixels: list[tuple[int, int]]) -> np.ndarray:
-    """Similarity maps (M, H, W) from the trained spec-diff-net."""
+def ndd_similarity(
+    rgb: np.ndarray,
+    pixels: list[tuple[int, int]],
+    working_side: int | None = DEFAULT_WORKING_SIDE,
+) -> np.ndarray:
+    """Similarity maps (M, H, W) from the trained spec-diff-net.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+    pixels : list of (row, col)
+        M pixels of the image.
+    working_side : int, optional
+        Longer side (pixels) the network sees when the image is larger (Lanczos
+        downscale); the maps are then upsampled bilinearly to (H, W). ``None``: no bound
+        (memory grows with the pixel count).
+
+    Returns
+    -------
+    ndarray, shape (M, H, W), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ndd_similarity(np.zeros((2000, 1500, 3), np.uint8), [(10, 10)]).shape  # doctest: +SKIP
+    (1, 2000, 1500)
+    """
     from affseg.models.spec_diff_net import load_pretrained
 
+    full = (int(rgb.shape[0]), int(rgb.shape[1]))
+    rgb, pixels = _working(rgb, pixels, working_side)
     model = load_pretrained()
-    img = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+    img = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
     with torch.no_grad():
         out = model.encode(img)
         h, w = out.grid
@@ -143,14 +263,65 @@ def ndd_similarity(rgb: np.ndarray, pixels: list[tuple[int, int]]) -> np.ndarray
             min(h - 1, int(y * h / h_img)) * w + min(w - 1, int(x * w / w_img)) for y, x in pixels
         ]
         rows = model.similarity_rows(out, idx).reshape(1, len(idx), h, w)
-        return model.upsample(rows, out)[0].numpy()
+        return _to_full(model.upsample(rows, out)[0].numpy(), full)
+
+
+def similarity_memory(
+    features: str,
+    size: tuple[int, int],
+    n_maps: int,
+    working_side: int | None = DEFAULT_WORKING_SIDE,
+    grid: int = 64,
+    k: int = 17,
+) -> float:
+    """Estimated peak memory (bytes) of ``affseg similarity`` on an (H, W) image.
+
+    ``base + work_pixel x (working pixels) + node_cell x nodes x k^2 (colour) +
+    (full_pixel + full_pixel_map x M) x H W`` with the constants of :data:`MEMORY_MODEL`.
+
+    Parameters
+    ----------
+    features : {"colour", "ndd"}
+    size : tuple of int
+        (H, W) of the image.
+    n_maps : int
+        Number of pixels (maps) M.
+    working_side : int, optional
+        As ``--working-side`` (``None``: no bound).
+    grid, k : int
+        ``colour``: long side of the node grid and the window size.
+
+    Returns
+    -------
+    float
+        Bytes.
+
+    Examples
+    --------
+    >>> round(similarity_memory("ndd", (3000, 4000), 4) / 1e9, 1)
+    3.0
+    >>> round(similarity_memory("ndd", (3000, 4000), 4, working_side=None) / 1e9)
+    12
+    """
+    m = MEMORY_MODEL
+    h, w = float(size[0]), float(size[1])
+    scale = 1.0 if not working_side or max(h, w) <= working_side else working_side / max(h, w)
+    work = (h * scale) * (w * scale)
+    est = m["base"] + m["full_pixel"] * h * w + m["full_pixel_map"] * n_maps * h * w
+    if features == "ndd":
+        return est + m["ndd_work_pixel"] * work
+    g = max(h, w) * scale
+    nodes = max(4.0, (grid / g) ** 2 * work) if g > 0 else 4.0
+    return est + m["colour_work_pixel"] * work + m["node_cell"] * nodes * k * k
 
 
 def heat(values: np.ndarray) -> np.ndarray:
     """Map [0, 1] values (H, W) to an RGB uint8 heat map (black-red-yellow-white)."""
     v = np.clip(values, 0.0, 1.0)
-    rgb = np.stack([np.clip(3 * v, 0, 1), np.clip(3 * v - 1, 0, 1), np.clip(3 * v - 2, 0, 1)], -1)
-    return (rgb * 255).round().astype(np.uint8)
+    out = np.empty((*v.shape, 3), np.uint8)
+    for c in range(3):  # one channel at a time: a large map costs its size, not 3x in float
+        out[..., c] = (np.clip(3 * v - c, 0, 1) * 255).round()
+    return out
 
 
 def _mark(img: np.ndarray, y: int, x: int) -> None:
@@ -176,38 +347,99 @@ def compose(rgb: np.ndarray, maps: np.ndarray, pixels: list[tuple[int, int]]) ->
     return np.concatenate(row, 1)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse out-of-range options in one line naming the option."""
+    for opt, value in (("--mu", args.mu), ("--t", args.t), ("--tau", args.tau)):
+        if not (math.isfinite(value) and value > 0):
+            raise InputError(f"{opt} must be a positive finite number; got {value}")
+    if not 2 <= args.grid <= MAX_GRID:
+        raise InputError(f"--grid must be in 2..{MAX_GRID}; got {args.grid}")
+    if not (3 <= args.k <= MAX_K and args.k % 2 == 1):
+        raise InputError(f"--k must be an odd window size in 3..{MAX_K}; got {args.k}")
+    if not 1 <= args.n_eig <= MAX_N_EIG:
+        raise InputError(f"--n-eig must be in 1..{MAX_N_EIG}; got {args.n_eig}")
+    if args.height is not None and not 8 <= args.height <= MAX_HEIGHT:
+        raise InputError(f"--height must be in 8..{MAX_HEIGHT}; got {args.height}")
+    ws = args.working_side
+    if ws is not None and ws != 0 and ws < MIN_WORKING_SIDE:
+        raise InputError(f"--working-side must be >= {MIN_WORKING_SIDE} (0: no bound), got {ws}")
+
+
+def figure_size(size: tuple[int, int], n_maps: int, height: int | None = None) -> tuple[int, int]:
+    """(height, width) of the figure of :func:`compose` (optionally scaled to ``height``).
+
+    Examples
+    --------
+    >>> figure_size((24, 32), 2), figure_size((24, 32), 2, height=12)
+    ((24, 108), (12, 54))
+    """
+    h, w = int(size[0]), int(size[1])
+    fig_w = (n_maps + 1) * w + 6 * n_maps
+    if height is None:
+        return h, fig_w
+    return int(height), max(1, round(fig_w * height / h))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from affseg.data.io import check_writable_file, read_image, write_png
+    from affseg.data.io import check_writable_file, image_size, max_pixels, read_image, write_png
+    from affseg.memory import check_memory
 
     if (args.image is None) == (args.example is None):
         raise InputError("give either an image file or --example NAME (not both)")
+    _check_options(args)
     check_writable_file(args.out, "--out")
+    working_side = DEFAULT_WORKING_SIDE if args.working_side is None else args.working_side
+    rgb = None
     if args.example is not None:
         from affseg.cli.segment import load_example
 
         rgb = load_example(args.example)
+        size = (int(rgb.shape[0]), int(rgb.shape[1]))
     else:
+        size = image_size(args.image)  # the header: everything below is checked before decoding
+    pixels = parse_pixels(args.pixels, *size)
+    # the figure: its size is bounded like an input image's, its memory by the rule below
+    fig_h, fig_w = figure_size(size, len(pixels), args.height)
+    if fig_h * fig_w > max_pixels():
+        raise InputError(
+            f"the figure would be {fig_w} x {fig_h} = {fig_h * fig_w / 1e6:.0f} megapixels, "
+            f"above the limit of {max_pixels() / 1e6:g} megapixels (AFFSEG_MAX_PIXELS); give "
+            "fewer --pixels or a smaller --height"
+        )
+    est = similarity_memory(
+        args.features, size, len(pixels), working_side or None, args.grid, args.k
+    )
+    if args.height is not None:
+        est += 8.0 * fig_h * fig_w  # the resized figure (PIL and numpy copies)
+    check_memory(
+        est,
+        f"similarity maps ({args.features}) of a {size[1]} x {size[0]} image",
+        "use a smaller --working-side (default "
+        f"{DEFAULT_WORKING_SIDE}), --grid or --height, fewer --pixels, or a smaller image",
+    )
+    if rgb is None:
         rgb = read_image(args.image)
-    pixels = parse_pixels(args.pixels, *rgb.shape[:2])
     if args.features == "ndd":
-        maps = ndd_similarity(rgb, pixels)
+        maps = ndd_similarity(rgb, pixels, working_side or None)
     else:
-        if args.grid < 2:
-            raise InputError(f"--grid must be >= 2; got {args.grid}")
         maps = colour_similarity(
-            rgb, pixels, args.grid, args.mu, args.t, args.tau, args.k, args.n_eig
+            rgb,
+            pixels,
+            args.grid,
+            args.mu,
+            args.t,
+            args.tau,
+            args.k,
+            args.n_eig,
+            working_side or None,
         )
     fig = compose(rgb, maps, pixels)
+    del maps
     if args.height is not None:
-        if args.height < 8:
-            raise InputError(f"--height must be >= 8; got {args.height}")
         from PIL import Image
 
-        width = max(1, round(fig.shape[1] * args.height / fig.shape[0]))
-        fig = np.asarray(
-            Image.fromarray(fig).resize((width, args.height), Image.Resampling.LANCZOS)
-        )
+        fig = np.asarray(Image.fromarray(fig).resize((fig_w, fig_h), Image.Resampling.LANCZOS))
     write_png(args.out, fig)
     print(f"wrote {args.out} ({len(pixels)} pixels, features={args.features})")
     return 0

@@ -74,6 +74,19 @@ DEFAULT_WEIGHTS: dict[str, str] = {
     "ham": "ham_depth_completion_hyperbolic.pt",
     "naive": "ham_depth_completion_euclidean.pt",
 }
+#: Memory model of one completion (bytes): ``(base, per pixel)`` for the learned
+#: propagation (``ham`` / ``naive``: the guidance network and the affinities run at full
+#: resolution) and for ``fgs``. The output has the guide's resolution, so the guide's size
+#: sets the peak. Fitted to the peak RSS (``ru_maxrss``) of child processes: ``ham`` 0.69 /
+#: 1.42 / 2.42 GB at 0.12 / 0.47 / 1.08 megapixels, and ``affseg depth-complete`` 2.15 /
+#: 3.90 GB on 0.79 / 1.92 MP; ``naive`` at most that; ``fgs`` 0.34 / 0.36 / 0.40 GB at
+#: 0.12 / 0.47 / 1.08 MP and 0.96 GB for the command on 12 MP.
+#: Not tiled: the initial fill (FGS) is a global smoother and the samples are sparse, so
+#: tiles would not reproduce the whole-image output.
+MEMORY_MODEL: dict[str, tuple[float, float]] = {
+    "learned": (0.7e9, 2000.0),
+    "fgs": (0.35e9, 70.0),
+}
 
 
 def sample_sparse(depth: np.ndarray, n: int = N_SAMPLES, seed: int = 0) -> np.ndarray:
@@ -441,6 +454,61 @@ def _check(rgb: np.ndarray, sparse: np.ndarray) -> None:
         raise InputError("sparse depth map has no sample (every pixel is 0)")
 
 
+def completion_memory(method: str, height: int, width: int) -> float:
+    """Estimated peak memory (bytes) of completing a (height, width) guide with ``method``.
+
+    Parameters
+    ----------
+    method : {"ham", "naive", "fgs"}
+        ``ham`` / ``naive`` (or any learned model): :data:`MEMORY_MODEL` ``"learned"``.
+    height, width : int
+
+    Returns
+    -------
+    float
+        ``base + per_pixel x height x width``.
+
+    Examples
+    --------
+    >>> round(completion_memory("ham", 3000, 4000) / 1e9, 1)
+    24.7
+    """
+    base, per_pixel = MEMORY_MODEL["fgs" if method == "fgs" else "learned"]
+    return base + per_pixel * float(height) * float(width)
+
+
+def check_completion_memory(method: str, height: int, width: int) -> None:
+    """Refuse (one line) a guide whose :func:`completion_memory` exceeds the limit.
+
+    The limit is ``$AFFSEG_MAX_MEMORY_GB`` (:func:`affseg.memory.max_memory_bytes`).
+
+    Raises
+    ------
+    InputError
+        Naming the estimate, the limit and the largest guide that fits.
+
+    Examples
+    --------
+    >>> check_completion_memory("fgs", 362, 458)
+    >>> check_completion_memory("ham", 3000, 4000)
+    Traceback (most recent call last):
+    ...
+    affseg.errors.InputError: depth completion (ham) of a 4000 x 3000 guide would need about ...
+    """
+    from affseg.memory import check_memory, max_pixels_within
+
+    kind = "fgs" if method == "fgs" else "learned"
+    most = max_pixels_within(*MEMORY_MODEL[kind])
+    check_memory(
+        completion_memory(method, height, width),
+        f"depth completion ({method}) of a {width} x {height} guide",
+        f"the output has the guide's size: give a guide and sparse map of at most "
+        f"{most / 1e6:.1f} megapixels"
+        + ("" if method == "fgs" else " (or use --method fgs)")
+        + ", or raise the limit",
+    )
+
+
 def complete(model: torch.nn.Module, rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
     """Dense depth from sparse samples with a learned model.
 
@@ -456,6 +524,12 @@ def complete(model: torch.nn.Module, rgb: np.ndarray, sparse: np.ndarray) -> np.
     ndarray, shape (H, W), float32
         Equal to ``sparse`` at the samples.
 
+    Raises
+    ------
+    InputError
+        Mismatched or empty inputs; a guide whose estimated peak memory
+        (:func:`completion_memory`) exceeds ``$AFFSEG_MAX_MEMORY_GB``.
+
     Examples
     --------
     >>> import numpy as np
@@ -468,6 +542,10 @@ def complete(model: torch.nn.Module, rgb: np.ndarray, sparse: np.ndarray) -> np.
     """
     s = np.asarray(sparse, dtype=np.float32)
     _check(rgb, s)
+    geometry = getattr(getattr(model, "affinity", None), "geometry", "learned")
+    check_completion_memory(
+        {"hyperbolic": "ham", "euclidean": "naive"}.get(str(geometry), "learned"), *s.shape
+    )
     with torch.no_grad():
         out = model(*_inputs(rgb, s, str(getattr(model, "init", "nearest"))))
     return out[0, 0].numpy()
@@ -505,6 +583,7 @@ def fgs_complete(
 
     s = np.asarray(sparse, dtype=np.float32)
     _check(rgb, s)
+    check_completion_memory("fgs", *s.shape)
     lam0, sig0 = FGS_PARAMS
     lam, sigma = lam0 if lam is None else lam, sig0 if sigma is None else sigma
     guide = np.ascontiguousarray(rgb, dtype=np.uint8)

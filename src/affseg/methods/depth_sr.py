@@ -67,6 +67,21 @@ NOISE_STD: tuple[float, float] = (4.5, 6.5)
 #: Smallest ground-truth disparity step (8-bit units) that :func:`depth_edge_mask` calls
 #: a discontinuity.
 EDGE_JUMP: float = 2.0
+#: Memory model of one super-resolution (bytes): ``(base, per output pixel)`` by path.
+#: The output has the guide's resolution, so the guide's size sets the peak. Fitted to the
+#: peak RSS (``ru_maxrss``) of a child process at x8 on 0.47 / 1.92 / 4.3 megapixel guides
+#: and of ``affseg depth-sr run`` on a 12 MP guide: the numba path of the shipped HAM v2
+#: models (``fast``: 0.54 / 0.87 / 1.51 / 3.12 GB), the torch path (``torch``: models with a
+#: ranked head or older files, 1.48 / 3.84 GB at 0.47 / 1.92 MP), and the baselines of
+#: :mod:`affseg.methods.depth_sr_baselines` (``bicubic``; ``bilateral``: 0.43 / 0.75 / 1.29).
+#: Whole-image propagation is not tiled: the learned initial map is a global smoother (FGS)
+#: of the bicubic map, so tiles would not reproduce the whole-image output.
+MEMORY_MODEL: dict[str, tuple[float, float]] = {
+    "fast": (0.45e9, 260.0),
+    "torch": (0.6e9, 2000.0),
+    "bicubic": (0.35e9, 40.0),
+    "bilateral": (0.4e9, 250.0),
+}
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -555,6 +570,82 @@ def dihedral(x: torch.Tensor, t: int, inverse: bool = False) -> torch.Tensor:
     return x
 
 
+def memory_path(model: torch.nn.Module | str) -> str:
+    """Key of :data:`MEMORY_MODEL` for a model (its inference path) or a baseline name.
+
+    Examples
+    --------
+    >>> memory_path("bilateral"), memory_path(load_model(DEFAULT_WEIGHTS["ham"]))
+    ('bilateral', 'fast')
+    """
+    if isinstance(model, str):
+        if model in MEMORY_MODEL:
+            return model
+        raise InputError(f"unknown depth-sr method {model!r}")
+    from affseg.models.depth_sr_fast import FastDepthSR
+
+    affinity = getattr(model, "affinity", None)
+    if isinstance(model, FastDepthSR) and getattr(affinity, "head", None) is None:
+        return "fast"
+    return "torch"
+
+
+def sr_memory(model: torch.nn.Module | str, height: int, width: int, tta: int = 1) -> float:
+    """Estimated peak memory (bytes) of super-resolving to a (height, width) guide.
+
+    Parameters
+    ----------
+    model : Module or str
+        A loaded model, or a baseline name (``"bicubic"``, ``"bilateral"``).
+    height, width : int
+        The guide's (the output's) size.
+    tta : int
+        Test-time ensemble size (one more float32 accumulator when > 1).
+
+    Returns
+    -------
+    float
+        Bytes: ``base + per_pixel x height x width`` (:data:`MEMORY_MODEL`).
+
+    Examples
+    --------
+    >>> round(sr_memory("bilateral", 3000, 4000) / 1e9, 1)
+    3.4
+    """
+    base, per_pixel = MEMORY_MODEL[memory_path(model)]
+    per_pixel += 8.0 if tta > 1 else 0.0
+    return base + per_pixel * float(height) * float(width)
+
+
+def check_sr_memory(model: torch.nn.Module | str, height: int, width: int, tta: int = 1) -> None:
+    """Refuse (one line) a guide whose :func:`sr_memory` exceeds ``$AFFSEG_MAX_MEMORY_GB``.
+
+    Raises
+    ------
+    InputError
+        Naming the estimate, the limit and the largest guide that fits.
+
+    Examples
+    --------
+    >>> check_sr_memory("bicubic", 1088, 1376)
+    >>> check_sr_memory("bilateral", 100_000, 100_000)
+    Traceback (most recent call last):
+    ...
+    affseg.errors.InputError: guided depth super-resolution to a 100000 x 100000 guide would ...
+    """
+    from affseg.memory import check_memory, max_pixels_within
+
+    path = memory_path(model)
+    base, per_pixel = MEMORY_MODEL[path]
+    most = max_pixels_within(base, per_pixel + (8.0 if tta > 1 else 0.0))
+    check_memory(
+        sr_memory(model, height, width, tta),
+        f"guided depth super-resolution to a {width} x {height} guide",
+        f"the output has the guide's size: give a guide of at most {most / 1e6:.1f} megapixels "
+        "(and the depth map scaled with it), or raise the limit",
+    )
+
+
 def super_resolve(
     model: torch.nn.Module, rgb: np.ndarray, lr: np.ndarray, factor: int, tta: int = 1
 ) -> np.ndarray:
@@ -576,9 +667,16 @@ def super_resolve(
     Returns
     -------
     ndarray, shape (H, W), float32
+
+    Raises
+    ------
+    InputError
+        Bad ``tta``; a guide whose estimated peak memory (:func:`sr_memory`) exceeds
+        ``$AFFSEG_MAX_MEMORY_GB`` (checked before the model runs).
     """
     if tta not in (1, 2, 4, 8):
         raise InputError(f"tta must be 1, 2, 4 or 8, got {tta}")
+    check_sr_memory(model, int(rgb.shape[0]), int(rgb.shape[1]), tta)
     h, w = lr.shape
     m = 4 * int(getattr(model, "stride", 1))
     step = m // math.gcd(m, factor)  # low-res multiple that makes factor * size divisible by m

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,28 @@ DEFAULT_METHOD = "wsss"
 DEFAULT_CLASS_FILTER = 0.2
 #: ... and weight of the weak network's class maps fused with the segmenter.
 DEFAULT_FUSE = 0.75
+
+#: Default working resolution of :func:`semantic`: an image whose longer side exceeds it is
+#: labelled at this longer side (Lanczos downscale) and its class probabilities are
+#: upsampled to full resolution, so the stride-8 grid stays near the training size (MSRC
+#: photos, 320 x 213, are untouched) and memory stays bounded. ``None`` / 0 lifts the bound.
+DEFAULT_WORKING_SIDE = 512
+#: Smallest working side (pixels): the grid must hold more nodes than the 50 eigenvectors.
+MIN_WORKING_SIDE = 64
+#: Memory model of :func:`semantic` (bytes): fixed cost (torch, the pinned spec-diff-net,
+#: the heads), per pixel of the (snapped) working image (backbone pyramid, interpolation),
+#: per squared grid node (the dense K_D of the weak network and its temporaries: four
+#: float32 N x N arrays at the peak) and per pixel of the full image (decoding, labels,
+#: overlay, PNGs). Fitted to the peak RSS of ``affseg semantic --working-side 0`` in a child
+#: process (``ru_maxrss``) on 640 x 480 ... 1200 x 900 photos (0.79, 1.41, 2.86, 5.00 GB;
+#: the model gives 0.91, 1.60, 3.38, 5.83) and at the default on 4000 x 3000 (0.64 GB;
+#: model 0.99).
+MEMORY_MODEL: dict[str, float] = {
+    "base": 0.4e9,
+    "work_pixel": 300.0,
+    "node_pair": 18.0,
+    "full_pixel": 30.0,
+}
 
 #: Backbone levels kept as semantic features: name -> channels.
 FEATURE_LEVELS: dict[str, int] = {"f8": 40, "f16": 112, "f32": 320, "head": 1280}
@@ -228,6 +252,73 @@ def upsample_probs(
     return net.upsample(probs[None].float(), out, size)[0]
 
 
+def _source_index(n_out: int, n_in: int, start: int = 0, stop: int | None = None) -> tuple:
+    """Bilinear source rows (i0, i1) and weights of i1 for outputs ``start..stop``.
+
+    The rule of ``F.interpolate(mode="bilinear", align_corners=False)``: output ``o`` reads
+    source ``max(0, (o + 0.5) n_in / n_out - 0.5)``.
+    """
+    stop = n_out if stop is None else stop
+    src = ((torch.arange(start, stop, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp_min(
+        0.0
+    )
+    i0 = src.floor().long().clamp_max(n_in - 1)
+    i1 = (i0 + 1).clamp_max(n_in - 1)
+    return i0, i1, (src - i0).float()
+
+
+def upsampled_argmax(
+    probs: Tensor,
+    size: tuple[int, int],
+    offset: int = 0,
+    dtype: Any = np.int64,
+    chunk: int = 4_000_000,
+) -> np.ndarray:
+    """Argmax over classes of probabilities (C, h, w) bilinearly resized to ``size``, by rows.
+
+    The same as ``F.interpolate(probs[None], size, mode="bilinear").argmax(1)`` (up to
+    float rounding) without the (C, H, W) array: rows of the output are interpolated
+    ``chunk // (C W)`` at a time, so memory stays at the (H, W) result plus one chunk.
+
+    Parameters
+    ----------
+    probs : Tensor, shape (C, h, w)
+    size : tuple of int
+        (H, W).
+    offset : int
+        Added to the class indices (1: MSRC-21 ids 1..21).
+    dtype : numpy dtype
+        Of the result (e.g. ``np.uint8`` for up to 255 classes).
+    chunk : int
+        Interpolated values (C x rows x W) per step.
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+        Class indices ``offset .. offset + C - 1``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> p = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])       # (2, 1, 2): class 0 left
+    >>> upsampled_argmax(p, (2, 6)).tolist()
+    [[0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1]]
+    """
+    c, h, w = (int(v) for v in probs.shape)
+    big_h, big_w = int(size[0]), int(size[1])
+    out = np.empty((big_h, big_w), dtype)
+    x0, x1, wx = _source_index(big_w, w)
+    p = probs.float()
+    step = max(1, int(chunk) // max(1, c * big_w))
+    for r0 in range(0, big_h, step):
+        r1 = min(big_h, r0 + step)
+        y0, y1, wy = _source_index(big_h, h, r0, r1)
+        rows = torch.lerp(p[:, y0], p[:, y1], wy[None, :, None])  # (C, n, w)
+        full = torch.lerp(rows[:, :, x0], rows[:, :, x1], wx)  # (C, n, W)
+        out[r0:r1] = (full.argmax(0) + int(offset)).numpy()
+    return out
+
+
 def restrict(probs: Tensor, labels: Tensor) -> Tensor:
     """Keep only the classes present (labels (C,) in {0, 1}) of probs (N, C); renormalise.
 
@@ -314,6 +405,7 @@ def segment_item(
     class_filter: float | None = None,
     weak_probs: Tensor | None = None,
     fuse: float = 0.0,
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """(H, W) uint8 MSRC-21 ids (1..21) of a cached / extracted item with a :class:`SegHead`.
 
@@ -333,6 +425,11 @@ def segment_item(
         The weak network's class maps on the grid (:func:`weak_outputs`).
     fuse : float
         Weight of ``weak_probs`` in :func:`fuse_scores` (0: the segmenter alone).
+    size : tuple of int, optional
+        (H, W) of the labels; default the item's own ``size``. Another size (the full
+        image of an item extracted at a working resolution): the class probabilities at
+        the interpolation's finest level are resized bilinearly to it, by rows
+        (:func:`upsampled_argmax`), so no (C, H, W) array is made.
 
     Returns
     -------
@@ -352,8 +449,14 @@ def segment_item(
     seg.eval()
     logits = seg(batch_feats([item]), tuple(int(v) for v in item["grid"]))[0]
     grid_probs = fuse_scores(logits.softmax(0), weak_probs, class_probs, class_filter, fuse)
-    probs = upsample_probs(grid_probs, item, ndd, mode)
-    return (probs.argmax(0) + 1).to(torch.uint8).numpy()
+    if size is None or tuple(int(v) for v in size) == tuple(int(v) for v in item["size"]):
+        probs = upsample_probs(grid_probs, item, ndd, mode)
+        return (probs.argmax(0) + 1).to(torch.uint8).numpy()
+    fine = grid_probs
+    if mode != "bilinear" and "f2" in item:  # the feature-attentional steps, 8 -> 4 -> 2
+        fine_size = (int(item["f2"].shape[-2]), int(item["f2"].shape[-1]))
+        fine = upsample_probs(grid_probs, {**item, "size": fine_size}, ndd, mode)
+    return upsampled_argmax(fine, (int(size[0]), int(size[1])), offset=1, dtype=np.uint8)
 
 
 def fuse_scores(
@@ -567,6 +670,72 @@ def shipped_weak(method: str = DEFAULT_METHOD) -> Any:
     return build_weak(load_weights(weights_dir() / METHODS[method]))
 
 
+def semantic_memory(work_size: tuple[int, int], full_size: tuple[int, int]) -> float:
+    """Estimated peak memory (bytes) of :func:`semantic` / ``affseg semantic`` on one image.
+
+    ``base + work_pixel x (working pixels) + node_pair x N^2 + full_pixel x (image pixels)``
+    with the constants of :data:`MEMORY_MODEL` and N the nodes of the stride-8 grid of the
+    working image (the weak network's dense K_D is N x N).
+
+    Parameters
+    ----------
+    work_size : tuple of int
+        (h, w) the networks see (the working image).
+    full_size : tuple of int
+        (H, W) of the image (the labels, the overlay).
+
+    Returns
+    -------
+    float
+        Bytes.
+
+    Examples
+    --------
+    >>> round(semantic_memory((384, 512), (3000, 4000)) / 1e9, 1)   # 12 MP at the default
+    1.0
+    >>> round(semantic_memory((3000, 4000), (3000, 4000)) / 1e9)     # no bound: refused
+    641
+    """
+    from affseg.backbones.efficientnet_lite import snapped_size as snap_size
+
+    hs, ws = snap_size(int(work_size[0]), int(work_size[1]))
+    nodes = float((hs // 8) * (ws // 8))
+    m = MEMORY_MODEL
+    return (
+        m["base"]
+        + m["work_pixel"] * hs * ws
+        + m["node_pair"] * nodes * nodes
+        + m["full_pixel"] * float(full_size[0]) * float(full_size[1])
+    )
+
+
+def _working_image(rgb: np.ndarray, side: int) -> np.ndarray:
+    """``rgb`` downscaled (Lanczos) to longer side ``side``; the shorter side keeps at least
+    ``min(16, its size)`` pixels (one backbone multiple), so a thin strip stays an image.
+    Otherwise the size of :func:`affseg.methods.working_image`.
+    """
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return rgb
+    size = (max(min(w, 16), round(w * scale)), max(min(h, 16), round(h * scale)))
+    small = Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(small)
+
+
+def _check_fraction(name: str, value: float | None) -> None:
+    if value is None:
+        return
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number in [0, 1]; got {value!r}") from None
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise InputError(f"{name} must be a number in [0, 1]; got {value!r}")
+
+
 def semantic(
     image: np.ndarray,
     method: str = DEFAULT_METHOD,
@@ -575,6 +744,7 @@ def semantic(
     upsample: str = "fai",
     class_filter: float | None = None,
     fuse: float | None = None,
+    working_side: int | None = DEFAULT_WORKING_SIDE,
 ) -> np.ndarray:
     """MSRC-21 class of every pixel of one RGB image.
 
@@ -592,11 +762,19 @@ def semantic(
     class_filter : float, optional
         ``wsss`` / ``cam``: drop the classes whose image-level probability from the
         method's weak network (its classifier ``P_cl``) is at most this (the top class is
-        always kept); default :data:`DEFAULT_CLASS_FILTER`, 0 turns it off.
+        always kept); default :data:`DEFAULT_CLASS_FILTER`, 0 turns it off. In [0, 1].
     fuse : float, optional
         ``wsss`` / ``cam``: weight of the weak network's own class maps averaged with the
         segmenter's probabilities (:func:`fuse_scores`); default :data:`DEFAULT_FUSE`,
         0 = the segmenter alone. ``supervised`` has no weak network: both are off.
+    working_side : int or None
+        An image whose longer side exceeds this (default :data:`DEFAULT_WORKING_SIDE`) is
+        labelled at this longer side (Lanczos downscale, as ``affseg segment
+        --working-side``) and its class probabilities are upsampled (bilinear, by rows) to
+        full resolution before the argmax; smaller images are labelled as they are.
+        ``None`` (or 0): no bound, the networks see the whole image; the memory estimate
+        (:func:`semantic_memory`) is then checked against ``$AFFSEG_MAX_MEMORY_GB``
+        (:func:`affseg.memory.check_memory`) before anything is allocated.
 
     Returns
     -------
@@ -604,27 +782,56 @@ def semantic(
         Class ids 1..21 in the order of
         :data:`affseg.data.msrc.MSRC21_CLASS_NAMES` (0 is never returned).
 
+    Raises
+    ------
+    InputError
+        Bad image or option; an image too small for the grid; an estimated peak memory
+        above the limit.
+
     Examples
     --------
     >>> import numpy as np
     >>> semantic(np.zeros((213, 320, 3), np.uint8)).shape   # doctest: +SKIP
     (213, 320)
+    >>> semantic(np.zeros((3000, 4000, 3), np.uint8)).shape   # doctest: +SKIP
+    (3000, 4000)
     """
     from affseg.backbones.efficientnet_lite import snapped_size as snap_size
     from affseg.data.io import as_rgb
+    from affseg.memory import check_memory
 
     rgb = as_rgb(image)
-    hs, ws = snap_size(*rgb.shape[:2])
-    n_eig = int(pinned_ndd().config.get("n_eig", 50))
-    if (hs // 8) * (ws // 8) < n_eig:
+    if working_side is not None and (
+        isinstance(working_side, bool)
+        or not isinstance(working_side, numbers.Integral)
+        or (working_side != 0 and working_side < MIN_WORKING_SIDE)
+    ):
         raise InputError(
-            f"image of {rgb.shape[0]} x {rgb.shape[1]} pixels is too small: its 8-pixel "
-            f"feature grid needs at least {n_eig} nodes (e.g. 64 x 64 pixels at least)"
+            f"working side must be an integer >= {MIN_WORKING_SIDE} (0 or None: no bound); "
+            f"got {working_side!r}"
         )
     if upsample not in ("fai", "bilinear"):
         raise InputError(f"upsample must be 'fai' or 'bilinear'; got {upsample!r}")
-    if fuse is not None and not 0.0 <= float(fuse) <= 1.0:
-        raise InputError(f"fuse must be in [0, 1]; got {fuse}")
+    _check_fraction("class_filter", class_filter)
+    _check_fraction("fuse", fuse)
+    h, w = rgb.shape[:2]
+    bounded = bool(working_side) and max(h, w) > int(working_side or 0)
+    work = _working_image(rgb, int(working_side or 0)) if bounded else rgb
+    hs, ws = snap_size(*work.shape[:2])
+    n_eig = int(pinned_ndd().config.get("n_eig", 50))
+    if (hs // 8) * (ws // 8) < n_eig:
+        at = f" at working side {working_side}" if bounded else ""
+        raise InputError(
+            f"image of {h} x {w} pixels is too small{at}: its 8-pixel feature grid needs at "
+            f"least {n_eig} nodes (e.g. 64 x 64 pixels at least)"
+        )
+    check_memory(
+        semantic_memory(work.shape[:2], (h, w)),
+        f"semantic segmentation of {w} x {h} pixels"
+        + (f" (working size {work.shape[1]} x {work.shape[0]})" if bounded else ""),
+        f"use a working side (--working-side) of {DEFAULT_WORKING_SIDE}, the default, or a "
+        "smaller image",
+    )
     blob = None if weights is None else load_weights(weights)
     seg = shipped_segmenter(method) if blob is None else build_seg(blob)
     kind = method if blob is None else str(blob.get("method", method))
@@ -639,11 +846,18 @@ def semantic(
         thr = DEFAULT_CLASS_FILTER if class_filter is None else float(class_filter)
         thr = thr if thr > 0.0 else None
         a = DEFAULT_FUSE if fuse is None else float(fuse)
-    item = extract(rgb)
+    item = extract(work)
     cls = maps = None
     if thr is not None or a > 0.0:
         weak = shipped_weak(method) if blob is None else build_weak(blob)
         cls, maps = weak_outputs(weak, "cam" if kind == "cam" else "wsss", item)
     return segment_item(
-        seg, item, mode=upsample, class_probs=cls, class_filter=thr, weak_probs=maps, fuse=a
+        seg,
+        item,
+        mode=upsample,
+        class_probs=cls,
+        class_filter=thr,
+        weak_probs=maps,
+        fuse=a,
+        size=(h, w),
     )

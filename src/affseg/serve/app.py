@@ -198,7 +198,9 @@ class Viewer:
             name="affseg-work",
         )
         self.jobs: dict[tuple[str, str], Job] = {}
-        self._lock = threading.Lock()
+        # reentrant: a future cancelled while it is held (a dropped warm-up) runs its
+        # callback, which takes it again
+        self._lock = threading.RLock()
         self._fields: dict[str, Future] = {}  # similarity fields being built
         self._rate: dict[str, float] = {}  # method -> seconds per megapixel (EMA)
 
@@ -517,10 +519,16 @@ class Viewer:
         if hit is None:
             rgb = self.image(image_id)["rgb"]
             cap = self.settings.field_max_pixels
-            if encoding is not None:
-                hit = SimilarityField(rgb, encoding[0], output=encoding[1], max_pixels=cap)
-            else:
-                hit = SimilarityField(rgb, max_pixels=cap)
+            try:
+                if encoding is not None:
+                    hit = SimilarityField(rgb, encoding[0], output=encoding[1], max_pixels=cap)
+                else:
+                    hit = SimilarityField(rgb, max_pixels=cap)
+            except (AffsegError, HTTPError):
+                raise
+            except Exception:  # a warm-up's failure has no one to answer: log it
+                log.exception("similarity field of %s failed", image_id)
+                raise
             self.cache.put(key, hit, hit.nbytes)
         return hit
 

@@ -165,28 +165,36 @@ class WorkPool:
                 f"work ({self.memory_bytes / 2**20:.1f} MB): try a smaller image",
                 413,
             )
-        with self._cond:
-            if self._closed:
-                raise PoolRefused("the server is shutting down", 503)
-            if len(self._waiting) >= self.max_queue or (priority != USER and self._user_waiting()):
-                if priority != USER or not self._drop_one_warmup():
-                    raise PoolRefused(
-                        f"the server is busy ({len(self._waiting)} computations waiting); "
-                        "try again in a moment",
-                        503,
-                    )
-            if priority != USER:
-                while sum(1 for t in self._waiting.values() if t.priority != USER) >= min(
-                    self.max_warmups, self.max_queue
-                ):
-                    self._drop_one_warmup()
-            seq = next(self._seq)
-            # user work in arrival order, warm-ups newest first
-            task = _Task(priority, seq if priority == USER else -seq, fn, args, Future(), nbytes,
-                         label)  # fmt: skip
-            heapq.heappush(self._heap, task)
-            self._waiting[task.future] = task
-            self._cond.notify_all()
+        dropped: list[Future] = []
+        try:
+            with self._cond:
+                if self._closed:
+                    raise PoolRefused("the server is shutting down", 503)
+                full = len(self._waiting) >= self.max_queue
+                if full or (priority != USER and self._user_waiting()):
+                    if priority != USER or not self._drop_one_warmup(dropped):
+                        raise PoolRefused(
+                            f"the server is busy ({len(self._waiting)} computations waiting); "
+                            "try again in a moment",
+                            503,
+                        )
+                if priority != USER:
+                    while sum(1 for t in self._waiting.values() if t.priority != USER) >= min(
+                        self.max_warmups, self.max_queue
+                    ):
+                        self._drop_one_warmup(dropped)
+                seq = next(self._seq)
+                # user work in arrival order, warm-ups newest first
+                task = _Task(priority, seq if priority == USER else -seq, fn, args, Future(),
+                             nbytes, label)  # fmt: skip
+                heapq.heappush(self._heap, task)
+                self._waiting[task.future] = task
+                self._cond.notify_all()
+        finally:
+            # outside the lock: a cancelled future runs its callbacks here, and they may
+            # take the caller's locks
+            for fut in dropped:
+                fut.cancel()
         return task.future
 
     def promote(self, future: Future) -> bool:
@@ -212,9 +220,10 @@ class WorkPool:
         with self._cond:
             return self._user_waiting()
 
-    def _drop_one_warmup(self) -> bool:
-        """Cancel the oldest waiting warm-up, the one that would run last (lock held);
-        False if none waits."""
+    def _drop_one_warmup(self, dropped: list[Future]) -> bool:
+        """Take the oldest waiting warm-up, the one that would run last, off the queue
+        (lock held; its future goes to ``dropped``, to be cancelled once the lock is
+        released); False if none waits."""
         warm = [t for t in self._waiting.values() if t.priority != USER]
         if not warm:
             return False
@@ -222,7 +231,7 @@ class WorkPool:
         victim.stale = True
         victim.args = ()
         del self._waiting[victim.future]
-        victim.future.cancel()
+        dropped.append(victim.future)
         self.dropped += 1
         return True
 
@@ -289,11 +298,12 @@ class WorkPool:
         """Stop: waiting tasks are cancelled, running ones finish."""
         with self._cond:
             self._closed = True
-            for task in self._waiting.values():
-                task.future.cancel()
+            waiting = list(self._waiting)
             self._waiting.clear()
             self._heap.clear()
             self._cond.notify_all()
+        for fut in waiting:
+            fut.cancel()
         if wait:
             for t in self._threads:
                 t.join()
