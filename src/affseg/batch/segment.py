@@ -124,7 +124,16 @@ def is_finished(manifest: Manifest, stem: str, digest: str, figure: bool = False
 
 
 def foreign_outputs(manifest: Manifest, names: list[str]) -> list[str]:
-    """The names among ``names`` taken by a file (or folder) affseg did not write."""
+    """The names among ``names`` taken by a file (or folder) affseg did not write.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.labels.png").write_bytes(b"the user's own")
+    >>> foreign_outputs(Manifest(d, {}), output_names("a"))
+    ['a.labels.png']
+    """
     folder = manifest.folder
     return [n for n in names if os.path.lexists(folder / n) and not manifest.owns(n)]
 

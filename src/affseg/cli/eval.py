@@ -213,14 +213,11 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             check_writable_file(path, "output")  # before the benchmark, not after
     if getattr(args, "stability", None) is not None:
-        from affseg.methods.stability import run_stability_cli
-
-        return run_stability_cli(args)
+        return _run_stability(args)
     from affseg.batch import EvalTask, evaluate, make_engine
-    from affseg.cli.segment import parse_sets
     from affseg.data import bsds
     from affseg.data.io import write_json
-    from affseg.methods import check_options
+    from affseg.methods import check_options, parse_sets
     from affseg.metrics.boundary import boundary_summary, plot_pr_curve
 
     if args.limit is not None and args.limit < 1:
@@ -311,3 +308,34 @@ def run(args: argparse.Namespace) -> int:
     if args.pr_curve is not None:
         print(f"wrote {args.pr_curve}")
     return 1 if ev.failed else 0
+
+
+def _run_stability(args: argparse.Namespace) -> int:
+    """``affseg eval --method NAME --stability K``: print (and optionally save) the spread."""
+    from affseg.data import bsds
+    from affseg.data.io import write_json
+    from affseg.methods import parse_sets
+    from affseg.methods.stability import seed_stability
+
+    if args.method is None:
+        raise InputError("--stability needs --method")
+    if args.stability < 2:
+        raise InputError(f"--stability needs K >= 2 seeds, got {args.stability}")
+    _, gt_dir = bsds.split_dirs(args.split, args.data)
+    ids = bsds.list_split(args.data, args.split)
+    ids = ids[: args.limit] if args.limit else ids
+    items = [(i, bsds.load_image(args.data, args.split, i),
+              bsds.load_ground_truth(gt_dir / f"{i}.mat")) for i in ids]  # fmt: skip
+    seeds = list(range(args.seed, args.seed + args.stability))
+    res = seed_stability(args.method, items, seeds, parse_sets(args.set))
+    print(
+        f"BSDS500 {args.split}: method {args.method}, {len(ids)} images x {len(seeds)} seeds\n"
+        f"pixel accuracy mean {res['mean_accuracy']:.4f}; per-image std over seeds "
+        f"(mean over images) {res['mean_per_image_std']:.4f}; std of per-seed means "
+        f"{res['std_of_seed_means']:.4f}; mean segments {res['mean_segments']:.1f}; "
+        f"{res['seconds_per_run']:.2f} s/run"
+    )
+    if args.json is not None:
+        write_json(args.json, {"split": args.split, "options": parse_sets(args.set), **res})
+        print(f"wrote {args.json}")
+    return 0

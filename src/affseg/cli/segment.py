@@ -24,7 +24,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import ast
 from pathlib import Path
 from typing import Any
 
@@ -32,32 +31,7 @@ import numpy as np
 
 from affseg.data.examples import EXAMPLES, load_example  # noqa: F401 - re-exported
 from affseg.errors import InputError
-from affseg.methods import check_options, min_side
-
-
-def parse_sets(items: list[str] | None) -> dict[str, Any]:
-    """``["key=value", ...]`` -> options; values are Python literals where they parse.
-
-    ``--set scales=64,256,1024`` gives a tuple, ``--set sigma=0.5`` a float, anything else a
-    string.
-
-    Raises
-    ------
-    InputError
-        An item without ``=``.
-    """
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key.isidentifier():
-            raise InputError(f"--set expects key=value, got {item!r}")
-        try:
-            value: Any = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
-        out[key] = value
-    return out
+from affseg.methods import check_options, min_side, parse_sets  # noqa: F401 - re-exported
 
 
 def run_named(image: np.ndarray, method: str | None, seed: int, options: dict[str, Any]):

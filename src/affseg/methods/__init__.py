@@ -34,6 +34,7 @@ affseg.errors.InputError: method 'slic' takes no option 'bogus'; its options: co
 
 from __future__ import annotations
 
+import ast
 import collections.abc
 import importlib
 import inspect
@@ -93,6 +94,36 @@ def min_side(name: str | None) -> int:
     (64, 2)
     """
     return MIN_SIDE.get(DEFAULT_METHOD if name is None else name, 2)
+
+
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """``["key=value", ...]`` -> options; values are Python literals where they parse.
+
+    ``--set scales=64,256,1024`` gives a tuple, ``--set sigma=0.5`` a float, anything else a
+    string.
+
+    Examples
+    --------
+    >>> parse_sets(["scales=64,256", "sigma=0.5", "grouping=paper"])
+    {'scales': (64, 256), 'sigma': 0.5, 'grouping': 'paper'}
+
+    Raises
+    ------
+    InputError
+        An item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise InputError(f"--set expects key=value, got {item!r}")
+        try:
+            value: Any = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        out[key] = value
+    return out
 
 
 def get_method(name: str | None) -> Callable[..., Hierarchy]:

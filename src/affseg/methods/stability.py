@@ -8,7 +8,6 @@ measure), the mean accuracy, and the spread of the per-seed dataset means.
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
@@ -79,33 +78,3 @@ def seed_stability(
         "mean_segments": float(nseg.mean()),
         "seconds_per_run": (time.perf_counter() - t0) / acc.size,
     }
-
-
-def run_stability_cli(args: argparse.Namespace) -> int:
-    """``affseg eval --method NAME --stability K``: print (and optionally save) the spread."""
-    from affseg.cli.segment import parse_sets
-    from affseg.data import bsds
-    from affseg.data.io import write_json
-
-    if args.method is None:
-        raise InputError("--stability needs --method")
-    if args.stability < 2:
-        raise InputError(f"--stability needs K >= 2 seeds, got {args.stability}")
-    _, gt_dir = bsds.split_dirs(args.split, args.data)
-    ids = bsds.list_split(args.data, args.split)
-    ids = ids[: args.limit] if args.limit else ids
-    items = [(i, bsds.load_image(args.data, args.split, i),
-              bsds.load_ground_truth(gt_dir / f"{i}.mat")) for i in ids]  # fmt: skip
-    seeds = list(range(args.seed, args.seed + args.stability))
-    res = seed_stability(args.method, items, seeds, parse_sets(args.set))
-    print(
-        f"BSDS500 {args.split}: method {args.method}, {len(ids)} images x {len(seeds)} seeds\n"
-        f"pixel accuracy mean {res['mean_accuracy']:.4f}; per-image std over seeds "
-        f"(mean over images) {res['mean_per_image_std']:.4f}; std of per-seed means "
-        f"{res['std_of_seed_means']:.4f}; mean segments {res['mean_segments']:.1f}; "
-        f"{res['seconds_per_run']:.2f} s/run"
-    )
-    if args.json is not None:
-        write_json(args.json, {"split": args.split, "options": parse_sets(args.set), **res})
-        print(f"wrote {args.json}")
-    return 0
