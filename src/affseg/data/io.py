@@ -244,6 +244,26 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return as_rgb(arr, name=str(p))
 
 
+def read_pixels(path: str | os.PathLike[str], what: str = "file") -> np.ndarray:
+    """The pixels of an image file as stored (any mode: 8/16-bit grey, RGB, palette
+    indices), after :func:`open_image`'s checks.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "d.png"
+    >>> _ = write_png(p, np.full((2, 3), 700, np.uint16))
+    >>> read_pixels(p).max()
+    np.uint16(700)
+    """
+    p = Path(path)
+    with open_image(p, what) as im:
+        try:
+            return np.asarray(im)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt file
+            raise CorruptFileError(f"cannot decode {what} {p}: {exc}") from None
+
+
 def read_label_png(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a label map written by :func:`write_label_png`.
 

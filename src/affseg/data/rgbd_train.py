@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from affseg.data.io import read_image
+from affseg.data.io import read_image, read_pixels
 from affseg.data.paths import dataset_dir
 from affseg.errors import CorruptFileError
 
@@ -56,11 +56,9 @@ def load_pair(
     >>> rgb.shape, depth.shape                      # doctest: +SKIP
     ((480, 640, 3), (480, 640))
     """
-    from affseg.methods.depth_sr import read_png
-
     d = dataset_dir(DATASET, root) / name
     rgb = read_image(d / "color.png")
-    depth = read_png(d / "depth.png")
+    depth = read_pixels(d / "depth.png", "depth map")
     if depth.ndim != 2 or depth.shape != rgb.shape[:2]:
         raise CorruptFileError(f"{d}: depth {depth.shape} does not match colour {rgb.shape}")
     h, w = (depth.shape[0] // multiple) * multiple, (depth.shape[1] // multiple) * multiple
