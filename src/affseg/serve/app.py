@@ -708,7 +708,7 @@ def create_app(settings: Settings | None = None) -> Any:
         return Response(status_code=204)
 
     async def info(request: Request) -> Response:
-        from affseg.cli.segment import EXAMPLES
+        from affseg.data.examples import EXAMPLES
         from affseg.methods import DEFAULT_METHOD, METHODS
 
         methods = [DEFAULT_METHOD] + sorted(m for m in METHODS if m != DEFAULT_METHOD)
@@ -812,7 +812,7 @@ def create_app(settings: Settings | None = None) -> Any:
         elif isinstance(upload, str) and upload:
             raise HTTPError(400, "field 'image' must be a file upload")
         elif example:
-            from affseg.cli.segment import EXAMPLES, load_example
+            from affseg.data.examples import EXAMPLES, load_example
 
             if example not in EXAMPLES:
                 raise HTTPError(400, f"unknown example {example!r}; choose one of: "

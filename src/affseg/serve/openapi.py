@@ -59,7 +59,7 @@ def openapi_schema(settings: Any = None) -> dict[str, Any]:
     ['application/x-www-form-urlencoded', 'multipart/form-data']
     """
     from affseg import __version__
-    from affseg.cli.segment import EXAMPLES
+    from affseg.data.examples import EXAMPLES
     from affseg.methods import DEFAULT_METHOD, METHODS
     from affseg.serve.app import Settings
 
