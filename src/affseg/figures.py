@@ -21,6 +21,10 @@ from affseg.errors import InputError
 
 #: Colours of the marked pixels (one per similarity map).
 PIXEL_COLOURS = ((0, 255, 255), (255, 0, 255), (80, 255, 80))
+#: Default working resolution of :func:`segment_figure`'s similarity maps: a larger image is
+#: downscaled to this longer side before the spec-diff-net runs (``affseg segment``'s
+#: default working side), so the figure costs bounded memory at any image size.
+FIGURE_WORKING_SIDE = 1024
 
 
 def pick_levels(n_segments: Sequence[int], k: int = 3, max_segments: int = 300) -> list[int]:
@@ -102,6 +106,7 @@ def segment_figure(
     levels: Sequence[int] | None = None,
     similarity: np.ndarray | None = None,
     max_side: int = 400,
+    working_side: int | None = FIGURE_WORKING_SIDE,
 ) -> np.ndarray:
     """The ``--figure`` panel of one segmented image.
 
@@ -110,8 +115,8 @@ def segment_figure(
     image : ndarray, shape (H, W, 3), uint8
     hier : Hierarchy
     pixels : sequence of (row, col), optional
-        Pixels whose similarity maps are shown (default: one deep inside each of the three
-        largest segments of the middle shown level).
+        Pixels (of the image) whose similarity maps are shown (default: one deep inside each
+        of the three largest segments of the middle shown level).
     levels : sequence of int, optional
         Level indices whose boundaries are shown (default :func:`pick_levels`).
     similarity : ndarray, shape (len(pixels), H, W), optional
@@ -119,11 +124,34 @@ def segment_figure(
         (:func:`affseg.cli.similarity.ndd_similarity`).
     max_side : int
         Each panel is shrunk to this long side.
+    working_side : int, optional
+        Without ``similarity``: an image whose longer side exceeds this (default
+        :data:`FIGURE_WORKING_SIDE`) is downscaled to it before the spec-diff-net computes
+        the maps (at that resolution, then shrunk to the panels), so memory stays bounded;
+        ``None``: the whole image, after :func:`affseg.memory.check_memory` accepts the
+        estimate of :func:`affseg.cli.similarity.similarity_memory`.
 
     Returns
     -------
     ndarray, shape (H', W', 3), uint8
         Two rows of four captioned panels.
+
+    Raises
+    ------
+    InputError
+        Mismatched hierarchy, levels, pixels or similarity; an estimated peak memory above
+        ``$AFFSEG_MAX_MEMORY_GB`` (``working_side=None`` only).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from affseg.grouping.hierarchy import Hierarchy
+    >>> rgb = np.zeros((60, 80, 3), np.uint8)
+    >>> lab = np.ones((60, 80), np.int32)
+    >>> lab[:, 40:] = 2
+    >>> sims = np.zeros((3, 60, 80))
+    >>> segment_figure(rgb, Hierarchy([lab]), similarity=sims).shape
+    (170, 338, 3)
     """
     from PIL import Image
     from skimage.segmentation import find_boundaries
@@ -140,21 +168,52 @@ def segment_figure(
     for i in lv:
         if not 0 <= i < len(hier.levels):
             raise InputError(f"level {i} outside 0..{len(hier.levels) - 1}")
-    px = list(pixels) if pixels is not None else pick_pixels(hier.levels[lv[len(lv) // 2]])
+    if pixels is not None:
+        px = [(int(y), int(x)) for y, x in pixels]
+    else:  # levels of an upsampled hierarchy are at its working resolution: scale back
+        lab_mid = hier.levels[lv[len(lv) // 2]]
+        lh, lw = lab_mid.shape
+        px = [
+            (min(h - 1, int((y + 0.5) * h / lh)), min(w - 1, int((x + 0.5) * w / lw)))
+            for y, x in pick_pixels(lab_mid)
+        ]
     for y, x in px:
         if not (0 <= y < h and 0 <= x < w):
             raise InputError(f"pixel ({y}, {x}) is outside the {h} x {w} image")
-    sims = ndd_similarity(rgb, px) if similarity is None else np.asarray(similarity)
-    if sims.shape != (len(px), h, w):
-        raise InputError(f"similarity has shape {sims.shape}; expected {(len(px), h, w)}")
+    if similarity is not None:
+        sims = np.asarray(similarity)
+        if sims.shape != (len(px), h, w):
+            raise InputError(f"similarity has shape {sims.shape}; expected {(len(px), h, w)}")
+    elif working_side and max(h, w) > working_side:
+        # maps at the working resolution only: they are shrunk to the panels below
+        from affseg.methods import working_image
+
+        work = working_image(rgb, int(working_side))
+        hw, ww = work.shape[:2]
+        px_work = [
+            (min(hw - 1, int((y + 0.5) * hw / h)), min(ww - 1, int((x + 0.5) * ww / w)))
+            for y, x in px
+        ]
+        sims = ndd_similarity(work, px_work, working_side=None)
+    else:
+        if not working_side:
+            from affseg.cli.similarity import similarity_memory
+            from affseg.memory import check_memory
+
+            check_memory(
+                similarity_memory("ndd", (h, w), len(px), working_side=None),
+                f"the figure's similarity maps of a {w} x {h} image",
+                f"use a working side (e.g. {FIGURE_WORKING_SIDE}, the default)",
+            )
+        sims = ndd_similarity(rgb, px, working_side=None)
 
     s = min(1.0, max_side / max(h, w))
     size = (max(1, round(w * s)), max(1, round(h * s)))
 
-    def fit(a: np.ndarray) -> np.ndarray:
-        return (
-            a if s == 1.0 else np.array(Image.fromarray(a).resize(size, Image.Resampling.LANCZOS))
-        )
+    def fit(a: np.ndarray) -> np.ndarray:  # to the panel size (from any resolution)
+        if a.shape[:2] == (size[1], size[0]):
+            return a
+        return np.array(Image.fromarray(a).resize(size, Image.Resampling.LANCZOS))
 
     small = fit(rgb)
     top = [_caption(small, "image")]

@@ -43,14 +43,18 @@ MAX_HEIGHT = 16384
 #: child process: fixed cost; per pixel of the working image (``ndd``: backbone pyramid,
 #: grid, interpolation; ``colour``: Lab image and the attention steps); per grid node and
 #: window cell (``colour``: the k x k affinities and their temporaries); per full-resolution
-#: pixel and map (float32 map, heat map, figure panels, PNG) and per image pixel.
+#: pixel and per map (float32 map, heat map, figure panels, PNG). Measured: ``ndd`` 0.57 /
+#: 0.83 / 1.63 GB on 640 x 480 / 1024 x 768 / 1600 x 1200 (no bound) and 1.04 GB on
+#: 4000 x 3000 at the default working side (the model gives 0.68 / 1.04 / 1.88 / 1.53);
+#: ``colour`` 0.51 / 0.81 / 1.33 / 1.14 GB (model 0.70 / 1.03 / 1.82 / 1.52), 2.58 GB with
+#: ``--grid 512`` on 640 x 480 (model 2.94).
 MEMORY_MODEL: dict[str, float] = {
     "base": 0.45e9,
-    "ndd_work_pixel": 900.0,
-    "colour_work_pixel": 700.0,
+    "ndd_work_pixel": 700.0,
+    "colour_work_pixel": 650.0,
     "node_cell": 40.0,
-    "full_pixel": 20.0,
-    "full_pixel_map": 30.0,
+    "full_pixel": 12.0,
+    "full_pixel_map": 8.0,
 }
 
 
@@ -214,11 +218,14 @@ def colour_similarity(
             min(h - 1, int(y * h / h_img)) * w + min(w - 1, int(x * w / w_img)) for y, x in pixels
         ]
         maps = res.rows(idx).reshape(1, len(idx), h, w)
-        # coarse-to-fine by factors of 2, then to the image size
+        # coarse-to-fine by factors of 2, then to the image size; the gather method keeps
+        # memory O(pixels x window^2) (the phases method's distances cost O(pixels x width):
+        # 16 GB for a 1024 x 768 image whose size is the grid's times a power of two)
         while maps.shape[-2] * 2 <= h_img and maps.shape[-1] * 2 <= w_img:
             size = (maps.shape[-2] * 2, maps.shape[-1] * 2)
-            maps = attention_upsample(maps, F.interpolate(lab, size=size, mode="area"), 2.0)
-        maps = attention_upsample(maps, lab, 2.0)
+            guide = F.interpolate(lab, size=size, mode="area")
+            maps = attention_upsample(maps, guide, 2.0, method="gather")
+        maps = attention_upsample(maps, lab, 2.0, method="gather")
     return _to_full(maps[0].numpy(), full)
 
 
@@ -299,9 +306,9 @@ def similarity_memory(
     Examples
     --------
     >>> round(similarity_memory("ndd", (3000, 4000), 4) / 1e9, 1)
-    3.0
+    1.5
     >>> round(similarity_memory("ndd", (3000, 4000), 4, working_side=None) / 1e9)
-    12
+    9
     """
     m = MEMORY_MODEL
     h, w = float(size[0]), float(size[1])
@@ -411,7 +418,7 @@ def run(args: argparse.Namespace) -> int:
         args.features, size, len(pixels), working_side or None, args.grid, args.k
     )
     if args.height is not None:
-        est += 8.0 * fig_h * fig_w  # the resized figure (PIL and numpy copies)
+        est += 12.0 * fig_h * fig_w  # the resized figure (PIL and numpy copies)
     check_memory(
         est,
         f"similarity maps ({args.features}) of a {size[1]} x {size[0]} image",
