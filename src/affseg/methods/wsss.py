@@ -731,9 +731,9 @@ def _check_fraction(name: str, value: float | None) -> None:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number in [0, 1]; got {value!r}") from None
+        raise InputError(f"{name} must be in [0, 1]; got {value!r}") from None
     if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-        raise InputError(f"{name} must be a number in [0, 1]; got {value!r}")
+        raise InputError(f"{name} must be in [0, 1]; got {value!r}")
 
 
 def semantic(
