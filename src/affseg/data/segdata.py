@@ -121,6 +121,7 @@ __all__ = [
     "VOC_CLASSES",
     "VOC_IGNORE_COLOUR",
     "Sample",
+    "SampleSource",
     "SegDataset",
     "SplitReport",
     "default_palette",
@@ -332,6 +333,8 @@ class SplitReport:
     ignore_pixels: int
 
 
+#: The samples of one split for :class:`SegDataset`: a sequence, or a callable (called once,
+#: when the split is first used) that returns one.
 SampleSource = Sequence[Sample] | Callable[[], Sequence[Sample]]
 
 
@@ -731,7 +734,9 @@ class SegDataset:
         if not known.all():
             u, counts = np.unique(keys[~known], return_counts=True)
             top = u[np.argsort(-counts, kind="stable")][:5]
-            shown = ", ".join(str(((k >> 16) & 255, (k >> 8) & 255, k & 255)) for k in top)
+            shown = ", ".join(
+                str((int(k >> 16) & 255, int(k >> 8) & 255, int(k) & 255)) for k in top
+            )
             raise InputError(
                 f"colour-coded mask {path} holds {len(u)} colour{'s' if len(u) > 1 else ''} "
                 f"that no class of {self.classes_source} has: {shown}"
