@@ -374,12 +374,19 @@ class SegDataset:
     colours : ndarray, shape (K, 3), uint8
     colours_given : bool
         Whether ``colours`` came with the classes (else the default palette).
+    void_name : str or None
+        Name of the dropped void class (the last listed class, when ``ignore_index``
+        names it).
     void_colour : tuple of int or None
         Colour of the dropped void class (its RGB-mask pixels are ignored).
     num_classes : int
         K >= 2.
     ignore_index : int
-        >= K.
+        >= K: mask pixels of this value are ignored.
+    layout : str
+    root : Path or None
+    tags_source : str or None
+        The tags file (or mapping) in use; None: tags come from the masks.
 
     Raises
     ------
