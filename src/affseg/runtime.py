@@ -71,10 +71,10 @@ def check_threads(n: object, what: str = "threads") -> int | None:
     """
     if n is None:
         return None
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or int(n) < 1:
         raise InputError(f"{what} must be a positive integer, got {n!r}")
     limit = max_threads()
-    if n > limit:
+    if int(n) > limit:
         raise InputError(
             f"{what} must be at most {limit} ({THREADS_PER_CORE} per core of this machine) "
             f"(got {n}); set AFFSEG_MAX_THREADS to allow more"

@@ -343,11 +343,12 @@ def _check_value(method: str, name: str, value: Any) -> None:
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             continue
         bad = ""
-        if not math.isfinite(float(v)):
+        x = float(v) if not isinstance(v, numbers.Integral) else int(v)
+        if not math.isfinite(x):
             bad = "a finite number"
-        elif isinstance(v, numbers.Integral) and abs(int(v)) > MAX_INT_OPTION:
+        elif isinstance(x, int) and abs(x) > MAX_INT_OPTION:
             bad = f"at most {MAX_INT_OPTION} in magnitude"
-        elif v < low or v > high or (v == low and not inclusive):
+        elif x < low or x > high or (x == low and not inclusive):
             op = ">=" if inclusive else ">"
             bad = f"{op} {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
         if bad:
