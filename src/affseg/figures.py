@@ -7,6 +7,17 @@
 * :func:`covering_curve` / :func:`plot_covering_curves` (``affseg eval --plot``):
   segmentation covering against the mean number of segments, one curve per method, over the
   thresholds of the region benchmark. Needs matplotlib (``pip install affseg[plot]``).
+
+Examples
+--------
+>>> import numpy as np
+>>> from affseg.grouping.hierarchy import Hierarchy
+>>> rgb = np.zeros((60, 80, 3), np.uint8)
+>>> lab = np.ones((60, 80), np.int32)
+>>> lab[:, 40:] = 2
+>>> sims = np.zeros((3, 60, 80))
+>>> segment_figure(rgb, Hierarchy([lab]), similarity=sims).shape
+(170, 338, 3)
 """
 
 from __future__ import annotations
@@ -142,16 +153,7 @@ def segment_figure(
         Mismatched hierarchy, levels, pixels or similarity; an estimated peak memory above
         ``$AFFSEG_MAX_MEMORY_GB`` (``working_side=None`` only).
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from affseg.grouping.hierarchy import Hierarchy
-    >>> rgb = np.zeros((60, 80, 3), np.uint8)
-    >>> lab = np.ones((60, 80), np.int32)
-    >>> lab[:, 40:] = 2
-    >>> sims = np.zeros((3, 60, 80))
-    >>> segment_figure(rgb, Hierarchy([lab]), similarity=sims).shape
-    (170, 338, 3)
+    See the module's Examples.
     """
     from PIL import Image
     from skimage.segmentation import find_boundaries

@@ -16,6 +16,19 @@ An image whose longer side exceeds ``--working-side`` (default 1024) is processe
 longer side and its maps upsampled (bilinear) to full resolution. The peak memory is
 estimated from the image's header before any work and refused in one line above
 ``$AFFSEG_MAX_MEMORY_GB`` (:mod:`affseg.memory`).
+
+Examples
+--------
+>>> import numpy as np
+>>> img = np.zeros((24, 32, 3), np.uint8)
+>>> colour_similarity(img, [(3, 4)], grid=12, mu=0.5, t=10.0, tau=0.6, k=5, n_eig=8).shape
+(1, 24, 32)
+>>> ndd_similarity(np.zeros((96, 128, 3), np.uint8), [(10, 10)], working_side=128).shape
+(1, 96, 128)
+>>> ndd_similarity(np.zeros((300, 400, 3), np.uint8), [(10, 10)], working_side=64)
+Traceback (most recent call last):
+...
+affseg.errors.InputError: image of 400 x 300 pixels is too small at working side 64 ...
 """
 
 from __future__ import annotations
@@ -191,12 +204,7 @@ def colour_similarity(
     -------
     ndarray, shape (M, H, W), float32
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> img = np.zeros((24, 32, 3), np.uint8)
-    >>> colour_similarity(img, [(3, 4)], grid=12, mu=0.5, t=10.0, tau=0.6, k=5, n_eig=8).shape
-    (1, 24, 32)
+    See the module's Examples.
     """
     from affseg.affinity.diffusion import diffusion_map
     from affseg.affinity.interpolation import attention_upsample
@@ -250,17 +258,27 @@ def ndd_similarity(
     -------
     ndarray, shape (M, H, W), float32
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> ndd_similarity(np.zeros((2000, 1500, 3), np.uint8), [(10, 10)]).shape  # doctest: +SKIP
-    (1, 2000, 1500)
+    Raises
+    ------
+    InputError
+        The (working) image is too small for the network's grid.
+
+    See the module's Examples.
     """
+    from affseg.backbones.efficientnet_lite import snapped_size
     from affseg.models.spec_diff_net import load_pretrained
 
     full = (int(rgb.shape[0]), int(rgb.shape[1]))
     rgb, pixels = _working(rgb, pixels, working_side)
     model = load_pretrained()
+    hs, ws = snapped_size(*rgb.shape[:2])
+    n_eig = int(model.config.get("n_eig", 50))
+    if (hs // 8) * (ws // 8) < n_eig:
+        at = f" at working side {working_side}" if rgb.shape[:2] != full else ""
+        raise InputError(
+            f"image of {full[1]} x {full[0]} pixels is too small{at} for the spec-diff-net: "
+            f"its 8-pixel grid needs at least {n_eig} nodes (raise --working-side)"
+        )
     img = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
     with torch.no_grad():
         out = model.encode(img)
