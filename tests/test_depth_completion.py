@@ -289,3 +289,32 @@ def test_train_curvature_options(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert model.affinity.c_param == "log" and model.config()["curvature"] == 0.5  # type: ignore[union-attr]
     c = float(model.affinity.curvature.detach())  # type: ignore[union-attr]
     assert c == pytest.approx(rec["final_curvature"], rel=1e-6) and abs(c - 0.5) > 1e-3
+
+
+def test_memory_rule_refuses_a_guide_before_decoding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output has the guide's size: its header alone sets the estimate."""
+    from PIL import Image
+
+    import affseg.data.io as io
+
+    assert dc.completion_memory("ham", 100, 100) > dc.completion_memory("fgs", 100, 100)
+    monkeypatch.setenv("AFFSEG_MAX_MEMORY_GB", "0.5")
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(tmp_path / "g.png")
+    s = np.zeros((300, 400), np.uint8)
+    s[3, 4] = 9
+    Image.fromarray(s).save(tmp_path / "s.png")
+    monkeypatch.setattr(io, "read_image", lambda *a, **k: pytest.fail("guide decoded"))
+    out = tmp_path / "o.png"
+    argv = ["--guide", str(tmp_path / "g.png"), "--sparse", str(tmp_path / "s.png")]
+    rc, err = _cli([*argv, "--out", str(out)], capsys)
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith("affseg: error: depth completion (ham) of a 400 x 300 guide")
+    assert "AFFSEG_MAX_MEMORY_GB" in err and "--method fgs" in err and not out.exists()
+    net = dc.load_model(dc.DEFAULT_WEIGHTS["naive"])
+    with pytest.raises(InputError, match=r"depth completion \(naive\)"):  # the API too
+        dc.complete(net, np.zeros((300, 400, 3), np.uint8), s.astype(np.float32))
+    monkeypatch.setenv("AFFSEG_MAX_MEMORY_GB", "0.355")
+    with pytest.raises(InputError, match=r"depth completion \(fgs\)"):
+        dc.fgs_complete(np.zeros((300, 400, 3), np.uint8), s.astype(np.float32))

@@ -438,3 +438,33 @@ def test_eval_scene_without_published_outputs(middlebury_dir, tmp_path) -> None:
     for m in table.values():
         assert set(m) == {"x16"} and m["x16"]["rmse"] > 0
     assert table["ham"]["x16"]["rmse"] < table["bicubic"]["x16"]["rmse"]
+
+
+def test_memory_rule_refuses_a_guide_before_decoding(tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
+    """The output has the guide's size: its header alone sets the estimate (the numba path
+    of the shipped models, the torch path of ranked-head models, the baselines)."""
+    from PIL import Image
+
+    from affseg.cli.depth_sr import main
+    from affseg.methods import depth_sr as ds
+
+    ham = ds.load_model(ds.DEFAULT_WEIGHTS["ham"])
+    assert ds.memory_path(ham) == "fast" and ds.memory_path("bicubic") == "bicubic"
+    assert ds.sr_memory(ham, 3000, 4000) == pytest.approx(0.45e9 + 260 * 12e6)
+    assert ds.sr_memory(ham, 100, 100, tta=8) > ds.sr_memory(ham, 100, 100)
+    monkeypatch.setenv("AFFSEG_MAX_MEMORY_GB", "0.5")
+    Image.fromarray(np.zeros((640, 960, 3), np.uint8)).save(tmp_path / "g.png")
+    Image.fromarray(np.full((80, 120), 99, np.uint8)).save(tmp_path / "d.png")
+    import affseg.data.io as io
+
+    monkeypatch.setattr(io, "read_image", lambda *a, **k: pytest.fail("guide decoded"))
+    for method in ("ham", "bilateral"):
+        argv = ["run", "--guide", str(tmp_path / "g.png"), "--depth", str(tmp_path / "d.png"),
+                "--out", str(tmp_path / "o.png"), "--method", method]  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("affseg: error: guided depth super-resolution to a 960 x 640 guide")
+        assert "AFFSEG_MAX_MEMORY_GB" in err and "megapixels" in err and "\n" not in err
+    assert not (tmp_path / "o.png").exists()
+    with pytest.raises(InputError, match="above the limit of 0.5 GB"):  # the API too
+        ds.super_resolve(ham, np.zeros((640, 960, 3), np.uint8), np.zeros((80, 120)), 8)

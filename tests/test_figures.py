@@ -99,3 +99,44 @@ def test_eval_plot_cli(tmp_path, bsds_dir):
     assert main(["eval", "--method", "felzenszwalb", "--limit", "1", "--data",
                  str(bsds_dir.parent), "--plot", str(png), "--compare", str(js)]) == 0  # fmt: skip
     assert png.stat().st_size > 5000
+
+
+def test_segment_figure_similarity_at_a_bounded_working_side(monkeypatch):
+    """A large image's maps are computed at the working side (then shrunk to the panels);
+    the default pixels of an upsampled hierarchy are image pixels."""
+    import affseg.cli.similarity as sim
+
+    rgb, hier = _scene()
+    big = np.kron(rgb, np.ones((10, 10, 1), np.uint8))  # 600 x 800
+    up = hier.upsampled((600, 800))
+    seen = []
+
+    def fake(image, pixels, working_side=None):
+        seen.append((image.shape, list(pixels), working_side))
+        return np.zeros((len(pixels), *image.shape[:2]), np.float32)
+
+    monkeypatch.setattr(sim, "ndd_similarity", fake)
+    fig = segment_figure(big, up, levels=[0, 1, 2], working_side=200, max_side=100)
+    ((shape, px, ws),) = seen
+    assert shape == (150, 200, 3) and ws is None  # the working image only
+    assert all(0 <= y < 150 and 0 <= x < 200 for y, x in px)
+    # the pixels are those of the largest segments, scaled from the 60 x 80 levels: each
+    # lies in the segment pick_pixels chose on the levels
+    lv = hier.levels[1]
+    chosen = pick_pixels(lv)
+    assert [lv[y * 60 // 150, x * 80 // 200] for y, x in px] == [lv[p] for p in chosen]
+    assert fig.shape == (2 * (75 + 22) + 6, 4 * 100 + 3 * 6, 3)
+    seen.clear()
+    segment_figure(rgb, hier, working_side=200)  # within the working side: the image itself
+    assert seen[0][0] == (60, 80, 3)
+
+
+def test_segment_figure_without_bound_is_checked(monkeypatch):
+    import affseg.cli.similarity as sim
+
+    monkeypatch.setattr(sim, "ndd_similarity", lambda *a, **k: pytest.fail("maps computed"))
+    monkeypatch.setenv("AFFSEG_MAX_MEMORY_GB", "0.3")
+    rgb, hier = _scene()
+    big = np.kron(rgb, np.ones((20, 20, 1), np.uint8))
+    with pytest.raises(InputError, match="AFFSEG_MAX_MEMORY_GB"):
+        segment_figure(big, hier.upsampled(big.shape[:2]), working_side=None)

@@ -457,3 +457,108 @@ def test_absence_weights_follow_label_cooccurrence() -> None:
     np.testing.assert_allclose(counts / 2000, [0.1, 0.1, 0.8], atol=0.03)
     with pytest.raises(Exception, match="positive"):
         Pool(items, weights=np.array([1.0, 0.0, 1.0]))
+
+
+# ----------------------------------------------------------------------- working side
+def test_upsampled_argmax_is_the_bilinear_resize_argmax() -> None:
+    """The row-chunked resize picks the classes of F.interpolate(bilinear) at every pixel."""
+    import torch.nn.functional as F
+
+    from affseg.methods.wsss import upsampled_argmax
+
+    g = torch.Generator().manual_seed(0)
+    for c, (h, w), (big_h, big_w) in ((21, (24, 32), (301, 397)), (3, (5, 7), (64, 9))):
+        probs = torch.rand(c, h, w, generator=g).softmax(0)
+        ref = F.interpolate(probs[None], size=(big_h, big_w), mode="bilinear")[0].argmax(0)
+        got = upsampled_argmax(probs, (big_h, big_w), chunk=c * big_w * 7)  # 7 rows a step
+        assert got.shape == (big_h, big_w) and got.dtype == np.int64
+        assert (got != ref.numpy()).sum() == 0
+    ids = upsampled_argmax(probs, (64, 9), offset=1, dtype=np.uint8)
+    assert ids.dtype == np.uint8 and ids.min() >= 1 and ids.max() <= 3
+
+
+def _shipped_or_skip() -> None:
+    from affseg.methods.wsss import METHODS, weights_dir
+
+    if not (weights_dir() / METHODS["wsss"]).is_file():
+        pytest.skip("shipped WSSS weights not present")
+
+
+def test_semantic_works_at_a_bounded_working_side(monkeypatch) -> None:
+    """A large image is labelled at the working side (labels at full resolution); an image
+    within it is labelled exactly as without a bound."""
+    import affseg.methods.wsss as W
+
+    _shipped_or_skip()
+    rng = np.random.default_rng(0)
+    small = np.zeros((60, 90, 3), np.uint8)
+    small[:30], small[30:] = (120, 160, 230), (40, 150, 40)
+    small = np.clip(small + rng.integers(0, 10, small.shape), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(W.semantic(small), W.semantic(small, working_side=None))
+    big = np.asarray(Image.fromarray(small).resize((450, 300), Image.Resampling.NEAREST))
+    seen: list[tuple[int, ...]] = []
+    extract = W.extract
+    monkeypatch.setattr(W, "extract", lambda im, *a, **k: seen.append(im.shape) or extract(im))
+    ids = W.semantic(big, working_side=90)
+    assert seen == [(60, 90, 3)]  # the networks saw the working image only
+    assert ids.shape == (300, 450) and ids.dtype == np.uint8 and ids.min() >= 1
+    # the working image's labels, brought to full resolution, are what a plain resize gives
+    work = W.semantic(W._working_image(big, 90))
+    coarse = np.asarray(Image.fromarray(work).resize((450, 300), Image.Resampling.NEAREST))
+    assert (ids == coarse).mean() > 0.9
+    with pytest.raises(W.InputError, match="working side must be an integer >= 64"):
+        W.semantic(small, working_side=10)
+
+
+def test_semantic_without_bound_is_refused_before_allocating(monkeypatch) -> None:
+    import affseg.methods.wsss as W
+
+    monkeypatch.setenv("AFFSEG_MAX_MEMORY_GB", "1")
+    monkeypatch.setattr(W, "extract", lambda *a, **k: pytest.fail("extract ran"))
+    im = np.zeros((900, 1200, 3), np.uint8)
+    with pytest.raises(W.InputError, match=r"would need about 5\.8 GB, above the limit of 1\.0"):
+        W.semantic(im, working_side=None)
+    with pytest.raises(W.InputError, match="AFFSEG_MAX_MEMORY_GB"):
+        W.semantic(im, working_side=0)
+    with pytest.raises(W.InputError, match="class_filter must be in"):
+        W.semantic(im, class_filter=float("nan"))
+
+
+def test_semantic_cli_options_are_checked(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "a.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(src)
+    out = str(tmp_path / "out")
+    for opt, value, needle in (
+        ("--class-filter", "nan", "--class-filter must be a number in [0, 1]"),
+        ("--class-filter", "-0.5", "--class-filter must be a number in [0, 1]"),
+        ("--fuse", "inf", "--fuse must be a number in [0, 1]"),
+        ("--working-side", "10", "--working-side must be >= 64"),
+    ):
+        assert needle in _error_line(capsys, ["semantic", str(src), "--out", out, opt, value])
+
+
+def test_semantic_cli_reports_and_skips_a_bad_image_of_a_folder(tmp_path: Path, capsys) -> None:
+    """Like segment: a failing image of a folder is reported and skipped, exit 1; exit 2 when
+    every image failed; a bad file named on the command line stops the run first."""
+    _shipped_or_skip()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = np.zeros((64, 80, 3), np.uint8)
+    good[:32] = (120, 160, 230)
+    Image.fromarray(good).save(folder / "a_good.png")
+    (folder / "b_bad.png").write_bytes(b"not an image")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "c_tiny.png")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["semantic", str(folder), "--out", str(out)]) == 1
+    res = capsys.readouterr()
+    assert "b_bad: FAILED" in res.out and "c_tiny: FAILED" in res.out
+    assert "1 labelled, 2 failed of 3" in res.out and res.err == ""
+    assert sorted(p.name for p in out.iterdir()) == ["a_good.classes.png", "a_good.semantic.png"]
+    (folder / "a_good.png").unlink()
+    line = _error_line(capsys, ["semantic", str(folder), "--out", str(out)])
+    assert "cannot decode" in line  # the first failure
+    # a named bad file: refused before any image is labelled
+    line = _error_line(capsys, ["semantic", str(folder / "c_tiny.png"), str(folder / "b_bad.png"),
+                                "--out", str(tmp_path / "o2")])  # fmt: skip
+    assert "cannot decode" in line and not (tmp_path / "o2" / "c_tiny.classes.png").exists()
