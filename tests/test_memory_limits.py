@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -79,26 +78,40 @@ def strip_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_inputs(tmp_path_factory.mktemp("strip"), *STRIP)
 
 
-def run_child(argv: list[str], workdir: Path, timeout: float = 600.0) -> tuple[int, str, float]:
-    """Run ``affseg ARGV`` in a child process; (exit status, stdout + stderr, peak RSS GB).
+#: Runs ``affseg ARGV`` as its own child and prints that child's peak RSS (bytes) last.
+#: A process's ``ru_maxrss`` includes the high-water RSS of the memory image it replaced
+#: at ``exec`` (Linux ``exec_mmap``), i.e. that of the process it was forked (or vforked)
+#: from: a child of this (large) pytest process would report pytest's RSS. This launcher is
+#: small, so the grandchild's ``ru_maxrss`` is its own.
+LAUNCHER = """
+import os, subprocess, sys, threading
+proc = subprocess.Popen([sys.executable, "-m", "affseg.cli", *sys.argv[2:]])
+timer = threading.Timer(float(sys.argv[1]), proc.kill)
+timer.start()
+_, status, usage = os.wait4(proc.pid, 0)
+timer.cancel()
+scale = 1024 if sys.platform.startswith("linux") else 1
+print(usage.ru_maxrss * scale, flush=True)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
-    ``os.wait4`` reaps exactly this child, so its ``ru_maxrss`` is its own peak.
+
+def run_child(argv: list[str], workdir: Path, timeout: float = 600.0) -> tuple[int, str, float]:
+    """Run ``affseg ARGV`` in a child process; (exit status, its stderr, its peak RSS GB).
+
+    ``os.wait4`` in a small launcher reaps exactly that child, so the peak is its own.
     """
     env = {**os.environ, "AFFSEG_MAX_MEMORY_GB": str(CHILD_LIMIT_GB)}
-    out, err = workdir / "child.out", workdir / "child.err"
-    with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "affseg.cli", *map(str, argv)], stdout=fo, stderr=fe, env=env
-        )
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    scale = 1024 if sys.platform.startswith("linux") else 1  # KiB on Linux, bytes on macOS
-    return proc.returncode, err.read_text(), usage.ru_maxrss * scale / GB
+    res = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, str(timeout), *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+        timeout=timeout + 60,
+    )
+    peak = int(res.stdout.strip().splitlines()[-1])
+    return res.returncode, res.stderr, peak / GB
 
 
 def assert_one_error_line(rc: int, stderr: str) -> str:
