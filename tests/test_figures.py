@@ -104,7 +104,7 @@ def test_eval_plot_cli(tmp_path, bsds_dir):
 def test_segment_figure_similarity_at_a_bounded_working_side(monkeypatch):
     """A large image's maps are computed at the working side (then shrunk to the panels);
     the default pixels of an upsampled hierarchy are image pixels."""
-    import affseg.cli.similarity as sim
+    import affseg.methods.similarity as sim
 
     rgb, hier = _scene()
     big = np.kron(rgb, np.ones((10, 10, 1), np.uint8))  # 600 x 800
@@ -132,7 +132,7 @@ def test_segment_figure_similarity_at_a_bounded_working_side(monkeypatch):
 
 
 def test_segment_figure_without_bound_is_checked(monkeypatch):
-    import affseg.cli.similarity as sim
+    import affseg.methods.similarity as sim
 
     monkeypatch.setattr(sim, "ndd_similarity", lambda *a, **k: pytest.fail("maps computed"))
     monkeypatch.setenv("AFFSEG_MAX_MEMORY_GB", "0.3")

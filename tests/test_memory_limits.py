@@ -271,7 +271,7 @@ def test_torch_allocation_failure_is_one_line(
 ) -> None:
     """torch's allocator raises RuntimeError, not MemoryError: one line, exit 2."""
     import affseg.cli.depth_complete as dcc
-    import affseg.cli.similarity as sim
+    import affseg.cli.similarity as sim  # the command: run() is patched
 
     oom = RuntimeError(
         "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "

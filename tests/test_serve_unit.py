@@ -111,7 +111,7 @@ def test_decode_upload_refuses_header_bombs():
 
 
 def test_similarity_field_matches_cli_map():
-    from affseg.cli.similarity import ndd_similarity
+    from affseg.methods.similarity import ndd_similarity
     from affseg.serve.similarity import SimilarityField
 
     rng = np.random.default_rng(3)

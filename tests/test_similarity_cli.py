@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from affseg.cli import main
-from affseg.cli.similarity import colour_similarity
+from affseg.methods.similarity import colour_similarity
 
 FAST = ["--grid", "12", "--n-eig", "8", "--k", "5"]
 
@@ -108,7 +108,7 @@ def test_large_image_maps_at_the_working_side() -> None:
 
 
 def test_heat_per_channel_matches_the_stacked_formula() -> None:
-    from affseg.cli.similarity import heat
+    from affseg.methods.similarity import heat
 
     v = np.linspace(-0.2, 1.2, 1001, dtype=np.float32).reshape(7, 143)
     c = np.clip(v, 0.0, 1.0)

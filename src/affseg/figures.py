@@ -132,7 +132,7 @@ def segment_figure(
         Level indices whose boundaries are shown (default :func:`pick_levels`).
     similarity : ndarray, shape (len(pixels), H, W), optional
         Precomputed maps in [0, 1]; default: the shipped spec-diff-net
-        (:func:`affseg.cli.similarity.ndd_similarity`).
+        (:func:`affseg.methods.similarity.ndd_similarity`).
     max_side : int
         Each panel is shrunk to this long side.
     working_side : int, optional
@@ -140,7 +140,7 @@ def segment_figure(
         :data:`FIGURE_WORKING_SIDE`) is downscaled to it before the spec-diff-net computes
         the maps (at that resolution, then shrunk to the panels), so memory stays bounded;
         ``None``: the whole image, after :func:`affseg.memory.check_memory` accepts the
-        estimate of :func:`affseg.cli.similarity.similarity_memory`.
+        estimate of :func:`affseg.methods.similarity.similarity_memory`.
 
     Returns
     -------
@@ -158,8 +158,8 @@ def segment_figure(
     from PIL import Image
     from skimage.segmentation import find_boundaries
 
-    from affseg.cli.similarity import heat, ndd_similarity
     from affseg.data.io import as_rgb
+    from affseg.methods.similarity import heat, ndd_similarity
 
     rgb = as_rgb(image)
     h, w = rgb.shape[:2]
@@ -199,8 +199,8 @@ def segment_figure(
         sims = ndd_similarity(work, px_work, working_side=None)
     else:
         if not working_side:
-            from affseg.cli.similarity import similarity_memory
             from affseg.memory import check_memory
+            from affseg.methods.similarity import similarity_memory
 
             check_memory(
                 similarity_memory("ndd", (h, w), len(px), working_side=None),

@@ -73,6 +73,13 @@ def call_task(fn: Callable[[Any], Any], task: Any, threads: int | None) -> Done 
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - one bad image never ends the batch
+        from affseg.memory import is_out_of_memory, out_of_memory_message
+
+        if is_out_of_memory(exc):
+            hint = "try a smaller --working-side"
+            return Failed(
+                f"MemoryError: {out_of_memory_message(exc, hint)}", time.perf_counter() - t0
+            )
         msg = " ".join(str(exc).split()) or type(exc).__name__
         return Failed(f"{type(exc).__name__}: {msg}", time.perf_counter() - t0)
     return Done(value, time.perf_counter() - t0)

@@ -9,7 +9,6 @@ read the same thing. A flat segmentation is a one-level hierarchy.
 from __future__ import annotations
 
 import numbers
-
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -415,6 +415,7 @@ def run_method(image: np.ndarray, name: str | None = None, **options: Any) -> Hi
             f"be at least {least} pixels"
         )
     if working_side is None or max(h, w) <= working_side:
+        check_method_memory(key, h, w)
         return fn(rgb, seed=int(seed), **checked)
     work = working_image(rgb, int(working_side))
     if min(work.shape[:2]) < least:
@@ -422,7 +423,40 @@ def run_method(image: np.ndarray, name: str | None = None, **options: Any) -> Hi
             f"image of {w}x{h} pixels is too elongated for method {key!r} at working_side="
             f"{working_side}: the shorter side would drop below {least} pixels; raise working_side"
         )
+    check_method_memory(key, *work.shape[:2])
     return fn(work, seed=int(seed), **checked).upsampled((h, w))
+
+
+#: Peak memory of a method on an h x w working image: ``base + bytes per pixel x h w``
+#: (peak resident set size of a child process at 512 x 341 and 1024 x 683; the per-image
+#: CNNs work at their own bounded ``max_side``, so only the classical share counts).
+METHOD_MEMORY_BASE = 350e6
+METHOD_BYTES_PER_PIXEL: dict[str, float] = {"ndd": 1400.0, "spectral": 1400.0}
+#: Bytes per pixel of the methods not listed (measured: slic 190; kept generous).
+DEFAULT_BYTES_PER_PIXEL = 400.0
+
+
+def check_method_memory(name: str, h: int, w: int) -> None:
+    """Refuse in one line, before any work, a method whose estimated peak on an ``h x w``
+    working image is above the memory limit (:func:`affseg.memory.check_memory`).
+
+    Examples
+    --------
+    >>> check_method_memory("ndd", 683, 1024)     # the default working resolution fits
+    >>> check_method_memory("ndd", 30000, 40000)
+    Traceback (most recent call last):
+    ...
+    affseg.errors.InputError: method 'ndd' on 40000 x 30000 pixels would need about ...
+    """
+    from affseg.memory import check_memory
+
+    per_pixel = METHOD_BYTES_PER_PIXEL.get(name, DEFAULT_BYTES_PER_PIXEL)
+    check_memory(
+        METHOD_MEMORY_BASE + per_pixel * h * w,
+        f"method {name!r} on {w} x {h} pixels",
+        f"segment at a bounded working resolution (working_side / --working-side, default "
+        f"{DEFAULT_WORKING_SIDE})",
+    )
 
 
 def working_image(rgb: np.ndarray, working_side: int) -> np.ndarray:

@@ -549,7 +549,7 @@ class Viewer:
     def similarity_png(self, image_id: str, y: int, x: int, fld: Any = None) -> bytes:
         """Heat map PNG of pixel (y, x)'s similarity (``fld``: the image's field, else
         :meth:`field`)."""
-        from affseg.cli.similarity import heat
+        from affseg.methods.similarity import heat
 
         info = self.image(image_id)
         h, w = info["rgb"].shape[:2]
