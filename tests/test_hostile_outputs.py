@@ -331,3 +331,16 @@ def test_train_ndd_bad_split_leaves_nothing(
     out = tmp_path / "run"
     cli_error(capsys, ["train", "ndd", "--splits", "bogus", "--out", out, "--data", tmp_path])
     assert not out.exists()
+
+
+def test_figure_raises_no_numpy_writability_warning(tmp_path: Path) -> None:
+    """``--figure`` once warned "The given NumPy array is not writable" (torch warns once a
+    process, so the check runs in a fresh one, with warnings as errors)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-W", "error::UserWarning", "-m", "affseg.cli", "segment",
+           "--example", "coffee", "--figure", *SLIC, "--out", str(tmp_path / "o")]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "not writable" not in run.stderr and (tmp_path / "o" / "coffee.figure.png").is_file()
