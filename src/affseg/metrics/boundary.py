@@ -21,11 +21,14 @@ Faithful to the BSR bench (``evaluation_bdry_image.m``, ``correspondPixels``,
 
 The official matcher (Goldberg's CSA) solves the assignment on a random sparse outlier
 graph, so it moves results by ~1e-4 from run to run (and finds slightly fewer matches than
-the optimum); this module solves the same assignment exactly
-(:func:`scipy.sparse.csgraph.min_weight_full_bipartite_matching`) and is deterministic.
-On the BSR demo it reproduces the official ODS / OIS / AP within 6e-4 (the three official
-runs on the same boundaries differ by up to 4e-4). Thresholds whose thresholded maps
-coincide are scored once.
+the optimum); this module solves the same assignment exactly and is deterministic: the
+matching is the one :func:`scipy.sparse.csgraph.min_weight_full_bipartite_matching`
+(LAPJVsp) returns on the candidate graph (:func:`_assign`, the reference path), computed
+by a port of that algorithm that touches only the columns each search reaches
+(:mod:`affseg.metrics._boundary_match`: same pairs, a fraction of the time). On the BSR
+demo it reproduces the official ODS / OIS / AP within 6e-4 (the three official runs on the
+same boundaries differ by up to 4e-4). Thresholds whose thresholded maps coincide are
+scored once.
 
 The per-image state (four count vectors) is mergeable: score images anywhere, then
 :meth:`BoundaryBenchmark.merge` or :meth:`BoundaryBenchmark.add` the states in any order
@@ -41,6 +44,7 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -100,13 +104,24 @@ def seg_to_boundaries(seg: np.ndarray) -> np.ndarray:
 
 
 def thin(bmap: np.ndarray) -> np.ndarray:
-    """Morphological thinning to one-pixel-wide curves (``bwmorph(bmap, 'thin', inf)``)."""
-    from skimage.morphology import thin as _thin
+    """Morphological thinning to one-pixel-wide curves (``bwmorph(bmap, 'thin', inf)``).
 
+    :func:`skimage.morphology.thin`, computed by a port that visits only the set pixels
+    (same result).
+    """
     b = np.asarray(bmap, dtype=bool)
+    if b.ndim != 2:
+        raise InputError(f"a boundary map must be 2-D; got shape {b.shape}")
     if not b.any():
         return b
-    return _thin(b)
+    from affseg.metrics._boundary_match import thin_map
+
+    out = thin_map(b)
+    if out is None:  # pragma: no cover - scikit-image without the lookup tables
+        from skimage.morphology import thin as _thin
+
+        out = _thin(b)
+    return out
 
 
 class _Target:
@@ -118,6 +133,7 @@ class _Target:
         self.n = int(b.sum())
         self.r = r = int(np.ceil(max_dist))
         y, x = np.nonzero(b)
+        self.y, self.x = y, x
         idx = np.full((b.shape[0] + 2 * r, b.shape[1] + 2 * r), -1, dtype=np.int64)
         idx[y + r, x + r] = np.arange(y.size)
         self.index = idx
@@ -129,6 +145,14 @@ class _Target:
         ]
         self.offsets = np.asarray(offs, dtype=np.int64).reshape(-1, 2)
         self.costs = np.rint(np.hypot(self.offsets[:, 0], self.offsets[:, 1]) * _MULTIPLIER)
+
+    def match(self, y: np.ndarray, x: np.ndarray, outlier: float) -> tuple[np.ndarray, np.ndarray]:
+        """Matched (machine pixel, annotator pixel) pairs: :func:`_assign` of :meth:`edges`."""
+        from affseg.metrics._boundary_match import match_pixels
+
+        return match_pixels(
+            y, x, self.index, self.y, self.x, self.r, self.offsets, self.costs, outlier
+        )
 
     def edges(self, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(machine pixel, annotator pixel, integer cost) of every pair within maxDist."""
@@ -150,7 +174,7 @@ class _Target:
 def _assign(
     i: np.ndarray, j: np.ndarray, c: np.ndarray, n1: int, outlier: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum-cost assignment with outliers: which pixel pairs are matched.
+    """Minimum-cost assignment with outliers: which pixel pairs are matched (reference).
 
     Nodes are machine pixels ``i`` and annotator pixels ``j``; the edge (i, j) costs ``c``;
     every unmatched pixel costs ``outlier``. Since every match removes two outliers, the
@@ -158,6 +182,8 @@ def _assign(
     a full matching of the smaller side, each of its nodes also joined to a private
     "unmatched" node at cost ``outlier`` (:func:`scipy.sparse.csgraph.
     min_weight_full_bipartite_matching`, LAPJVsp).
+
+    The benchmark itself calls :meth:`_Target.match`, which returns the same pairs faster.
 
     Returns
     -------
@@ -226,15 +252,10 @@ def _match_to(
     out2 = np.zeros(b1.shape, dtype=bool)
     if y.size == 0 or target.n == 0:
         return out1, out2
-    i, j, c = target.edges(y, x)
-    if i.size == 0:
-        return out1, out2
     outlier = float(np.ceil(outlier_cost * md * _MULTIPLIER))
-    mi, mj = _assign(i, j, c, y.size, outlier)
+    mi, mj = target.match(y, x, outlier)
     out1[y[mi], x[mi]] = True
-    ty, tx = np.nonzero(target.index >= 0)
-    order = np.argsort(target.index[ty, tx])
-    out2[ty[order][mj] - target.r, tx[order][mj] - target.r] = True
+    out2[target.y[mj], target.x[mj]] = True
     return out1, out2
 
 
@@ -249,10 +270,7 @@ def _count_matches(b1: np.ndarray, targets: list[_Target], md: float) -> tuple[i
     for t in targets:
         if t.n == 0:
             continue
-        i, j, c = t.edges(y, x)
-        if i.size == 0:
-            continue
-        mi, _ = _assign(i, j, c, y.size, outlier)
+        mi, _ = t.match(y, x, outlier)
         cnt_r += int(mi.size)
         acc[mi] = True
     return cnt_r, int(acc.sum())
@@ -295,7 +313,7 @@ def boundary_counts(
         m = np.asarray(m, dtype=bool)
         if m.shape != shape:
             raise InputError(f"boundary map has shape {m.shape} but ground truth has {shape}")
-        if prev is not None and np.array_equal(m, prev):
+        if prev is not None and (m is prev or np.array_equal(m, prev)):
             counts = prev_counts
         else:
             b = thin(m) if thin_maps else m
@@ -594,7 +612,12 @@ def boundary_summary(result: dict[str, Any]) -> dict[str, Any]:
 
 
 class _LazyThresholds:
-    """``pb >= t`` for each threshold, built on demand (a sequence of bool maps)."""
+    """``pb >= t`` for each threshold, built on demand (a sequence of bool maps).
+
+    Consecutive thresholds with no value of ``pb`` between them (``t <= v < t'``) give the
+    same map: it is built once and yielded again as the same object, which
+    :func:`boundary_counts` then scores once.
+    """
 
     def __init__(self, pb: np.ndarray, thresholds: np.ndarray) -> None:
         self.pb = pb
@@ -603,9 +626,14 @@ class _LazyThresholds:
     def __len__(self) -> int:
         return self.thresholds.size
 
-    def __iter__(self):
-        for t in self.thresholds:
-            yield self.pb >= t
+    def __iter__(self) -> Iterator[np.ndarray]:
+        below = np.searchsorted(np.sort(self.pb, axis=None), self.thresholds, side="left")
+        prev: np.ndarray | None = None
+        prev_below = -1
+        for t, k in zip(self.thresholds, below.tolist(), strict=True):
+            if prev is None or k != prev_below:
+                prev, prev_below = self.pb >= t, k
+            yield prev
 
 
 def _gt_boundaries(ground_truths: Any) -> list[np.ndarray]:
