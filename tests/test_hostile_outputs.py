@@ -344,3 +344,21 @@ def test_figure_raises_no_numpy_writability_warning(tmp_path: Path) -> None:
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "not writable" not in run.stderr and (tmp_path / "o" / "coffee.figure.png").is_file()
+
+
+def test_segment_memory_rule_from_the_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 12 MP photo's full-resolution outputs are part of the estimate, checked from the
+    header before decoding; ``--working-side 0`` (no bound) is refused, not attempted."""
+    big = save(tmp_path / "big.png", np.zeros((3000, 4000, 3), np.uint8))
+    monkeypatch.setenv("AFFSEG_MAX_MEMORY_GB", "1")
+    line = cli_error(capsys, ["segment", big, "--method", "slic", "--out", tmp_path / "o"])
+    assert "4000 x 3000" in line and "outputs" in line and "AFFSEG_MAX_MEMORY_GB" in line
+    monkeypatch.setenv("AFFSEG_MAX_MEMORY_GB", "4")
+    line = cli_error(capsys, ["segment", big, "--working-side", "0", "--out", tmp_path / "o"])
+    assert "would need about" in line
+    assert not (tmp_path / "o").exists()
+    from affseg.methods import working_size
+
+    assert working_size(3000, 4000, 1024) == (768, 1024)

@@ -30,6 +30,11 @@ from affseg.errors import InputError
 
 #: The outputs of one image, in the order they are written (the ``.mat`` last).
 OUTPUT_SUFFIXES: tuple[str, ...] = (".labels.png", ".overlay.png", ".boundaries.png", ".mat")
+#: Peak memory of the outputs per full-resolution pixel (bytes): the double-resolution
+#: float64 UCM (4 x 8) and its copies while the ``.mat`` is compressed, labels, overlay and
+#: boundaries (peak RSS of ``segment --method slic`` on 4000 x 3000: 1.8 GB, of which 0.3 GB
+#: the method).
+OUTPUT_BYTES_PER_PIXEL = 130.0
 #: The extra output of ``figure=True``.
 FIGURE_SUFFIX = ".figure.png"
 
@@ -154,15 +159,29 @@ def segment_one(task: SegmentTask) -> dict[str, Any]:
     """Segment one image and write its outputs (runs on a worker)."""
     import numpy as np
 
-    from affseg.data.io import read_image, write_label_png, write_png, write_ucm_mat
+    from affseg.data.io import image_size, read_image, write_label_png, write_png, write_ucm_mat
     from affseg.grouping.visualize import boundaries_image, overlay
-    from affseg.methods import run_method
+    from affseg.methods import DEFAULT_WORKING_SIDE, check_method_memory, run_method, working_size
 
     if task.is_example:
         from affseg.data.examples import load_example
 
         image = load_example(task.source)
+        h, w = image.shape[:2]
     else:
+        h, w = image_size(task.source)
+    # the memory rule, from the header: the method at its working size and the outputs
+    # at full resolution (the double-resolution UCM and its compressed copy dominate)
+    side = task.options.get("working_side", DEFAULT_WORKING_SIDE)
+    check_method_memory(
+        task.method,
+        *working_size(h, w, side),
+        extra=OUTPUT_BYTES_PER_PIXEL * h * w,
+        what=f"segmenting {w} x {h} pixels with method {task.method!r} and writing its outputs",
+        hint="the full-resolution outputs (the .mat UCM above all) need ~130 bytes a pixel: "
+        "downscale the photo, or raise the limit",
+    )
+    if not task.is_example:
         image = read_image(task.source)
     t0 = time.perf_counter()
     hier = run_method(image, task.method, seed=task.seed, **task.options)

@@ -436,9 +436,38 @@ METHOD_BYTES_PER_PIXEL: dict[str, float] = {"ndd": 1400.0, "spectral": 1400.0}
 DEFAULT_BYTES_PER_PIXEL = 400.0
 
 
-def check_method_memory(name: str, h: int, w: int) -> None:
+def method_memory(name: str, h: int, w: int) -> float:
+    """Estimated peak memory (bytes) of method ``name`` on an ``h x w`` working image.
+
+    Examples
+    --------
+    >>> round(method_memory("ndd", 683, 1024) / 1e9, 2)
+    1.33
+    """
+    per_pixel = METHOD_BYTES_PER_PIXEL.get(name, DEFAULT_BYTES_PER_PIXEL)
+    return METHOD_MEMORY_BASE + per_pixel * h * w
+
+
+def working_size(h: int, w: int, working_side: int | None) -> tuple[int, int]:
+    """(h, w) of the working image :func:`run_method` segments for an ``h x w`` image.
+
+    Examples
+    --------
+    >>> working_size(3000, 4000, 1024), working_size(321, 481, 1024)
+    ((768, 1024), (321, 481))
+    """
+    if working_side is None or max(h, w) <= working_side:
+        return h, w
+    scale = working_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def check_method_memory(
+    name: str, h: int, w: int, extra: float = 0.0, what: str = "", hint: str = ""
+) -> None:
     """Refuse in one line, before any work, a method whose estimated peak on an ``h x w``
-    working image is above the memory limit (:func:`affseg.memory.check_memory`).
+    working image (plus ``extra`` bytes, e.g. full-resolution outputs) is above the memory
+    limit (:func:`affseg.memory.check_memory`).
 
     Examples
     --------
@@ -450,11 +479,11 @@ def check_method_memory(name: str, h: int, w: int) -> None:
     """
     from affseg.memory import check_memory
 
-    per_pixel = METHOD_BYTES_PER_PIXEL.get(name, DEFAULT_BYTES_PER_PIXEL)
     check_memory(
-        METHOD_MEMORY_BASE + per_pixel * h * w,
-        f"method {name!r} on {w} x {h} pixels",
-        f"segment at a bounded working resolution (working_side / --working-side, default "
+        method_memory(name, h, w) + extra,
+        what or f"method {name!r} on {w} x {h} pixels",
+        hint
+        or f"segment at a bounded working resolution (working_side / --working-side, default "
         f"{DEFAULT_WORKING_SIDE})",
     )
 
@@ -472,9 +501,8 @@ def working_image(rgb: np.ndarray, working_side: int) -> np.ndarray:
     from PIL import Image
 
     h, w = rgb.shape[:2]
-    scale = working_side / max(h, w)
-    if scale >= 1:
+    if max(h, w) <= working_side:
         return rgb
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = Image.fromarray(np.ascontiguousarray(rgb)).resize(size, Image.Resampling.LANCZOS)
+    wh, ww = working_size(h, w, working_side)
+    small = Image.fromarray(np.ascontiguousarray(rgb)).resize((ww, wh), Image.Resampling.LANCZOS)
     return np.asarray(small)
