@@ -10,9 +10,13 @@ import pytest
 
 from affseg.data.paths import data_root
 from affseg.errors import InputError
+from affseg.metrics import boundary
+from affseg.metrics._boundary_match import _lapjvsp_rect
 from affseg.metrics.boundary import (
+    MAX_DIST,
     BoundaryBenchmark,
     _assign,
+    _Target,
     bsr_thresholds,
     correspond_pixels,
     max_f,
@@ -163,3 +167,152 @@ def test_bsr_demo(demo_dir, test, kind):
         atol=1e-3,
         rtol=0,
     )
+
+
+# ---------------------------------------------------------------- fast path vs reference
+def _reference_counts(maps: list[np.ndarray], gts: list[np.ndarray]) -> np.ndarray:
+    """The straightforward BSR counts: every map on its own, scikit-image's thinning,
+    candidate pairs by :meth:`_Target.edges`, scipy's LAPJVsp (:func:`_assign`).
+
+    Returns (T, 4): cntR, sumR, cntP, sumP.
+    """
+    from skimage.morphology import thin as sk_thin
+
+    md = MAX_DIST * float(np.hypot(*gts[0].shape))
+    outlier = float(np.ceil(100 * md * 100))
+    targets = [_Target(g, md) for g in gts]
+    rows = []
+    for m in maps:
+        b = sk_thin(m) if m.any() else m
+        y, x = np.nonzero(b)
+        acc = np.zeros(y.size, dtype=bool)
+        cnt_r = 0
+        for t in targets:
+            i, j, c = t.edges(y, x)
+            if i.size:
+                mi, _ = _assign(i, j, c, y.size, outlier)
+                cnt_r += mi.size
+                acc[mi] = True
+        rows.append((cnt_r, sum(t.n for t in targets), int(acc.sum()), y.size))
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def _counts(stats: dict) -> np.ndarray:
+    return np.stack([stats[k] for k in ("cntR", "sumR", "cntP", "sumP")], 1)
+
+
+def _wobbly_map(rng: np.random.Generator, shape: tuple[int, int], n: int) -> np.ndarray:
+    """n random polylines, jittered by a pixel: parallel strands, crossings, junctions."""
+    b = np.zeros(shape, dtype=bool)
+    for _ in range(n):
+        p0, p1 = rng.uniform(0, 1, 2) * shape, rng.uniform(0, 1, 2) * shape
+        t = np.linspace(0, 1, 4 * max(shape))
+        pts = p0[None] * (1 - t[:, None]) + p1[None] * t[:, None]
+        pts += rng.integers(-1, 2, pts.shape) * (rng.uniform() < 0.5)
+        yy = np.clip(np.rint(pts[:, 0]), 0, shape[0] - 1).astype(int)
+        xx = np.clip(np.rint(pts[:, 1]), 0, shape[1] - 1).astype(int)
+        b[yy, xx] = True
+    return b
+
+
+def test_lapjvsp_port_equals_scipy_on_tied_graphs():
+    """The compiled solver returns scipy's very assignment (ties included)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+    rng = np.random.default_rng(3)
+    for _ in range(400):
+        nr, nreal = int(rng.integers(1, 25)), int(rng.integers(1, 30))
+        m = rng.random((nr, nreal)) < rng.uniform(0.05, 0.5)
+        w = rng.choice([1.0, 101.0, 142.0, 201.0, 225.0], size=m.shape)  # many ties
+        r, c = np.nonzero(m)
+        out = float(rng.choice([150.0, 400.0, 1000.0]))
+        rows = np.r_[r, np.arange(nr)]
+        cols = np.r_[c, nreal + np.arange(nr)]
+        g = csr_matrix((np.r_[w[r, c], np.full(nr, out)], (rows, cols)), shape=(nr, nreal + nr))
+        _, ref = min_weight_full_bipartite_matching(g)
+        g.sort_indices()
+        got = _lapjvsp_rect(
+            g.indptr.astype(np.int64), g.indices.astype(np.int64), g.data, nr, nreal + nr
+        )
+        np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("n_machine,n_gt", [(3, 6), (8, 2), (5, 5)])
+def test_fast_match_equals_reference_pairs(n_machine, n_gt):
+    """Same matched pairs as candidate pairs + scipy, machine side smaller or larger."""
+    rng = np.random.default_rng(n_machine * 10 + n_gt)
+    shape = (90, 130)
+    md = MAX_DIST * float(np.hypot(*shape)) * 2.5  # wider tolerance: bigger, tied graphs
+    outlier = float(np.ceil(100 * md * 100))
+    for _ in range(4):
+        a = _wobbly_map(rng, shape, n_machine)
+        target = _Target(_wobbly_map(rng, shape, n_gt), md)
+        y, x = np.nonzero(a)
+        i, j, c = target.edges(y, x)
+        assert i.size > 100
+        ref_i, ref_j = _assign(i, j, c, y.size, outlier)
+        got_i, got_j = target.match(y, x, outlier)
+        o1, o2 = np.argsort(ref_i), np.argsort(got_i)
+        np.testing.assert_array_equal(got_i[o2], ref_i[o1])
+        np.testing.assert_array_equal(got_j[o2], ref_j[o1])
+
+
+def test_thin_equals_scikit_image():
+    from skimage.morphology import thin as sk_thin
+
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        h, w = rng.integers(1, 30, 2)
+        b = rng.random((h, w)) < rng.uniform(0.1, 0.9)
+        np.testing.assert_array_equal(thin(b), sk_thin(b))
+    thick = np.zeros((40, 60), dtype=bool)
+    thick[5:20, 3:50] = True  # a thick bar: many iterations
+    thick[18:38, 30:36] = True
+    np.testing.assert_array_equal(thin(thick), sk_thin(thick))
+
+
+def test_coinciding_thresholds_are_scored_once(monkeypatch):
+    """A UCM with 3 distinct values: 99 thresholds, 4 distinct maps (the last one empty),
+    each matched once, with the counts of every threshold computed on its own."""
+    gt = np.ones((40, 60), dtype=int)
+    gt[:, 25:] = 2
+    gt[22:, :] += 2
+    gt[5:12, 40:50] = 9
+    h, w = gt.shape
+    ucm2 = np.zeros((2 * h + 1, 2 * w + 1))
+    pb = np.zeros((h, w))
+    pb[:, 24] = 0.2  # weak vertical contour
+    pb[21, :] = 0.5  # medium horizontal one (0.5 is also a threshold)
+    pb[6:11, 39] = 0.9  # a strong stub
+    pb[21, 24] = 0.9
+    ucm2[2::2, 2::2] = pb
+    calls = []
+    real = boundary._count_matches
+
+    def spy(b1, targets, md):
+        calls.append(int(b1.sum()))
+        return real(b1, targets, md)
+
+    monkeypatch.setattr(boundary, "_count_matches", spy)
+    stats = BoundaryBenchmark(99).score(ucm2, [gt])
+    assert len(calls) == 4 and calls[-1] == 0
+    thr = bsr_thresholds(99)
+    gts = [thin(seg_to_boundaries(gt))]
+    ref = _reference_counts([pb >= t for t in thr], gts)
+    np.testing.assert_array_equal(_counts(stats), ref)
+    assert len({tuple(r) for r in ref.tolist()}) == 4
+
+
+def test_fast_path_equals_reference_on_demo(demo_dir):
+    """The benchmark's counts equal the straightforward per-threshold computation exactly
+    on real hierarchies (BSR demo ucm2, 5 thresholds)."""
+    import scipy.io
+
+    for image_id in _DEMO_IDS[:3]:
+        ucm2 = scipy.io.loadmat(demo_dir / "ucm2" / f"{image_id}.mat")["ucm2"]
+        segs, bdry = _demo_gts(demo_dir, image_id)
+        stats = BoundaryBenchmark(5).score(ucm2, segs)
+        pb = ucm2[2::2, 2::2]
+        ref = _reference_counts([pb >= t for t in bsr_thresholds(5)], bdry)
+        np.testing.assert_array_equal(_counts(stats), ref)
