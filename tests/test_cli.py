@@ -257,3 +257,22 @@ def test_ucm_mat_reproduces_labels_exactly(tiny: Path, tmp_path: Path) -> None:
     hits = [t for t in np.linspace(0.01, 0.99, 99) if same_partition(ucm_to_labels(ucm2, t),
                                                                      labels)]  # fmt: skip
     assert hits
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["segment", "--help"], ["eval", "--help"],
+                                  ["semantic", "--help"], ["serve", "--help"]])  # fmt: skip
+def test_help_imports_no_torch(argv: list[str]) -> None:
+    """``affseg --help`` and these subcommands' help answer without importing torch or
+    numpy (only the chosen subcommand's module is imported; heavy modules load when a
+    command runs)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom affseg.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'numba') if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout[-300:]

@@ -16,21 +16,42 @@ from collections.abc import Sequence
 from affseg import __version__
 from affseg.errors import AffsegError
 
-#: Modules of ``affseg.cli`` that define subcommands, in the order ``--help`` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "segment",
-    "semantic",
-    "eval",
-    "train",
-    "depth_sr",
-    "depth_complete",
-    "similarity",
-    "serve",
-)
+#: Subcommands in the order ``--help`` lists them: name -> (module of ``affseg.cli``, one
+#: line of help). Only the module of the subcommand being run is imported (it may import
+#: torch); ``affseg --help`` imports none.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "segment": ("segment", "segment images and write label maps, overlays, boundaries and UCMs"),
+    "semantic": (
+        "semantic",
+        "semantic segmentation (shipped: the 21 MSRC-21 classes; class map + overlay)",
+    ),
+    "eval": ("eval", "BSDS500 region benchmark of a method or of saved UCMs / label maps"),
+    "train": ("train", "train a model (e.g. spec-diff-net: affseg train ndd)"),
+    "depth-sr": ("depth_sr", "guided depth super-resolution (HAM)"),
+    "depth-complete": ("depth_complete", "depth completion from sparse samples (HAM)"),
+    "similarity": ("similarity", "figure of diffusion-similarity maps of pixels"),
+    "serve": ("serve", "local web viewer of hierarchies and diffusion similarity"),
+}
+#: The modules, in ``--help`` order (kept for scripts that list them).
+SUBCOMMAND_MODULES: tuple[str, ...] = tuple(m for m, _ in SUBCOMMANDS.values())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every subcommand registered."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser.
+
+    Parameters
+    ----------
+    only : str, optional
+        Register only this subcommand fully (importing its module); the others get a
+        placeholder with their one line of help. ``""``: placeholders only (``affseg
+        --help``). Default: every subcommand fully.
+
+    Examples
+    --------
+    >>> p = build_parser(only="")
+    >>> sorted(p._subparsers._group_actions[0].choices)[:3]
+    ['depth-complete', 'depth-sr', 'eval']
+    """
     parser = argparse.ArgumentParser(
         prog="affseg",
         description="Image segmentation with learned pixel affinities.",
@@ -38,15 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"affseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(f"affseg.cli.{name}").add_parser(sub)
+    for name, (module, text) in SUBCOMMANDS.items():
+        if only is None or only == name:
+            importlib.import_module(f"affseg.cli.{module}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=text, description=text, add_help=False)
     return parser
+
+
+def _chosen(argv: Sequence[str]) -> str:
+    """The subcommand named in ``argv`` (its first word that is not an option), else ""."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in SUBCOMMANDS else ""
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``affseg`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_chosen(words))
+    args = parser.parse_args(words)
     try:
         return int(args.func(args) or 0)
     except AffsegError as exc:

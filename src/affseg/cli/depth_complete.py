@@ -40,9 +40,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     >>> args.method, args.func is run
     ('ham', True)
     """
+    from affseg.cli import SUBCOMMANDS
+
     p = subparsers.add_parser(
         "depth-complete",
-        help="depth completion from sparse samples (HAM)",
+        help=SUBCOMMANDS["depth-complete"][1],
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -48,9 +48,11 @@ TTA_HELP = (
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``affseg depth-sr``."""
+    from affseg.cli import SUBCOMMANDS
+
     p = subparsers.add_parser(
         "depth-sr",
-        help="guided depth super-resolution (HAM)",
+        help=SUBCOMMANDS["depth-sr"][1],
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -26,25 +26,26 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from affseg.data.io import read_ucm_mat  # noqa: F401 - re-exported
 from affseg.errors import InputError
+
+if TYPE_CHECKING:
+    pass
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``affseg eval``."""
+    from affseg.cli import SUBCOMMANDS
     from affseg.cli.segment import add_engine_arguments
     from affseg.methods import METHODS
 
     p = subparsers.add_parser(
         "eval",
-        help="BSDS500 region benchmark of a method or of saved UCMs / label maps",
+        help=SUBCOMMANDS["eval"][1],
         description=__doc__.split("\n\n")[0],
     )
-    from affseg.methods.wsss import METHODS as SEMANTIC_METHODS
+    from affseg.methods import SEMANTIC_METHODS
 
     p.add_argument(
         "--task",
@@ -191,11 +192,13 @@ def _table(res: dict[str, Any], title: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; returns the exit code (1 when some images failed)."""
+    import numpy as np
+
     if args.task == "semantic":
         from affseg.cli.semantic import run_eval
 
         return run_eval(args)
-    from affseg.methods.wsss import METHODS as SEMANTIC_METHODS
+    from affseg.methods import SEMANTIC_METHODS
 
     if args.method is None and args.ucm is None:
         raise InputError("give --method NAME or --ucm DIR")

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from affseg.data.examples import EXAMPLES, load_example  # noqa: F401 - re-exported
 from affseg.errors import InputError
 from affseg.methods import check_options, min_side, parse_sets  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def run_named(image: np.ndarray, method: str | None, seed: int, options: dict[str, Any]):
@@ -53,11 +54,12 @@ def run_named(image: np.ndarray, method: str | None, seed: int, options: dict[st
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``affseg segment``."""
+    from affseg.cli import SUBCOMMANDS
     from affseg.methods import DEFAULT_METHOD, METHODS
 
     p = subparsers.add_parser(
         "segment",
-        help="segment images and write label maps, overlays, boundaries and UCMs",
+        help=SUBCOMMANDS["segment"][1],
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_DIR", help="image files or folders")

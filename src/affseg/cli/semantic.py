@@ -26,11 +26,12 @@ import argparse
 import math
 import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from affseg.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -42,11 +43,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     >>> add_parser(p.add_subparsers())
     ArgumentParser(prog='... semantic', ...)
     """
-    from affseg.methods.wsss import DEFAULT_METHOD, METHODS
+    from affseg.cli import SUBCOMMANDS
+    from affseg.methods import DEFAULT_SEMANTIC_METHOD as DEFAULT_METHOD
+    from affseg.methods import SEMANTIC_METHODS as METHODS
 
     p = subparsers.add_parser(
         "semantic",
-        help="semantic segmentation into the 21 MSRC-21 classes (class map + overlay)",
+        help=SUBCOMMANDS["semantic"][1],
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_DIR", help="image files or folders")
@@ -105,9 +108,11 @@ def legend_overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.55) 
 
     Examples
     --------
+    >>> import numpy as np
     >>> legend_overlay(np.zeros((20, 30, 3), np.uint8), np.ones((20, 30), np.uint8)).shape
     (24, 140, 3)
     """
+    import numpy as np
     from PIL import Image, ImageDraw
 
     from affseg.data.msrc import CLASS_COLOURS, CLASS_NAMES, MSRC21_CLASS_NAMES
@@ -162,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     >>> main(["semantic", "photo.jpg", "--out", "sem"])   # doctest: +SKIP
     0
     """
+    import numpy as np
     from tqdm import tqdm
 
     from affseg.data.io import image_size, list_images, read_image, write_png

@@ -47,9 +47,11 @@ def max_threads() -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``affseg serve``."""
+    from affseg.cli import SUBCOMMANDS
+
     p = sub.add_parser(
         "serve",
-        help="local web viewer of hierarchies and diffusion similarity",
+        help=SUBCOMMANDS["serve"][1],
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument("--host", default="127.0.0.1",

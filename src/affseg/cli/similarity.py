@@ -46,9 +46,11 @@ from affseg.methods.similarity import (  # noqa: F401 - re-exported for scripts
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``similarity`` subcommand."""
+    from affseg.cli import SUBCOMMANDS
+
     p = sub.add_parser(
         "similarity",
-        help="figure of diffusion-similarity maps of pixels",
+        help=SUBCOMMANDS["similarity"][1],
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument("image", nargs="?", default=None, help="RGB image file")

@@ -16,9 +16,11 @@ TRAINERS: tuple[str, ...] = ("ndd", "boundary", "spectral", "wsss")
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``affseg train`` and one sub-command per trainer."""
+    from affseg.cli import SUBCOMMANDS
+
     parser = subparsers.add_parser(
         "train",
-        help="train a model (e.g. spec-diff-net: affseg train ndd)",
+        help=SUBCOMMANDS["train"][1],
         description="Train one of affseg's networks.",
     )
     sub = parser.add_subparsers(dest="model", metavar="MODEL")

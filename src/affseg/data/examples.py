@@ -9,9 +9,12 @@ Example
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from affseg.errors import InputError
+
+if TYPE_CHECKING:  # numpy loads when an example does: `affseg --help` stays light
+    import numpy as np
 
 #: scikit-image photos bundled with the package (loaded offline by ``--example``).
 EXAMPLES: tuple[str, ...] = (

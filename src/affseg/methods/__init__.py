@@ -67,6 +67,15 @@ METHODS: dict[str, str] = {
     "spectral": "affseg.methods.spectral:spectral_hierarchy",
 }
 
+#: Semantic segmentation methods of :func:`affseg.methods.wsss.semantic` and their shipped
+#: weights files (in ``affseg/weights/``).
+SEMANTIC_METHODS: dict[str, str] = {
+    "wsss": "wsss_msrc21.pt",
+    "cam": "wsss_cam_msrc21.pt",
+    "supervised": "wsss_supervised_msrc21.pt",
+}
+DEFAULT_SEMANTIC_METHOD = "wsss"
+
 #: The method ``affseg segment`` and :func:`affseg.segment` use when none is named.
 DEFAULT_METHOD = "ndd"
 

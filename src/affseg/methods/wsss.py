@@ -36,19 +36,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from affseg.errors import AffsegError, InputError
+from affseg.methods import DEFAULT_SEMANTIC_METHOD, SEMANTIC_METHODS
 
 #: spec-diff-net weights file (in ``affseg/weights/``) whose K_D the heads are trained on.
 NDD_WEIGHTS = "spec_diff_net_train_only.pt"
 #: sha256 of that file when the shipped heads were trained.
 NDD_SHA256 = "3d7245b7d3a93f0d588bc27b1ad42d6cb72778be3afd4da94155a3c5d8a2d822"
 
-#: Methods of :func:`semantic` and their shipped weights files.
-METHODS: dict[str, str] = {
-    "wsss": "wsss_msrc21.pt",
-    "cam": "wsss_cam_msrc21.pt",
-    "supervised": "wsss_supervised_msrc21.pt",
-}
-DEFAULT_METHOD = "wsss"
+#: Methods of :func:`semantic` and their shipped weights files (defined in
+#: :mod:`affseg.methods`, which the command line reads without importing torch).
+METHODS = SEMANTIC_METHODS
+DEFAULT_METHOD = DEFAULT_SEMANTIC_METHOD
 #: Inference rule of ``wsss`` and ``cam`` (the same for both; chosen on MSRC-21 val, see
 #: BENCHMARKS.md): class filter threshold on the weak network's image classifier ...
 DEFAULT_CLASS_FILTER = 0.2
