@@ -25,23 +25,16 @@ from __future__ import annotations
 import argparse
 import math
 
-import numpy as np
-
 from affseg.errors import InputError
-from affseg.methods.similarity import (  # noqa: F401 - re-exported for scripts
-    DEFAULT_WORKING_SIDE,
-    MAX_GRID,
-    MAX_HEIGHT,
-    MAX_K,
-    MAX_N_EIG,
-    MIN_WORKING_SIDE,
-    colour_similarity,
-    compose,
-    figure_size,
-    heat,
-    ndd_similarity,
-    similarity_memory,
-)
+from affseg.methods import DEFAULT_WORKING_SIDE, min_side
+
+#: Smallest ``--working-side`` (the spec-diff-net's grid needs 64 x 64 pixels).
+MIN_WORKING_SIDE = min_side("ndd")
+#: Bounds of the options (beyond them the run is pointless or unbounded in time).
+MAX_GRID = 1024
+MAX_K = 33
+MAX_N_EIG = 256
+MAX_HEIGHT = 16384
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -139,8 +132,17 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
+    import numpy as np
+
     from affseg.data.io import check_writable_file, image_size, max_pixels, read_image, write_png
     from affseg.memory import check_memory
+    from affseg.methods.similarity import (
+        colour_similarity,
+        compose,
+        figure_size,
+        ndd_similarity,
+        similarity_memory,
+    )
 
     if (args.image is None) == (args.example is None):
         raise InputError("give either an image file or --example NAME (not both)")

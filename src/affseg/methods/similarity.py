@@ -33,17 +33,14 @@ import torch
 import torch.nn.functional as F
 
 from affseg.errors import InputError
+from affseg.methods import DEFAULT_WORKING_SIDE as _DEFAULT_SIDE
+from affseg.methods import min_side
 
-#: Default ``--working-side``: the longer side the maps are computed at (as ``affseg
-#: segment``'s default); larger images are downscaled first and their maps upsampled.
-DEFAULT_WORKING_SIDE = 1024
-#: Smallest ``--working-side`` (the spec-diff-net's grid needs 64 x 64 pixels).
-MIN_WORKING_SIDE = 64
-#: Bounds of the options (beyond them the run is pointless or unbounded in time).
-MAX_GRID = 1024
-MAX_K = 33
-MAX_N_EIG = 256
-MAX_HEIGHT = 16384
+#: Default working side: the longer side the maps are computed at (``affseg segment``'s
+#: default); larger images are downscaled first and their maps upsampled.
+DEFAULT_WORKING_SIDE = _DEFAULT_SIDE
+#: Smallest working side (the spec-diff-net's grid needs 64 x 64 pixels).
+MIN_WORKING_SIDE = min_side("ndd")
 #: Memory model (bytes), fitted to the peak RSS (``ru_maxrss``) of ``affseg similarity`` in a
 #: child process: fixed cost; per pixel of the working image (``ndd``: backbone pyramid,
 #: grid, interpolation; ``colour``: Lab image and the attention steps); per grid node and
