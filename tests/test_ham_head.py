@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,8 +13,32 @@ from affseg.models.propagation import neighbour_offsets, propagate, shift_stack
 
 
 def _step(h: torch.Tensor, a: torch.Tensor, k: int) -> torch.Tensor:
-    """One propagation step written out independently (replicate border)."""
-    return propagate(h, a, k, 1, norm="none")
+    """One propagation step written out independently, pixel by pixel: ``out[p] = (1 -
+    sum_n a_n[p]) h[p] + sum_n a_n[p] h[clamp(p + o_n)]``, neighbours in row-major order
+    without the centre, the border replicated (CSPN's update with the affinities as given)."""
+    hn, an = h.double().numpy(), a.double().numpy()
+    b, c, hh, ww = hn.shape
+    r = k // 2
+    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if (dy, dx) != (0, 0)]
+    out = np.empty_like(hn)
+    for y in range(hh):
+        for x in range(ww):
+            acc = (1.0 - an[:, :, y, x].sum(1))[:, None] * hn[:, :, y, x]
+            for n, (dy, dx) in enumerate(offsets):
+                yy, xx = min(max(y + dy, 0), hh - 1), min(max(x + dx, 0), ww - 1)
+                acc = acc + an[:, n, y, x][:, None] * hn[:, :, yy, xx]
+            out[:, :, y, x] = acc
+    return torch.from_numpy(out).to(h.dtype)
+
+
+def test_step_reference_matches_propagate() -> None:
+    """The loop above is the same update as one step of :func:`propagate`."""
+    g = torch.Generator().manual_seed(1)
+    for k in (3, 5):
+        a = torch.rand(2, k * k - 1, 5, 6, generator=g)
+        a = a / a.sum(1, keepdim=True) * 0.8
+        h = torch.randn(2, 3, 5, 6, generator=g)
+        torch.testing.assert_close(propagate(h, a, k, 1, norm="none"), _step(h, a, k))
 
 
 def test_mix_kernels_equals_weighted_sum_of_steps() -> None:
