@@ -7,7 +7,7 @@ Usage::
 
 For every factor 2, 4, 8, 16 and every ``--every``-th scene of ``RGBD_depth_train`` (never a
 benchmark scene) the input is synthesised like the benchmark's
-(:func:`affseg.methods.depth_sr.synthesize_input`, noise std 5.5, seed = scene index) and
+(:func:`affseg.train.depth_sr.synthesize_input`, noise std 5.5, seed = scene index) and
 each parameter set is scored by the mean RMSE over the scenes; the best set per factor is
 what :data:`affseg.methods.depth_sr_baselines.BILATERAL_PARAMS` / ``GUIDED_PARAMS`` hold.
 """
@@ -22,8 +22,9 @@ import numpy as np
 
 from affseg.data import rgbd_train
 from affseg.data.io import write_json
-from affseg.methods.depth_sr import FACTORS, error_metrics, synthesize_input
+from affseg.methods.depth_sr import FACTORS, error_metrics
 from affseg.methods.depth_sr_baselines import bilateral_upsample, guided_upsample
+from affseg.train.depth_sr import synthesize_input
 
 BILATERAL_GRID = {
     "sigma_spatial": (4.0, 8.0, 16.0),

@@ -9,7 +9,7 @@ downsampled ground truth (area, antialiased bicubic, and two decimations):
 ``input ~ gain * down(gt) + offset``; the residual std (and a robust MAD estimate) is the
 noise level. Area and antialiased bicubic downsampling fit equally well (gain 1.00, residual
 std within 2 % of each other; decimation fits worse), so training inputs are synthesised by
-area downsampling with the measured noise range (:data:`affseg.methods.depth_sr.NOISE_STD`).
+area downsampling with the measured noise range (:data:`affseg.train.depth_sr.NOISE_STD`).
 """
 
 from __future__ import annotations

@@ -259,8 +259,11 @@ def test_ucm_mat_reproduces_labels_exactly(tiny: Path, tmp_path: Path) -> None:
     assert hits
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["segment", "--help"], ["eval", "--help"], ["similarity", "--help"],
-                                  ["semantic", "--help"], ["serve", "--help"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["segment", "--help"], ["eval", "--help"], ["similarity", "--help"],
+     ["semantic", "--help"], ["serve", "--help"]],
+)  # fmt: skip
 def test_help_imports_no_torch(argv: list[str]) -> None:
     """``affseg --help`` and these subcommands' help answer without importing torch or
     numpy (only the chosen subcommand's module is imported; heavy modules load when a

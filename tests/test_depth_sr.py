@@ -84,7 +84,7 @@ def test_ham_affinity_fast_equals_module(geometry: str) -> None:
 
 
 def test_degrade_is_area_downsampling_when_noise_free() -> None:
-    from affseg.methods.depth_sr import degrade
+    from affseg.train.depth_sr import degrade
 
     g = torch.arange(64.0).reshape(1, 1, 8, 8)
     low = degrade(g, 4, torch.zeros(1, 1, 1, 1), torch.Generator().manual_seed(0))
@@ -93,7 +93,7 @@ def test_degrade_is_area_downsampling_when_noise_free() -> None:
 
 
 def test_augment_keeps_guide_and_depth_aligned() -> None:
-    from affseg.methods.depth_sr import augment
+    from affseg.train.depth_sr import augment
 
     gen = torch.Generator().manual_seed(0)
     gt = torch.rand(2, 1, 16, 16)
@@ -177,7 +177,7 @@ def test_super_resolve_pads_sizes_the_model_cannot_take() -> None:
 def test_synthesis_reproduces_benchmark_sizes(factor: int, size: tuple[int, int]) -> None:
     """1376 x 1088 -> 688 x 544 ... 86 x 68, as the benchmark's depth_{1..4}_n.png; without
     noise the input is the rounded area downsampling; with noise its std is as asked."""
-    from affseg.methods.depth_sr import synthesize_input
+    from affseg.train.depth_sr import synthesize_input
 
     gt = np.random.default_rng(0).uniform(40, 200, (1088, 1376)).astype(np.float32)
     clean = synthesize_input(gt, factor, 0.0)
@@ -193,7 +193,7 @@ def test_synthesis_reproduces_benchmark_sizes(factor: int, size: tuple[int, int]
 
 def test_benchmark_sizes_match_synthesis(middlebury_dir) -> None:  # noqa: ANN001
     from affseg.data import middlebury
-    from affseg.methods.depth_sr import synthesize_input
+    from affseg.train.depth_sr import synthesize_input
 
     for scene in middlebury.list_scenes(middlebury_dir.parent):
         gt = middlebury.load_gt(middlebury_dir.parent, scene)
@@ -285,7 +285,8 @@ def test_train_round_trip(tmp_path) -> None:  # noqa: ANN001
     """A 2-step run on a synthetic RGBD_depth_train writes loadable weights + record."""
     from PIL import Image
 
-    from affseg.methods.depth_sr import load_model, train
+    from affseg.methods.depth_sr import load_model
+    from affseg.train.depth_sr import train
 
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
@@ -310,7 +311,8 @@ def test_train_curvature_options_round_trip(tmp_path) -> None:  # noqa: ANN001
     model has the trained curvature."""
     from PIL import Image
 
-    from affseg.methods.depth_sr import load_model, train
+    from affseg.methods.depth_sr import load_model
+    from affseg.train.depth_sr import train
 
     rng = np.random.default_rng(0)
     d = tmp_path / "RGBD_depth_train" / "a"
@@ -340,7 +342,7 @@ def test_depth_edge_mask_matches_independent_computation() -> None:
     the jump, recomputed here with SciPy."""
     from scipy import ndimage
 
-    from affseg.methods.depth_sr import depth_edge_mask
+    from affseg.train.depth_sr import depth_edge_mask
 
     rng = np.random.default_rng(3)
     g = np.round(rng.normal(0, 1.5, (2, 1, 23, 31)).cumsum(-1))
@@ -364,7 +366,7 @@ def test_edge_weight_is_inert_without_depth_edges(tmp_path) -> None:  # noqa: AN
     refused."""
     from PIL import Image
 
-    from affseg.methods.depth_sr import train
+    from affseg.train.depth_sr import train
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)
@@ -399,7 +401,8 @@ def test_ranked_head_model_round_trip(tmp_path) -> None:  # noqa: ANN001
     same outputs, runs the torch path by default and refuses the numba path."""
     from PIL import Image
 
-    from affseg.methods.depth_sr import load_model, train
+    from affseg.methods.depth_sr import load_model
+    from affseg.train.depth_sr import train
 
     rng = np.random.default_rng(0)
     d = tmp_path / "RGBD_depth_train" / "a"

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from affseg.cli.curvature_args import add_curvature_arguments, check_curvature_arguments
 from affseg.errors import InputError
 from affseg.methods.depth_completion import METHODS
+from affseg.train.curvature_args import add_curvature_arguments, check_curvature_arguments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -18,24 +18,19 @@ flips/transpositions of the inputs (N times slower). The method itself lives in
 from __future__ import annotations
 
 import argparse
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 
-from affseg.cli.curvature_args import add_curvature_arguments, check_curvature_arguments
 from affseg.data.io import write_json
 from affseg.errors import InputError
 from affseg.methods.depth_sr import (
     DEFAULT_WEIGHTS,
-    TRAIN_FACTORS,
     check_sr_memory,
     evaluate,
     load_model,
     read_disparity,
     super_resolve,
-    train,
 )
 
 METHODS = ("ham", "naive", "bicubic", "bilateral")
@@ -58,63 +53,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
-    t = sub.add_parser("train", help="train on the RGBD_depth_train scenes")
-    t.add_argument("--geometry", choices=("hyperbolic", "euclidean"), default="hyperbolic")
-    t.add_argument("--out", required=True)
-    t.add_argument("--steps", type=int, default=700)
-    t.add_argument("--crop", type=int, default=128)
-    t.add_argument("--batch", type=int, default=4)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--iterations", type=int, default=2, help="propagation steps per dilation stage")
-    t.add_argument("--threads", type=int, default=1)
-    t.add_argument(
-        "--init",
-        choices=("bicubic", "fgs"),
-        default="fgs",
-        help="initial map: bicubic, or a learned blend of bicubic and its fast global smoothing",
+    t = sub.add_parser(
+        "train", help="train on the RGBD_depth_train scenes (the same as `affseg train depth-sr`)"
     )
-    t.add_argument(
-        "--reimpose",
-        choices=("init", "bicubic"),
-        default="init",
-        help="data term re-imposed during propagation with --init fgs",
-    )
-    t.add_argument(
-        "--blend-detail",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="with --init fgs: full-resolution correction of the blend weight (default on)",
-    )
-    t.add_argument(
-        "--scales",
-        type=float,
-        nargs="+",
-        default=[1.0],
-        help="train on every scene resized by each of these factors (bilinear)",
-    )
-    add_curvature_arguments(t)
-    t.add_argument(
-        "--factor-schedule",
-        type=int,
-        nargs="+",
-        choices=(2, 4, 8, 16),
-        default=None,
-        help="factors cycled over the training steps (default 2 4 8 16 8 16)",
-    )
-    t.add_argument(
-        "--edge-weight",
-        type=float,
-        default=0.0,
-        help="extra loss weight of pixels at ground-truth depth discontinuities (default 0)",
-    )
-    t.add_argument(
-        "--ranked-head",
-        action="store_true",
-        help="add the ranked-neighbour (UniDC HALM) head to the affinities; such a model "
-        "runs the slower torch path",
-    )
-    t.add_argument("--data", default=None)
+    from affseg.train.depth_sr import add_arguments
+
+    add_arguments(t)
     e = sub.add_parser("eval", help="RMSE/MAE table on one Middlebury scene")
     e.add_argument(
         "--weights", nargs="+", default=[], help="model files (default: the shipped ham, naive)"
@@ -142,44 +86,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from affseg.data.io import check_writable_file
+    from affseg.train.depth_sr import run as train_run
 
-    if args.steps < 1 or args.crop % 16 or args.crop < 32:
-        raise InputError("--steps must be >= 1 and --crop a multiple of 16 (>= 32)")
-    if not all(math.isfinite(x) and 0.25 <= x <= 8 for x in args.scales):
-        raise InputError(f"--scales must lie in [0.25, 8], got {args.scales}")
-    if args.batch < 1 or args.iterations < 1 or args.threads < 1:
-        raise InputError("--batch, --iterations and --threads must be >= 1")
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        raise InputError(f"--lr must be a positive number, got {args.lr}")
-    if not (math.isfinite(args.edge_weight) and args.edge_weight >= 0):
-        raise InputError(f"--edge-weight must be a number >= 0, got {args.edge_weight}")
-    check_curvature_arguments(args)
-    check_writable_file(args.out, "--out")
-    rec = train(
-        args.geometry,
-        Path(args.out),
-        args.steps,
-        args.crop,
-        args.batch,
-        args.lr,
-        args.seed,
-        args.data,
-        args.threads,
-        iterations=args.iterations,
-        init=args.init,
-        reimpose=args.reimpose,
-        scales=tuple(args.scales),
-        blend_detail=args.blend_detail,
-        curvature=args.curvature,
-        c_param=args.c_param,
-        c_lr_mult=args.c_lr_mult,
-        factor_schedule=tuple(args.factor_schedule or TRAIN_FACTORS),
-        edge_weight=args.edge_weight,
-        ranked_head=args.ranked_head,
-    )
-    print(json.dumps(rec))
-    return 0
+    return train_run(args)
 
 
 def _eval(args: argparse.Namespace) -> int:

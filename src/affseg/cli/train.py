@@ -1,8 +1,8 @@
 """``affseg train MODEL ...``: train one of affseg's networks.
 
-Each trainable model is a module ``affseg.train.<name>`` with two functions:
+Each trainable model is a module ``affseg.train.<module>`` with two functions:
 ``add_arguments(parser)`` adds its options and ``run(args) -> int`` trains. To add one,
-append its name to :data:`TRAINERS`.
+add it to :data:`TRAINERS` (model name on the command line -> module).
 """
 
 from __future__ import annotations
@@ -10,8 +10,14 @@ from __future__ import annotations
 import argparse
 import importlib
 
-#: Names of the modules of :mod:`affseg.train` that ``affseg train`` dispatches to.
-TRAINERS: tuple[str, ...] = ("ndd", "boundary", "spectral", "wsss")
+#: ``affseg train MODEL`` -> the module of :mod:`affseg.train` it dispatches to.
+TRAINERS: dict[str, str] = {
+    "ndd": "ndd",
+    "boundary": "boundary",
+    "spectral": "spectral",
+    "wsss": "wsss",
+    "depth-sr": "depth_sr",
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,8 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = parser.add_subparsers(dest="model", metavar="MODEL")
     sub.required = True
-    for name in TRAINERS:
-        module = importlib.import_module(f"affseg.train.{name}")
+    for name, module_name in TRAINERS.items():
+        module = importlib.import_module(f"affseg.train.{module_name}")
         doc = (module.__doc__ or name).strip().splitlines()[0]
         p = sub.add_parser(name, help=doc, description=doc)
         module.add_arguments(p)
