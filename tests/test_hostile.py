@@ -26,6 +26,7 @@ from affseg.cli import main
 from affseg.data.io import read_image, read_label_png
 from affseg.errors import AffsegError, InputError
 from affseg.methods import run_method
+from cli_util import cli_error  # noqa: E402
 
 WEIGHTS = Path(affseg.__file__).parent / "weights"
 HAM = WEIGHTS / "ham_depth_sr_hyperbolic.pt"
@@ -33,18 +34,6 @@ NDD = WEIGHTS / "spec_diff_net.pt"
 
 
 # --------------------------------------------------------------------------- helpers
-def cli_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    """Run the CLI; assert exit 2 and one ``affseg: error:`` line; return that line."""
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 2, (rc, err)
-    assert "Traceback" not in err
-    assert len(lines) == 1 and lines[0].startswith("affseg: error: "), err
-    return lines[0]
-
-
 def files_under(folder: Path, manifest: bool = False) -> list[str]:
     """Files written under ``folder``; the batch manifest only with ``manifest``."""
     if not folder.exists():

@@ -27,20 +27,9 @@ from affseg.cli import main
 from affseg.data.io import read_ucm_mat
 from affseg.errors import CorruptFileError, InputError
 from affseg.methods import run_method
+from cli_util import cli_error  # noqa: E402
 
 SLIC = ["--method", "slic", "--set", "n_segments=(40,10)"]
-
-
-def cli_error(capsys: pytest.CaptureFixture[str], argv: list[object]) -> str:
-    """Run the CLI; assert exit 2 and one ``affseg: error:`` line; return that line."""
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 2, (rc, err)
-    assert "Traceback" not in err
-    assert len(lines) == 1 and lines[0].startswith("affseg: error: "), err
-    return lines[0]
 
 
 def photo(seed: int = 0, h: int = 48, w: int = 64) -> np.ndarray:
