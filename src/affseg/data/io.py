@@ -402,14 +402,32 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     return Path(path)
 
 
-def write_png(path: str | os.PathLike[str], array: np.ndarray) -> Path:
-    """Write a uint8 (H, W) / (H, W, 3) or uint16 (H, W) array as PNG, atomically."""
+#: zlib level of the PNGs affseg writes: 1 encodes a BSDS overlay 4x faster than PIL's
+#: default 6 for files ~9 % larger (labels and boundary maps compress alike at any level).
+PNG_COMPRESS_LEVEL = 1
+
+
+def write_png(
+    path: str | os.PathLike[str], array: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL
+) -> Path:
+    """Write a uint8 (H, W) / (H, W, 3) or uint16 (H, W) array as PNG, atomically.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.png"
+    >>> write_png(p, np.zeros((2, 3, 3), np.uint8)).name
+    'a.png'
+    """
     from PIL import Image
 
     arr = np.asarray(array)
     if arr.dtype not in (np.uint8, np.uint16):
         raise InputError(f"PNG arrays must be uint8 or uint16, got {arr.dtype}")
-    return atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format="PNG"))
+    return atomic_write(
+        path,
+        lambda tmp: Image.fromarray(arr).save(tmp, format="PNG", compress_level=compress_level),
+    )
 
 
 def write_label_png(path: str | os.PathLike[str], labels: np.ndarray) -> Path:
