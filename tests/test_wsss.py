@@ -157,49 +157,104 @@ def test_losses_and_heads_shapes() -> None:
     assert SegHead(dim=16, hidden=16)(f, (4, 6)).shape == (2, 21, 4, 6)
 
 
-def test_weak_paths_never_read_pixel_labels(tmp_path: Path, monkeypatch) -> None:
-    """WSSS / CAM training and pseudo labels run with the GT reader made to raise on train."""
-    import affseg.data.msrc as msrc
-    from affseg.train import wsss as W
-    from affseg.train.wsss_cache import build_cache
+COLOURS = [(0, 0, 0), (200, 40, 40), (30, 160, 30), (40, 40, 200), (220, 220, 40)]
 
-    rng = np.random.default_rng(0)
 
-    def images(n):
+def _toy_dataset(
+    root: Path,
+    k: int = 3,
+    n_train: int = 3,
+    n_val: int = 2,
+    *,
+    tags_csv: bool = True,
+    uint16: bool = False,
+    ignore: int = 255,
+    size: tuple[int, int] = (64, 64),
+) -> Path:
+    """A canonical-layout dataset of K classes: image i shows classes in vertical bands
+    (class c in its own colour), masks mark them, a border of ignore pixels; tags.csv
+    (train only) lists each train image's classes."""
+    rng = np.random.default_rng(k)
+    root.mkdir(parents=True, exist_ok=True)
+    pal = [COLOURS[c % len(COLOURS)] for c in range(k)]
+    lines = [f"class{c} {c * 7 % 256} {c * 13 % 256} {(c * 29 + 1) % 256}" for c in range(k)]
+    (root / "classes.txt").write_text("\n".join(lines) + "\n")
+    tag_rows = []
+    for split, n in (("train", n_train), ("val", n_val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "masks" / split).mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            im = np.zeros((80, 64, 3), np.uint8)
-            im[:, : 32 + 4 * i] = (200, 40, 40)
-            im[:, 32 + 4 * i :] = (30, 160, 30)
-            lab = np.zeros(21, np.float32)
-            lab[[0, 1]] = 1
-            yield (
-                f"im{i}",
-                np.clip(im + rng.integers(0, 20, im.shape), 0, 255).astype(np.uint8),
-                lab,
+            h, w = size
+            present = sorted({0, (i + 1) % k, (i + 2) % k}) if k > 2 else [0, 1]
+            m = np.zeros((h, w), np.int64)
+            for j, c in enumerate(present):
+                m[:, j * w // len(present) :] = c
+            im = np.array([pal[c] for c in range(k)], np.uint8)[m]
+            im = np.clip(im + rng.integers(0, 20, im.shape), 0, 255).astype(np.uint8)
+            m[:2] = ignore
+            stem = f"{split}{i}"
+            Image.fromarray(im).save(root / "images" / split / f"{stem}.png")
+            Image.fromarray(m.astype(np.uint16 if uint16 else np.uint8)).save(
+                root / "masks" / split / f"{stem}.png"
             )
+            if split == "train":
+                tag_rows.append(f"{stem}," + ";".join(f"class{c}" for c in present))
+    if tags_csv:
+        (root / "tags.csv").write_text("\n".join(tag_rows) + "\n")
+    return root
 
+
+def _train_argv(root: Path, out: Path, method: str, cache: Path, *extra: str) -> list[str]:
+    return ["train", "wsss", "--data", str(root), "--method", method, "--out", str(out),
+            "--cache", str(cache), "--dim", "16", "--weak-steps", "3", "--seg-steps", "3",
+            "--batch", "2", "--no-progress", *extra]  # fmt: skip
+
+
+def test_weak_paths_never_read_pixel_labels(tmp_path: Path, monkeypatch, capsys) -> None:
+    """WSSS / CAM training on a dataset of your own runs with every train mask read made to
+    raise (tags only); the supervised reference is the one path that reads them. (21
+    classes: the HAM refiner below is built for MSRC-21's class count.)"""
+    from affseg.data.segdata import SegDataset
+
+    root = _toy_dataset(tmp_path / "toy", k=21)
+    rows = [
+        "train0," + ";".join(f"class{c}" for c in range(0, 11)),
+        "train1," + ";".join(f"class{c}" for c in range(10, 21)),
+        "train2,class0;class3",
+    ]
+    (root / "tags.csv").write_text("\n".join(rows) + "\n")
+    read_mask = SegDataset._read_mask
+
+    def guarded(self, path):
+        if "train" in Path(path).parts:
+            raise AssertionError(f"pixel labels of train read: {path}")
+        return read_mask(self, path)
+
+    monkeypatch.setattr(SegDataset, "_read_mask", guarded)
     cache = tmp_path / "cache"
-    build_cache(None, "train", cache, items=images(3), progress=False)
-    build_cache(None, "train", cache, flip=True, items=images(3), progress=False)
-    build_cache(None, "val", cache, guides=True, items=images(2), progress=False)
-
-    def reader(root, split, image_id, msrc21=False):
-        if split != "val":
-            raise AssertionError(f"pixel labels of {split} read")
-        return np.where(np.arange(64)[None] < 32, 1, 2).repeat(80, 0).astype(np.int32)
-
-    monkeypatch.setattr(msrc, "load_ground_truth", reader)
     for method in ("wsss", "cam"):
-        args = _args(method=method, cache=str(cache), out=str(tmp_path / method), dim=16,
-                     weak_steps=3, seg_steps=3, batch=2)  # fmt: skip
-        rec = W.train(args)
-        assert 0.0 <= rec["val"]["miou"] <= 1.0
-        assert (tmp_path / method / "weights.pt").is_file()
+        assert main(_train_argv(root, tmp_path / method, method, cache)) == 0
+        assert "mIoU" in capsys.readouterr().out
+        blob = torch.load(tmp_path / method / "weights.pt", weights_only=True)
+        assert blob["meta"]["classes"] == [f"class{c}" for c in range(21)]
+        assert blob["meta"]["data"]["supervision"] == "image-level tags"
     # HAM refinement of the weak segmenters: trained on pseudo labels, images only
+    import affseg.data.msrc as msrc
     from affseg.train import wsss_ham
 
-    pics = {i: im for i, im, _ in images(3)}
-    monkeypatch.setattr(msrc, "load_image", lambda root, split, image_id: pics[image_id])
+    pics = {s: np.asarray(Image.open(root / "images" / "train" / f"{s}.png")) for s in
+            ("train0", "train1", "train2")}  # fmt: skip
+    pics.update({s: np.asarray(Image.open(root / "images" / "val" / f"{s}.png")) for s in
+                 ("val0", "val1")})  # fmt: skip
+
+    def reader(root_, split, image_id, msrc21=False):
+        if split != "val":
+            raise AssertionError(f"pixel labels of {split} read")
+        m = np.asarray(Image.open(root / "masks" / "val" / f"{image_id}.png")).astype(np.int32)
+        return np.where(m < 21, m + 1, 0)
+
+    monkeypatch.setattr(msrc, "load_ground_truth", reader)
+    monkeypatch.setattr(msrc, "load_image", lambda root_, split, image_id: pics[image_id])
     for method in ("wsss", "cam"):
         run = tmp_path / method
         extra = ["--cross-fit", "2"] if method == "cam" else []
@@ -208,11 +263,10 @@ def test_weak_paths_never_read_pixel_labels(tmp_path: Path, monkeypatch) -> None
         blob = torch.load(run / "ham.pt", weights_only=True)
         assert blob["method"] == method
         assert set(blob["record"]["val"]) == {"fai", "bilinear", "ham"}
-    # the fully supervised reference is the one path that reads them
-    args = _args(method="supervised", cache=str(cache), out=str(tmp_path / "sup"), dim=16,
-                 seg_steps=2, batch=2)  # fmt: skip
+    # the fully supervised reference is the one path that reads them, and says so
     with pytest.raises(AssertionError, match="pixel labels of train"):
-        W.train(args)
+        main(_train_argv(root, tmp_path / "sup", "supervised", cache))
+    assert "reading the pixel masks" in capsys.readouterr().out
 
 
 def test_pseudo_labels_keep_image_classes() -> None:
@@ -247,7 +301,7 @@ def test_semantic_cli_writes_class_maps(tmp_path: Path, capsys) -> None:
     assert main(["semantic", str(src), "--out", str(out)]) == 0
     classes = np.asarray(Image.open(out / "scene.classes.png"))
     assert classes.shape == (60, 90) and classes.dtype == np.uint8
-    assert classes.min() >= 1 and classes.max() <= 21
+    assert classes.max() <= 20  # class indices 0..20 in the model's order (building = 0)
     overlay = np.asarray(Image.open(out / "scene.semantic.png"))
     assert overlay.ndim == 3 and overlay.shape[0] >= 60 and overlay.shape[1] > 90
     import affseg
@@ -331,7 +385,8 @@ def test_eval_semantic_on_val(msrc_dir: Path, tmp_path: Path) -> None:
     argv = ["eval", "--task", "semantic", "--data", root, "--limit", "3", "--json", str(out)]
     assert main(argv) == 0
     res = json.loads(out.read_text())
-    assert res["images"] == 3 and 0.0 <= res["miou"] <= 1.0
+    assert res["images"] == 3 and 0.0 <= res["miou"] <= 100.0 and res["units"] == "percent"
+    assert np.asarray(res["confusion"]).shape == (21, 21)
     assert set(res["per_class"]) == set(
         __import__("affseg.data.msrc").data.msrc.MSRC21_CLASS_NAMES[1:]
     )
@@ -386,7 +441,7 @@ def test_class_filter_drops_classes_the_classifier_rejects() -> None:
     cls = torch.full((21,), 0.01)
     cls[[2, 5]] = torch.tensor([0.9, 0.3])
     ids = segment_item(seg, it, mode="bilinear", class_probs=cls, class_filter=0.1)
-    assert set(np.unique(ids).tolist()) <= {3, 6}  # ids 1..21 = class index + 1
+    assert set(np.unique(ids).tolist()) <= {2, 5}  # class indices 0..20
     p = filter_classes(torch.rand(21, 4, 6), torch.zeros(21), 0.5)  # only the top class
     assert torch.allclose(p.sum(0), torch.ones(4, 6))
     assert image_class_probs(WSSSNet(dim=8), "wsss", items[1]).shape == (21,)
@@ -437,7 +492,7 @@ def test_fuse_scores_is_the_filtered_average() -> None:
     maps = torch.zeros(21, 4, 6)
     maps[7] = 1.0
     ids = segment_item(seg, it, mode="bilinear", weak_probs=maps, fuse=1.0)
-    assert set(np.unique(ids).tolist()) == {8}
+    assert set(np.unique(ids).tolist()) == {7}
 
 
 def test_absence_weights_follow_label_cooccurrence() -> None:
@@ -514,7 +569,7 @@ def test_semantic_works_at_a_bounded_working_side(monkeypatch) -> None:
     monkeypatch.setattr(W, "extract", lambda im, *a, **k: seen.append(im.shape) or extract(im))
     ids = W.semantic(big, working_side=90)
     assert seen == [(60, 90, 3)]  # the networks saw the working image only
-    assert ids.shape == (300, 450) and ids.dtype == np.uint8 and ids.min() >= 1
+    assert ids.shape == (300, 450) and ids.dtype == np.uint8 and ids.max() <= 20
     # the working image's labels, brought to full resolution, are what a plain resize gives
     work = W.semantic(W._working_image(big, 90))
     coarse = np.asarray(Image.fromarray(work).resize((450, 300), Image.Resampling.NEAREST))
@@ -575,3 +630,222 @@ def test_semantic_cli_reports_and_skips_a_bad_image_of_a_folder(tmp_path: Path, 
     line = _error_line(capsys, ["semantic", str(folder / "c_tiny.png"), str(folder / "b_bad.png"),
                                 "--out", str(tmp_path / "o2")])  # fmt: skip
     assert "cannot decode" in line and not (tmp_path / "o2" / "c_tiny.classes.png").exists()
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A K = 3 dataset of your own and a `wsss` model trained on it (tiny steps)."""
+    from affseg.runtime import torch_threads
+
+    tmp = tmp_path_factory.mktemp("toy")
+    root = _toy_dataset(tmp / "data")
+    with torch_threads(1):
+        assert main(_train_argv(root, tmp / "run", "wsss", tmp / "cache")) == 0
+    return root, tmp / "run" / "weights.pt"
+
+
+def test_weights_describe_themselves(toy_run, capsys) -> None:
+    """weights.pt: classes, colours, K, ignore index, method, spec-diff-net sha256, rule,
+    training-data fingerprint and val scores; weights_only loadable; `affseg info`."""
+    import json
+
+    from affseg.data.segdata import open_dataset
+    from affseg.methods.wsss import NDD_SHA256, load_weights
+
+    root, weights = toy_run
+    blob = torch.load(weights, map_location="cpu", weights_only=True)
+    meta = blob["meta"]
+    ds = open_dataset(root)
+    assert meta["classes"] == list(ds.classes) and meta["num_classes"] == 3
+    assert meta["colours"] == ds.colours.tolist() and meta["ignore_index"] == 255
+    assert meta["method"] == "wsss" and meta["ndd_sha256"] == NDD_SHA256
+    assert meta["inference"] == {"class_filter": 0.2, "fuse": 0.75, "upsample": "fai"}
+    assert meta["data"]["fingerprint"] == ds.fingerprint("train")
+    assert meta["data"]["val_fingerprint"] == ds.fingerprint("val")
+    assert meta["data"]["num_images"] == 3 and meta["data"]["split"] == "train"
+    assert 0.0 <= meta["val"]["miou"] <= 100.0 and meta["val"]["split"] == "val"
+    json.dumps(meta)  # JSON-able
+    assert load_weights(weights)["meta"] == meta
+    capsys.readouterr()
+    assert main(["info", str(weights)]) == 0
+    text = capsys.readouterr().out
+    assert "K = 3" in text and "class2" in text and NDD_SHA256 in text
+    assert meta["data"]["fingerprint"] in text
+    assert main(["info", str(weights), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["classes"] == meta["classes"]
+
+
+def test_semantic_and_eval_of_your_own_model(toy_run, tmp_path: Path, capsys) -> None:
+    """`affseg semantic --weights`: class indices 0..K-1 (the masks' convention) and an
+    overlay in the model's colours, the same as the Python API; `affseg eval --task
+    semantic --data` scores it (JSON in percent, per-class names, confusion matrix)."""
+    import json
+
+    import affseg
+    from affseg.methods.wsss import semantic
+
+    root, weights = toy_run
+    src = root / "images" / "val" / "val0.png"
+    out = tmp_path / "sem"
+    assert main(["semantic", str(src), "--weights", str(weights), "--out", str(out)]) == 0
+    classes = np.asarray(Image.open(out / "val0.classes.png"))
+    assert classes.dtype == np.uint8 and classes.shape == (64, 64) and classes.max() <= 2
+    image = np.asarray(Image.open(src))
+    np.testing.assert_array_equal(semantic(image, weights=weights), classes)
+    np.testing.assert_array_equal(affseg.semantic(image, weights=str(weights)), classes)
+    overlay = np.asarray(Image.open(out / "val0.semantic.png"))
+    assert overlay.shape[1] > 64
+    js = tmp_path / "r.json"
+    argv = ["eval", "--task", "semantic", "--data", str(root), "--split", "val",
+            "--weights", str(weights), "--json", str(js)]  # fmt: skip
+    assert main(argv) == 0
+    res = json.loads(js.read_text())
+    assert res["units"] == "percent" and 0.0 <= res["miou"] <= 100.0
+    assert set(res["per_class"]) == {"class0", "class1", "class2"}
+    conf = np.asarray(res["confusion"])
+    assert conf.shape == (3, 3) and conf.sum() == 2 * 62 * 64  # ignore rows left out
+    for key in ("pixel_accuracy", "mean_class_accuracy", "images", "classes"):
+        assert key in res
+    # the eval pixels equal a direct count of prediction vs mask
+    from affseg.data.segdata import open_dataset
+
+    ds = open_dataset(root)
+    direct = np.zeros((3, 3), np.int64)
+    for stem in ds.stems("val"):
+        im, m = ds.pair("val", stem)
+        keep = m < 3
+        np.add.at(direct, (m[keep], semantic(im, weights=weights)[keep]), 1)
+    np.testing.assert_array_equal(conf, direct)
+    # a model cannot be scored on another class list; MSRC-21 needs its own data
+    bad = _toy_dataset(tmp_path / "k2", k=2)
+    argv = ["eval", "--task", "semantic", "--data", str(bad), "--split", "val",
+            "--weights", str(weights)]  # fmt: skip
+    assert "not the model's" in _error_line(capsys, argv)
+
+
+def test_train_checks_the_data_before_any_work(tmp_path: Path, capsys) -> None:
+    """Missing tags, a class no train image carries, a bad option: one error line, and no
+    cache or run is made."""
+    import shutil
+
+    root = _toy_dataset(tmp_path / "d", k=2)
+    shutil.rmtree(root / "masks" / "train")  # a weakly supervised split: tags only ...
+    (root / "tags.csv").write_text("train0,class0;class1\ntrain2,class1\n")  # ... train1: none
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    msg = _error_line(capsys, _train_argv(root, out, "cam", cache))
+    assert "train1" in msg and "labels are unknown" in msg
+    assert not cache.exists()
+    root3 = _toy_dataset(tmp_path / "d3", k=3)
+    (root3 / "tags.csv").write_text("train0,class0\ntrain1,class0;class1\ntrain2,class1\n")
+    msg = _error_line(capsys, _train_argv(root3, out, "cam", cache))
+    assert "class2" in msg and "never sees" in msg
+    msg = _error_line(capsys, _train_argv(root3, out, "cam", cache, "--val-split", "test"))
+    assert "--val-split 'test'" in msg
+    assert not cache.exists()
+
+
+def test_k30_uint16_masks_and_pairs_of_folders(tmp_path: Path, capsys) -> None:
+    """K = 30 classes with uint16 masks and an ignore index of 65535, given as pairs of
+    folders (SPLIT=DIR): tags-only weak training, 30-class weights, class maps in range."""
+    src = _toy_dataset(tmp_path / "d", k=30, n_train=3, n_val=1, tags_csv=False, uint16=True,
+                       ignore=65535)  # fmt: skip
+    rows = ["train0," + ";".join(f"class{c}" for c in range(0, 15)),
+            "train1," + ";".join(f"class{c}" for c in range(10, 30)),
+            "train2,class0;class29"]  # fmt: skip
+    (tmp_path / "tags.csv").write_text("\n".join(rows) + "\n")
+    argv = ["train", "wsss", "--method", "cam", "--out", str(tmp_path / "run"),
+            "--images", f"train={src / 'images' / 'train'}",
+            "--images", f"val={src / 'images' / 'val'}",
+            "--masks", f"train={src / 'masks' / 'train'}",
+            "--masks", f"val={src / 'masks' / 'val'}",
+            "--classes", str(src / "classes.txt"), "--ignore-index", "65535",
+            "--tags", str(tmp_path / "tags.csv"), "--cache", str(tmp_path / "cache"),
+            "--dim", "16", "--weak-steps", "2", "--seg-steps", "2", "--batch", "2",
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    blob = torch.load(tmp_path / "run" / "weights.pt", weights_only=True)
+    meta = blob["meta"]
+    assert meta["num_classes"] == 30 and meta["ignore_index"] == 65535
+    assert meta["data"]["layout"] == "pairs" and meta["val"]["split"] == "val"
+    from affseg.methods.wsss import semantic
+
+    im = np.asarray(Image.open(src / "images" / "val" / "val0.png"))
+    ids = semantic(im, weights=tmp_path / "run" / "weights.pt")
+    assert ids.dtype == np.uint8 and ids.max() < 30
+
+
+def test_class_index_maps_above_255_classes_are_uint16() -> None:
+    from affseg.methods.wsss import class_dtype, segment_item
+
+    assert class_dtype(255) == np.uint8 and class_dtype(256) == np.uint16
+    it = {"f8": torch.rand(40, 2, 3), "f16": torch.rand(112, 1, 2),
+          "f32": torch.rand(320, 1, 1), "head": torch.rand(1280, 1, 1), "grid": [2, 3],
+          "size": [16, 24]}  # fmt: skip
+    seg = SegHead(num_classes=300, dim=8, hidden=8)
+    with torch.no_grad():
+        seg.net[-1].bias[:] = 0
+        seg.net[-1].bias[290] = 100.0  # a class index above 255 wins everywhere
+    ids = segment_item(seg, it)
+    assert ids.dtype == np.uint16 and (ids == 290).all()
+    ids = segment_item(seg, it, size=(40, 50))  # the row-chunked path too
+    assert ids.dtype == np.uint16 and ids.shape == (40, 50) and (ids == 290).all()
+
+
+def test_cache_follows_the_data_content(tmp_path: Path) -> None:
+    """The cache is keyed by the split's content fingerprint: a changed image rebuilds it."""
+    from affseg.data.segdata import open_dataset
+    from affseg.train.wsss_cache import build_cache
+
+    root = _toy_dataset(tmp_path / "d", n_train=2)
+    ds = open_dataset(root)
+    path = build_cache(None, "train", tmp_path / "c", dataset=ds.tags_only("train"),
+                       progress=False)  # fmt: skip
+    first = torch.load(path, weights_only=True)
+    assert first["fingerprint"] == ds.fingerprint("train")
+    assert [it["labels"].tolist() for it in first["items"]] == [[1, 1, 1], [1, 0, 1]]
+    build_cache(None, "train", tmp_path / "c", dataset=ds, progress=False)
+    assert torch.load(path, weights_only=True)["items"][0]["emb"].equal(first["items"][0]["emb"])
+    im = np.asarray(Image.open(root / "images" / "train" / "train0.png")).copy()
+    im[10:20, 10:20] = 255
+    Image.fromarray(im).save(root / "images" / "train" / "train0.png")
+    build_cache(None, "train", tmp_path / "c", dataset=open_dataset(root), progress=False)
+    again = torch.load(path, weights_only=True)
+    assert again["fingerprint"] != first["fingerprint"]
+    assert not again["items"][0]["emb"].equal(first["items"][0]["emb"])
+
+
+def test_shipped_weights_are_described_from_msrc21(tmp_path: Path, capsys) -> None:
+    """Weights written before the metadata (format 1, the shipped files) get it from the
+    MSRC-21 constants; `affseg info` prints it."""
+    from affseg.data.msrc import MSRC21_CLASS_NAMES
+    from affseg.methods.wsss import NDD_SHA256, load_weights
+    from affseg.train.wsss import save_blob
+
+    seg = SegHead(dim=8, hidden=8)
+    val = {"miou": 0.5, "pixel_accuracy": 0.6, "mean_class_accuracy": 0.7}
+    path = save_blob(tmp_path / "old.pt", "supervised", "full", None, seg, {"val": val})
+    meta = load_weights(path)["meta"]
+    assert meta["classes"] == list(MSRC21_CLASS_NAMES[1:]) and meta["num_classes"] == 21
+    assert meta["colours"][0] == [128, 0, 0] and meta["ignore_index"] == 255
+    assert meta["inference"]["class_filter"] is None and meta["ndd_sha256"] == NDD_SHA256
+    assert meta["val"]["miou"] == pytest.approx(50.0)
+    assert main(["info", str(path)]) == 0
+    assert "building" in capsys.readouterr().out
+    assert "not found" in _error_line(capsys, ["info", str(tmp_path / "missing.pt")])
+    bad = tmp_path / "bad.pt"
+    torch.save({"x": 1}, bad)
+    assert "not a weights file" in _error_line(capsys, ["info", str(bad)])
+
+
+def test_info_help_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom affseg.cli import main\n"
+        "try:\n    main(['info', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'numba') if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout[-300:]

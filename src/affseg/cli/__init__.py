@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "depth-complete": ("depth_complete", "depth completion from sparse samples (HAM)"),
     "similarity": ("similarity", "figure of diffusion-similarity maps of pixels"),
     "serve": ("serve", "local web viewer of hierarchies and diffusion similarity"),
+    "info": ("info", "describe a semantic weights file: classes, colours, method, data, scores"),
 }
 #: The modules, in ``--help`` order (kept for scripts that list them).
 SUBCOMMAND_MODULES: tuple[str, ...] = tuple(m for m, _ in SUBCOMMANDS.values())

@@ -1,17 +1,20 @@
-"""``affseg semantic``: label every pixel with one of the 21 MSRC-21 object classes.
+"""``affseg semantic``: label every pixel with one of a model's classes (shipped: MSRC-21).
 
 Per image ``<stem>`` it writes into ``--out``:
 
-* ``<stem>.classes.png``   uint8 class map, 1..21 = building, grass, tree, cow, sheep, sky,
-  aeroplane, water, face, car, bicycle, flower, sign, bird, book, chair, road, cat, dog,
-  body, boat (0 is never written)
-* ``<stem>.semantic.png``  the photo blended with the class colours, with a legend of the
-  classes present
+* ``<stem>.classes.png``   class map: class indices 0..K-1 in the model's class order (the
+  convention of the masks; uint8, uint16 above 255 classes). The shipped MSRC-21 models:
+  0..20 = building, grass, tree, cow, sheep, sky, aeroplane, water, face, car, bicycle,
+  flower, sign, bird, book, chair, road, cat, dog, body, boat (earlier releases wrote
+  1..21). ``affseg info WEIGHTS`` lists a model's classes.
+* ``<stem>.semantic.png``  the photo blended with the model's class colours, with a legend
+  of the classes present
 
 The image's class labels are not an input. Example::
 
     affseg semantic photos/ --out sem_out              # NDD-guided WSSS (default)
     affseg semantic img.png --out sem_out --method cam
+    affseg semantic img.png --out sem_out --weights runs/mine/weights.pt   # your classes
     affseg semantic img.png --out sem_out --class-filter 0 --fuse 0   # segmenter alone
 
 An image larger than ``--working-side`` (default 512) is labelled at that longer side and
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,10 +101,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def legend_overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """The photo blended with the MSRC colours of ``classes`` (1..21), legend on the right.
+def legend_overlay(
+    image: np.ndarray,
+    classes: np.ndarray,
+    alpha: float = 0.55,
+    names: Sequence[str] | None = None,
+    colours: Any = None,
+) -> np.ndarray:
+    """The photo blended with the colours of ``classes`` (0..K-1), legend on the right.
 
     Blended by bands of rows, so a large photo costs its own size in uint8, not float64.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    classes : ndarray, shape (H, W)
+        Class indices 0..K-1.
+    alpha : float
+        Weight of the class colour.
+    names, colours : optional
+        The K class names and (K, 3) colours (a model's ``meta``); default MSRC-21.
 
     Returns
     -------
@@ -111,19 +131,29 @@ def legend_overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.55) 
     >>> import numpy as np
     >>> legend_overlay(np.zeros((20, 30, 3), np.uint8), np.ones((20, 30), np.uint8)).shape
     (24, 140, 3)
+    >>> legend_overlay(np.zeros((20, 30, 3), np.uint8), np.ones((20, 30), np.uint8),
+    ...                names=["bg", "cat"], colours=[[0, 0, 0], [255, 0, 0]])[0, 0].tolist()
+    [140, 0, 0]
     """
     import numpy as np
     from PIL import Image, ImageDraw
 
-    from affseg.data.msrc import CLASS_COLOURS, CLASS_NAMES, MSRC21_CLASS_NAMES
+    if names is None:
+        from affseg.methods.wsss import msrc21_meta
 
-    colours = np.array([CLASS_COLOURS[CLASS_NAMES.index(n)] for n in MSRC21_CLASS_NAMES])
+        meta = msrc21_meta()
+        names, colours = meta["classes"], meta["colours"]
+    if colours is None:
+        from affseg.data.segdata import default_palette
+
+        colours = default_palette(len(names))
+    colours = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
     classes = np.asarray(classes)
     image = np.asarray(image)
     h, w = classes.shape[:2]
     row, width = 16, 110
     counts = np.bincount(classes.ravel().astype(np.intp), minlength=len(colours))
-    present = [c for c in range(1, len(counts)) if counts[c] > 0]
+    present = np.flatnonzero(counts[: len(colours)]).tolist()
     canvas = np.full((max(h, row * len(present) + 8), w + width, 3), 255, np.uint8)
     band = max(1, 2_000_000 // max(1, 3 * w))  # rows per step (~50 MB of float64)
     for r0 in range(0, h, band):
@@ -137,7 +167,7 @@ def legend_overlay(image: np.ndarray, classes: np.ndarray, alpha: float = 0.55) 
     for k, c in enumerate(present):
         y = 4 + k * row
         draw.rectangle([w + 6, y, w + 18, y + 12], fill=tuple(int(v) for v in colours[c]))
-        draw.text((w + 24, y), MSRC21_CLASS_NAMES[c], fill=(0, 0, 0))
+        draw.text((w + 24, y), str(names[c])[:14], fill=(0, 0, 0))
     return np.asarray(im)
 
 
@@ -171,9 +201,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from affseg.data.io import image_size, list_images, read_image, write_png
-    from affseg.data.msrc import MSRC21_CLASS_NAMES
     from affseg.memory import is_out_of_memory, max_memory_bytes, out_of_memory_message
-    from affseg.methods.wsss import DEFAULT_WORKING_SIDE, semantic
+    from affseg.methods.wsss import DEFAULT_WORKING_SIDE, class_dtype, semantic, semantic_model
 
     if not args.inputs:
         raise InputError("nothing to label: give image files or folders")
@@ -190,6 +219,11 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
+    model = semantic_model(args.method, args.weights)  # a bad weights file stops here
+    meta = model["meta"]
+    names, colours = meta["classes"], meta["colours"]
+    dtype = class_dtype(len(names))
+    method = model["kind"]
     out.mkdir(parents=True, exist_ok=True)
     failed: dict[str, str] = {}
     done = 0
@@ -209,8 +243,9 @@ def run(args: argparse.Namespace) -> int:
                 working_side=working_side,
             )
             seconds = time.perf_counter() - t0
-            write_png(out / f"{stem}.classes.png", classes.astype(np.uint8, copy=False))
-            write_png(out / f"{stem}.semantic.png", legend_overlay(image, classes))
+            write_png(out / f"{stem}.classes.png", classes.astype(dtype, copy=False))
+            overlay = legend_overlay(image, classes, names=names, colours=colours)
+            write_png(out / f"{stem}.semantic.png", overlay)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad image never ends the run
@@ -222,9 +257,9 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"{stem}: FAILED {msg}")
             continue
         done += 1
-        counts = np.bincount(classes.ravel(), minlength=len(MSRC21_CLASS_NAMES))
-        names = [MSRC21_CLASS_NAMES[c] for c in range(len(counts)) if counts[c] > 0]
-        tqdm.write(f"{stem}: {', '.join(names)} ({args.method}, {seconds:.2f} s) -> {out / stem}.*")
+        counts = np.bincount(classes.ravel(), minlength=len(names))
+        found = [names[c] for c in np.flatnonzero(counts)]
+        tqdm.write(f"{stem}: {', '.join(found)} ({method}, {seconds:.2f} s) -> {out / stem}.*")
     if failed:
         print(f"{done} labelled, {len(failed)} failed of {len(items)}")
         if done == 0:
@@ -234,15 +269,44 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _effective(value: float | None, default: float, weak: bool) -> float | None:
-    """The class filter / fusion weight a run used (None: the method has no weak network)."""
-    if value is not None:
-        return float(value)
-    return default if weak else None
+def _eval_dataset(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[Any, Any]:
+    """The dataset of ``affseg eval --task semantic`` and its class lookup into the model.
+
+    Without dataset options: MSRC-v2 (MSRC-21) under ``--data`` / ``$AFFSEG_DATA``, which
+    only an MSRC-21 model can be scored on. The dataset's classes must be the model's (by
+    name, any order; the masks are renumbered into the model's order).
+    """
+    import numpy as np
+
+    from affseg.train.wsss import open_data
+
+    ds = open_data(args, args.split)
+    model_names = [str(n) for n in meta["classes"]]
+    if list(ds.classes) == model_names:
+        return ds, None
+    lower = {n.lower(): i for i, n in enumerate(model_names)}
+    missing = [n for n in ds.classes if n.lower() not in lower]
+    if missing or len(ds.classes) != len(model_names):
+        extra = sorted(set(lower) - {n.lower() for n in ds.classes})
+        raise InputError(
+            f"the dataset's {ds.num_classes} classes are not the model's {len(model_names)}"
+            + (f": the model lacks {', '.join(missing[:5])}" if missing else "")
+            + (f"; the dataset lacks {', '.join(extra[:5])}" if extra else "")
+            + " (give the dataset the model was trained for: `affseg info WEIGHTS`)"
+        )
+    lut = np.array([lower[n.lower()] for n in ds.classes], np.int64)
+    return ds, lut
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """``affseg eval --task semantic``: MSRC-21 scores of a semantic method on a split.
+    """``affseg eval --task semantic``: scores of a semantic model on a dataset split.
+
+    The data: ``--data DIR`` (any layout of :func:`affseg.data.segdata.open_dataset`, or a
+    folder holding ``MSRC_v2/``), or the pairs options ``--images/--masks/--classes
+    [--ignore-index] [--tags]`` when the parser has them; default MSRC-21. The model:
+    ``--weights FILE`` (its classes, method and inference rule) or a shipped ``--method``.
+    Prints mIoU, global and class-average accuracy and per-class IoU; ``--json F`` writes
+    them (percent; ``miou`` = mean IoU in percent), with the confusion matrix.
 
     Examples
     --------
@@ -250,18 +314,12 @@ def run_eval(args: argparse.Namespace) -> int:
     >>> main(["eval", "--task", "semantic", "--split", "val"])   # doctest: +SKIP
     0
     """
+    import numpy as np
     from tqdm import tqdm
 
-    from affseg.data.io import write_json
-    from affseg.data.msrc import MSRC21_CLASS_NAMES, list_split, load_ground_truth, load_image
-    from affseg.methods.wsss import (
-        DEFAULT_CLASS_FILTER,
-        DEFAULT_FUSE,
-        DEFAULT_METHOD,
-        METHODS,
-        semantic,
-    )
-    from affseg.train.wsss import SemanticScore
+    from affseg.data.io import check_writable_file, write_json
+    from affseg.methods.wsss import DEFAULT_METHOD, METHODS, semantic, semantic_model
+    from affseg.train.wsss import SegScore, dataset_name
 
     method = args.method or DEFAULT_METHOD
     if method not in METHODS:
@@ -272,12 +330,27 @@ def run_eval(args: argparse.Namespace) -> int:
         raise InputError("--set applies to the region benchmark, not to --task semantic")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
-    ids = list_split(args.data, args.split)
-    ids = ids[: args.limit] if args.limit else ids
-    score = SemanticScore()
+    if args.json is not None:
+        check_writable_file(args.json, "output")
+    model = semantic_model(method, args.weights)
+    meta = model["meta"]
+    method = model["kind"]
+    ds, lut = _eval_dataset(args, meta)
+    if args.split not in ds.splits():
+        raise InputError(f"--split {args.split!r}: the dataset has splits {', '.join(ds.splits())}")
+    ds.validate(args.split, training=False)  # every file checked before any work
+    if not ds.has_masks(args.split):
+        raise InputError(f"split {args.split!r} has no masks to score against")
+    stems = ds.stems(args.split)
+    stems = stems[: args.limit] if args.limit else stems
+    names = [str(n) for n in meta["classes"]]
+    score = SegScore(names)
+    k = len(names)
     seconds = 0.0
-    for image_id in tqdm(ids, desc=f"eval {method}", unit="image", disable=None):
-        image = load_image(args.data, args.split, image_id)
+    for stem in tqdm(stems, desc=f"eval {method}", unit="image", disable=None):
+        image, gt = ds.pair(args.split, stem)
+        if lut is not None:
+            gt = np.where(gt < ds.num_classes, lut[np.minimum(gt, ds.num_classes - 1)], k)
         t0 = time.perf_counter()
         pred = semantic(
             image,
@@ -287,32 +360,46 @@ def run_eval(args: argparse.Namespace) -> int:
             fuse=getattr(args, "fuse", None),
         )
         seconds += time.perf_counter() - t0
-        score.update(pred, load_ground_truth(args.data, args.split, image_id, msrc21=True))
+        score.update(pred, gt)
     res = score.compute()
-    weak = method in ("wsss", "cam")
+    rule = meta.get("inference") or {}
+    weak = model["weak"] is not None
+    cf = getattr(args, "class_filter", None)
+    fu = getattr(args, "fuse", None)
+    pct = {n: (None if v is None else 100 * v) for n, v in res["per_class"].items()}
     out = {
         "task": "semantic",
-        "dataset": "MSRC-21",
+        "dataset": dataset_name(ds),
+        "data_root": str(ds.root) if ds.root is not None else None,
         "method": method,
         "weights": str(args.weights) if args.weights else "shipped",
-        "class_filter": _effective(getattr(args, "class_filter", None), DEFAULT_CLASS_FILTER, weak),
-        "fuse": _effective(getattr(args, "fuse", None), DEFAULT_FUSE, weak),
+        "classes": names,
+        "num_classes": k,
+        "class_filter": (float(cf) if cf is not None else rule.get("class_filter"))
+        if weak
+        else None,
+        "fuse": (float(fu) if fu is not None else rule.get("fuse")) if weak else None,
         "split": args.split,
-        "images": len(ids),
-        "seconds_per_image": seconds / max(1, len(ids)),
-        **res,
+        "images": len(stems),
+        "seconds_per_image": seconds / max(1, len(stems)),
+        "units": "percent",
+        "miou": 100 * res["miou"],
+        "pixel_accuracy": 100 * res["pixel_accuracy"],
+        "mean_class_accuracy": 100 * res["mean_class_accuracy"],
+        "per_class": pct,
+        "confusion": res["confusion"],
     }
     lines = [
-        f"MSRC-21 {args.split}: method {method} ({len(ids)} images, "
+        f"{out['dataset']} {args.split}: method {method} ({len(stems)} images, "
         f"{out['seconds_per_image']:.3f} s/image)",
-        f"{'mIoU':24}{100 * res['miou']:7.1f}",
-        f"{'global pixel accuracy':24}{100 * res['pixel_accuracy']:7.1f}",
-        f"{'class-average accuracy':24}{100 * res['mean_class_accuracy']:7.1f}",
+        f"{'mIoU':24}{out['miou']:7.1f}",
+        f"{'global pixel accuracy':24}{out['pixel_accuracy']:7.1f}",
+        f"{'class-average accuracy':24}{out['mean_class_accuracy']:7.1f}",
         "per-class IoU:",
     ]
-    for name in MSRC21_CLASS_NAMES[1:]:
-        v = res["per_class"][name]
-        lines.append(f"  {name:22}{'   n/a' if v is None else f'{100 * v:7.1f}'}")
+    for name in names:
+        v = pct[name]
+        lines.append(f"  {name:22}{'   n/a' if v is None else f'{v:7.1f}'}")
     print("\n".join(lines))
     if args.json is not None:
         write_json(args.json, out)

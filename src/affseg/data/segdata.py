@@ -822,7 +822,8 @@ class SegDataset:
         Images are checked from their headers (:func:`affseg.data.io.image_size`: readable,
         RGB, size); masks are decoded (values in the class list or the ignore index,
         palette colours, colour codes, same size as the image); every image needs tags
-        (a tags.csv row or a mask); tags.csv rows must name images of the dataset. Problems
+        (a tags.csv row or a mask); tags.csv rows must name images of the dataset. On a
+        :meth:`tags_only` split the masks of images with a tags row are not read. Problems
         of several files are reported together: the first in full, then how many more.
 
         Parameters
@@ -856,7 +857,9 @@ class SegDataset:
             try:
                 hw = image_size(s.image)
                 present: np.ndarray | None = None
-                if s.mask is not None:
+                # a tags-only split never decodes the mask of an image its tags row covers
+                unread = split in self._guarded and s.stem in self._tag_rows
+                if s.mask is not None and not unread:
                     m = self._read_mask(s.mask)
                     self._check_size(s, m, hw)
                     counts = self._class_counts(m)

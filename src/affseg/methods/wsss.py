@@ -8,9 +8,16 @@ Assembly of the pieces of :mod:`affseg.models.wsss_net` around the frozen networ
   It returns the semantic features (backbone levels at strides 8, 16, 32 and the 1280-d
   head, each at its own resolution), the diffusion embedding whose squared row distances
   are D_t (``K_D = exp(-tau D_t)``) and the interpolation guides.
-- :func:`semantic` labels every pixel of a new image with one of the 21 MSRC-21 classes
-  (ids 1..21) with the shipped segmenter of a method (``wsss``, ``cam`` or
-  ``supervised``); the image's class labels are not an input.
+- :func:`semantic` labels every pixel of a new image with one of the classes of a model:
+  the shipped MSRC-21 segmenter of a method (``wsss``, ``cam`` or ``supervised``) or any
+  ``affseg train wsss`` weights file (any K >= 2 classes); the result holds class indices
+  0..K-1 in the model's class order (the convention of the masks). The image's class
+  labels are not an input.
+- Weights files describe themselves (:func:`weights_meta`): class names and colours, K,
+  ignore index, method, the spec-diff-net sha256, the inference rule, a fingerprint of the
+  training data and the val scores. Files written before this metadata existed (the
+  shipped MSRC-21 models, ``format`` 1) get it filled from the MSRC-21 constants when
+  loaded.
 - :func:`pseudo_labels` turns the class scores of a trained weakly supervised network
   (``WSSSNet`` P_sg or the CAMs of ``CAMNet``) into grid label maps, restricted to the
   classes known to be present in the image.
@@ -360,11 +367,11 @@ def class_scores(model: Any, kind: str, items: list[dict[str, Any]]) -> list[Ten
 def pseudo_labels(
     model: Any, kind: str, items: list[dict[str, Any]], ignore_below: float = 0.0
 ) -> list[Tensor]:
-    """Pseudo label maps (h, w) int64 (class ids 0..C-1, 255 = ignored) of training items.
+    """Pseudo label maps (h, w) int64 (class ids 0..C-1, -1 = ignored) of training items.
 
     Only each item's image-level ``labels`` and its cached features are used: the argmax of
     the scores of :func:`class_scores` over the classes present in the image. Nodes whose
-    renormalised top score is below ``ignore_below`` are ignored (255).
+    renormalised top score is below ``ignore_below`` are ignored (-1).
 
     Examples
     --------
@@ -388,7 +395,7 @@ def pseudo_labels(
             conf = s.amax(-1)
         y = s.argmax(-1)
         if ignore_below > 0:
-            y = torch.where(conf >= ignore_below, y, torch.full_like(y, 255))
+            y = torch.where(conf >= ignore_below, y, torch.full_like(y, -1))
         out.append(y.reshape(*[int(v) for v in it["grid"]]))
     return out
 
@@ -404,8 +411,9 @@ def segment_item(
     weak_probs: Tensor | None = None,
     fuse: float = 0.0,
     size: tuple[int, int] | None = None,
+    offset: int = 0,
 ) -> np.ndarray:
-    """(H, W) uint8 MSRC-21 ids (1..21) of a cached / extracted item with a :class:`SegHead`.
+    """(H, W) class indices (0..K-1) of a cached / extracted item with a :class:`SegHead`.
 
     Parameters
     ----------
@@ -428,10 +436,13 @@ def segment_item(
         image of an item extracted at a working resolution): the class probabilities at
         the interpolation's finest level are resized bilinearly to it, by rows
         (:func:`upsampled_argmax`), so no (C, H, W) array is made.
+    offset : int
+        Added to the class indices (1: the MSRC-21 ids 1..21 of earlier releases).
 
     Returns
     -------
-    ndarray, shape (H, W), uint8
+    ndarray, shape (H, W)
+        uint8 (uint16 above 255 classes, :func:`class_dtype`): ``offset .. offset + K - 1``.
 
     Examples
     --------
@@ -441,20 +452,21 @@ def segment_item(
     ...       "f32": torch.rand(320, 1, 1), "head": torch.rand(1280, 1, 1), "grid": [2, 3],
     ...       "size": [16, 24]}
     >>> ids = segment_item(SegHead(dim=8, hidden=8), it)
-    >>> ids.shape, ids.dtype, 1 <= int(ids.min()) and int(ids.max()) <= 21
+    >>> ids.shape, ids.dtype, 0 <= int(ids.min()) and int(ids.max()) <= 20
     ((16, 24), dtype('uint8'), True)
     """
     seg.eval()
     logits = seg(batch_feats([item]), tuple(int(v) for v in item["grid"]))[0]
+    dtype = class_dtype(int(logits.shape[0]) + int(offset))
     grid_probs = fuse_scores(logits.softmax(0), weak_probs, class_probs, class_filter, fuse)
     if size is None or tuple(int(v) for v in size) == tuple(int(v) for v in item["size"]):
         probs = upsample_probs(grid_probs, item, ndd, mode)
-        return (probs.argmax(0) + 1).to(torch.uint8).numpy()
+        return (probs.argmax(0) + int(offset)).numpy().astype(dtype)
     fine = grid_probs
     if mode != "bilinear" and "f2" in item:  # the feature-attentional steps, 8 -> 4 -> 2
         fine_size = (int(item["f2"].shape[-2]), int(item["f2"].shape[-1]))
         fine = upsample_probs(grid_probs, {**item, "size": fine_size}, ndd, mode)
-    return upsampled_argmax(fine, (int(size[0]), int(size[1])), offset=1, dtype=np.uint8)
+    return upsampled_argmax(fine, (int(size[0]), int(size[1])), offset=offset, dtype=dtype)
 
 
 def fuse_scores(
@@ -599,6 +611,140 @@ def build_weak(blob: dict[str, Any]) -> Any:
     return net.eval()
 
 
+# ----------------------------------------------------------------------------- metadata
+#: Version of the metadata of a weights file (``blob["meta"]``).
+META_FORMAT = 2
+
+
+def class_dtype(num_classes: int) -> Any:
+    """numpy dtype of a class-index map of ``num_classes`` classes: uint8, uint16 above 255.
+
+    Examples
+    --------
+    >>> class_dtype(21).__name__, class_dtype(300).__name__
+    ('uint8', 'uint16')
+    """
+    return np.uint8 if int(num_classes) <= 255 else np.uint16
+
+
+def msrc21_meta(method: str = DEFAULT_METHOD) -> dict[str, Any]:
+    """The metadata of an MSRC-21 weights file that predates it (the shipped ``format`` 1).
+
+    Examples
+    --------
+    >>> m = msrc21_meta("cam")
+    >>> m["num_classes"], m["classes"][:2], m["colours"][0], m["inference"]["fuse"]
+    (21, ['building', 'grass'], [128, 0, 0], 0.75)
+    """
+    from affseg.data.msrc import CLASS_COLOURS, CLASS_NAMES, MSRC21_CLASS_NAMES
+
+    names = list(MSRC21_CLASS_NAMES[1:])
+    weak = method in ("wsss", "cam")
+    return {
+        "format": META_FORMAT,
+        "classes": names,
+        "colours": [[int(v) for v in CLASS_COLOURS[CLASS_NAMES.index(n)]] for n in names],
+        "num_classes": len(names),
+        "ignore_index": 255,
+        "method": method,
+        "ndd_weights": NDD_WEIGHTS,
+        "ndd_sha256": NDD_SHA256,
+        "inference": {
+            "class_filter": DEFAULT_CLASS_FILTER if weak else None,
+            "fuse": DEFAULT_FUSE if weak else 0.0,
+            "upsample": "fai",
+        },
+        "data": {
+            "name": "MSRC-21",
+            "layout": "msrc21",
+            "split": "train",
+            "num_images": 298,
+            "fingerprint": None,
+            "val_split": "val",
+        },
+        "val": None,
+        "filled": "MSRC-21 constants (weights written before the metadata existed)",
+    }
+
+
+def weights_meta(blob: dict[str, Any]) -> dict[str, Any]:
+    """The self-description of a weights blob (filled from MSRC-21 for ``format`` 1 files).
+
+    Keys: ``classes`` (names, index = class index), ``colours`` (K x [r, g, b]),
+    ``num_classes``, ``ignore_index`` (of the training masks), ``method``, ``variant``,
+    ``ndd_weights`` / ``ndd_sha256`` (the pinned spec-diff-net), ``inference``
+    (``class_filter``, ``fuse``, ``upsample``: the default rule of :func:`semantic`),
+    ``data`` (``layout``, ``root``, ``split``, ``num_images``, ``fingerprint``,
+    ``val_split``, ``val_fingerprint``) and ``val`` (val scores in percent, or None).
+
+    Examples
+    --------
+    >>> weights_meta({"method": "supervised"})["inference"]["class_filter"] is None
+    True
+    """
+    meta = blob.get("meta")
+    if isinstance(meta, dict) and meta.get("classes"):
+        out = dict(meta)
+    else:
+        out = msrc21_meta(str(blob.get("method", DEFAULT_METHOD)))
+        rec = blob.get("record") or {}
+        val = rec.get("val") if isinstance(rec, dict) else None
+        if isinstance(val, dict) and "miou" in val:
+            out["val"] = {
+                "split": "val",
+                "miou": 100 * float(val["miou"]),
+                "pixel_accuracy": 100 * float(val["pixel_accuracy"]),
+                "mean_class_accuracy": 100 * float(val["mean_class_accuracy"]),
+                "rule": "segmenter alone",
+            }
+    out.setdefault("method", blob.get("method", DEFAULT_METHOD))
+    out.setdefault("variant", blob.get("variant", "full"))
+    out["ndd_sha256"] = blob.get("ndd_sha256", out.get("ndd_sha256"))
+    return out
+
+
+def describe_weights(meta: dict[str, Any]) -> str:
+    """Human-readable lines of a weights file's metadata (``affseg info``).
+
+    Examples
+    --------
+    >>> print(describe_weights(msrc21_meta("wsss")).splitlines()[0])
+    method        wsss (variant full)
+    """
+    inf = meta.get("inference") or {}
+    data = meta.get("data") or {}
+    cols = meta.get("colours") or []
+    lines = [
+        f"method        {meta.get('method')} (variant {meta.get('variant', 'full')})",
+        f"classes       K = {meta.get('num_classes')}, ignore index {meta.get('ignore_index')}",
+    ]
+    for i, name in enumerate(meta.get("classes") or []):
+        c = cols[i] if i < len(cols) else None
+        lines.append(f"  {i:5d}  {name:24}" + (f" {c[0]:3d} {c[1]:3d} {c[2]:3d}" if c else ""))
+    cf = inf.get("class_filter")
+    lines += [
+        f"inference     class filter {'off' if cf is None else cf}, fuse {inf.get('fuse')}, "
+        f"upsample {inf.get('upsample', 'fai')}",
+        f"spec-diff-net {meta.get('ndd_weights', NDD_WEIGHTS)} sha256 {meta.get('ndd_sha256')}",
+        f"training data {data.get('name') or data.get('layout')}"
+        + (f" at {data['root']}" if data.get("root") else "")
+        + f", split {data.get('split')} ({data.get('num_images')} images), fingerprint "
+        f"{data.get('fingerprint') or 'n/a'}",
+    ]
+    val = meta.get("val")
+    if isinstance(val, dict):
+        lines.append(
+            f"val           split {val.get('split')}: mIoU {val['miou']:.1f}, global acc "
+            f"{val['pixel_accuracy']:.1f}, class acc {val['mean_class_accuracy']:.1f}"
+            + (f" ({val['rule']})" if val.get("rule") else "")
+        )
+    else:
+        lines.append("val           not scored")
+    if meta.get("filled"):
+        lines.append(f"note          metadata filled from {meta['filled']}")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- shipped
 def load_weights(path: str | Path, check_ndd: bool = True) -> dict[str, Any]:
     """A weights file of ``affseg train wsss`` (checks the spec-diff-net it was made on).
@@ -620,11 +766,14 @@ def load_weights(path: str | Path, check_ndd: bool = True) -> dict[str, Any]:
         blob = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
         raise AffsegError(f"cannot read semantic segmentation weights {p}: {exc}") from None
+    if not isinstance(blob, dict) or "seg" not in blob:
+        raise AffsegError(f"{p} is not a weights file of `affseg train wsss`")
     if check_ndd and blob.get("ndd_sha256") != NDD_SHA256:
         raise AffsegError(
             f"{p} was trained on another spec-diff-net (sha256 {blob.get('ndd_sha256')}); "
             f"expected {NDD_SHA256} ({NDD_WEIGHTS})"
         )
+    blob["meta"] = weights_meta(blob)
     return blob
 
 
@@ -666,6 +815,54 @@ def shipped_weak(method: str = DEFAULT_METHOD) -> Any:
     if method not in ("wsss", "cam"):
         raise InputError(f"class_filter needs method 'wsss' or 'cam'; got {method!r}")
     return build_weak(load_weights(weights_dir() / METHODS[method]))
+
+
+@functools.lru_cache(maxsize=8)
+def _model_at(path: str, stamp: tuple[int, int]) -> dict[str, Any]:
+    blob = load_weights(path)
+    meta = blob["meta"]
+    kind = str(meta.get("method", blob.get("method")))
+    weak = build_weak(blob) if kind in ("wsss", "cam") and "weak" in blob else None
+    return {"seg": build_seg(blob), "weak": weak, "meta": meta, "kind": kind}
+
+
+def semantic_model(method: str = DEFAULT_METHOD, weights: str | Path | None = None) -> dict:
+    """The networks and metadata :func:`semantic` uses (loaded once per file, cached).
+
+    Parameters
+    ----------
+    method : {"wsss", "cam", "supervised"}
+        The shipped MSRC-21 model of this method, unless ``weights`` is given.
+    weights : path, optional
+        A weights file of ``affseg train wsss`` (its own method is used).
+
+    Returns
+    -------
+    dict
+        ``seg`` (SegHead), ``weak`` (the weak network or None), ``meta``
+        (:func:`weights_meta`), ``kind`` (the method).
+
+    Examples
+    --------
+    >>> semantic_model("cam")["meta"]["num_classes"]          # doctest: +SKIP
+    21
+    """
+    if weights is None:
+        if method not in METHODS:
+            raise InputError(
+                f"unknown semantic method {method!r}; choose one of: {', '.join(METHODS)}"
+            )
+        p = weights_dir() / METHODS[method]
+    else:
+        p = Path(weights)
+        if not p.is_file() and p.parent == Path(".") and (weights_dir() / p.name).is_file():
+            p = weights_dir() / p.name
+    try:
+        st = p.stat()
+        stamp = (int(st.st_mtime_ns), int(st.st_size))
+    except OSError:
+        stamp = (0, 0)
+    return _model_at(str(p), stamp)
 
 
 def semantic_memory(work_size: tuple[int, int], full_size: tuple[int, int]) -> float:
@@ -744,7 +941,7 @@ def semantic(
     fuse: float | None = None,
     working_side: int | None = DEFAULT_WORKING_SIDE,
 ) -> np.ndarray:
-    """MSRC-21 class of every pixel of one RGB image.
+    """Class index of every pixel of one RGB image (the model's classes, 0..K-1).
 
     Parameters
     ----------
@@ -754,17 +951,20 @@ def semantic(
         network (image-level labels only); ``cam``: the same on CAM pseudo labels;
         ``supervised``: the same segmenter trained on the train pixel labels (reference).
     weights : path, optional
-        A weights file of ``affseg train wsss`` instead of the shipped one.
+        A weights file of ``affseg train wsss`` instead of the shipped MSRC-21 one: its
+        classes, its method and its inference rule (``affseg info FILE``) are used.
     upsample : {"fai", "bilinear"}
         Grid -> image: feature-attentional interpolation (default) or bilinear.
     class_filter : float, optional
         ``wsss`` / ``cam``: drop the classes whose image-level probability from the
         method's weak network (its classifier ``P_cl``) is at most this (the top class is
-        always kept); default :data:`DEFAULT_CLASS_FILTER`, 0 turns it off. In [0, 1].
+        always kept); default: the weights' rule (shipped: :data:`DEFAULT_CLASS_FILTER`),
+        0 turns it off. In [0, 1].
     fuse : float, optional
         ``wsss`` / ``cam``: weight of the weak network's own class maps averaged with the
-        segmenter's probabilities (:func:`fuse_scores`); default :data:`DEFAULT_FUSE`,
-        0 = the segmenter alone. ``supervised`` has no weak network: both are off.
+        segmenter's probabilities (:func:`fuse_scores`); default: the weights' rule
+        (shipped: :data:`DEFAULT_FUSE`), 0 = the segmenter alone. ``supervised`` has no
+        weak network: both are off.
     working_side : int or None
         An image whose longer side exceeds this (default :data:`DEFAULT_WORKING_SIDE`) is
         labelled at this longer side (Lanczos downscale, as ``affseg segment
@@ -776,9 +976,11 @@ def semantic(
 
     Returns
     -------
-    ndarray, shape (H, W), uint8
-        Class ids 1..21 in the order of
-        :data:`affseg.data.msrc.MSRC21_CLASS_NAMES` (0 is never returned).
+    ndarray, shape (H, W), uint8 (uint16 above 255 classes)
+        Class indices 0..K-1 in the model's class order (``weights_meta(...)["classes"]``;
+        the shipped models: the 21 classes of
+        :data:`affseg.data.msrc.MSRC21_CLASS_NAMES` without ``void``, building = 0).
+        Earlier releases returned the MSRC-21 ids 1..21: add 1 for those.
 
     Raises
     ------
@@ -830,10 +1032,9 @@ def semantic(
         f"use a working side (--working-side) of {DEFAULT_WORKING_SIDE}, the default, or a "
         "smaller image",
     )
-    blob = None if weights is None else load_weights(weights)
-    seg = shipped_segmenter(method) if blob is None else build_seg(blob)
-    kind = method if blob is None else str(blob.get("method", method))
-    has_weak = kind in ("wsss", "cam") and (blob is None or "weak" in blob)
+    model = semantic_model(method, weights)
+    seg, kind, rule = model["seg"], model["kind"], model["meta"].get("inference") or {}
+    has_weak = model["weak"] is not None
     if not has_weak:
         if (class_filter or 0.0) > 0.0 or (fuse or 0.0) > 0.0:
             raise InputError(
@@ -841,14 +1042,13 @@ def semantic(
             )
         thr, a = None, 0.0
     else:
-        thr = DEFAULT_CLASS_FILTER if class_filter is None else float(class_filter)
-        thr = thr if thr > 0.0 else None
-        a = DEFAULT_FUSE if fuse is None else float(fuse)
+        thr = rule.get("class_filter") if class_filter is None else float(class_filter)
+        thr = float(thr) if thr is not None and float(thr) > 0.0 else None
+        a = float(rule.get("fuse") or 0.0) if fuse is None else float(fuse)
     item = extract(work)
     cls = maps = None
     if thr is not None or a > 0.0:
-        weak = shipped_weak(method) if blob is None else build_weak(blob)
-        cls, maps = weak_outputs(weak, "cam" if kind == "cam" else "wsss", item)
+        cls, maps = weak_outputs(model["weak"], "cam" if kind == "cam" else "wsss", item)
     return segment_item(
         seg,
         item,

@@ -1,6 +1,11 @@
-"""Train semantic segmentation on MSRC-21: NDD-guided WSSS, CAM baseline, supervised reference.
+"""Train semantic segmentation on your classes: NDD-guided WSSS, CAM baseline, supervised.
 
-``affseg train wsss --method wsss|cam|supervised`` runs, on the cache of the frozen inputs
+``affseg train wsss --method wsss|cam|supervised`` learns the K >= 2 classes of any dataset
+that :mod:`affseg.data.segdata` reads (``--data DIR``, or ``--images/--masks/--classes
+[--ignore-index K] [--tags F]``; default MSRC-v2 with the MSRC-21 classes, as before). The
+split is checked (:meth:`~affseg.data.segdata.SegDataset.validate`) before any work; the
+weak methods read it tags-only (images and image-level labels; masks cannot be read),
+``supervised`` reads its masks. It runs, on the cache of the frozen inputs
 (:mod:`affseg.train.wsss_cache`: backbone features and the diffusion embedding of the
 pinned spec-diff-net, computed once per image and left-right flip):
 
@@ -13,7 +18,12 @@ pinned spec-diff-net, computed once per image and left-right flip):
 3. the segmentation head (:class:`~affseg.models.wsss_net.SegHead`) trained on them
    (``supervised``: trained on the train pixel labels instead; the only method that reads
    them);
-4. val mIoU of the segmenter at full resolution (feature-attentional interpolation).
+4. val mIoU of the segmenter at full resolution (feature-attentional interpolation), on
+   ``--val-split`` (default ``val`` when the dataset has it with masks).
+
+``OUT/weights.pt`` describes itself (:func:`affseg.methods.wsss.weights_meta`; ``affseg
+info OUT/weights.pt``): classes and colours, ignore index, method, spec-diff-net sha256,
+inference rule, the training data's fingerprint and the val scores.
 
 Schedules are step-based and seeded (reproducible); a checkpoint is written at the end of
 each stage and every ``--checkpoint-minutes``; ``--resume`` continues from it. Logs:
@@ -105,9 +115,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="full",
         help="wsss only: full network, or the ablations w/o RFP / w/o classifier sharing",
     )
-    p.add_argument("--data", default=None, help="folder holding MSRC_v2/ (default $AFFSEG_DATA)")
+    add_data_arguments(p)
+    p.add_argument("--split", default="train", help="training split (default train)")
+    p.add_argument(
+        "--val-split",
+        default=None,
+        help="split scored after training (default: val when the dataset has it with masks; "
+        "'none': no scoring)",
+    )
     p.add_argument("--out", default="runs/wsss/wsss", help="output folder")
-    p.add_argument("--cache", default="runs/wsss/cache", help="feature cache folder")
+    p.add_argument(
+        "--cache",
+        default=None,
+        help="feature cache folder (default runs/wsss/cache for MSRC-21, else "
+        "runs/wsss/cache/<layout>-<fingerprint>)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dim", type=int, default=128, help="width of the fused features F")
@@ -148,6 +170,128 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The dataset options shared by ``affseg train wsss`` and ``affseg eval --task semantic``.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_data_arguments(p)
+    >>> p.parse_args(["--images", "val=a", "--images", "train=b"]).images
+    ['val=a', 'train=b']
+    """
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="dataset folder (canonical classes.txt + images/<split>/ [+ masks/<split>/], "
+        "PASCAL VOC or MSRC_v2), or a folder holding MSRC_v2/ (default: MSRC-21 from "
+        "$AFFSEG_DATA)",
+    )
+    p.add_argument(
+        "--images",
+        action="append",
+        default=None,
+        metavar="[SPLIT=]DIR",
+        help="pairs of folders: images (one folder = the split of --split; repeat as "
+        "SPLIT=DIR for several splits)",
+    )
+    p.add_argument(
+        "--masks", action="append", default=None, metavar="[SPLIT=]DIR",
+        help="pairs of folders: masks matched by stem (as --images)",
+    )  # fmt: skip
+    p.add_argument("--classes", default=None, metavar="FILE", help="classes.txt (name [r g b])")
+    p.add_argument(
+        "--ignore-index", type=int, default=None, metavar="K",
+        help="mask value of ignored pixels (default 255; 65535 above 255 classes)",
+    )  # fmt: skip
+    p.add_argument("--tags", default=None, metavar="CSV", help="tags.csv: stem,name;name;...")
+
+
+def _folders(values: list[str] | None) -> Any:
+    """``--images`` / ``--masks`` values: one folder, or ``{split: folder}``."""
+    if not values:
+        return None
+    pairs: list[tuple[str | None, str]] = []
+    for v in values:
+        name, sep, rest = v.partition("=")
+        if sep and name and all(c.isalnum() or c in "_-" for c in name) and not Path(v).exists():
+            pairs.append((name, rest))
+        else:
+            pairs.append((None, v))
+    if len(pairs) == 1 and pairs[0][0] is None:
+        return pairs[0][1]
+    if any(n is None for n, _ in pairs):
+        raise InputError("several --images / --masks folders must each be given as SPLIT=DIR")
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise InputError("a split is named twice in --images / --masks")
+    return out
+
+
+def open_data(args: argparse.Namespace, split: str | None = None) -> Any:
+    """The :class:`~affseg.data.segdata.SegDataset` named by the dataset options of ``args``.
+
+    No option: MSRC-v2 (MSRC-21 classes) under ``$AFFSEG_DATA``. ``--data DIR``: a dataset
+    folder (any layout of :func:`~affseg.data.segdata.open_dataset`), or a folder holding
+    ``MSRC_v2/`` (MSRC-21). ``--images [--masks] --classes``: pairs of folders (a single
+    folder is the split ``split``).
+
+    Examples
+    --------
+    >>> ns = argparse.Namespace(data=None, images=None, masks=None, classes=None,
+    ...                         ignore_index=None, tags=None)
+    >>> open_data(ns).num_classes                 # doctest: +SKIP
+    21
+    """
+    from affseg.data.segdata import open_dataset, open_msrc
+
+    data = getattr(args, "data", None)
+    images = _folders(getattr(args, "images", None))
+    masks = _folders(getattr(args, "masks", None))
+    classes = getattr(args, "classes", None)
+    ignore = getattr(args, "ignore_index", None)
+    tags = getattr(args, "tags", None)
+    if images is None and masks is None:
+        if (
+            data is not None
+            and (Path(data) / "MSRC_v2").is_dir()
+            and not (Path(data) / "classes.txt").is_file()
+        ):
+            if classes is not None or ignore is not None:
+                raise InputError("MSRC-v2's classes are fixed: drop --classes / --ignore-index")
+            return open_msrc(data)
+        if data is None:
+            if classes is not None or ignore is not None or tags is not None:
+                raise InputError("--classes / --ignore-index / --tags need --data or --images")
+            return open_msrc(None)
+    if images is not None and data is not None:
+        raise InputError("give either --data DIR or --images/--masks folders, not both")
+    return open_dataset(
+        data,
+        images=images,
+        masks=masks,
+        classes=classes,
+        ignore_index=ignore,
+        tags=tags,
+        split=str(split or getattr(args, "split", None) or "train"),
+    )
+
+
+def dataset_name(ds: Any) -> str:
+    """Short name of a dataset for messages and metadata (``MSRC-21``, ``pairs``, ...).
+
+    Examples
+    --------
+    >>> dataset_name(argparse.Namespace(layout="msrc21", root=None))
+    'MSRC-21'
+    """
+    names = {"msrc21": "MSRC-21", "msrc23": "MSRC-23", "voc": "PASCAL VOC"}
+    layout = str(getattr(ds, "layout", "custom"))
+    root = getattr(ds, "root", None)
+    return names.get(layout, f"{root.name} ({layout})" if root is not None else layout)
+
+
 # ----------------------------------------------------------------------------- batching
 class Pool:
     """Training items grouped by grid size; draws same-size batches.
@@ -157,7 +301,8 @@ class Pool:
     items : list of dict
         Cache items (see :mod:`affseg.train.wsss_cache`).
     targets : list of Tensor, optional
-        One (h, w) int64 label map per item (pseudo or true labels); 255 = ignore.
+        One (h, w) int64 label map per item (pseudo or true labels); values outside
+        0..K-1 (-1) are ignored.
     mu : float, optional
         RFP threshold: the region masks ``[K_D > mu]`` are computed once.
     weights : ndarray, shape (n,), optional
@@ -274,7 +419,9 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 50) -> float:
 
 
 # ----------------------------------------------------------------------------- stages
-def weak_model(method: str, variant: str, args: argparse.Namespace) -> torch.nn.Module:
+def weak_model(
+    method: str, variant: str, args: argparse.Namespace, num_classes: int = 21
+) -> torch.nn.Module:
     """A fresh weakly supervised network for ``method`` (``wsss`` or ``cam``).
 
     Examples
@@ -286,8 +433,9 @@ def weak_model(method: str, variant: str, args: argparse.Namespace) -> torch.nn.
     from affseg.models.wsss_net import CAMNet, WSSSNet
 
     if method == "cam":
-        return CAMNet(dim=args.dim, dropout=args.dropout)
+        return CAMNet(num_classes=num_classes, dim=args.dim, dropout=args.dropout)
     return WSSSNet(
+        num_classes=num_classes,
         dim=args.dim,
         use_rfp=variant != "no-rfp",
         share=variant != "no-share",
@@ -327,7 +475,8 @@ def seg_step(model: torch.nn.Module, b: dict[str, Any]) -> dict[str, torch.Tenso
     """
     tgt = b["target"]
     logits = model(b["feats"], tuple(tgt.shape[-2:]))
-    return {"loss": F.cross_entropy(logits, tgt, ignore_index=255)}
+    tgt = torch.where((tgt < 0) | (tgt >= logits.shape[1]), -1, tgt)  # -1 / 255: ignored
+    return {"loss": F.cross_entropy(logits, tgt, ignore_index=-1)}
 
 
 def run_stage(
@@ -394,6 +543,13 @@ def run_stage(
 
 
 # ----------------------------------------------------------------------------- evaluation
+def _as_dataset(root: Any) -> Any:
+    """A SegDataset as it is, else MSRC-v2 (MSRC-21) under the data root ``root``."""
+    from affseg.data.segdata import SegDataset, open_msrc
+
+    return root if isinstance(root, SegDataset) else open_msrc(root)
+
+
 def evaluate(
     seg: torch.nn.Module,
     items: list[dict[str, Any]],
@@ -404,20 +560,23 @@ def evaluate(
 ) -> dict[str, Any]:
     """mIoU / accuracies of a segmenter on cached items of an evaluation split.
 
+    ``root``: a :class:`~affseg.data.segdata.SegDataset` whose masks are the ground truth
+    (class indices in the segmenter's order), or the data root of MSRC-v2 (MSRC-21).
+
     Examples
     --------
     >>> evaluate(seg, load_cache("runs/wsss/cache", "val"), None, "val")["miou"]  # doctest: +SKIP
     0.71...
     """
-    from affseg.data.msrc import load_ground_truth
     from affseg.methods.wsss import segment_item
 
-    acc = SemanticScore()
+    ds = _as_dataset(root)
+    acc = SegScore(ds.classes)
     for it in items:
         pred = segment_item(seg, it, mode=mode)
         if predictions is not None:
             predictions[it["id"]] = pred
-        acc.update(pred, load_ground_truth(root, split, it["id"], msrc21=True))
+        acc.update(pred, ds.mask(split, it["id"]))
     return acc.compute()
 
 
@@ -448,30 +607,89 @@ def score_pseudo_maps(
 
     The scores (e.g. of :func:`affseg.methods.wsss.class_scores`, or an average of several
     networks' scores) are restricted to each image's known classes, brought to full
-    resolution and their argmax scored against the split's ground truth.
+    resolution and their argmax scored against the split's ground truth (``root``: a
+    SegDataset, or the data root of MSRC-v2).
 
     Examples
     --------
     >>> maps = class_scores(weak, "wsss", val)                 # doctest: +SKIP
     >>> score_pseudo_maps(maps, "wsss", val, None, "val")      # doctest: +SKIP
     """
-    from affseg.data.msrc import load_ground_truth
     from affseg.methods.wsss import restrict, upsample_probs
 
-    acc = SemanticScore()
+    ds = _as_dataset(root)
+    acc = SegScore(ds.classes)
     for it, s in zip(items, scores, strict=True):
         lab = it["labels"].float()
         s = restrict(s + 1e-6, lab) if kind == "cam" else restrict(s, lab)
         grid = tuple(int(v) for v in it["grid"])
         up = upsample_probs(s.t().reshape(-1, *grid), it)
-        acc.update(
-            (up.argmax(0) + 1).numpy(), load_ground_truth(root, split, it["id"], msrc21=True)
-        )
+        acc.update(up.argmax(0).numpy(), ds.mask(split, it["id"]))
     return acc.compute()
 
 
-class SemanticScore:
-    """Dataset-level MSRC-21 scores of (H, W) predictions (ids 1..21) vs. GT (0 = void).
+class SegScore:
+    """Dataset-level scores of (H, W) class-index predictions (0..K-1) against masks.
+
+    Mask values outside 0..K-1 (the ignore index) are ignored. :meth:`compute` gives
+    ``miou``, ``pixel_accuracy`` (global), ``mean_class_accuracy`` (fractions),
+    ``per_class`` (IoU by class name; None for a class absent from both) and
+    ``confusion`` (K x K pixel counts, rows = ground truth).
+
+    Parameters
+    ----------
+    classes : sequence of str
+        Class names, index = class index.
+
+    Examples
+    --------
+    >>> s = SegScore(["sky", "road", "car"])
+    >>> s.update(np.array([[0, 1, 1]]), np.array([[0, 1, 255]]))
+    >>> r = s.compute()
+    >>> r["miou"], r["per_class"]["car"], r["confusion"][1]
+    (1.0, None, [0, 1, 0])
+    """
+
+    def __init__(self, classes: Any) -> None:
+        self.classes = tuple(str(c) for c in classes)
+        k = len(self.classes)
+        self.confusion = np.zeros((k, k), np.int64)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Add one image (pred and gt class indices; gt outside 0..K-1 ignored)."""
+        p = np.asarray(pred).astype(np.int64, copy=False)
+        g = np.asarray(gt).astype(np.int64, copy=False)
+        if p.shape != g.shape:
+            raise InputError(f"prediction {p.shape} and ground truth {g.shape} differ in size")
+        k = len(self.classes)
+        keep = (g >= 0) & (g < k)
+        if p[keep].size and (p[keep].min() < 0 or p[keep].max() >= k):
+            raise InputError(f"predicted class index outside 0..{k - 1}")
+        self.confusion += np.bincount(g[keep] * k + p[keep], minlength=k * k).reshape(k, k)
+
+    def compute(self) -> dict[str, Any]:
+        """``miou``, ``pixel_accuracy``, ``mean_class_accuracy``, ``per_class``, ``confusion``."""
+        c = self.confusion.astype(np.float64)
+        tp = np.diag(c)
+        gt, pr = c.sum(1), c.sum(0)
+        union = gt + pr - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = np.where(union > 0, tp / union, np.nan)
+            acc = np.where(gt > 0, tp / gt, np.nan)
+        total = c.sum()
+        return {
+            "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+            "pixel_accuracy": float(tp.sum() / total) if total else float("nan"),
+            "mean_class_accuracy": float(np.nanmean(acc)) if np.isfinite(acc).any() else
+            float("nan"),
+            "per_class": {n: (None if np.isnan(v) else float(v))
+                          for n, v in zip(self.classes, iou, strict=True)},
+            "confusion": self.confusion.tolist(),
+        }  # fmt: skip
+
+
+class SemanticScore(SegScore):
+    """:class:`SegScore` of MSRC-21 in its id convention: pred ids 1..21, gt 0 = void.
 
     Examples
     --------
@@ -482,36 +700,18 @@ class SemanticScore:
     """
 
     def __init__(self) -> None:
-        from affseg.data.msrc import NUM_CLASSES_21
-        from affseg.metrics.miou import MeanIoU
+        from affseg.data.msrc import MSRC21_CLASS_NAMES
 
-        self.metric = MeanIoU(NUM_CLASSES_21, ignore_index=255)
+        super().__init__(MSRC21_CLASS_NAMES[1:])
 
     def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
         """Add one image (pred ids 1..21; gt MSRC-21 ids, 0 = void)."""
-        p = np.asarray(pred).astype(np.int64) - 1
-        g = np.asarray(gt).astype(np.int64)
-        if p.shape != g.shape:
-            raise InputError(f"prediction {p.shape} and ground truth {g.shape} differ in size")
-        self.metric.update(p, np.where(g == 0, 255, g - 1))
-
-    def compute(self) -> dict[str, Any]:
-        """``miou``, ``pixel_accuracy`` (global), ``mean_class_accuracy``, ``per_class``."""
-        from affseg.data.msrc import MSRC21_CLASS_NAMES
-
-        r = self.metric.compute()
-        per = {n: (None if np.isnan(v) else float(v))
-               for n, v in zip(MSRC21_CLASS_NAMES[1:], r["per_class"], strict=True)}  # fmt: skip
-        return {
-            "miou": r["miou"],
-            "pixel_accuracy": r["pixel_accuracy"],
-            "mean_class_accuracy": r["mean_class_accuracy"],
-            "per_class": per,
-        }
+        g = np.asarray(gt).astype(np.int64) - 1
+        super().update(np.asarray(pred).astype(np.int64) - 1, g)
 
 
 # ----------------------------------------------------------------------------- main
-def load_train_items(cache: Path, limit: int | None) -> list[dict[str, Any]]:
+def load_train_items(cache: Path, limit: int | None, split: str = "train") -> list[dict[str, Any]]:
     """Train items and their mirrored copies (both from the cache).
 
     Examples
@@ -522,15 +722,26 @@ def load_train_items(cache: Path, limit: int | None) -> list[dict[str, Any]]:
     """
     from affseg.train.wsss_cache import load_cache
 
-    items = load_cache(cache, "train")
-    flips = load_cache(cache, "train", flip=True)
+    items = load_cache(cache, split)
+    flips = load_cache(cache, split, flip=True)
     if limit is not None:
         items, flips = items[:limit], flips[:limit]
     return items + flips
 
 
-def save_blob(path: Path, method: str, variant: str, weak: Any, seg: Any, record: dict) -> Path:
-    """Write a weights file (plain tensors and values; ``weights_only`` loadable).
+def save_blob(
+    path: Path,
+    method: str,
+    variant: str,
+    weak: Any,
+    seg: Any,
+    record: dict,
+    meta: dict | None = None,
+) -> Path:
+    """Write a weights file (plain tensors and JSON-able values; ``weights_only`` loadable).
+
+    ``meta``: the self-description (:func:`affseg.methods.wsss.weights_meta`); without it
+    the file is an MSRC-21 one (``format`` 1 rules).
 
     Examples
     --------
@@ -540,7 +751,7 @@ def save_blob(path: Path, method: str, variant: str, weak: Any, seg: Any, record
     from affseg.models.spec_diff_net import _plain
 
     blob = {
-        "format": 1,
+        "format": 1 if meta is None else 2,
         "method": method,
         "variant": variant,
         "ndd_weights": NDD_WEIGHTS,
@@ -548,9 +759,32 @@ def save_blob(path: Path, method: str, variant: str, weak: Any, seg: Any, record
         "seg": {"config": _plain(seg.config), "state_dict": seg.state_dict()},
         "record": _plain(record),
     }
+    if meta is not None:
+        blob["meta"] = json.loads(json.dumps(_plain(meta)))  # JSON-able, checked here
     if weak is not None:
         blob["weak"] = {"config": _plain(weak.config), "state_dict": weak.state_dict()}
     return atomic_write(path, lambda tmp: torch.save(blob, tmp))
+
+
+def _val_split(ds: Any, args: argparse.Namespace) -> str | None:
+    """The split scored after training (None: none)."""
+    v = getattr(args, "val_split", None)
+    if v is not None and str(v).lower() == "none":
+        return None
+    if v is None:
+        return (
+            "val" if "val" in ds.splits() and args.split != "val" and ds.has_masks("val") else None
+        )
+    if v not in ds.splits():
+        raise InputError(f"--val-split {v!r}: the dataset has splits {', '.join(ds.splits())}")
+    if not ds.has_masks(v):
+        raise InputError(f"--val-split {v!r} has no masks to score against")
+    return str(v)
+
+
+def _percent(res: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(100 * float(res[k]), 2)
+            for k in ("miou", "pixel_accuracy", "mean_class_accuracy")}  # fmt: skip
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -562,24 +796,51 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     >>> rec["val"]["miou"]         # doctest: +SKIP
     0.71...
     """
+    from affseg.methods.wsss import DEFAULT_CLASS_FILTER, DEFAULT_FUSE, NDD_SHA256, NDD_WEIGHTS
     from affseg.models.wsss_net import SegHead
     from affseg.train.wsss_cache import build_cache, build_pixel_labels, load_cache
 
     method, variant = args.method, args.variant
     if method != "wsss" and variant != "full":
         raise InputError("--variant applies to --method wsss only")
+    split = getattr(args, "split", "train") or "train"
+    progress = not args.no_progress
+    ds = open_data(args, split)
+    if split not in ds.splits():
+        raise InputError(f"--split {split!r}: the dataset has splits {', '.join(ds.splits())}")
+    val_split = _val_split(ds, args)
+    weakly = method != "supervised"
+    # the weak methods see images and tags only; the supervised reference reads masks
+    train_ds = ds.tags_only(split) if weakly else ds
+    if not weakly and not ds.has_masks(split):
+        raise InputError(f"--method supervised reads the masks of split {split!r}: it has none")
+    if not weakly:
+        print(f"supervised: reading the pixel masks of split {split!r}")
+    report = train_ds.validate(split, training=True, progress=progress)  # before any work
+    if val_split is not None:
+        ds.validate(val_split, training=False, progress=progress)
+    fp = ds.fingerprint(split, progress=progress)
+    val_fp = ds.fingerprint(val_split, progress=progress) if val_split else None
     with torch_threads(max(1, int(args.threads))):
-        out_dir, cache = Path(args.out), Path(args.cache)
+        out_dir = Path(args.out)
+        if args.cache is not None:
+            cache = Path(args.cache)
+        elif ds.layout == "msrc21" and split == "train":
+            cache = Path("runs/wsss/cache")
+        else:
+            cache = Path("runs/wsss/cache") / f"{ds.layout}-{fp[:12]}"
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
         torch.manual_seed(args.seed)
         t0 = time.monotonic()
-        for split, flip, guides in (("train", False, False), ("train", True, False),
-                                    ("val", False, True)):  # fmt: skip
-            build_cache(args.data, split, cache, flip=flip, guides=guides,
-                        progress=not args.no_progress)  # fmt: skip
+        for flip in (False, True):
+            build_cache(None, split, cache, flip=flip, progress=progress, dataset=train_ds,
+                        fingerprint=fp)  # fmt: skip
+        if val_split is not None:
+            build_cache(None, val_split, cache, guides=True, progress=progress,
+                        dataset=ds.tags_only(val_split), fingerprint=val_fp)  # fmt: skip
         cache_minutes = (time.monotonic() - t0) / 60
-        items = load_train_items(cache, args.limit)
+        items = load_train_items(cache, args.limit, split)
         ckpt: dict[str, Any] = {}
         if args.resume:
             if not ckpt_path.is_file():
@@ -595,18 +856,21 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
 
+        k = ds.num_classes
         record: dict[str, Any] = {"method": method, "variant": variant, "seed": args.seed}
         weak = None
         if method == "supervised":
             # the fully supervised reference: the ONLY path that reads train pixel labels
-            files = [build_pixel_labels(args.data, "train", cache, flip=f) for f in (False, True)]
-            maps = [torch.load(f, weights_only=True) for f in files]
+            files = [build_pixel_labels(None, split, cache, flip=f, dataset=ds, fingerprint=fp)
+                     for f in (False, True)]  # fmt: skip
+            maps = [torch.load(f, weights_only=True)["labels"] for f in files]
             n = len(items) // 2
-            gt = [maps[0][it["id"]] for it in items[:n]] + [maps[1][it["id"]] for it in items[n:]]
-            targets = [torch.where(t == 255, t, t - 1) for t in gt]  # ids 1..21 -> 0..20
+            targets = [maps[0][it["id"]] for it in items[:n]] + [
+                maps[1][it["id"]] for it in items[n:]
+            ]
         else:
             torch.manual_seed(args.seed)
-            weak = weak_model(method, variant, args)
+            weak = weak_model(method, variant, args, k)
             hard = getattr(args, "soft_rfp", None) is None
             mu = args.mu if method == "wsss" and variant != "no-rfp" and hard else None
             pool = weak_pool(items, mu, float(getattr(args, "absence_cap", 0.0) or 0.0))
@@ -618,42 +882,84 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             from affseg.methods.wsss import pseudo_labels
 
             targets = pseudo_labels(weak, kind, items, args.ignore_below)
-            val_items = load_cache(cache, "val")
-            pq = pseudo_label_score(weak, kind, val_items, args.data, "val")
-            record["pseudo_val"] = {k: pq[k] for k in ("miou", "pixel_accuracy")}
-            log({"stage": "pseudo_val", **record["pseudo_val"]})
+            if val_split is not None:
+                val_items = load_cache(cache, val_split)
+                pq = pseudo_label_score(weak, kind, val_items, ds, val_split)
+                record["pseudo_val"] = {k_: pq[k_] for k_ in ("miou", "pixel_accuracy")}
+                log({"stage": "pseudo_val", **record["pseudo_val"]})
         torch.manual_seed(args.seed + 1)
-        seg = SegHead(dim=args.dim, hidden=args.dim, dropout=0.1)
+        seg = SegHead(num_classes=k, dim=args.dim, hidden=args.dim, dropout=0.1)
         record["seg"] = run_stage(
             "seg", seg, seg_step, Pool(items, targets), args.seg_steps, args, ckpt, save, log
         )
-        val_items = load_cache(cache, "val")
-        record["val"] = evaluate(seg, val_items, args.data, "val")
+        record["val"] = None
+        if val_split is not None:
+            val_items = load_cache(cache, val_split)
+            res = evaluate(seg, val_items, ds, val_split)
+            record["val"] = {kk: v for kk, v in res.items() if kk != "confusion"}
+            log({"stage": "val", **_percent(record["val"])})
         record["cache_minutes"] = round(cache_minutes, 2)
         record["train_images"] = len(items) // 2
         record["command"] = "affseg train wsss " + " ".join(_cli(args))
-        log({"stage": "val", **{k: record["val"][k] for k in
-                                ("miou", "pixel_accuracy", "mean_class_accuracy")}})  # fmt: skip
-        save_blob(out_dir / "weights.pt", method, variant, weak, seg, record)
+        weak_rule = method in ("wsss", "cam")
+        meta = {
+            "format": 2,
+            "classes": list(ds.classes),
+            "colours": ds.colours.astype(int).tolist(),
+            "colours_given": bool(ds.colours_given),
+            "num_classes": k,
+            "ignore_index": int(ds.ignore_index),
+            "method": method,
+            "variant": variant,
+            "ndd_weights": NDD_WEIGHTS,
+            "ndd_sha256": NDD_SHA256,
+            "inference": {
+                "class_filter": DEFAULT_CLASS_FILTER if weak_rule else None,
+                "fuse": DEFAULT_FUSE if weak_rule else 0.0,
+                "upsample": "fai",
+            },
+            "data": {
+                "name": dataset_name(ds),
+                "layout": ds.layout,
+                "root": str(ds.root) if ds.root is not None else None,
+                "split": split,
+                "num_images": int(report.num_images),
+                "images_used": len(items) // 2,
+                "fingerprint": fp,
+                "supervision": "pixel masks" if not weakly else "image-level tags",
+                "val_split": val_split,
+                "val_fingerprint": val_fp,
+            },
+            "val": None
+            if record["val"] is None
+            else {"split": val_split, "rule": "segmenter alone", **_percent(record["val"])},
+            "seed": int(args.seed),
+        }
+        record["meta"] = meta
+        save_blob(out_dir / "weights.pt", method, variant, weak, seg, record, meta)
         write_json(out_dir / "record.json", record)
         if args.ship:
             from affseg.methods.wsss import METHODS, weights_dir
 
             if variant != "full":
                 raise InputError("--ship ships the full variant only")
-            save_blob(weights_dir() / METHODS[method], method, variant, weak, seg, record)
+            if ds.layout != "msrc21":
+                raise InputError("--ship replaces the shipped MSRC-21 models: MSRC-21 data only")
+            save_blob(weights_dir() / METHODS[method], method, variant, weak, seg, record, meta)
         return record
 
 
 def _cli(args: argparse.Namespace) -> list[str]:
     keep = ("method", "variant", "seed", "dim", "weak_steps", "seg_steps", "batch", "lr",
             "weight_decay", "dropout", "theta", "mu", "soft_rfp", "ignore_below", "absence_cap",
-            "limit")  # fmt: skip
+            "limit", "data", "images", "masks", "classes", "ignore_index", "tags", "split",
+            "val_split")  # fmt: skip
     out = []
     for k in keep:
-        v = getattr(args, k)
-        if v is not None:
-            out.append(f"--{k.replace('_', '-')} {v}")
+        v = getattr(args, k, None)
+        for one in v if isinstance(v, list) else [v]:
+            if one is not None:
+                out.append(f"--{k.replace('_', '-')} {one}")
     return out
 
 
@@ -667,8 +973,13 @@ def run(args: argparse.Namespace) -> int:
     """
     rec = train(args)
     v = rec["val"]
+    dest = Path(args.out) / "weights.pt"
+    if v is None:
+        print(f"no val split scored -> {dest}")
+        return 0
     print(
-        f"val mIoU {100 * v['miou']:.1f}  global acc {100 * v['pixel_accuracy']:.1f}  "
-        f"class acc {100 * v['mean_class_accuracy']:.1f}  -> {Path(args.out) / 'weights.pt'}"
+        f"{rec['meta']['data']['val_split']} mIoU {100 * v['miou']:.1f}  global acc "
+        f"{100 * v['pixel_accuracy']:.1f}  class acc {100 * v['mean_class_accuracy']:.1f}"
+        f"  -> {dest}"
     )
     return 0
