@@ -62,7 +62,7 @@ def shipped_rule(blob, seg, item):
     kind = "cam" if blob["method"] == "cam" else "wsss"
     cls, maps = weak_outputs(weak_net(blob), kind, item)
     return segment_item(seg, item, class_probs=cls, class_filter=DEFAULT_CLASS_FILTER,
-                        weak_probs=maps, fuse=DEFAULT_FUSE)  # fmt: skip
+                        weak_probs=maps, fuse=DEFAULT_FUSE, offset=1)  # fmt: skip
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ Public entry points
 -------------------
 segment(image, ...)   -> label map (H, W) of the default (or a named) method
 hierarchy(image, ...) -> :class:`affseg.grouping.hierarchy.Hierarchy`, coarse-to-fine
-semantic(image, ...)  -> MSRC-21 class map (H, W), ids 1..21 (weakly supervised by default)
+semantic(image, ...)  -> class map (H, W), indices 0..K-1 of the model's classes
+                         (shipped: MSRC-21, weakly supervised by default)
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def segment(
 
 
 def semantic(image: np.ndarray, method: str = "wsss", **options: Any) -> np.ndarray:
-    """Semantic segmentation of one RGB image into the 21 MSRC-21 classes.
+    """Semantic segmentation of one RGB image into a model's classes (shipped: MSRC-21).
 
     Parameters
     ----------
@@ -124,14 +125,16 @@ def semantic(image: np.ndarray, method: str = "wsss", **options: Any) -> np.ndar
         diffusion distance (seed 001 Sect. 7); ``cam``: the CAM baseline; ``supervised``:
         the same segmenter trained on pixel labels (reference).
     **options
-        ``weights`` (a file of ``affseg train wsss``), ``upsample`` ("fai" or "bilinear"),
+        ``weights`` (a file of ``affseg train wsss``; it carries its own classes and
+        inference rule), ``upsample`` ("fai" or "bilinear"),
         ``class_filter`` and ``fuse`` (the inference rule of ``wsss`` / ``cam``, default 0.2
         and 0.75; 0 turns either off: see :func:`affseg.methods.wsss.semantic`).
 
     Returns
     -------
-    ndarray, shape (H, W), uint8
-        Class ids 1..21 in the order of :data:`affseg.data.msrc.MSRC21_CLASS_NAMES`.
+    ndarray, shape (H, W), uint8 (uint16 above 255 classes)
+        Class indices 0..K-1 in the model's class order (shipped: the names of
+        :data:`affseg.data.msrc.MSRC21_CLASS_NAMES` without void, building = 0).
 
     Examples
     --------

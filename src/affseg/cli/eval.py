@@ -51,8 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--task",
         choices=("region", "semantic"),
         default="region",
-        help="region: BSDS500 region benchmark (default); semantic: MSRC-21 semantic "
-        "segmentation (mIoU, accuracies; --method wsss|cam|supervised)",
+        help="region: BSDS500 region benchmark (default); semantic: semantic segmentation "
+        "on --data / --images (default MSRC-21; mIoU, accuracies; --method or --weights)",
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument(
@@ -71,7 +71,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=Path,
         default=None,
         metavar="ROOT",
-        help="folder holding BSDS500/ (default $AFFSEG_DATA, else ../shared/data)",
+        help="folder holding BSDS500/ (region), or a semantic dataset / a folder holding "
+        "MSRC_v2/ (--task semantic) (default $AFFSEG_DATA, else ../shared/data)",
     )
     p.add_argument("--split", default="val", help="BSDS500 split (default val)")
     p.add_argument(
@@ -143,6 +144,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="--task semantic, wsss/cam: weight of the weak network's class maps averaged "
         "with the segmenter's (default 0.75; 0 = the segmenter alone)",
     )
+    p.add_argument(
+        "--images",
+        action="append",
+        default=None,
+        metavar="[SPLIT=]DIR",
+        help="--task semantic: images folder of a pairs dataset (SPLIT=DIR to repeat)",
+    )
+    p.add_argument(
+        "--masks",
+        action="append",
+        default=None,
+        metavar="[SPLIT=]DIR",
+        help="--task semantic: masks folder matched by stem",
+    )
+    p.add_argument("--classes", default=None, metavar="FILE", help="--task semantic: classes.txt")
+    p.add_argument(
+        "--ignore-index",
+        type=int,
+        default=None,
+        metavar="K",
+        help="--task semantic: mask value of ignored pixels (default 255)",
+    )
+    p.add_argument("--tags", default=None, metavar="CSV",
+                   help="--task semantic: tags.csv")  # fmt: skip
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "
                         "spread of Hungarian pixel accuracy over seeds")  # fmt: skip
