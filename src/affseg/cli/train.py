@@ -2,22 +2,69 @@
 
 Each trainable model is a module ``affseg.train.<module>`` with two functions:
 ``add_arguments(parser)`` adds its options and ``run(args) -> int`` trains. To add one,
-add it to :data:`TRAINERS` (model name on the command line -> module).
+add it to :data:`TRAINERS` (model name on the command line -> module, one line of help).
+A trainer's module (and torch) is imported only when that model is named, so ``affseg
+train --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Sequence
+from typing import Any
 
-#: ``affseg train MODEL`` -> the module of :mod:`affseg.train` it dispatches to.
-TRAINERS: dict[str, str] = {
-    "ndd": "ndd",
-    "boundary": "boundary",
-    "spectral": "spectral",
-    "wsss": "wsss",
-    "depth-sr": "depth_sr",
+#: ``affseg train MODEL`` -> (module of :mod:`affseg.train`, one line of help).
+TRAINERS: dict[str, tuple[str, str]] = {
+    "ndd": ("ndd", "Train spec-diff-net (neural diffusion distance) on BSDS500."),
+    "boundary": (
+        "boundary",
+        "Train the boundary head (learned BSDS boundaries on the frozen backbone) for ndd.",
+    ),
+    "spectral": (
+        "spectral",
+        "Train the deep spectral clustering embedding head with the exact spectral loss.",
+    ),
+    "wsss": (
+        "wsss",
+        "Train semantic segmentation on your classes: NDD-guided WSSS, CAM baseline, supervised.",
+    ),
+    "depth-sr": ("depth_sr", "Train guided depth super-resolution (HAM v2 / naive twin)."),
 }
+
+
+class _LazyTrainers(argparse._SubParsersAction):
+    """Sub-parsers whose options are added when their model is chosen (importing it)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        name = values[0] if isinstance(values, list | tuple) and values else None
+        if isinstance(name, str) and name in TRAINERS:
+            add_trainer_arguments(self._name_parser_map[name], name)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def add_trainer_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    """Give the parser of ``affseg train NAME`` its options (once) and its ``func``.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_trainer_arguments(p, "depth-sr")
+    >>> p.parse_args(["--out", "w.pt"]).geometry
+    'hyperbolic'
+    """
+    if getattr(p, "_affseg_trainer", False):
+        return
+    module = importlib.import_module(f"affseg.train.{TRAINERS[name][0]}")
+    module.add_arguments(p)
+    p.set_defaults(func=module.run)
+    p._affseg_trainer = True  # type: ignore[attr-defined]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,11 +76,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=SUBCOMMANDS["train"][1],
         description="Train one of affseg's networks.",
     )
-    sub = parser.add_subparsers(dest="model", metavar="MODEL")
+    sub = parser.add_subparsers(dest="model", metavar="MODEL", action=_LazyTrainers)
     sub.required = True
-    for name, module_name in TRAINERS.items():
-        module = importlib.import_module(f"affseg.train.{module_name}")
-        doc = (module.__doc__ or name).strip().splitlines()[0]
-        p = sub.add_parser(name, help=doc, description=doc)
-        module.add_arguments(p)
-        p.set_defaults(func=module.run)
+    for name, (_, text) in TRAINERS.items():
+        sub.add_parser(name, help=text, description=text)

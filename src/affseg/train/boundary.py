@@ -256,9 +256,10 @@ def run(args: argparse.Namespace) -> int:
 
         affseg train boundary --minutes 15 --out runs/boundary
 
-    >>> from affseg.cli.train import TRAINERS
-    >>> "boundary" in TRAINERS
-    True
+    >>> p = argparse.ArgumentParser()
+    >>> add_arguments(p)
+    >>> p.parse_args(["--out", "runs/boundary"]).out
+    'runs/boundary'
     """
     rec = train(args)
     print(

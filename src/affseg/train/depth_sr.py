@@ -1,4 +1,4 @@
-"""Training of the guided depth super-resolution models (HAM v2 / naive twin).
+"""Train guided depth super-resolution (HAM v2 / naive twin).
 
 ``affseg train depth-sr`` (also spelled ``affseg depth-sr train``): the 30
 ``RGBD_depth_train`` scenes (never a benchmark scene), random aligned crops (flips,
