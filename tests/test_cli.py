@@ -262,7 +262,8 @@ def test_ucm_mat_reproduces_labels_exactly(tiny: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "argv",
     [["--help"], ["segment", "--help"], ["eval", "--help"], ["similarity", "--help"],
-     ["semantic", "--help"], ["serve", "--help"], ["info", "--help"], ["train", "--help"]],
+     ["semantic", "--help"], ["serve", "--help"], ["info", "--help"], ["train", "--help"],
+     ["depth-sr", "--help"], ["depth-complete", "--help"]],
 )  # fmt: skip
 def test_help_imports_no_torch(argv: list[str]) -> None:
     """``affseg --help`` and these subcommands' help answer without importing torch or

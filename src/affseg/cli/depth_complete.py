@@ -21,10 +21,8 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
 from affseg.errors import InputError
-from affseg.methods.depth_completion import METHODS
+from affseg.methods import DEPTH_COMPLETION_METHODS as METHODS
 from affseg.train.curvature_args import add_curvature_arguments, check_curvature_arguments
 
 
@@ -119,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--guide and --sparse are required (or --train)")
     if args.weights and args.method == "fgs":
         raise InputError("--weights applies to --method ham or naive, not fgs")
+    import numpy as np
+
     from affseg.data.io import image_size, read_image, write_png
 
     # the output has the guide's size: its header sets the peak memory, checked before

@@ -20,18 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 
-import numpy as np
-
-from affseg.data.io import write_json
 from affseg.errors import InputError
-from affseg.methods.depth_sr import (
-    DEFAULT_WEIGHTS,
-    check_sr_memory,
-    evaluate,
-    load_model,
-    read_disparity,
-    super_resolve,
-)
 
 METHODS = ("ham", "naive", "bicubic", "bilateral")
 
@@ -51,14 +40,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="action", metavar="ACTION")
-    sub.required = True
-    t = sub.add_parser(
-        "train", help="train on the RGBD_depth_train scenes (the same as `affseg train depth-sr`)"
-    )
-    from affseg.train.depth_sr import add_arguments
+    from affseg.cli.lazy import add_lazy_subparsers
 
-    add_arguments(t)
+    def train_options(t: argparse.ArgumentParser) -> None:
+        from affseg.train.depth_sr import add_arguments  # torch: only when training
+
+        add_arguments(t)
+
+    sub = add_lazy_subparsers(
+        p,
+        "action",
+        {
+            "train": (
+                "train on the RGBD_depth_train scenes (the same as `affseg train depth-sr`)",
+                train_options,
+            )
+        },
+    )
     e = sub.add_parser("eval", help="RMSE/MAE table on one Middlebury scene")
     e.add_argument(
         "--weights", nargs="+", default=[], help="model files (default: the shipped ham, naive)"
@@ -92,7 +90,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from affseg.data.io import check_writable_file
+    from affseg.data.io import check_writable_file, write_json
+    from affseg.methods.depth_sr import evaluate
 
     if args.json:
         check_writable_file(args.json, "--json")
@@ -116,7 +115,16 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from affseg.data.io import check_writable_file, image_size, read_image, write_png
+    from affseg.methods.depth_sr import (
+        DEFAULT_WEIGHTS,
+        check_sr_memory,
+        load_model,
+        read_disparity,
+        super_resolve,
+    )
     from affseg.methods.depth_sr_baselines import baseline_upsample
     from affseg.runtime import torch_threads
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Sequence
-from typing import Any
 
 #: ``affseg train MODEL`` -> (module of :mod:`affseg.train`, one line of help).
 TRAINERS: dict[str, tuple[str, str]] = {
@@ -31,22 +29,6 @@ TRAINERS: dict[str, tuple[str, str]] = {
     ),
     "depth-sr": ("depth_sr", "Train guided depth super-resolution (HAM v2 / naive twin)."),
 }
-
-
-class _LazyTrainers(argparse._SubParsersAction):
-    """Sub-parsers whose options are added when their model is chosen (importing it)."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: str | Sequence[Any] | None,
-        option_string: str | None = None,
-    ) -> None:
-        name = values[0] if isinstance(values, list | tuple) and values else None
-        if isinstance(name, str) and name in TRAINERS:
-            add_trainer_arguments(self._name_parser_map[name], name)
-        super().__call__(parser, namespace, values, option_string)
 
 
 def add_trainer_arguments(p: argparse.ArgumentParser, name: str) -> None:
@@ -76,7 +58,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=SUBCOMMANDS["train"][1],
         description="Train one of affseg's networks.",
     )
-    sub = parser.add_subparsers(dest="model", metavar="MODEL", action=_LazyTrainers)
-    sub.required = True
-    for name, (_, text) in TRAINERS.items():
-        sub.add_parser(name, help=text, description=text)
+    from functools import partial
+
+    from affseg.cli.lazy import add_lazy_subparsers
+
+    builders = {
+        name: (text, partial(add_trainer_arguments, name=name))
+        for name, (_, text) in TRAINERS.items()
+    }
+    add_lazy_subparsers(parser, "model", builders)

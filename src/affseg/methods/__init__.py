@@ -76,6 +76,10 @@ SEMANTIC_METHODS: dict[str, str] = {
 }
 DEFAULT_SEMANTIC_METHOD = "wsss"
 
+#: Methods of depth completion (:mod:`affseg.methods.depth_completion`): learned HAM, its
+#: naive twin, and the classical colour-guided interpolation.
+DEPTH_COMPLETION_METHODS: tuple[str, ...] = ("ham", "naive", "fgs")
+
 #: The method ``affseg segment`` and :func:`affseg.segment` use when none is named.
 DEFAULT_METHOD = "ndd"
 

@@ -53,6 +53,7 @@ import torch
 
 from affseg.data.io import atomic_write
 from affseg.errors import CorruptFileError, InputError, first_line
+from affseg.methods import DEPTH_COMPLETION_METHODS
 from affseg.models.ham import curvature_adam
 from affseg.runtime import torch_threads
 
@@ -68,7 +69,7 @@ VAL_SCENES: tuple[str, ...] = ("art_big", "books_big", "dolls_big")
 #: training scenes by ``benchmarks/depth_completion_table.py --tune``.
 FGS_PARAMS: tuple[float, float] = (300.0, 4.0)
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-METHODS: tuple[str, ...] = ("ham", "naive", "fgs")
+METHODS: tuple[str, ...] = DEPTH_COMPLETION_METHODS
 #: Shipped weights per learned method.
 DEFAULT_WEIGHTS: dict[str, str] = {
     "ham": "ham_depth_completion_hyperbolic.pt",
