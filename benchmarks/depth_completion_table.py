@@ -26,6 +26,7 @@ import numpy as np
 from affseg.data.io import write_json
 from affseg.methods import depth_completion as dc
 from affseg.metrics.depth import depth_metrics
+from affseg.train.depth_completion import load_train_scenes
 
 LAMBDAS = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 SIGMAS = (2.0, 4.0, 8.0, 16.0, 32.0)
@@ -34,7 +35,7 @@ NAMES = {"fgs": "FGS interpolation (classical)", "naive": "naive (Euclidean)", "
 
 def tune() -> dict[str, object]:
     """Mean RMSE of the FGS baseline over the training scenes for each parameter pair."""
-    scenes = dc.load_train_scenes()
+    scenes = load_train_scenes()
     samples = [
         (rgb, gt, dc.sample_sparse(gt, max(1, round(dc.DENSITY * gt.size)), seed=0))
         for rgb, gt in scenes

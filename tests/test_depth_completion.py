@@ -93,7 +93,7 @@ def test_fast_path_equals_autograd_path() -> None:
     rng = np.random.default_rng(4)
     rgb = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
     sparse = dc.sample_sparse(rng.uniform(10, 250, (32, 48)), 25, seed=0)
-    x = dc._inputs(rgb, sparse)
+    x = dc.network_inputs(rgb, sparse)
     with torch.no_grad():
         fast = model(*x)
     slow = model(x[0], x[1].requires_grad_(True), x[2], x[3])

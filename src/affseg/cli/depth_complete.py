@@ -17,13 +17,10 @@ lives in :mod:`affseg.methods.depth_completion`.
 from __future__ import annotations
 
 import argparse
-import json
-import math
-from pathlib import Path
 
 from affseg.errors import InputError
 from affseg.methods import DEPTH_COMPLETION_METHODS as METHODS
-from affseg.train.curvature_args import add_curvature_arguments, check_curvature_arguments
+from affseg.train.curvature_args import add_curvature_arguments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -90,29 +87,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
     check_writable_file(args.out, "--out")
-    if args.train:
-        if args.steps < 1 or args.batch < 1 or args.crop < 32 or args.crop % 8:
-            raise InputError("--steps and --batch must be >= 1, --crop a multiple of 8 (>= 32)")
-        if not (math.isfinite(args.lr) and args.lr > 0):
-            raise InputError(f"--lr must be a positive number, got {args.lr}")
-        check_curvature_arguments(args)
-        rec = dc.train(
-            args.geometry,
-            Path(args.out),
-            steps=args.steps,
-            crop=args.crop,
-            batch=args.batch,
-            lr=args.lr,
-            seed=args.seed,
-            data=args.data,
-            threads=args.threads,
-            init=args.init,
-            curvature=args.curvature,
-            c_param=args.c_param,
-            c_lr_mult=args.c_lr_mult,
-        )
-        print(json.dumps(rec))
-        return 0
+    if args.train:  # the older spelling of `affseg train depth-complete`
+        from affseg.train.depth_completion import run as train_run
+
+        return train_run(args)
     if not args.guide or not args.sparse:
         raise InputError("--guide and --sparse are required (or --train)")
     if args.weights and args.method == "fgs":

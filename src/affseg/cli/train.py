@@ -28,6 +28,10 @@ TRAINERS: dict[str, tuple[str, str]] = {
         "Train semantic segmentation on your classes: NDD-guided WSSS, CAM baseline, supervised.",
     ),
     "depth-sr": ("depth_sr", "Train guided depth super-resolution (HAM v2 / naive twin)."),
+    "depth-complete": (
+        "depth_completion",
+        "Train depth completion from sparse samples (HAM / naive twin).",
+    ),
 }
 
 

@@ -51,10 +51,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from affseg.data.io import atomic_write
 from affseg.errors import CorruptFileError, InputError, first_line
 from affseg.methods import DEPTH_COMPLETION_METHODS
-from affseg.models.ham import curvature_adam
 from affseg.runtime import torch_threads
 
 #: Samples per image of the protocol.
@@ -225,28 +223,6 @@ def load_val_scene(
     return reduce_scene(rgb, gt, stride)
 
 
-def load_train_scenes(data: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Every ``RGBD_depth_train`` scene as (rgb (H, W, 3) uint8, depth (H, W) float32).
-
-    Examples
-    --------
-    >>> load_train_scenes(data="/nonexistent")
-    Traceback (most recent call last):
-    ...
-    affseg.errors.DatasetNotFoundError: dataset RGBD_depth_train not found at ...
-    """
-    from affseg.data.io import read_image
-    from affseg.data.paths import dataset_dir
-
-    root = dataset_dir("RGBD_depth_train", data)
-    out = []
-    for d in sorted(p for p in root.iterdir() if (p / "depth.png").is_file()):
-        out.append((read_image(d / "color.png"), _read_gray(d / "depth.png").astype(np.float32)))
-    if not out:
-        raise InputError(f"no scenes (<name>/color.png + depth.png) under {root}")
-    return out
-
-
 def _read_gray(path: Path) -> np.ndarray:
     """Pixels of a single-channel image file as stored (a gt / depth map)."""
     from affseg.data.io import open_image
@@ -261,8 +237,17 @@ def _read_gray(path: Path) -> np.ndarray:
     return arr
 
 
-def _inputs(rgb: np.ndarray, sparse: np.ndarray, init: str = "nearest") -> tuple[torch.Tensor, ...]:
-    """Network inputs (1, C, H, W): rgb in [0, 1], initial fill, mask, distance."""
+def network_inputs(
+    rgb: np.ndarray, sparse: np.ndarray, init: str = "nearest"
+) -> tuple[torch.Tensor, ...]:
+    """Network inputs (1, C, H, W): rgb in [0, 1], initial fill, mask, distance.
+
+    Examples
+    --------
+    >>> sparse = np.zeros((8, 8), np.float32); sparse[2, 3] = 5.0
+    >>> [tuple(t.shape) for t in network_inputs(np.zeros((8, 8, 3), np.uint8), sparse)]
+    [(1, 3, 8, 8), (1, 1, 8, 8), (1, 1, 8, 8), (1, 1, 8, 8)]
+    """
     fill, dist = nearest_fill(sparse)
     if init == "fgs":  # the samples themselves where known: they are re-imposed
         fill = np.where(sparse > 0, sparse, fgs_complete(rgb, sparse)).astype(np.float32)
@@ -271,148 +256,9 @@ def _inputs(rgb: np.ndarray, sparse: np.ndarray, init: str = "nearest") -> tuple
     return t, torch.from_numpy(fill)[None, None], mask, torch.from_numpy(dist)[None, None]
 
 
-def _augment(
-    rgb: torch.Tensor, gt: torch.Tensor, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random flips, transposition and channel permutation of one aligned crop."""
-    r = torch.rand(4, generator=gen)
-    if r[0] < 0.5:
-        rgb, gt = rgb.flip(-1), gt.flip(-1)
-    if r[1] < 0.5:
-        rgb, gt = rgb.flip(-2), gt.flip(-2)
-    if r[2] < 0.5:
-        rgb, gt = rgb.transpose(-1, -2), gt.transpose(-1, -2)
-    if r[3] < 0.5:
-        rgb = rgb[torch.randperm(3, generator=gen)]
-    return rgb.contiguous(), gt.contiguous()
-
-
-def train(
-    geometry: str,
-    out: Path,
-    steps: int = 300,
-    crop: int = 128,
-    batch: int = 4,
-    lr: float = 2e-3,
-    seed: int = 0,
-    data: str | None = None,
-    threads: int = 1,
-    iterations: int = 4,
-    log_every: int = 50,
-    init: str = "fgs",
-    curvature: float = 0.1,
-    c_param: str = "softplus",
-    c_lr_mult: float = 1.0,
-) -> dict[str, object]:
-    """Train a :class:`~affseg.models.depth_completion_net.DepthCompletionPropagation`.
-
-    Random ``crop x crop`` crops of the ``RGBD_depth_train`` scenes (flips, transposition,
-    channel permutation) with ``round(DENSITY * crop**2)`` samples each; the initial fill
-    ``init`` ("fgs": :func:`fgs_complete`, default; "nearest": :func:`nearest_fill`) is
-    computed per crop; MSE loss on all pixels, Adam with a cosine schedule.
-    ``curvature`` / ``c_param`` set the hyperbolic ball's initial curvature and its
-    parametrisation; the curvature's learning rate is ``lr * c_lr_mult``.
-
-    Returns
-    -------
-    dict
-        Training record (steps, seconds, final loss, ...), also stored in the weights.
-
-    Examples
-    --------
-    >>> train("spherical", Path("w.pt"))
-    Traceback (most recent call last):
-    ...
-    affseg.errors.InputError: unknown geometry 'spherical'; use hyperbolic or euclidean
-    """
-    from affseg.models.depth_completion_net import DepthCompletionPropagation
-
-    if geometry not in ("hyperbolic", "euclidean"):
-        raise InputError(f"unknown geometry {geometry!r}; use hyperbolic or euclidean")
-    if init not in ("nearest", "fgs"):
-        raise InputError(f"unknown initial fill {init!r}; use nearest or fgs")
-    with torch_threads(max(1, int(threads))):
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        model = DepthCompletionPropagation(
-            geometry,  # type: ignore[arg-type]
-            iterations=iterations,
-            init=init,
-            curvature=curvature,
-            c_param=c_param,  # type: ignore[arg-type]
-        )
-        scenes = [
-            (torch.from_numpy(r.astype(np.float32) / 255.0).permute(2, 0, 1), torch.from_numpy(d))
-            for r, d in load_train_scenes(data)
-        ]
-        if crop > min(min(d.shape) for _, d in scenes):
-            raise InputError(f"crop {crop} exceeds the smallest training scene")
-        n_samp = max(1, round(DENSITY * crop * crop))
-        opt = curvature_adam(model, model.affinity, lr, c_lr_mult)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-        t0 = time.time()
-        losses: list[float] = []
-        for step in range(steps):
-            ims, gts, inits, masks, dists = [], [], [], [], []
-            for _ in range(batch):
-                im, d = scenes[int(torch.randint(len(scenes), (1,), generator=gen))]
-                y = int(torch.randint(d.shape[0] - crop + 1, (1,), generator=gen))
-                x = int(torch.randint(d.shape[1] - crop + 1, (1,), generator=gen))
-                im, g = _augment(
-                    im[:, y : y + crop, x : x + crop], d[y : y + crop, x : x + crop], gen
-                )
-                sparse = sample_sparse(g.numpy(), n_samp, int(rng.integers(2**31)))
-                im8 = (im * 255).round().byte().permute(1, 2, 0).numpy()
-                _, fill, mask, dist = _inputs(im8, sparse, init)
-                ims.append(im)
-                gts.append(g[None])
-                inits.append(fill[0])
-                masks.append(mask[0])
-                dists.append(dist[0])
-            gt = torch.stack(gts)
-            pred = model(
-                torch.stack(ims), torch.stack(inits), torch.stack(masks), torch.stack(dists)
-            )
-            valid = (gt > 0).float()
-            loss = (((pred - gt) ** 2) * valid).sum() / valid.sum().clamp_min(1.0)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            if log_every and (step + 1) % log_every == 0:
-                print(
-                    f"step {step + 1}/{steps} loss {np.mean(losses[-log_every:]):.3f} "
-                    f"c {float(model.affinity.curvature.detach()):.4f} {time.time() - t0:.0f}s",
-                    flush=True,
-                )
-        record = {
-            "task": "depth_completion",
-            "geometry": geometry,
-            "train_data": "RGBD_depth_train (30 scenes)",
-            "steps": steps,
-            "crop": crop,
-            "batch": batch,
-            "samples_per_crop": n_samp,
-            "lr": lr,
-            "seed": seed,
-            "iterations": iterations,
-            "init": init,
-            "curvature": curvature,
-            "c_param": c_param,
-            "c_lr_mult": c_lr_mult,
-            "final_curvature": float(model.affinity.curvature.detach()),
-            "seconds": round(time.time() - t0, 1),
-            "final_loss": float(np.mean(losses[-50:])),
-        }
-        payload = {"config": model.config(), "state_dict": model.state_dict(), "record": record}
-        atomic_write(out, lambda p: torch.save(payload, p))
-        return record
-
-
 def load_model(path: str | Path) -> torch.nn.Module:
-    """Load weights written by :func:`train` (a bare name is looked up in the package).
+    """Load weights written by :func:`affseg.train.depth_completion.train` (a bare name is
+    looked up in the package).
 
     Raises
     ------
@@ -548,7 +394,7 @@ def complete(model: torch.nn.Module, rgb: np.ndarray, sparse: np.ndarray) -> np.
         {"hyperbolic": "ham", "euclidean": "naive"}.get(str(geometry), "learned"), *s.shape
     )
     with torch.no_grad():
-        out = model(*_inputs(rgb, s, str(getattr(model, "init", "nearest"))))
+        out = model(*network_inputs(rgb, s, str(getattr(model, "init", "nearest"))))
     return out[0, 0].numpy()
 
 

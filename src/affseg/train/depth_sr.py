@@ -118,14 +118,15 @@ def augment(
 
     Parameters
     ----------
-    gt : Tensor, shape (B, 1, S, S)
-    rgb : Tensor, shape (B, 3, S, S)
+    gt : Tensor, shape (B, 1, S, S) or (S, S)
+    rgb : Tensor, shape (B, 3, S, S) or (3, S, S)
     generator : torch.Generator
 
     Returns
     -------
     (Tensor, Tensor)
-        The same shapes; one transform for the whole batch.
+        The same shapes; one transform for the whole batch (depth super-resolution draws
+        it per batch, depth completion per crop).
 
     Examples
     --------
@@ -143,7 +144,7 @@ def augment(
     if r[2] < 0.5:
         gt, rgb = gt.transpose(-1, -2), rgb.transpose(-1, -2)
     if r[3] < 0.5:
-        rgb = rgb[:, torch.randperm(3, generator=generator)]
+        rgb = rgb[..., torch.randperm(3, generator=generator), :, :]
     return gt.contiguous(), rgb.contiguous()
 
 
