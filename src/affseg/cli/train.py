@@ -32,6 +32,10 @@ TRAINERS: dict[str, tuple[str, str]] = {
         "depth_completion",
         "Train depth completion from sparse samples (HAM / naive twin).",
     ),
+    "refine": (
+        "wsss_ham",
+        "Train the HAM refinement of an `affseg train wsss` run's class scores (MSRC-21).",
+    ),
 }
 
 

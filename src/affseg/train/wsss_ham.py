@@ -12,7 +12,8 @@ Inputs: the segmenter's probabilities of the train images, from the run's own se
 (trained on those images) or, with ``--cross-fit STEPS``, from two segmenters each trained
 on the other half of the train images (realistic, not memorised, errors). Run::
 
-    python -m affseg.train.wsss_ham --run runs/wsss/wsss --cross-fit 400
+    affseg train refine --run runs/wsss/wsss --cross-fit 400
+    python -m affseg.train.wsss_ham --run runs/wsss/wsss --cross-fit 400   # the same
 
 It writes ``<run>/ham.pt`` (``--ship``: also ``affseg/weights/wsss_ham_<method>_msrc21.pt``; none
 is shipped, the refinement does not help on MSRC-21 val, BENCHMARKS.md) and
@@ -274,19 +275,16 @@ def evaluate_val(blob: dict[str, Any], refiner: Any, cache: Path, root: Any) -> 
     return res
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train the HAM refiner of one ``affseg train wsss`` run and score it on val.
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``affseg train refine``.
 
     Examples
     --------
-    >>> main(["--run", "runs/wsss/wsss"])   # doctest: +SKIP
+    >>> p = argparse.ArgumentParser()
+    >>> add_arguments(p)
+    >>> p.parse_args(["--run", "runs/wsss/wsss"]).cross_fit
     0
     """
-    from affseg.methods.wsss import load_weights, weights_dir
-    from affseg.models.spec_diff_net import _plain
-    from affseg.train.wsss_cache import load_cache
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", required=True, help="folder of an `affseg train wsss` run")
     p.add_argument("--cache", default="runs/wsss/cache")
     p.add_argument("--data", default=None)
@@ -304,11 +302,27 @@ def main(argv: list[str] | None = None) -> int:
         "each (0: the run's own segmenter)",
     )
     p.add_argument("--ship", action="store_true")
-    args = p.parse_args(argv)
-    run = Path(args.run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the HAM refiner of one ``affseg train wsss`` run and score it on val
+    (``affseg train refine``).
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_arguments(p)
+    >>> run(p.parse_args(["--run", "runs/wsss/wsss"]))   # doctest: +SKIP
+    0
+    """
+    from affseg.methods.wsss import load_weights, weights_dir
+    from affseg.models.spec_diff_net import _plain
+    from affseg.train.wsss_cache import load_cache
+
+    run_dir = Path(args.run)
     with torch_threads(args.threads):
         t0 = time.monotonic()
-        blob = load_weights(run / "weights.pt")
+        blob = load_weights(run_dir / "weights.pt")
         items = load_cache(args.cache, "train")
         heads = None
         if args.cross_fit:
@@ -320,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         t2 = time.monotonic()
         val = evaluate_val(blob, refiner, Path(args.cache), args.data)
         record = {
-            "method": blob["method"], "run": str(run), "epochs": args.epochs,
+            "method": blob["method"], "run": str(run_dir), "epochs": args.epochs,
             "crop": args.crop, "lr": args.lr, "seed": args.seed, "final_nll": loss,
             "cross_fit": args.cross_fit,
             "prepare_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1),
@@ -330,12 +344,25 @@ def main(argv: list[str] | None = None) -> int:
         out = {"format": 1, "method": blob["method"], "config": _plain(DEFAULT_CONFIG),
                "ndd_sha256": blob.get("ndd_sha256"),
                "state_dict": refiner.state_dict(), "record": _plain(record)}  # fmt: skip
-        atomic_write(run / "ham.pt", lambda tmp: torch.save(out, tmp))
+        atomic_write(run_dir / "ham.pt", lambda tmp: torch.save(out, tmp))
         if args.ship:
             dest = weights_dir() / ham_weights_name(blob["method"])
             atomic_write(dest, lambda tmp: torch.save(out, tmp))
     print(json.dumps(record, indent=1))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m affseg.train.wsss_ham ...``: the same as ``affseg train refine ...``.
+
+    Examples
+    --------
+    >>> main(["--run", "runs/wsss/wsss"])   # doctest: +SKIP
+    0
+    """
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":
