@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from affseg.data.io import atomic_write
 from affseg.errors import InputError
 from affseg.methods.depth_completion import (
     DENSITY,
@@ -36,7 +35,7 @@ from affseg.methods.depth_completion import (
 )
 from affseg.models.ham import curvature_adam
 from affseg.runtime import torch_threads
-from affseg.train.depth_sr import augment
+from affseg.train.depth_sr import augment, save_weights
 
 
 def load_train_scenes(data: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -180,8 +179,7 @@ def train(
             "seconds": round(time.time() - t0, 1),
             "final_loss": float(np.mean(losses[-50:])),
         }
-        payload = {"config": model.config(), "state_dict": model.state_dict(), "record": record}
-        atomic_write(out, lambda p: torch.save(payload, p))
+        save_weights(out, model, record)
         return record
 
 

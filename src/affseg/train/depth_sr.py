@@ -377,9 +377,24 @@ def train(
             "seconds": round(time.time() - t0, 1),
             "final_loss": float(np.mean(losses[-100:])),
         }
-        payload = {"config": model.config(), "state_dict": model.state_dict(), "record": record}
-        atomic_write(out, lambda p: torch.save(payload, p))
+        save_weights(out, model, record)
         return record
+
+
+def save_weights(out: Path, model: torch.nn.Module, record: dict) -> Path:
+    """Write a trained depth model (its config, state dict and training record; plain
+    tensors and containers, read back with ``weights_only=True``) to ``out`` atomically.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from affseg.models.depth_sr_fast import FastDepthSR
+    >>> p = save_weights(Path(tempfile.mkdtemp()) / "w.pt", FastDepthSR(), {"steps": 0})
+    >>> sorted(torch.load(p, weights_only=True))
+    ['config', 'record', 'state_dict']
+    """
+    payload = {"config": model.config(), "state_dict": model.state_dict(), "record": record}
+    return atomic_write(out, lambda p: torch.save(payload, p))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
