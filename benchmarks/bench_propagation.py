@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bench_propagation.py [--threads 2] [--repeats 5] [--k 3]
 
-Prints the median and best wall time of :func:`affseg.models.propagation.propagate`
+Prints the median and best wall time of :func:`affseg.affinity.propagation.propagate`
 (inference path, no autograd) over ``--repeats`` runs after one warm-up (numba compile).
 """
 
@@ -17,7 +17,7 @@ import time
 import numba
 import torch
 
-from affseg.models.propagation import propagate
+from affseg.affinity.propagation import propagate
 
 
 def main() -> None:

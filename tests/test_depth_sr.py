@@ -62,9 +62,9 @@ def test_fast_path_equals_reference_path(geometry: str, init: str) -> None:
 
 @pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
 def test_ham_affinity_fast_equals_module(geometry: str) -> None:
+    from affseg.affinity.propagation import normalize_affinity
     from affseg.models.ham import HAMAffinity
     from affseg.models.ham_fast import ham_affinity_fast
-    from affseg.models.propagation import normalize_affinity
 
     torch.manual_seed(2)
     ham = HAMAffinity(geometry, stable_rank=True)  # type: ignore[arg-type]

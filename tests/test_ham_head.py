@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+from affseg.affinity.propagation import (
+    mix_kernels,
+    neighbour_distances,
+    neighbour_offsets,
+    propagate,
+    shift_stack,
+)
 from affseg.errors import InputError
-from affseg.models.ham import HAMAffinity, SegRefinePropagation, neighbour_distances
-from affseg.models.ham_head import RankedNeighbourHead, mix_kernels
-from affseg.models.propagation import neighbour_offsets, propagate, shift_stack
+from affseg.models.ham import HAMAffinity, SegRefinePropagation
+from affseg.models.ham_head import RankedNeighbourHead
 
 
 def _step(h: torch.Tensor, a: torch.Tensor, k: int) -> torch.Tensor:

@@ -8,15 +8,16 @@ import torch
 from scipy import ndimage
 
 from affseg.affinity.hyperbolic import expmap0
-from affseg.errors import InputError
-from affseg.models.ham import HAMAffinity, neighbour_distances
-from affseg.models.propagation import (
+from affseg.affinity.propagation import (
+    neighbour_distances,
     neighbour_offsets,
     normalize_affinity,
     propagate,
     shift_stack,
     uniform_affinity,
 )
+from affseg.errors import InputError
+from affseg.models.ham import HAMAffinity
 
 
 @pytest.mark.parametrize("k", [3, 5, 7])

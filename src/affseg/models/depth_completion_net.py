@@ -39,10 +39,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from affseg.affinity.propagation import propagate
 from affseg.errors import InputError
 from affseg.models.depth_sr_net import DILATIONS, DepthGuideNet
 from affseg.models.ham import Geometry, HAMAffinity
-from affseg.models.propagation import propagate
 
 #: Distances to the nearest sample are divided by this before entering the network.
 DIST_SCALE = 16.0

@@ -21,7 +21,7 @@
 
 Inference (no autograd, CPU) computes the affinities with the fused numba kernel of
 :mod:`affseg.models.ham_fast` and propagates with the numba path of
-:func:`~affseg.models.propagation.propagate`; training uses the torch (autograd) path.
+:func:`~affseg.affinity.propagation.propagate`; training uses the torch (autograd) path.
 Both give the same output to float tolerance.
 
 References
@@ -43,10 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from affseg.affinity.propagation import propagate
 from affseg.errors import InputError
 from affseg.models.ham import Geometry, GuidanceNet, HAMAffinity
 from affseg.models.ham_fast import ham_affinity_fast, ham_points
-from affseg.models.propagation import propagate
 
 #: Fixed normalisation of disparity values (8-bit units) fed to the guidance network.
 DEPTH_CENTER, DEPTH_SCALE = 128.0, 64.0

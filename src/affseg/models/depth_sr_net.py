@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from affseg.affinity.propagation import propagate
 from affseg.errors import InputError
 from affseg.models.ham import Geometry, HAMAffinity, conv_block
-from affseg.models.propagation import propagate
 
 #: Fixed normalisation of disparity values (8-bit units) fed to the guidance network.
 DEPTH_CENTER, DEPTH_SCALE = 128.0, 64.0

@@ -37,68 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affseg.affinity.hyperbolic import expmap0, gyro_log_distance
+from affseg.affinity.propagation import (
+    GEOMETRIES,
+    Geometry,
+    mix_kernels,
+    neighbour_geometry,
+    propagate,
+)
 from affseg.errors import InputError
-from affseg.models.ham_head import RankedNeighbourHead, mix_kernels
-from affseg.models.propagation import propagate, shift_stack
-
-Geometry = Literal["hyperbolic", "euclidean"]
-GEOMETRIES: tuple[str, ...] = ("hyperbolic", "euclidean")
-
-
-def neighbour_distances(
-    emb: Tensor,
-    k: int = 3,
-    dilation: int = 1,
-    geometry: Geometry = "hyperbolic",
-    c: float | Tensor = 0.1,
-) -> Tensor:
-    """Distance of every pixel's embedding to its ``k^2 - 1`` neighbours'.
-
-    Parameters
-    ----------
-    emb : Tensor, shape (B, D, H, W)
-        Embeddings (tangent vectors at the origin for the hyperbolic geometry).
-    k, dilation : int
-        Neighbourhood (see :func:`affseg.models.propagation.neighbour_offsets`).
-    geometry : {"hyperbolic", "euclidean"}
-    c : float or Tensor
-        Ball curvature (hyperbolic only).
-
-    Returns
-    -------
-    Tensor, shape (B, k*k - 1, H, W)
-
-    References
-    ----------
-    J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
-    Representation for Spatial Propagation", ICML 2023.
-
-    Examples
-    --------
-    >>> import torch
-    >>> neighbour_distances(torch.zeros(1, 2, 3, 4), 3, geometry="euclidean").shape
-    torch.Size([1, 8, 3, 4])
-    """
-    return _neighbours(emb, k, dilation, geometry, c)[1]
-
-
-def _neighbours(
-    emb: Tensor, k: int, dilation: int, geometry: Geometry, c: float | Tensor
-) -> tuple[Tensor, Tensor]:
-    """Relative features (B, K, D, H, W) and distances (B, K, H, W) of the neighbours.
-
-    Hyperbolic: ``logmap0((-x_p) (+) x_n)`` and the geodesic distance of the ball points
-    ``x = expmap0(emb)`` (:func:`~affseg.affinity.hyperbolic.gyro_log_distance`);
-    Euclidean: ``e_n - e_p`` and its norm.
-    """
-    if geometry == "hyperbolic":
-        x = expmap0(emb, c, dim=1)
-        return gyro_log_distance(x.unsqueeze(1), shift_stack(x, k, dilation), c, dim=2)
-    if geometry == "euclidean":
-        diff = shift_stack(emb, k, dilation) - emb.unsqueeze(1)
-        return diff, (diff * diff).sum(dim=2).clamp_min(1e-12).sqrt()
-    raise InputError(f"unknown affinity geometry {geometry!r}; use hyperbolic or euclidean")
+from affseg.models.ham_head import RankedNeighbourHead
 
 
 class HAMAffinity(nn.Module):
@@ -173,7 +120,7 @@ class HAMAffinity(nn.Module):
         return F.softplus(self.raw_c) + 1e-4
 
     def forward(self, emb: Tensor, strength: Tensor, dilation: int = 1) -> Tensor:
-        """Affinities for :func:`~affseg.models.propagation.propagate` (``norm="clip"``).
+        """Affinities for :func:`~affseg.affinity.propagation.propagate` (``norm="clip"``).
 
         Parameters
         ----------
@@ -188,7 +135,7 @@ class HAMAffinity(nn.Module):
             Non-negative, summing to at most ``strength`` per pixel.
         """
         c = self.curvature
-        rel, d = _neighbours(emb, self.k, dilation, self.geometry, c)
+        rel, d = neighbour_geometry(emb, self.k, dilation, self.geometry, c)
         logit = -d / self.log_tau.exp()
         order = (
             d.detach().argsort(dim=1, stable=True)
@@ -320,7 +267,7 @@ class SegRefinePropagation(nn.Module):
     kernels : tuple of int, optional
         Several kernel sizes (e.g. ``(3, 5, 7)``, UniDC): one affinity module per size
         (sharing the curvature), mixed per pixel by softmax confidences predicted by the
-        guidance network (:func:`~affseg.models.ham_head.mix_kernels`). Default ``(k,)``.
+        guidance network (:func:`~affseg.affinity.propagation.mix_kernels`). Default ``(k,)``.
     head : bool
         Add the UniDC-style ranked-neighbour head to every affinity module.
     c : float

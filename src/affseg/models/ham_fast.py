@@ -36,9 +36,9 @@ import torch
 from torch import Tensor
 
 from affseg.affinity.hyperbolic import BALL_EPS, MIN_NORM
+from affseg.affinity.propagation import neighbour_offsets
 from affseg.errors import InputError
 from affseg.models.ham import HAMAffinity
-from affseg.models.propagation import neighbour_offsets
 
 
 def ham_affinity_fast(
@@ -61,7 +61,7 @@ def ham_affinity_fast(
     points : tuple of ndarray, optional
         ``ham_points(module, emb)``, to reuse for several dilations of the same embeddings.
     normalize : bool
-        Also apply :func:`~affseg.models.propagation.normalize_affinity` (``"clip"``) and
+        Also apply :func:`~affseg.affinity.propagation.normalize_affinity` (``"clip"``) and
         return ``(affinity, centre)`` for ``propagate(..., norm="none", centre=centre)``.
 
     Returns

@@ -1,4 +1,4 @@
-"""UniDC-style affinity head and mixed-kernel affinities for HAM (Park et al., ICML 2023).
+"""UniDC-style affinity head for HAM (Park et al., ICML 2023).
 
 :class:`RankedNeighbourHead` follows UniDC's ``HALM`` head: for each pixel ``p`` the
 relative features of its ``K = k^2 - 1`` neighbours ``n`` are
@@ -18,9 +18,8 @@ so the two differ only in the geometry. Rank logits are scattered back to the ne
 holding those ranks (the output follows the pixel's own ordering, so each rank's weight
 row applies to "the r-th nearest neighbour", wherever it lies).
 
-:func:`mix_kernels` places affinities of several kernel sizes (3/5/7) into the layout of
-the largest one, weighted by per-pixel softmax confidences: one propagation step with the
-mixed affinities equals the confidence-weighted sum of one step per kernel.
+Affinities of several kernel sizes (3/5/7) are mixed into one kernel by
+:func:`affseg.affinity.propagation.mix_kernels`.
 
 References
 ----------
@@ -30,16 +29,11 @@ References
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
 from affseg.affinity.hyperbolic import beta_concat_ratio, expmap0, logmap0, mobius_add, project
-from affseg.errors import InputError
-from affseg.models.propagation import neighbour_offsets
-
-Geometry = Literal["hyperbolic", "euclidean"]
+from affseg.affinity.propagation import Geometry
 
 
 class RankedNeighbourHead(nn.Module):
@@ -98,36 +92,3 @@ class RankedNeighbourHead(nn.Module):
         else:
             logits = lin + self.bias
         return torch.empty_like(weight).scatter(1, order, logits.permute(0, 3, 1, 2))
-
-
-def mix_kernels(affinities: list[Tensor], kernels: tuple[int, ...], conf: Tensor) -> Tensor:
-    """Confidence-weighted sum of affinities of several kernel sizes, as one kernel.
-
-    Parameters
-    ----------
-    affinities : list of Tensor, shapes (B, k_i*k_i - 1, H, W)
-        Per-kernel affinities (each summing to at most 1 per pixel).
-    kernels : tuple of int
-        The sizes ``k_i`` (odd, >= 3), same order.
-    conf : Tensor, shape (B, len(kernels), H, W)
-        Non-negative confidences summing to 1 per pixel.
-
-    Returns
-    -------
-    Tensor, shape (B, K*K - 1, H, W) with ``K = max(kernels)``
-        Affinities in :func:`~affseg.models.propagation.neighbour_offsets` order of ``K``;
-        their sum is the confidence-weighted sum of the parts' sums (so still <= 1).
-    """
-    if len(affinities) != len(kernels) or conf.shape[1] != len(kernels):
-        raise InputError(
-            f"{len(affinities)} affinities, {conf.shape[1]} confidences and "
-            f"{len(kernels)} kernel sizes must match"
-        )
-    big = max(kernels)
-    pos = {o: i for i, o in enumerate(neighbour_offsets(big))}
-    b, _, h, w = affinities[0].shape
-    out = affinities[0].new_zeros(b, big * big - 1, h, w)
-    for i, (a, k) in enumerate(zip(affinities, kernels, strict=True)):
-        index = torch.tensor([pos[o] for o in neighbour_offsets(k)], device=a.device)
-        out = out.index_add(1, index, a * conf[:, i : i + 1])
-    return out

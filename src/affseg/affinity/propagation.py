@@ -12,6 +12,11 @@ combination and preserves constants. Borders use replicate padding (a constant m
 constant). Vectorised: each iteration is ``k^2 - 1`` fused multiply-adds of shifted
 views of one padded tensor.
 
+Also the neighbour geometry of learned affinities: :func:`neighbour_distances` (geodesic
+distances in the Poincare ball, or Euclidean ones, to the ``k^2 - 1`` neighbours) and
+:func:`mix_kernels` (affinities of several kernel sizes as one kernel). The networks that
+predict the embeddings and affinities are in :mod:`affseg.models.ham`.
+
 References
 ----------
 .. [1] X. Cheng, P. Wang and R. Yang, "Depth Estimation via Affinity Learned with Convolutional
@@ -29,9 +34,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from affseg.affinity.hyperbolic import expmap0, gyro_log_distance
 from affseg.errors import InputError
 
 NormMode = Literal["sum", "clip", "none"]
+Geometry = Literal["hyperbolic", "euclidean"]
+#: Geometries of the embedding distances (:func:`neighbour_distances`).
+GEOMETRIES: tuple[str, ...] = ("hyperbolic", "euclidean")
 
 
 def neighbour_offsets(k: int, dilation: int = 1) -> list[tuple[int, int]]:
@@ -350,3 +359,122 @@ def uniform_affinity(
     b, h, w = shape
     v = 1.0 / (k * k) if value is None else value
     return torch.full((b, k * k - 1, h, w), v, dtype=dtype)
+
+
+def neighbour_distances(
+    emb: Tensor,
+    k: int = 3,
+    dilation: int = 1,
+    geometry: Geometry = "hyperbolic",
+    c: float | Tensor = 0.1,
+) -> Tensor:
+    """Distance of every pixel's embedding to its ``k^2 - 1`` neighbours'.
+
+    Parameters
+    ----------
+    emb : Tensor, shape (B, D, H, W)
+        Embeddings (tangent vectors at the origin for the hyperbolic geometry).
+    k, dilation : int
+        Neighbourhood (see :func:`neighbour_offsets`).
+    geometry : {"hyperbolic", "euclidean"}
+    c : float or Tensor
+        Ball curvature (hyperbolic only).
+
+    Returns
+    -------
+    Tensor, shape (B, k*k - 1, H, W)
+
+    References
+    ----------
+    J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+    Representation for Spatial Propagation", ICML 2023.
+
+    Examples
+    --------
+    >>> import torch
+    >>> neighbour_distances(torch.zeros(1, 2, 3, 4), 3, geometry="euclidean").shape
+    torch.Size([1, 8, 3, 4])
+    """
+    return neighbour_geometry(emb, k, dilation, geometry, c)[1]
+
+
+def neighbour_geometry(
+    emb: Tensor, k: int, dilation: int, geometry: Geometry, c: float | Tensor
+) -> tuple[Tensor, Tensor]:
+    """Relative features and distances of every pixel's ``k^2 - 1`` neighbours.
+
+    Hyperbolic: ``logmap0((-x_p) (+) x_n)`` and the geodesic distance of the ball points
+    ``x = expmap0(emb)`` (:func:`~affseg.affinity.hyperbolic.gyro_log_distance`);
+    Euclidean: ``e_n - e_p`` and its norm.
+
+    Parameters
+    ----------
+    emb : Tensor, shape (B, D, H, W)
+    k, dilation : int
+    geometry : {"hyperbolic", "euclidean"}
+    c : float or Tensor
+        Ball curvature (hyperbolic only).
+
+    Returns
+    -------
+    rel : Tensor, shape (B, k*k - 1, D, H, W)
+    dist : Tensor, shape (B, k*k - 1, H, W)
+
+    Examples
+    --------
+    >>> import torch
+    >>> rel, d = neighbour_geometry(torch.zeros(1, 2, 3, 4), 3, 1, "hyperbolic", 0.1)
+    >>> rel.shape, d.shape
+    (torch.Size([1, 8, 2, 3, 4]), torch.Size([1, 8, 3, 4]))
+    """
+    if geometry == "hyperbolic":
+        x = expmap0(emb, c, dim=1)
+        return gyro_log_distance(x.unsqueeze(1), shift_stack(x, k, dilation), c, dim=2)
+    if geometry == "euclidean":
+        diff = shift_stack(emb, k, dilation) - emb.unsqueeze(1)
+        return diff, (diff * diff).sum(dim=2).clamp_min(1e-12).sqrt()
+    raise InputError(f"unknown affinity geometry {geometry!r}; use hyperbolic or euclidean")
+
+
+def mix_kernels(affinities: list[Tensor], kernels: tuple[int, ...], conf: Tensor) -> Tensor:
+    """Confidence-weighted sum of affinities of several kernel sizes, as one kernel.
+
+    One propagation step with the mixed affinities equals the confidence-weighted sum of
+    one step per kernel.
+
+    Parameters
+    ----------
+    affinities : list of Tensor, shapes (B, k_i*k_i - 1, H, W)
+        Per-kernel affinities (each summing to at most 1 per pixel).
+    kernels : tuple of int
+        The sizes ``k_i`` (odd, >= 3), same order.
+    conf : Tensor, shape (B, len(kernels), H, W)
+        Non-negative confidences summing to 1 per pixel.
+
+    Returns
+    -------
+    Tensor, shape (B, K*K - 1, H, W) with ``K = max(kernels)``
+        Affinities in :func:`neighbour_offsets` order of ``K``; their sum is the
+        confidence-weighted sum of the parts' sums (so still <= 1).
+
+    Examples
+    --------
+    >>> import torch
+    >>> a3, a5 = uniform_affinity((1, 2, 2), 3), uniform_affinity((1, 2, 2), 5)
+    >>> mixed = mix_kernels([a3, a5], (3, 5), torch.full((1, 2, 2, 2), 0.5))
+    >>> mixed.shape
+    torch.Size([1, 24, 2, 2])
+    """
+    if len(affinities) != len(kernels) or conf.shape[1] != len(kernels):
+        raise InputError(
+            f"{len(affinities)} affinities, {conf.shape[1]} confidences and "
+            f"{len(kernels)} kernel sizes must match"
+        )
+    big = max(kernels)
+    pos = {o: i for i, o in enumerate(neighbour_offsets(big))}
+    b, _, h, w = affinities[0].shape
+    out = affinities[0].new_zeros(b, big * big - 1, h, w)
+    for i, (a, k) in enumerate(zip(affinities, kernels, strict=True)):
+        index = torch.tensor([pos[o] for o in neighbour_offsets(k)], device=a.device)
+        out = out.index_add(1, index, a * conf[:, i : i + 1])
+    return out
