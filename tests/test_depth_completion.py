@@ -10,6 +10,7 @@ import torch
 
 from affseg.errors import CorruptFileError, InputError
 from affseg.methods import depth_completion as dc
+from affseg.methods.depth_sr import WEIGHTS_DIR, load_model
 
 
 def test_sampling_is_reproducible_and_only_valid() -> None:
@@ -124,13 +125,13 @@ def test_fgs_baseline_interpolates_and_keeps_range() -> None:
 
 @pytest.mark.parametrize("name", sorted(dc.DEFAULT_WEIGHTS.values()))
 def test_shipped_weights_load_weights_only(name: str) -> None:
-    path = dc.WEIGHTS_DIR / name
+    path = WEIGHTS_DIR / name
     if not path.is_file():
         pytest.skip(f"{name} not shipped")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     assert payload["record"]["task"] == "depth_completion"
     assert path.stat().st_size < 1.6e6
-    model = dc.load_model(name)
+    model = load_model(name, "depth_completion")
     geometry = "hyperbolic" if "hyperbolic" in name else "euclidean"
     assert model.affinity.geometry == geometry  # type: ignore[union-attr]
 
@@ -139,10 +140,10 @@ def test_load_model_refuses_other_files(tmp_path: Path) -> None:
     bad = tmp_path / "w.pt"
     bad.write_bytes(b"not a torch file")
     with pytest.raises(CorruptFileError, match="not affseg depth-completion weights"):
-        dc.load_model(bad)
+        load_model(bad, "depth_completion")
     torch.save({"record": {"task": "depth_sr"}, "config": {}, "state_dict": {}}, bad)
     with pytest.raises(CorruptFileError, match="depth_sr"):
-        dc.load_model(bad)
+        load_model(bad, "depth_completion")
 
 
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -158,7 +159,7 @@ def test_cli_writes_valid_map(
 ) -> None:
     from PIL import Image
 
-    if method != "fgs" and not (dc.WEIGHTS_DIR / dc.DEFAULT_WEIGHTS[method]).is_file():
+    if method != "fgs" and not (WEIGHTS_DIR / dc.DEFAULT_WEIGHTS[method]).is_file():
         pytest.skip("weights not shipped")
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(tmp_path / "g.png")
@@ -265,7 +266,7 @@ def test_train_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     payload = torch.load(out, map_location="cpu", weights_only=True)
     assert payload["record"]["steps"] == 2 and payload["record"]["init"] == "fgs"
     assert payload["record"]["samples_per_crop"] == round(dc.DENSITY * 64 * 64)
-    model = dc.load_model(out)
+    model = load_model(out, "depth_completion")
     assert model.init == "fgs" and model.affinity.geometry == "euclidean"  # type: ignore[union-attr]
 
 
@@ -285,7 +286,7 @@ def test_train_curvature_options(tmp_path: Path, capsys: pytest.CaptureFixture[s
     rc, err = _cli([*args, "--curvature", "0.5", "--c-param", "log", "--c-lr-mult", "10"], capsys)
     assert rc == 0, err
     rec = torch.load(out, map_location="cpu", weights_only=True)["record"]
-    model = dc.load_model(out)
+    model = load_model(out, "depth_completion")
     assert model.affinity.c_param == "log" and model.config()["curvature"] == 0.5  # type: ignore[union-attr]
     c = float(model.affinity.curvature.detach())  # type: ignore[union-attr]
     assert c == pytest.approx(rec["final_curvature"], rel=1e-6) and abs(c - 0.5) > 1e-3
@@ -312,7 +313,7 @@ def test_memory_rule_refuses_a_guide_before_decoding(
     assert rc == 2 and err.count("\n") == 1, err
     assert err.startswith("affseg: error: depth completion (ham) of a 400 x 300 guide")
     assert "AFFSEG_MAX_MEMORY_GB" in err and "--method fgs" in err and not out.exists()
-    net = dc.load_model(dc.DEFAULT_WEIGHTS["naive"])
+    net = load_model(dc.DEFAULT_WEIGHTS["naive"], "depth_completion")
     with pytest.raises(InputError, match=r"depth completion \(naive\)"):  # the API too
         dc.complete(net, np.zeros((300, 400, 3), np.uint8), s.astype(np.float32))
     monkeypatch.setenv("AFFSEG_MAX_MEMORY_GB", "0.355")

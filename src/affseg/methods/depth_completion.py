@@ -51,8 +51,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from affseg.errors import CorruptFileError, InputError, first_line
+from affseg.errors import CorruptFileError, InputError
 from affseg.methods import DEPTH_COMPLETION_METHODS
+from affseg.methods.depth_sr import load_model
 from affseg.runtime import torch_threads
 
 #: Samples per image of the protocol.
@@ -66,7 +67,6 @@ VAL_SCENES: tuple[str, ...] = ("art_big", "books_big", "dolls_big")
 #: Fast-global-smoother baseline parameters (lambda, sigma_color), chosen on the
 #: training scenes by ``benchmarks/depth_completion_table.py --tune``.
 FGS_PARAMS: tuple[float, float] = (300.0, 4.0)
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 METHODS: tuple[str, ...] = DEPTH_COMPLETION_METHODS
 #: Shipped weights per learned method.
 DEFAULT_WEIGHTS: dict[str, str] = {
@@ -256,42 +256,6 @@ def network_inputs(
     return t, torch.from_numpy(fill)[None, None], mask, torch.from_numpy(dist)[None, None]
 
 
-def load_model(path: str | Path) -> torch.nn.Module:
-    """Load weights written by :func:`affseg.train.depth_completion.train` (a bare name is
-    looked up in the package).
-
-    Raises
-    ------
-    InputError
-        The file does not exist.
-    CorruptFileError
-        It is not depth-completion weights.
-
-    Examples
-    --------
-    >>> load_model("ham_depth_completion_hyperbolic.pt").config()["geometry"]
-    'hyperbolic'
-    """
-    from affseg.models.depth_completion_net import DepthCompletionPropagation
-
-    p = Path(path)
-    if not p.is_file() and (WEIGHTS_DIR / p.name).is_file():
-        p = WEIGHTS_DIR / p.name
-    if not p.is_file():
-        raise InputError(f"weights file not found: {path}")
-    try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
-        if payload["record"]["task"] != "depth_completion":
-            raise ValueError(f"weights of task {payload['record']['task']!r}")
-        model = DepthCompletionPropagation(**payload["config"])
-        model.load_state_dict(payload["state_dict"])
-    except Exception as exc:  # noqa: BLE001 - any unpickling / key / shape failure
-        raise CorruptFileError(
-            f"{p} is not affseg depth-completion weights ({first_line(exc)})"
-        ) from exc
-    return model.eval()
-
-
 def _check(rgb: np.ndarray, sparse: np.ndarray) -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or sparse.shape != rgb.shape[:2]:
         raise InputError(f"sparse map {sparse.shape} does not match the guide {rgb.shape[:2]}")
@@ -473,7 +437,7 @@ def run_method(
         return fgs_complete(rgb, sparse)
     if method not in DEFAULT_WEIGHTS:
         raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    return complete(load_model(weights or DEFAULT_WEIGHTS[method]), rgb, sparse)
+    return complete(load_model(weights or DEFAULT_WEIGHTS[method], "depth_completion"), rgb, sparse)
 
 
 def evaluate(
@@ -516,7 +480,7 @@ def evaluate(
 
     weights = weights or {k: [v] for k, v in DEFAULT_WEIGHTS.items()}
     with torch_threads(max(1, int(threads))):
-        models = {k: [load_model(w) for w in ws] for k, ws in weights.items()}
+        models = {k: [load_model(w, "depth_completion") for w in ws] for k, ws in weights.items()}
         runs: dict[str, dict[str, list[dict[str, float]]]] = {}
         for scene in scenes:
             rgb, gt = load_val_scene(scene, data)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -156,21 +157,48 @@ def bicubic_upsample(lr: np.ndarray, factor: int) -> np.ndarray:
     return F.interpolate(t, scale_factor=factor, mode="bicubic", align_corners=False)[0, 0].numpy()
 
 
-def load_model(path: str | Path) -> torch.nn.Module:
-    """Load weights written by :func:`affseg.train.depth_sr.train` (a bare name is looked up
-    in the package)."""
-    return _load_payload(path)[0].eval()
+def load_model(
+    path: str | Path, task: Literal["depth_sr", "depth_completion"] = "depth_sr"
+) -> torch.nn.Module:
+    """Load the weights of a depth model, in eval mode: the one loader of both depth tasks.
 
+    ``depth_sr``: weights written by :func:`affseg.train.depth_sr.train`
+    (:class:`~affseg.models.depth_sr_fast.FastDepthSR`, HAM v2); ``depth_completion``:
+    by :func:`affseg.train.depth_completion.train`
+    (:class:`~affseg.models.depth_completion_net.DepthCompletionPropagation`).
 
-def _load_payload(path: str | Path) -> tuple[torch.nn.Module, dict[str, object]]:
-    """Model and training record of weights written by :func:`train`.
+    Parameters
+    ----------
+    path : path-like
+        A weights file; a bare name that is not a file is looked up in the package
+        (:data:`WEIGHTS_DIR`).
+    task : {"depth_sr", "depth_completion"}
+        The task the weights must be for.
 
-    Weights whose config has a ``stride`` are :class:`~affseg.models.depth_sr_fast.FastDepthSR`
-    (HAM v2); older files are :class:`~affseg.models.depth_sr_net.DepthSRPropagation`.
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    InputError
+        The file does not exist, or an unknown task.
+    CorruptFileError
+        It is not weights of ``task`` (including HAM v1 super-resolution files, whose
+        model is no longer shipped).
+
+    Examples
+    --------
+    >>> type(load_model(DEFAULT_WEIGHTS["ham"])).__name__
+    'FastDepthSR'
+    >>> load_model("ham_depth_completion_hyperbolic.pt", "depth_completion").config()["geometry"]
+    'hyperbolic'
     """
+    from affseg.models.depth_completion_net import DepthCompletionPropagation
     from affseg.models.depth_sr_fast import FastDepthSR
-    from affseg.models.depth_sr_net import DepthSRPropagation
 
+    if task not in ("depth_sr", "depth_completion"):
+        raise InputError(f"unknown depth task {task!r}; use depth_sr or depth_completion")
     p = Path(path)
     if not p.is_file() and (WEIGHTS_DIR / p.name).is_file():
         p = WEIGHTS_DIR / p.name
@@ -178,19 +206,26 @@ def _load_payload(path: str | Path) -> tuple[torch.nn.Module, dict[str, object]]
         raise InputError(f"weights file not found: {path}")
     try:
         payload = _safe_load(p)
-        config = dict(payload["config"])
         model: torch.nn.Module
-        if "stride" in config:
+        if task == "depth_completion":
+            if payload["record"]["task"] != "depth_completion":
+                raise ValueError(f"weights of task {payload['record']['task']!r}")
+            model = DepthCompletionPropagation(**payload["config"])
+        else:
+            stored = dict(payload["record"]).get("task", "depth_sr")
+            if stored != "depth_sr":
+                raise ValueError(f"weights of task {stored!r}")
+            config = dict(payload["config"])
+            if "stride" not in config:
+                raise ValueError("HAM v1 weights (no stride in the config) are not supported")
             config["dilations"] = tuple(config["dilations"])
             config["coarse_dilations"] = tuple(config.get("coarse_dilations", ()))
             model = FastDepthSR(**config)
-        else:
-            model = DepthSRPropagation(**config)
         model.load_state_dict(payload["state_dict"])
-        record = dict(payload["record"])
     except Exception as exc:  # noqa: BLE001 - any unpickling / key / shape failure
-        raise CorruptFileError(f"{p} is not affseg depth-sr weights ({first_line(exc)})") from exc
-    return model, record
+        what = task.replace("_", "-")
+        raise CorruptFileError(f"{p} is not affseg {what} weights ({first_line(exc)})") from exc
+    return model.eval()
 
 
 def _safe_load(p: Path) -> dict:

@@ -5,8 +5,9 @@ The NLSPN / CSPN set-up with the HAM affinities of :mod:`affseg.models.ham`:
 1. every pixel starts from an initial fill computed outside the network (``init``; by
    default the value of its nearest sample, a Voronoi fill, see
    :func:`affseg.methods.depth_completion.nearest_fill`);
-2. a four-level guidance U-Net sees the RGB guide, ``init`` (normalised by the mean and
-   standard deviation of the samples), the sample mask and the distance to the nearest
+2. a four-level guidance U-Net (:class:`~affseg.models.ham.GuidanceNet`) sees the RGB
+   guide, ``init`` (normalised by the mean and standard deviation of the samples), the
+   sample mask and the distance to the nearest
    sample, and outputs per-pixel embeddings and one propagation strength per stage;
 3. ``init`` is propagated at full resolution with :class:`~affseg.models.ham.HAMAffinity`
    affinities (hyperbolic or Euclidean "naive" distances of the embeddings) over 3 x 3
@@ -39,10 +40,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from affseg.affinity.propagation import propagate
 from affseg.errors import InputError
-from affseg.models.depth_sr_net import DILATIONS, DepthGuideNet
-from affseg.models.ham import Geometry, HAMAffinity
+from affseg.models.ham import Geometry, GuidanceNet, HAMAffinity, propagate_stages
+
+#: Dilations of the propagation stages, far to near.
+DILATIONS: tuple[int, ...] = (16, 8, 4, 2, 1)
 
 #: Distances to the nearest sample are divided by this before entering the network.
 DIST_SCALE = 16.0
@@ -108,7 +110,7 @@ class DepthCompletionPropagation(nn.Module):
         if not (math.isfinite(curvature) and curvature > 0):
             raise InputError(f"curvature must be a positive number, got {curvature}")
         self.init = init
-        self.guide = DepthGuideNet(6, width, embed_dim, n_aux=len(DILATIONS))
+        self.guide = GuidanceNet(6, width, embed_dim, n_aux=len(DILATIONS), levels=4)
         self.affinity = HAMAffinity(geometry, k, c=float(curvature), c_param=c_param)
         self.init_curvature = float(curvature)
         self.k = k
@@ -171,8 +173,6 @@ class DepthCompletionPropagation(nn.Module):
         x = torch.cat([rgb, (init - mean) / scale, mask, dist / DIST_SCALE], 1)
         emb, aux = self.guide(x)
         strength = torch.sigmoid(aux)
-        cur = init
-        for i, dil in enumerate(DILATIONS):
-            aff = self.affinity(emb, strength[:, i : i + 1], dilation=dil)
-            cur = propagate(cur, aff, self.k, steps, h0=init, mask=mask, dilation=dil, norm="clip")
-        return cur
+        return propagate_stages(
+            self.affinity, init, emb, strength, DILATIONS, steps, h0=init, mask=mask
+        )[0]

@@ -19,8 +19,9 @@
    3 x 3 neighbourhoods of dilations 8, 4, 2, 1, ``iterations`` steps each, re-imposing
    ``up`` with the learned confidence after every step.
 
-Inference (no autograd, CPU) computes the affinities with the fused numba kernel of
-:mod:`affseg.models.ham_fast` and propagates with the numba path of
+The stages are :func:`~affseg.models.ham.propagate_stages`. Inference (no autograd, CPU)
+computes the affinities with the fused numba kernel of :mod:`affseg.models.ham_fast` and
+propagates with the numba path of
 :func:`~affseg.affinity.propagation.propagate`; training uses the torch (autograd) path.
 Both give the same output to float tolerance.
 
@@ -43,10 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affseg.affinity.propagation import propagate
 from affseg.errors import InputError
-from affseg.models.ham import Geometry, GuidanceNet, HAMAffinity
-from affseg.models.ham_fast import ham_affinity_fast, ham_points
+from affseg.models.ham import Geometry, GuidanceNet, HAMAffinity, propagate_stages
 
 #: Fixed normalisation of disparity values (8-bit units) fed to the guidance network.
 DEPTH_CENTER, DEPTH_SCALE = 128.0, 64.0
@@ -311,8 +310,16 @@ class FastDepthSR(nn.Module):
         if self.coarse_dilations:
             aux_s = torch.sigmoid(aux_c[:, n + 1 :])
             nc = len(self.coarse_dilations)
-            cur_c, _ = self._stages(
-                up_c, emb_c, aux_s[:, :nc], aux_s[:, nc : nc + 1], self.coarse_dilations, fast
+            cur_c, _ = propagate_stages(
+                self.affinity,
+                up_c,
+                emb_c,
+                aux_s[:, :nc],
+                self.coarse_dilations,
+                self.iterations,
+                h0=up_c,
+                mask=aux_s[:, nc : nc + 1],
+                fast=fast,
             )
             delta = F.interpolate(cur_c - up_c, size=(h, w), mode="bilinear", align_corners=False)
             up = torch.minimum(torch.maximum(up + delta, lo), hi)
@@ -324,8 +331,16 @@ class FastDepthSR(nn.Module):
         )
         t4 = time.perf_counter()
         data = bicubic if self.reimpose == "bicubic" else up
-        cur, t_aff = self._stages(
-            up, emb, aux[:, :n], aux[:, n : n + 1], self.dilations, fast, data=data
+        cur, t_aff = propagate_stages(
+            self.affinity,
+            up,
+            emb,
+            aux[:, :n],
+            self.dilations,
+            self.iterations,
+            h0=data,
+            mask=aux[:, n : n + 1],
+            fast=fast,
         )
         t5 = time.perf_counter()
         self.timings = {
@@ -338,48 +353,3 @@ class FastDepthSR(nn.Module):
             "propagation": t5 - t4 - t_aff,
         }
         return cur
-
-    def _stages(
-        self,
-        up: Tensor,
-        emb: Tensor,
-        strength: Tensor,
-        conf: Tensor,
-        dilations: tuple[int, ...],
-        fast: bool,
-        data: Tensor | None = None,
-    ) -> tuple[Tensor, float]:
-        """Propagate ``up`` over ``dilations`` (``iterations`` steps each), data term ``data``
-        (default ``up``).
-
-        Returns the propagated map and the seconds spent on the affinities.
-        """
-        points = ham_points(self.affinity, emb) if fast else None
-        cur, t_aff = up, 0.0
-        up = up if data is None else data
-        for i, dil in enumerate(dilations):
-            ta = time.perf_counter()
-            if fast:
-                aff, centre = ham_affinity_fast(
-                    self.affinity, emb, strength[:, i : i + 1], dil, points, normalize=True
-                )
-                tb = time.perf_counter()
-                cur = propagate(
-                    cur,
-                    aff,
-                    3,
-                    self.iterations,
-                    h0=up,
-                    mask=conf,
-                    dilation=dil,
-                    norm="none",
-                    centre=centre,
-                )
-            else:
-                aff = self.affinity(emb, strength[:, i : i + 1], dilation=dil)
-                tb = time.perf_counter()
-                cur = propagate(
-                    cur, aff, 3, self.iterations, h0=up, mask=conf, dilation=dil, norm="clip"
-                )
-            t_aff += tb - ta
-        return cur, t_aff

@@ -31,6 +31,8 @@ References
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -194,17 +196,26 @@ def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class GuidanceNet(nn.Module):
-    """A small three-level U-Net: input channels -> embeddings and auxiliary maps.
+    """A small U-Net: input channels -> embeddings and auxiliary maps.
+
+    The guidance network of every HAM model: ``levels`` encoder levels at strides 1, 2,
+    4, ... (channels ``width``, doubled per level, capped at ``4 * width``), decoders
+    that upsample bilinearly and concatenate the skip connection, and a 1 x 1 head.
+    Three levels (default) for :class:`SegRefinePropagation` and
+    :class:`~affseg.models.depth_sr_fast.FastDepthSR`, four for
+    :class:`~affseg.models.depth_completion_net.DepthCompletionPropagation`.
 
     Parameters
     ----------
     in_ch : int
     width : int
-        Channels at full resolution (x2, x4 at strides 2, 4).
+        Channels at full resolution.
     embed_dim : int
         Embedding size D.
     n_aux : int
         Auxiliary logit maps (propagation strength, confidence, ...).
+    levels : int
+        Encoder levels (>= 2); the input size must be divisible by ``2 ** (levels - 1)``.
 
     Examples
     --------
@@ -212,44 +223,150 @@ class GuidanceNet(nn.Module):
     >>> emb, aux = GuidanceNet(in_ch=4, width=8, embed_dim=2)(torch.zeros(1, 4, 16, 16))
     >>> emb.shape, aux.shape
     (torch.Size([1, 2, 16, 16]), torch.Size([1, 2, 16, 16]))
+    >>> net = GuidanceNet(in_ch=4, width=8, embed_dim=2, n_aux=5, levels=4)
+    >>> net(torch.zeros(1, 4, 16, 16))[1].shape
+    torch.Size([1, 5, 16, 16])
     """
 
-    def __init__(self, in_ch: int = 4, width: int = 16, embed_dim: int = 8, n_aux: int = 2) -> None:
+    def __init__(
+        self, in_ch: int = 4, width: int = 16, embed_dim: int = 8, n_aux: int = 2, levels: int = 3
+    ) -> None:
         super().__init__()
-        self.enc0 = conv_block(in_ch, width)
-        self.enc1 = conv_block(width, 2 * width, 2)
-        self.enc2 = conv_block(2 * width, 4 * width, 2)
-        self.dec1 = conv_block(6 * width, 2 * width)
-        self.dec0 = conv_block(3 * width, width)
+        if levels < 2:
+            raise InputError(f"a guidance U-Net needs at least 2 levels, got {levels}")
+        chans = [width * min(2**i, 4) for i in range(levels)]
+        # enc0 .. enc{levels-1}, then dec{levels-2} .. dec0 (the state-dict keys and the
+        # order of the random initialisation of the three- and four-level networks)
+        for i, c in enumerate(chans):
+            self.add_module(f"enc{i}", conv_block(chans[i - 1] if i else in_ch, c, 2 if i else 1))
+        for i in reversed(range(levels - 1)):
+            self.add_module(f"dec{i}", conv_block(chans[i + 1] + chans[i], chans[i]))
         self.head = nn.Conv2d(width, embed_dim + n_aux, 1)
         self.embed_dim = embed_dim
+        self.levels = levels
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Map (B, in_ch, H, W) (H, W divisible by 4) to embeddings and auxiliary logits.
+        """Map (B, in_ch, H, W) to embeddings and auxiliary logits.
+
+        Parameters
+        ----------
+        x : Tensor, shape (B, in_ch, H, W)
+            H and W divisible by ``2 ** (levels - 1)``.
 
         Returns
         -------
         emb : Tensor, shape (B, embed_dim, H, W)
         aux : Tensor, shape (B, n_aux, H, W)
         """
-        e0 = self.enc0(x)
-        e1 = self.enc1(e0)
-        e2 = self.enc2(e1)
-        d1 = self.dec1(
-            torch.cat(
-                [F.interpolate(e2, size=e1.shape[-2:], mode="bilinear", align_corners=False), e1], 1
-            )
-        )
-        d0 = self.dec0(
-            torch.cat(
-                [F.interpolate(d1, size=e0.shape[-2:], mode="bilinear", align_corners=False), e0], 1
-            )
-        )
-        out = self.head(d0)
+        skips = [self.enc0(x)]
+        for i in range(1, self.levels):
+            skips.append(getattr(self, f"enc{i}")(skips[-1]))
+        d = skips[-1]
+        for i in reversed(range(self.levels - 1)):
+            e = skips[i]
+            up = F.interpolate(d, size=e.shape[-2:], mode="bilinear", align_corners=False)
+            d = getattr(self, f"dec{i}")(torch.cat([up, e], 1))
+        out = self.head(d)
         return out[:, : self.embed_dim], out[:, self.embed_dim :]
 
 
-# DepthSRPropagation (Task A) lives in affseg.models.depth_sr_net.
+def propagate_stages(
+    affinity: HAMAffinity,
+    h: Tensor,
+    emb: Tensor,
+    strength: Tensor,
+    dilations: Sequence[int],
+    iterations: int,
+    *,
+    h0: Tensor,
+    mask: Tensor,
+    fast: bool = False,
+) -> tuple[Tensor, float]:
+    """Propagate ``h`` over stages of decreasing dilation with HAM affinities.
+
+    Stage ``i`` computes the affinities of ``emb`` at dilation ``dilations[i]`` with
+    strength ``strength[:, i]`` and runs ``iterations`` steps of
+    :func:`~affseg.affinity.propagation.propagate` (``norm="clip"``), re-imposing ``h0``
+    with weight ``mask`` after every step. The stage loop of the depth models.
+
+    Parameters
+    ----------
+    affinity : HAMAffinity
+    h : Tensor, shape (B, C, H, W)
+        Start of the propagation.
+    emb : Tensor, shape (B, D, H, W)
+        Embeddings.
+    strength : Tensor, shape (B, len(dilations), H, W)
+        Propagation strength in [0, 1] per stage.
+    dilations : sequence of int
+        One stage per dilation, in order (far to near).
+    iterations : int
+        Steps per stage.
+    h0 : Tensor, shape (B, C, H, W)
+        Data term.
+    mask : Tensor, shape (B, 1 or C, H, W)
+        Its weight (a confidence in [0, 1] or a 0/1 sample mask).
+    fast : bool
+        Affinities from the fused numba kernel
+        (:func:`~affseg.models.ham_fast.ham_affinity_fast`; no autograd, CPU, no ranked
+        head, ``stable_rank`` for equality with the torch path).
+
+    Returns
+    -------
+    Tensor, shape (B, C, H, W)
+        The propagated map.
+    float
+        Seconds spent computing the affinities.
+
+    References
+    ----------
+    J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
+    Representation for Spatial Propagation", ICML 2023.
+
+    Examples
+    --------
+    >>> import torch
+    >>> ham = HAMAffinity("euclidean")
+    >>> h = torch.full((1, 1, 8, 8), 2.0)
+    >>> out, _ = propagate_stages(
+    ...     ham, h, torch.randn(1, 2, 8, 8), torch.ones(1, 2, 8, 8), (2, 1), 3,
+    ...     h0=h, mask=torch.zeros(1, 1, 8, 8),
+    ... )
+    >>> bool(torch.allclose(out, h))
+    True
+    """
+    points = None
+    if fast:
+        from affseg.models.ham_fast import ham_affinity_fast, ham_points
+
+        points = ham_points(affinity, emb)
+    cur, t_aff = h, 0.0
+    for i, dil in enumerate(dilations):
+        ta = time.perf_counter()
+        if fast:
+            aff, centre = ham_affinity_fast(
+                affinity, emb, strength[:, i : i + 1], dil, points, normalize=True
+            )
+            tb = time.perf_counter()
+            cur = propagate(
+                cur,
+                aff,
+                affinity.k,
+                iterations,
+                h0=h0,
+                mask=mask,
+                dilation=dil,
+                norm="none",
+                centre=centre,
+            )
+        else:
+            aff = affinity(emb, strength[:, i : i + 1], dilation=dil)
+            tb = time.perf_counter()
+            cur = propagate(
+                cur, aff, affinity.k, iterations, h0=h0, mask=mask, dilation=dil, norm="clip"
+            )
+        t_aff += tb - ta
+    return cur, t_aff
 
 
 class SegRefinePropagation(nn.Module):
