@@ -9,7 +9,7 @@ Usage::
 
 ``--tune`` grid-searches the fast-global-smoother baseline's (lambda, sigma_color) on the
 30 ``RGBD_depth_train`` scenes (500-sample density, sampling seed 0, mean RMSE) and prints
-the best pair (set it as ``FGS_PARAMS`` in :mod:`affseg.methods.depth_completion`).
+the best pair (set it as ``FGS_PARAMS`` in :mod:`affseg.methods.depth_baselines`).
 Without ``--tune`` it evaluates on the validation scenes art_big, books_big, dolls_big of
 ``Middlebury_depth_sr`` at 1/3 resolution (458 x 362), each over the sampling seeds, and
 prints markdown rows ``mean +- std`` of RMSE, MAE, REL and delta_1.25 per scene (the std
@@ -25,6 +25,7 @@ import numpy as np
 
 from affseg.data.io import write_json
 from affseg.methods import depth_completion as dc
+from affseg.methods.depth_baselines import FGS_PARAMS, fgs_complete
 from affseg.metrics.depth import depth_metrics
 from affseg.train.depth_completion import load_train_scenes
 
@@ -42,9 +43,7 @@ def tune() -> dict[str, object]:
     ]
     grid = {}
     for lam, sig in itertools.product(LAMBDAS, SIGMAS):
-        rmse = [
-            depth_metrics(dc.fgs_complete(rgb, s, lam, sig), gt)["rmse"] for rgb, gt, s in samples
-        ]
+        rmse = [depth_metrics(fgs_complete(rgb, s, lam, sig), gt)["rmse"] for rgb, gt, s in samples]
         grid[f"{lam:g},{sig:g}"] = float(np.mean(rmse))
         print(f"lambda {lam:g} sigma {sig:g}: mean RMSE {np.mean(rmse):.3f}", flush=True)
     best = min(grid, key=grid.__getitem__)
@@ -76,7 +75,7 @@ def main() -> None:
             "samples": dc.N_SAMPLES,
             "stride": dc.EVAL_STRIDE,
             "sampling_seeds": args.seeds,
-            "fgs_params": list(dc.FGS_PARAMS),
+            "fgs_params": list(FGS_PARAMS),
         }
         summ = res["summary"]
         print("| scene | method | RMSE | MAE | REL | delta_1.25 | s / image |")

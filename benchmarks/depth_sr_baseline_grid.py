@@ -9,7 +9,7 @@ For every factor 2, 4, 8, 16 and every ``--every``-th scene of ``RGBD_depth_trai
 benchmark scene) the input is synthesised like the benchmark's
 (:func:`affseg.train.depth_sr.synthesize_input`, noise std 5.5, seed = scene index) and
 each parameter set is scored by the mean RMSE over the scenes; the best set per factor is
-what :data:`affseg.methods.depth_sr_baselines.BILATERAL_PARAMS` / ``GUIDED_PARAMS`` hold.
+what :data:`affseg.methods.depth_baselines.BILATERAL_PARAMS` / ``GUIDED_PARAMS`` hold.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 
 from affseg.data import rgbd_train
 from affseg.data.io import write_json
+from affseg.methods.depth_baselines import bilateral_upsample, guided_upsample
 from affseg.methods.depth_sr import FACTORS, error_metrics
-from affseg.methods.depth_sr_baselines import bilateral_upsample, guided_upsample
 from affseg.train.depth_sr import synthesize_input
 
 BILATERAL_GRID = {

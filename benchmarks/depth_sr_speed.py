@@ -21,8 +21,8 @@ import numba
 import numpy as np
 
 from affseg.data.io import write_json
+from affseg.methods.depth_baselines import baseline_upsample
 from affseg.methods.depth_sr import DEFAULT_WEIGHTS, load_model, load_scene, super_resolve
-from affseg.methods.depth_sr_baselines import baseline_upsample
 from affseg.runtime import torch_threads
 
 

@@ -10,6 +10,7 @@ import torch
 
 from affseg.errors import CorruptFileError, InputError
 from affseg.methods import depth_completion as dc
+from affseg.methods.depth_baselines import fgs_complete
 from affseg.methods.depth_sr import WEIGHTS_DIR, load_model
 
 
@@ -112,15 +113,15 @@ def test_fgs_baseline_interpolates_and_keeps_range() -> None:
     rgb[:, 30:] = 200  # two regions of different colour and depth
     depth = np.where(np.arange(60)[None] < 30, 50.0, 150.0) * np.ones((40, 1))
     sparse = dc.sample_sparse(depth, 40, seed=1)
-    out = dc.fgs_complete(rgb, sparse)
+    out = fgs_complete(rgb, sparse)
     assert out.shape == (40, 60) and out.dtype == np.float32
     assert out.min() >= 50 - 1e-3 and out.max() <= 150 + 1e-3
     # the colour edge keeps the two depths apart: far better than a blind nearest fill
     assert np.abs(out - depth).mean() < 2.0
     with pytest.raises(InputError, match="no sample"):
-        dc.fgs_complete(rgb, np.zeros((40, 60), np.float32))
+        fgs_complete(rgb, np.zeros((40, 60), np.float32))
     with pytest.raises(InputError, match="does not match"):
-        dc.fgs_complete(rgb, sparse[:, :10])
+        fgs_complete(rgb, sparse[:, :10])
 
 
 @pytest.mark.parametrize("name", sorted(dc.DEFAULT_WEIGHTS.values()))
@@ -318,4 +319,4 @@ def test_memory_rule_refuses_a_guide_before_decoding(
         dc.complete(net, np.zeros((300, 400, 3), np.uint8), s.astype(np.float32))
     monkeypatch.setenv("AFFSEG_MAX_MEMORY_GB", "0.355")
     with pytest.raises(InputError, match=r"depth completion \(fgs\)"):
-        dc.fgs_complete(np.zeros((300, 400, 3), np.uint8), s.astype(np.float32))
+        fgs_complete(np.zeros((300, 400, 3), np.uint8), s.astype(np.float32))

@@ -109,7 +109,7 @@ def test_augment_keeps_guide_and_depth_aligned() -> None:
 
 
 def test_bicubic_upsample_matches_torch() -> None:
-    from affseg.methods.depth_sr import bicubic_upsample
+    from affseg.methods.depth_baselines import bicubic_upsample
 
     lr = np.random.default_rng(0).random((5, 7)).astype(np.float32)
     ref = F.interpolate(
@@ -218,7 +218,7 @@ def test_shipped_weights_load_safely() -> None:
 
 
 def test_baselines_constant_and_errors() -> None:
-    from affseg.methods.depth_sr_baselines import baseline_upsample
+    from affseg.methods.depth_baselines import baseline_upsample
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
@@ -236,7 +236,7 @@ def test_bilateral_solver_is_edge_aware_and_matches_a_dense_solve() -> None:
     """On a tiny image the grid solve equals the dense linear system it defines."""
     import scipy.sparse as sp
 
-    from affseg.methods.bilateral_solver import BilateralGrid, _bistochastize, bilateral_solve
+    from affseg.methods.depth_baselines import BilateralGrid, _bistochastize, bilateral_solve
 
     rng = np.random.default_rng(1)
     rgb = np.zeros((12, 12, 3), np.uint8)

@@ -118,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from affseg.data.io import check_writable_file, image_size, read_image, write_png
+    from affseg.methods.depth_baselines import baseline_upsample
     from affseg.methods.depth_sr import (
         DEFAULT_WEIGHTS,
         check_sr_memory,
@@ -125,7 +126,6 @@ def _run(args: argparse.Namespace) -> int:
         read_disparity,
         super_resolve,
     )
-    from affseg.methods.depth_sr_baselines import baseline_upsample
     from affseg.runtime import torch_threads
 
     check_writable_file(args.out, "--out")

@@ -15,10 +15,11 @@ random valid pixels of the ground-truth depth plus the RGB guide -> a dense map.
 * **Model**: :class:`affseg.models.depth_completion_net.DepthCompletionPropagation`,
   propagation of the nearest-sample fill with HAM (hyperbolic) or Euclidean ("naive")
   affinities, samples re-imposed after every step.
-* **Classical baseline** (:func:`fgs_complete`): edge-aware normalised interpolation with
-  the fast global smoother (Min et al. 2014, OpenCV contrib ``fastGlobalSmootherFilter``):
-  ``FGS(s) / FGS(m)`` for sparse values ``s`` and mask ``m``, a weighted-least-squares
-  colour-guided interpolation; parameters chosen on the training scenes
+* **Classical baseline** (:func:`affseg.methods.depth_baselines.fgs_complete`): edge-aware
+  normalised interpolation with the fast global smoother (Min et al. 2014, OpenCV contrib
+  ``fastGlobalSmootherFilter``): ``FGS(s) / FGS(m)`` for sparse values ``s`` and mask
+  ``m``, a weighted-least-squares colour-guided interpolation; parameters chosen on the
+  training scenes
   (``benchmarks/depth_completion_table.py --tune``). The fast bilateral solver of the
   installed OpenCV wheel is unusable (built without Eigen).
 
@@ -53,6 +54,7 @@ import torch
 
 from affseg.errors import CorruptFileError, InputError
 from affseg.methods import DEPTH_COMPLETION_METHODS
+from affseg.methods.depth_baselines import fgs_complete
 from affseg.methods.depth_sr import load_model
 from affseg.runtime import torch_threads
 
@@ -64,9 +66,6 @@ EVAL_STRIDE = 3
 DENSITY = N_SAMPLES / (458 * 362)
 #: Validation scenes (``Middlebury_depth_sr``).
 VAL_SCENES: tuple[str, ...] = ("art_big", "books_big", "dolls_big")
-#: Fast-global-smoother baseline parameters (lambda, sigma_color), chosen on the
-#: training scenes by ``benchmarks/depth_completion_table.py --tune``.
-FGS_PARAMS: tuple[float, float] = (300.0, 4.0)
 METHODS: tuple[str, ...] = DEPTH_COMPLETION_METHODS
 #: Shipped weights per learned method.
 DEFAULT_WEIGHTS: dict[str, str] = {
@@ -360,51 +359,6 @@ def complete(model: torch.nn.Module, rgb: np.ndarray, sparse: np.ndarray) -> np.
     with torch.no_grad():
         out = model(*network_inputs(rgb, s, str(getattr(model, "init", "nearest"))))
     return out[0, 0].numpy()
-
-
-def fgs_complete(
-    rgb: np.ndarray, sparse: np.ndarray, lam: float | None = None, sigma: float | None = None
-) -> np.ndarray:
-    """Colour-guided interpolation: fast global smoother of the samples over that of the mask.
-
-    Parameters
-    ----------
-    rgb : ndarray, shape (H, W, 3), uint8
-    sparse : ndarray, shape (H, W)
-        Samples > 0, 0 = no sample.
-    lam, sigma : float, optional
-        Smoothness and colour scale of ``cv2.ximgproc.fastGlobalSmootherFilter``
-        (default :data:`FGS_PARAMS`).
-
-    Returns
-    -------
-    ndarray, shape (H, W), float32
-        Where the smoothed mask underflows (far from any sample across strong edges),
-        the nearest sample's value.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> s = np.zeros((8, 8), np.float32)
-    >>> s[2, 2], s[6, 5] = 4.0, 4.0
-    >>> bool(np.allclose(fgs_complete(np.zeros((8, 8, 3), np.uint8), s), 4.0))
-    True
-    """
-    import cv2
-
-    s = np.asarray(sparse, dtype=np.float32)
-    _check(rgb, s)
-    check_completion_memory("fgs", *s.shape)
-    lam0, sig0 = FGS_PARAMS
-    lam, sigma = lam0 if lam is None else lam, sig0 if sigma is None else sigma
-    guide = np.ascontiguousarray(rgb, dtype=np.uint8)
-    m = (s > 0).astype(np.float32)
-    num = cv2.ximgproc.fastGlobalSmootherFilter(guide, s, lam, sigma)
-    den = cv2.ximgproc.fastGlobalSmootherFilter(guide, m, lam, sigma)
-    fill, _ = nearest_fill(s)
-    ok = den > 1e-6
-    out = np.where(ok, num / np.where(ok, den, 1.0), fill)
-    return np.clip(out, s[s > 0].min(), s.max()).astype(np.float32)
 
 
 def run_method(

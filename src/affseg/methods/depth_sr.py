@@ -10,7 +10,7 @@ model serves x2 ... x16. Training is :mod:`affseg.train.depth_sr` (``affseg trai
 depth-sr``). :func:`super_resolve` runs a model, optionally as
 a test-time dihedral ensemble; :func:`evaluate` tables RMSE/MAE per factor for the shipped
 models (:data:`DEFAULT_WEIGHTS`) and the computed baselines
-(:mod:`affseg.methods.depth_sr_baselines`).
+(:mod:`affseg.methods.depth_baselines`).
 
 Weights are plain tensors and Python containers, read with ``torch.load(...,
 weights_only=True)``: a weights file cannot execute code.
@@ -26,9 +26,10 @@ References
 Example
 -------
 >>> import numpy as np
->>> from affseg.methods.depth_sr import bicubic_upsample
->>> bicubic_upsample(np.full((4, 5), 7.0, np.float32), 4).shape
-(16, 20)
+>>> from affseg.methods.depth_sr import super_resolve
+>>> net = load_model(DEFAULT_WEIGHTS["ham"])
+>>> super_resolve(net, np.zeros((64, 80, 3), np.uint8), np.full((8, 10), 7.0), 8).shape
+(64, 80)
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from affseg.errors import CorruptFileError, InputError, first_line
+from affseg.methods.depth_baselines import bicubic_upsample
 from affseg.runtime import torch_threads
 
 #: Benchmark scale index i -> factor 2**i (``depth_{i}_n.png``).
@@ -59,7 +61,7 @@ DEFAULT_WEIGHTS: dict[str, str] = {
 #: and of ``affseg depth-sr run`` on a 12 MP guide: the numba path of the shipped HAM v2
 #: models (``fast``: 0.54 / 0.87 / 1.51 / 3.12 GB), the torch path (``torch``: models with a
 #: ranked head or older files, 1.48 / 3.84 GB at 0.47 / 1.92 MP), and the baselines of
-#: :mod:`affseg.methods.depth_sr_baselines` (``bicubic``; ``bilateral``: 0.43 / 0.75 / 1.29).
+#: :mod:`affseg.methods.depth_baselines` (``bicubic``; ``bilateral``: 0.43 / 0.75 / 1.29).
 #: Whole-image propagation is not tiled: the learned initial map is a global smoother (FGS)
 #: of the bicubic map, so tiles would not reproduce the whole-image output.
 MEMORY_MODEL: dict[str, tuple[float, float]] = {
@@ -142,19 +144,6 @@ def load_scene(scene: str, data: str | None = None) -> dict[str, np.ndarray]:
 
 def _to_tensor_rgb(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-
-
-def bicubic_upsample(lr: np.ndarray, factor: int) -> np.ndarray:
-    """Bicubic upsampling (torch, ``align_corners=False``) of (h, w) to (h*f, w*f).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> bicubic_upsample(np.ones((4, 4)), 2).shape
-    (8, 8)
-    """
-    t = torch.from_numpy(lr.astype(np.float32))[None, None]
-    return F.interpolate(t, scale_factor=factor, mode="bicubic", align_corners=False)[0, 0].numpy()
 
 
 def load_model(
@@ -424,9 +413,9 @@ def evaluate(
         A subset of 2, 4, 8, 16 (default all).
     baselines : bool
         Also table ``bicubic``, ``bilateral_solver`` and ``guided_filter`` (computed,
-        :mod:`affseg.methods.depth_sr_baselines`).
+        :mod:`affseg.methods.depth_baselines`).
     """
-    from affseg.methods.depth_sr_baselines import bilateral_upsample, guided_upsample
+    from affseg.methods.depth_baselines import bilateral_upsample, guided_upsample
 
     named = dict(DEFAULT_WEIGHTS) if not weights else {Path(w).stem: w for w in weights}
     with torch_threads(max(1, int(threads))):

@@ -16,7 +16,7 @@ The NLSPN / CSPN set-up with the HAM affinities of :mod:`affseg.models.ham`:
    sample mask, as in CSPN / NLSPN).
 
 With ``init="fgs"`` the starting map is instead the classical colour-guided interpolation
-(:func:`affseg.methods.depth_completion.fgs_complete`) and the propagation refines it.
+(:func:`affseg.methods.depth_baselines.fgs_complete`) and the propagation refines it.
 
 Consequences: the samples are reproduced at their pixels, the output stays within the
 range of the samples, a constant map is preserved, and since the network sees the depth
@@ -68,7 +68,7 @@ class DepthCompletionPropagation(nn.Module):
     init : {"nearest", "fgs"}
         Which initial fill the model expects as ``init`` (stored in its config):
         the nearest sample's value, or the colour-guided FGS interpolation
-        (:func:`affseg.methods.depth_completion.fgs_complete`).
+        (:func:`affseg.methods.depth_baselines.fgs_complete`).
     curvature : float
         Initial ball curvature of the hyperbolic geometry (learned).
     c_param : {"softplus", "log"}

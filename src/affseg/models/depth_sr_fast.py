@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from affseg.affinity.smoothing import fast_global_smoother
 from affseg.errors import InputError
 from affseg.models.ham import Geometry, GuidanceNet, HAMAffinity, propagate_stages
 
@@ -60,7 +61,7 @@ InitMode = Literal["bicubic", "fgs"]
 def fgs_smooth(rgb: Tensor, depth: Tensor, lam: float, sigma: float) -> Tensor:
     """Colour-guided fast global smoother (Min et al. 2014) of each map of a batch.
 
-    ``cv2.ximgproc.fastGlobalSmootherFilter`` on the 8-bit guide; no gradient flows
+    :func:`~affseg.affinity.smoothing.fast_global_smoother` on the 8-bit guide; no gradient flows
     through it (it prepares the network's input).
 
     Parameters
@@ -81,18 +82,11 @@ def fgs_smooth(rgb: Tensor, depth: Tensor, lam: float, sigma: float) -> Tensor:
     >>> bool(torch.allclose(fgs_smooth(torch.zeros(1, 3, 8, 8), d, 100.0, 4.0), d))
     True
     """
-    import cv2
-
     guide = (rgb.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
     guide = guide.cpu().numpy()
     dep = depth.detach().float().cpu().numpy()
     out = np.stack(
-        [
-            cv2.ximgproc.fastGlobalSmootherFilter(
-                np.ascontiguousarray(guide[b]), np.ascontiguousarray(dep[b, 0]), lam, sigma
-            )
-            for b in range(dep.shape[0])
-        ]
+        [fast_global_smoother(guide[b], dep[b, 0], lam, sigma) for b in range(dep.shape[0])]
     )[:, None]
     return torch.from_numpy(out).to(depth)
 

@@ -81,7 +81,8 @@ def train(
 
     Random ``crop x crop`` crops of the ``RGBD_depth_train`` scenes (flips, transposition,
     channel permutation) with ``round(DENSITY * crop**2)`` samples each; the initial fill
-    ``init`` ("fgs": :func:`fgs_complete`, default; "nearest": :func:`nearest_fill`) is
+    ``init`` ("fgs": :func:`~affseg.methods.depth_baselines.fgs_complete`, default;
+    "nearest": :func:`~affseg.methods.depth_completion.nearest_fill`) is
     computed per crop; MSE loss on all pixels, Adam with a cosine schedule.
     ``curvature`` / ``c_param`` set the hyperbolic ball's initial curvature and its
     parametrisation; the curvature's learning rate is ``lr * c_lr_mult``.
