@@ -67,7 +67,7 @@ def on_demand_render_ms(srv: Server, image_id: str, method: str, ex: str, n: int
     from PIL import Image
 
     from affseg.cli.segment import load_example
-    from affseg.serve.app import encode_png, fast_overlay
+    from affseg.serve.render import encode_png, fast_overlay
 
     _, res = srv.post_form({"id": image_id, "method": method})
     rgb = load_example(ex)
@@ -91,7 +91,7 @@ def method_alone_s(examples: list[str], methods: list[str], threads: int) -> dic
 
     from affseg.cli.segment import load_example
     from affseg.methods import run_method
-    from affseg.serve.app import Settings
+    from affseg.serve.limits import Settings
 
     torch.set_num_threads(threads)
     side = Settings().max_side

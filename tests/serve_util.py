@@ -1,5 +1,5 @@
 """Helpers of the ``affseg serve`` tests: a real server (a process, or uvicorn in a thread
-with given :class:`~affseg.serve.app.Settings`) on a free loopback port."""
+with given :class:`~affseg.serve.limits.Settings`) on a free loopback port."""
 
 from __future__ import annotations
 

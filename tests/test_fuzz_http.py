@@ -42,7 +42,7 @@ EXAMPLES = int(os.environ.get("AFFSEG_FUZZ_EXAMPLES", "10"))
 
 @pytest.fixture(scope="module")
 def server():
-    from affseg.serve.app import Settings
+    from affseg.serve.limits import Settings
 
     srv = ThreadServer(
         Settings(

@@ -177,7 +177,8 @@ def test_pool_promote_and_memory_budget():
 
 
 def test_viewer_user_job_never_waits_behind_warmups():
-    from affseg.serve.app import Settings, Viewer
+    from affseg.serve.limits import Settings
+    from affseg.serve.viewer import Viewer
 
     v = Viewer(Settings(max_side=64, workers=1, max_queue=8))
     try:
@@ -207,7 +208,8 @@ def test_viewer_user_job_never_waits_behind_warmups():
 def test_user_job_dropping_a_field_warmup_does_not_deadlock():
     """A dropped warm-up's future is cancelled outside the pool's lock, and its callback
     (forgetting the field build) may run while the viewer's lock is held."""
-    from affseg.serve.app import Settings, Viewer
+    from affseg.serve.limits import Settings
+    from affseg.serve.viewer import Viewer
 
     v = Viewer(Settings(max_side=64, workers=1, max_queue=1, warm=False))
     try:
@@ -233,7 +235,9 @@ def test_user_job_dropping_a_field_warmup_does_not_deadlock():
 
 # ---------------------------------------------------------------- 3. similarity in the pool
 def test_similarity_fields_are_built_in_the_bounded_pool():
-    from affseg.serve.app import HTTPError, Settings, Viewer
+    from affseg.serve.errors import HTTPError
+    from affseg.serve.limits import Settings
+    from affseg.serve.viewer import Viewer
 
     v = Viewer(Settings(max_side=200, workers=1, max_queue=1, warm=False, work_bytes=2**30))
     try:
@@ -269,7 +273,7 @@ def test_similarity_fields_are_built_in_the_bounded_pool():
 def test_concurrent_similarity_requests_are_bounded():
     from concurrent.futures import ThreadPoolExecutor
 
-    from affseg.serve.app import Settings
+    from affseg.serve.limits import Settings
 
     srv = ThreadServer(Settings(max_side=96, max_queue=2, workers=1, warm=False))
     try:
@@ -322,7 +326,7 @@ def _read_all(sock: socket.socket, timeout: float) -> tuple[bytes, bool]:
 
 
 def test_stalled_upload_times_out_with_408():
-    from affseg.serve.app import Settings
+    from affseg.serve.limits import Settings
 
     srv = ThreadServer(Settings(upload_timeout=1.0))
     try:
@@ -380,7 +384,7 @@ def test_uploads_are_decoded_upright_like_the_cli(tmp_path, orientation):
 
 
 def test_viewer_labels_follow_exif_orientation():
-    from affseg.serve.app import Settings
+    from affseg.serve.limits import Settings
 
     srv = ThreadServer(Settings(warm=False))
     try:

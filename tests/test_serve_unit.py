@@ -132,7 +132,7 @@ def test_similarity_field_matches_cli_map():
 
 def test_fast_overlay_matches_overlay_colours():
     from affseg.grouping.visualize import overlay
-    from affseg.serve.app import fast_overlay
+    from affseg.serve.render import fast_overlay
 
     rgb = np.random.default_rng(1).integers(0, 255, (12, 16, 3), dtype=np.uint8)
     lab = np.ones((12, 16), np.int32)
@@ -164,7 +164,7 @@ def test_serve_cli_options():
 def test_encode_png_roundtrip(shape):
     from PIL import Image
 
-    from affseg.serve.app import encode_png
+    from affseg.serve.render import encode_png
 
     arr = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
     for level in (0, 1):
@@ -178,8 +178,9 @@ def test_viewer_ndd_job_shares_the_network_pass():
     import time
 
     from affseg.cli.segment import load_example
-    from affseg.serve.app import Settings, Viewer
+    from affseg.serve.limits import Settings
     from affseg.serve.similarity import SimilarityField
+    from affseg.serve.viewer import Viewer
 
     v = Viewer(Settings(max_side=160))
     try:

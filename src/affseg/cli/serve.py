@@ -105,14 +105,14 @@ def _bounded(args: argparse.Namespace, name: str, low: float, high: float,
 
 
 def settings_from_args(args: argparse.Namespace):
-    """:class:`~affseg.serve.app.Settings` of the parsed options.
+    """:class:`~affseg.serve.limits.Settings` of the parsed options.
 
     Raises
     ------
     InputError
         An option that is not finite or outside its bounds (one line, exit status 2).
     """
-    from affseg.serve.app import Settings
+    from affseg.serve.limits import Settings
 
     upload_mb = _bounded(args, "max_upload_mb", 0, MAX_UPLOAD_MB, low_open=True)
     pixels = _bounded(args, "max_pixels", 4, MAX_PIXELS)

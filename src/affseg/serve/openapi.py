@@ -42,8 +42,8 @@ def openapi_schema(settings: Any = None) -> dict[str, Any]:
 
     Parameters
     ----------
-    settings : affseg.serve.app.Settings, optional
-        Its limits appear in the descriptions (default: :class:`~affseg.serve.app.Settings`).
+    settings : affseg.serve.limits.Settings, optional
+        Its limits appear in the descriptions (default: :class:`~affseg.serve.limits.Settings`).
 
     Returns
     -------
@@ -61,7 +61,7 @@ def openapi_schema(settings: Any = None) -> dict[str, Any]:
     from affseg import __version__
     from affseg.data.examples import EXAMPLES
     from affseg.methods import DEFAULT_METHOD, METHODS
-    from affseg.serve.app import Settings
+    from affseg.serve.limits import Settings
 
     cfg = settings if settings is not None else Settings()
     methods = [DEFAULT_METHOD] + sorted(m for m in METHODS if m != DEFAULT_METHOD)

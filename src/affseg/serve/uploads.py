@@ -1,7 +1,9 @@
-"""Checks on uploaded images: size in bytes, pixels from the header, image formats only.
+"""Uploads: the request body read within limits, then checks on the uploaded image.
 
-Nothing is decoded before the header says the image is small enough:
-:func:`decode_upload` reads width and height with ``PIL.Image.open`` (which parses only
+:func:`read_body` reads a request's body whole, within ``max_bytes`` (413, the rest of a
+refused body drained so that the client reads the answer) and ``timeout`` seconds (408,
+the connection closed). Then nothing is decoded before the header says the image is small
+enough: :func:`decode_upload` reads width and height with ``PIL.Image.open`` (which parses only
 the header), refuses more than ``max_pixels`` pixels, and only then loads the pixels.
 Pillow's own decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) is kept as a second
 line: its error is reported as the same refusal.
@@ -9,6 +11,7 @@ line: its error is reported as the same refusal.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import warnings
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from affseg.errors import InputError
+from affseg.serve.errors import HTTPError
 
 #: Pillow formats accepted from a request.
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "PPM", "GIF")
@@ -145,3 +149,86 @@ def upright(im: Any) -> Any:
         out = ImageOps.exif_transpose(im)
         return im if out is None else out
     return im
+
+
+async def read_body(request: Any, *, max_bytes: int, timeout: float) -> bytes:
+    """A request's body, whole within ``timeout`` seconds and about ``max_bytes`` bytes.
+
+    Parameters
+    ----------
+    request : starlette.requests.Request
+        Anything with ``headers`` and an async ``stream()`` of byte chunks.
+    max_bytes : int
+        Largest upload; the body may be 64 KiB larger (the multipart framing).
+    timeout : float
+        Seconds the whole body may take to arrive.
+
+    Returns
+    -------
+    bytes
+
+    Raises
+    ------
+    HTTPError
+        400 for a bad ``Content-Length``, 413 for a larger body (declared or sent; up to 4
+        times the limit is read and discarded first, so that the client, still sending,
+        reads the answer instead of a reset connection), 408 (with ``Connection: close``:
+        a stalled client does not keep its slot) when it does not arrive in time.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> class Request:
+    ...     headers = {"content-length": "5"}
+    ...     async def stream(self):
+    ...         yield b"hello"
+    >>> asyncio.run(read_body(Request(), max_bytes=10, timeout=1.0))
+    b'hello'
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_body_unbounded(request, max_bytes)
+    except TimeoutError:
+        raise HTTPError(
+            408,
+            f"the upload did not arrive within {timeout:g} s",
+            headers={"Connection": "close"},
+        ) from None
+
+
+async def _read_body_unbounded(request: Any, max_bytes: int) -> bytes:
+    limit = max_bytes + 64 * 1024  # room for the multipart framing
+    cap = 4 * limit  # a refused upload up to this size is drained before the answer
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise HTTPError(400, "bad Content-Length") from None
+        if size > limit:
+            if size <= cap:
+                await _drain(request, cap)
+            raise HTTPError(
+                413,
+                f"the upload is {size / 1e6:.1f} MB; this server accepts at "
+                f"most {max_bytes / 1e6:.1f} MB",
+            )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            body.clear()
+            await _drain(request, cap)
+            raise HTTPError(413, f"the upload exceeds {max_bytes / 1e6:.1f} MB")
+    return bytes(body)
+
+
+async def _drain(request: Any, cap: int) -> None:
+    """Read and discard up to ``cap`` more bytes of a refused upload, so that the client,
+    still sending, reads the 413 answer instead of a reset connection (a lingering
+    close); nothing is kept, and a larger upload is cut off at ``cap``."""
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > cap:
+            break
