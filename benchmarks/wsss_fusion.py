@@ -24,6 +24,7 @@ import json
 import torch
 
 from affseg.data.msrc import load_ground_truth
+from affseg.evaluation.semantic import SemanticScore
 from affseg.methods.wsss import (
     batch_feats,
     build_seg,
@@ -33,7 +34,6 @@ from affseg.methods.wsss import (
     upsample_probs,
     weak_outputs,
 )
-from affseg.train.wsss import SemanticScore
 from affseg.train.wsss_cache import load_cache
 
 FUSE = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -20,6 +20,7 @@ import sys
 import torch
 
 from affseg.data.msrc import load_ground_truth
+from affseg.evaluation.semantic import SemanticScore
 from affseg.methods.wsss import (
     batch_feats,
     build_seg,
@@ -32,7 +33,6 @@ from affseg.methods.wsss import (
     upsample_probs,
 )
 from affseg.models.wsss_net import diffusion_kernel
-from affseg.train.wsss import SemanticScore
 from affseg.train.wsss_cache import load_cache
 
 torch.set_num_threads(1)

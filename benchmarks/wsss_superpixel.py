@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from affseg.data.msrc import load_ground_truth, load_image
+from affseg.evaluation.semantic import SemanticScore
 from affseg.grouping.leaf_hierarchy import superpixel_leaves
 from affseg.methods.wsss import (
     batch_feats,
@@ -31,7 +32,6 @@ from affseg.methods.wsss import (
     upsample_probs,
     weak_outputs,
 )
-from affseg.train.wsss import SemanticScore
 from affseg.train.wsss_cache import load_cache
 
 SEGMENTS = (200, 400, 800)

@@ -11,9 +11,9 @@ import sys
 import torch
 
 from affseg.data.msrc import load_ground_truth
+from affseg.evaluation.semantic import SemanticScore
 from affseg.methods.wsss import batch_feats, build_seg, load_weights, upsample_probs
 from affseg.models.wsss_net import diffusion_kernel, region_mask, rfp
-from affseg.train.wsss import SemanticScore
 from affseg.train.wsss_cache import load_cache
 
 torch.set_num_threads(1)

@@ -6,7 +6,7 @@
 Trains only the weak stage of ``affseg train wsss`` (same seeds, schedule and sampling)
 on the cache in ``runs/wsss/cache`` for each seed, and scores the pseudo-label rule on
 the MSRC-21 val images (class maps restricted to each image's known labels, feature-
-attentional interpolation; :func:`affseg.train.wsss.pseudo_label_score`), with the
+attentional interpolation; :func:`affseg.evaluation.semantic.pseudo_label_score`), with the
 face and body IoU; then the average of the seeds' class maps (an ensemble). The weak
 state dicts go to ``runs/wsss/variants/NAME``.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from affseg.evaluation.semantic import score_pseudo_maps
 from affseg.methods.wsss import class_scores
 from affseg.train import wsss as T
 from affseg.train.wsss_cache import load_cache
@@ -51,7 +52,7 @@ def main() -> None:
         T.run_stage("weak", weak, step, pool, args.weak_steps, args, {}, lambda: None, print)
         torch.save(weak.state_dict(), out / f"weak_{seed}.pt")
         maps.append(class_scores(weak, kind, val))
-        r = T.score_pseudo_maps(maps[-1], kind, val, None, "val")
+        r = score_pseudo_maps(maps[-1], kind, val, None, "val")
         mious.append(r["miou"])
         pc = r["per_class"]
         print(f"{args.tag} seed {seed}: pseudo-label val mIoU {100 * r['miou']:.1f}  "
@@ -59,7 +60,7 @@ def main() -> None:
               f"({time.monotonic() - t0:.0f} s)", flush=True)  # fmt: skip
     if len(maps) > 1:
         ens = [torch.stack([m[i] for m in maps]).mean(0) for i in range(len(val))]
-        avg = T.score_pseudo_maps(ens, kind, val, None, "val")["miou"]
+        avg = score_pseudo_maps(ens, kind, val, None, "val")["miou"]
         print(f"{args.tag} mean of seeds {100 * np.mean(mious):.1f}; "
               f"average of their maps {100 * avg:.1f}")  # fmt: skip
 

@@ -318,8 +318,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from affseg.data.io import check_writable_file, write_json
+    from affseg.evaluation.semantic import SegScore
     from affseg.methods.wsss import DEFAULT_METHOD, METHODS, semantic, semantic_model
-    from affseg.train.wsss import SegScore, dataset_name
+    from affseg.train.wsss import dataset_name
 
     method = args.method or DEFAULT_METHOD
     if method not in METHODS:
