@@ -184,7 +184,8 @@ def test_dask_segment_equals_serial(tmp_path: Path, dask_engine) -> None:
 
 
 def test_dask_eval_equals_serial(bsds_dir: Path, dask_engine) -> None:
-    from affseg.batch import EvalTask, evaluate
+    from affseg.batch import evaluate
+    from affseg.evaluation.bsds import EvalTask
 
     root = str(bsds_dir.parent)
     from affseg.data import bsds

@@ -234,7 +234,7 @@ def test_eval_levels_mode(bsds_dir: Path, tmp_path: Path, capsys, monkeypatch) -
     assert len(per) == 2
     capsys.readouterr()
 
-    import affseg.batch.evaluation as batch_eval
+    import affseg.evaluation.bsds as bsds_eval
 
     calls = iter([2, 3])
 
@@ -242,7 +242,7 @@ def test_eval_levels_mode(bsds_dir: Path, tmp_path: Path, capsys, monkeypatch) -
         n = next(calls)
         return Hierarchy([np.ones(image.shape[:2], np.int32)] * n)
 
-    monkeypatch.setattr(batch_eval, "run_method_named", fake)
+    monkeypatch.setattr(bsds_eval, "run_method_named", fake)
     msg = error_line(capsys, ["eval", "--data", root, "--limit", "2", "--method", "slic",
                               "--mode", "levels"])  # fmt: skip
     assert "same number of levels" in msg and "--mode ucm" in msg

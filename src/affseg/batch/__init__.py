@@ -5,8 +5,9 @@
   existing cluster of one or many machines); :func:`make_engine` picks one.
 * :mod:`affseg.batch.segment` -- :func:`segment_images`: atomic outputs, resume (finished
   images skipped), a manifest, per-image failures reported and skipped.
-* :mod:`affseg.batch.evaluation` -- :func:`evaluate`: the region and boundary benchmarks as
-  map (per image, anywhere) + reduce (in image order), identical to a serial run.
+* :mod:`affseg.batch.evaluation` -- :func:`evaluate`: the region and boundary benchmarks of
+  :mod:`affseg.evaluation.bsds` as map (per image, anywhere) + reduce (in image order),
+  identical to a serial run.
 * :mod:`affseg.batch.manifest` -- the JSON record of an output folder.
 
 Example
@@ -17,7 +18,7 @@ Example
 """
 
 from affseg.batch.engine import DaskEngine, Done, Engine, Failed, SerialEngine, make_engine
-from affseg.batch.evaluation import EvalTask, evaluate
+from affseg.batch.evaluation import evaluate
 from affseg.batch.manifest import MANIFEST_NAME, Manifest
 from affseg.batch.segment import BatchSummary, SegmentTask, segment_images
 
@@ -27,7 +28,6 @@ __all__ = [
     "DaskEngine",
     "Done",
     "Engine",
-    "EvalTask",
     "Failed",
     "Manifest",
     "SegmentTask",

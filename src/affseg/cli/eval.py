@@ -242,9 +242,10 @@ def run(args: argparse.Namespace) -> int:
             check_writable_file(path, "output")  # before the benchmark, not after
     if getattr(args, "stability", None) is not None:
         return _run_stability(args)
-    from affseg.batch import EvalTask, evaluate, make_engine
+    from affseg.batch import evaluate, make_engine
     from affseg.data import bsds
     from affseg.data.io import write_json
+    from affseg.evaluation.bsds import EvalTask
     from affseg.methods import check_options, parse_sets
     from affseg.metrics.boundary import boundary_summary, plot_pr_curve
 
