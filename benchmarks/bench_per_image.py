@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from affseg.data import bsds
+from affseg.evaluation.stability import seed_stability
 from affseg.grouping.relabel import connected_relabel
 from affseg.methods.baselines import (
     FELZENSZWALB_SCALES,
@@ -53,7 +54,7 @@ from affseg.methods.baselines import (
     felzenszwalb_hierarchy,
     kmeans_hierarchy,
 )
-from affseg.methods.per_image import run_per_image, seed_spread
+from affseg.methods.per_image import run_per_image
 from affseg.metrics.pixel_accuracy import hungarian_accuracy
 from affseg.metrics.region import RegionBenchmark
 
@@ -125,15 +126,20 @@ def compare(items: list, options: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def stability(items: list, seeds: list[int], options: dict[str, dict[str, Any]]) -> dict:
     out: dict[str, Any] = {}
     for name in ("mmt", "kim"):
-        rows = []
-        for i, im, gts in items:
-            s = seed_spread(name, im, gts, seeds, **options.get(name, {}))
-            rows.append(s)
-            print(f"  {name} {i}: mean {s['mean']:.4f} std {s['std']:.4f}", flush=True)
+        s = seed_stability(name, items, seeds, options.get(name, {}))
+        rows = [
+            {"seeds": s["seeds"], "accuracy": acc, "n_segments": n, "seconds": sec,
+             "iterations": it, "mean": mean, "std": std}
+            for acc, n, sec, it, mean, std in zip(
+                s["accuracy"], s["n_segments"], s["seconds"], s["iterations"],
+                s["per_image_mean"], s["per_image_std"], strict=True)
+        ]  # fmt: skip
+        for i, r in zip(s["ids"], rows, strict=True):
+            print(f"  {name} {i}: mean {r['mean']:.4f} std {r['std']:.4f}", flush=True)
         out[name] = {
-            "mean_accuracy": float(np.mean([r["mean"] for r in rows])),
-            "mean_per_image_std": float(np.mean([r["std"] for r in rows])),
-            "std_of_mean_over_seeds": float(np.std(np.mean([r["accuracy"] for r in rows], 0))),
+            "mean_accuracy": s["mean_accuracy"],
+            "mean_per_image_std": s["mean_per_image_std"],
+            "std_of_mean_over_seeds": s["std_of_seed_means"],
             "per_image": rows,
         }
         print(name, {k: v for k, v in out[name].items() if k != "per_image"}, flush=True)
@@ -202,15 +208,15 @@ def sweep(items: list, configs: list[dict[str, Any]], seeds: int) -> list[dict[s
     for cfg in configs:
         cfg = dict(cfg)
         name = cfg.pop("method")
-        runs = [seed_spread(name, im, gts, list(range(max(seeds, 1))), **cfg)
-                for _, im, gts in items]  # fmt: skip
+        s = seed_stability(name, items, list(range(max(seeds, 1))), cfg)
         row = {"method": name, "options": cfg,
-               "pixel_accuracy_seed0": float(np.mean([r["accuracy"][0] for r in runs])),
-               "mean_per_image_std": float(np.mean([r["std"] for r in runs])),
-               "mean_segments": float(np.mean([r["n_segments"][0] for r in runs])),
-               "mean_iterations": float(np.mean([r["iterations"][0] for r in runs])),
-               "per_image": [{k: r[k] for k in ("accuracy", "n_segments", "iterations")}
-                             for r in runs]}  # fmt: skip
+               "pixel_accuracy_seed0": float(np.mean([a[0] for a in s["accuracy"]])),
+               "mean_per_image_std": s["mean_per_image_std"],
+               "mean_segments": float(np.mean([n[0] for n in s["n_segments"]])),
+               "mean_iterations": float(np.mean([it[0] for it in s["iterations"]])),
+               "per_image": [{"accuracy": a, "n_segments": n, "iterations": it}
+                             for a, n, it in zip(s["accuracy"], s["n_segments"],
+                                                 s["iterations"], strict=True)]}  # fmt: skip
         rows.append(row)
         print(row, flush=True)
     return rows

@@ -248,6 +248,22 @@ def test_eval_levels_mode(bsds_dir: Path, tmp_path: Path, capsys, monkeypatch) -
     assert "same number of levels" in msg and "--mode ucm" in msg
 
 
+def test_eval_stability(bsds_dir: Path, tmp_path: Path, capsys) -> None:
+    """--stability K: every seed on every image, the spread printed and saved."""
+    root = str(bsds_dir.parent)
+    js = tmp_path / "stab.json"
+    assert main(["eval", "--data", root, "--limit", "1", *SLIC_FAST, "--stability", "2",
+                 "--seed", "3", "--json", str(js)]) == 0  # fmt: skip
+    r = json.loads(js.read_text())
+    assert r["method"] == "slic" and r["seeds"] == [3, 4] and len(r["ids"]) == 1
+    assert np.shape(r["accuracy"]) == np.shape(r["n_segments"]) == (1, 2)
+    assert r["mean_per_image_std"] == 0.0 and r["iterations"] is None  # slic: no seed, no SGD
+    assert r["options"] == {"n_segments": [200, 50, 12]}
+    assert "per-image std over seeds" in capsys.readouterr().out
+    msg = error_line(capsys, ["eval", "--data", root, *SLIC_FAST, "--stability", "1"])
+    assert "K >= 2" in msg
+
+
 def test_ucm_mat_reproduces_labels_exactly(tiny: Path, tmp_path: Path) -> None:
     """The .mat of a nested connected hierarchy gives back the saved label map exactly."""
     out = tmp_path / "o"

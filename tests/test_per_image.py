@@ -167,7 +167,7 @@ def test_image_tensor_shapes_and_coords() -> None:
 
 
 def test_seed_stability_spread() -> None:
-    from affseg.methods.stability import seed_stability
+    from affseg.evaluation.stability import seed_stability
 
     im = two_colour_image()
     gt = np.zeros(im.shape[:2], int)
@@ -178,8 +178,15 @@ def test_seed_stability_spread() -> None:
     assert acc.shape == (1, 3) and np.all((acc > 0) & (acc <= 1))
     assert res["mean_per_image_std"] == pytest.approx(float(acc.std()))
     assert res["std_of_seed_means"] == pytest.approx(float(acc.std()))
-    with pytest.raises(InputError, match="at least 2 seeds"):
-        seed_stability("kim", [("a", im, [gt])], [0])
+    assert res["per_image_std"] == [res["mean_per_image_std"]]
+    assert np.shape(res["iterations"]) == np.shape(res["n_segments"]) == (1, 3)
+    assert all(1 <= it <= 3 for it in res["iterations"][0])
+    with pytest.raises(InputError, match="at least one seed"):
+        seed_stability("kim", [("a", im, [gt])], [])
+    with pytest.raises(InputError, match="non-negative"):
+        seed_stability("kim", [("a", im, [gt])], [0, -1])
+    with pytest.raises(InputError, match="takes no option"):
+        seed_stability("kim", [("a", im, [gt])], [0], {"bogus": 1})
 
 
 def test_ensemble_response_aligns_permuted_channels() -> None:

@@ -343,8 +343,8 @@ def _run_stability(args: argparse.Namespace) -> int:
     """``affseg eval --method NAME --stability K``: print (and optionally save) the spread."""
     from affseg.data import bsds
     from affseg.data.io import write_json
+    from affseg.evaluation.stability import seed_stability
     from affseg.methods import parse_sets
-    from affseg.methods.stability import seed_stability
 
     if args.method is None:
         raise InputError("--stability needs --method")

@@ -880,57 +880,6 @@ def mmt_hierarchy(image: np.ndarray, *, seed: int = 0, **options: Any) -> Hierar
     return Hierarchy.flat(run_per_image("mmt", image, seed=seed, **options).labels)
 
 
-def seed_spread(
-    name: str,
-    image: np.ndarray,
-    ground_truths: list[np.ndarray],
-    seeds: list[int] | tuple[int, ...] = (0, 1, 2, 3, 4),
-    **options: Any,
-) -> dict[str, Any]:
-    """Hungarian pixel accuracy of per-image method ``name`` over several seeds.
-
-    Parameters
-    ----------
-    name : str
-        ``"mmt"``, ``"kim"`` or ``"kanezaki"``.
-    image : ndarray, shape (H, W, 3), uint8
-    ground_truths : list of ndarray, each (H, W)
-    seeds : sequence of int
-    **options
-        Method options.
-
-    Returns
-    -------
-    dict
-        ``accuracy`` (S,), ``n_segments`` (S,), ``seconds`` (S,), ``iterations`` (S,) lists
-        in seed order, and ``mean`` / ``std`` (population std) of the accuracy.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> image = np.zeros((24, 32, 3), np.uint8); image[:, 16:] = 255
-    >>> gt = np.ones((24, 32), int); gt[:, 16:] = 2
-    >>> out = seed_spread("kim", image, [gt], seeds=(0, 1), max_iter=2, channels=4, input="rgb")
-    >>> len(out["accuracy"]), 0.0 <= out["mean"] <= 1.0
-    (2, True)
-    """
-    from affseg.metrics.pixel_accuracy import hungarian_accuracy
-
-    if len(seeds) < 1:
-        raise InputError("seed_spread needs at least one seed")
-    runs = [run_per_image(name, image, seed=int(s), **options) for s in seeds]
-    acc = [hungarian_accuracy(r.labels, ground_truths) for r in runs]
-    return {
-        "seeds": [int(s) for s in seeds],
-        "accuracy": acc,
-        "n_segments": [r.n_segments for r in runs],
-        "seconds": [r.seconds for r in runs],
-        "iterations": [r.iterations for r in runs],
-        "mean": float(np.mean(acc)),
-        "std": float(np.std(acc)),
-    }
-
-
 def _full_signature(fn: Callable[..., Any]) -> inspect.Signature:
     """``fn``'s signature with ``**options`` replaced by the :class:`PerImageOptions` fields."""
     sig = inspect.signature(fn)
