@@ -36,10 +36,10 @@ def _timed(store: dict[str, list[float]], name: str, fn: Callable[[], Any]) -> A
 
 def _clear_caches() -> None:
     """Forget the per-image Lab / gradient caches, so that every timing starts cold."""
-    from affseg.grouping import leaf_hierarchy as lh
+    from affseg.grouping import leaf_superpixels
 
-    lh._lab_of.cache_clear()
-    lh._gradient_of.cache_clear()
+    leaf_superpixels._lab_of.cache_clear()
+    leaf_superpixels._gradient_of.cache_clear()
 
 
 def _stages(img: np.ndarray, net: Any, store: dict[str, list[float]]) -> None:
@@ -47,8 +47,8 @@ def _stages(img: np.ndarray, net: Any, store: dict[str, list[float]]) -> None:
     import torch.nn.functional as F
 
     from affseg.backbones.efficientnet_lite import snapped_size
-    from affseg.grouping import leaf_hierarchy as lh
     from affseg.grouping import leaf_kernels as lk
+    from affseg.grouping import leaf_merge, leaf_statistics, leaf_superpixels, leaf_ucm
     from affseg.grouping.kernel_grouping import diffusion_kernel
     from affseg.methods.ndd import _fast_backbone, _image_tensor
 
@@ -73,23 +73,25 @@ def _stages(img: np.ndarray, net: Any, store: dict[str, list[float]]) -> None:
     leaf = _timed(
         store,
         "leaves: Lab, Sobel, compact watershed (1200 markers), clean-up",
-        lambda: lh.superpixel_leaves(img, method="watershed", n_segments=1200),
+        lambda: leaf_superpixels.superpixel_leaves(img, method="watershed", n_segments=1200),
     )
 
     def products() -> Any:
-        mt = lh._leaf_rows(leaf, out.grid)
-        return mt, lk._gram_of_kernel(mt.indptr, mt.indices, mt.data, k)
+        mt = leaf_statistics.leaf_rows(leaf, out.grid)
+        return mt, lk.gram_of_kernel(mt.indptr, mt.indices, mt.data, k)
 
     mt, sums = _timed(store, "node weights M, M^T K_D M", products)
     a, b, length, contrast = _timed(
-        store, "border lengths + colour contrast", lambda: lh.boundary_contrast(img, leaf, 10.0)
+        store,
+        "border lengths + colour contrast",
+        lambda: leaf_statistics.boundary_contrast(img, leaf, 10.0),
     )
     mass = np.asarray(mt.sum(1)).ravel()
     pair_k = sums[a, b] / np.maximum(mass[a] * mass[b], 1e-12)
     merges, heights = _timed(
         store,
         "greedy merging (mixed linkage + contrast + size prior)",
-        lambda: lh.merge_leaves(
+        lambda: leaf_merge.merge_leaves(
             sums,
             mass,
             a,
@@ -106,7 +108,7 @@ def _stages(img: np.ndarray, net: Any, store: dict[str, list[float]]) -> None:
     _timed(
         store,
         "levels + UCM from the merge tree",
-        lambda: lh.merge_tree_ucm(leaf, merges, heights, default_height=0.65),
+        lambda: leaf_ucm.merge_tree_ucm(leaf, merges, heights, default_height=0.65),
     )
 
 

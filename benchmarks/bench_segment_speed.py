@@ -126,19 +126,21 @@ def main() -> None:
     )
     t_ucm, _ = _median_ms(hier.to_ucm, args.repeats)
     # edge-following leaves (grouping "leaves" / "snap"), stage by stage
-    from affseg.grouping import leaf_hierarchy as lh
+    from affseg.grouping import leaf_merge, leaf_statistics, leaf_superpixels, leaf_ucm
     from affseg.grouping.kernel_grouping import diffusion_kernel
 
     leaf_kw = {"method": "watershed", "n_segments": 1200}
     t_kd, kd = _median_ms(lambda: diffusion_kernel(phi, tau), args.repeats)
-    t_leaf, leaf = _median_ms(lambda: lh.superpixel_leaves(image, **leaf_kw), args.repeats)
+    t_leaf, leaf = _median_ms(
+        lambda: leaf_superpixels.superpixel_leaves(image, **leaf_kw), args.repeats
+    )
 
     def pair_stats() -> Any:
-        m = lh.leaf_node_weights(leaf, out.grid)
+        m = leaf_statistics.leaf_node_weights(leaf, out.grid)
         mt = m.T.tocsr()
         km = np.asarray(mt @ kd)
         mass = np.asarray(m.sum(0)).ravel()
-        a, b, length, contrast = lh.boundary_contrast(image, leaf)
+        a, b, length, contrast = leaf_statistics.boundary_contrast(image, leaf)
         mb = mt[b].tocoo()
         pk = np.bincount(mb.row, weights=mb.data * km[a[mb.row], mb.col], minlength=a.size)
         sums = np.asarray(mt @ km.T)
@@ -147,7 +149,7 @@ def main() -> None:
 
     t_pairs, (sums, mass, a, b, length, contrast, pair_k) = _median_ms(pair_stats, args.repeats)
     t_lmerge, (merges, heights) = _median_ms(
-        lambda: lh.merge_leaves(
+        lambda: leaf_merge.merge_leaves(
             sums,
             mass,
             a,
@@ -160,7 +162,7 @@ def main() -> None:
         ),
         args.repeats,
     )
-    t_ltree, _ = _median_ms(lambda: lh.merge_tree_ucm(leaf, merges, heights), args.repeats)
+    t_ltree, _ = _median_ms(lambda: leaf_ucm.merge_tree_ucm(leaf, merges, heights), args.repeats)
     rows = []
     for mode, grouping in (("hr", "paper"), ("lr", "paper"), ("hr", "snap"), ("hr", "leaves")):
         t_all, h_all = _median_ms(

@@ -22,7 +22,7 @@ import torch
 
 from affseg.data.msrc import load_ground_truth, load_image
 from affseg.evaluation.semantic import SemanticScore
-from affseg.grouping.leaf_hierarchy import superpixel_leaves
+from affseg.grouping.leaf_superpixels import superpixel_leaves
 from affseg.methods.wsss import (
     batch_feats,
     build_seg,

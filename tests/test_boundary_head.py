@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from affseg.errors import CorruptFileError, InputError
-from affseg.grouping.leaf_hierarchy import border_map_sums, leaf_hierarchy, superpixel_leaves
+from affseg.grouping.leaf_hierarchy import leaf_hierarchy
+from affseg.grouping.leaf_statistics import border_map_sums
+from affseg.grouping.leaf_superpixels import superpixel_leaves
 from affseg.models.boundary_head import (
     PYRAMID_CHANNELS,
     BoundaryHead,

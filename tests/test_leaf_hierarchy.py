@@ -9,12 +9,10 @@ from affseg.errors import InputError
 from affseg.grouping.diffusion_hierarchy import diffusion_hierarchy
 from affseg.grouping.hierarchy import Hierarchy
 from affseg.grouping.kernel_grouping import diffusion_kernel
-from affseg.grouping.leaf_hierarchy import (
-    leaf_hierarchy,
-    leaf_node_weights,
-    merge_leaves,
-    superpixel_leaves,
-)
+from affseg.grouping.leaf_hierarchy import leaf_hierarchy
+from affseg.grouping.leaf_merge import merge_leaves
+from affseg.grouping.leaf_statistics import leaf_node_weights
+from affseg.grouping.leaf_superpixels import superpixel_leaves
 from affseg.grouping.ucm import ucm_to_labels
 
 H, W, GRID = 48, 64, (6, 8)

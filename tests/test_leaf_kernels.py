@@ -14,13 +14,9 @@ import pytest
 import scipy.sparse as sp
 
 from affseg.grouping import leaf_kernels as lk
-from affseg.grouping.leaf_hierarchy import (
-    _leaf_rows,
-    leaf_node_weights,
-    leaf_pair_ucm,
-    merge_leaves,
-    merge_tree_ucm,
-)
+from affseg.grouping.leaf_merge import merge_leaves
+from affseg.grouping.leaf_statistics import leaf_node_weights, leaf_rows
+from affseg.grouping.leaf_ucm import leaf_pair_ucm, merge_tree_ucm
 from affseg.grouping.ucm import BSDS_THRESHOLDS
 
 
@@ -218,7 +214,7 @@ def test_products_equal_scipy() -> None:
     rng = np.random.default_rng(4)
     leaves = _random_leaves(rng, (40, 56), 30)
     grid = (5, 7)
-    mt = _leaf_rows(leaves, grid)
+    mt = leaf_rows(leaves, grid)
     m = leaf_node_weights(leaves, grid)
     # the bilinear weights, built independently as a dense matrix
     hh, ww = leaves.shape
@@ -240,12 +236,12 @@ def test_products_equal_scipy() -> None:
     assert isinstance(m, sp.csr_matrix)
     k = rng.random((35, 35)).astype(np.float32)
     k = (k + k.T) / 2
-    km = lk._rows_times_dense(mt.indptr, mt.indices, mt.data, k)
+    km = lk.rows_times_dense(mt.indptr, mt.indices, mt.data, k)
     assert np.array_equal(km, np.asarray(mt @ k.astype(np.float64)))
     gram = lk._gram_rows(mt.indptr, mt.indices, mt.data, km)
     np.testing.assert_allclose(gram, dense.T @ k.astype(np.float64) @ dense, rtol=1e-12)
     assert np.array_equal(gram, gram.T)
-    assert np.array_equal(lk._gram_of_kernel(mt.indptr, mt.indices, mt.data, k), gram)
+    assert np.array_equal(lk.gram_of_kernel(mt.indptr, mt.indices, mt.data, k), gram)
 
 
 def test_sobel_magnitude_equals_skimage() -> None:
@@ -255,4 +251,4 @@ def test_sobel_magnitude_equals_skimage() -> None:
     for shape in ((17, 23, 3), (5, 4, 3), (2, 9, 3)):
         img = rng.random(shape) * 100
         ref = np.sqrt(sum(sobel(img[..., k]) ** 2 for k in range(3)))
-        assert np.array_equal(lk._sobel_magnitude(img), ref)
+        assert np.array_equal(lk.sobel_magnitude(img), ref)
