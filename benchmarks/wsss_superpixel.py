@@ -5,7 +5,7 @@
 For each weights file (``wsss`` or ``cam``) it prints (mIoU, global acc., class-average
 acc., %) of the full-resolution class scores (feature-attentional interpolation) as they
 are and after averaging them inside SLIC superpixels (200 / 400 / 800 segments,
-:func:`affseg.grouping.leaf_hierarchy.superpixel_leaves`), for
+:func:`affseg.grouping.leaf_superpixels.superpixel_leaves`), for
 
 - ``segmenter``: the segmenter's softmax (a post-process at inference), and
 - ``pseudo``: the weak network's class maps restricted to each val image's known labels

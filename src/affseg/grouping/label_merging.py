@@ -14,6 +14,12 @@ in which regions they join; a criterion that does not depend on the network make
 partition depend less on the seed. :func:`colour_cues` gives the default features.
 
 Loops run over merge steps (tens), never over pixels.
+
+Unlike the other greedy merges (:func:`affseg.grouping.region_merging.greedy_merge` and
+the leaf grouping's compiled heap, :func:`affseg.grouping.leaf_kernels.merge_dense`),
+:func:`merge_adjacent` minimises an unbounded Euclidean distance of merged means (Lab
+units) plus a mean border edge term, recomputed densely for all pairs every step, and stops
+at a threshold, returning a label map instead of a merge tree.
 """
 
 from __future__ import annotations

@@ -6,14 +6,10 @@ K_D over the two regions ("average": ``M^T K M`` sums add up on merges), or a mi
 ("mixed"), plus optional border terms (colour contrast, edge strength, a learned boundary
 map) and a size prior; the loop is :func:`affseg.grouping.leaf_kernels.merge_dense`.
 
-How it differs from the other greedy merges: it is the only heap engine (a binary heap
-with lazy deletion over per-region neighbour lists, compiled, for ~1000 leaves), its
-distance is read from statistics that add up on a merge (border length, summed contrast,
-length-weighted K_D, ``M^T K M``), clamped to [0, 1] and ordered ascending, and it always
-merges down to one region; :func:`affseg.grouping.region_merging.greedy_merge` rescans a
-dense similarity matrix every step (tens of regions) and also has a centroid linkage
-(recomputed from merged means), and :func:`affseg.grouping.label_merging.merge_adjacent`
-rescans dense centroid distances and stops at a threshold, returning a label map.
+How its engine differs from the other greedy merges
+(:func:`affseg.grouping.region_merging.greedy_merge`,
+:func:`affseg.grouping.label_merging.merge_adjacent`) is said in
+:mod:`affseg.grouping.leaf_kernels`.
 
 Example
 -------

@@ -9,6 +9,14 @@
 
 All loops run over segments or merge steps (tens to hundreds), never over pixels.
 
+Unlike the other greedy merges (the leaf grouping's compiled heap,
+:func:`affseg.grouping.leaf_kernels.merge_dense`, and
+:func:`affseg.grouping.label_merging.merge_adjacent`), :func:`greedy_merge` rescans a dense
+S x S similarity matrix every step (at most ``max_centres`` ~ 10 regions here), maximises an
+unclamped similarity whose centroid linkage ``exp(-tau ||mean_a - mean_b||^2)`` is
+recomputed from the merged means (not additive), and returns the similarities of a full
+merge tree.
+
 References
 ----------
 .. [1] J. Sun and Z. Xu, "Neural Diffusion Distance for Image Segmentation", NeurIPS 2019.
