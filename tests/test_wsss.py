@@ -571,7 +571,7 @@ def test_semantic_works_at_a_bounded_working_side(monkeypatch) -> None:
     assert seen == [(60, 90, 3)]  # the networks saw the working image only
     assert ids.shape == (300, 450) and ids.dtype == np.uint8 and ids.max() <= 20
     # the working image's labels, brought to full resolution, are what a plain resize gives
-    work = W.semantic(W._working_image(big, 90))
+    work = W.semantic(W.working_rgb(big, 90))
     coarse = np.asarray(Image.fromarray(work).resize((450, 300), Image.Resampling.NEAREST))
     assert (ids == coarse).mean() > 0.9
     with pytest.raises(W.InputError, match="working side must be an integer >= 64"):
@@ -849,3 +849,28 @@ def test_info_help_imports_no_torch() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout[-300:]
+
+
+def test_training_on_large_photos_works_at_the_working_side(tmp_path: Path, capsys) -> None:
+    """Photos larger than the working side are cached at it (bounded grid), and val labels
+    are scored at the full mask size."""
+    from affseg.evaluation.semantic import evaluate
+    from affseg.methods.wsss import DEFAULT_WORKING_SIDE
+    from affseg.models.wsss_net import SegHead
+    from affseg.train.wsss_cache import load_cache
+
+    root = _toy_dataset(tmp_path / "big", k=3, n_train=2, n_val=1, size=(600, 1100))
+    cache = tmp_path / "cache"
+    assert main(_train_argv(root, tmp_path / "sup", "supervised", cache)) == 0
+    assert "mIoU" in capsys.readouterr().out
+    (item,) = load_cache(cache, "val")
+    assert item["full_size"] == [600, 1100]
+    h, w = item["size"]
+    assert max(h, w) <= DEFAULT_WORKING_SIDE and abs(w / h - 1100 / 600) < 0.1
+    assert tuple(item["grid"]) == (h // 8, w // 8)
+    preds: dict = {}
+    from affseg.data.segdata import open_dataset
+
+    seg = SegHead(num_classes=3, dim=8, hidden=8)
+    evaluate(seg, [item], open_dataset(data=root), "val", predictions=preds)
+    assert preds["val0"].shape == (600, 1100)

@@ -60,7 +60,7 @@ def evaluate(
     ds = _as_dataset(root)
     acc = SegScore(ds.classes)
     for it in items:
-        pred = segment_item(seg, it, mode=mode)
+        pred = segment_item(seg, it, mode=mode, size=it.get("full_size"))
         if predictions is not None:
             predictions[it["id"]] = pred
         acc.update(pred, ds.mask(split, it["id"]))
@@ -105,7 +105,7 @@ def score_pseudo_maps(
     >>> maps = class_scores(weak, "wsss", val)                 # doctest: +SKIP
     >>> score_pseudo_maps(maps, "wsss", val, None, "val")      # doctest: +SKIP
     """
-    from affseg.methods.wsss import restrict, upsample_probs
+    from affseg.methods.wsss import restrict, upsample_probs, upsampled_argmax
 
     ds = _as_dataset(root)
     acc = SegScore(ds.classes)
@@ -114,7 +114,11 @@ def score_pseudo_maps(
         s = restrict(s + 1e-6, lab) if kind == "cam" else restrict(s, lab)
         grid = tuple(int(v) for v in it["grid"])
         up = upsample_probs(s.t().reshape(-1, *grid), it)
-        acc.update(up.argmax(0).numpy(), ds.mask(split, it["id"]))
+        gt = ds.mask(split, it["id"])
+        if tuple(gt.shape) == tuple(up.shape[1:]):
+            acc.update(up.argmax(0).numpy(), gt)
+        else:  # an item extracted at the working resolution of a larger image
+            acc.update(upsampled_argmax(up, (int(gt.shape[0]), int(gt.shape[1]))), gt)
     return acc.compute()
 
 

@@ -904,10 +904,30 @@ def semantic_memory(work_size: tuple[int, int], full_size: tuple[int, int]) -> f
     )
 
 
-def _working_image(rgb: np.ndarray, side: int) -> np.ndarray:
-    """``rgb`` downscaled (Lanczos) to longer side ``side``; the shorter side keeps at least
-    ``min(16, its size)`` pixels (one backbone multiple), so a thin strip stays an image.
-    Otherwise the size of :func:`affseg.methods.working_image`.
+def working_rgb(rgb: np.ndarray, side: int) -> np.ndarray:
+    """``rgb`` downscaled (Lanczos) to longer side ``side`` (unchanged when not larger).
+
+    The shorter side keeps at least ``min(16, its size)`` pixels (one backbone multiple),
+    so a thin strip stays an image. Otherwise the size of
+    :func:`affseg.methods.working_image`. Training caches and :func:`semantic` use it with
+    :data:`DEFAULT_WORKING_SIDE`, so a model sees photos at the scale it was trained at.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+    side : int
+        Longest side of the result.
+
+    Returns
+    -------
+    ndarray, shape (h, w, 3), uint8
+
+    Examples
+    --------
+    >>> working_rgb(np.zeros((3000, 4000, 3), np.uint8), 512).shape
+    (384, 512, 3)
+    >>> working_rgb(np.zeros((213, 320, 3), np.uint8), 512).shape
+    (213, 320, 3)
     """
     from PIL import Image
 
@@ -1016,7 +1036,7 @@ def semantic(
     _check_fraction("fuse", fuse)
     h, w = rgb.shape[:2]
     bounded = bool(working_side) and max(h, w) > int(working_side or 0)
-    work = _working_image(rgb, int(working_side or 0)) if bounded else rgb
+    work = working_rgb(rgb, int(working_side or 0)) if bounded else rgb
     hs, ws = snap_size(*work.shape[:2])
     n_eig = int(pinned_ndd().config.get("n_eig", 50))
     if (hs // 8) * (ws // 8) < n_eig:

@@ -308,7 +308,8 @@ class Pool:
         One (h, w) int64 label map per item (pseudo or true labels); values outside
         0..K-1 (-1) are ignored.
     mu : float, optional
-        RFP threshold: the region masks ``[K_D > mu]`` are computed once.
+        RFP threshold: the region masks ``[K_D > mu]`` are computed once (stored as bits;
+        :meth:`mask` unpacks one).
     weights : ndarray, shape (n,), optional
         Relative draw weight of each item (default uniform): a grid size is drawn with
         probability proportional to its items' total weight, then items within it.
@@ -339,11 +340,14 @@ class Pool:
         for it in items:  # float32 once, not at every step
             for k in FEATURE_LEVELS:
                 it[k] = it[k].float()
-        if mu is not None:  # RFP region masks M = [K_D > mu], fixed: computed once
+        if mu is not None:  # RFP region masks M = [K_D > mu], fixed: computed once and
+            # stored one bit per entry (a dense bool N x N per image is 7 MB on a CamVid grid)
             self.masks = [
-                region_mask(diffusion_kernel(it["emb"][None].float(), float(it["tau"])), mu)[
-                    0
-                ].bool()
+                np.packbits(
+                    region_mask(diffusion_kernel(it["emb"][None].float(), float(it["tau"])), mu)[0]
+                    .bool()
+                    .numpy()
+                )
                 for it in items
             ]
         groups: dict[tuple[int, int], list[int]] = {}
@@ -361,6 +365,14 @@ class Pool:
             dtype=np.float64,
         )
         self.p = sizes / sizes.sum()
+
+    def mask(self, i: int) -> torch.Tensor:
+        """The RFP region mask (N, N) float32 of item ``i`` (pools made with ``mu``)."""
+        if self.masks is None:
+            raise ValueError("this pool has no RFP masks (made without mu)")
+        n = int(self.items[i]["emb"].shape[0])
+        bits = np.unpackbits(self.masks[i], count=n * n)
+        return torch.from_numpy(bits.reshape(n, n)).float()
 
     def draw(self, rng: np.random.Generator, batch: int) -> tuple[tuple[int, int], list[int]]:
         """A grid size and up to ``batch`` item indices of that size."""
@@ -402,7 +414,7 @@ def _batch(pool: Pool, idx: list[int]) -> dict[str, Any]:
         "labels": torch.stack([it["labels"] for it in its]).float(),
     }
     if pool.masks is not None:
-        out["mask"] = torch.stack([pool.masks[i] for i in idx]).float()
+        out["mask"] = torch.stack([pool.mask(i) for i in idx])
     if pool.targets is not None:
         out["target"] = torch.stack([pool.targets[i] for i in idx]).long()
     return out

@@ -2,12 +2,14 @@
 
 The backbone and the spec-diff-net are fixed, so their outputs are computed once per image
 (:func:`affseg.methods.wsss.extract`) and every head then trains in minutes on 2 CPU cores.
-``<cache>/<split>.pt`` (``weights_only`` loadable) holds, per image: the semantic feature
-maps ``f8, f16, f32, head`` (float16), the diffusion embedding ``emb`` (N, Ne) and ``tau``
-(K_D is rebuilt from them), and the image-level label vector (K,). Pixel labels are NOT
-in it: the fully supervised reference reads them from a separate file,
-``<cache>/<split>_pixels.pt`` (:func:`build_pixel_labels`), which the weakly supervised
-code never opens.
+``<cache>/<split>.pt`` (``weights_only`` loadable) holds, per image (extracted at the
+working resolution of inference: longer side at most
+:data:`~affseg.methods.wsss.DEFAULT_WORKING_SIDE`, its full ``full_size`` recorded): the
+semantic feature maps ``f8, f16, f32, head`` (float16), the diffusion embedding ``emb``
+(N, Ne) and ``tau`` (K_D is rebuilt from them), and the image-level label vector (K,).
+Pixel labels are NOT in it: the fully supervised reference reads them from a separate
+file, ``<cache>/<split>_pixels.pt`` (:func:`build_pixel_labels`), which the weakly
+supervised code never opens.
 
 The images and tags come from a :class:`~affseg.data.segdata.SegDataset` (default: MSRC-v2
 in the MSRC-21 vocabulary, :func:`~affseg.data.segdata.open_msrc`), read through its
@@ -86,7 +88,13 @@ def build_cache(
     """
     from tqdm import tqdm
 
-    from affseg.methods.wsss import NDD_SHA256, extract, pinned_ndd
+    from affseg.methods.wsss import (
+        DEFAULT_WORKING_SIDE,
+        NDD_SHA256,
+        extract,
+        pinned_ndd,
+        working_rgb,
+    )
 
     if items is None and dataset is None:
         from affseg.data.segdata import open_msrc
@@ -95,7 +103,7 @@ def build_cache(
     if dataset is not None and fingerprint is None:
         fingerprint = dataset.fingerprint(split)
     key = {"version": CACHE_VERSION, "ndd_sha256": NDD_SHA256, "fingerprint": fingerprint,
-           "limit": limit}  # fmt: skip
+           "limit": limit, "working_side": DEFAULT_WORKING_SIDE}  # fmt: skip
     path = cache_file(cache, split, flip)
     if path.is_file():
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -122,7 +130,8 @@ def build_cache(
     for image_id, image, labels in tqdm(
         items, total=n, desc=f"cache {split}{' flip' if flip else ''}", disable=not progress
     ):
-        r = extract(image, ndd, flip=flip)
+        # at the bounded working resolution of inference: any photo size trains
+        r = extract(working_rgb(image, DEFAULT_WORKING_SIDE), ndd, flip=flip)
         item = {k: r[k] for k in TENSOR_KEYS}
         if guides:
             item.update(f2=r["f2"], f4=r["f4"])
@@ -131,6 +140,7 @@ def build_cache(
             tau=float(r["tau"]),
             grid=list(r["grid"]),
             size=list(r["size"]),
+            full_size=[int(image.shape[0]), int(image.shape[1])],
             labels=torch.as_tensor(np.asarray(labels, dtype=np.float32)),
         )
         out.append(item)
