@@ -239,29 +239,18 @@ def test_weak_paths_never_read_pixel_labels(tmp_path: Path, monkeypatch, capsys)
         assert blob["meta"]["classes"] == [f"class{c}" for c in range(21)]
         assert blob["meta"]["data"]["supervision"] == "image-level tags"
     # HAM refinement of the weak segmenters: trained on pseudo labels, images only
-    import affseg.data.msrc as msrc
-    from affseg.train import wsss_ham
+    from affseg.methods.seg_refine import load_refiner
+    from affseg.methods.wsss import sha256_of
+    from affseg.train import refine
 
-    pics = {s: np.asarray(Image.open(root / "images" / "train" / f"{s}.png")) for s in
-            ("train0", "train1", "train2")}  # fmt: skip
-    pics.update({s: np.asarray(Image.open(root / "images" / "val" / f"{s}.png")) for s in
-                 ("val0", "val1")})  # fmt: skip
-
-    def reader(root_, split, image_id, msrc21=False):
-        if split != "val":
-            raise AssertionError(f"pixel labels of {split} read")
-        m = np.asarray(Image.open(root / "masks" / "val" / f"{image_id}.png")).astype(np.int32)
-        return np.where(m < 21, m + 1, 0)
-
-    monkeypatch.setattr(msrc, "load_ground_truth", reader)
-    monkeypatch.setattr(msrc, "load_image", lambda root_, split, image_id: pics[image_id])
     for method in ("wsss", "cam"):
         run = tmp_path / method
         extra = ["--cross-fit", "2"] if method == "cam" else []
-        argv = ["--run", str(run), "--cache", str(cache), "--crop", "32", *extra]
-        assert wsss_ham.main(argv) == 0
-        blob = torch.load(run / "ham.pt", weights_only=True)
-        assert blob["method"] == method
+        argv = ["--run", str(run), "--data", str(root), "--cache", str(cache), "--crop", "32",
+                *extra]  # fmt: skip
+        assert refine.main(argv) == 0
+        net, blob = load_refiner(run / "ham_hyperbolic_s0.pt", sha256_of(run / "weights.pt"))
+        assert blob["method"] == method and blob["num_classes"] == 21
         assert set(blob["record"]["val"]) == {"fai", "bilinear", "ham"}
     # the fully supervised reference is the one path that reads them, and says so
     with pytest.raises(AssertionError, match="pixel labels of train"):
@@ -397,9 +386,10 @@ def test_ham_refiner_keeps_probabilities_and_learns() -> None:
     ambiguous near it: training must move the refined labels towards the edge (better than
     the same propagation untrained, which only smooths), and the scores stay distributions.
     (A scene with spatially constant scores could not tell: any propagation keeps them.)"""
-    from affseg.train.wsss_ham import DEFAULT_CONFIG, refine, train_refiner
+    from affseg.methods.seg_refine import refine, refiner_config
+    from affseg.train.refine import train_refiner
 
-    cfg = {**DEFAULT_CONFIG, "width": 4, "embed_dim": 4, "iterations": 3}
+    cfg = refiner_config(21, width=4, embed_dim=4, iterations=3)
     rng = np.random.default_rng(0)
     data = []
     for _ in range(2):
@@ -874,3 +864,45 @@ def test_training_on_large_photos_works_at_the_working_side(tmp_path: Path, caps
     seg = SegHead(num_classes=3, dim=8, hidden=8)
     evaluate(seg, [item], open_dataset(data=root), "val", predictions=preds)
     assert preds["val0"].shape == (600, 1100)
+
+
+def test_refiner_of_your_own_model_trains_and_refines(toy_run, tmp_path: Path, capsys) -> None:
+    """`affseg train refine` on a K = 3 run: a refiner pinned to the run's weights; the
+    refined labels of `affseg semantic --refine` equal the Python API and the refiner's
+    own propagation of the (bilinear) segmenter scores; another model's refiner is refused."""
+    from affseg.methods.seg_refine import grid_to_image, load_refiner, refine
+    from affseg.methods.wsss import batch_feats, extract, semantic, semantic_model
+    from affseg.train import refine as refine_trainer
+
+    root, weights = toy_run
+    out = tmp_path / "ham.pt"
+    argv = ["--run", str(weights.parent), "--data", str(root), "--crop", "32", "--out",
+            str(out), "--geometry", "euclidean", "--cross-fit", "2"]  # fmt: skip
+    assert refine_trainer.main(argv) == 0
+    assert "refined (euclidean)" in capsys.readouterr().out
+    net, blob = load_refiner(out)
+    assert blob["num_classes"] == 3 and blob["config"]["geometry"] == "euclidean"
+    src = root / "images" / "val" / "val0.png"
+    image = np.asarray(Image.open(src))
+    got = semantic(image, weights=weights, refine=out)
+    # independently: the segmenter's fused probabilities, resized, propagated, argmax
+    model = semantic_model(weights=weights)
+    item = extract(image)
+    with torch.no_grad():
+        p = model["seg"](batch_feats([item]), tuple(item["grid"]))[0].softmax(0)
+    from affseg.methods.wsss import fuse_scores, weak_outputs
+
+    cls, maps = weak_outputs(model["weak"], "wsss", item)
+    rule = model["meta"]["inference"]
+    p = fuse_scores(p, maps, cls, rule["class_filter"], rule["fuse"])
+    want = refine(net, image, grid_to_image(p, image.shape[:2])).argmax(0).numpy()
+    np.testing.assert_array_equal(got, want)
+    cli_out = tmp_path / "sem"
+    argv2 = ["semantic", str(src), "--weights", str(weights), "--refine", str(out),
+             "--out", str(cli_out)]  # fmt: skip
+    assert main(argv2) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(cli_out / "val0.classes.png")), got)
+    # a refiner pinned to other weights: one clear line
+    argv3 = ["semantic", str(src), "--method", "cam", "--refine", str(out), "--out",
+             str(cli_out)]  # fmt: skip
+    assert "trained on the scores of other semantic weights" in _error_line(capsys, argv3)

@@ -67,6 +67,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--weights", type=Path, default=None, help="weights of `affseg train wsss`")
     p.add_argument(
+        "--refine",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a HAM refiner of `affseg train refine` trained on these weights' scores",
+    )
+    p.add_argument(
         "--upsample",
         choices=("fai", "bilinear"),
         default="fai",
@@ -220,6 +227,10 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
     model = semantic_model(args.method, args.weights)  # a bad weights file stops here
+    if args.refine is not None:  # likewise a refiner of other weights
+        from affseg.methods.seg_refine import load_refiner
+
+        load_refiner(args.refine, model["sha256"])
     meta = model["meta"]
     names, colours = meta["classes"], meta["colours"]
     dtype = class_dtype(len(names))
@@ -241,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
                 class_filter=args.class_filter,
                 fuse=args.fuse,
                 working_side=working_side,
+                refine=args.refine,
             )
             seconds = time.perf_counter() - t0
             write_png(out / f"{stem}.classes.png", classes.astype(dtype, copy=False))

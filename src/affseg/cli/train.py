@@ -33,8 +33,8 @@ TRAINERS: dict[str, tuple[str, str]] = {
         "Train depth completion from sparse samples (HAM / naive twin).",
     ),
     "refine": (
-        "wsss_ham",
-        "Train the HAM refinement of an `affseg train wsss` run's class scores (MSRC-21).",
+        "refine",
+        "Train the HAM refinement (or its naive twin) of an `affseg train wsss` run's scores.",
     ),
 }
 

@@ -65,6 +65,9 @@ DEFAULT_FUSE = 0.75
 #: upsampled to full resolution, so the stride-8 grid stays near the training size (MSRC
 #: photos, 320 x 213, are untouched) and memory stays bounded. ``None`` / 0 lifts the bound.
 DEFAULT_WORKING_SIDE = 512
+#: Upper bound of the HAM refiner's memory per working pixel (bytes; measured peak ~1.1 kB
+#: per pixel with 11 classes at 512 x 384 under ``torch.no_grad``).
+REFINE_PIXEL_BYTES = 2048.0
 #: Smallest working side (pixels): the grid must hold more nodes than the 50 eigenvectors.
 MIN_WORKING_SIDE = 64
 #: Memory model of :func:`semantic` (bytes): fixed cost (torch, the pinned spec-diff-net,
@@ -823,7 +826,23 @@ def _model_at(path: str, stamp: tuple[int, int]) -> dict[str, Any]:
     meta = blob["meta"]
     kind = str(meta.get("method", blob.get("method")))
     weak = build_weak(blob) if kind in ("wsss", "cam") and "weak" in blob else None
-    return {"seg": build_seg(blob), "weak": weak, "meta": meta, "kind": kind}
+    return {"seg": build_seg(blob), "weak": weak, "meta": meta, "kind": kind,
+            "sha256": sha256_of(path)}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def _refiner_at(path: str, stamp: tuple[int, int], base_sha256: str) -> tuple[Any, dict]:
+    from affseg.methods.seg_refine import load_refiner
+
+    return load_refiner(path, base_sha256)
+
+
+def _stamp(p: Path) -> tuple[int, int]:
+    try:
+        st = p.stat()
+        return (int(st.st_mtime_ns), int(st.st_size))
+    except OSError:
+        return (0, 0)
 
 
 def semantic_model(method: str = DEFAULT_METHOD, weights: str | Path | None = None) -> dict:
@@ -857,12 +876,7 @@ def semantic_model(method: str = DEFAULT_METHOD, weights: str | Path | None = No
         p = Path(weights)
         if not p.is_file() and p.parent == Path(".") and (weights_dir() / p.name).is_file():
             p = weights_dir() / p.name
-    try:
-        st = p.stat()
-        stamp = (int(st.st_mtime_ns), int(st.st_size))
-    except OSError:
-        stamp = (0, 0)
-    return _model_at(str(p), stamp)
+    return _model_at(str(p), _stamp(p))
 
 
 def semantic_memory(work_size: tuple[int, int], full_size: tuple[int, int]) -> float:
@@ -960,6 +974,7 @@ def semantic(
     class_filter: float | None = None,
     fuse: float | None = None,
     working_side: int | None = DEFAULT_WORKING_SIDE,
+    refine: str | Path | None = None,
 ) -> np.ndarray:
     """Class index of every pixel of one RGB image (the model's classes, 0..K-1).
 
@@ -993,6 +1008,11 @@ def semantic(
         ``None`` (or 0): no bound, the networks see the whole image; the memory estimate
         (:func:`semantic_memory`) is then checked against ``$AFFSEG_MAX_MEMORY_GB``
         (:func:`affseg.memory.check_memory`) before anything is allocated.
+    refine : path, optional
+        A refiner of ``affseg train refine`` trained on these weights' scores
+        (:mod:`affseg.methods.seg_refine`): the class probabilities (after the class filter
+        and fusion) are brought to the working image bilinearly, propagated by the refiner,
+        and their argmax taken at full resolution.
 
     Returns
     -------
@@ -1045,8 +1065,11 @@ def semantic(
             f"image of {h} x {w} pixels is too small{at}: its 8-pixel feature grid needs at "
             f"least {n_eig} nodes (e.g. 64 x 64 pixels at least)"
         )
+    refine_bytes = (
+        0.0 if refine is None else REFINE_PIXEL_BYTES * float(work.shape[0] * work.shape[1])
+    )
     check_memory(
-        semantic_memory(work.shape[:2], (h, w)),
+        semantic_memory(work.shape[:2], (h, w)) + refine_bytes,
         f"semantic segmentation of {w} x {h} pixels"
         + (f" (working size {work.shape[1]} x {work.shape[0]})" if bounded else ""),
         f"use a working side (--working-side) of {DEFAULT_WORKING_SIDE}, the default, or a "
@@ -1065,10 +1088,24 @@ def semantic(
         thr = rule.get("class_filter") if class_filter is None else float(class_filter)
         thr = float(thr) if thr is not None and float(thr) > 0.0 else None
         a = float(rule.get("fuse") or 0.0) if fuse is None else float(fuse)
+    refiner = None
+    if refine is not None:
+        refiner, rblob = _refiner_at(str(refine), _stamp(Path(refine)), model["sha256"])
     item = extract(work)
     cls = maps = None
     if thr is not None or a > 0.0:
         cls, maps = weak_outputs(model["weak"], "cam" if kind == "cam" else "wsss", item)
+    if refiner is not None:
+        from affseg.methods.seg_refine import grid_to_image
+        from affseg.methods.seg_refine import refine as propagate_scores
+
+        with torch.no_grad():
+            logits = seg(batch_feats([item]), tuple(int(v) for v in item["grid"]))[0]
+            probs = fuse_scores(logits.softmax(0), maps, cls, thr, a)
+            start = grid_to_image(probs, (int(item["size"][0]), int(item["size"][1])))
+            refined = propagate_scores(refiner, work, start)
+        dtype = class_dtype(int(refined.shape[0]))
+        return upsampled_argmax(refined, (h, w), dtype=dtype)
     return segment_item(
         seg,
         item,

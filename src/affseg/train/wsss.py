@@ -45,10 +45,7 @@ import torch.nn.functional as F
 
 from affseg.data.io import atomic_write, write_json
 from affseg.errors import InputError
-
-# SemanticScore only for train/wsss_ham.py (``from affseg.train.wsss import SemanticScore``),
-# whose owner moves that import to affseg.evaluation.semantic; then it leaves this line.
-from affseg.evaluation.semantic import SemanticScore, evaluate, pseudo_label_score  # noqa: F401
+from affseg.evaluation.semantic import evaluate, pseudo_label_score
 from affseg.runtime import torch_threads
 
 VARIANTS = ("full", "no-rfp", "no-share")
@@ -630,6 +627,54 @@ def _val_split(ds: Any, args: argparse.Namespace) -> str | None:
     return str(v)
 
 
+def prepare_caches(
+    ds: Any,
+    split: str,
+    val_split: str | None,
+    cache: str | Path | None = None,
+    *,
+    train_ds: Any = None,
+    fp: str | None = None,
+    val_fp: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Build (when missing or stale) the feature caches of a training split and its val split.
+
+    The train split is cached as is and mirrored (through ``train_ds``, default its
+    tags-only view), the val split with the interpolation guides. Default folder:
+    ``runs/wsss/cache`` for MSRC-21's train split, else
+    ``runs/wsss/cache/<layout>-<first 12 hex of the train fingerprint>``.
+
+    Returns
+    -------
+    Path
+        The cache folder.
+
+    Examples
+    --------
+    >>> prepare_caches(open_data(ns), "train", "val")   # doctest: +SKIP
+    PosixPath('runs/wsss/cache')
+    """
+    from affseg.train.wsss_cache import build_cache
+
+    fp = fp or ds.fingerprint(split, progress=progress)
+    if cache is not None:
+        folder = Path(cache)
+    elif ds.layout == "msrc21" and split == "train":
+        folder = Path("runs/wsss/cache")
+    else:
+        folder = Path("runs/wsss/cache") / f"{ds.layout}-{fp[:12]}"
+    train_ds = ds.tags_only(split) if train_ds is None else train_ds
+    for flip in (False, True):
+        build_cache(None, split, folder, flip=flip, progress=progress, dataset=train_ds,
+                    fingerprint=fp)  # fmt: skip
+    if val_split is not None:
+        val_fp = val_fp or ds.fingerprint(val_split, progress=progress)
+        build_cache(None, val_split, folder, guides=True, progress=progress,
+                    dataset=ds.tags_only(val_split), fingerprint=val_fp)  # fmt: skip
+    return folder
+
+
 def _percent(res: dict[str, Any]) -> dict[str, Any]:
     return {k: round(100 * float(res[k]), 2)
             for k in ("miou", "pixel_accuracy", "mean_class_accuracy")}  # fmt: skip
@@ -646,7 +691,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     """
     from affseg.methods.wsss import DEFAULT_CLASS_FILTER, DEFAULT_FUSE, NDD_SHA256, NDD_WEIGHTS
     from affseg.models.wsss_net import SegHead
-    from affseg.train.wsss_cache import build_cache, build_pixel_labels, load_cache
+    from affseg.train.wsss_cache import build_pixel_labels, load_cache
 
     method, variant = args.method, args.variant
     if method != "wsss" and variant != "full":
@@ -671,22 +716,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     val_fp = ds.fingerprint(val_split, progress=progress) if val_split else None
     with torch_threads(max(1, int(args.threads))):
         out_dir = Path(args.out)
-        if args.cache is not None:
-            cache = Path(args.cache)
-        elif ds.layout == "msrc21" and split == "train":
-            cache = Path("runs/wsss/cache")
-        else:
-            cache = Path("runs/wsss/cache") / f"{ds.layout}-{fp[:12]}"
+        t0 = time.monotonic()
+        cache = prepare_caches(ds, split, val_split, args.cache, train_ds=train_ds, fp=fp,
+                               val_fp=val_fp, progress=progress)  # fmt: skip
         out_dir.mkdir(parents=True, exist_ok=True)
         ckpt_path, log_path = out_dir / "checkpoint.pt", out_dir / "log.jsonl"
         torch.manual_seed(args.seed)
-        t0 = time.monotonic()
-        for flip in (False, True):
-            build_cache(None, split, cache, flip=flip, progress=progress, dataset=train_ds,
-                        fingerprint=fp)  # fmt: skip
-        if val_split is not None:
-            build_cache(None, val_split, cache, guides=True, progress=progress,
-                        dataset=ds.tags_only(val_split), fingerprint=val_fp)  # fmt: skip
         cache_minutes = (time.monotonic() - t0) / 60
         items = load_train_items(cache, args.limit, split)
         ckpt: dict[str, Any] = {}

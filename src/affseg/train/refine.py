@@ -1,0 +1,400 @@
+"""Train the HAM refinement of a semantic segmenter's class scores (``affseg train refine``).
+
+The segmentation application of the HAM paper (Park et al., ICML 2023) on top of any
+``affseg train wsss`` run, on the run's own data (the same dataset options as ``affseg
+train wsss``; default MSRC-21): a :class:`~affseg.models.ham.SegRefinePropagation` sees
+the image and the segmenter's class probabilities (grid -> image by bilinear resizing) and
+propagates them with learned affinities at image resolution (inference:
+:mod:`affseg.methods.seg_refine`, ``affseg semantic --refine FILE``). ``--geometry
+euclidean`` trains HAM's naive twin with the same seed, data and schedule.
+
+Training targets: for ``wsss`` and ``cam`` the *pseudo labels* of the train images (the
+weak network's class scores restricted to each image's known labels, resized to the image
+and arg-maxed), never the train pixel labels; for ``supervised`` the train pixel labels.
+Inputs: the segmenter's probabilities of the train images, from the run's own segmenter
+(trained on those images) or, with ``--cross-fit STEPS``, from two segmenters each trained
+on the other half of the train images (realistic, not memorised, errors). Run::
+
+    affseg train refine --run runs/wsss/wsss --cross-fit 400
+    affseg train refine --run runs/camvid --images train=CamVid/train ... --cross-fit 600 \
+        --geometry euclidean --seed 1
+
+It writes ``<run>/ham_<geometry>_s<seed>.pt`` (``--out``): a refiner pinned to the run's
+weights by sha256, with its classes, configuration and val scores (the segmenter alone,
+its bilinear start and the refined scores), which it also prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from affseg.data.io import atomic_write
+from affseg.errors import InputError
+from affseg.methods.seg_refine import (
+    GEOMETRIES,
+    build_refiner,
+    grid_to_image,
+    pad16,
+    refine,
+    refiner_config,
+)
+from affseg.models.ham import curvature_adam
+from affseg.runtime import torch_threads
+
+#: Target value of ignored pixels in the refiner's training data.
+IGNORE = -1
+
+
+def cross_fit_segmenters(
+    blob: dict[str, Any],
+    items: list[dict[str, Any]],
+    flips: list[dict[str, Any]],
+    steps: int,
+    seed: int = 0,
+    pixel_targets: list[Any] | None = None,
+) -> list[Any]:
+    """Segmenters for 2-fold cross-fitting: head ``k`` is trained on the other half.
+
+    Same head, targets and schedule as :func:`affseg.train.wsss.train` (pseudo labels of
+    the weak network for ``wsss`` / ``cam``; for ``supervised`` the grid pixel labels
+    ``pixel_targets``, in the order of ``items + flips``), on items ``1 - k::2`` and their
+    mirrors; item ``i`` is then scored by head ``i % 2``, which never saw it.
+
+    Examples
+    --------
+    >>> heads = cross_fit_segmenters(blob, items, flips, 400)   # doctest: +SKIP
+    """
+    from affseg.methods.wsss import build_weak, pseudo_labels
+    from affseg.models.wsss_net import SegHead
+    from affseg.train.wsss import Pool, run_stage, seg_step
+
+    supervised = blob["method"] == "supervised"
+    if supervised and pixel_targets is None:
+        raise ValueError("cross-fitting the supervised segmenter needs its pixel targets")
+    weak = None if supervised else build_weak(blob)
+    kind = "cam" if blob["method"] == "cam" else "wsss"
+    n = len(items)
+    cfg = blob["seg"]["config"]
+    ns = argparse.Namespace(lr=1e-3, weight_decay=1e-4, seed=seed, batch=8,
+                            no_progress=True, checkpoint_minutes=1e9)  # fmt: skip
+    heads = []
+    for k in (0, 1):
+        part = items[1 - k :: 2] + flips[1 - k :: 2]
+        if pixel_targets is not None:
+            targets = pixel_targets[1 - k : n : 2] + pixel_targets[n + 1 - k :: 2]
+        else:
+            targets = pseudo_labels(weak, kind, part)
+        torch.manual_seed(seed + 1 + k)
+        seg = SegHead(**cfg)
+        run_stage("seg", seg, seg_step, Pool(part, targets), steps, ns, {},
+                  lambda: None, lambda rec: None)  # fmt: skip
+        heads.append(seg.eval())
+    return heads
+
+
+def _prepare(
+    blob: dict[str, Any],
+    items: list[dict[str, Any]],
+    ds: Any,
+    split: str,
+    heads: list[Any] | None = None,
+) -> list[dict]:
+    """Per train item: padded image (uint8), segmenter probabilities, targets (-1 = ignore)."""
+    from affseg.methods.wsss import (
+        DEFAULT_WORKING_SIDE,
+        batch_feats,
+        build_seg,
+        build_weak,
+        class_scores,
+        restrict,
+        working_rgb,
+    )
+
+    seg = build_seg(blob)
+    method = blob["method"]
+    weak = None if method == "supervised" else build_weak(blob)
+    view = ds if weak is None else ds.tags_only(split)  # the weak methods: images and tags
+    k = int(blob["meta"]["num_classes"])
+    out = []
+    with torch.no_grad():
+        scores = class_scores(weak, method, items) if weak is not None else [None] * len(items)
+        for i, (it, s) in enumerate(zip(items, scores, strict=True)):
+            size = (int(it["size"][0]), int(it["size"][1]))
+            grid = tuple(int(v) for v in it["grid"])
+            rgb = working_rgb(view.image(split, it["id"]), DEFAULT_WORKING_SIDE)
+            head = seg if heads is None else heads[i % 2]
+            p = head(batch_feats([it]), grid)[0].softmax(0)
+            if s is None:  # supervised: the train pixel labels, at the working size
+                gt = _resize_labels(ds.mask(split, it["id"]), size)
+                t = torch.from_numpy(np.where((gt >= 0) & (gt < k), gt, IGNORE))
+            else:  # pseudo labels: restricted weak scores, at image resolution
+                lab = it["labels"].float()
+                s = restrict(s + 1e-6, lab) if method == "cam" else restrict(s, lab)
+                t = grid_to_image(s.t().reshape(-1, *grid), size).argmax(0)
+            x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None]
+            out.append({
+                "x": pad16(x.float()).to(torch.uint8),
+                "p": pad16(grid_to_image(p, size)[None]).half(),
+                "t": pad16(t[None].long(), IGNORE).to(torch.int16),
+            })  # fmt: skip
+    return out
+
+
+def _resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) class indices -> ``size`` by nearest neighbour (unchanged when equal)."""
+    from PIL import Image
+
+    lab = np.asarray(labels)
+    if lab.shape == tuple(size):
+        return lab.astype(np.int64)
+    im = Image.fromarray(lab.astype(np.int32)).resize((size[1], size[0]), Image.Resampling.NEAREST)
+    return np.asarray(im).astype(np.int64)
+
+
+def train_refiner(
+    data: list[dict], args: argparse.Namespace, config: dict[str, Any]
+) -> tuple[Any, float]:
+    """Train a refiner on random crops (and mirror images) of ``data``; returns (net, loss).
+
+    ``data``: dicts with ``x`` (1, 3, H, W) image (uint8, or float in [0, 1]), ``p`` (1, C,
+    H, W) probabilities and ``t`` (1, H, W) targets (:data:`IGNORE` = ignored); ``args``:
+    ``seed, lr, epochs, crop``; ``config``: :func:`~affseg.methods.seg_refine.refiner_config`.
+
+    Examples
+    --------
+    >>> net, loss = train_refiner(data, args)      # doctest: +SKIP
+    """
+    torch.manual_seed(args.seed)
+    model = build_refiner(config)
+    opt = curvature_adam(model, model.affinity, args.lr, 10.0)
+    steps = args.epochs * len(data)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    rng = np.random.default_rng(args.seed)
+    losses: list[float] = []
+    for _ in range(args.epochs):
+        for i in rng.permutation(len(data)):
+            d = data[int(i)]
+            hh, ww = d["t"].shape[-2:]
+            y0 = int(rng.integers(0, hh - args.crop + 1)) // 4 * 4
+            x0 = int(rng.integers(0, ww - args.crop + 1)) // 4 * 4
+            win = (..., slice(y0, y0 + args.crop), slice(x0, x0 + args.crop))
+            x, p, t = d["x"][win], d["p"][win].float(), d["t"][win].long()
+            x = x.float() / 255.0 if x.dtype == torch.uint8 else x
+            if rng.random() < 0.5:
+                x, p, t = x.flip(-1), p.flip(-1), t.flip(-1)
+            if bool((t == IGNORE).all()):
+                continue
+            out = model(x, p)
+            loss = F.nll_loss(out.clamp_min(1e-6).log(), t, ignore_index=IGNORE)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+    return model.eval(), float(np.mean(losses[-50:]))
+
+
+def evaluate_val(
+    blob: dict[str, Any], refiner: Any, items: list[dict[str, Any]], ds: Any, split: str
+) -> dict[str, Any]:
+    """Val scores: the segmenter alone (FAI, and its bilinear start) and with the refiner.
+
+    Labels are scored at the masks' full size (items cached at a working resolution are
+    resized by :func:`~affseg.methods.wsss.upsampled_argmax`). mIoU and accuracies are
+    fractions.
+
+    Examples
+    --------
+    >>> evaluate_val(blob, refiner, load_cache(cache, "val"), ds, "val")   # doctest: +SKIP
+    """
+    from affseg.evaluation.semantic import SegScore
+    from affseg.methods.wsss import (
+        DEFAULT_WORKING_SIDE,
+        batch_feats,
+        build_seg,
+        segment_item,
+        upsampled_argmax,
+        working_rgb,
+    )
+
+    seg = build_seg(blob)
+    scores = {k: SegScore(ds.classes) for k in ("fai", "bilinear", "ham")}
+    view = ds.tags_only(split)  # images; the masks are read from ds
+    with torch.no_grad():
+        for it in items:
+            gt = ds.mask(split, it["id"])
+            full = (int(gt.shape[0]), int(gt.shape[1]))
+            size = (int(it["size"][0]), int(it["size"][1]))
+            p = seg(batch_feats([it]), tuple(int(v) for v in it["grid"]))[0].softmax(0)
+            bil = grid_to_image(p, size)
+            rgb = working_rgb(view.image(split, it["id"]), DEFAULT_WORKING_SIDE)
+            ref = refine(refiner, rgb, bil)
+            scores["fai"].update(segment_item(seg, it, size=full), gt)
+            scores["bilinear"].update(upsampled_argmax(bil, full), gt)
+            scores["ham"].update(upsampled_argmax(ref, full), gt)
+    res = {}
+    for k, sc in scores.items():
+        r = sc.compute()
+        res[k] = {m: r[m] for m in ("miou", "pixel_accuracy", "mean_class_accuracy")}
+    return res
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``affseg train refine``.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_arguments(p)
+    >>> p.parse_args(["--run", "runs/wsss/wsss"]).cross_fit
+    0
+    """
+    from affseg.train.wsss import add_data_arguments
+
+    p.add_argument("--run", required=True, help="folder of an `affseg train wsss` run")
+    add_data_arguments(p)
+    p.add_argument(
+        "--cache", default=None, help="feature cache folder (default: that of the run's data)"
+    )
+    p.add_argument(
+        "--geometry",
+        choices=GEOMETRIES,
+        default="hyperbolic",
+        help="affinity of the propagation: hyperbolic (HAM) or euclidean (its naive twin)",
+    )
+    p.add_argument(
+        "--out", default=None, help="refiner file (default RUN/ham_<geometry>_s<seed>.pt)"
+    )
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--cross-fit",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="train-image inputs from 2-fold cross-fitted segmenters trained STEPS steps "
+        "each (0: the run's own segmenter)",
+    )
+
+
+def _run_data(args: argparse.Namespace, blob: dict[str, Any]) -> tuple[Any, str, str, str]:
+    """The run's dataset, train split, val split and train fingerprint (checked)."""
+    from affseg.train.wsss import open_data
+
+    meta = blob["meta"]
+    data = meta.get("data") or {}
+    split = str(data.get("split") or "train")
+    ds = open_data(args, split)
+    if list(ds.classes) != list(meta["classes"]):
+        raise InputError(
+            f"the run's model has classes {', '.join(meta['classes'])}, the data "
+            f"{', '.join(ds.classes)}: give the run's dataset options"
+        )
+    if split not in ds.splits():
+        raise InputError(f"the run was trained on split {split!r}, which the data lacks")
+    fp = ds.fingerprint(split)
+    if data.get("fingerprint") and data["fingerprint"] != fp:
+        raise InputError(
+            f"split {split!r} differs from the data the run was trained on (fingerprint "
+            f"{fp[:12]} vs {str(data['fingerprint'])[:12]}): give the run's dataset options"
+        )
+    val = data.get("val_split") or ("val" if "val" in ds.splits() else None)
+    if val is None or val not in ds.splits() or not ds.has_masks(val):
+        raise InputError("the refiner is scored on a val split with masks: the data has none")
+    return ds, split, str(val), fp
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the refiner of one ``affseg train wsss`` run and score it on val
+    (``affseg train refine``).
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_arguments(p)
+    >>> run(p.parse_args(["--run", "runs/wsss/wsss"]))   # doctest: +SKIP
+    0
+    """
+    from affseg.methods.wsss import load_weights, sha256_of
+    from affseg.models.spec_diff_net import _plain
+    from affseg.train.wsss import prepare_caches
+    from affseg.train.wsss_cache import build_pixel_labels, load_cache
+
+    run_dir = Path(args.run)
+    weights = run_dir / "weights.pt"
+    out_path = Path(args.out or run_dir / f"ham_{args.geometry}_s{args.seed}.pt")
+    with torch_threads(args.threads):
+        t0 = time.monotonic()
+        blob = load_weights(weights)
+        ds, split, val_split, fp = _run_data(args, blob)
+        cache = prepare_caches(ds, split, val_split, args.cache, fp=fp, progress=False)
+        items = load_cache(cache, split)
+        heads = None
+        if args.cross_fit:
+            flips = load_cache(cache, split, flip=True)
+            targets = None
+            if blob["method"] == "supervised":
+                targets = []
+                for flip in (False, True):
+                    f = build_pixel_labels(None, split, cache, flip=flip, dataset=ds,
+                                           fingerprint=fp)  # fmt: skip
+                    maps = torch.load(f, weights_only=True)["labels"]
+                    targets += [maps[it["id"]] for it in (flips if flip else items)]
+            heads = cross_fit_segmenters(blob, items, flips, args.cross_fit, args.seed, targets)
+        data = _prepare(blob, items, ds, split, heads)
+        t1 = time.monotonic()
+        config = refiner_config(int(blob["meta"]["num_classes"]), args.geometry)
+        refiner, loss = train_refiner(data, args, config)
+        t2 = time.monotonic()
+        val = evaluate_val(blob, refiner, load_cache(cache, val_split), ds, val_split)
+        record = {
+            "method": blob["method"], "run": str(run_dir), "geometry": args.geometry,
+            "epochs": args.epochs, "crop": args.crop, "lr": args.lr, "seed": args.seed,
+            "final_nll": loss, "cross_fit": args.cross_fit, "split": split,
+            "val_split": val_split, "train_images": len(items),
+            "prepare_s": round(t1 - t0, 1), "train_s": round(t2 - t1, 1),
+            "val_s": round(time.monotonic() - t2, 1), "val": val,
+            "curvature": float(refiner.affinity.curvature.detach()),
+        }  # fmt: skip
+        out = {"format": 2, "kind": "seg_refiner", "method": blob["method"],
+               "config": _plain(config), "classes": list(blob["meta"]["classes"]),
+               "num_classes": int(blob["meta"]["num_classes"]),
+               "base_sha256": sha256_of(weights), "ndd_sha256": blob.get("ndd_sha256"),
+               "state_dict": refiner.state_dict(), "record": _plain(record)}  # fmt: skip
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out_path, lambda tmp: torch.save(out, tmp))
+    print(json.dumps(record, indent=1))
+    print(
+        f"{val_split} mIoU: segmenter {100 * val['fai']['miou']:.1f} (bilinear "
+        f"{100 * val['bilinear']['miou']:.1f}), refined ({args.geometry}) "
+        f"{100 * val['ham']['miou']:.1f} -> {out_path}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m affseg.train.wsss_ham ...``: the same as ``affseg train refine ...``.
+
+    Examples
+    --------
+    >>> main(["--run", "runs/wsss/wsss"])   # doctest: +SKIP
+    0
+    """
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
