@@ -9,7 +9,8 @@ For every factor 2, 4, 8, 16 and every ``--every``-th scene of ``RGBD_depth_trai
 benchmark scene) the input is synthesised like the benchmark's
 (:func:`affseg.train.depth_sr.synthesize_input`, noise std 5.5, seed = scene index) and
 each parameter set is scored by the mean RMSE over the scenes; the best set per factor is
-what :data:`affseg.methods.depth_baselines.BILATERAL_PARAMS` / ``GUIDED_PARAMS`` hold.
+what :data:`affseg.methods.depth_baselines.GUIDED_PARAMS` holds (the bilateral solver's
+``BILATERAL_PARAMS`` are now the paper's depth-SR set-up, not this search's result).
 """
 
 from __future__ import annotations
