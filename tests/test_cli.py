@@ -282,16 +282,17 @@ def test_ucm_mat_reproduces_labels_exactly(tiny: Path, tmp_path: Path) -> None:
      ["depth-sr", "--help"], ["depth-complete", "--help"]],
 )  # fmt: skip
 def test_help_imports_no_torch(argv: list[str]) -> None:
-    """``affseg --help`` and these subcommands' help answer without importing torch or
-    numpy (only the chosen subcommand's module is imported; heavy modules load when a
-    command runs)."""
+    """``affseg --help`` and these subcommands' help answer without importing torch, numpy,
+    numba, scipy, skimage or starlette (only the chosen subcommand's module is imported;
+    heavy modules load when a command runs)."""
     import subprocess
     import sys
 
+    heavy = ("torch", "numpy", "numba", "scipy", "skimage", "starlette")
     code = (
         "import sys\nfrom affseg.cli import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('torch', 'numpy', 'numba') if m in sys.modules))"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

@@ -492,12 +492,12 @@ def test_os_error_during_write_is_one_line(
 ) -> None:
     import errno
 
-    import affseg.data.io as io
+    import affseg.batch.segment as batch_segment
 
     def full(*_a, **_k):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o" / "a.labels.png"))
 
-    monkeypatch.setattr(io, "write_label_png", full)
+    monkeypatch.setattr(batch_segment, "write_label_png", full)  # where the batch writes
     img = save(tmp_path / "a.png", photo())
     line = cli_error(capsys, ["segment", img, "--method", "slic", "--out", tmp_path / "o"])
     assert "No space left" in line

@@ -153,17 +153,17 @@ def test_concurrent_run_into_one_folder_is_refused(
 def test_disk_full_leaves_no_partial_outputs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import affseg.data.io as io
+    import affseg.batch.segment as batch_segment
 
     srcs = [save(tmp_path / "in" / f"{n}.png", photo(i)) for i, n in enumerate("abc")]
-    real = io.write_ucm_mat
+    real = batch_segment.write_ucm_mat
 
     def full_for_b(path, ucm2):
         if Path(path).name == "b.mat":
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, ucm2)
 
-    monkeypatch.setattr(io, "write_ucm_mat", full_for_b)
+    monkeypatch.setattr(batch_segment, "write_ucm_mat", full_for_b)  # where the batch writes
     out = tmp_path / "o"
     s = segment_images([(p.stem, p) for p in srcs], out, "slic", engine=SerialEngine())
     assert (s.done, len(s.failed)) == (2, 1) and "No space left" in s.failed["b"]

@@ -22,8 +22,10 @@ Examples
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -314,9 +316,6 @@ def plot_covering_curves(
 
 def load_curves(paths: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, list[float]]]:
     """Curves of earlier ``affseg eval --json`` results (named by their method or file)."""
-    import json
-    from pathlib import Path
-
     out: dict[str, dict[str, list[float]]] = {}
     for p in paths:
         path = Path(p)

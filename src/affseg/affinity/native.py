@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from affseg.cache import cache_dir as user_cache_dir
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_stencil.c")
@@ -64,8 +66,6 @@ def cache_dir() -> Path:
     >>> cache_dir().is_absolute() or cache_dir().name == "affseg"
     True
     """
-    from affseg.cache import cache_dir as user_cache_dir
-
     return user_cache_dir()
 
 

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from affseg.backbones.efficientnet_lite import _TAPS
+
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
     """Weight and bias of ``bn(conv(x))`` as one convolution (eval-mode statistics)."""
@@ -68,8 +70,6 @@ def fuse_pyramid(pyramid: nn.Module) -> Callable[[Tensor], list[Tensor]]:
     >>> max(float((a - b).abs().max()) for a, b in zip(ref, out)) < 1e-4
     True
     """
-    from affseg.backbones.efficientnet_lite import _TAPS
-
     net = pyramid.net
     if not isinstance(getattr(net, "_swish", None), nn.ReLU6):
         raise ValueError("fuse_pyramid: only the ReLU6 (Lite) variant is supported")

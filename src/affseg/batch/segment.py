@@ -24,8 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from affseg.batch.engine import Done, Engine, SerialEngine
 from affseg.batch.manifest import MANIFEST_NAME, Manifest, folder_lock, source_digest
+from affseg.data.io import image_size, read_image, write_label_png, write_png, write_ucm_mat
 from affseg.errors import InputError
 
 #: The outputs of one image, in the order they are written (the ``.mat`` last).
@@ -157,9 +160,6 @@ def remove_stale_temp_files(out: Path) -> int:
 
 def segment_one(task: SegmentTask) -> dict[str, Any]:
     """Segment one image and write its outputs (runs on a worker)."""
-    import numpy as np
-
-    from affseg.data.io import image_size, read_image, write_label_png, write_png, write_ucm_mat
     from affseg.grouping.visualize import boundaries_image, overlay
     from affseg.methods import DEFAULT_WORKING_SIDE, check_method_memory, run_method, working_size
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 
+from affseg.cli import SUBCOMMANDS
 from affseg.errors import InputError
 from affseg.methods import DEPTH_COMPLETION_METHODS as METHODS
 from affseg.train.curvature_args import add_curvature_arguments
@@ -35,8 +36,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     >>> args.method, args.func is run
     ('ham', True)
     """
-    from affseg.cli import SUBCOMMANDS
-
     p = subparsers.add_parser(
         "depth-complete",
         help=SUBCOMMANDS["depth-complete"][1],

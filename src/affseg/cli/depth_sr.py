@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
+from affseg.cli import SUBCOMMANDS
+from affseg.cli import main as affseg_main
 from affseg.errors import InputError
 
 METHODS = ("ham", "naive", "bicubic", "bilateral")
@@ -32,8 +35,6 @@ TTA_HELP = (
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``affseg depth-sr``."""
-    from affseg.cli import SUBCOMMANDS
-
     p = subparsers.add_parser(
         "depth-sr",
         help=SUBCOMMANDS["depth-sr"][1],
@@ -167,10 +168,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``depth-sr`` alone (``python -m affseg.cli.depth_sr ACTION ...``)."""
-    import sys
-
-    from affseg.cli import main as affseg_main
-
     return affseg_main(["depth-sr", *(sys.argv[1:] if argv is None else argv)])
 
 

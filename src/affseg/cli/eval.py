@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from affseg.cli import SUBCOMMANDS
 from affseg.errors import InputError
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``affseg eval``."""
-    from affseg.cli import SUBCOMMANDS
     from affseg.cli.segment import add_engine_arguments
     from affseg.methods import METHODS
 

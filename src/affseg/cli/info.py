@@ -15,7 +15,10 @@ constants. Example::
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+
+from affseg.cli import SUBCOMMANDS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -27,8 +30,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     >>> add_parser(p.add_subparsers())
     ArgumentParser(prog='... info', ...)
     """
-    from affseg.cli import SUBCOMMANDS
-
     p = subparsers.add_parser(
         "info",
         help=SUBCOMMANDS["info"][1],
@@ -54,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
     >>> main(["info", "wsss_msrc21.pt"])          # doctest: +SKIP
     0
     """
-    import json
-
     from affseg.methods.wsss import describe_weights, load_weights
 
     meta = load_weights(args.weights, check_ndd=False)["meta"]

@@ -27,9 +27,10 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from affseg.cli import SUBCOMMANDS
 from affseg.data.examples import EXAMPLES, load_example  # noqa: F401 - re-exported
 from affseg.errors import InputError
-from affseg.methods import check_options, min_side, parse_sets  # noqa: F401 - re-exported
+from affseg.methods import DEFAULT_METHOD, METHODS, check_options, min_side, parse_sets, run_method
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,16 +48,11 @@ def run_named(image: np.ndarray, method: str | None, seed: int, options: dict[st
     InputError
         Unknown method, or an option the method does not take.
     """
-    from affseg.methods import run_method
-
     return run_method(image, method, seed=seed, **options)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``affseg segment``."""
-    from affseg.cli import SUBCOMMANDS
-    from affseg.methods import DEFAULT_METHOD, METHODS
-
     p = subparsers.add_parser(
         "segment",
         help=SUBCOMMANDS["segment"][1],

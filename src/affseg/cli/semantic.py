@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from affseg.cli import SUBCOMMANDS
 from affseg.errors import InputError
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     >>> add_parser(p.add_subparsers())
     ArgumentParser(prog='... semantic', ...)
     """
-    from affseg.cli import SUBCOMMANDS
     from affseg.methods import DEFAULT_SEMANTIC_METHOD as DEFAULT_METHOD
     from affseg.methods import SEMANTIC_METHODS as METHODS
 

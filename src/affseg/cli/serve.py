@@ -20,6 +20,7 @@ import math
 import os
 import sys
 
+from affseg.cli import SUBCOMMANDS
 from affseg.errors import InputError
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -47,8 +48,6 @@ def max_threads() -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``affseg serve``."""
-    from affseg.cli import SUBCOMMANDS
-
     p = sub.add_parser(
         "serve",
         help=SUBCOMMANDS["serve"][1],

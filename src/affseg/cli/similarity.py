@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from affseg.cli import SUBCOMMANDS
 from affseg.errors import InputError
 from affseg.methods import DEFAULT_WORKING_SIDE, min_side
 
@@ -39,8 +40,6 @@ MAX_HEIGHT = 16384
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``similarity`` subcommand."""
-    from affseg.cli import SUBCOMMANDS
-
     p = sub.add_parser(
         "similarity",
         help=SUBCOMMANDS["similarity"][1],

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from functools import partial
+
+from affseg.cli import SUBCOMMANDS
 
 #: ``affseg train MODEL`` -> (module of :mod:`affseg.train`, one line of help).
 TRAINERS: dict[str, tuple[str, str]] = {
@@ -59,14 +62,11 @@ def add_trainer_arguments(p: argparse.ArgumentParser, name: str) -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``affseg train`` and one sub-command per trainer."""
-    from affseg.cli import SUBCOMMANDS
-
     parser = subparsers.add_parser(
         "train",
         help=SUBCOMMANDS["train"][1],
         description="Train one of affseg's networks.",
     )
-    from functools import partial
 
     from affseg.cli.lazy import add_lazy_subparsers
 

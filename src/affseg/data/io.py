@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,8 +104,6 @@ def max_pixels() -> int:
 
 def _open_lazy(p: Path, what: str) -> Any:
     """PIL image of ``p``, header read and checked, pixels not decoded yet."""
-    import warnings
-
     from PIL import Image, UnidentifiedImageError
 
     if not p.is_file():
@@ -196,8 +195,6 @@ def open_image(path: str | os.PathLike[str], what: str = "image") -> Iterator[An
     CorruptFileError
         The file cannot be decoded.
     """
-    import warnings
-
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)

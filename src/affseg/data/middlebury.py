@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affseg.data.io import read_image
+from affseg.data.io import open_image, read_image
 from affseg.data.paths import dataset_dir
 from affseg.errors import CorruptFileError, DatasetNotFoundError, InputError
 
@@ -87,7 +87,6 @@ def _read_gray(path: Path) -> np.ndarray:
 
     if not path.is_file():
         raise DatasetNotFoundError(f"Middlebury file not found: {path}")
-    from affseg.data.io import open_image
 
     try:
         with open_image(path, "Middlebury file") as im:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affseg.data.io import read_image
+from affseg.data.io import open_image, read_image
 from affseg.data.paths import dataset_dir
 from affseg.errors import CorruptFileError, DatasetNotFoundError, InputError
 
@@ -225,7 +225,6 @@ def load_ground_truth(
     p = gt_dir / f"{image_id}_GT.png"
     if not p.is_file():
         raise DatasetNotFoundError(f"MSRC_v2 ground truth not found: {p}")
-    from affseg.data.io import open_image
 
     try:
         with open_image(p, "MSRC ground truth") as im:

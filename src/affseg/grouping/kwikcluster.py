@@ -31,6 +31,7 @@ import numba
 import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
+from skimage.measure import label
 
 from affseg.errors import InputError
 from affseg.grouping.hierarchy import Hierarchy
@@ -208,8 +209,6 @@ def merge_small_regions(
 
 def _pieces(labels: np.ndarray) -> np.ndarray:
     """Split every region of ``labels`` (H, W) into its 4-connected pieces; ids 1..K."""
-    from skimage.measure import label
-
     lab = np.asarray(labels, dtype=np.int64)
     return label(lab - lab.min() + 1, background=0, connectivity=1).astype(np.int32)
 

@@ -34,6 +34,7 @@ from affseg.grouping.diffusion_hierarchy import (
     resize_maps,
 )
 from affseg.grouping.hierarchy import Hierarchy
+from affseg.grouping.kernel_grouping import diffusion_kernel
 
 #: Grouping options of :func:`ndd_hierarchy` and their types (``--set`` may pass strings).
 _OPTION_TYPES: dict[str, type] = {
@@ -392,8 +393,6 @@ def ndd_hierarchy(
         ):
             kw.pop(k)
     if group == "leaves":
-        from affseg.grouping.kernel_grouping import diffusion_kernel
-
         kernel = diffusion_kernel(phi, tau)
         return leaf_hierarchy(image, kernel, grid, **leaf_kw)
 

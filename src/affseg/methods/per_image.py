@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+from skimage.segmentation import slic
 from torch import nn
 
 from affseg.errors import InputError
@@ -488,7 +489,6 @@ def _snap_superpixels(image: np.ndarray, n: int | None) -> np.ndarray | None:
     """SLIC superpixels (H, W) of the full-resolution image (about ``n``), or None."""
     if n is None:
         return None
-    from skimage.segmentation import slic
 
     return slic(image, n_segments=int(n), compactness=10.0, start_label=0)
 
@@ -607,8 +607,6 @@ def kanezaki(
     >>> res.labels.shape, int(res.labels.min())
     ((24, 32), 1)
     """
-    from skimage.segmentation import slic
-
     opt = PerImageOptions.parse("kanezaki", options)
     _check_values({**locals(), **vars(opt)})
     _check(image, opt)

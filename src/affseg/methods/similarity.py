@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from affseg.errors import InputError
 from affseg.methods import DEFAULT_WORKING_SIDE as _DEFAULT_SIDE
-from affseg.methods import min_side
+from affseg.methods import min_side, working_image
 
 #: Default working side: the longer side the maps are computed at (``affseg segment``'s
 #: default); larger images are downscaled first and their maps upsampled.
@@ -73,7 +73,6 @@ def _working(
     h, w = rgb.shape[:2]
     if not working_side or max(h, w) <= working_side:
         return rgb, list(pixels)
-    from affseg.methods import working_image
 
     work = working_image(rgb, int(working_side))
     hw, ww = work.shape[:2]

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from affseg.backbones import load_backbone
 from affseg.backbones.efficientnet_lite import snapped_size
 from affseg.errors import AffsegError, CorruptFileError, InputError, first_line
 
@@ -167,8 +168,6 @@ class SpecDiffNet(nn.Module):
     ) -> None:
         super().__init__()
         if backbone is None:
-            from affseg.backbones import load_backbone
-
             backbone = load_backbone(pretrained_backbone)
         self.backbone = backbone
         self.head = FeatureHead(tuple(backbone.channels), hidden, feat_dim)

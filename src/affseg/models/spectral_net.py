@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affseg.backbones.efficientnet_lite import snapped_size
+from affseg.backbones.efficientnet_lite import load_backbone, snapped_size
 from affseg.errors import CorruptFileError, InputError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -222,8 +222,6 @@ class SpectralNet(nn.Module):
     def __init__(self, head: SpectralHead | None = None, backbone: nn.Module | None = None):
         super().__init__()
         if backbone is None:
-            from affseg.backbones.efficientnet_lite import load_backbone
-
             backbone = load_backbone()
         self.backbone = backbone
         self.head = head if head is not None else load_head()

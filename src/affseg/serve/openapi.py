@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from affseg import __version__
+
 #: What the pattern of an image id is (16 lowercase hex digits, a content hash).
 ID_PATTERN = "^[0-9a-f]{16}$"
 
@@ -58,7 +60,6 @@ def openapi_schema(settings: Any = None) -> dict[str, Any]:
     >>> sorted(doc["paths"]["/api/segment"]["post"]["requestBody"]["content"])
     ['application/x-www-form-urlencoded', 'multipart/form-data']
     """
-    from affseg import __version__
     from affseg.data.examples import EXAMPLES
     from affseg.methods import DEFAULT_METHOD, METHODS
     from affseg.serve.limits import Settings

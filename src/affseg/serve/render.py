@@ -15,6 +15,8 @@ True
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -94,9 +96,6 @@ def encode_png(arr: np.ndarray, level: int = 1) -> bytes:
     """
     a = np.ascontiguousarray(arr)
     if level == 0 and a.dtype == np.uint8 and (a.ndim == 2 or a.shape[2] in (3, 4)):
-        import struct
-        import zlib
-
         h, w = a.shape[:2]
         ch = 1 if a.ndim == 2 else a.shape[2]
         raw = np.zeros((h, 1 + w * ch), np.uint8)  # filter byte 0 ("none") per row

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from affseg.data.io import check_writable_file, read_image
 from affseg.errors import InputError
 from affseg.methods.depth_completion import (
     DENSITY,
@@ -48,7 +49,6 @@ def load_train_scenes(data: str | None = None) -> list[tuple[np.ndarray, np.ndar
     ...
     affseg.errors.DatasetNotFoundError: dataset RGBD_depth_train not found at ...
     """
-    from affseg.data.io import read_image
     from affseg.data.paths import dataset_dir
 
     root = dataset_dir("RGBD_depth_train", data)
@@ -226,7 +226,6 @@ def run(args: argparse.Namespace) -> int:
     ...
     affseg.errors.InputError: --steps and --batch must be >= 1, --crop a multiple of 8 (>= 32)
     """
-    from affseg.data.io import check_writable_file
     from affseg.train.curvature_args import check_curvature_arguments
 
     if args.threads < 1:

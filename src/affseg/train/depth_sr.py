@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from affseg.data.io import atomic_write
+from affseg.data.io import atomic_write, check_writable_file
 from affseg.errors import InputError
 from affseg.methods.depth_sr import FACTORS, _to_tensor_rgb
 from affseg.models.ham import curvature_adam
@@ -479,7 +479,6 @@ def run(args: argparse.Namespace) -> int:
     ...
     affseg.errors.InputError: --steps must be >= 1 and --crop a multiple of 16 (>= 32)
     """
-    from affseg.data.io import check_writable_file
     from affseg.train.curvature_args import check_curvature_arguments
 
     if args.steps < 1 or args.crop % 16 or args.crop < 32:

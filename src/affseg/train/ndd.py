@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from affseg.data.io import atomic_write, write_json
+from affseg.data.io import atomic_write, check_writable_dir, check_writable_file, write_json
 from affseg.errors import AffsegError, CorruptFileError, InputError, first_line
 from affseg.runtime import torch_threads
 
@@ -304,7 +304,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     from affseg.backbones import load_backbone
-    from affseg.data.io import check_writable_dir, check_writable_file
     from affseg.models.spec_diff_net import SpecDiffNet, save_weights
     from affseg.train.ndd_cache import FeatureCache, bsds_items
 

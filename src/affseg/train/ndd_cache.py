@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from affseg.backbones.efficientnet_lite import snapped_size
+from affseg.data import bsds
 from affseg.data.bsds import load_ground_truth
 from affseg.data.io import atomic_write, read_image, write_json
 from affseg.errors import CorruptFileError, DatasetNotFoundError
@@ -38,8 +39,6 @@ def bsds_items(root: str | os.PathLike[str] | None, split: str) -> list[tuple[Pa
     DatasetNotFoundError
         Missing dataset or split folder, or a split without ground truth.
     """
-    from affseg.data import bsds
-
     pairs = [
         (bsds.image_path(root, split, i), bsds.gt_path(root, split, i))
         for i in bsds.list_split(root, split)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from affseg.affinity.spectral import spectral_loss
+from affseg.backbones.efficientnet_lite import load_backbone
 from affseg.errors import AffsegError, InputError
 from affseg.models.spectral_net import (
     DEFAULT_WEIGHTS,
@@ -130,7 +131,6 @@ def check_args(args: argparse.Namespace) -> None:
 
 def train(args: argparse.Namespace) -> dict:
     """Run the training described by the parsed options; returns a summary dict."""
-    from affseg.backbones.efficientnet_lite import load_backbone
     from affseg.train.ndd_cache import FeatureCache, bsds_items
 
     check_args(args)
