@@ -14,9 +14,11 @@ from affseg.methods.per_image import (
     continuity_loss,
     ema_alpha,
     ema_update,
+    ensemble_response,
     run_per_image,
     superpixel_vote,
 )
+from affseg.methods.per_image.postprocess import final_labels
 from affseg.models.per_image_net import PerImageNet
 
 
@@ -190,8 +192,6 @@ def test_seed_stability_spread() -> None:
 
 
 def test_ensemble_response_aligns_permuted_channels() -> None:
-    from affseg.methods.per_image import ensemble_response
-
     torch.manual_seed(0)
     r1 = torch.randn(1, 5, 6, 7)
     perm = torch.tensor([3, 0, 4, 1, 2])
@@ -211,8 +211,6 @@ def test_ensemble_response_aligns_permuted_channels() -> None:
 def test_min_area_gives_connected_segments_of_minimum_size() -> None:
     from scipy import ndimage
 
-    from affseg.methods.per_image import _final_labels
-
     # label classes: 0 left, 1 right, plus a 4-pixel speck of class 1 and a 20-pixel
     # island of class 2 inside the left half
     lab = np.zeros((16, 20), int)
@@ -220,9 +218,9 @@ def test_min_area_gives_connected_segments_of_minimum_size() -> None:
     lab[2:4, 2:4] = 1
     lab[8:12, 3:8] = 2
     resp = torch.nn.functional.one_hot(torch.from_numpy(lab), 4).permute(2, 0, 1)[None].float()
-    classes = _final_labels(resp, (16, 20))
+    classes = final_labels(resp, (16, 20))
     assert classes.max() == 3 and classes[2, 2] == classes[0, 15]  # speck joins class 1
-    out = _final_labels(resp, (16, 20), min_area=10 / 320)  # >= 10 pixels
+    out = final_labels(resp, (16, 20), min_area=10 / 320)  # >= 10 pixels
     sizes = np.bincount(out.ravel())[1:]
     assert out.max() == len(sizes) == 3 and sizes.min() >= 10
     assert out[2, 2] == out[0, 0] != out[0, 15]  # the speck went to its surroundings
@@ -230,7 +228,7 @@ def test_min_area_gives_connected_segments_of_minimum_size() -> None:
     for k in range(1, out.max() + 1):
         assert ndimage.label(out == k)[1] == 1  # 4-connected
     # target_segments keeps only the most used classes before splitting
-    assert _final_labels(resp, (16, 20), target=2).max() == 2
+    assert final_labels(resp, (16, 20), target=2).max() == 2
 
 
 def test_backbone_input() -> None:
@@ -261,8 +259,6 @@ def test_backbone_input() -> None:
 
 
 def test_snap_to_superpixels_and_temporal_average() -> None:
-    from affseg.methods.per_image import _final_labels
-
     # a ragged border between two classes; superpixels = the two straight halves
     lab = np.zeros((8, 10), int)
     lab[:, 5:] = 1
@@ -271,7 +267,7 @@ def test_snap_to_superpixels_and_temporal_average() -> None:
     resp = torch.nn.functional.one_hot(torch.from_numpy(lab), 3).permute(2, 0, 1)[None].float()
     sp = np.zeros((8, 10), int)
     sp[:, 5:] = 1
-    out = _final_labels(resp, (8, 10), superpixels=sp)
+    out = final_labels(resp, (8, 10), superpixels=sp)
     np.testing.assert_array_equal(out, sp + 1)
     # MMT with a temporal average of its output still splits two flat colours
     im = two_colour_image()
@@ -333,3 +329,21 @@ def test_merge_option_deterministic(method: str) -> None:
     plain = run_per_image(method, im, seed=1, max_iter=5)
     assert a.n_segments == a.labels.max() <= plain.n_segments
     assert run_per_image(method, im, seed=1, max_iter=5, merge=1e6).n_segments == 1
+
+
+def test_signatures_list_shared_and_own_options() -> None:
+    import inspect
+
+    from affseg.methods import method_options
+    from affseg.methods.per_image import PerImageOptions, kim, mmt_hierarchy
+    from affseg.methods.per_image.options import SIGNATURES, option_names
+
+    shared = list(PerImageOptions.__dataclass_fields__)
+    params = list(inspect.signature(kim).parameters)
+    assert params == ["image", "seed", *shared, "n_conv", "mu_sim", "mu_con"]
+    assert inspect.signature(kim) == SIGNATURES["kim"]
+    hier = inspect.signature(mmt_hierarchy)
+    assert hier.return_annotation == "Hierarchy" and list(hier.parameters)[-1] == "pred_alpha"
+    assert list(method_options("mmt")) == option_names("mmt")
+    with pytest.raises(InputError, match="its options: channels, .*, mu_con$"):
+        PerImageOptions.parse("kim", {"mu": 1})
