@@ -23,6 +23,7 @@ import torch
 from affseg.evaluation.semantic import score_pseudo_maps
 from affseg.methods.wsss import class_scores
 from affseg.train import wsss as T
+from affseg.train import wsss_stages as S
 from affseg.train.wsss_cache import load_cache
 
 
@@ -39,17 +40,17 @@ def main() -> None:
     val = load_cache(cache, "val")
     kind = "cam" if args.method == "cam" else "wsss"
     mu = args.mu if kind == "wsss" and args.variant != "no-rfp" else None
-    pool = T.weak_pool(items, mu, args.absence_cap)
+    pool = S.weak_pool(items, mu, args.absence_cap)
     out = Path("runs/wsss/variants") / args.tag
     out.mkdir(parents=True, exist_ok=True)
     maps, mious = [], []
     for seed in args.seeds:
         args.seed = seed
         torch.manual_seed(seed)
-        weak = T.weak_model(args.method, args.variant, args)
+        weak = S.weak_model(args.method, args.variant, args)
         t0 = time.monotonic()
-        step = lambda m, b: T.weak_step(m, args.method, b)  # noqa: E731
-        T.run_stage("weak", weak, step, pool, args.weak_steps, args, {}, lambda: None, print)
+        step = lambda m, b: S.weak_step(m, args.method, b)  # noqa: E731
+        S.run_stage("weak", weak, step, pool, args.weak_steps, args, {}, lambda: None, print)
         torch.save(weak.state_dict(), out / f"weak_{seed}.pt")
         maps.append(class_scores(weak, kind, val))
         r = score_pseudo_maps(maps[-1], kind, val, None, "val")

@@ -112,7 +112,7 @@ def _synthetic_items(n: int = 8, h: int = 4, w: int = 6) -> list[dict]:
 
 
 def _args(**kw) -> argparse.Namespace:
-    from affseg.train.wsss import add_arguments
+    from affseg.train.wsss_args import add_arguments
 
     p = argparse.ArgumentParser()
     add_arguments(p)
@@ -125,7 +125,7 @@ def _args(**kw) -> argparse.Namespace:
 
 @pytest.mark.parametrize("method", ["wsss", "cam"])
 def test_few_steps_lower_the_loss(method: str) -> None:
-    from affseg.train.wsss import Pool, _batch, weak_model, weak_step
+    from affseg.train.wsss_stages import Pool, _batch, weak_model, weak_step
 
     torch.manual_seed(0)
     items = _synthetic_items()
@@ -486,7 +486,7 @@ def test_fuse_scores_is_the_filtered_average() -> None:
 
 
 def test_absence_weights_follow_label_cooccurrence() -> None:
-    from affseg.train.wsss import Pool, absence_weights
+    from affseg.train.wsss_stages import Pool, absence_weights
 
     # class 1 appears in 5 images, class 0 in 4 of them: P(0 | 1) = 4 / 5, so the one image
     # with class 1 but without class 0 weighs 1 / (1 - 4 / 5) = 5; class 2 is independent

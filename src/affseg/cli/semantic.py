@@ -290,7 +290,7 @@ def _eval_dataset(args: argparse.Namespace, meta: dict[str, Any]) -> tuple[Any, 
     """
     import numpy as np
 
-    from affseg.train.wsss import open_data
+    from affseg.train.wsss_args import open_data
 
     ds = open_data(args, args.split)
     model_names = [str(n) for n in meta["classes"]]
@@ -332,7 +332,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from affseg.data.io import check_writable_file, write_json
     from affseg.evaluation.semantic import SegScore
     from affseg.methods.wsss import DEFAULT_METHOD, METHODS, semantic, semantic_model
-    from affseg.train.wsss import dataset_name
+    from affseg.train.wsss_args import dataset_name
 
     method = args.method or DEFAULT_METHOD
     if method not in METHODS:

@@ -74,7 +74,7 @@ def cross_fit_segmenters(
     """
     from affseg.methods.wsss import build_weak, pseudo_labels
     from affseg.models.wsss_net import SegHead
-    from affseg.train.wsss import Pool, run_stage, seg_step
+    from affseg.train.wsss_stages import Pool, run_stage, seg_step
 
     supervised = blob["method"] == "supervised"
     if supervised and pixel_targets is None:
@@ -257,7 +257,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     >>> p.parse_args(["--run", "runs/wsss/wsss"]).cross_fit
     0
     """
-    from affseg.train.wsss import add_data_arguments
+    from affseg.train.wsss_args import add_data_arguments
 
     p.add_argument("--run", required=True, help="folder of an `affseg train wsss` run")
     add_data_arguments(p)
@@ -290,7 +290,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _run_data(args: argparse.Namespace, blob: dict[str, Any]) -> tuple[Any, str, str, str]:
     """The run's dataset, train split, val split and train fingerprint (checked)."""
-    from affseg.train.wsss import open_data
+    from affseg.train.wsss_args import open_data
 
     meta = blob["meta"]
     data = meta.get("data") or {}
