@@ -65,9 +65,11 @@ DEFAULT_FUSE = 0.75
 #: upsampled to full resolution, so the stride-8 grid stays near the training size (MSRC
 #: photos, 320 x 213, are untouched) and memory stays bounded. ``None`` / 0 lifts the bound.
 DEFAULT_WORKING_SIDE = 512
-#: Upper bound of the HAM refiner's memory per working pixel (bytes; measured peak ~1.1 kB
-#: per pixel with 11 classes at 512 x 384 under ``torch.no_grad``).
-REFINE_PIXEL_BYTES = 2048.0
+#: Memory of the HAM refiner per working pixel (bytes), added to :func:`semantic_memory`
+#: when ``refine`` is given. Measured: the peak RSS of :func:`semantic` with an 11-class
+#: refiner rises by 1.77 GB at 512 x 384 (9.0 kB per pixel) and 0.41 GB at 256 x 192; 12 kB
+#: leaves room for more classes.
+REFINE_PIXEL_BYTES = 12_000.0
 #: Smallest working side (pixels): the grid must hold more nodes than the 50 eigenvectors.
 MIN_WORKING_SIDE = 64
 #: Memory model of :func:`semantic` (bytes): fixed cost (torch, the pinned spec-diff-net,
