@@ -471,3 +471,72 @@ def test_memory_rule_refuses_a_guide_before_decoding(tmp_path, capsys, monkeypat
     assert not (tmp_path / "o.png").exists()
     with pytest.raises(InputError, match="above the limit of 0.5 GB"):  # the API too
         ds.super_resolve(ham, np.zeros((640, 960, 3), np.uint8), np.zeros((80, 120)), 8)
+
+
+def test_rgbd_train_is_one_loader_for_both_trainers(tmp_path) -> None:  # noqa: ANN001
+    """Depth super-resolution and depth completion read ``RGBD_depth_train`` through
+    :func:`affseg.data.rgbd_train.load_scenes`: SR crops to multiples of 16, completion keeps
+    the full scenes; the same pixels otherwise, and one line for an empty data set."""
+    from PIL import Image
+
+    from affseg.data import rgbd_train
+    from affseg.train.depth_completion import load_train_scenes
+    from affseg.train.depth_sr import load_training_pairs
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "RGBD_depth_train").mkdir()
+    with pytest.raises(InputError, match="no scenes"):
+        load_train_scenes(str(tmp_path))
+    for name in ("b", "a"):
+        d = tmp_path / "RGBD_depth_train" / name
+        d.mkdir()
+        Image.fromarray(rng.integers(0, 255, (37, 50, 3), dtype=np.uint8)).save(d / "color.png")
+        Image.fromarray(rng.integers(20, 200, (37, 50), dtype=np.uint8)).save(d / "depth.png")
+    full = load_train_scenes(str(tmp_path))
+    assert [d.shape for _, d in full] == [(37, 50), (37, 50)]
+    assert all(r.dtype == np.uint8 and d.dtype == np.float32 for r, d in full)
+    pairs = load_training_pairs(str(tmp_path))
+    assert [d.shape for _, d in pairs] == [(1, 32, 48), (1, 32, 48)]
+    for (rgb, depth), (im, d) in zip(full, pairs, strict=True):
+        np.testing.assert_array_equal(d[0].numpy(), depth[:32, :48])
+        np.testing.assert_array_equal(
+            im.numpy(), rgb[:32, :48].transpose(2, 0, 1) / np.float32(255)
+        )
+    only_b = rgbd_train.load_scenes(str(tmp_path), ["b"], multiple=1)
+    np.testing.assert_array_equal(only_b[0][1], full[1][1])
+
+
+def test_ham_loop_needs_a_ham_affinity_and_records_every_loss() -> None:
+    """The shared loop refuses a model without ``.affinity``, and hands back every step's
+    loss (the mean of the last ``window`` as the final loss)."""
+    from affseg.models.ham import HAMAffinity
+    from affseg.train.ham_loop import train_loop
+
+    with pytest.raises(AttributeError):
+        train_loop(torch.nn.Linear(1, 1), lambda s: ((), torch.zeros(1)), torch.sub, 1, 0.1)
+
+    class Toy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.affinity = HAMAffinity("hyperbolic")
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+    model = Toy()
+    seen: list[int] = []
+
+    def make_batch(step: int) -> tuple[tuple[torch.Tensor], torch.Tensor]:
+        seen.append(step)
+        return (torch.ones(3),), torch.full((3,), 2.0)
+
+    result = train_loop(
+        model,
+        make_batch,
+        lambda p, t: ((p - t) ** 2).mean(),
+        steps=4,
+        lr=0.1,
+        forward=lambda x: model.w * x,
+        log_every=0,
+    )
+    assert seen == [0, 1, 2, 3] and len(result.losses) == 4 and result.losses[0] == 4.0
+    assert result.losses[-1] < result.losses[0]
+    assert result.final_loss(2) == pytest.approx(np.mean(result.losses[2:]))

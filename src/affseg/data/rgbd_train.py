@@ -4,6 +4,11 @@ Layout under ``<root>/RGBD_depth_train/<name>``: ``color.png`` (RGB) and ``depth
 (8-bit, hole-filled disparity-like map). The benchmark scenes (art, books, dolls,
 laundry, moebius, reindeer) are not among them.
 
+The one loader of this data set: depth super-resolution training
+(:func:`affseg.train.depth_sr.load_training_pairs`) and depth completion training
+(:func:`affseg.train.depth_completion.load_train_scenes`) both read it through
+:func:`load_scenes`.
+
 Example
 -------
 >>> from affseg.data.rgbd_train import list_scenes
@@ -19,7 +24,7 @@ import numpy as np
 
 from affseg.data.io import read_image, read_pixels
 from affseg.data.paths import dataset_dir
-from affseg.errors import CorruptFileError
+from affseg.errors import CorruptFileError, InputError
 
 DATASET = "RGBD_depth_train"
 
@@ -63,3 +68,38 @@ def load_pair(
         raise CorruptFileError(f"{d}: depth {depth.shape} does not match colour {rgb.shape}")
     h, w = (depth.shape[0] // multiple) * multiple, (depth.shape[1] // multiple) * multiple
     return rgb[:h, :w], depth[:h, :w].astype(np.float32)
+
+
+def load_scenes(
+    root: str | os.PathLike[str] | None = None,
+    names: list[str] | None = None,
+    multiple: int = 16,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Guides and disparities (:func:`load_pair`) of the scenes ``names`` (default: every
+    scene, :func:`list_scenes`), in that order.
+
+    Parameters
+    ----------
+    root : path, optional
+        Data root holding ``RGBD_depth_train/``.
+    names : list of str, optional
+    multiple : int
+        Every scene is cropped (top-left) to a multiple of it; 1 keeps the full scene.
+
+    Returns
+    -------
+    list of (ndarray (H, W, 3) uint8, ndarray (H, W) float32)
+
+    Examples
+    --------
+    >>> load_scenes("/nonexistent")
+    Traceback (most recent call last):
+    ...
+    affseg.errors.DatasetNotFoundError: dataset RGBD_depth_train not found at ...
+    """
+    names = names if names is not None else list_scenes(root)
+    if not names:
+        raise InputError(
+            f"no scenes (<name>/color.png + depth.png) under {dataset_dir(DATASET, root)}"
+        )
+    return [load_pair(name, root, multiple) for name in names]

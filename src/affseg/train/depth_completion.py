@@ -2,9 +2,11 @@
 
 ``affseg train depth-complete`` (also ``affseg depth-complete --train``): random crops of
 the 30 ``RGBD_depth_train`` scenes (never a benchmark scene), the same flips, transposition
-and channel permutation as depth super-resolution (:func:`affseg.train.depth_sr.augment`),
+and channel permutation as depth super-resolution (:func:`affseg.train.ham_loop.augment`),
 sparse samples drawn at the benchmark's density (:func:`affseg.methods.depth_completion.
-sample_sparse`). Inference and the benchmark are in :mod:`affseg.methods.depth_completion`.
+sample_sparse`), trained by the loop shared with depth super-resolution
+(:func:`affseg.train.ham_loop.train_loop`). Inference and the benchmark are in
+:mod:`affseg.methods.depth_completion`.
 
 Example
 -------
@@ -20,27 +22,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from affseg.data.io import check_writable_file, read_image
+from affseg.data import rgbd_train
+from affseg.data.io import check_writable_file
 from affseg.errors import InputError
-from affseg.methods.depth_completion import (
-    DENSITY,
-    _read_gray,
-    network_inputs,
-    sample_sparse,
-)
-from affseg.models.ham import curvature_adam
-from affseg.runtime import torch_threads
-from affseg.train.depth_sr import augment, save_weights
+from affseg.methods.depth_completion import DENSITY, network_inputs, sample_sparse
+from affseg.train.ham_loop import augment, save_weights, seeded, train_loop
 
 
 def load_train_scenes(data: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Every ``RGBD_depth_train`` scene as (rgb (H, W, 3) uint8, depth (H, W) float32).
+    """Every ``RGBD_depth_train`` scene as (rgb (H, W, 3) uint8, depth (H, W) float32),
+    uncropped (:func:`affseg.data.rgbd_train.load_scenes` with ``multiple=1``).
 
     Examples
     --------
@@ -49,15 +45,7 @@ def load_train_scenes(data: str | None = None) -> list[tuple[np.ndarray, np.ndar
     ...
     affseg.errors.DatasetNotFoundError: dataset RGBD_depth_train not found at ...
     """
-    from affseg.data.paths import dataset_dir
-
-    root = dataset_dir("RGBD_depth_train", data)
-    out = []
-    for d in sorted(p for p in root.iterdir() if (p / "depth.png").is_file()):
-        out.append((read_image(d / "color.png"), _read_gray(d / "depth.png").astype(np.float32)))
-    if not out:
-        raise InputError(f"no scenes (<name>/color.png + depth.png) under {root}")
-    return out
+    return rgbd_train.load_scenes(data, multiple=1)
 
 
 def train(
@@ -105,9 +93,7 @@ def train(
         raise InputError(f"unknown geometry {geometry!r}; use hyperbolic or euclidean")
     if init not in ("nearest", "fgs"):
         raise InputError(f"unknown initial fill {init!r}; use nearest or fgs")
-    with torch_threads(max(1, int(threads))):
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
+    with seeded(seed, threads) as gen:
         rng = np.random.default_rng(seed)
         model = DepthCompletionPropagation(
             geometry,  # type: ignore[arg-type]
@@ -123,11 +109,8 @@ def train(
         if crop > min(min(d.shape) for _, d in scenes):
             raise InputError(f"crop {crop} exceeds the smallest training scene")
         n_samp = max(1, round(DENSITY * crop * crop))
-        opt = curvature_adam(model, model.affinity, lr, c_lr_mult)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-        t0 = time.time()
-        losses: list[float] = []
-        for step in range(steps):
+
+        def make_batch(step: int) -> tuple[list[torch.Tensor], torch.Tensor]:
             ims, gts, inits, masks, dists = [], [], [], [], []
             for _ in range(batch):
                 im, d = scenes[int(torch.randint(len(scenes), (1,), generator=gen))]
@@ -144,23 +127,16 @@ def train(
                 inits.append(fill[0])
                 masks.append(mask[0])
                 dists.append(dist[0])
-            gt = torch.stack(gts)
-            pred = model(
-                torch.stack(ims), torch.stack(inits), torch.stack(masks), torch.stack(dists)
-            )
+            inputs = [torch.stack(t) for t in (ims, inits, masks, dists)]
+            return inputs, torch.stack(gts)
+
+        def loss_fn(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
             valid = (gt > 0).float()
-            loss = (((pred - gt) ** 2) * valid).sum() / valid.sum().clamp_min(1.0)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            if log_every and (step + 1) % log_every == 0:
-                print(
-                    f"step {step + 1}/{steps} loss {np.mean(losses[-log_every:]):.3f} "
-                    f"c {float(model.affinity.curvature.detach()):.4f} {time.time() - t0:.0f}s",
-                    flush=True,
-                )
+            return (((pred - gt) ** 2) * valid).sum() / valid.sum().clamp_min(1.0)
+
+        result = train_loop(
+            model, make_batch, loss_fn, steps, lr, c_lr_mult, log_every=log_every, loss_format=".3f"
+        )
         record = {
             "task": "depth_completion",
             "geometry": geometry,
@@ -177,8 +153,8 @@ def train(
             "c_param": c_param,
             "c_lr_mult": c_lr_mult,
             "final_curvature": float(model.affinity.curvature.detach()),
-            "seconds": round(time.time() - t0, 1),
-            "final_loss": float(np.mean(losses[-50:])),
+            "seconds": result.seconds(),
+            "final_loss": result.final_loss(50),
         }
         save_weights(out, model, record)
         return record

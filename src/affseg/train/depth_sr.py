@@ -26,18 +26,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from affseg.data.io import atomic_write, check_writable_file
+from affseg.data import rgbd_train
+from affseg.data.io import check_writable_file
 from affseg.errors import InputError
 from affseg.methods.depth_sr import FACTORS, _to_tensor_rgb
-from affseg.models.ham import curvature_adam
-from affseg.runtime import torch_threads
+from affseg.train.ham_loop import augment, save_weights, seeded, train_loop
 
 #: Factor of training step ``i`` is ``TRAIN_FACTORS[i % 6]`` (x8 and x16 drawn twice as often).
 TRAIN_FACTORS: tuple[int, ...] = (2, 4, 8, 16, 8, 16)
@@ -111,43 +110,6 @@ def synthesize_input(gt: np.ndarray, factor: int, noise_std: float, seed: int = 
     return degrade(t, factor, torch.full((1, 1, 1, 1), float(noise_std)), g)[0, 0].numpy()
 
 
-def augment(
-    gt: torch.Tensor, rgb: torch.Tensor, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random flips, 90-degree rotation and colour-channel permutation of aligned crops.
-
-    Parameters
-    ----------
-    gt : Tensor, shape (B, 1, S, S) or (S, S)
-    rgb : Tensor, shape (B, 3, S, S) or (3, S, S)
-    generator : torch.Generator
-
-    Returns
-    -------
-    (Tensor, Tensor)
-        The same shapes; one transform for the whole batch (depth super-resolution draws
-        it per batch, depth completion per crop).
-
-    Examples
-    --------
-    >>> import torch
-    >>> g = torch.Generator().manual_seed(0)
-    >>> gt, rgb = augment(torch.ones(1, 1, 8, 8), torch.ones(1, 3, 8, 8), g)
-    >>> gt.shape, rgb.shape
-    (torch.Size([1, 1, 8, 8]), torch.Size([1, 3, 8, 8]))
-    """
-    r = torch.rand(4, generator=generator)
-    if r[0] < 0.5:
-        gt, rgb = gt.flip(-1), rgb.flip(-1)
-    if r[1] < 0.5:
-        gt, rgb = gt.flip(-2), rgb.flip(-2)
-    if r[2] < 0.5:
-        gt, rgb = gt.transpose(-1, -2), rgb.transpose(-1, -2)
-    if r[3] < 0.5:
-        rgb = rgb[..., torch.randperm(3, generator=generator), :, :]
-    return gt.contiguous(), rgb.contiguous()
-
-
 def load_training_pairs(
     data: str | None = None,
     scenes: list[str] | None = None,
@@ -165,12 +127,8 @@ def load_training_pairs(
     >>> len(pairs), pairs[0][0].shape[0]       # doctest: +SKIP
     (30, 3)
     """
-    from affseg.data import rgbd_train
-
-    names = scenes or rgbd_train.list_scenes(data)
     pairs = []
-    for name in names:
-        rgb, depth = rgbd_train.load_pair(name, data)
+    for rgb, depth in rgbd_train.load_scenes(data, scenes or None):
         im, d = _to_tensor_rgb(rgb), torch.from_numpy(depth)[None, None]
         for sc in scales:
             if sc == 1:
@@ -315,9 +273,7 @@ def train(
         raise InputError(f"factor schedule must list factors of 2, 4, 8, 16, got {factor_schedule}")
     if not (math.isfinite(edge_weight) and edge_weight >= 0):
         raise InputError(f"edge weight must be a number >= 0, got {edge_weight}")
-    with torch_threads(max(1, int(threads))):
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
+    with seeded(seed, threads) as gen:
         model = FastDepthSR(
             geometry=geometry,  # type: ignore[arg-type]
             iterations=iterations,
@@ -329,30 +285,30 @@ def train(
             ranked_head=ranked_head,
         )
         pairs = load_training_pairs(data, scenes, scales)
-        opt = curvature_adam(model, model.affinity, lr, c_lr_mult)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-        t0 = time.time()
-        losses: list[float] = []
-        for step in range(steps):
+
+        def make_batch(step: int) -> tuple[tuple[torch.Tensor, torch.Tensor, int], torch.Tensor]:
             factor = factor_schedule[step % len(factor_schedule)]
             im, low, g = sample_batch(pairs, crop, batch, factor, gen)
-            sq = (model(im, low, factor, fast=False) - g) ** 2
+            return (im, low, factor), g
+
+        def loss_fn(pred: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+            sq = (pred - g) ** 2
             if edge_weight:
                 w = 1.0 + edge_weight * depth_edge_mask(g)
-                loss = (w * sq).sum() / w.sum()
-            else:
-                loss = sq.mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            if log_every and (step + 1) % log_every == 0:
-                print(
-                    f"step {step + 1}/{steps} loss {np.mean(losses[-log_every:]):.4f} "
-                    f"c {float(model.affinity.curvature.detach()):.4f} {time.time() - t0:.0f}s",
-                    flush=True,
-                )
+                return (w * sq).sum() / w.sum()
+            return sq.mean()
+
+        result = train_loop(
+            model,
+            make_batch,
+            loss_fn,
+            steps,
+            lr,
+            c_lr_mult,
+            forward=lambda im, low, factor: model(im, low, factor, fast=False),
+            log_every=log_every,
+            loss_format=".4f",
+        )
         record = {
             "data": "RGBD_depth_train",
             "scenes": len(pairs) // len(scales),
@@ -374,27 +330,11 @@ def train(
             "final_curvature": float(model.affinity.curvature.detach()),
             "scales": [float(x) for x in scales],
             "noise_std": list(NOISE_STD),
-            "seconds": round(time.time() - t0, 1),
-            "final_loss": float(np.mean(losses[-100:])),
+            "seconds": result.seconds(),
+            "final_loss": result.final_loss(100),
         }
         save_weights(out, model, record)
         return record
-
-
-def save_weights(out: Path, model: torch.nn.Module, record: dict) -> Path:
-    """Write a trained depth model (its config, state dict and training record; plain
-    tensors and containers, read back with ``weights_only=True``) to ``out`` atomically.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from affseg.models.depth_sr_fast import FastDepthSR
-    >>> p = save_weights(Path(tempfile.mkdtemp()) / "w.pt", FastDepthSR(), {"steps": 0})
-    >>> sorted(torch.load(p, weights_only=True))
-    ['config', 'record', 'state_dict']
-    """
-    payload = {"config": model.config(), "state_dict": model.state_dict(), "record": record}
-    return atomic_write(out, lambda p: torch.save(payload, p))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
