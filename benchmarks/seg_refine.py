@@ -16,7 +16,8 @@ refiner configuration / seed costs only its own training.
    the other half) so that the refiner sees realistic, not memorised, coarse errors.
 2. Refiners: :class:`affseg.models.ham.SegRefinePropagation` with ``euclidean`` (naive)
    and ``hyperbolic`` (HAM) affinities, identical seed / data / schedule, trained on the
-   train images' cross-fitted coarse probabilities (random 128 x 128 crops, flips).
+   train images' cross-fitted coarse probabilities (random crops, flips) by the library's
+   loop, the one of ``affseg train refine`` (:func:`affseg.train.refine.train_refiner`).
 3. mIoU and pixel accuracy (:class:`affseg.metrics.miou.MeanIoU`) on the whole ``val``
    split for coarse, coarse + naive, coarse + HAM. Nothing is tuned on val.
 """
@@ -36,8 +37,11 @@ from torch import nn
 from affseg.backbones.efficientnet_lite import load_backbone
 from affseg.data.io import atomic_write
 from affseg.data.msrc import MSRC
+from affseg.methods.seg_refine import refiner_config
 from affseg.metrics.miou import MeanIoU
-from affseg.models.ham import SegRefinePropagation, curvature_adam
+from affseg.models.ham import SegRefinePropagation
+from affseg.train.refine import IGNORE
+from affseg.train.refine import train_refiner as library_train_refiner
 
 C = 21
 
@@ -140,12 +144,12 @@ def coarse_stage(args: argparse.Namespace, train: list[dict], val: list[dict]) -
 def train_refiner(
     args: argparse.Namespace, geometry: str, seed: int, train: list[dict]
 ) -> tuple[SegRefinePropagation, float]:
-    """Train one refiner on random crops of the cross-fitted train probabilities."""
-    torch.manual_seed(seed)
-    model = SegRefinePropagation(
+    """Train one refiner on random crops of the cross-fitted train probabilities, with the
+    library's loop (:func:`affseg.train.refine.train_refiner`; void targets -> ignored)."""
+    config = refiner_config(
         C,
         geometry,
-        k=args.kernels[0],  # type: ignore[arg-type]
+        k=args.kernels[0],
         iterations=args.iterations,
         width=args.width,
         embed_dim=args.embed_dim,
@@ -154,30 +158,11 @@ def train_refiner(
         c=args.c,
         c_param=args.c_param,
     )
-    opt = curvature_adam(model, model.affinity, args.lr, args.c_lr_mult)
-    steps = args.epochs * len(train)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    rng = np.random.default_rng(seed)
-    losses = []
-    for _ in range(args.epochs):
-        for i in rng.permutation(len(train)):
-            d = train[i]
-            hh, ww = d["t"].shape[-2:]
-            y0 = int(rng.integers(0, hh - args.crop + 1)) // 4 * 4
-            x0 = int(rng.integers(0, ww - args.crop + 1)) // 4 * 4
-            win = (..., slice(y0, y0 + args.crop), slice(x0, x0 + args.crop))
-            x, p, t = d["x"][win], d["p"][win].float(), d["t"][win]
-            if rng.random() < 0.5:
-                x, p, t = x.flip(-1), p.flip(-1), t.flip(-1)
-            out = model(x, p)
-            loss = F.nll_loss(out.clamp_min(1e-6).log(), t, ignore_index=255)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-    # an all-void crop gives a NaN loss with zero gradients: left out of the mean
-    return model.eval(), float(np.nanmean(losses[-50:]))
+    data = [{"x": d["x"], "p": d["p"], "t": d["t"].masked_fill(d["t"] == 255, IGNORE)}
+            for d in train]  # fmt: skip
+    ns = argparse.Namespace(seed=seed, lr=args.lr, epochs=args.epochs, crop=args.crop,
+                            c_lr_mult=args.c_lr_mult)  # fmt: skip
+    return library_train_refiner(data, ns, config)
 
 
 def ball_usage(model: SegRefinePropagation, d: dict) -> float:

@@ -166,7 +166,8 @@ def train_refiner(
 
     ``data``: dicts with ``x`` (1, 3, H, W) image (uint8, or float in [0, 1]), ``p`` (1, C,
     H, W) probabilities and ``t`` (1, H, W) targets (:data:`IGNORE` = ignored); ``args``:
-    ``seed, lr, epochs, crop``; ``config``: :func:`~affseg.methods.seg_refine.refiner_config`.
+    ``seed, lr, epochs, crop`` (and ``c_lr_mult``, the curvature's learning-rate factor,
+    default 10); ``config``: :func:`~affseg.methods.seg_refine.refiner_config`.
 
     Examples
     --------
@@ -174,7 +175,7 @@ def train_refiner(
     """
     torch.manual_seed(args.seed)
     model = build_refiner(config)
-    opt = curvature_adam(model, model.affinity, args.lr, 10.0)
+    opt = curvature_adam(model, model.affinity, args.lr, float(getattr(args, "c_lr_mult", 10.0)))
     steps = args.epochs * len(data)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     rng = np.random.default_rng(args.seed)
