@@ -24,6 +24,7 @@ import itertools
 import numpy as np
 
 from affseg.data.io import write_json
+from affseg.evaluation.depth import evaluate_depth_completion
 from affseg.methods import depth_completion as dc
 from affseg.methods.depth_baselines import FGS_PARAMS, fgs_complete
 from affseg.metrics.depth import depth_metrics
@@ -64,7 +65,7 @@ def main() -> None:
     if args.tune:
         res = tune()
     else:
-        res = dc.evaluate(
+        res = evaluate_depth_completion(
             tuple(args.scenes),
             tuple(args.seeds),
             {"ham": args.ham, "naive": args.naive},

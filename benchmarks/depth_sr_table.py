@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from affseg.data.io import write_json
-from affseg.methods.depth_sr import DEFAULT_WEIGHTS, WEIGHTS_DIR, evaluate
+from affseg.evaluation.depth import evaluate_depth_sr as evaluate
+from affseg.methods.depth_sr import DEFAULT_WEIGHTS, WEIGHTS_DIR
 
 SCENES = ("art_big", "books_big", "dolls_big")
 BASE_ROWS = {

@@ -92,7 +92,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from affseg.data.io import check_writable_file, write_json
-    from affseg.methods.depth_sr import evaluate
+    from affseg.evaluation.depth import evaluate_depth_sr as evaluate
 
     if args.json:
         check_writable_file(args.json, "--json")

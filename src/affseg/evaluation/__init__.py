@@ -1,4 +1,4 @@
-"""Evaluation in one place: semantic scores, BSDS region/boundary runs, seed stability.
+"""Evaluation in one place: semantic scores, BSDS runs, seed stability, depth tables.
 
 * :mod:`affseg.evaluation.semantic` -- :class:`~affseg.evaluation.semantic.SegScore` and
   :class:`~affseg.evaluation.semantic.SemanticScore` (mIoU, accuracies, confusion) and the
@@ -9,6 +9,8 @@
   over an engine (in-process or Dask).
 * :mod:`affseg.evaluation.stability` -- :func:`~affseg.evaluation.stability.seed_stability`:
   the spread of a method's Hungarian pixel accuracy over random seeds.
+* :mod:`affseg.evaluation.depth` -- the depth tables: guided depth super-resolution and
+  depth completion of the HAM models and the classical baselines on Middlebury scenes.
 
 The package sits between :mod:`affseg.train` and :mod:`affseg.methods` in the layers: it
 runs methods and reads datasets, and is used by the CLI, batch, the trainers and the

@@ -46,7 +46,6 @@ Example
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +55,6 @@ from affseg.errors import CorruptFileError, InputError
 from affseg.methods import DEPTH_COMPLETION_METHODS
 from affseg.methods.depth_baselines import fgs_complete
 from affseg.methods.depth_sr import load_model
-from affseg.runtime import torch_threads
 
 #: Samples per image of the protocol.
 N_SAMPLES = 500
@@ -392,81 +390,6 @@ def run_method(
     if method not in DEFAULT_WEIGHTS:
         raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     return complete(load_model(weights or DEFAULT_WEIGHTS[method], "depth_completion"), rgb, sparse)
-
-
-def evaluate(
-    scenes: tuple[str, ...] = VAL_SCENES,
-    seeds: tuple[int, ...] = (0, 1, 2),
-    weights: dict[str, list[str]] | None = None,
-    data: str | None = None,
-    threads: int = 1,
-    n: int = N_SAMPLES,
-) -> dict[str, object]:
-    """Metrics of every method on every scene and sampling seed.
-
-    Parameters
-    ----------
-    scenes : tuple of str
-        ``Middlebury_depth_sr`` scenes (evaluated at 1/:data:`EVAL_STRIDE` resolution).
-    seeds : tuple of int
-        Sampling seeds (:func:`sample_sparse`).
-    weights : dict, optional
-        Method name -> list of weights files (one entry per training seed); default the
-        shipped ``ham`` and ``naive`` weights.
-    n : int
-        Samples per image.
-
-    Returns
-    -------
-    dict
-        ``runs``: method -> scene -> list of per-(weights, seed) metrics (with ``seconds``,
-        the sampling ``seed`` and the index of the ``weights`` file);
-        ``summary``: method -> scene -> metric -> {"mean", "std"} over those runs.
-
-    Examples
-    --------
-    >>> evaluate(weights={"ham": ["missing.pt"]})
-    Traceback (most recent call last):
-    ...
-    affseg.errors.InputError: weights file not found: missing.pt
-    """
-    from affseg.metrics.depth import depth_metrics
-
-    weights = weights or {k: [v] for k, v in DEFAULT_WEIGHTS.items()}
-    with torch_threads(max(1, int(threads))):
-        models = {k: [load_model(w, "depth_completion") for w in ws] for k, ws in weights.items()}
-        runs: dict[str, dict[str, list[dict[str, float]]]] = {}
-        for scene in scenes:
-            rgb, gt = load_val_scene(scene, data)
-            for seed in seeds:
-                sparse = sample_sparse(gt, n, seed)
-                preds: list[tuple[str, int, object]] = [("fgs", 0, None)]
-                preds += [(k, i, m) for k, ms in models.items() for i, m in enumerate(ms)]
-                for name, index, model in preds:
-                    t0 = time.time()
-                    if model is None:
-                        pred = fgs_complete(rgb, sparse)
-                    else:
-                        pred = complete(model, rgb, sparse)  # type: ignore[arg-type]
-                    m = {k: float(v) for k, v in depth_metrics(pred, gt).items()}
-                    m["seconds"] = round(time.time() - t0, 3)
-                    m["seed"] = seed
-                    m["weights"] = index
-                    runs.setdefault(name, {}).setdefault(scene, []).append(m)
-    summary = {
-        name: {
-            scene: {
-                key: {
-                    "mean": float(np.mean([r[key] for r in rs])),
-                    "std": float(np.std([r[key] for r in rs])),
-                }
-                for key in ("rmse", "mae", "rel", "delta1", "seconds")
-            }
-            for scene, rs in by_scene.items()
-        }
-        for name, by_scene in runs.items()
-    }
-    return {"runs": runs, "summary": summary}
 
 
 def read_sparse(path: str | Path) -> np.ndarray:

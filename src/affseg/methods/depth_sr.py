@@ -35,7 +35,6 @@ Example
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -44,8 +43,6 @@ import torch
 import torch.nn.functional as F
 
 from affseg.errors import CorruptFileError, InputError, first_line
-from affseg.methods.depth_baselines import bicubic_upsample, bilateral_upsample, guided_upsample
-from affseg.runtime import torch_threads
 
 #: Benchmark scale index i -> factor 2**i (``depth_{i}_n.png``).
 FACTORS: dict[int, int] = {1: 2, 2: 4, 3: 8, 4: 16}
@@ -387,58 +384,3 @@ def error_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     from affseg.metrics.depth import depth_metrics
 
     return {k: float(v) for k, v in depth_metrics(pred, gt).items()}
-
-
-def evaluate(
-    weights: list[str] | None = None,
-    scene: str = "art_big",
-    data: str | None = None,
-    threads: int = 2,
-    tta: int = 1,
-    factors: tuple[int, ...] | None = None,
-    baselines: bool = True,
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Table for one scene: method -> ``x{f}`` -> metrics (and ``seconds``).
-
-    Parameters
-    ----------
-    weights : list of str, optional
-        Model weights, tabled under their file stem; default the shipped models
-        (:data:`DEFAULT_WEIGHTS`, keys ``ham`` and ``naive``).
-    scene : str
-        A ``Middlebury_depth_sr`` scene; ``barron_poole`` is tabled where its published
-        outputs exist.
-    tta : int
-        Test-time dihedral ensemble size of the models (:func:`super_resolve`).
-    factors : tuple of int, optional
-        A subset of 2, 4, 8, 16 (default all).
-    baselines : bool
-        Also table ``bicubic``, ``bilateral_solver`` and ``guided_filter`` (computed,
-        :mod:`affseg.methods.depth_baselines`).
-    """
-    named = dict(DEFAULT_WEIGHTS) if not weights else {Path(w).stem: w for w in weights}
-    with torch_threads(max(1, int(threads))):
-        models = {name: load_model(w) for name, w in named.items()}  # bad weights fail first
-        sc = load_scene(scene, data)
-        table: dict[str, dict[str, dict[str, float]]] = {}
-        methods: dict[str, object] = {}
-        if baselines:
-            methods = {
-                "bicubic": lambda rgb, lr, f: bicubic_upsample(lr, f),
-                "bilateral_solver": bilateral_upsample,
-                "guided_filter": guided_upsample,
-            }
-        for name, model in models.items():
-            methods[name] = lambda rgb, lr, f, model=model: super_resolve(model, rgb, lr, f, tta)
-        for f in factors or FACTORS.values():
-            for name, fn in methods.items():
-                t0 = time.perf_counter()
-                pred = fn(sc["rgb"], sc[f"lr{f}"], f)  # type: ignore[operator]
-                m = error_metrics(pred, sc["gt"])
-                m["seconds"] = round(time.perf_counter() - t0, 3)
-                table.setdefault(name, {})[f"x{f}"] = m
-            if f"bp{f}" in sc:
-                table.setdefault("barron_poole", {})[f"x{f}"] = error_metrics(
-                    sc[f"bp{f}"], sc["gt"]
-                )
-        return table
