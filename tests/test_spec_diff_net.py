@@ -25,7 +25,7 @@ def test_lr_loss_matches_dense_formula() -> None:
     g = torch.Generator().manual_seed(0)
     emb = torch.randn(2, 40, 6, dtype=torch.float64, generator=g)
     tau = torch.tensor(0.25, dtype=torch.float64)
-    labels = torch.randint(0, 5, (2, 40), generator=g) * 7 - 3  # arbitrary label values
+    labels = torch.randint(0, 5, (2, 40), generator=g) * 7 + 3  # arbitrary label values
     k = torch.exp(-tau * torch.cdist(emb, emb) ** 2)
     kgt = (labels[:, :, None] == labels[:, None, :]).double()
     cos = (k * kgt).sum((1, 2)) / (
@@ -34,6 +34,26 @@ def test_lr_loss_matches_dense_formula() -> None:
     assert torch.allclose(diffusion_kernel(emb, tau), k, atol=1e-10)
     assert torch.allclose(kernel_cosine(k, labels), cos, atol=1e-12)
     assert torch.allclose(lr_kernel_loss(emb, tau, labels), -cos.mean(), atol=1e-10)
+
+
+def test_void_nodes_are_left_out_of_the_lr_loss_and_the_hr_loss() -> None:
+    # negative labels are void: the cosine equals the one of the labelled sub-kernel
+    g = torch.Generator().manual_seed(1)
+    emb = torch.randn(1, 30, 4, dtype=torch.float64, generator=g)
+    labels = torch.randint(0, 3, (1, 30), generator=g)
+    labels[0, ::4] = -1
+    keep = labels[0] >= 0
+    k = diffusion_kernel(emb, 0.5)
+    sub = k[0][keep][:, keep][None]
+    assert torch.allclose(kernel_cosine(k, labels), kernel_cosine(sub, labels[:, keep]))
+    assert float(kernel_cosine(k, torch.full((1, 30), -1))[0]) == 0.0  # nothing labelled
+    # sampling never picks a void segment
+    nodes, segs = sample_segment_nodes(labels[0].numpy(), np.random.default_rng(0))
+    assert (segs >= 0).all() and (labels[0].numpy()[nodes] == segs).all()
+    # HR: void pixels count neither for nor against a row
+    fine = torch.tensor([[0, 0, 1, -1]])
+    rows = torch.tensor([[[1.0, 1.0, 0.0, 5.0]]])
+    assert float(hr_segment_loss(rows, fine, torch.tensor([0]))) == pytest.approx(-1.0)
 
 
 def test_lr_loss_is_minus_one_for_a_perfect_kernel() -> None:

@@ -168,6 +168,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--tags", default=None, metavar="CSV",
                    help="--task semantic: tags.csv")  # fmt: skip
+    p.add_argument(
+        "--regions",
+        choices=("components", "labels"),
+        default="components",
+        help="region task on your own label maps (--data DIR with images/ + masks/, or "
+        "--images/--masks): a segment is each connected region of a label (default) or "
+        "each label",
+    )
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "
                         "spread of Hungarian pixel accuracy over seeds")  # fmt: skip
@@ -248,11 +256,30 @@ def run(args: argparse.Namespace) -> int:
     from affseg.evaluation.bsds import EvalTask
     from affseg.methods import check_options, parse_sets
     from affseg.metrics.boundary import boundary_summary, plot_pr_curve
+    from affseg.train.segmentation_args import (
+        is_segmentation_layout,
+        open_training_segmentations,
+    )
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
     t_start = time.perf_counter()
-    bsds.split_dirs(args.split, args.data)
+    own = args.images is not None or args.masks is not None or is_segmentation_layout(args.data)
+    items_of: dict[str, Any] = {}
+    if own:
+        seg_data = open_training_segmentations(args, default_split=args.split)
+        items_of = {it.stem: it for it in seg_data.items(args.split)}
+        title = f"{seg_data.name} {args.split}"
+        if args.ignore_index is not None and (args.boundary or args.pr_curve is not None):
+            raise InputError(
+                "--boundary scores every pixel (the BSDS boundary benchmark has no void); "
+                "drop --boundary or --ignore-index"
+            )
+    else:
+        if args.ignore_index is not None:
+            raise InputError("--ignore-index applies to your own label maps, not to BSDS500")
+        bsds.split_dirs(args.split, args.data)
+        title = f"BSDS500 {args.split}"
     options = parse_sets(args.set)
     if args.method is not None:
         options = check_options(args.method, options)
@@ -263,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
         if args.set:
             raise InputError("--set applies to --method, not to --ucm")
         items = _saved_items(args.ucm)
-        known = set(bsds.list_split(args.data, args.split))
+        known = set(items_of) if own else set(bsds.list_split(args.data, args.split))
         unknown = [i for i, _ in items if i not in known]
         if unknown:
             raise InputError(
@@ -273,18 +300,19 @@ def run(args: argparse.Namespace) -> int:
         items = items[: args.limit] if args.limit else items
         label = f"saved hierarchies in {args.ucm}"
         tasks = [
-            EvalTask(i, data, args.split, path=str(path.resolve()), boundary=want_boundary)
+            EvalTask(i, data, args.split, path=str(path.resolve()), boundary=want_boundary,
+                     item=items_of.get(i))
             for i, path in items
-        ]
+        ]  # fmt: skip
     else:
-        ids = bsds.list_split(args.data, args.split)
+        ids = sorted(items_of) if own else bsds.list_split(args.data, args.split)
         ids = ids[: args.limit] if args.limit else ids
         if not ids:
-            raise InputError(f"BSDS500 split {args.split!r} holds no images")
+            raise InputError(f"{title} holds no images")
         label = f"method {args.method} (--mode {args.mode})"
         tasks = [
             EvalTask(i, data, args.split, method=args.method, seed=args.seed, options=options,
-                     mode=args.mode, boundary=want_boundary)
+                     mode=args.mode, boundary=want_boundary, item=items_of.get(i))
             for i in ids
         ]  # fmt: skip
     with make_engine(args.workers, args.scheduler, args.threads) as eng:
@@ -296,6 +324,7 @@ def run(args: argparse.Namespace) -> int:
     i_ods = int(np.argmin(np.abs(axis - res["covering"]["ods_threshold"])))
     out: dict[str, Any] = {
         "source": {"method": args.method, "ucm": str(args.ucm) if args.ucm else None},
+        "data": title,
         "split": args.split,
         "mode": args.mode if args.method else "files",
         "seed": args.seed,
@@ -319,8 +348,8 @@ def run(args: argparse.Namespace) -> int:
         bres = ev.boundary.compute()
         out["boundary"] = boundary_summary(bres)
         if args.pr_curve is not None:
-            plot_pr_curve(bres, args.pr_curve, title=f"BSDS500 {args.split}: {label}")
-    print(_table(out, f"BSDS500 {args.split}: {label}"))
+            plot_pr_curve(bres, args.pr_curve, title=f"{title}: {label}")
+    print(_table(out, f"{title}: {label}"))
     if ev.failed:
         print(f"{len(ev.failed)} of {len(tasks)} images failed and are not scored:")
         for image_id, err in ev.failed.items():
@@ -332,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
         from affseg.figures import plot_covering_curves
 
         curves = {args.method or args.ucm.name: out["curve"], **compared}
-        plot_covering_curves(curves, args.plot, f"BSDS500 {args.split}, {n} images")
+        plot_covering_curves(curves, args.plot, f"{title}, {n} images")
         print(f"wrote {args.plot}")
     if args.pr_curve is not None:
         print(f"wrote {args.pr_curve}")

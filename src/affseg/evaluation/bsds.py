@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from affseg.data.segmentations import SegmentationItem
 from affseg.errors import InputError
 
 
@@ -56,6 +57,9 @@ class EvalTask:
         method.
     boundary : bool
         Also run the boundary benchmark.
+    item : SegmentationItem, optional
+        An image of another segmentation dataset (:mod:`affseg.data.segmentations`) to
+        read instead of BSDS500's ``image_id``.
 
     Examples
     --------
@@ -73,6 +77,7 @@ class EvalTask:
     mode: str = "ucm"
     path: str | None = None  # a saved <id>.mat / <id>.labels.png instead of a method
     boundary: bool = False
+    item: SegmentationItem | None = None
 
 
 def run_method_named(image: np.ndarray, method: str | None, seed: int, options: dict) -> Any:
@@ -135,12 +140,18 @@ def eval_one(task: EvalTask) -> dict[str, Any]:
         p = task.path
         seg: Any = read_ucm_mat(Path(p)) if p.endswith(".mat") else read_label_png(p)
     else:
-        image = bsds.load_image(task.data, task.split, task.image_id)
+        if task.item is not None:
+            image = task.item.read_image()
+        else:
+            image = bsds.load_image(task.data, task.split, task.image_id)
         t0 = time.perf_counter()
         hier = run_method_named(image, task.method, task.seed, task.options)
         method_seconds = time.perf_counter() - t0
         seg = list(hier.levels) if task.mode == "levels" else hier
-    gts = bsds.load_ground_truth(bsds.gt_path(task.data, task.split, task.image_id))
+    if task.item is not None:
+        gts = task.item.read_annotations()
+    else:
+        gts = bsds.load_ground_truth(bsds.gt_path(task.data, task.split, task.image_id))
     try:
         region = RegionBenchmark().score(seg, gts)
         boundary = BoundaryBenchmark().score(seg, gts) if task.boundary else None

@@ -423,6 +423,8 @@ def score_nested(
         Partition at threshold t = ``parents[t][fine]``, labels 0..counts[t]-1.
     counts : ndarray, shape (T,)
     ground_truths : list of ndarray, each (H, W)
+        Negative labels mark void pixels: they are left out of every statistic of that
+        annotation (the segmentation's regions are restricted to the labelled pixels).
 
     Returns
     -------
@@ -441,7 +443,6 @@ def score_nested(
     ([1.0, 0.5], [2, 1])
     """
     n_thr, n_fine = parents.shape
-    n_pix = fine.size
     # score each partition once per run of identical consecutive thresholds (for a UCM
     # every distinct partition; nested partitions never repeat after a change)
     changed = np.any(parents[1:] != parents[:-1], axis=1)  # (T-1,)
@@ -456,9 +457,17 @@ def score_nested(
     vi = np.zeros(n_lev)
     pa = np.zeros(n_lev)
     best_cnt = 0.0
+    sum_r = 0.0
     for gt in ground_truths:
-        g, m = compact_labels(gt)
-        keys = fine_flat * m + g.ravel()
+        gt = np.asarray(gt)
+        labelled = gt >= 0 if gt.dtype.kind == "i" else None
+        if labelled is not None and not labelled.all():
+            g, m = compact_labels(gt[labelled])
+            keys = fine_flat[labelled.ravel()] * m + g
+        else:
+            g, m = compact_labels(gt)
+            keys = fine_flat * m + g.ravel()
+        sum_r += float(keys.size)
         if n_fine * m <= _DENSE_LIMIT:
             c0 = np.bincount(keys, minlength=n_fine * m)  # (F*M,)
             nz = np.flatnonzero(c0)
@@ -484,7 +493,8 @@ def score_nested(
             start = stop
         best_cnt += float(best_all @ g_size)
     n_gt = len(ground_truths)
-    sum_r = float(n_gt * n_pix)
+    if sum_r == 0:
+        raise InputError("every pixel of every ground truth is void: nothing to score")
     cnt_t = cnt[inverse]
     ri_t, vi_t, pa_t = ri[inverse] / n_gt, vi[inverse] / n_gt, pa[inverse] / n_gt
     return {

@@ -124,7 +124,41 @@ def boundary_targets(labels: Tensor) -> Tensor:
     return edge.float().mean(0)
 
 
-def boundary_loss(logits: Tensor, target: Tensor, pos_weight: float = 4.0) -> Tensor:
+def boundary_weights(labels: Tensor) -> Tensor | None:
+    """Where a boundary target is known: 0 on void pixels (negative labels) and their
+    4-neighbours in any annotation, 1 elsewhere; None when nothing is void.
+
+    Parameters
+    ----------
+    labels : Tensor, shape (K, H, W), int
+
+    Returns
+    -------
+    Tensor, shape (H, W), float32 in {0, 1}, or None
+
+    Examples
+    --------
+    >>> import torch
+    >>> lab = torch.zeros(1, 1, 5, dtype=torch.long); lab[0, 0, 0] = -1
+    >>> boundary_weights(lab)[0].tolist()
+    [0.0, 0.0, 1.0, 1.0, 1.0]
+    >>> boundary_weights(torch.zeros(1, 2, 2, dtype=torch.long)) is None
+    True
+    """
+    void = (torch.as_tensor(labels) < 0).any(0)
+    if not bool(void.any()):
+        return None
+    near = void.clone()
+    near[:, 1:] |= void[:, :-1]
+    near[:, :-1] |= void[:, 1:]
+    near[1:, :] |= void[:-1, :]
+    near[:-1, :] |= void[1:, :]
+    return (~near).float()
+
+
+def boundary_loss(
+    logits: Tensor, target: Tensor, pos_weight: float = 4.0, weight: Tensor | None = None
+) -> Tensor:
     """Binary cross-entropy against the soft annotator fraction, positives up-weighted.
 
     Parameters
@@ -133,6 +167,9 @@ def boundary_loss(logits: Tensor, target: Tensor, pos_weight: float = 4.0) -> Te
     target : Tensor, shape (B, 1, H, W), in [0, 1]
     pos_weight : float
         Weight of the boundary term (boundaries cover ~5 % of the pixels).
+    weight : Tensor, shape (B, 1, H, W), optional
+        Per-pixel weight (:func:`boundary_weights`: 0 where the target is unknown); the
+        loss is then the weighted mean.
 
     Returns
     -------
@@ -147,7 +184,10 @@ def boundary_loss(logits: Tensor, target: Tensor, pos_weight: float = 4.0) -> Te
     1.213
     """
     pw = torch.tensor(float(pos_weight), dtype=logits.dtype)
-    return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+    if weight is None:
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+    per_pixel = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw, reduction="none")
+    return (per_pixel * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 @torch.no_grad()

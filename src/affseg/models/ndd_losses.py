@@ -87,11 +87,12 @@ def kernel_cosine(kernel: Tensor, labels: Tensor) -> Tensor:
     ----------
     kernel : Tensor, shape (B, N, N)
     labels : Tensor, shape (B, N), int
-        Label of each grid node (any integers).
+        Label of each grid node (any integers; negative: void, left out of both kernels).
 
     Returns
     -------
     Tensor, shape (B,)
+        0 for an image without two labelled nodes.
 
     References
     ----------
@@ -105,6 +106,12 @@ def kernel_cosine(kernel: Tensor, labels: Tensor) -> Tensor:
     """
     out = []
     for k, lab in zip(kernel, labels, strict=True):
+        valid = lab >= 0
+        if not bool(valid.all()):
+            if int(valid.sum()) < 2:
+                out.append(k.sum() * 0.0)  # nothing to match; keeps the graph
+                continue
+            k, lab = k[valid][:, valid], lab[valid]
         y = _one_hot(lab[None])[0].to(k.dtype)  # (N, L)
         inner = ((k @ y) * y).sum()
         gt_norm = torch.sqrt((y.sum(0) ** 2).sum())
@@ -139,6 +146,7 @@ def sample_segment_nodes(
     Parameters
     ----------
     labels : ndarray, shape (N,), int
+        Negative labels (void) are never sampled.
     rng : numpy Generator
     max_segments : int, optional
         Keep at most this many segments, the largest ones.
@@ -153,6 +161,8 @@ def sample_segment_nodes(
     perm = rng.permutation(len(labels))
     seg, first, counts = np.unique(labels[perm], return_index=True, return_counts=True)
     nodes = perm[first]
+    keep_valid = seg >= 0
+    seg, nodes, counts = seg[keep_valid], nodes[keep_valid], counts[keep_valid]
     if max_segments is not None and len(seg) > max_segments:
         keep = np.sort(np.argsort(-counts, kind="stable")[:max_segments])
         seg, nodes = seg[keep], nodes[keep]
@@ -193,7 +203,7 @@ def hr_segment_loss(upsampled_rows: Tensor, fine_labels: Tensor, segment_labels:
     upsampled_rows : Tensor, shape (M, H, W)
         K_D rows of one sampled node per segment, upsampled to the label resolution.
     fine_labels : Tensor, shape (H, W), int
-        The same human annotation at that resolution.
+        The same human annotation at that resolution (negative: void pixels, left out).
     segment_labels : Tensor, shape (M,)
         Label of the segment each row was sampled from.
 
@@ -202,4 +212,7 @@ def hr_segment_loss(upsampled_rows: Tensor, fine_labels: Tensor, segment_labels:
     Tensor, scalar, in [-1, 0]
     """
     masks = fine_labels[None] == segment_labels.reshape(-1, 1, 1)
+    void = fine_labels < 0
+    if bool(void.any()):
+        upsampled_rows = upsampled_rows * (~void)[None].to(upsampled_rows.dtype)
     return -masked_cosine(upsampled_rows, masks).mean()

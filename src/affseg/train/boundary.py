@@ -1,4 +1,9 @@
-"""Train the boundary head (learned BSDS boundaries on the frozen backbone) for ndd.
+"""Train the boundary head (learned boundaries on the frozen backbone) for ndd.
+
+Data: BSDS500 by default, or your own segmentations (``--data DIR`` / ``--images
+SPLIT=DIR --masks SPLIT=DIR``, see :mod:`affseg.train.segmentation_args`); on your own
+data the run fine-tunes the shipped head (``--init``). Void pixels (``--ignore-index``)
+and their neighbours carry no loss.
 
 The head (:class:`affseg.models.boundary_head.BoundaryHead`) reads the cached
 EfficientNet-Lite0 pyramid of :mod:`affseg.train.ndd_cache` (the same cache as ``affseg
@@ -28,6 +33,11 @@ import torch
 
 from affseg.errors import InputError
 from affseg.runtime import torch_threads
+from affseg.train.segmentation_args import (
+    add_segmentation_arguments,
+    open_training_segmentations,
+    resolve_init,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,8 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     >>> args.crop, args.width, args.splits
     (256, 32, ['train'])
     """
-    p.add_argument("--data", default=None, help="BSDS500 root (default: AFFSEG_DATA)")
-    p.add_argument("--splits", nargs="+", default=["train"], choices=["train", "val"])
+    add_segmentation_arguments(p)
+    p.add_argument("--splits", nargs="+", default=["train"], help="splits to train on")
     p.add_argument("--out", required=True, help="output folder (weights, log)")
     p.add_argument("--cache", default=None, help="feature cache folder (default OUT/cache)")
     p.add_argument("--scales", type=float, nargs="+", default=[0.8, 1.0, 1.2])
@@ -51,7 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes", type=float, default=None, help="time budget")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--crop", type=int, default=256, help="crop side (multiple of 16)")
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--lr", type=float, default=None, help="default 2e-3 from scratch, 5e-4 fine-tuning"
+    )
     p.add_argument("--width", type=int, default=32, help="decoder channels")
     p.add_argument("--pos-weight", type=float, default=4.0, help="weight of boundary pixels")
     p.add_argument("--seed", type=int, default=0)
@@ -87,7 +99,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError("--batch, --width and --threads must be >= 1")
     if args.crop < 16 or args.crop % 16:
         raise InputError(f"--crop must be a positive multiple of 16; got {args.crop}")
-    if not (math.isfinite(args.lr) and args.lr > 0):
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         raise InputError(f"--lr must be positive; got {args.lr}")
     if not (math.isfinite(args.pos_weight) and args.pos_weight > 0):
         raise InputError(f"--pos-weight must be positive; got {args.pos_weight}")
@@ -97,7 +109,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 def _crop_batch(
     cache: Any, keys: list[str], rng: np.random.Generator, batch: int, crop: int
-) -> tuple[list[torch.Tensor], torch.Tensor]:
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
     """``batch`` random crops of equal size: pyramid levels and boundary targets.
 
     Returns
@@ -105,16 +117,19 @@ def _crop_batch(
     pyramid : list of Tensor
         ``[f2, f4, f8, f16]``, each (B, C_l, c/s, c'/s).
     target : Tensor, shape (B, 1, c/2, c'/2)
+    weight : Tensor, shape (B, 1, c/2, c'/2), or None
+        0 where the target is unknown (void); None when no crop has void pixels.
     """
-    from affseg.models.boundary_head import boundary_targets
+    from affseg.models.boundary_head import boundary_targets, boundary_weights
     from affseg.train.ndd import crop_item
 
-    pyrs, tgts = [], []
+    pyrs, tgts, wts = [], [], []
     for _ in range(batch):
         item = cache.load(keys[int(rng.integers(0, len(keys)))])
         pyr, _, half = crop_item(item, rng, crop, slice(None))
         pyrs.append(pyr)
         tgts.append(boundary_targets(half))
+        wts.append(boundary_weights(half))
     # crops of smaller images can be smaller: trim all to the smallest
     hh = min(t.shape[0] for t in tgts)
     ww = min(t.shape[1] for t in tgts)
@@ -123,13 +138,17 @@ def _crop_batch(
         for k, s in enumerate((2, 4, 8, 16))
     ]
     target = torch.stack([t[:hh, :ww] for t in tgts])[:, None]
-    return levels, target
+    if all(w is None for w in wts):
+        return levels, target, None
+    ones = torch.ones(hh, ww)
+    weight = torch.stack([ones if w is None else w[:hh, :ww] for w in wts])[:, None]
+    return levels, target, weight
 
 
 @torch.no_grad()
 def _val_loss(head: Any, cache: Any, keys: list[str], pos_weight: float) -> float:
     """Mean loss over whole cached images."""
-    from affseg.models.boundary_head import boundary_loss, boundary_targets
+    from affseg.models.boundary_head import boundary_loss, boundary_targets, boundary_weights
 
     if not keys:
         return float("nan")
@@ -138,8 +157,11 @@ def _val_loss(head: Any, cache: Any, keys: list[str], pos_weight: float) -> floa
     for key in keys:
         item = cache.load(key)
         pyr = [item[f"f{s}"][None].float() for s in (2, 4, 8, 16)]
-        tgt = boundary_targets(item["half"].long())[None, None]
-        vals.append(float(boundary_loss(head(pyr), tgt, pos_weight)))
+        half = item["half"].long()
+        tgt = boundary_targets(half)[None, None]
+        weight = boundary_weights(half)
+        w = None if weight is None else weight[None, None]
+        vals.append(float(boundary_loss(head(pyr), tgt, pos_weight, w)))
     head.train()
     return float(np.mean(vals))
 
@@ -177,25 +199,31 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         BoundaryHead,
         boundary_loss,
         default_weights_path,
+        load_boundary_head,
         save_boundary_head,
     )
-    from affseg.train.ndd_cache import FeatureCache, bsds_items
+    from affseg.train.ndd_cache import FeatureCache
 
     check_args(args)
+    data = open_training_segmentations(args)
+    split_items = {split: data.items(split) for split in args.splits}
+    need_val = args.val_images > 0 and "val" not in args.splits and "val" in data.splits
+    val_items = data.items("val")[: args.val_images] if need_val else []
+    init = resolve_init(args.init, data.is_bsds, default_weights_path())
+    if args.lr is None:
+        args.lr = 2e-3 if init is None else 5e-4
     out_dir = check_writable_dir(args.out, "--out")
     with torch_threads(int(args.threads)):
         torch.manual_seed(args.seed)
         cache = FeatureCache(args.cache or out_dir / "cache")
         backbone = load_backbone()
         keys: list[str] = []
-        for split in args.splits:
-            items = bsds_items(args.data, split)
+        for split, items in split_items.items():
             keys += cache.build(backbone, items, split, args.scales, progress=not args.no_progress)
         val_keys: list[str] = []
-        if args.val_images > 0 and "val" not in args.splits:
-            items = bsds_items(args.data, "val")[: args.val_images]
-            val_keys = cache.build(backbone, items, "val", (1.0,), (False,), progress=False)
-        head = BoundaryHead(width=args.width)
+        if val_items:
+            val_keys = cache.build(backbone, val_items, "val", (1.0,), (False,), progress=False)
+        head = BoundaryHead(width=args.width) if init is None else load_boundary_head(init)
         head.train()
         optim = torch.optim.Adam(head.parameters(), lr=args.lr)
         budget = math.inf if args.minutes is None else 60.0 * args.minutes
@@ -213,8 +241,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             for g in optim.param_groups:
                 g["lr"] = args.lr * max(0.01, (1.0 - progress()) ** 0.9)
             rng = np.random.default_rng([args.seed, step])
-            pyr, tgt = _crop_batch(cache, keys, rng, args.batch, args.crop)
-            loss = boundary_loss(head(pyr), tgt, args.pos_weight)
+            pyr, tgt, weight = _crop_batch(cache, keys, rng, args.batch, args.crop)
+            loss = boundary_loss(head(pyr), tgt, args.pos_weight, weight)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -240,6 +268,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         meta = {k: record[k] for k in ("steps", "minutes", "final_loss", "val_loss")}
         meta["splits"] = " ".join(args.splits)
         meta["seed"] = args.seed
+        meta["data"] = data.name
+        meta["init"] = "scratch" if init is None else str(init)
         save_boundary_head(head, out_dir / WEIGHTS_NAME, meta)
         if args.ship:
             save_boundary_head(head, default_weights_path(), meta)

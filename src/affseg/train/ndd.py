@@ -1,4 +1,12 @@
-"""Train spec-diff-net (neural diffusion distance) on BSDS500.
+"""Train spec-diff-net (neural diffusion distance) on BSDS500 or on your own segmentations.
+
+Data (:mod:`affseg.train.segmentation_args`): BSDS500 by default; ``--data DIR`` with
+``images/<split>/`` + ``masks/<split>/`` label maps, or ``--images SPLIT=DIR --masks
+SPLIT=DIR`` pairs of folders (several ``--masks`` folders: several annotators),
+``--ignore-index`` for void pixels. On BSDS500 a run starts from scratch (the shipped
+model's recipe); on other data it fine-tunes the shipped model (``--init``), whose
+architecture it keeps. The weights file records the data, the starting weights and the
+command, and ``affseg segment --set weights=FILE`` uses it.
 
 CPU budget: the EfficientNet-Lite0 backbone is frozen and its features are cached on disk
 once per image, scale and flip (:mod:`affseg.train.ndd_cache`), so a training step runs only
@@ -36,6 +44,11 @@ import torch
 from affseg.data.io import atomic_write, check_writable_dir, check_writable_file, write_json
 from affseg.errors import AffsegError, CorruptFileError, InputError, first_line
 from affseg.runtime import torch_threads
+from affseg.train.segmentation_args import (
+    add_segmentation_arguments,
+    open_training_segmentations,
+    resolve_init,
+)
 
 #: Defaults of the shipped run.
 DEFAULT_SCALES = (0.8, 1.0, 1.2)
@@ -44,16 +57,13 @@ DEFAULT_STEPS = 1740
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``affseg train ndd``."""
-    p.add_argument(
-        "--data",
-        default=None,
-        help="folder holding BSDS500/ (default: $AFFSEG_DATA or ../shared/data)",
-    )
+    add_segmentation_arguments(p)
     p.add_argument(
         "--splits",
         nargs="+",
         default=["train"],
-        help="BSDS500 splits to train on (the shipped model: train; train val for the final one)",
+        help="splits to train on (the shipped model: BSDS500 train; train val for the final "
+        "one); a split named val is otherwise used for the val cosine",
     )
     p.add_argument(
         "--minutes",
@@ -73,7 +83,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default=None, help="feature cache folder (default OUT/cache)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the head")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="Adam learning rate of the head (default 1e-3 from scratch, 3e-4 fine-tuning)",
+    )
     p.add_argument("--batch", type=int, default=2, help="crops per optimiser step")
     p.add_argument("--crop", type=int, default=256, help="crop size in pixels (multiple of 16)")
     p.add_argument("--scales", type=float, nargs="+", default=list(DEFAULT_SCALES))
@@ -93,7 +108,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=20,
         help="val images for the kernel cosine (0: none; skipped when training on val)",
     )
-    g = p.add_argument_group("diffusion engine (saved with the weights)")
+    g = p.add_argument_group(
+        "diffusion engine (saved with the weights; a fine-tuned run keeps its start's)"
+    )
     g.add_argument("--window", type=int, default=17, help="graph window k (odd)")
     g.add_argument("--n-eig", type=int, default=50, help="number of eigenvectors Ne")
     g.add_argument("--n-outer", type=int, default=2, help="outer QR iterations T")
@@ -176,8 +193,10 @@ def sample_loss(
     loss_lr = lr_kernel_loss(out.embedding, out.tau, labels)
     loss = loss_lr
     hr_value = float("nan")
+    nodes, segs = np.zeros(0, np.int64), np.zeros(0, np.int64)
     if use_hr:
         nodes, segs = sample_segment_nodes(labels[0].numpy(), rng, hr_segments)
+    if len(nodes):
         rows = model.similarity_rows(out, torch.from_numpy(nodes))  # (1, M, N)
         maps = rows.reshape(1, len(nodes), *out.grid)
         up = model.upsample(maps, out, size=tuple(half.shape))[0]  # (M, h2, w2)
@@ -254,7 +273,8 @@ def check_args(args: argparse.Namespace) -> None:
         args.crop % 16 == 0 and args.crop >= 32,
         f"--crop must be a multiple of 16 and >= 32; got {args.crop}",
     )
-    need(finite(args.lr) and args.lr > 0, f"--lr must be a positive number, got {args.lr}")
+    if args.lr is not None:
+        need(finite(args.lr) and args.lr > 0, f"--lr must be a positive number, got {args.lr}")
     need(len(args.scales) >= 1, "--scales needs at least one scale")
     need(
         all(finite(v) and 0.1 <= v <= 4 for v in args.scales),
@@ -304,14 +324,25 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     from affseg.backbones import load_backbone
-    from affseg.models.spec_diff_net import SpecDiffNet, save_weights
-    from affseg.train.ndd_cache import FeatureCache, bsds_items
+    from affseg.models.spec_diff_net import (
+        SpecDiffNet,
+        default_weights_path,
+        load_pretrained,
+        save_weights,
+    )
+    from affseg.train.ndd_cache import FeatureCache
 
     check_args(args)
     # the data first: a missing split leaves no --out, no cache
-    split_items = {split: bsds_items(args.data, split) for split in args.splits}
-    need_val = args.val_images > 0 and "val" not in args.splits
-    val_items = bsds_items(args.data, "val")[: args.val_images] if need_val else []
+    data = open_training_segmentations(args)
+    split_items = {split: data.items(split) for split in args.splits}
+    need_val = args.val_images > 0 and "val" not in args.splits and "val" in data.splits
+    val_items = data.items("val")[: args.val_images] if need_val else []
+    init = resolve_init(args.init, data.is_bsds, default_weights_path())
+    if init is not None:
+        _adopt_architecture(args, init)
+    if args.lr is None:
+        args.lr = 1e-3 if init is None else 3e-4
     out_dir = check_writable_dir(args.out, "--out")
     ckpt_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "log.jsonl"
@@ -321,8 +352,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             raise InputError(f"--resume: no checkpoint at {ckpt_path}")
         ck = _load_checkpoint(ckpt_path, _engine_config(args))  # before any work
     if args.ship:
-        from affseg.models.spec_diff_net import default_weights_path
-
         check_writable_file(default_weights_path(), "--ship target")
     with torch_threads(max(1, int(args.threads))):
         cache = FeatureCache(args.cache or out_dir / "cache")
@@ -340,16 +369,19 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 backbone, val_items, "val", (1.0,), (False,), progress=not args.no_progress
             )
 
-        model = SpecDiffNet(
-            backbone=backbone,
-            hidden=args.hidden,
-            feat_dim=args.feat_dim,
-            k=args.window,
-            n_eig=args.n_eig,
-            n_outer=args.n_outer,
-            n_inner=args.n_inner,
-            t=args.t_init,
-        )
+        if init is None:
+            model = SpecDiffNet(
+                backbone=backbone,
+                hidden=args.hidden,
+                feat_dim=args.feat_dim,
+                k=args.window,
+                n_eig=args.n_eig,
+                n_outer=args.n_outer,
+                n_inner=args.n_inner,
+                t=args.t_init,
+            )
+        else:
+            model = load_pretrained(init, backbone=backbone)
         model.train()
         optim = torch.optim.Adam(_param_groups(model, args.lr))
         step, elapsed = 0, 0.0
@@ -424,7 +456,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 (loss / args.batch).backward()
                 lr_hist.append(lv)
-                if use_hr:
+                if use_hr and math.isfinite(hv):
                     hr_hist.append(hv)
             optim.step()
             step += 1
@@ -455,9 +487,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 last_ckpt = time.monotonic()
         bar.close()
         record = {
-            "command": "affseg train ndd "
-            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in _cli_args(args).items()),
+            "command": "affseg train ndd " + " ".join(_cli_args(args)),
+            "data": data.name,
             "splits": list(args.splits),
+            "init": "scratch" if init is None else str(init),
+            "ignore_index": args.ignore_index,
+            "regions": args.regions,
             "steps": step,
             "minutes": round(elapsed / 60, 2),
             "final_lr_loss": float(np.mean(lr_hist[-100:])) if lr_hist else None,
@@ -475,10 +510,29 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         save_weights(model, out_dir / "spec_diff_net.pt", record)
         write_json(out_dir / "record.json", record)
         if args.ship:
-            from affseg.models.spec_diff_net import default_weights_path
-
             save_weights(model, default_weights_path(), record)
         return record
+
+
+def _adopt_architecture(args: argparse.Namespace, init: Path) -> None:
+    """Set the architecture options of ``args`` to those of the starting weights."""
+    try:
+        config = dict(torch.load(init, map_location="cpu", weights_only=True)["config"])
+        arch = {
+            "hidden": int(config["hidden"]),
+            "feat_dim": int(config["feat_dim"]),
+            "window": int(config["k"]),
+            "n_eig": int(config["n_eig"]),
+            "n_outer": int(config["n_outer"]),
+            "n_inner": int(config["n_inner"]),
+            "t_init": float(config["t"]),
+        }
+    except Exception as exc:  # noqa: BLE001 - random bytes, another kind of weights
+        raise CorruptFileError(
+            f"--init {init} is not spec-diff-net weights written by affseg ({first_line(exc)})"
+        ) from None
+    for k, v in arch.items():
+        setattr(args, k, v)
 
 
 def _load_checkpoint(path: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -499,8 +553,15 @@ def _load_checkpoint(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     return ck
 
 
-def _cli_args(args: argparse.Namespace) -> dict[str, Any]:
+def _cli_args(args: argparse.Namespace) -> list[str]:
+    """The options of this run as command-line words (repeatable options repeated)."""
     keep = (
+        "data",
+        "images",
+        "masks",
+        "ignore_index",
+        "regions",
+        "init",
         "splits",
         "minutes",
         "steps",
@@ -518,13 +579,19 @@ def _cli_args(args: argparse.Namespace) -> dict[str, Any]:
         "n_inner",
         "t_init",
     )
-    out = {}
+    words: list[str] = []
     for k in keep:
-        v = getattr(args, k)
+        v = getattr(args, k, None)
         if v is None:
             continue
-        out[k] = " ".join(map(str, v)) if isinstance(v, list | tuple) else v
-    return out
+        flag = f"--{k.replace('_', '-')}"
+        if k in ("images", "masks"):
+            words += [w for folder in v for w in (flag, str(folder))]
+        elif isinstance(v, list | tuple):
+            words += [flag, *map(str, v)]
+        else:
+            words += [flag, str(v)]
+    return words
 
 
 def run(args: argparse.Namespace) -> int:

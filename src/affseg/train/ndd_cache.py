@@ -14,36 +14,39 @@ multiple of 16 (and optionally mirrored left-right):
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from affseg.backbones.efficientnet_lite import snapped_size
 from affseg.data import bsds
-from affseg.data.bsds import load_ground_truth
-from affseg.data.io import atomic_write, read_image, write_json
-from affseg.errors import CorruptFileError, DatasetNotFoundError
+from affseg.data.io import atomic_write, write_json
+from affseg.data.segmentations import SegmentationItem, item_digest
+from affseg.errors import CorruptFileError, DatasetNotFoundError, InputError
 
 #: Bump when the content of a cache item changes.
 CACHE_VERSION = 1
 
 
-def bsds_items(root: str | os.PathLike[str] | None, split: str) -> list[tuple[Path, Path]]:
-    """(image, groundTruth .mat) pairs of one BSDS500 split, sorted by id.
+def bsds_items(root: str | os.PathLike[str] | None, split: str) -> list[SegmentationItem]:
+    """The annotated images of one BSDS500 split, sorted by id.
 
     Raises
     ------
     DatasetNotFoundError
         Missing dataset or split folder, or a split without ground truth.
     """
+    bsds.split_dirs(split, root)  # names the missing split and the ones present
     pairs = [
-        (bsds.image_path(root, split, i), bsds.gt_path(root, split, i))
+        SegmentationItem(i, bsds.image_path(root, split, i), (bsds.gt_path(root, split, i),))
         for i in bsds.list_split(root, split)
     ]
-    pairs = [(i, g) for i, g in pairs if g.is_file()]
+    pairs = [it for it in pairs if it.annotations[0].is_file()]
     if not pairs:
         raise DatasetNotFoundError(f"no BSDS500 {split!r} images with ground truth")
     return pairs
@@ -131,7 +134,7 @@ class FeatureCache:
     def build(
         self,
         backbone: torch.nn.Module,
-        items: Sequence[tuple[Path, Path]],
+        items: Sequence[SegmentationItem],
         split: str,
         scales: Sequence[float],
         flips: Sequence[bool] = (False, True),
@@ -142,7 +145,8 @@ class FeatureCache:
         Parameters
         ----------
         backbone : EfficientNetLitePyramid
-        items : sequence of (image path, groundTruth path)
+        items : sequence of SegmentationItem
+            The photos and their segmentations (:mod:`affseg.data.segmentations`).
         split : str
         scales : sequence of float
         flips : sequence of bool
@@ -153,49 +157,83 @@ class FeatureCache:
         -------
         list of str
             Keys, ordered by image, then scale, then flip.
+
+        Raises
+        ------
+        InputError
+            The cache holds this split of other data (other files or reading rules).
         """
         from tqdm import tqdm
 
+        sources = dict(self._manifest().get("sources") or {})
+        known = dict(sources.get(split) or {})
+        for it in items:
+            digest = item_digest(it)
+            if known.setdefault(it.stem, digest) != digest:
+                raise InputError(
+                    f"the feature cache {self.dir} holds {split}/{it.stem} of other data "
+                    "(another file, --ignore-index or --regions); give another --cache "
+                    "folder or delete it"
+                )
         keys: list[str] = []
         todo = []
-        for img_path, gt_path in items:
+        for it in items:
             for s in scales:
                 for f in flips:
-                    k = self.key(split, img_path.stem, s, f)
+                    k = self.key(split, it.stem, s, f)
                     keys.append(k)
                     if not self.path(k).is_file():
-                        todo.append((img_path, gt_path, s, f, k))
+                        todo.append((it, s, f, k))
         if todo:
             bar = tqdm(todo, desc=f"caching {split} features", disable=not progress)
-            for img_path, gt_path, s, f, k in bar:
-                self._build_one(backbone, img_path, gt_path, s, f, k)
+            for it, s, f, k in bar:
+                self._build_one(backbone, it, s, f, k)
+        sources[split] = known
         write_json(
             self.dir / "manifest.json",
-            {"version": CACHE_VERSION, "backbone": "efficientnet-lite0", "dtype": "float16"},
+            {
+                "version": CACHE_VERSION,
+                "backbone": "efficientnet-lite0",
+                "dtype": "float16",
+                "sources": sources,
+            },
         )
         return keys
+
+    def _manifest(self) -> dict[str, Any]:
+        path = self.dir / "manifest.json"
+        if not path.is_file():
+            return {}
+        try:
+            return dict(json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise CorruptFileError(f"cannot read the cache manifest {path}: {exc}") from None
 
     def _build_one(
         self,
         backbone: torch.nn.Module,
-        img_path: Path,
-        gt_path: Path,
+        item: SegmentationItem,
         scale: float,
         flip: bool,
         key: str,
     ) -> None:
-        image = read_image(img_path)
-        ann = load_ground_truth(gt_path)
+        image = item.read_image()
+        ann = item.read_annotations()
+        if max(int(a.max()) for a in ann) > np.iinfo(np.int16).max:
+            raise InputError(
+                f"{item.annotations[0]}: more than {np.iinfo(np.int16).max} segments in one "
+                "annotation (is this a segmentation?)"
+            )
         x, labels = prepare_item(image, ann, scale, flip)
         with torch.no_grad():
             feats = backbone(x)
-        item = {
+        blob = {
             f"f{s}": t[0].to(torch.float16).contiguous()
             for s, t in zip((2, 4, 8, 16), feats, strict=True)
         }
-        item["grid"] = torch.from_numpy(block_majority(labels, 8).astype(np.int16))
-        item["half"] = torch.from_numpy(block_majority(labels, 2).astype(np.int16))
-        atomic_write(self.path(key), lambda tmp: torch.save(item, tmp))
+        blob["grid"] = torch.from_numpy(block_majority(labels, 8).astype(np.int16))
+        blob["half"] = torch.from_numpy(block_majority(labels, 2).astype(np.int16))
+        atomic_write(self.path(key), lambda tmp: torch.save(blob, tmp))
 
     def load(self, key: str) -> dict[str, torch.Tensor]:
         """One cache item (see the module docstring for its tensors)."""
