@@ -15,3 +15,6 @@ OPTIONAL: dict[str, str] = {}
 collect_ignore_glob = [
     path for path, module in OPTIONAL.items() if importlib.util.find_spec(module) is None
 ]
+# the numba kernels the compiled extensions replaced: a reference for
+# tests/test_compiled_vs_numba.py, not tests (their doctests would compile them)
+collect_ignore_glob.append("tests/numba_reference/*")

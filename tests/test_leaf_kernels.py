@@ -238,7 +238,7 @@ def test_products_equal_scipy() -> None:
     k = (k + k.T) / 2
     km = lk.rows_times_dense(mt.indptr, mt.indices, mt.data, k)
     assert np.array_equal(km, np.asarray(mt @ k.astype(np.float64)))
-    gram = lk._gram_rows(mt.indptr, mt.indices, mt.data, km)
+    gram = lk.gram_rows(mt.indptr, mt.indices, mt.data, km)
     np.testing.assert_allclose(gram, dense.T @ k.astype(np.float64) @ dense, rtol=1e-12)
     assert np.array_equal(gram, gram.T)
     assert np.array_equal(lk.gram_of_kernel(mt.indptr, mt.indices, mt.data, k), gram)

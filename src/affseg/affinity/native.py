@@ -1,176 +1,87 @@
-"""A compiled C stencil kernel, built at first use with the host's C compiler.
+"""The compiled C stencil kernel, built with the package.
 
 The diffusion engine spends over 90 % of its time applying a k x k local operator to ~50
-vectors (:func:`affseg.affinity.graph.LocalOperator.apply`). numba does not keep the
-accumulators of a register-blocked loop in registers, so this module compiles
-``_stencil.c`` (GCC vector extensions, blocks of 4-5 pixels x 16-24 channels) with
-``cc -O3 -march=native -fopenmp`` into a per-user cache the first time it is needed, and
-calls it through :mod:`ctypes` (which releases the GIL). Loaded after torch, the library
-binds to the OpenMP runtime torch already loaded, so its threads are torch's own
-(``torch.set_num_threads`` applies) rather than a second team competing for the cores.
-:func:`stencil_power` runs n applications inside one parallel region. It is about twice
-as fast as the numba kernel; when no compiler is available, or ``AFFSEG_NATIVE=0`` is set,
-:func:`stencil_library` returns None and the numba kernel is used instead.
+vectors (:func:`affseg.affinity.graph.LocalOperator.apply`). ``_stencil.c`` keeps the
+accumulators of a register-blocked loop in registers (GCC vector extensions, blocks of
+4-5 pixels x 16-24 channels); it is compiled when the package is built, into the extension
+``affseg.affinity._native``, for a portable baseline and, on x86-64, also for AVX2 + FMA
+and AVX-512VL: the variant is picked once from the CPU at run time (nothing is compiled
+or cached on first use). The extension releases the GIL and runs on OpenMP: imported
+after torch (it is imported on first use), it binds to the OpenMP runtime torch already
+loaded, so its threads are torch's own (``torch.set_num_threads`` applies) rather than a
+second team competing for the cores. :func:`stencil_power` runs n applications inside one
+parallel region.
 
 Environment
 -----------
 AFFSEG_NATIVE
-    ``0`` disables the compiled kernel.
-AFFSEG_CACHE_DIR
-    Where the shared library is cached (default ``$XDG_CACHE_HOME/affseg`` or
-    ``~/.cache/affseg``).
-CC
-    The C compiler (default ``cc``, then ``gcc``).
+    ``0`` disables the C kernel (:mod:`affseg.affinity.graph` then uses its generic
+    compiled kernel).
+AFFSEG_STENCIL_ISA
+    Force a variant: ``baseline``, ``avx2`` or ``avx512`` (default: the best the CPU runs).
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import logging
+import importlib
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
-from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
-from affseg.cache import cache_dir as user_cache_dir
-
-log = logging.getLogger(__name__)
-
-SOURCE = Path(__file__).with_name("_stencil.c")
-#: Compile flags; the link step (``-shared``) leaves out -ffast-math so that crtfastmath.o
-#: (which would switch the whole process to flush-to-zero) is not linked in.
-FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-std=gnu99")
-LINK_FLAGS = ("-shared", "-fPIC")
-#: OpenMP first; a compiler without it builds the serial kernel.
-THREAD_FLAGS = (("-fopenmp",), ())
 #: The kernel's constraints: odd k >= 5, channel count a multiple of 8.
 MIN_K = 5
 CHANNEL_MULTIPLE = 8
+#: The variants of the kernel, by the value of ``AFFSEG_STENCIL_ISA``.
+ISAS = {"baseline": 0, "avx2": 1, "avx512": 2}
 
 _lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_tried = False
+_lib: ModuleType | None = None
 
 
-def cache_dir() -> Path:
-    """Directory of the compiled library (see the module's Environment section).
+def stencil_library() -> ModuleType | None:
+    """The compiled kernel's extension module; None when disabled (``AFFSEG_NATIVE=0``).
+
+    Imported on first use (after torch, whose OpenMP runtime it then shares); the
+    variant named by ``AFFSEG_STENCIL_ISA`` is selected then.
 
     Examples
     --------
-    >>> cache_dir().is_absolute() or cache_dir().name == "affseg"
+    >>> lib = stencil_library()
+    >>> lib is None or lib.isa() in (0, 1, 2)
     True
     """
-    return user_cache_dir()
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc"):
-        if name and shutil.which(name):
-            return name
-    return None
-
-
-def _cpu_tag() -> str:
-    """What -march=native depends on: the CPU model and its flags."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
-        return "\n".join(lines)
-    except OSError:
-        return platform.processor()
-
-
-def _build(cc: str) -> Path:
-    """Compile ``_stencil.c`` into the cache (OpenMP if the compiler has it) and return the
-    library's path; an existing build for the same source, flags and CPU is reused."""
-    src = SOURCE.read_bytes()
-    key = hashlib.sha256(
-        b"\0".join(
-            [
-                src,
-                " ".join(FLAGS + LINK_FLAGS).encode(),
-                cc.encode(),
-                _cpu_tag().encode(),
-                platform.machine().encode(),
-            ]
-        )
-    )
-    target = cache_dir() / f"stencil-{key.hexdigest()[:16]}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        for i, extra in enumerate(THREAD_FLAGS):
-            try:
-                obj = tmp + ".o"
-                try:
-                    subprocess.run(
-                        [cc, *FLAGS, *extra, "-c", "-o", obj, str(SOURCE)],
-                        check=True,
-                        capture_output=True,
-                        timeout=120,
-                    )
-                    subprocess.run(
-                        [cc, *LINK_FLAGS, *extra, "-o", tmp, obj],
-                        check=True,
-                        capture_output=True,
-                        timeout=120,
-                    )
-                finally:
-                    if os.path.exists(obj):
-                        os.unlink(obj)
-                break
-            except subprocess.CalledProcessError:
-                if i == len(THREAD_FLAGS) - 1:
-                    raise
-        os.replace(tmp, target)  # atomic: concurrent builds are harmless
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
-
-
-def stencil_library() -> ctypes.CDLL | None:
-    """The compiled kernel, building it on first use; None if unavailable or disabled."""
-    global _lib, _tried
+    global _lib
     if os.environ.get("AFFSEG_NATIVE", "1") == "0":
         return None
-    if _tried:
+    if _lib is not None:
         return _lib
     with _lock:
-        if _tried:
-            return _lib
-        _tried = True
-        cc = _compiler()
-        if cc is None:
-            log.info("no C compiler found: using the numba stencil kernel")
-            return None
-        try:
-            lib = ctypes.CDLL(str(_build(cc)))
-            fn = lib.affseg_stencil
-            fn.restype = ctypes.c_int
-            fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 7
-            fn = lib.affseg_stencil_power
-            fn.restype = ctypes.c_int
-            fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 7
+        if _lib is None:
+            lib = importlib.import_module("affseg.affinity._native")
+            lib.select_isa(ISAS.get(os.environ.get("AFFSEG_STENCIL_ISA", ""), -1))
             _lib = lib
-        except (OSError, subprocess.SubprocessError) as err:
-            detail = getattr(err, "stderr", b"") or b""
-            log.warning(
-                "could not build the C stencil kernel (%s %s); using numba",
-                err,
-                detail.decode(errors="replace")[:500],
-            )
-            _lib = None
     return _lib
+
+
+def select_isa(name: str | None = None) -> str:
+    """Use the kernel variant ``name`` (``baseline``, ``avx2``, ``avx512``; None: the best
+    the CPU runs) and return the one in use (a variant the CPU lacks falls back to the
+    next lower one).
+
+    Examples
+    --------
+    >>> select_isa("baseline")
+    'baseline'
+    >>> select_isa() in ISAS
+    True
+    """
+    lib = importlib.import_module("affseg.affinity._native")
+    if name is not None and name not in ISAS:
+        raise ValueError(f"unknown stencil variant {name!r}; choose from {sorted(ISAS)}")
+    chosen = lib.select_isa(-1 if name is None else ISAS[name])
+    return {v: k for k, v in ISAS.items()}[chosen]
 
 
 def supports(k: int, dtype: np.dtype) -> bool:
@@ -225,10 +136,10 @@ def stencil(
             f"native stencil: unsupported arguments {coef.shape}, {xpad.shape}, {out.shape}, k={k}"
         )
     assert lib is not None
-    code = lib.affseg_stencil(
-        coef.ctypes.data,
-        xpad.ctypes.data,
-        out.ctypes.data,
+    code = lib.stencil(
+        coef,
+        xpad,
+        out,
         nb,
         h,
         w,
@@ -283,10 +194,10 @@ def stencil_power(
     lib = stencil_library()
     if lib is None or coef.shape != (nb, h, w, k * k) or coef.dtype != np.float32:
         raise ValueError(f"native stencil: unsupported arguments {coef.shape}, k={k}")
-    code = lib.affseg_stencil_power(
-        np.ascontiguousarray(coef).ctypes.data,
-        bufs[0].ctypes.data,
-        bufs[1].ctypes.data,
+    code = lib.stencil_power(
+        np.ascontiguousarray(coef),
+        bufs[0],
+        bufs[1],
         nb,
         h,
         w,

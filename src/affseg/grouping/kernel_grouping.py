@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 import torch
 
 from affseg.errors import InputError
+from affseg.grouping import _kernels
 
 
 def diffusion_kernel(phi: np.ndarray, tau: float) -> np.ndarray:
@@ -63,27 +63,15 @@ def diffusion_kernel(phi: np.ndarray, tau: float) -> np.ndarray:
     # log(TINY) so that exp gives 0 there (values below 1e-30, incl. float32 denormals,
     # which make every later product ~30x slower on x86, are stored as 0)
     ft = torch.from_numpy(f)
-    gram = (ft @ ft.T).numpy()
-    sq = (ft * ft).sum(1).numpy()
-    _exponent_in_place(gram, sq, np.float32(tau), np.float32(np.log(TINY)))
+    gram = np.ascontiguousarray((ft @ ft.T).numpy())
+    sq = np.ascontiguousarray((ft * ft).sum(1).numpy())
+    _kernels.exponent_in_place(
+        gram,
+        sq,
+        float(np.float32(tau)),
+        float(np.float32(np.log(TINY))),
+    )
     return torch.from_numpy(gram).exp_().numpy()
-
-
-@numba.njit(cache=True)
-def _exponent_in_place(g, sq, tau, floor):  # pragma: no cover - compiled
-    """``g[i, j] <- -tau max(sq[i] + sq[j] - 2 g[i, j], 0)``, 0 on the diagonal, -inf
-    where below ``floor``."""
-    n = g.shape[0]
-    for i in range(n):
-        row = g[i]
-        si = sq[i]
-        for j in range(n):
-            d = si + sq[j] - np.float32(2.0) * row[j]
-            if d < 0:
-                d = np.float32(0.0)
-            a = -tau * d
-            row[j] = a if a >= floor else -np.inf
-        row[i] = np.float32(0.0)
 
 
 #: Kernel values and soft assignments below this are stored as 0 (no float32 denormals).

@@ -1,0 +1,257 @@
+"""The compiled kernels (built with the package) against the numba kernels they replaced.
+
+The numba versions are kept verbatim in ``tests/numba_reference/``. Integer outputs must be
+identical and float outputs bit-identical, except the stencil (float32, built with FMA
+contraction in its AVX2 / AVX-512 variants like the fast-math numba kernel): relative
+error <= 1e-6 of the output's magnitude. Inputs: random ones, and the arguments the
+kernels receive while ``affseg.segment`` runs on a photo.
+
+Slow (numba compiles the references, ~30 s): ``python -m pytest -m slow
+tests/test_compiled_vs_numba.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+pytestmark = pytest.mark.slow
+
+REF = Path(__file__).with_name("numba_reference")
+
+
+def _ref(name: str) -> ModuleType:
+    """tests/numba_reference/<name>.py, imported under a real name (numba's cache needs it)."""
+    if str(REF.parent) not in sys.path:
+        sys.path.insert(0, str(REF.parent))
+    return importlib.import_module(f"numba_reference.{name}")
+
+
+@pytest.fixture(scope="module")
+def ref_leaf() -> ModuleType:
+    return _ref("leaf_kernels")
+
+
+def _same(a: Any, b: Any) -> None:
+    if isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _same(x, y)
+        return
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape
+    assert np.array_equal(a, b, equal_nan=True), np.abs(a - b).max()
+
+
+def _copy(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
+
+
+# ----------------------------------------------------------------------------- real inputs
+
+
+@pytest.fixture(scope="module")
+def recorded(monkeypatch_module: pytest.MonkeyPatch) -> dict[str, list[tuple[Any, Any]]]:
+    """(arguments, result) of every grouping-kernel call while segmenting a photo."""
+    from skimage import data
+    from skimage.transform import resize
+
+    import affseg
+    from affseg.grouping import _kernels
+
+    calls: dict[str, list[tuple[Any, Any]]] = {}
+    names = [
+        "sobel_magnitude",
+        "node_weights_csr",
+        "rows_times_dense",
+        "gram_of_kernel",
+        "merge_dense",
+        "tree_ucm",
+        "level_luts",
+        "flood",
+        "exponent_in_place",
+    ]
+    for name in names:
+        fn = getattr(_kernels, name)
+
+        def wrapper(*args: Any, _fn: Any = fn, _name: str = name) -> Any:
+            before = _copy(args)
+            out = _fn(*args)
+            # copies: callers update some results in place (merge_dense adds up the sums)
+            if isinstance(out, tuple):
+                after: Any = _copy(out)
+            elif isinstance(out, np.ndarray):
+                after = out.copy()
+            else:
+                after = _copy(args)
+            calls.setdefault(_name, []).append((before, after))
+            return out
+
+        monkeypatch_module.setattr(_kernels, name, wrapper)
+    image = (resize(data.coffee(), (200, 300), anti_aliasing=True) * 255).astype(np.uint8)
+    affseg.segment(image)
+    for mode in ("average", "mixed"):
+        affseg.segment(image, method="ndd", leaf_linkage=mode, leaf_small=30.0)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Any:
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_recorded_calls_equal_numba(recorded: dict[str, list[Any]], ref_leaf: ModuleType) -> None:
+    ws = _ref("compact_watershed")
+    kg = _ref("kernel_grouping")
+    assert {"sobel_magnitude", "merge_dense", "flood", "tree_ucm", "level_luts"} <= set(recorded)
+    for name, calls in recorded.items():
+        for args, result in calls:
+            args = _copy(args)
+            if name == "flood":
+                image, seeds, neigh, mask, width, c, output, tied = args
+                ws._flood(
+                    image, seeds, neigh, mask.astype(bool), width, c, output, tied.astype(bool)
+                )
+                _same(output, result[6])
+            elif name == "exponent_in_place":
+                g, sq, tau, floor = args
+                kg._exponent_in_place(g, sq, np.float32(tau), np.float32(floor))
+                _same(g, result[0])
+            elif name == "merge_dense":
+                out = ref_leaf.merge_dense(*args)
+                _same(out, result[:2] if isinstance(result, tuple) else result)
+            else:
+                _same(getattr(ref_leaf, name)(*args), result)
+
+
+# ----------------------------------------------------------------------------- random inputs
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_leaf_kernels_random(seed: int, ref_leaf: ModuleType) -> None:
+    from affseg.grouping import leaf_kernels as lk
+
+    rng = np.random.default_rng(seed)
+    img = rng.normal(size=(17, 23, 3))
+    _same(lk.sobel_magnitude(img), ref_leaf.sobel_magnitude(img))
+
+    s, h, w = 12, 30, 40
+    leaf = rng.integers(0, s, (h, w)).astype(np.int64)
+    leaf[0, :s] = np.arange(s)
+    gh, gw = 5, 7
+    y0 = rng.integers(0, gh - 1, h)
+    x0 = rng.integers(0, gw - 1, w)
+    fy, fx = rng.random(h), rng.random(w)
+    args = (leaf, s, gh * gw, y0, y0 + 1, fy, x0, x0 + 1, fx, gw)
+    csr = lk.node_weights_csr(*args)
+    _same(csr, ref_leaf.node_weights_csr(*args))
+    for dtype in (np.float32, np.float64):
+        k = rng.random((gh * gw, gh * gw)).astype(dtype)
+        _same(lk.rows_times_dense(*csr, k), ref_leaf.rows_times_dense(*csr, k))
+        _same(lk.gram_of_kernel(*csr, k), ref_leaf.gram_of_kernel(*csr, k))
+        km = lk.rows_times_dense(*csr, k)
+        _same(lk.gram_rows(*csr, km), ref_leaf._gram_rows(*csr, km))
+
+    # merge: a random planar-ish adjacency, every linkage, with and without the priors
+    n = 40
+    pairs = {(i, i + 1) for i in range(n - 1)} | {
+        tuple(sorted(p)) for p in rng.integers(0, n, (80, 2)).tolist() if p[0] != p[1]
+    }
+    eu, ev = (np.array(c, np.int64) for c in zip(*sorted(pairs), strict=True))
+    sums = rng.random((n, n))
+    sums = sums + sums.T
+    for mode in (0, 1, 2):
+        for w_, small in ((0.0, 0.0), (0.3, 5.0)):
+            a = (n, rng.random(n) * 10 + 1, eu, ev, rng.random(eu.size) * 5, rng.random(eu.size))
+            a = (*a, rng.random(eu.size) * a[4], sums.copy(), mode, w_, small, 0.4)
+            got = lk.merge_dense(*_copy(a))
+            want = ref_leaf.merge_dense(*_copy(a))
+            _same(got, want)
+            hts = np.sort(got[1]) + 1e-9 * np.arange(1, n)
+            lab = rng.integers(0, n, (9, 11)).astype(np.int64)
+            _same(lk.tree_ucm(lab, got[0], hts, n), ref_leaf.tree_ucm(lab, got[0], hts, n))
+            steps = np.array([0, 3, 10, n - 1], np.int64)
+            _same(lk.level_luts(got[0], steps, n), ref_leaf.level_luts(got[0], steps, n))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_watershed_and_exponent_random(seed: int) -> None:
+    from affseg.grouping.compact_watershed import compact_watershed
+    from affseg.grouping.kernel_grouping import TINY, diffusion_kernel
+
+    ws = _ref("compact_watershed")
+    kg = _ref("kernel_grouping")
+    rng = np.random.default_rng(seed)
+    img = np.round(rng.random((40, 50)), 1)  # ties between seeds: the unpruned start
+    got = compact_watershed(img, 30, 1e-2)
+    # the reference flood on the same prepared arguments
+    ref_mod = _ref_compact(ws)
+    _same(got, ref_mod(img, 30, 1e-2))
+
+    f = rng.normal(size=(60, 5)).astype(np.float32)
+    g = f @ f.T
+    sq = (f * f).sum(1)
+    a, b = g.copy(), g.copy()
+    from affseg.grouping import _kernels
+
+    _kernels.exponent_in_place(a, sq, 0.7, float(np.float32(np.log(TINY))))
+    kg._exponent_in_place(b, sq, np.float32(0.7), np.float32(np.log(TINY)))
+    _same(a, b)
+    assert diffusion_kernel(f, 0.7).dtype == np.float32
+
+
+def _ref_compact(ws: ModuleType) -> Any:
+    """compact_watershed with the numba flood."""
+    from affseg.grouping import compact_watershed as cw
+
+    def run(img: np.ndarray, markers: int, c: float) -> np.ndarray:
+        orig = cw._kernels
+
+        class Shim:
+            @staticmethod
+            def flood(image, seeds, neigh, mask, width, comp, flat, tied):  # type: ignore[no-untyped-def]
+                ws._flood(
+                    image, seeds, neigh, mask.astype(bool), width, comp, flat, tied.astype(bool)
+                )
+
+        cw._kernels = Shim  # type: ignore[assignment]
+        try:
+            return cw.compact_watershed(img, markers, c)
+        finally:
+            cw._kernels = orig
+
+    return run
+
+
+# ----------------------------------------------------------------------------- stencil
+
+
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+@pytest.mark.parametrize(("h", "w", "k", "m"), [(23, 37, 5, 8), (50, 75, 17, 50), (13, 9, 7, 20)])
+def test_stencil_variants_equal_numba(isa: str, h: int, w: int, k: int, m: int) -> None:
+    from affseg.affinity import native
+
+    graph_ref = _ref("graph")
+    rng = np.random.default_rng(h * w + k)
+    coef = rng.random((1, h, w, k * k), dtype=np.float32) / (k * k)
+    x = rng.standard_normal((1, h, w, m), dtype=np.float32)
+    r = k // 2
+    xpad = np.ascontiguousarray(np.pad(x, ((0, 0), (r, r), (r, r), (0, 0))))
+    want = np.empty_like(x)
+    graph_ref._stencil_par(coef, xpad, want, k)
+    try:
+        native.select_isa(isa)
+        got = native.stencil_power(coef, x, k, 1, 2)
+    finally:
+        native.select_isa()
+    assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max()
