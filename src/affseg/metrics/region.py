@@ -458,9 +458,13 @@ def score_nested(
     pa = np.zeros(n_lev)
     best_cnt = 0.0
     sum_r = 0.0
+    n_gt = 0
     for gt in ground_truths:
         gt = np.asarray(gt)
         labelled = gt >= 0 if gt.dtype.kind == "i" else None
+        if labelled is not None and not labelled.any():
+            continue  # an annotation that labels nothing says nothing
+        n_gt += 1
         if labelled is not None and not labelled.all():
             g, m = compact_labels(gt[labelled])
             keys = fine_flat[labelled.ravel()] * m + g
@@ -492,7 +496,6 @@ def score_nested(
             pa[sl] += pa_c
             start = stop
         best_cnt += float(best_all @ g_size)
-    n_gt = len(ground_truths)
     if sum_r == 0:
         raise InputError("every pixel of every ground truth is void: nothing to score")
     cnt_t = cnt[inverse]
