@@ -81,6 +81,11 @@ extensions = [
         ["src/affseg/grouping/_kernels.pyx"],
         extra_compile_args=KERNEL_FLAGS,
     ),
+    Extension(
+        "affseg.metrics._kernels",
+        ["src/affseg/metrics/_kernels.pyx"],
+        extra_compile_args=KERNEL_FLAGS,
+    ),
 ]
 
 setup(

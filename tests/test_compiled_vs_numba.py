@@ -255,3 +255,57 @@ def test_stencil_variants_equal_numba(isa: str, h: int, w: int, k: int, m: int) 
     finally:
         native.select_isa()
     assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max()
+
+
+# ----------------------------------------------------------------------------- boundaries
+
+
+def test_boundary_match_equals_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every match / thin call of a boundary evaluation of two real segmentations, and
+    random lapjvsp graphs with many ties."""
+    from skimage import data
+    from skimage.segmentation import felzenszwalb, slic
+
+    from affseg.metrics import _kernels
+    from affseg.metrics.boundary import boundary_counts, seg_to_boundaries
+
+    ref = _ref("boundary_match")
+    calls: dict[str, list[tuple[Any, Any]]] = {}
+    for name in ("match", "thin"):
+        fn = getattr(_kernels, name)
+
+        def wrapper(*args: Any, _fn: Any = fn, _name: str = name) -> Any:
+            before = _copy(args)
+            out = _fn(*args)
+            after = _copy(out) if isinstance(out, tuple) else _copy(args)
+            calls.setdefault(_name, []).append((before, after))
+            return out
+
+        monkeypatch.setattr(_kernels, name, wrapper)
+    image = data.coffee()[::2, ::2]
+    gts = [seg_to_boundaries(slic(image, n_segments=n, start_label=1)) for n in (40, 120)]
+    maps = [seg_to_boundaries(felzenszwalb(image, scale=s)) for s in (50, 300)]
+    boundary_counts(maps, gts, 0.0075, True)
+    assert calls["match"] and calls["thin"]
+    for args, result in calls["match"]:
+        _same(ref._match(*args), result)
+    for args, result in calls["thin"]:
+        img, lut1, lut2 = _copy(args)
+        ref._thin(img, lut1 > 0, lut2 > 0)
+        _same(img, result[0])
+
+    from affseg.metrics._boundary_match import _lapjvsp_rect
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        nr, nreal = int(rng.integers(1, 25)), int(rng.integers(1, 30))
+        m = rng.random((nr, nreal)) < rng.uniform(0.05, 0.5)
+        w = rng.choice([1.0, 101.0, 142.0, 201.0, 225.0], size=m.shape)
+        first, kk, cc = [0], [], []
+        for i in range(nr):
+            cols = np.flatnonzero(m[i])
+            kk += [*cols.tolist(), nreal + i]
+            cc += [*w[i, cols].tolist(), 400.0]
+            first.append(len(kk))
+        a = (np.array(first), np.array(kk), np.array(cc), nr, nreal + nr)
+        _same(_lapjvsp_rect(*a), ref._lapjvsp_rect(*a))
