@@ -60,6 +60,30 @@ def _assert_same(a: dict[str, object], b: dict[str, object]) -> None:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+def test_pipelined_writes_equal_one_by_one_and_keep_order(tmp_path: Path) -> None:
+    from affseg.batch.engine import Done, Failed
+    from affseg.batch.segment import SegmentTask, pipelined_segment, segment_one
+
+    paths = _images(tmp_path / "in", 3)
+    paths[1].write_bytes(b"not an image")
+
+    def tasks(out: Path) -> list[SegmentTask]:
+        out.mkdir()
+        return [SegmentTask(p.stem, str(p), False, str(out), "slic", 0, SLIC, None) for p in paths]
+
+    # small results overlap the next image; a 0-byte bound writes each one first
+    for bound in (2**30, 0):
+        got = list(pipelined_segment(tasks(tmp_path / f"pipe{bound}"), overlap_bytes=bound))
+        assert [i for i, _ in got] == [0, 1, 2]
+        assert [type(o) for _, o in got] == [Done, Failed, Done]
+        assert "im001" not in " ".join(x.name for x in (tmp_path / f"pipe{bound}").iterdir())
+    one = tasks(tmp_path / "one")
+    for t in (one[0], one[2]):
+        segment_one(t)
+    _assert_same(_outputs(tmp_path / "pipe0"), _outputs(tmp_path / "one"))
+    _assert_same(_outputs(tmp_path / f"pipe{2**30}"), _outputs(tmp_path / "one"))
+
+
 def test_resume_skips_finished_and_manifest(tmp_path: Path) -> None:
     paths = _images(tmp_path / "in", 3)
     items = [(p.stem, p) for p in paths]

@@ -61,7 +61,10 @@ def _layout(tmp_path, annotators=1, size=(20, 30)):
     for split in ("train", "val"):
         (tmp_path / "images" / split).mkdir(parents=True)
         for i in range(2):
-            write_png(tmp_path / f"images/{split}/{split}{i}.png", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+            write_png(
+                tmp_path / f"images/{split}/{split}{i}.png",
+                rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
+            )
             for a in range(annotators):
                 folder = tmp_path / "masks" / split / (f"ann{a}" if annotators > 1 else "")
                 folder.mkdir(parents=True, exist_ok=True)
@@ -174,7 +177,9 @@ def test_train_and_eval_the_hierarchy_on_your_own_segmentations(tmp_path, capsys
     sets = ["--set", f"weights={nd / 'spec_diff_net.pt'}"]
     sets += ["--set", f"boundary_head={bd / 'boundary_head.pt'}"]
     out = tmp_path / "scores.json"
-    assert main(["eval", "--method", "ndd", *data, "--split", "val", *sets, "--json", str(out)]) == 0
+    assert (
+        main(["eval", "--method", "ndd", *data, "--split", "val", *sets, "--json", str(out)]) == 0
+    )
     scores = json.loads(out.read_text())
     assert scores["images"] == 2 and 0.3 < scores["covering"]["ods"] <= 1.0
     # the cache refuses other data under the same split and names

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from affseg.batch.engine import Done, Engine, SerialEngine
+from affseg.batch.engine import Done, Engine, Failed, SerialEngine, call_task
 from affseg.batch.manifest import MANIFEST_NAME, Manifest, folder_lock, source_digest
 from affseg.data.io import image_size, read_image, write_label_png, write_png, write_ucm_mat
 from affseg.errors import InputError
@@ -158,9 +160,26 @@ def remove_stale_temp_files(out: Path) -> int:
     return n
 
 
-def segment_one(task: SegmentTask) -> dict[str, Any]:
-    """Segment one image and write its outputs (runs on a worker)."""
-    from affseg.grouping.visualize import boundaries_image, overlay
+@dataclass
+class SegmentResult:
+    """What :func:`compute_outputs` hands to :func:`write_outputs` (one image in memory)."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    ucm2: np.ndarray
+    figure: np.ndarray | None
+    levels: int
+    method_seconds: float
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the arrays."""
+        arrays = (self.image, self.labels, self.ucm2, self.figure)
+        return sum(a.nbytes for a in arrays if a is not None)
+
+
+def compute_outputs(task: SegmentTask) -> SegmentResult:
+    """Read one image and run the method (everything before the first file is written)."""
     from affseg.methods import DEFAULT_WORKING_SIDE, check_method_memory, run_method, working_size
 
     if task.is_example:
@@ -188,24 +207,100 @@ def segment_one(task: SegmentTask) -> dict[str, Any]:
     labels = hier.labels(task.segments)
     ucm2 = hier.to_ucm()
     seconds = time.perf_counter() - t0
-    out = Path(task.out)
     figure = None
     if task.figure:  # before anything is written: a failure leaves no outputs
         from affseg.figures import segment_figure
 
         figure = segment_figure(image, hier)
-    lab_p, ov_p, bd_p, *fig_p, mat_p = outputs_of(out, task.stem, task.figure)
-    write_label_png(lab_p, labels)
-    write_png(ov_p, overlay(image, labels))
-    write_png(bd_p, boundaries_image(labels))
-    if figure is not None:
-        write_png(fig_p[0], figure)
-    write_ucm_mat(mat_p, ucm2)  # last
+    return SegmentResult(image, labels, ucm2, figure, len(hier.levels), seconds)
+
+
+def write_outputs(task: SegmentTask, result: SegmentResult) -> dict[str, Any]:
+    """Write one image's outputs (each atomically, the ``.mat`` last); its manifest record."""
+    from affseg.grouping.visualize import boundaries_image, overlay
+
+    lab_p, ov_p, bd_p, *fig_p, mat_p = outputs_of(Path(task.out), task.stem, task.figure)
+    write_label_png(lab_p, result.labels)
+    write_png(ov_p, overlay(result.image, result.labels))
+    write_png(bd_p, boundaries_image(result.labels))
+    if result.figure is not None:
+        write_png(fig_p[0], result.figure)
+    write_ucm_mat(mat_p, result.ucm2)  # last
     return {
-        "segments": int(len(np.unique(labels))),
-        "levels": len(hier.levels),
-        "method_seconds": seconds,
+        "segments": int(len(np.unique(result.labels))),
+        "levels": result.levels,
+        "method_seconds": result.method_seconds,
     }
+
+
+def segment_one(task: SegmentTask) -> dict[str, Any]:
+    """Segment one image and write its outputs (runs on a worker)."""
+    return write_outputs(task, compute_outputs(task))
+
+
+#: A result at most this large is written in the background while the next image is
+#: segmented (two images' outputs then coexist); a larger one is written first.
+OVERLAP_BYTES = 256 * 2**20
+
+
+def pipelined_segment(
+    tasks: list[SegmentTask], threads: int | None = None, overlap_bytes: int = OVERLAP_BYTES
+) -> Iterator[tuple[int, Done | Failed]]:
+    """Segment ``tasks`` in this process, writing each image's outputs on a background
+    thread while the next image is read and segmented.
+
+    At most one image is being written at a time, and only one of at most
+    ``overlap_bytes``: memory stays that of one image plus one bounded result. Yields
+    ``(index, Done | Failed)`` once an image's files are all written (the ``.mat`` last),
+    as :meth:`SerialEngine.map` does for :func:`segment_one`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> task = SegmentTask("coffee", "coffee", True, out, "slic", 0, {"n_segments": (20, 60)}, None)
+    >>> [(i, type(o).__name__) for i, o in pipelined_segment([task])]
+    [(0, 'Done')]
+    >>> sorted(p.name for p in Path(out).iterdir())[:2]
+    ['coffee.boundaries.png', 'coffee.labels.png']
+    """
+    pending: tuple[int, Future[Done | Failed]] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="affseg-write") as pool:
+        for i, task in enumerate(tasks):
+            computed = call_task(compute_outputs, task, threads)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+                pending = None
+            if isinstance(computed, Failed):
+                yield i, computed
+                continue
+            result: SegmentResult = computed.value
+            future = pool.submit(call_task, _write_task, (task, result), None)
+            if result.nbytes > overlap_bytes:
+                yield i, _with_compute_time(future.result(), computed.seconds)
+            else:
+                pending = (i, _Timed(future, computed.seconds))
+        if pending is not None:
+            yield pending[0], pending[1].result()
+
+
+def _write_task(args: tuple[SegmentTask, SegmentResult]) -> dict[str, Any]:
+    return write_outputs(*args)
+
+
+def _with_compute_time(outcome: Done | Failed, seconds: float) -> Done | Failed:
+    outcome.seconds += seconds
+    return outcome
+
+
+class _Timed:
+    """A pending write whose outcome gains the image's compute time."""
+
+    def __init__(self, future: Future[Done | Failed], seconds: float) -> None:
+        self.future, self.seconds = future, seconds
+
+    def result(self) -> Done | Failed:
+        return _with_compute_time(self.future.result(), self.seconds)
 
 
 def segment_images(
@@ -283,7 +378,11 @@ def segment_images(
         with tqdm(
             total=len(tasks), desc="segment", unit="image", disable=None if show else True
         ) as bar:
-            for i, outcome in engine.map(segment_one, tasks):
+            if isinstance(engine, SerialEngine):
+                outcomes = pipelined_segment(tasks, engine.threads)
+            else:
+                outcomes = engine.map(segment_one, tasks)
+            for i, outcome in outcomes:
                 _finish_task(tasks[i], outcome, manifest, summary, write, method)
                 bar.update(1)
                 manifest.save(every=1.0)
