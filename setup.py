@@ -66,7 +66,11 @@ class BuildExt(build_ext):
 
 
 #: Extensions whose kernels run on OpenMP threads (compiled and linked with -fopenmp).
-OPENMP_EXTENSIONS = {"affseg.affinity._native"}
+OPENMP_EXTENSIONS = {
+    "affseg.affinity._native",
+    "affseg.affinity._kernels",
+    "affseg.models._kernels",
+}
 
 extensions = [
     # the stencil: -O3 with the compiler's default contraction (FMA in the AVX2 variants)
@@ -79,6 +83,16 @@ extensions = [
     Extension(
         "affseg.grouping._kernels",
         ["src/affseg/grouping/_kernels.pyx"],
+        extra_compile_args=KERNEL_FLAGS,
+    ),
+    Extension(
+        "affseg.affinity._kernels",
+        ["src/affseg/affinity/_kernels.pyx"],
+        extra_compile_args=KERNEL_FLAGS,
+    ),
+    Extension(
+        "affseg.models._kernels",
+        ["src/affseg/models/_kernels.pyx"],
         extra_compile_args=KERNEL_FLAGS,
     ),
     Extension(

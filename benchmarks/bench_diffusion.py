@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -66,7 +65,7 @@ def time_grid(h: int, reps: int, **kw) -> tuple[float, float]:
     """Median wall time and median process CPU time (all threads) of one forward pass
     (features made beforehand: graph + iteration + Rayleigh-Ritz + embedding timed)."""
     f = features(h)
-    run(f, **kw)  # warm-up (numba JIT)
+    run(f, **kw)  # warm-up
     times, cpu = [], []
     for _ in range(reps):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -83,8 +82,8 @@ def peak_memory_child(h: int, threads: int) -> float:
     (``/proc/self/clear_refs`` = 5); the result is VmHWM after the pass minus VmRSS before.
     """
     code = (
-        "import torch, numba, sys; sys.path.insert(0, 'benchmarks');"
-        f"torch.set_num_threads({threads}); numba.set_num_threads({threads});"
+        "import torch, sys; sys.path.insert(0, 'benchmarks');"
+        f"torch.set_num_threads({threads});"
         "import bench_diffusion as b; b.run(9);"
         f"f = b.features({h});"
         "kb = lambda key: int([l for l in open('/proc/self/status') if l.startswith(key)][0]"
@@ -168,7 +167,6 @@ def main() -> None:
     ap.add_argument("--no-memory", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    numba.set_num_threads(args.threads)
     res: dict = {
         "threads": args.threads,
         "load_avg_start": list(np.round(np.array(__import__("os").getloadavg()), 2)),

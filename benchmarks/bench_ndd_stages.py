@@ -1,7 +1,7 @@
 """Per-stage speed of the default ``ndd`` hierarchy (grouping ``leaves``), interleaved with
 the 10-scale Felzenszwalb sweep, on BSDS500 val images.
 
-For each of ``--images`` val images (after one warm-up image that compiles the numba
+For each of ``--images`` val images (after one warm-up image that loads the
 kernels): every stage of ``ndd_hierarchy(image)`` with the default options is timed one by
 one (the same calls the library makes), then the whole ``ndd_hierarchy`` call, then the
 sweep (skimage ``felzenszwalb`` at 10 scales geometrically spaced from 50 to 5000), so
@@ -131,7 +131,7 @@ def main() -> None:
     scales = np.geomspace(50, 5000, 10)
     ids = bsds.list_split(None, "val")[: args.images]
     warm = bsds.load_image(None, "val", ids[0])
-    ndd_hierarchy(warm, model=net)  # compiles / loads the numba kernels
+    ndd_hierarchy(warm, model=net)  # warm-up: model, caches
     _stages(warm, net, {})
     store: dict[str, list[float]] = {}
     for image_id in ids:

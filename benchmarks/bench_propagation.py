@@ -5,7 +5,7 @@ Usage::
     python benchmarks/bench_propagation.py [--threads 2] [--repeats 5] [--k 3]
 
 Prints the median and best wall time of :func:`affseg.affinity.propagation.propagate`
-(inference path, no autograd) over ``--repeats`` runs after one warm-up (numba compile).
+(inference path, no autograd) over ``--repeats`` runs after one warm-up.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import argparse
 import statistics
 import time
 
-import numba
 import torch
 
 from affseg.affinity.propagation import propagate
@@ -30,7 +29,6 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1376)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    numba.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     h = torch.rand(1, 1, args.height, args.width, generator=g)
     a = torch.rand(1, args.k * args.k - 1, args.height, args.width, generator=g)

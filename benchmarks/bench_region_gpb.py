@@ -25,7 +25,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="data root (default $AFFSEG_DATA)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N")
-    parser.add_argument("--threads", type=int, default=2, help="BLAS/numba threads")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
     parser.add_argument(
         "--naive",
         action="store_true",
@@ -57,7 +57,7 @@ def main() -> int:
         (f.stem, scipy.io.loadmat(f)["ucm2"], load_ground_truth(gt_dir / f.name)) for f in files
     ]
     t_read = time.perf_counter() - t0
-    ucm_nested_labels(np.zeros((5, 5)))  # numba compile/cache load, outside the timing
+    ucm_nested_labels(np.zeros((5, 5)))  # warm-up, outside the timing
 
     bench = RegionBenchmark()
     t0 = time.perf_counter()

@@ -71,7 +71,7 @@ def _kwik_speed(net, image: np.ndarray) -> dict:
 
     grid, pix = net.embed_image(image, stride=(4, 1))
     flat = pix.reshape(-1, pix.shape[-1])
-    kwikcluster(flat[:100])  # numba compile / cache load
+    kwikcluster(flat[:100])  # warm-up
     return {
         "image": f"{image.shape[0]}x{image.shape[1]}",
         "embed_ms": _time(lambda: net.embed_image(image, stride=(4, 1)), 5, 1),

@@ -3,8 +3,8 @@
 The paths of :class:`affseg.affinity.graph.LocalOperator`:
 
 - ``unfold``: the pure torch reference (``backend="torch"``; any device, any dtype);
-- ``numba-parallel`` / ``numba-serial``: the numba kernel with and without ``prange`` (the
-  fallback without a C compiler, and the path for float64 and k < 5; the serial one runs
+- ``generic-parallel`` / ``generic-serial``: the generic compiled kernel on torch's threads
+  and on one (the path for float64, k < 5 and ``AFFSEG_NATIVE=0``; the serial one runs
   below ``PARALLEL_MIN_WORK``);
 - ``LocalOperator.apply (dispatch)``: what :meth:`LocalOperator.apply` costs (C kernel when
   available, plus the padding copy);
@@ -29,13 +29,12 @@ import statistics
 import time
 from pathlib import Path
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import affseg  # noqa: F401  (first: sets OMP_WAIT_POLICY=PASSIVE before torch loads)
-from affseg.affinity import graph, native
+from affseg.affinity import _kernels, native
 from affseg.affinity.graph import gaussian_affinity, normalized_operator
 
 PROBLEMS = {
@@ -68,10 +67,10 @@ def measure(h: int, w: int, k: int, m: int, reps: int, power: int) -> dict[str, 
     paths = {
         "unfold": lambda: op.apply_maps(x.permute(0, 3, 1, 2)),
         "LocalOperator.apply (dispatch)": lambda: op.apply(x),
-        "numba-parallel": lambda: graph._stencil_par(cln, xpad, out, k),
-        "numba-serial": lambda: graph._stencil_ser(cln, xpad, out, k),
     }
     n_threads = torch.get_num_threads()
+    paths["generic-parallel"] = lambda: _kernels.stencil(cln, xpad, out, k, n_threads)
+    paths["generic-serial"] = lambda: _kernels.stencil(cln, xpad, out, k, 1)
     if native.supports(k, np.dtype("float32")):
         xn = x.numpy()
         paths["c-kernel"] = lambda: native.stencil_power(cln, xn, k, 1, n_threads)
@@ -103,7 +102,6 @@ def main() -> None:
     }
     for n_threads in args.threads:
         torch.set_num_threads(n_threads)
-        numba.set_num_threads(n_threads)
         run = out["runs"][f"{n_threads} threads"] = {}
         for name, (h, w, k, m) in PROBLEMS.items():
             res = measure(h, w, k, m, args.reps, args.power)

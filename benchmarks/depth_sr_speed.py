@@ -5,11 +5,12 @@ Usage::
     python benchmarks/depth_sr_speed.py --threads 2 --scene art_big --factors 8 16 \
         --json benchmarks/results/depth_sr_speed.json
 
-Each method runs ``--repeats`` times after one warm-up run (numba compilation, caches) on
+Each method runs ``--repeats`` times after one warm-up run (caches) on
 the same input; the median wall time is reported, for the models per stage
 (:attr:`affseg.models.depth_sr_fast.FastDepthSR.timings`), and the ratio of the HAM time to
-the bilateral solver's. ``--threads`` sets torch's and numba's thread count (the machine
-is otherwise shared: the numbers are upper bounds of an idle machine's).
+the bilateral solver's. ``--threads`` sets torch's thread count, which the compiled kernels
+use too (the machine is otherwise shared: the numbers are upper bounds of an idle
+machine's).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numba
 import numpy as np
 
 from affseg.data.io import write_json
@@ -37,37 +37,32 @@ def main() -> None:
     sc = load_scene(args.scene)
     models = {name: load_model(w) for name, w in DEFAULT_WEIGHTS.items()}
     out: dict[str, object] = {"scene": args.scene, "threads": args.threads}
-    old = numba.get_num_threads()
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        with torch_threads(args.threads):
-            for f in args.factors:
-                rgb, lr = sc["rgb"], sc[f"lr{f}"]
-                row: dict[str, object] = {}
-                for name in ("bicubic", "guided", "bilateral"):
+    with torch_threads(args.threads):
+        for f in args.factors:
+            rgb, lr = sc["rgb"], sc[f"lr{f}"]
+            row: dict[str, object] = {}
+            for name in ("bicubic", "guided", "bilateral"):
+                baseline_upsample(name, rgb, lr, f)
+                ts = []
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
                     baseline_upsample(name, rgb, lr, f)
-                    ts = []
-                    for _ in range(args.repeats):
-                        t0 = time.perf_counter()
-                        baseline_upsample(name, rgb, lr, f)
-                        ts.append(time.perf_counter() - t0)
-                    row[name] = {"seconds": float(np.median(ts))}
-                for name, model in models.items():
+                    ts.append(time.perf_counter() - t0)
+                row[name] = {"seconds": float(np.median(ts))}
+            for name, model in models.items():
+                super_resolve(model, rgb, lr, f)
+                ts, stages = [], []
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
                     super_resolve(model, rgb, lr, f)
-                    ts, stages = [], []
-                    for _ in range(args.repeats):
-                        t0 = time.perf_counter()
-                        super_resolve(model, rgb, lr, f)
-                        ts.append(time.perf_counter() - t0)
-                        stages.append(dict(model.timings))
-                    med = {k: float(np.median([s[k] for s in stages])) for k in stages[0]}
-                    row[name] = {"seconds": float(np.median(ts)), "stages": med}
-                ham_s = row["ham"]["seconds"]  # type: ignore[index]
-                row["ham_over_bilateral"] = ham_s / row["bilateral"]["seconds"]  # type: ignore[index]
-                out[f"x{f}"] = row
-                print(f"x{f}:", {k: v for k, v in row.items()}, flush=True)
-    finally:
-        numba.set_num_threads(old)
+                    ts.append(time.perf_counter() - t0)
+                    stages.append(dict(model.timings))
+                med = {k: float(np.median([s[k] for s in stages])) for k in stages[0]}
+                row[name] = {"seconds": float(np.median(ts)), "stages": med}
+            ham_s = row["ham"]["seconds"]  # type: ignore[index]
+            row["ham_over_bilateral"] = ham_s / row["bilateral"]["seconds"]  # type: ignore[index]
+            out[f"x{f}"] = row
+            print(f"x{f}:", {k: v for k, v in row.items()}, flush=True)
     if args.json:
         write_json(args.json, out)
 

@@ -309,3 +309,111 @@ def test_boundary_match_equals_numba(monkeypatch: pytest.MonkeyPatch) -> None:
             first.append(len(kk))
         a = (np.array(first), np.array(kk), np.array(cc), nr, nreal + nr)
         _same(_lapjvsp_rect(*a), ref._lapjvsp_rect(*a))
+
+
+# ----------------------------------------------------------------------------- ucm, kwik
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ucm_levels_and_kwikcluster_equal_numba(seed: int) -> None:
+    from scipy import ndimage
+
+    from affseg.grouping import _kernels
+    from affseg.grouping.kwikcluster import kwikcluster
+    from affseg.grouping.ucm import BSDS_THRESHOLDS, levels_to_ucm
+
+    ucm_ref = _ref("ucm")
+    kwik_ref = _ref("kwikcluster")
+    rng = np.random.default_rng(seed)
+    fine = rng.integers(1, 30, (12, 17))
+    levels = [fine, (fine + 1) // 4 + 1, (fine + 1) // 12 + 1]
+    u = levels_to_ucm(levels, np.array([0.1, 0.4, 0.8]))
+    u = np.ascontiguousarray(u + np.round(rng.random(u.shape), 2) * (u > 0))
+    thr = np.ascontiguousarray(np.asarray(BSDS_THRESHOLDS, dtype=np.float64)[::7])
+    lab0, n0 = ndimage.label(u <= thr[0], structure=np.ones((3, 3)))
+    keep = np.flatnonzero(np.bincount(lab0[1::2, 1::2].ravel(), minlength=n0 + 1))
+    got = _kernels.merge_levels(u, lab0.astype(np.int64), n0, keep, thr)
+    _same(got, ucm_ref._merge_levels(u, lab0, n0, keep, thr))
+
+    emb = rng.normal(size=(300, 6)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    order = rng.permutation(300)
+    for t in (0.2, 0.5, 0.9):
+        _same(kwikcluster(emb, t, seed=seed), kwik_ref.kwikcluster(emb, t, seed=seed))
+        _same(_kernels.kwik_core(emb, order, t), kwik_ref._kwik_core(emb, order, t))
+
+
+# ----------------------------------------------------------------------------- affinity
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [3, 5])
+def test_generic_stencil_and_correlate_equal_numba(dtype: type, k: int) -> None:
+    """fastmath numba (FMA, vectorised sums) vs the compiled loops: float tolerance."""
+    from affseg.affinity import _kernels
+
+    graph_ref = _ref("graph")
+    rng = np.random.default_rng(k)
+    h, w, m, r = 11, 14, 6, k // 2
+    coef = rng.random((2, h, w, k * k)).astype(dtype)
+    x = rng.normal(size=(2, h, w, m)).astype(dtype)
+    xpad = np.ascontiguousarray(np.pad(x, ((0, 0), (r, r), (r, r), (0, 0))))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for threads in (1, 2):
+        got, want = np.empty_like(x), np.empty_like(x)
+        _kernels.stencil(coef, xpad, got, k, threads)
+        graph_ref._stencil_par(coef, xpad, want, k)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+        g_got, g_want = np.empty_like(coef), np.empty_like(coef)
+        _kernels.correlate(x, xpad, g_got, k, threads)
+        graph_ref._correlate_par(x, xpad, g_want, k)
+        np.testing.assert_allclose(g_got, g_want, rtol=tol, atol=tol * np.abs(g_want).max())
+
+
+def test_propagation_and_segment_sums_equal_numba() -> None:
+    import torch
+
+    from affseg.affinity import _kernels
+
+    prop_ref = _ref("propagation")
+    spec_ref = _ref("spectral")
+    rng = np.random.default_rng(0)
+    b, c, h, w, kk = 2, 3, 9, 13, 8
+    hn = rng.normal(size=(b, c, h, w)).astype(np.float32)
+    an = (rng.random((b, kk, h, w)) / kk).astype(np.float32)
+    cn = (1 - an.sum(1)).astype(np.float32)
+    offs = np.array([(dy, dx) for dy in (-2, 0, 2) for dx in (-2, 0, 2) if dy or dx], np.int64)
+    keep = rng.random((b, c, h, w)).astype(np.float32)
+    fixed = rng.normal(size=(b, c, h, w)).astype(np.float32)
+    for use_mask in (False, True):
+        want = prop_ref._propagate_kernel(hn, an, cn, offs, 5, keep, fixed, use_mask)
+        for threads in (1, 2):
+            got = _kernels.propagate(hn, an, cn, offs, 5, keep, fixed, use_mask, threads)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    for dtype in (np.float32, np.float64):
+        f = rng.normal(size=(500, 7)).astype(dtype)
+        gid = rng.integers(0, 9, 500)
+        _same(_kernels.segment_sums(f, gid, 9), spec_ref._segment_sums_nb(f, gid, 9))
+    assert torch.get_num_threads() >= 1
+
+
+@pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
+def test_ham_kernels_equal_numba(geometry: str) -> None:
+    import torch
+
+    from affseg.models.ham import HAMAffinity
+    from affseg.models.ham_fast import ham_affinity_fast
+
+    ham_ref = _ref("ham_fast")
+    torch.manual_seed(0)
+    ham = HAMAffinity(geometry, stable_rank=True)
+    emb, s = torch.randn(2, 6, 17, 23), torch.rand(2, 1, 17, 23)
+    with torch.no_grad():
+        for dilation in (1, 2):
+            for normalize in (False, True):
+                got = ham_affinity_fast(ham, emb, s, dilation, normalize=normalize)
+                want = ham_ref.ham_affinity_fast(ham, emb, s, dilation, normalize=normalize)
+                got_t = got if isinstance(got, tuple) else (got,)
+                want_t = want if isinstance(want, tuple) else (want,)
+                for a, b in zip(got_t, want_t, strict=True):
+                    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

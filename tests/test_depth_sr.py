@@ -39,7 +39,7 @@ def test_fast_model_constant_depth_and_errors(geometry: str, init: str) -> None:
 @pytest.mark.parametrize("init", ["bicubic", "fgs"])
 @pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
 def test_fast_path_equals_reference_path(geometry: str, init: str) -> None:
-    """The numba inference path (fused affinities, no autograd) equals the autograd
+    """The compiled inference path (fused affinities, no autograd) equals the autograd
     path; the output stays within the LR range (a convex combination)."""
     from affseg.models.depth_sr_fast import FastDepthSR
 
@@ -398,7 +398,7 @@ def test_edge_weight_is_inert_without_depth_edges(tmp_path) -> None:  # noqa: AN
 
 def test_ranked_head_model_round_trip(tmp_path) -> None:  # noqa: ANN001
     """A model with the ranked-neighbour head stores it in its config, loads back with the
-    same outputs, runs the torch path by default and refuses the numba path."""
+    same outputs, runs the torch path by default and refuses the compiled path."""
     from PIL import Image
 
     from affseg.methods.depth_sr import load_model
@@ -444,7 +444,7 @@ def test_eval_scene_without_published_outputs(middlebury_dir, tmp_path) -> None:
 
 
 def test_memory_rule_refuses_a_guide_before_decoding(tmp_path, capsys, monkeypatch) -> None:  # noqa: ANN001
-    """The output has the guide's size: its header alone sets the estimate (the numba path
+    """The output has the guide's size: its header alone sets the estimate (the compiled path
     of the shipped models, the torch path of ranked-head models, the baselines)."""
     from PIL import Image
 

@@ -171,5 +171,5 @@ def test_seg_refiner_mixed_kernels(geometry: str) -> None:
     assert torch.all(out >= 0)
     out[:, 0].sum().backward()
     assert (model.affinity.raw_c.grad is not None) == (geometry == "hyperbolic")
-    with torch.no_grad():  # numba inference path == autograd path
+    with torch.no_grad():  # compiled inference path == autograd path
         torch.testing.assert_close(model(rgb, probs), out.detach(), atol=1e-5, rtol=1e-4)

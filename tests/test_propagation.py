@@ -71,7 +71,7 @@ def test_reimposed_values_are_kept(grad: bool) -> None:
 
 
 @pytest.mark.parametrize(("k", "dilation", "width"), [(5, 1, 21), (3, 1, 1), (7, 3, 5)])
-def test_numba_and_torch_paths_agree(k: int, dilation: int, width: int) -> None:
+def test_compiled_and_torch_paths_agree(k: int, dilation: int, width: int) -> None:
     # includes neighbours further away than the image width (replicate border only)
     g = torch.Generator().manual_seed(4)
     h = torch.rand(2, 3, 19, width, generator=g)

@@ -19,13 +19,6 @@ from typing import TYPE_CHECKING, Any
 # BENCHMARKS.md, spec-diff-net speed). Takes effect only if torch is not loaded yet; an
 # explicit OMP_WAIT_POLICY wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# numba caches compiled functions next to their source (inside site-packages) unless told
-# otherwise; keep its cache in the affseg user cache directory (read-only installs work).
-# Only effective before numba is first imported; an explicit NUMBA_CACHE_DIR wins.
-if "NUMBA_CACHE_DIR" not in os.environ:
-    from affseg.cache import numba_cache_dir as _numba_cache_dir
-
-    os.environ["NUMBA_CACHE_DIR"] = str(_numba_cache_dir())
 
 from affseg.errors import AffsegError, CorruptFileError, DatasetNotFoundError, InputError
 

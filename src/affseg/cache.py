@@ -1,9 +1,8 @@
-"""The per-user cache directory of affseg (compiled kernels, numba's cache).
+"""The per-user cache directory of affseg.
 
 ``$AFFSEG_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/affseg`` or ``~/.cache/affseg``.
-Nothing is ever written into the installed package: ``import affseg`` points numba's
-on-disk cache (``NUMBA_CACHE_DIR``, unless already set) at ``<cache dir>/numba``, so a
-read-only install works.
+Nothing is ever written into the installed package, and running the package's kernels
+writes nothing here either: they are compiled when the package is built.
 
 Example
 -------
@@ -26,8 +25,3 @@ def cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "affseg"
-
-
-def numba_cache_dir() -> Path:
-    """Where numba caches affseg's compiled functions."""
-    return cache_dir() / "numba"

@@ -14,15 +14,15 @@ Execution paths of one application ``A X`` (timings: ``benchmarks/bench_stencil_
   (B, h, w, M) wrapped in a :class:`torch.autograd.Function` (backward = the transposed
   stencil for the vectors and a local correlation for the coefficients). The kernel is
 
-  * the **C kernel** of :mod:`affseg.affinity.native` for float32 and k >= 5 when a C
-    compiler is found (2-4x faster than numba); without autograd,
+  * the **C kernel** of :mod:`affseg.affinity.native` for float32 and k >= 5 (register
+    blocked, 2-4x faster than the generic one); without autograd,
     :meth:`LocalOperator.apply_power` runs n applications in one call (no copies between
     them);
-  * else the **numba kernel** (no compiler, ``AFFSEG_NATIVE=0``, float64, k < 5), which also
+  * else the **generic kernel** (``AFFSEG_NATIVE=0``, float64, k < 5), which also
     computes the coefficient gradient;
 
-  both run on one thread below :data:`PARALLEL_MIN_WORK` (a parallel region on a loaded
-  machine costs milliseconds);
+  both are compiled with the package and run on one thread below
+  :data:`PARALLEL_MIN_WORK` (a parallel region on a loaded machine costs milliseconds);
 
 - ``backend="unfold"``: pure torch (``F.unfold``), the reference for the tests and the path
   for tensors on other devices (100-500x slower on the CPU).
@@ -37,17 +37,14 @@ References
 from __future__ import annotations
 
 import functools
-import types
 from dataclasses import dataclass
-from typing import Any
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from affseg.affinity import native
+from affseg.affinity import _kernels, native
 from affseg.errors import InputError
 
 #: Degrees are clamped from below by this value (as the reference does for row sums).
@@ -177,132 +174,32 @@ def local_sq_distances(features: Tensor, k: int, other: Tensor | None = None) ->
 
 
 # ----------------------------------------------------------------------------- kernels
-def _stencil_py(coef, xpad, out, k):  # pragma: no cover - compiled
-    """out[b, y, x, :] = sum_o coef[b, y, x, o] * xpad[b, y + dy, x + dx, :].
-
-    Four horizontally adjacent pixels are done together: neighbour column x + d serves
-    pixel x + p through its tap (dy, d - p), so each neighbour vector is loaded once for up
-    to four pixels. The sums run in per-row scratch vectors with plain element indexing and
-    no branch in the inner loop over the M columns, which LLVM vectorises (together ~3x
-    faster than one pixel at a time accumulating into views of ``out``).
-    """
-    nb, h, w, _ = coef.shape
-    m = out.shape[3]
-    for task in numba.prange(nb * h):
-        b = task // h
-        y = task - b * h
-        a0 = np.empty(m, dtype=out.dtype)
-        a1 = np.empty(m, dtype=out.dtype)
-        a2 = np.empty(m, dtype=out.dtype)
-        a3 = np.empty(m, dtype=out.dtype)
-        x = 0
-        while k >= 3 and x + 3 < w:  # (the column split below needs k >= 3)
-            for j in range(m):
-                a0[j] = 0.0
-                a1[j] = 0.0
-                a2[j] = 0.0
-                a3[j] = 0.0
-            for dy in range(k):
-                base = dy * k
-                for d in range(3):  # first three neighbour columns: pixels 0..d
-                    for p in range(d + 1):
-                        c = coef[b, y, x + p, base + d - p]
-                        acc = a0 if p == 0 else (a1 if p == 1 else (a2 if p == 2 else a3))
-                        for j in range(m):
-                            acc[j] += c * xpad[b, y + dy, x + d, j]
-                for d in range(3, k):  # all four pixels use this neighbour column
-                    c0 = coef[b, y, x, base + d]
-                    c1 = coef[b, y, x + 1, base + d - 1]
-                    c2 = coef[b, y, x + 2, base + d - 2]
-                    c3 = coef[b, y, x + 3, base + d - 3]
-                    for j in range(m):
-                        v = xpad[b, y + dy, x + d, j]
-                        a0[j] += c0 * v
-                        a1[j] += c1 * v
-                        a2[j] += c2 * v
-                        a3[j] += c3 * v
-                for d in range(k, k + 3):  # last three: pixels d-k+1..3
-                    for p in range(d - k + 1, 4):
-                        c = coef[b, y, x + p, base + d - p]
-                        acc = a0 if p == 0 else (a1 if p == 1 else (a2 if p == 2 else a3))
-                        for j in range(m):
-                            acc[j] += c * xpad[b, y + dy, x + d, j]
-            for j in range(m):
-                out[b, y, x, j] = a0[j]
-                out[b, y, x + 1, j] = a1[j]
-                out[b, y, x + 2, j] = a2[j]
-                out[b, y, x + 3, j] = a3[j]
-            x += 4
-        while x < w:  # the last w % 4 columns one by one
-            for j in range(m):
-                a0[j] = 0.0
-            for dy in range(k):
-                for dx in range(k):
-                    c = coef[b, y, x, dy * k + dx]
-                    for j in range(m):
-                        a0[j] += c * xpad[b, y + dy, x + dx, j]
-            for j in range(m):
-                out[b, y, x, j] = a0[j]
-            x += 1
-
-
-def _correlate_py(grad, xpad, out, k):  # pragma: no cover - compiled
-    """out[b, y, x, o] = sum_j grad[b, y, x, j] * xpad[b, y + dy, x + dx, j]."""
-    nb, h, w, m = grad.shape
-    for by in numba.prange(nb * h):
-        b = by // h
-        y = by - b * h
-        for x in range(w):
-            gv = grad[b, y, x]
-            for dy in range(k):
-                row = xpad[b, y + dy]
-                for dx in range(k):
-                    src = row[x + dx]
-                    s = 0.0
-                    for j in range(m):
-                        s += gv[j] * src[j]
-                    out[b, y, x, dy * k + dx] = s
-
-
 #: Work (multiply-adds) below which the kernels run on one thread: on a loaded machine a
 #: parallel region waits for a descheduled thread (~16 ms per call measured at load 7.7 on
 #: 2 cores, against 0.04 ms serial for a 16 x 20 grid; benchmarks/bench_stencil_paths.py).
 PARALLEL_MIN_WORK = 2_000_000
 
 
-def _serial_copy(fn: Any) -> types.FunctionType:
-    """The same Python function under another name.
-
-    numba's on-disk cache indexes compiled code by function name and line, not by the
-    ``parallel`` flag: compiling one function both ways made the parallel dispatcher load
-    the serial machine code from the cache (one core busy). A distinct name keeps the two
-    apart.
-    """
-    name = fn.__name__ + "_serial"
-    code = fn.__code__.replace(co_name=name, co_qualname=name)
-    out = types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
-    out.__qualname__ = name
-    return out
+def _threads(work: int) -> int:
+    """torch's thread count for work above :data:`PARALLEL_MIN_WORK`, else 1."""
+    return torch.get_num_threads() if work >= PARALLEL_MIN_WORK else 1
 
 
-# the numba kernels, each compiled with prange (rows in parallel) and without: the same
-# arithmetic, so the same numbers at any thread count
-_stencil_par = numba.njit(parallel=True, fastmath=True, cache=True)(_stencil_py)
-_stencil_ser = numba.njit(fastmath=True, cache=True)(_serial_copy(_stencil_py))
-_correlate_par = numba.njit(parallel=True, fastmath=True, cache=True)(_correlate_py)
-_correlate_ser = numba.njit(fastmath=True, cache=True)(_serial_copy(_correlate_py))
+def _stencil_generic(coef: np.ndarray, xpad: np.ndarray, out: np.ndarray, k: int) -> None:
+    """``out[b, y, x, :] = sum_o coef[b, y, x, o] * xpad[b, y + dy, x + dx, :]`` with the
+    generic compiled kernel (any k, float32 or float64; rows in parallel above
+    :data:`PARALLEL_MIN_WORK`)."""
+    dt = out.dtype
+    coef, xpad = (np.ascontiguousarray(a, dtype=dt) for a in (coef, xpad))
+    _kernels.stencil(coef, xpad, out, k, _threads(coef.size * out.shape[3]))
 
 
-def _stencil_numba(coef, xpad, out, k):
-    """The numba stencil kernel, parallel or serial by problem size."""
-    big = coef.size * out.shape[3] >= PARALLEL_MIN_WORK
-    (_stencil_par if big else _stencil_ser)(coef, xpad, out, k)
-
-
-def _correlate_numba(grad, xpad, out, k):
-    """The numba correlation kernel (coefficient gradient), parallel or serial by size."""
-    big = out.size * grad.shape[3] >= PARALLEL_MIN_WORK
-    (_correlate_par if big else _correlate_ser)(grad, xpad, out, k)
+def _correlate_generic(grad: np.ndarray, xpad: np.ndarray, out: np.ndarray, k: int) -> None:
+    """``out[b, y, x, o] = sum_j grad[b, y, x, j] * xpad[b, y + dy, x + dx, j]`` (the
+    coefficient gradient), compiled, summed in float64."""
+    dt = out.dtype
+    grad, xpad = (np.ascontiguousarray(a, dtype=dt) for a in (grad, xpad))
+    _kernels.correlate(grad, xpad, out, k, _threads(out.size * grad.shape[3]))
 
 
 def transpose_coefficients(coef: Tensor, k: int) -> Tensor:
@@ -355,14 +252,14 @@ def _stencil_kernel(coef_cl: Tensor, x_cl: Tensor, k: int) -> Tensor:
     """Stencil on detached channels-last tensors: (B,h,w,K), (B,h,w,M) -> (B,h,w,M).
 
     float32 with k >= 5 runs the C kernel (:mod:`affseg.affinity.native`, channels
-    zero-padded to a multiple of 8) when it could be built; everything else the numba kernel.
+    zero-padded to a multiple of 8) unless disabled; everything else the generic kernel.
     """
     r = k // 2
     if _c_kernel_ok(coef_cl, x_cl, k):
         return _c_kernel_power(coef_cl, x_cl, k, 1)
     xpad = F.pad(x_cl, (0, 0, r, r, r, r)).contiguous()
     out = torch.empty_like(x_cl, memory_format=torch.contiguous_format)
-    _stencil_numba(coef_cl.contiguous().numpy(), xpad.numpy(), out.numpy(), k)
+    _stencil_generic(coef_cl.contiguous().numpy(), xpad.numpy(), out.numpy(), k)
     return out
 
 
@@ -395,7 +292,7 @@ class _StencilFn(torch.autograd.Function):
             r = k // 2
             xpad = F.pad(x_cl.detach(), (0, 0, r, r, r, r)).contiguous()
             g_coef = torch.empty(coef_cl.shape, dtype=grad.dtype)
-            _correlate_numba(grad.numpy(), xpad.numpy(), g_coef.numpy(), k)
+            _correlate_generic(grad.numpy(), xpad.numpy(), g_coef.numpy(), k)
         return g_coef, None, g_x, None
 
 
@@ -416,7 +313,7 @@ class LocalOperator:
     symmetric : bool
         Whether A = A^T (then the backward pass reuses ``coef``).
     backend : {"kernel", "unfold"}
-        ``"kernel"``: the C or numba stencil kernel (fast, CPU); ``"unfold"``: the torch
+        ``"kernel"``: the compiled stencil kernels (fast, CPU); ``"unfold"``: the torch
         reference (any device; used automatically for tensors not on the CPU). The former
         names ``"numba"`` and ``"torch"`` are accepted.
 

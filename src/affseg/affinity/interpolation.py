@@ -13,7 +13,7 @@ over channels of the squared difference follows the reference code (gamma = 8, 4
 strides 8 -> 4 -> 2 -> 1 of a coarse-to-fine pyramid).
 
 When H / h and W / w are integers (strides 8 -> 4 -> 2 -> 1) each of the (H/h)(W/w)
-sub-pixel phases is a 5 x 5 local operator on the coarse grid, applied with the numba
+sub-pixel phases is a 5 x 5 local operator on the coarse grid, applied with the compiled
 stencil of :mod:`affseg.affinity.graph`: memory O(H W (25 + M)), no (25, M, H, W)
 intermediate, also in the backward pass. Other ratios use a gather path.
 

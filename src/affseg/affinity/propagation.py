@@ -29,11 +29,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numba
 import numpy as np
 import torch
 from torch import Tensor
 
+from affseg.affinity import _kernels
 from affseg.affinity.hyperbolic import expmap0, gyro_log_distance
 from affseg.errors import InputError
 
@@ -236,7 +236,7 @@ def propagate(
         or (mask is not None and mask.requires_grad)
     )
     if not grad and h.device.type == "cpu" and iterations > 0:
-        return _propagate_numba(
+        return _propagate_compiled(
             h,
             a[:, :, 0],
             centre[:, 0],
@@ -260,7 +260,7 @@ def propagate(
     return h
 
 
-def _propagate_numba(
+def _propagate_compiled(
     h: Tensor,
     a: Tensor,
     centre: Tensor,
@@ -287,48 +287,12 @@ def _propagate_numba(
         fixed = np.ascontiguousarray(
             np.broadcast_to(masked[1].detach().numpy(), hn.shape), dtype=np.float32
         )
-    out = _propagate_kernel(hn, an, cn, offs, iterations, keep, fixed, masked is not None)
+    # compiled: one image row per OpenMP task; per row and neighbour the source row index
+    # is clamped once and the x loop runs unclamped except for the |dx| border columns
+    out = _kernels.propagate(
+        hn, an, cn, offs, int(iterations), keep, fixed, masked is not None, torch.get_num_threads()
+    )
     return torch.from_numpy(out).to(dtype)
-
-
-@numba.njit(parallel=True, fastmath=True, cache=True)
-def _propagate_kernel(h, a, centre, offs, iterations, keep, fixed, use_mask):
-    # One image row per parallel task; per row and neighbour the source row index is
-    # clamped once and the x loop runs unclamped (contiguous, vectorisable) except for
-    # the |dx| replicate-padded border columns.
-    b_n, c_n, hh, ww = h.shape
-    kk = offs.shape[0]
-    cur = h.copy()
-    nxt = np.empty_like(h)
-    for _ in range(iterations):
-        for by in numba.prange(b_n * hh):
-            b = by // hh
-            y = by % hh
-            for c in range(c_n):
-                row = nxt[b, c, y]
-                src = cur[b, c]
-                for x in range(ww):
-                    row[x] = centre[b, y, x] * src[y, x]
-                for n in range(kk):
-                    yy = min(max(y + offs[n, 0], 0), hh - 1)
-                    dx = offs[n, 1]
-                    an = a[b, n, y]
-                    srow = src[yy]
-                    x0 = min(max(-dx, 0), ww)
-                    x1 = max(min(ww - dx, ww), x0)
-                    for x in range(x0, x1):
-                        row[x] += an[x] * srow[x + dx]
-                    for x in range(0, x0):
-                        row[x] += an[x] * srow[0]
-                    for x in range(x1, ww):
-                        row[x] += an[x] * srow[ww - 1]
-                if use_mask:
-                    kr = keep[b, c, y]
-                    fr = fixed[b, c, y]
-                    for x in range(ww):
-                        row[x] = kr[x] * row[x] + fr[x]
-        cur, nxt = nxt, cur
-    return cur
 
 
 def uniform_affinity(

@@ -22,11 +22,11 @@ References
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 from torch import Tensor
 
+from affseg.affinity import _kernels
 from affseg.errors import InputError
 
 __all__ = [
@@ -112,18 +112,6 @@ def spectral_loss(embeddings: Tensor, labels: Tensor, *, normalize: bool = False
     return loss if batched else loss[0]
 
 
-@numba.njit(cache=True, nogil=True)
-def _segment_sums_nb(f: np.ndarray, gid: np.ndarray, n_seg: int) -> np.ndarray:
-    """Per-segment row sums (n_seg, d), float64, of ``f`` (M, d) with segment ids (M,)."""
-    m, d = f.shape
-    sums = np.zeros((n_seg, d), dtype=np.float64)
-    for i in range(m):
-        s = sums[gid[i]]
-        for c in range(d):
-            s[c] += f[i, c]
-    return sums
-
-
 def _segment_sums(f: Tensor, gid: Tensor, n_seg: int) -> Tensor:
     """Per-segment sums (n_seg, d) in float64 of rows ``f`` (M, d) with ids ``gid`` (M,).
 
@@ -131,7 +119,12 @@ def _segment_sums(f: Tensor, gid: Tensor, n_seg: int) -> Tensor:
     over rows, and with no transposed copy); ``index_add`` elsewhere.
     """
     if f.device.type == "cpu":
-        out = _segment_sums_nb(f.contiguous().numpy(), gid.contiguous().numpy(), n_seg)
+        fn = f.contiguous().numpy()
+        if fn.dtype not in (np.float32, np.float64):
+            fn = fn.astype(np.float64)
+        out = _kernels.segment_sums(
+            fn, gid.contiguous().numpy().astype(np.int64, copy=False), n_seg
+        )
         return torch.from_numpy(out)
     ft = f.to(torch.float64)
     return torch.zeros(n_seg, f.shape[1], dtype=torch.float64, device=f.device).index_add(

@@ -803,3 +803,144 @@ def exponent_in_place(float[:, ::1] g, const float[::1] sq, float tau, float flo
                 a = -tau * d
                 g[i, j] = a if a >= floor else ninf
             g[i, i] = zero
+
+
+# ----------------------------------------------------------------------------- ucm levels
+
+
+cdef inline int64_t _find(int64_t *parent, int64_t x) noexcept nogil:
+    cdef int64_t root = x, nxt
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:  # path compression
+        nxt = parent[x]
+        parent[x] = root
+        x = nxt
+    return root
+
+
+def merge_levels(const double[:, ::1] u, const int64_t[:, ::1] lab0, int64_t n0,
+                 const int64_t[::1] keep, const double[::1] thresholds):
+    """Union-find over the cells of ``u`` activated threshold by threshold (see
+    ``affseg.grouping.ucm._merge_levels``); returns (parents (T, len(keep)), counts (T,))."""
+    cdef Py_ssize_t rows = u.shape[0], cols = u.shape[1], n_thr = thresholds.shape[0]
+    cdef Py_ssize_t n_keep = keep.shape[0], i, j, c, q, lo, hi, mid, f, total
+    cdef int64_t k, a, b, nb, n_seg, r
+    cdef int di, dj
+    cdef Py_ssize_t ii, jj
+    cdef double last = thresholds[n_thr - 1], v, t
+    cdef int64_t[::1] batch = np.full(rows * cols, -1, dtype=np.int64)
+    cdef int64_t[::1] sizes = np.zeros(n_thr + 1, dtype=np.int64)
+    cdef int64_t[::1] starts = np.zeros(n_thr + 1, dtype=np.int64)
+    cdef int64_t[::1] fill = np.zeros(n_thr, dtype=np.int64)
+    cdef int64_t[::1] parent = np.arange(n0 + 1 + rows * cols, dtype=np.int64)
+    parents_arr = np.empty((n_thr, n_keep), dtype=np.int64)
+    counts_arr = np.empty(n_thr, dtype=np.int64)
+    cdef int64_t[:, ::1] parents = parents_arr
+    cdef int64_t[::1] counts = counts_arr
+    cdef int64_t[::1] slot = np.full(n0 + 1, -1, dtype=np.int64)
+    cdef int64_t[::1] order
+    with nogil:
+        # counting sort of the later cells by the threshold that activates them
+        for i in range(rows):
+            for j in range(cols):
+                v = u[i, j]
+                if lab0[i, j] == 0 and v <= last:
+                    lo = 0  # np.searchsorted(thresholds, v): first threshold >= v
+                    hi = n_thr
+                    while lo < hi:
+                        mid = (lo + hi) >> 1
+                        if thresholds[mid] < v:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    batch[i * cols + j] = lo
+                    sizes[lo + 1] += 1
+        total = 0
+        for q in range(n_thr + 1):
+            total += sizes[q]
+            starts[q] = total
+        for q in range(n_thr):
+            fill[q] = starts[q]
+    order = np.empty(max(starts[n_thr], 1), dtype=np.int64)
+    with nogil:
+        for c in range(rows * cols):
+            k = batch[c]
+            if k >= 0:
+                order[fill[k]] = c
+                fill[k] += 1
+        for k in range(n_thr):
+            t = thresholds[k]
+            for q in range(starts[k], starts[k + 1]):
+                c = order[q]
+                i = c // cols
+                j = c - i * cols
+                a = _find(&parent[0], n0 + 1 + c)
+                for di in range(-1, 2):
+                    ii = i + di
+                    if ii < 0 or ii >= rows:
+                        continue
+                    for dj in range(-1, 2):
+                        jj = j + dj
+                        if jj < 0 or jj >= cols or (di == 0 and dj == 0):
+                            continue
+                        if u[ii, jj] <= t:
+                            nb = lab0[ii, jj]
+                            if nb == 0:
+                                nb = n0 + 1 + ii * cols + jj
+                            b = _find(&parent[0], nb)
+                            if a != b:  # keep the smallest id as the root (a fine id)
+                                if a < b:
+                                    parent[b] = a
+                                else:
+                                    parent[a] = b
+                                    a = b
+            n_seg = 0
+            for f in range(n_keep):
+                r = _find(&parent[0], keep[f])
+                if slot[r] < 0:
+                    slot[r] = n_seg
+                    n_seg += 1
+                parents[k, f] = slot[r]
+            counts[k] = n_seg
+            for f in range(n_keep):
+                slot[_find(&parent[0], keep[f])] = -1
+    return parents_arr, counts_arr
+
+
+# ----------------------------------------------------------------------------- kwikcluster
+
+
+def kwik_core(const float[:, ::1] emb, const int64_t[::1] order, double threshold):
+    """KwikCluster labels (int32) of the rows of ``emb`` for the pivot ``order``: a point
+    joins the pivot's cluster when the float32 products summed in float64 exceed
+    ``threshold``."""
+    cdef Py_ssize_t n = emb.shape[0], d = emb.shape[1], q, idx, c, write, n_rem = n
+    cdef int64_t p, i
+    cdef int cur = 0
+    cdef double dot
+    labels_arr = np.full(n, -1, dtype=np.int32)
+    cdef int[::1] labels = labels_arr
+    cdef int64_t[::1] remaining = np.arange(max(n, 1), dtype=np.int64)
+    with nogil:
+        for q in range(order.shape[0]):
+            p = order[q]
+            if labels[p] >= 0:
+                continue
+            labels[p] = cur
+            write = 0
+            for idx in range(n_rem):
+                i = remaining[idx]
+                if labels[i] >= 0:
+                    continue
+                dot = 0.0
+                for c in range(d):
+                    dot += <double>(emb[i, c] * emb[p, c])
+                if dot > threshold:
+                    labels[i] = cur
+                else:
+                    remaining[write] = i
+                    write += 1
+            n_rem = write
+            cur += 1
+    return labels_arr

@@ -7,7 +7,8 @@ On the oracle embedding (inner products exactly 0 or 1) this recovers the partit
 general it is a 3-approximation of correlation clustering in expectation.
 
 :func:`kwikcluster` is the core (one pass over the remaining points per pivot, compiled
-with numba; the remaining points are kept compacted so each pivot costs O(remaining * d)).
+with the package; the remaining points are kept compacted so each pivot costs
+O(remaining * d)).
 :func:`kwikcluster_image` adds the image-side clean-up (4-connected pieces, merging pieces
 smaller than ``min_size`` into their most similar neighbour), and
 :func:`kwikcluster_hierarchy` turns several thresholds into nested levels: KwikCluster is
@@ -27,13 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numba
 import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 from skimage.measure import label
 
 from affseg.errors import InputError
+from affseg.grouping import _kernels
 from affseg.grouping.hierarchy import Hierarchy
 from affseg.grouping.region_merging import neighbour_pairs
 from affseg.grouping.relabel import sequential
@@ -51,35 +52,6 @@ __all__ = [
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
 
 _FOUR = ndimage.generate_binary_structure(2, 1)
-
-
-@numba.njit(cache=True, nogil=True)
-def _kwik_core(emb: np.ndarray, order: np.ndarray, threshold: float) -> np.ndarray:
-    n, d = emb.shape
-    labels = np.full(n, -1, dtype=np.int32)
-    remaining = np.arange(n)
-    n_rem = n
-    cur = 0
-    for p in order:
-        if labels[p] >= 0:
-            continue
-        labels[p] = cur
-        write = 0
-        for idx in range(n_rem):
-            i = remaining[idx]
-            if labels[i] >= 0:
-                continue
-            dot = 0.0
-            for c in range(d):
-                dot += emb[i, c] * emb[p, c]
-            if dot > threshold:
-                labels[i] = cur
-            else:
-                remaining[write] = i
-                write += 1
-        n_rem = write
-        cur += 1
-    return labels
 
 
 def _check_embeddings(embeddings: np.ndarray, ndim: int) -> np.ndarray:
@@ -119,7 +91,7 @@ def kwikcluster(
     """
     emb = _check_embeddings(embeddings, 2)
     order = np.random.default_rng(seed).permutation(emb.shape[0])
-    return _kwik_core(emb, order, float(threshold))
+    return _kernels.kwik_core(emb, order.astype(np.int64), float(threshold))
 
 
 def _region_means(labels: np.ndarray, emb: np.ndarray, n: int) -> np.ndarray:

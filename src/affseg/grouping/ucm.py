@@ -11,11 +11,11 @@ labelling plus a union-find pass, as parent maps of the finest).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from scipy import ndimage
 
 from affseg.errors import InputError
+from affseg.grouping import _kernels
 
 #: The 99 thresholds of the BSR region benchmark.
 BSDS_THRESHOLDS = np.linspace(1 / 100, 99 / 100, 99)
@@ -153,99 +153,6 @@ def levels_to_ucm(levels: list[np.ndarray], heights: np.ndarray | None = None) -
     return ucm
 
 
-@numba.njit(cache=True)
-def _find(parent: np.ndarray, x: int) -> int:
-    root = x
-    while parent[root] != root:
-        root = parent[root]
-    while parent[x] != root:  # path compression
-        nxt = parent[x]
-        parent[x] = root
-        x = nxt
-    return root
-
-
-@numba.njit(cache=True)
-def _merge_levels(
-    u: np.ndarray, lab0: np.ndarray, n0: int, keep: np.ndarray, thresholds: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Union-find over the cells of ``u`` activated threshold by threshold.
-
-    ``lab0`` labels (1..n0) the 8-connected components of ``u <= thresholds[0]``; every
-    other cell is its own node ``n0 + 1 + flat index`` and joins its active 8-neighbours at
-    the first threshold >= its value. After each threshold the components of the fine ids
-    ``keep`` (those holding pixels) are numbered 0..K-1 in order of ``keep``.
-
-    Returns
-    -------
-    parents : ndarray, shape (T, len(keep)), int64
-    counts : ndarray, shape (T,), int64
-    """
-    rows, cols = u.shape
-    n_thr = thresholds.shape[0]
-    last = thresholds[n_thr - 1]
-    # counting sort of the later cells by the threshold that activates them
-    batch = np.full(rows * cols, -1, dtype=np.int64)
-    sizes = np.zeros(n_thr + 1, dtype=np.int64)
-    for i in range(rows):
-        for j in range(cols):
-            v = u[i, j]
-            if lab0[i, j] == 0 and v <= last:
-                k = np.searchsorted(thresholds, v)  # first threshold >= v
-                batch[i * cols + j] = k
-                sizes[k + 1] += 1
-    starts = np.cumsum(sizes)
-    fill = starts[:-1].copy()
-    order = np.empty(starts[-1], dtype=np.int64)
-    for c in range(rows * cols):
-        k = batch[c]
-        if k >= 0:
-            order[fill[k]] = c
-            fill[k] += 1
-    parent = np.arange(n0 + 1 + rows * cols)
-    n_keep = keep.shape[0]
-    parents = np.empty((n_thr, n_keep), dtype=np.int64)
-    counts = np.empty(n_thr, dtype=np.int64)
-    slot = np.full(n0 + 1, -1, dtype=np.int64)
-    for k in range(n_thr):
-        t = thresholds[k]
-        for q in range(starts[k], starts[k + 1]):
-            c = order[q]
-            i = c // cols
-            j = c - i * cols
-            a = _find(parent, n0 + 1 + c)
-            for di in range(-1, 2):
-                ii = i + di
-                if ii < 0 or ii >= rows:
-                    continue
-                for dj in range(-1, 2):
-                    jj = j + dj
-                    if jj < 0 or jj >= cols or (di == 0 and dj == 0):
-                        continue
-                    if u[ii, jj] <= t:
-                        nb = lab0[ii, jj]
-                        if nb == 0:
-                            nb = n0 + 1 + ii * cols + jj
-                        b = _find(parent, nb)
-                        if a != b:  # keep the smallest id as the root (a fine id)
-                            if a < b:
-                                parent[b] = a
-                            else:
-                                parent[a] = b
-                                a = b
-        n_seg = 0
-        for f in range(n_keep):
-            r = _find(parent, keep[f])
-            if slot[r] < 0:
-                slot[r] = n_seg
-                n_seg += 1
-            parents[k, f] = slot[r]
-        counts[k] = n_seg
-        for f in range(n_keep):
-            slot[_find(parent, keep[f])] = -1
-    return parents, counts
-
-
 def ucm_nested_labels(
     ucm2: np.ndarray, thresholds: np.ndarray = BSDS_THRESHOLDS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -299,7 +206,15 @@ def ucm_nested_labels(
     present = np.zeros(n0 + 1, dtype=bool)
     present[fine_raw.ravel()] = True
     keep = np.flatnonzero(present)  # fine component ids that hold pixels
-    parents, counts = _merge_levels(u, lab0, int(n0), keep, thr)
+    # union-find over the cells activated threshold by threshold (compiled: for every
+    # threshold the components of the fine ids ``keep`` numbered in order of ``keep``)
+    parents, counts = _kernels.merge_levels(
+        np.ascontiguousarray(u, dtype=np.float64),
+        np.ascontiguousarray(lab0, dtype=np.int64),
+        int(n0),
+        np.ascontiguousarray(keep, dtype=np.int64),
+        np.ascontiguousarray(thr),
+    )
     lut = np.zeros(n0 + 1, dtype=np.int64)
     lut[keep] = np.arange(keep.size)
     return lut[fine_raw], parents, counts

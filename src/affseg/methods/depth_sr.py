@@ -55,7 +55,7 @@ DEFAULT_WEIGHTS: dict[str, str] = {
 #: Memory model of one super-resolution (bytes): ``(base, per output pixel)`` by path.
 #: The output has the guide's resolution, so the guide's size sets the peak. Fitted to the
 #: peak RSS (``ru_maxrss``) of a child process at x8 on 0.47 / 1.92 / 4.3 megapixel guides
-#: and of ``affseg depth-sr run`` on a 12 MP guide: the numba path of the shipped HAM v2
+#: and of ``affseg depth-sr run`` on a 12 MP guide: the compiled path of the shipped HAM v2
 #: models (``fast``: 0.54 / 0.87 / 1.51 / 3.12 GB), the torch path (``torch``: models with a
 #: ranked head or older files, 1.48 / 3.84 GB at 0.47 / 1.92 MP), and the baselines of
 #: :mod:`affseg.methods.depth_baselines` (``bicubic``; ``bilateral``, the paper's set-up:

@@ -20,8 +20,8 @@
    ``up`` with the learned confidence after every step.
 
 The stages are :func:`~affseg.models.ham.propagate_stages`. Inference (no autograd, CPU)
-computes the affinities with the fused numba kernel of :mod:`affseg.models.ham_fast` and
-propagates with the numba path of
+computes the affinities with the fused compiled kernel of :mod:`affseg.models.ham_fast`
+and propagates with the compiled path of
 :func:`~affseg.affinity.propagation.propagate`; training uses the torch (autograd) path.
 Both give the same output to float tolerance.
 
@@ -128,7 +128,7 @@ class FastDepthSR(nn.Module):
     ranked_head : bool
         Add UniDC's ranked-neighbour head (Mobius / Euclidean linear layer over the
         distance-sorted neighbours, :class:`~affseg.models.ham_head.RankedNeighbourHead`)
-        to the affinities. The numba path does not implement it, so such a model always
+        to the affinities. The compiled path does not implement it, so such a model always
         runs the torch path (slower); default False.
 
     References
@@ -238,7 +238,7 @@ class FastDepthSR(nn.Module):
         factor : int
             Power of two >= 1 dividing H and W.
         fast : bool, optional
-            Use the numba inference path; default: when autograd is off, the inputs are
+            Use the compiled inference path; default: when autograd is off, the inputs are
             on the CPU and the model has no ranked head. ``False`` forces the torch
             (reference) path.
 
@@ -263,7 +263,7 @@ class FastDepthSR(nn.Module):
             raise InputError(f"guide size {(h, w)} must be divisible by {m}")
         has_head = self.affinity.head is not None
         if fast and has_head:
-            raise InputError("the numba path does not implement the ranked head; use fast=False")
+            raise InputError("the compiled path does not implement the ranked head; use fast=False")
         if fast is None:
             fast = not (torch.is_grad_enabled() or has_head) and rgb.device.type == "cpu"
         t0 = time.perf_counter()

@@ -307,7 +307,7 @@ def propagate_stages(
     mask : Tensor, shape (B, 1 or C, H, W)
         Its weight (a confidence in [0, 1] or a 0/1 sample mask).
     fast : bool
-        Affinities from the fused numba kernel
+        Affinities from the fused compiled kernel
         (:func:`~affseg.models.ham_fast.ham_affinity_fast`; no autograd, CPU, no ranked
         head, ``stable_rank`` for equality with the torch path).
 
