@@ -919,23 +919,39 @@ def kwik_core(const float[:, ::1] emb, const int64_t[::1] order, double threshol
     cdef int64_t p, i
     cdef int cur = 0
     cdef double dot
+    cdef const float *ep
+    cdef const float *ei
     labels_arr = np.full(n, -1, dtype=np.int32)
-    cdef int[::1] labels = labels_arr
-    cdef int64_t[::1] remaining = np.arange(max(n, 1), dtype=np.int64)
+    cdef int[::1] labels_m = labels_arr
+    cdef int64_t[::1] remaining_m = np.arange(max(n, 1), dtype=np.int64)
+    cdef int *labels = &labels_m[0] if n > 0 else NULL
+    cdef int64_t *remaining = &remaining_m[0]
+    if n == 0:
+        return labels_arr
     with nogil:
         for q in range(order.shape[0]):
             p = order[q]
             if labels[p] >= 0:
                 continue
             labels[p] = cur
+            ep = &emb[p, 0]
             write = 0
             for idx in range(n_rem):
                 i = remaining[idx]
                 if labels[i] >= 0:
                     continue
+                ei = &emb[i, 0]
                 dot = 0.0
-                for c in range(d):
-                    dot += <double>(emb[i, c] * emb[p, c])
+                c = 0
+                while c + 4 <= d:  # the same sequential sum, four terms per pass
+                    dot += <double>(ei[c] * ep[c])
+                    dot += <double>(ei[c + 1] * ep[c + 1])
+                    dot += <double>(ei[c + 2] * ep[c + 2])
+                    dot += <double>(ei[c + 3] * ep[c + 3])
+                    c += 4
+                while c < d:
+                    dot += <double>(ei[c] * ep[c])
+                    c += 1
                 if dot > threshold:
                     labels[i] = cur
                 else:

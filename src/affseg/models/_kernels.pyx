@@ -56,7 +56,7 @@ def expmap(float[:, :, :, ::1] x, float c, float ball_eps, float min_norm,
     if rows == 0:
         return
     if nthreads > 1:
-        for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+        for t in prange(rows, nogil=True, schedule="guided", num_threads=nthreads):
             _expmap_row(x, c, sc, maxnorm, min_norm, fac, t)
     else:
         with nogil:
@@ -103,7 +103,7 @@ def distance(const float[:, :, :, ::1] x, const float[:, :, ::1] f,
     if rows == 0:
         return
     if nthreads > 1:
-        for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+        for t in prange(rows, nogil=True, schedule="guided", num_threads=nthreads):
             _distance_row(x, f, offs, hyperbolic, sc, out, t)
     else:
         with nogil:
@@ -118,8 +118,8 @@ cdef void _weight_row(const float[:, :, :, ::1] x, const float[:, :, ::1] f,
                       float[:, :, ::1] centre, float *dist, float *ex,
                       Py_ssize_t task) noexcept nogil:
     cdef Py_ssize_t hh = x.shape[1], ww = x.shape[2], kk = offs.shape[0], nh = kk // 2
-    cdef Py_ssize_t b = task // hh, y = task % hh, xx, n, m, yy, xq, j
-    cdef int64_t r
+    cdef Py_ssize_t b = task // hh, y = task % hh, xx, n, m, yy, xq
+    cdef int r, j, ni
     cdef float top, tot, scale, asum, dn, div, csum, v
     cdef float one = 1.0
     for xx in range(ww):
@@ -146,9 +146,10 @@ cdef void _weight_row(const float[:, :, :, ::1] x, const float[:, :, ::1] f,
         asum = 0.0
         for n in range(kk):
             dn = dist[n]
+            ni = <int>n
             r = 0
-            for j in range(kk):  # stable rank: smaller, or tied with a lower index
-                r += (dist[j] < dn) | ((dist[j] == dn) & (j < n))
+            for j in range(<int>kk):  # stable rank: smaller, or tied with a lower index
+                r += (dist[j] < dn) | ((dist[j] == dn) & (j < ni))
             ex[n] = scale * ex[n] * prio[r]
             asum += ex[n]
         div = _fmax(one, asum + <float>1e-6) if normalize else one
@@ -176,7 +177,7 @@ def weights(const float[:, :, :, ::1] x, const float[:, :, ::1] f,
     # per-thread scratch: the distances and the weights of one pixel's neighbours
     cdef float[:, ::1] scratch = np.empty((nthreads, 2 * kk), dtype=np.float32)
     if nthreads > 1:
-        for t in prange(rows, nogil=True, schedule="static", num_threads=nthreads):
+        for t in prange(rows, nogil=True, schedule="guided", num_threads=nthreads):
             tid = threadid()
             _weight_row(x, f, half, strength, offs, hyperbolic, sc, inv_tau, prio,
                         normalize, out, centre, &scratch[tid, 0], &scratch[tid, kk], t)
