@@ -172,6 +172,9 @@ def test_train_and_eval_the_hierarchy_on_your_own_segmentations(tmp_path, capsys
     rec = blob["record"]
     assert rec["data"] == str(tmp_path / "toy") and rec["init"].endswith("spec_diff_net.pt")
     assert "--data" in rec["command"] and rec["val_images"] == 2
+    capsys.readouterr()
+    assert main(["info", str(nd / "spec_diff_net.pt")]) == 0
+    assert "spec-diff-net (affseg train ndd)" in capsys.readouterr().out
     head = torch.load(bd / "boundary_head.pt", weights_only=True)
     assert head["meta"]["init"].endswith("boundary_head.pt")
     sets = ["--set", f"weights={nd / 'spec_diff_net.pt'}"]

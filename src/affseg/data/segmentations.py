@@ -358,7 +358,8 @@ def _open_pairs(
         split: _match(split, Path(folder), [Path(m) for m in masks[split]], ignore_index, regions)
         for split, folder in images.items()
     }
-    return SegmentationData("the --images/--masks folders", splits)
+    folders = ", ".join(f"{split}={Path(folder)}" for split, folder in sorted(images.items()))
+    return SegmentationData(f"image folders {folders}", splits)
 
 
 def _match(
