@@ -34,24 +34,28 @@ TOOLCHAIN_HELP = (
 class BuildExt(build_ext):
     """build_ext with a clear error when the toolchain is missing, and OpenMP if present."""
 
-    def _has_openmp(self) -> bool:
+    def _try_compile(self, code: str, flags: list[str]) -> None:
+        """Compile and link a tiny program (raises on failure)."""
         with tempfile.TemporaryDirectory() as tmp:
-            src = os.path.join(tmp, "omp.c")
+            src = os.path.join(tmp, "probe.c")
             with open(src, "w") as f:
-                f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 0; }\n")
-            try:
-                objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=OPENMP)
-                self.compiler.link_executable(objs, os.path.join(tmp, "omp"), extra_postargs=OPENMP)
-            except Exception:
-                return False
-        return True
+                f.write(code)
+            objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+            self.compiler.link_executable(objs, os.path.join(tmp, "probe"), extra_postargs=flags)
 
     def build_extensions(self) -> None:
         try:
-            omp = self._has_openmp()
+            self._try_compile("int main(void) { return 0; }\n", [])
         except Exception as err:  # noqa: BLE001 - any toolchain failure
             raise SystemExit(TOOLCHAIN_HELP.format(err=err)) from err
-        if not omp:
+        try:
+            self._try_compile(
+                "#include <omp.h>\nint main(void) { return omp_get_max_threads() < 0; }\n",
+                OPENMP,
+            )
+            omp = True
+        except Exception:  # noqa: BLE001
+            omp = False
             print("affseg: the C compiler has no OpenMP; building single-threaded kernels")
         for ext in self.extensions:
             if ext.name in OPENMP_EXTENSIONS and omp:
