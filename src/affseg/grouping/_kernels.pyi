@@ -54,7 +54,11 @@ def exponent_in_place(
     g: npt.NDArray[np.float32], sq: npt.NDArray[np.float32], tau: float, floor: float
 ) -> None: ...
 def merge_levels(
-    u: _F64, lab0: _I64, n0: int, keep: _I64, thresholds: _F64
+    u: _F64,
+    lab0: npt.NDArray[np.int32] | _I64,
+    n0: int,
+    keep: _I64,
+    thresholds: _F64,
 ) -> tuple[_I64, _I64]: ...
 def kwik_core(
     emb: npt.NDArray[np.float32], order: _I64, threshold: float

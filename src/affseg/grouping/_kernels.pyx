@@ -819,7 +819,7 @@ cdef inline int64_t _find(int64_t *parent, int64_t x) noexcept nogil:
     return root
 
 
-def merge_levels(const double[:, ::1] u, const int64_t[:, ::1] lab0, int64_t n0,
+def merge_levels(const double[:, ::1] u, const label_t[:, ::1] lab0, int64_t n0,
                  const int64_t[::1] keep, const double[::1] thresholds):
     """Union-find over the cells of ``u`` activated threshold by threshold (see
     ``affseg.grouping.ucm._merge_levels``); returns (parents (T, len(keep)), counts (T,))."""

@@ -210,7 +210,7 @@ def ucm_nested_labels(
     # threshold the components of the fine ids ``keep`` numbered in order of ``keep``)
     parents, counts = _kernels.merge_levels(
         np.ascontiguousarray(u, dtype=np.float64),
-        np.ascontiguousarray(lab0, dtype=np.int64),
+        np.ascontiguousarray(lab0, dtype=lab0.dtype if lab0.dtype == np.int32 else np.int64),
         int(n0),
         np.ascontiguousarray(keep, dtype=np.int64),
         np.ascontiguousarray(thr),
