@@ -162,7 +162,27 @@ def remove_stale_temp_files(out: Path) -> int:
 
 @dataclass
 class SegmentResult:
-    """What :func:`compute_outputs` hands to :func:`write_outputs` (one image in memory)."""
+    """What :func:`compute_outputs` hands to :func:`write_outputs` (one image in memory).
+
+    Attributes
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    labels : ndarray, shape (H, W), int
+        The chosen level.
+    ucm2 : ndarray, shape (2H+1, 2W+1)
+    figure : ndarray or None
+        The ``figure=True`` picture.
+    levels : int
+    method_seconds : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = SegmentResult(np.zeros((2, 3, 3), np.uint8), np.ones((2, 3), np.int32),
+    ...                   np.zeros((5, 7)), None, 1, 0.0)
+    >>> r.nbytes
+    322
+    """
 
     image: np.ndarray
     labels: np.ndarray
@@ -179,7 +199,15 @@ class SegmentResult:
 
 
 def compute_outputs(task: SegmentTask) -> SegmentResult:
-    """Read one image and run the method (everything before the first file is written)."""
+    """Read one image and run the method (everything before the first file is written).
+
+    Examples
+    --------
+    >>> task = SegmentTask("coffee", "coffee", True, ".", "slic", 0, {"n_segments": (9,)}, None)
+    >>> res = compute_outputs(task)
+    >>> res.labels.shape, res.ucm2.shape
+    ((400, 600), (801, 1201))
+    """
     from affseg.methods import DEFAULT_WORKING_SIDE, check_method_memory, run_method, working_size
 
     if task.is_example:
@@ -216,7 +244,16 @@ def compute_outputs(task: SegmentTask) -> SegmentResult:
 
 
 def write_outputs(task: SegmentTask, result: SegmentResult) -> dict[str, Any]:
-    """Write one image's outputs (each atomically, the ``.mat`` last); its manifest record."""
+    """Write one image's outputs (each atomically, the ``.mat`` last); its manifest record.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> task = SegmentTask("coffee", "coffee", True, out, "slic", 0, {"n_segments": (9,)}, None)
+    >>> sorted(write_outputs(task, compute_outputs(task)))
+    ['levels', 'method_seconds', 'segments']
+    """
     from affseg.grouping.visualize import boundaries_image, overlay
 
     lab_p, ov_p, bd_p, *fig_p, mat_p = outputs_of(Path(task.out), task.stem, task.figure)
@@ -264,7 +301,7 @@ def pipelined_segment(
     >>> sorted(p.name for p in Path(out).iterdir())[:2]
     ['coffee.boundaries.png', 'coffee.labels.png']
     """
-    pending: tuple[int, Future[Done | Failed]] | None = None
+    pending: tuple[int, _Timed] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="affseg-write") as pool:
         for i, task in enumerate(tasks):
             computed = call_task(compute_outputs, task, threads)

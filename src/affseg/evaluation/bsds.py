@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from affseg.data import bsds
+from affseg.data.io import read_label_png, read_ucm_mat
 from affseg.data.segmentations import SegmentationItem
 from affseg.errors import InputError
 
@@ -129,14 +131,11 @@ def eval_one(task: EvalTask) -> dict[str, Any]:
     >>> sorted(out), out["boundary"] is None
     (['boundary', 'method_seconds', 'region'], True)
     """
-    from affseg.data import bsds
     from affseg.metrics.boundary import BoundaryBenchmark
     from affseg.metrics.region import RegionBenchmark
 
     method_seconds = 0.0
     if task.path is not None:
-        from affseg.data.io import read_label_png, read_ucm_mat
-
         p = task.path
         seg: Any = read_ucm_mat(Path(p)) if p.endswith(".mat") else read_label_png(p)
     else:
