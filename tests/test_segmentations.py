@@ -190,3 +190,20 @@ def test_train_and_eval_the_hierarchy_on_your_own_segmentations(tmp_path, capsys
     capsys.readouterr()
     assert main(["train", "ndd", *data, *common, *cache, "--out", str(nd)]) != 0
     assert "holds train/toy000 of other data" in capsys.readouterr().err
+
+
+def test_training_cache_brings_large_photos_to_the_working_side(tmp_path):
+    from affseg.backbones import load_backbone
+    from affseg.train.ndd_cache import FeatureCache
+
+    root = _layout(tmp_path, size=(48, 256))
+    items = open_segmentations(data=root).items("train")
+    cache = FeatureCache(tmp_path / "cache")
+    backbone = load_backbone()
+    keys = cache.build(backbone, items, "train", (1.0,), (False,), False, working_side=128)
+    item = cache.load(keys[0])
+    assert tuple(item["half"].shape) == (1, 16, 64)  # 48 x 256 -> 24 x 128 -> snapped 32 x 128
+    assert tuple(item["grid"].shape) == (1, 4, 16)
+    # another working side is other data for the cache
+    with pytest.raises(InputError, match="other data"):
+        cache.build(backbone, items, "train", (1.0,), (False,), False, working_side=None)

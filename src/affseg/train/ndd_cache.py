@@ -31,6 +31,8 @@ from affseg.errors import CorruptFileError, DatasetNotFoundError, InputError
 
 #: Bump when the content of a cache item changes.
 CACHE_VERSION = 1
+#: Longer side a training photo is brought down to (the inference working side of ndd).
+WORKING_SIDE = 1024
 
 
 def bsds_items(root: str | os.PathLike[str] | None, split: str) -> list[SegmentationItem]:
@@ -139,6 +141,7 @@ class FeatureCache:
         scales: Sequence[float],
         flips: Sequence[bool] = (False, True),
         progress: bool = True,
+        working_side: int | None = WORKING_SIDE,
     ) -> list[str]:
         """Compute the missing items of a split and return all their keys.
 
@@ -152,6 +155,9 @@ class FeatureCache:
         flips : sequence of bool
         progress : bool
             Show a tqdm bar.
+        working_side : int or None
+            A photo whose longer side exceeds this is first resized to it (``scales``
+            then apply), as ``affseg segment`` works at a bounded side; None: never.
 
         Returns
         -------
@@ -168,7 +174,7 @@ class FeatureCache:
         sources = dict(self._manifest().get("sources") or {})
         known = dict(sources.get(split) or {})
         for it in items:
-            digest = item_digest(it)
+            digest = item_digest(it) + ("" if working_side is None else f"@{working_side}")
             if known.setdefault(it.stem, digest) != digest:
                 raise InputError(
                     f"the feature cache {self.dir} holds {split}/{it.stem} of other data "
@@ -187,7 +193,7 @@ class FeatureCache:
         if todo:
             bar = tqdm(todo, desc=f"caching {split} features", disable=not progress)
             for it, s, f, k in bar:
-                self._build_one(backbone, it, s, f, k)
+                self._build_one(backbone, it, s, f, k, working_side)
         sources[split] = known
         write_json(
             self.dir / "manifest.json",
@@ -216,6 +222,7 @@ class FeatureCache:
         scale: float,
         flip: bool,
         key: str,
+        working_side: int | None = WORKING_SIDE,
     ) -> None:
         image = item.read_image()
         ann = item.read_annotations()
@@ -224,7 +231,9 @@ class FeatureCache:
                 f"{item.annotations[0]}: more than {np.iinfo(np.int16).max} segments in one "
                 "annotation (is this a segmentation?)"
             )
-        x, labels = prepare_item(image, ann, scale, flip)
+        side = max(image.shape[:2])
+        base = 1.0 if working_side is None or side <= working_side else working_side / side
+        x, labels = prepare_item(image, ann, scale * base, flip)
         with torch.no_grad():
             feats = backbone(x)
         blob = {
