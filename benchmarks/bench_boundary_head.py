@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--head", default=None, help="boundary-head weights (default shipped)")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--no-nms", action="store_true")
+    parser.add_argument(
+        "--scales", type=float, nargs="+", default=[1.0], help="average the map over scales"
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -69,13 +72,16 @@ def main() -> None:
     for i in ids:
         image = bsds.load_image(None, args.split, i)
         h, w = image.shape[:2]
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
-        hs, ws = snapped_size(h, w)
-        x = torch.nn.functional.interpolate(
-            x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=True
-        )
-        with torch.no_grad():
-            prob = boundary_probability(head, list(backbone(x)), (h, w))
+        x0 = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255.0
+        probs = []
+        for scale in args.scales:
+            hs, ws = snapped_size(h, w, scale)
+            x = torch.nn.functional.interpolate(
+                x0, size=(hs, ws), mode="bilinear", align_corners=False, antialias=True
+            )
+            with torch.no_grad():
+                probs.append(boundary_probability(head, list(backbone(x)), (h, w)))
+        prob = np.mean(probs, axis=0)
         pb = prob if args.no_nms else nms(prob)
         gts = bsds.load_ground_truth(bsds.gt_path(None, args.split, i))
         bench.update(pb, gts, i)
@@ -83,6 +89,7 @@ def main() -> None:
     res["seconds"] = time.perf_counter() - t0
     res["head"] = args.head or "shipped"
     res["nms"] = not args.no_nms
+    res["scales"] = args.scales
     print(json.dumps({k: v for k, v in res.items() if not isinstance(v, list | dict)}))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
