@@ -80,6 +80,9 @@ def test_canonical_layout_with_several_annotators(tmp_path):
     anns = data.items("train")[0].read_annotations()
     assert len(anns) == 3
     assert [int((a == 1).sum()) for a in anns] == [20 * 15, 20 * 14, 20 * 13]
+    write_png(tmp_path / "masks/train/train0.png", np.zeros((20, 30), np.uint8))
+    with pytest.raises(InputError, match="both mask files and folders"):
+        open_segmentations(data=tmp_path)
 
 
 def test_pairs_of_folders_one_annotator_per_masks_folder(tmp_path):

@@ -334,7 +334,13 @@ def _open_canonical(root: Path, ignore_index: int | None, regions: str) -> Segme
         mask_dir = root / "masks" / split_dir.name
         if not mask_dir.is_dir():
             continue  # an unannotated split (e.g. tags only): not a segmentation split
-        subdirs = sorted(p for p in mask_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        entries = [p for p in mask_dir.iterdir() if not p.name.startswith(".")]
+        subdirs = sorted(p for p in entries if p.is_dir())
+        if subdirs and any(p.is_file() for p in entries):
+            raise InputError(
+                f"{mask_dir} holds both mask files and folders: give one mask per photo, or "
+                "one folder per annotator"
+            )
         folders = subdirs or [mask_dir]
         splits[split_dir.name] = _match(split_dir.name, split_dir, folders, ignore_index, regions)
     if not splits:
