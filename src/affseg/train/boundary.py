@@ -204,6 +204,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
     from affseg.train.ndd_cache import FeatureCache
 
+    args = argparse.Namespace(**vars(args))  # defaults are filled in below: a copy
     check_args(args)
     data = open_training_segmentations(args)
     split_items = {split: data.items(split) for split in args.splits}

@@ -332,6 +332,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
     from affseg.train.ndd_cache import FeatureCache
 
+    args = argparse.Namespace(**vars(args))  # defaults are filled in below: a copy
     check_args(args)
     # the data first: a missing split leaves no --out, no cache
     data = open_training_segmentations(args)
