@@ -39,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``affseg eval``."""
     from affseg.cli.segment import add_engine_arguments
     from affseg.methods import METHODS
+    from affseg.train.segmentation_args import add_regions_argument
 
     p = subparsers.add_parser(
         "eval",
@@ -168,13 +169,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--tags", default=None, metavar="CSV",
                    help="--task semantic: tags.csv")  # fmt: skip
-    p.add_argument(
-        "--regions",
-        choices=("components", "labels"),
-        default="components",
-        help="region task on your own label maps (--data DIR with images/ + masks/, or "
-        "--images/--masks): a segment is each connected region of a label (default) or "
-        "each label",
+    add_regions_argument(
+        p,
+        "region task on your own label maps (--data DIR with images/ + masks/, or "
+        "--images/--masks): ",
     )
     p.add_argument("--stability", type=int, default=None, metavar="K",
                    help="run --method with K seeds (--seed, --seed+1, ...) and report the "

@@ -65,19 +65,32 @@ def add_segmentation_arguments(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help="mask value of unlabelled (void) pixels, left out of training and scores",
     )
-    p.add_argument(
-        "--regions",
-        choices=("components", "labels"),
-        default="components",
-        help="a segment is each connected region of a label (default; class masks) or each "
-        "label (instance masks)",
-    )
+    add_regions_argument(p)
     p.add_argument(
         "--init",
         default="auto",
         metavar="auto|scratch|shipped|FILE",
         help="starting weights: auto (scratch on BSDS500, the shipped model on your own "
         "data), scratch, shipped, or a weights file (its architecture is used)",
+    )
+
+
+def add_regions_argument(p: argparse.ArgumentParser, context: str = "") -> None:
+    """Add ``--regions components|labels`` (how a label map becomes segments).
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser()
+    >>> add_regions_argument(p)
+    >>> p.parse_args(["--regions", "labels"]).regions
+    'labels'
+    """
+    p.add_argument(
+        "--regions",
+        choices=("components", "labels"),
+        default="components",
+        help=context + "a segment is each connected region of a label (default; class masks) "
+        "or each label (instance masks)",
     )
 
 
