@@ -236,7 +236,7 @@ def test_bilateral_solver_is_edge_aware_and_matches_a_dense_solve() -> None:
     """On a tiny image the grid solve equals the dense linear system it defines."""
     import scipy.sparse as sp
 
-    from affseg.methods.depth_baselines import BilateralGrid, _bistochastize, bilateral_solve
+    from affseg.methods.depth_baselines import BilateralGrid, bilateral_solve, bistochastize
 
     rng = np.random.default_rng(1)
     rgb = np.zeros((12, 12, 3), np.uint8)
@@ -244,7 +244,7 @@ def test_bilateral_solver_is_edge_aware_and_matches_a_dense_solve() -> None:
     t = np.where(np.arange(12) < 6, 10.0, 50.0)[None].repeat(12, 0) + rng.normal(0, 2, (12, 12))
     out = bilateral_solve(rgb, t, sigma_spatial=4, lam=8.0, cg_iterations=500, cg_tol=1e-12)
     grid = BilateralGrid(rgb, 4, 8, 8)
-    n, m = _bistochastize(grid)
+    n, m = bistochastize(grid)
     a = 8.0 * (np.diag(m) - np.diag(n) @ grid.blur_matrix.toarray() @ np.diag(n))
     a += np.diag(grid.splat(np.ones(144)))
     y = np.linalg.solve(a, grid.splat(t.ravel()))

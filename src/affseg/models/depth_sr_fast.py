@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from affseg.affinity.bilateral_solver import depth_sr_solve
 from affseg.affinity.smoothing import fast_global_smoother
 from affseg.errors import InputError
 from affseg.models.ham import Geometry, GuidanceNet, HAMAffinity, propagate_stages
@@ -55,7 +56,9 @@ RESIDUAL_SCALE = 8.0
 #: ``init="fgs"``: fast-global-smoother lambda = this x factor, colour sigma (8-bit units).
 FGS_LAMBDA_PER_FACTOR, FGS_SIGMA = 25.0, 4.0
 
-InitMode = Literal["bicubic", "fgs"]
+InitMode = Literal["bicubic", "fgs", "bilateral"]
+#: Start maps that blend the bicubic map with a smoothing of it.
+SMOOTHED_INITS = ("fgs", "bilateral")
 
 
 def fgs_smooth(rgb: Tensor, depth: Tensor, lam: float, sigma: float) -> Tensor:
@@ -89,6 +92,42 @@ def fgs_smooth(rgb: Tensor, depth: Tensor, lam: float, sigma: float) -> Tensor:
         [fast_global_smoother(guide[b], dep[b, 0], lam, sigma) for b in range(dep.shape[0])]
     )[:, None]
     return torch.from_numpy(out).to(depth)
+
+
+def bilateral_smooth(rgb: Tensor, depth: Tensor, factor: int) -> Tensor:
+    """The fast bilateral solver's depth super-resolution of each upsampled map of a batch.
+
+    :func:`~affseg.affinity.bilateral_solver.depth_sr_solve` (the paper's set-up for this
+    factor) on the 8-bit guide; no gradient flows through it (it prepares the network's
+    input).
+
+    Parameters
+    ----------
+    rgb : Tensor, shape (B, 3, H, W), float in [0, 1]
+    depth : Tensor, shape (B, 1, H, W)
+        The low-resolution map upsampled by ``factor``.
+    factor : int
+
+    Returns
+    -------
+    Tensor, shape (B, 1, H, W), same dtype and device as ``depth``
+
+    References
+    ----------
+    J. T. Barron and B. Poole, "The Fast Bilateral Solver", ECCV 2016, Sec. 5.
+
+    Examples
+    --------
+    >>> import torch
+    >>> d = torch.full((1, 1, 8, 8), 5.0)
+    >>> bool(torch.allclose(bilateral_smooth(torch.zeros(1, 3, 8, 8), d, 2), d))
+    True
+    """
+    guide = (rgb.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
+    guide = guide.cpu().numpy()
+    dep = depth.detach().float().cpu().numpy()
+    out = np.stack([depth_sr_solve(guide[b], dep[b, 0], factor) for b in range(dep.shape[0])])
+    return torch.from_numpy(out[:, None]).to(depth)
 
 
 class FastDepthSR(nn.Module):
@@ -164,8 +203,8 @@ class FastDepthSR(nn.Module):
         ranked_head: bool = False,
     ) -> None:
         super().__init__()
-        if init not in ("bicubic", "fgs"):
-            raise InputError(f"init must be 'bicubic' or 'fgs', got {init!r}")
+        if init not in ("bicubic", *SMOOTHED_INITS):
+            raise InputError(f"init must be 'bicubic', 'fgs' or 'bilateral', got {init!r}")
         self.dilations = tuple(int(d) for d in dilations)
         self.coarse_dilations = tuple(int(d) for d in coarse_dilations)
         if reimpose not in ("init", "bicubic"):
@@ -175,11 +214,11 @@ class FastDepthSR(nn.Module):
         self.fgs_lambda = float(fgs_lambda)
         self.fgs_sigma = float(fgs_sigma)
         n_aux = len(self.dilations) + 1 + (len(self.coarse_dilations) + 1) * bool(coarse_dilations)
-        n_aux += init == "fgs"
-        self.guide = GuidanceNet(5 + (init == "fgs"), width, embed_dim, n_aux=n_aux)
+        n_aux += init in SMOOTHED_INITS
+        self.guide = GuidanceNet(5 + (init in SMOOTHED_INITS), width, embed_dim, n_aux=n_aux)
         self.detail = nn.Conv2d(3, embed_dim, 3, padding=1)
         self.blend_detail: nn.Conv2d | None = None
-        if init == "fgs" and blend_detail:
+        if init in SMOOTHED_INITS and blend_detail:
             # full-resolution correction of the blend logit from the guide and the
             # bicubic-minus-smoothed residual (sharp switching at thin structures)
             self.blend_detail = nn.Conv2d(4, 1, 3, padding=1)
@@ -274,9 +313,12 @@ class FastDepthSR(nn.Module):
         s = self.stride
         feats = [F.avg_pool2d(rgb, s)]
         t_fgs = 0.0
-        if self.init == "fgs":
+        if self.init in SMOOTHED_INITS:
             tf = time.perf_counter()
-            smooth = fgs_smooth(rgb, up, self.fgs_lambda * factor, self.fgs_sigma)
+            if self.init == "fgs":
+                smooth = fgs_smooth(rgb, up, self.fgs_lambda * factor, self.fgs_sigma)
+            else:
+                smooth = bilateral_smooth(rgb, up, factor)
             t_fgs = time.perf_counter() - tf
             feats += [
                 (F.avg_pool2d(smooth, s) - DEPTH_CENTER) / DEPTH_SCALE,
@@ -291,7 +333,7 @@ class FastDepthSR(nn.Module):
         t2 = time.perf_counter()
         n = len(self.dilations)
         bicubic = up
-        if self.init == "fgs":
+        if self.init in SMOOTHED_INITS:
             # per-pixel blend of the bicubic map and its edge-aware global smoothing
             logit = F.interpolate(aux_c[:, -1:], size=(h, w), mode="bilinear", align_corners=False)
             if self.blend_detail is not None:

@@ -360,9 +360,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
         "--init",
-        choices=("bicubic", "fgs"),
+        choices=("bicubic", "fgs", "bilateral"),
         default="fgs",
-        help="initial map: bicubic, or a learned blend of bicubic and its fast global smoothing",
+        help="initial map: bicubic, or a learned blend of bicubic and its fast global smoothing "
+        "(fgs) or of bicubic and the fast bilateral solver's output (bilateral)",
     )
     p.add_argument(
         "--reimpose",
