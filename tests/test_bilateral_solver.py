@@ -1,4 +1,4 @@
-"""The fast bilateral solver (Barron & Poole 2016) of affseg.methods.depth_baselines."""
+"""The fast bilateral solver (Barron & Poole 2016): affseg.affinity.bilateral_solver."""
 
 from __future__ import annotations
 
@@ -124,6 +124,33 @@ def test_depth_sr_confidence_and_params() -> None:
         (p["sigma_spatial"], p["sigma_luma"], p["sigma_chroma"]) for p in BILATERAL_PARAMS.values()
     }
     assert sigmas == {(8.0, 4.0, 3.0)}
+
+
+def test_depth_sr_solve_is_the_baseline_and_the_models_bilateral_start() -> None:
+    """One solve serves the classical baseline and the start map of the HAM models."""
+    import torch
+
+    from affseg.affinity.bilateral_solver import depth_sr_solve
+    from affseg.methods.depth_baselines import bicubic_upsample
+    from affseg.models.depth_sr_fast import FastDepthSR, bilateral_smooth
+
+    rng = np.random.default_rng(3)
+    rgb = np.repeat(np.repeat(_guide(8, 12), 4, 0), 4, 1)  # 32 x 48
+    lr = rng.uniform(20, 200, (8, 12)).astype(np.float32)
+    up = bicubic_upsample(lr, 4)
+    ref = bilateral_solve(rgb, up, depth_sr_confidence(32, 48, 4), **BILATERAL_PARAMS[4])
+    np.testing.assert_array_equal(depth_sr_solve(rgb, up, 4), ref)
+    np.testing.assert_array_equal(bilateral_upsample(rgb, lr, 4), ref)
+    # a factor outside the table: the x4 grid, lambda = 4 ** (log2(f) - 1/2)
+    p3 = dict(BILATERAL_PARAMS[4], lam=4.0 ** (np.log2(3) - 0.5))
+    np.testing.assert_array_equal(
+        depth_sr_solve(rgb, up, 3), bilateral_solve(rgb, up, depth_sr_confidence(32, 48, 3), **p3)
+    )
+    # the model's smoothed map is that solve of its (clamped) bicubic map
+    t_rgb = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+    t_up = torch.from_numpy(up)[None, None]
+    np.testing.assert_allclose(bilateral_smooth(t_rgb, t_up, 4)[0, 0].numpy(), ref)
+    assert FastDepthSR("euclidean", init="bilateral").config()["init"] == "bilateral"
 
 
 def test_errors() -> None:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from affseg.errors import InputError
 
 
-@pytest.mark.parametrize("init", ["bicubic", "fgs"])
+@pytest.mark.parametrize("init", ["bicubic", "fgs", "bilateral"])
 @pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
 def test_fast_model_constant_depth_and_errors(geometry: str, init: str) -> None:
     from affseg.models.depth_sr_fast import FastDepthSR
@@ -36,7 +36,7 @@ def test_fast_model_constant_depth_and_errors(geometry: str, init: str) -> None:
         FastDepthSR(geometry, init="nearest")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("init", ["bicubic", "fgs"])
+@pytest.mark.parametrize("init", ["bicubic", "fgs", "bilateral"])
 @pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
 def test_fast_path_equals_reference_path(geometry: str, init: str) -> None:
     """The compiled inference path (fused affinities, no autograd) equals the autograd

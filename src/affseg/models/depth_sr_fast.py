@@ -2,9 +2,11 @@
 
 1. the noisy low-res disparity is upsampled bicubically to the guide's size (``up``,
    clamped to the input range); with ``init="fgs"`` it is also smoothed by the
-   colour-guided fast global smoother (lambda ``fgs_lambda`` x factor) and the guidance
-   network's extra output blends the two per pixel (``up`` := blend of both), which
-   gives the propagation a global reach on large smooth surfaces;
+   colour-guided fast global smoother (lambda ``fgs_lambda`` x factor), with
+   ``init="bilateral"`` by the fast bilateral solver in the paper's depth-SR set-up
+   (:func:`bilateral_smooth`), and the guidance network's extra output blends the two per
+   pixel (``up`` := blend of both), which gives the propagation a global reach on large
+   smooth surfaces (``init="bilateral"``: HAM starts where the classical solver ends);
 2. a guidance U-Net runs at **1/stride resolution** (stride 4: 344 x 272 for a
    1376 x 1088 guide) on the area-downsampled guide, ``up`` and the factor, and outputs
    coarse embeddings, one propagation strength per dilation and a data confidence;
@@ -147,14 +149,15 @@ class FastDepthSR(nn.Module):
         Full-resolution propagation stages, far to near.
     coarse_dilations : tuple of int
         Propagation stages at the guidance resolution, run first (empty: none).
-    init : {"bicubic", "fgs"}
+    init : {"bicubic", "fgs", "bilateral"}
         Start and data term of the propagation: the bicubic map, or a learned per-pixel
-        blend of it and its fast global smoothing (:func:`fgs_smooth`).
+        blend of it and its fast global smoothing (``"fgs"``, :func:`fgs_smooth`) or its
+        fast bilateral solve (``"bilateral"``, :func:`bilateral_smooth`).
     reimpose : {"init", "bicubic"}
-        Data term re-imposed after every step with ``init="fgs"``: the blended start, or
+        Data term re-imposed after every step with a smoothed init: the blended start, or
         the bicubic map.
     blend_detail : bool
-        With ``init="fgs"``: add a full-resolution 3 x 3 convolution of the guide and the
+        With a smoothed init: add a full-resolution 3 x 3 convolution of the guide and the
         bicubic-minus-smoothed residual to the (upsampled) blend logit.
     fgs_lambda, fgs_sigma : float
         Smoother lambda per unit of factor and colour sigma (8-bit units), ``init="fgs"``.
@@ -265,7 +268,12 @@ class FastDepthSR(nn.Module):
         }
 
     def forward(
-        self, rgb: Tensor, lr_depth: Tensor, factor: int, fast: bool | None = None
+        self,
+        rgb: Tensor,
+        lr_depth: Tensor,
+        factor: int,
+        fast: bool | None = None,
+        smooth: Tensor | None = None,
     ) -> Tensor:
         """Super-resolve ``lr_depth`` by ``factor`` guided by ``rgb``.
 
@@ -280,6 +288,10 @@ class FastDepthSR(nn.Module):
             Use the compiled inference path; default: when autograd is off, the inputs are
             on the CPU and the model has no ranked head. ``False`` forces the torch
             (reference) path.
+        smooth : Tensor, shape (B, 1, H, W), optional
+            With a smoothed init: the smoothed map computed elsewhere (training computes
+            the bilateral solver on whole scenes and crops it); default: computed here
+            from the bicubic map.
 
         Returns
         -------
@@ -315,7 +327,10 @@ class FastDepthSR(nn.Module):
         t_fgs = 0.0
         if self.init in SMOOTHED_INITS:
             tf = time.perf_counter()
-            if self.init == "fgs":
+            if smooth is not None:
+                if smooth.shape != up.shape:
+                    raise InputError(f"smoothed map {tuple(smooth.shape)} != {tuple(up.shape)}")
+            elif self.init == "fgs":
                 smooth = fgs_smooth(rgb, up, self.fgs_lambda * factor, self.fgs_sigma)
             else:
                 smooth = bilateral_smooth(rgb, up, factor)

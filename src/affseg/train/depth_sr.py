@@ -191,6 +191,110 @@ def sample_batch(
     return im, degrade(g, factor, std, generator), g
 
 
+#: One precomputed input of a whole training scene: guide (3, H, W), gt (1, H, W), the
+#: degraded low-resolution map (1, H/f, W/f) and its smoothed start map (1, H, W).
+SceneStart = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def scene_starts(
+    pairs: list[tuple[torch.Tensor, torch.Tensor]],
+    factors: tuple[int, ...],
+    draws: int,
+    generator: torch.Generator,
+    noise: tuple[float, float] = NOISE_STD,
+) -> dict[int, list[SceneStart]]:
+    """Degrade whole training scenes and solve each with the fast bilateral solver once.
+
+    The bilateral solver's output depends on the whole image (its grid spans it), so the
+    start maps of ``init="bilateral"`` training are computed on whole scenes, as at test
+    time, not on crops: per factor, scene and draw, the scene (trimmed to a multiple of
+    16) is degraded (:func:`degrade`, noise std uniform in ``noise``), upsampled
+    bicubically (clamped to its range) and solved
+    (:func:`~affseg.models.depth_sr_fast.bilateral_smooth`).
+
+    Parameters
+    ----------
+    pairs : list of (Tensor (3, H, W), Tensor (1, H, W))
+    factors : tuple of int
+    draws : int
+        Noise realisations per scene and factor.
+    generator : torch.Generator
+    noise : (float, float)
+
+    Returns
+    -------
+    dict
+        factor -> list of ``(rgb, gt, low, smooth)`` (:data:`SceneStart`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> pairs = [(torch.rand(3, 40, 50), torch.rand(1, 40, 50) * 255)]
+    >>> bank = scene_starts(pairs, (4,), 2, torch.Generator().manual_seed(0))
+    >>> [tuple(t.shape) for t in bank[4][0]]
+    [(3, 32, 48), (1, 32, 48), (1, 8, 12), (1, 32, 48)]
+    """
+    from affseg.models.depth_sr_fast import bilateral_smooth
+
+    bank: dict[int, list[SceneStart]] = {}
+    for f in sorted(set(factors)):
+        bank[f] = []
+        for rgb, gt in pairs:
+            h, w = (gt.shape[-2] // 16) * 16, (gt.shape[-1] // 16) * 16
+            im, g = rgb[:, :h, :w], gt[:, :h, :w]
+            for _ in range(draws):
+                std = noise[0] + (noise[1] - noise[0]) * torch.rand(1, generator=generator)
+                low = degrade(g[None], f, std.view(1, 1, 1, 1), generator)
+                up = F.interpolate(low, size=(h, w), mode="bicubic", align_corners=False)
+                up = up.clamp(float(low.min()), float(low.max()))
+                bank[f].append((im, g, low[0], bilateral_smooth(im[None], up, f)[0]))
+    return bank
+
+
+def sample_scene_starts(
+    bank: dict[int, list[SceneStart]],
+    crop: int,
+    batch: int,
+    factor: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random factor-aligned crops of precomputed scenes (:func:`scene_starts`), augmented.
+
+    The same flips / transposition apply to the guide, gt, low-resolution map and start
+    map (the colour permutation to the guide only, as in :func:`sample_batch`).
+
+    Returns
+    -------
+    rgb : Tensor, shape (batch, 3, crop, crop)
+    low : Tensor, shape (batch, 1, crop / factor, crop / factor)
+    gt, smooth : Tensor, shape (batch, 1, crop, crop)
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> bank = scene_starts([(torch.rand(3, 48, 48), torch.rand(1, 48, 48) * 255)], (4,), 1, g)
+    >>> [tuple(t.shape) for t in sample_scene_starts(bank, 32, 2, 4, g)]
+    [(2, 3, 32, 32), (2, 1, 8, 8), (2, 1, 32, 32), (2, 1, 32, 32)]
+    """
+    items = bank[factor]
+    ims, stacks = [], []
+    for i in torch.randint(0, len(items), (batch,), generator=generator).tolist():
+        rgb, gt, low, smooth = items[i]
+        h, w = gt.shape[-2:]
+        if crop > min(h, w) or crop % factor:
+            raise InputError(f"crop {crop} does not fit a {w}x{h} scene at factor {factor}")
+        y = factor * int(torch.randint(0, (h - crop) // factor + 1, (1,), generator=generator))
+        x = factor * int(torch.randint(0, (w - crop) // factor + 1, (1,), generator=generator))
+        lo = low[:, y // factor : (y + crop) // factor, x // factor : (x + crop) // factor]
+        lo = lo.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
+        ims.append(rgb[:, y : y + crop, x : x + crop])
+        sl = (slice(None), slice(y, y + crop), slice(x, x + crop))
+        stacks.append(torch.cat([gt[sl], smooth[sl], lo]))
+    st, im = augment(torch.stack(stacks), torch.stack(ims), generator)
+    return im, F.avg_pool2d(st[:, 2:3], factor), st[:, 0:1], st[:, 1:2]
+
+
 def depth_edge_mask(gt: torch.Tensor, jump: float = EDGE_JUMP) -> torch.Tensor:
     """Pixels within one pixel of a depth discontinuity of the ground truth.
 
@@ -249,6 +353,7 @@ def train(
     factor_schedule: tuple[int, ...] = TRAIN_FACTORS,
     edge_weight: float = 0.0,
     ranked_head: bool = False,
+    scene_draws: int = 0,
 ) -> dict[str, object]:
     """Train a :class:`~affseg.models.depth_sr_fast.FastDepthSR` on ``RGBD_depth_train``.
 
@@ -261,6 +366,10 @@ def train(
     ``edge_weight`` > 0 weights the squared error of pixels near ground-truth depth
     discontinuities (:func:`depth_edge_mask`) by ``1 + edge_weight`` (weighted mean).
     ``ranked_head`` adds the ranked-neighbour head to the affinities (torch path only).
+    ``scene_draws`` > 0 (``init="bilateral"``): the solver's start maps are computed on
+    whole degraded scenes, that many noise draws per scene and factor
+    (:func:`scene_starts`), and crops are taken from them (:func:`sample_scene_starts`);
+    0: each crop is degraded and solved on its own.
 
     Returns
     -------
@@ -273,6 +382,8 @@ def train(
         raise InputError(f"factor schedule must list factors of 2, 4, 8, 16, got {factor_schedule}")
     if not (math.isfinite(edge_weight) and edge_weight >= 0):
         raise InputError(f"edge weight must be a number >= 0, got {edge_weight}")
+    if scene_draws < 0 or (scene_draws and init != "bilateral"):
+        raise InputError(f"scene draws must be >= 0 and need init 'bilateral', got {scene_draws}")
     with seeded(seed, threads) as gen:
         model = FastDepthSR(
             geometry=geometry,  # type: ignore[arg-type]
@@ -285,11 +396,15 @@ def train(
             ranked_head=ranked_head,
         )
         pairs = load_training_pairs(data, scenes, scales)
+        bank = scene_starts(pairs, factor_schedule, scene_draws, gen) if scene_draws else None
 
-        def make_batch(step: int) -> tuple[tuple[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+        def make_batch(step: int) -> tuple[tuple, torch.Tensor]:
             factor = factor_schedule[step % len(factor_schedule)]
+            if bank is not None:
+                im, low, g, smooth = sample_scene_starts(bank, crop, batch, factor, gen)
+                return (im, low, factor, smooth), g
             im, low, g = sample_batch(pairs, crop, batch, factor, gen)
-            return (im, low, factor), g
+            return (im, low, factor, None), g
 
         def loss_fn(pred: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
             sq = (pred - g) ** 2
@@ -305,7 +420,9 @@ def train(
             steps,
             lr,
             c_lr_mult,
-            forward=lambda im, low, factor: model(im, low, factor, fast=False),
+            forward=lambda im, low, factor, smooth: model(
+                im, low, factor, fast=False, smooth=smooth
+            ),
             log_every=log_every,
             loss_format=".4f",
         )
@@ -327,6 +444,7 @@ def train(
             "c_lr_mult": c_lr_mult,
             "factor_schedule": [int(f) for f in factor_schedule],
             "edge_weight": float(edge_weight),
+            "scene_draws": int(scene_draws),
             "final_curvature": float(model.affinity.curvature.detach()),
             "scales": [float(x) for x in scales],
             "noise_std": list(NOISE_STD),
@@ -405,6 +523,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="add the ranked-neighbour (UniDC HALM) head to the affinities; such a model "
         "runs the slower torch path",
     )
+    p.add_argument(
+        "--scene-draws",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --init bilateral: solve K degraded copies of every whole training scene "
+        "per factor once and train on crops of them (as at test time, where the solver sees "
+        "the whole image); 0 (default): solve each training crop on its own",
+    )
     p.add_argument("--data", default=None)
 
 
@@ -432,6 +559,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--lr must be a positive number, got {args.lr}")
     if not (math.isfinite(args.edge_weight) and args.edge_weight >= 0):
         raise InputError(f"--edge-weight must be a number >= 0, got {args.edge_weight}")
+    if args.scene_draws < 0 or (args.scene_draws and args.init != "bilateral"):
+        raise InputError("--scene-draws must be >= 0 and needs --init bilateral")
     check_curvature_arguments(args)
     check_writable_file(args.out, "--out")
     rec = train(
@@ -455,6 +584,7 @@ def run(args: argparse.Namespace) -> int:
         factor_schedule=tuple(args.factor_schedule or TRAIN_FACTORS),
         edge_weight=args.edge_weight,
         ranked_head=args.ranked_head,
+        scene_draws=args.scene_draws,
     )
     print(json.dumps(rec))
     return 0
