@@ -7,10 +7,10 @@ Usage::
 
 Each method runs ``--repeats`` times after one warm-up run (caches) on
 the same input; the median wall time is reported, for the models per stage
-(:attr:`affseg.models.depth_sr_fast.FastDepthSR.timings`), and the ratio of the HAM time to
-the bilateral solver's. ``--threads`` sets torch's thread count, which the compiled kernels
-use too (the machine is otherwise shared: the numbers are upper bounds of an idle
-machine's).
+(:attr:`affseg.models.depth_sr_fast.FastDepthSR.timings`), and the ratio of the HAM times
+(the shipped ``ham`` and ``ham-bilateral`` models) to the bilateral solver's. ``--threads``
+sets torch's thread count, which the compiled kernels use too (the machine is otherwise
+shared: the numbers are upper bounds of an idle machine's).
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ def main() -> None:
                     stages.append(dict(model.timings))
                 med = {k: float(np.median([s[k] for s in stages])) for k in stages[0]}
                 row[name] = {"seconds": float(np.median(ts)), "stages": med}
-            ham_s = row["ham"]["seconds"]  # type: ignore[index]
-            row["ham_over_bilateral"] = ham_s / row["bilateral"]["seconds"]  # type: ignore[index]
+            for name in ("ham", "ham-bilateral"):
+                ratio = row[name]["seconds"] / row["bilateral"]["seconds"]  # type: ignore[index]
+                row[f"{name.replace('-', '_')}_over_bilateral"] = ratio
             out[f"x{f}"] = row
             print(f"x{f}:", {k: v for k, v in row.items()}, flush=True)
     if args.json:

@@ -203,18 +203,21 @@ def test_benchmark_sizes_match_synthesis(middlebury_dir) -> None:  # noqa: ANN00
 
 
 def test_shipped_weights_load_safely() -> None:
-    """Both shipped models load with weights_only=True, are HAM v2 with the right
-    geometry, and were trained on RGBD_depth_train."""
+    """Every shipped model loads with weights_only=True, is HAM v2 with the right
+    geometry and start map, and was trained on RGBD_depth_train."""
     from affseg.methods.depth_sr import DEFAULT_WEIGHTS, WEIGHTS_DIR, load_model
     from affseg.models.depth_sr_fast import FastDepthSR
 
-    for name, geometry in (("ham", "hyperbolic"), ("naive", "euclidean")):
+    assert set(DEFAULT_WEIGHTS) == {"ham", "naive", "ham-bilateral", "naive-bilateral"}
+    for name in DEFAULT_WEIGHTS:
+        geometry = "hyperbolic" if name.startswith("ham") else "euclidean"
         path = WEIGHTS_DIR / DEFAULT_WEIGHTS[name]
         payload = torch.load(path, map_location="cpu", weights_only=True)
         assert payload["record"]["data"] == "RGBD_depth_train"
         assert path.stat().st_size < 3_000_000
         model = load_model(DEFAULT_WEIGHTS[name])
         assert isinstance(model, FastDepthSR) and model.affinity.geometry == geometry
+        assert model.init == ("bilateral" if name.endswith("bilateral") else "fgs")
 
 
 def test_baselines_constant_and_errors() -> None:
@@ -262,7 +265,7 @@ def test_cli_run_methods_and_errors(tmp_path, capsys) -> None:  # noqa: ANN001
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(tmp_path / "g.png")
     Image.fromarray(np.full((16, 24), 120, np.uint8)).save(tmp_path / "d.png")
-    for method in ("ham", "naive", "bicubic", "bilateral"):
+    for method in ("ham", "naive", "ham-bilateral", "naive-bilateral", "bicubic", "bilateral"):
         out = tmp_path / f"{method}.png"
         argv = ["run", "--guide", str(tmp_path / "g.png"), "--depth", str(tmp_path / "d.png"),
                 "--out", str(out), "--method", method]  # fmt: skip
@@ -303,6 +306,56 @@ def test_train_round_trip(tmp_path) -> None:  # noqa: ANN001
     model = load_model(tmp_path / "w.pt")
     assert model.iterations == 1 and model.affinity.geometry == "euclidean"
     assert model.init == "fgs" and model.reimpose == "bicubic"
+
+
+def test_scene_starts_crops_stay_aligned_under_augmentation() -> None:
+    """Crops of whole-scene start maps: the low-resolution crop is the area mean of the gt
+    crop (noise-free degradation), and the start map gets the gt's flips / transposition."""
+    from affseg.affinity.bilateral_solver import depth_sr_solve
+    from affseg.train.depth_sr import sample_scene_starts, scene_starts
+
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(3, 50, 70)
+    gt = torch.rand(1, 50, 70) * 200 + 20
+    bank = scene_starts([(rgb, gt)], (4, 8), 2, g, noise=(0.0, 0.0))
+    assert set(bank) == {4, 8} and len(bank[4]) == 2
+    im, g0, low, smooth = bank[4][0]
+    assert g0.shape == (1, 48, 64) and low.shape == (1, 12, 16)
+    up = F.interpolate(low[None], size=(48, 64), mode="bicubic", align_corners=False)
+    up = up.clamp(float(low.min()), float(low.max()))
+    guide = (im.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_allclose(smooth[0].numpy(), depth_sr_solve(guide, up[0, 0].numpy(), 4))
+    # a bank whose start map is gt + 1 shows the crops' shared transform
+    marked = {8: [(im, g0, F.avg_pool2d(g0, 8).round(), g0 + 1.0)]}
+    for _ in range(6):
+        for f, b in ((4, bank), (8, marked)):
+            rgb_c, low_c, gt_c, sm_c = sample_scene_starts(b, 32, 3, f, g)
+            assert rgb_c.shape == (3, 3, 32, 32) and low_c.shape == (3, 1, 32 // f, 32 // f)
+            torch.testing.assert_close(low_c, F.avg_pool2d(gt_c, f).round())
+        torch.testing.assert_close(sm_c, gt_c + 1.0)
+    with pytest.raises(InputError, match="does not fit"):
+        sample_scene_starts(bank, 64, 1, 4, g)
+
+
+def test_train_with_scene_starts_round_trip(tmp_path) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from affseg.methods.depth_sr import load_model
+    from affseg.train.depth_sr import train
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "RGBD_depth_train" / "a"
+    d.mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(d / "color.png")
+    Image.fromarray(rng.integers(20, 200, (70, 90), dtype=np.uint8)).save(d / "depth.png")
+    rec = train(
+        "hyperbolic", tmp_path / "w.pt", steps=2, crop=32, batch=2, data=str(tmp_path),
+        log_every=0, iterations=1, init="bilateral", scene_draws=1, factor_schedule=(4, 8),
+    )  # fmt: skip
+    assert rec["scene_draws"] == 1 and rec["init"] == "bilateral"
+    assert load_model(tmp_path / "w.pt").init == "bilateral"
+    with pytest.raises(InputError, match="init 'bilateral'"):
+        train("hyperbolic", tmp_path / "x.pt", steps=1, data=str(tmp_path), scene_draws=2)
 
 
 def test_train_curvature_options_round_trip(tmp_path) -> None:  # noqa: ANN001

@@ -6,9 +6,11 @@ Three actions::
     affseg depth-sr eval  --scene dolls_big [--data ROOT] [--json out.json]
     affseg depth-sr train --geometry hyperbolic --out W.pt [--steps 700] [--seed 0]
 
-``run --method`` is ``ham`` (default, the shipped hyperbolic model), ``naive`` (its
-Euclidean twin), ``bicubic`` or ``bilateral`` (the fast bilateral solver); ``--weights``
-overrides the model file. ``eval`` without ``--weights`` tables the shipped models and the
+``run --method`` is ``ham`` (default, the shipped hyperbolic model, started from a fast
+global smoothing), ``naive`` (its Euclidean twin), ``ham-bilateral`` / ``naive-bilateral``
+(the models started from the fast bilateral solver's output: more accurate, 3-6x slower),
+``bicubic`` or ``bilateral`` (the fast bilateral solver); ``--weights`` overrides the
+model file. ``eval`` without ``--weights`` tables the shipped models and the
 computed baselines (and Barron-Poole's published outputs where the scene has them).
 ``train`` uses the ``RGBD_depth_train`` scenes only. ``--tta N`` averages a model over N
 flips/transpositions of the inputs (N times slower). The method itself lives in
@@ -25,7 +27,9 @@ from affseg.cli import SUBCOMMANDS
 from affseg.cli import main as affseg_main
 from affseg.errors import InputError
 
-METHODS = ("ham", "naive", "bicubic", "bilateral")
+#: Learned models (keys of :data:`affseg.methods.depth_sr.DEFAULT_WEIGHTS`), then baselines.
+MODEL_METHODS = ("ham", "naive", "ham-bilateral", "naive-bilateral")
+METHODS = (*MODEL_METHODS, "bicubic", "bilateral")
 
 TTA_HELP = (
     "test-time ensemble: average over the first N of the 8 flips/transpositions "
@@ -60,7 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     e = sub.add_parser("eval", help="RMSE/MAE table on one Middlebury scene")
     e.add_argument(
-        "--weights", nargs="+", default=[], help="model files (default: the shipped ham, naive)"
+        "--weights", nargs="+", default=[], help="model files (default: every shipped model)"
     )
     e.add_argument("--scene", required=True)
     e.add_argument("--json", default=None)
@@ -71,7 +75,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--data", default=None)
     r = sub.add_parser("run", help="super-resolve one depth map")
     r.add_argument("--method", choices=METHODS, default="ham")
-    r.add_argument("--weights", default=None, help="model file (ham / naive; default shipped)")
+    r.add_argument("--weights", default=None, help="model file (a model method; default shipped)")
     r.add_argument("--guide", required=True, help="RGB guide image (H, W, 3)")
     r.add_argument(
         "--depth",
@@ -132,10 +136,12 @@ def _run(args: argparse.Namespace) -> int:
     check_writable_file(args.out, "--out")
     if args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
-    if args.weights and args.method not in ("ham", "naive"):
-        raise InputError(f"--weights applies to --method ham or naive, not {args.method}")
+    if args.weights and args.method not in MODEL_METHODS:
+        raise InputError(
+            f"--weights applies to --method {', '.join(MODEL_METHODS)}, not {args.method}"
+        )
     model = None
-    if args.method in ("ham", "naive"):  # bad weights fail before the images are read
+    if args.method in MODEL_METHODS:  # bad weights fail before the images are read
         model = load_model(args.weights or DEFAULT_WEIGHTS[args.method])
     # the output has the guide's size: its header sets the peak memory, checked before
     # any pixel is decoded

@@ -51,6 +51,10 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS: dict[str, str] = {
     "ham": "ham_depth_sr_hyperbolic.pt",
     "naive": "ham_depth_sr_euclidean.pt",
+    # started from the fast bilateral solver's output (``init="bilateral"``): more
+    # accurate, slower (the solver runs first) and more memory per pixel
+    "ham-bilateral": "ham_depth_sr_bilateral_hyperbolic.pt",
+    "naive-bilateral": "ham_depth_sr_bilateral_euclidean.pt",
 }
 #: Memory model of one super-resolution (bytes): ``(base, per output pixel)`` by path.
 #: The output has the guide's resolution, so the guide's size sets the peak. Fitted to the
@@ -59,7 +63,8 @@ DEFAULT_WEIGHTS: dict[str, str] = {
 #: models (``fast``: 0.54 / 0.87 / 1.51 / 3.12 GB), the torch path (``torch``: models with a
 #: ranked head or older files, 1.48 / 3.84 GB at 0.47 / 1.92 MP), and the baselines of
 #: :mod:`affseg.methods.depth_baselines` (``bicubic``; ``bilateral``, the paper's set-up:
-#: 0.45 / 0.94 GB at 0.37 / 1.5 MP).
+#: 0.45 / 0.94 GB at 0.37 / 1.5 MP); ``fast_bilateral``: the compiled path of a model that
+#: starts from the bilateral solver's output (``init="bilateral"``), the two summed.
 #: Whole-image propagation is not tiled: the learned initial map is a global smoother (FGS)
 #: of the bicubic map, so tiles would not reproduce the whole-image output.
 MEMORY_MODEL: dict[str, tuple[float, float]] = {
@@ -67,6 +72,7 @@ MEMORY_MODEL: dict[str, tuple[float, float]] = {
     "torch": (0.6e9, 2000.0),
     "bicubic": (0.35e9, 40.0),
     "bilateral": (0.3e9, 450.0),
+    "fast_bilateral": (0.45e9, 710.0),
 }
 
 
@@ -263,7 +269,7 @@ def memory_path(model: torch.nn.Module | str) -> str:
 
     affinity = getattr(model, "affinity", None)
     if isinstance(model, FastDepthSR) and getattr(affinity, "head", None) is None:
-        return "fast"
+        return "fast_bilateral" if model.init == "bilateral" else "fast"
     return "torch"
 
 
