@@ -205,7 +205,7 @@ def test_benchmark_sizes_match_synthesis(middlebury_dir) -> None:  # noqa: ANN00
 def test_shipped_weights_load_safely() -> None:
     """Every shipped model loads with weights_only=True, is HAM v2 with the right
     geometry and start map, and was trained on RGBD_depth_train."""
-    from affseg.methods.depth_sr import DEFAULT_WEIGHTS, WEIGHTS_DIR, load_model
+    from affseg.methods.depth_sr import DEFAULT_WEIGHTS, WEIGHTS_DIR, load_model, memory_path
     from affseg.models.depth_sr_fast import FastDepthSR
 
     assert set(DEFAULT_WEIGHTS) == {"ham", "naive", "ham-bilateral", "naive-bilateral"}
@@ -218,6 +218,8 @@ def test_shipped_weights_load_safely() -> None:
         model = load_model(DEFAULT_WEIGHTS[name])
         assert isinstance(model, FastDepthSR) and model.affinity.geometry == geometry
         assert model.init == ("bilateral" if name.endswith("bilateral") else "fgs")
+        # the solver's grid counts in the memory estimate of the models that start from it
+        assert memory_path(model) == ("fast_bilateral" if model.init == "bilateral" else "fast")
 
 
 def test_baselines_constant_and_errors() -> None:

@@ -156,8 +156,11 @@ class FastDepthSR(nn.Module):
     reimpose : {"init", "bicubic"}
         Data term re-imposed after every step with a smoothed init: the blended start, or
         the bicubic map.
+    blend : bool
+        With a smoothed init: start from a learned per-pixel blend of the bicubic and the
+        smoothed map (default), or (``False``) from the smoothed map itself.
     blend_detail : bool
-        With a smoothed init: add a full-resolution 3 x 3 convolution of the guide and the
+        With a blended start: add a full-resolution 3 x 3 convolution of the guide and the
         bicubic-minus-smoothed residual to the (upsampled) blend logit.
     fgs_lambda, fgs_sigma : float
         Smoother lambda per unit of factor and colour sigma (8-bit units), ``init="fgs"``.
@@ -204,6 +207,7 @@ class FastDepthSR(nn.Module):
         curvature: float = 0.1,
         c_param: Literal["softplus", "log"] = "softplus",
         ranked_head: bool = False,
+        blend: bool = True,
     ) -> None:
         super().__init__()
         if init not in ("bicubic", *SMOOTHED_INITS):
@@ -216,12 +220,13 @@ class FastDepthSR(nn.Module):
         self.reimpose = reimpose
         self.fgs_lambda = float(fgs_lambda)
         self.fgs_sigma = float(fgs_sigma)
+        self.blend = bool(blend) and init in SMOOTHED_INITS
         n_aux = len(self.dilations) + 1 + (len(self.coarse_dilations) + 1) * bool(coarse_dilations)
-        n_aux += init in SMOOTHED_INITS
+        n_aux += self.blend
         self.guide = GuidanceNet(5 + (init in SMOOTHED_INITS), width, embed_dim, n_aux=n_aux)
         self.detail = nn.Conv2d(3, embed_dim, 3, padding=1)
         self.blend_detail: nn.Conv2d | None = None
-        if init in SMOOTHED_INITS and blend_detail:
+        if self.blend and blend_detail:
             # full-resolution correction of the blend logit from the guide and the
             # bicubic-minus-smoothed residual (sharp switching at thin structures)
             self.blend_detail = nn.Conv2d(4, 1, 3, padding=1)
@@ -260,6 +265,7 @@ class FastDepthSR(nn.Module):
             "init": self.init,
             "reimpose": self.reimpose,
             "blend_detail": self.blend_detail is not None,
+            "blend": self.blend,
             "fgs_lambda": self.fgs_lambda,
             "fgs_sigma": self.fgs_sigma,
             "curvature": self.init_curvature,
@@ -348,7 +354,9 @@ class FastDepthSR(nn.Module):
         t2 = time.perf_counter()
         n = len(self.dilations)
         bicubic = up
-        if self.init in SMOOTHED_INITS:
+        if self.init in SMOOTHED_INITS and not self.blend:
+            up = smooth  # the smoothed map itself is the start and the data term
+        elif self.init in SMOOTHED_INITS:
             # per-pixel blend of the bicubic map and its edge-aware global smoothing
             logit = F.interpolate(aux_c[:, -1:], size=(h, w), mode="bilinear", align_corners=False)
             if self.blend_detail is not None:

@@ -347,6 +347,7 @@ def train(
     reimpose: str = "init",
     scales: tuple[float, ...] = (1.0,),
     blend_detail: bool = True,
+    blend: bool = True,
     curvature: float = 0.1,
     c_param: str = "softplus",
     c_lr_mult: float = 1.0,
@@ -391,6 +392,7 @@ def train(
             init=init,  # type: ignore[arg-type]
             reimpose=reimpose,  # type: ignore[arg-type]
             blend_detail=blend_detail,
+            blend=blend,
             curvature=curvature,
             c_param=c_param,  # type: ignore[arg-type]
             ranked_head=ranked_head,
@@ -439,6 +441,7 @@ def train(
             "init": init,
             "reimpose": reimpose,
             "blend_detail": blend_detail,
+            "blend": blend,
             "curvature": curvature,
             "c_param": c_param,
             "c_lr_mult": c_lr_mult,
@@ -494,6 +497,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="with --init fgs: full-resolution correction of the blend weight (default on)",
+    )
+    p.add_argument(
+        "--blend",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --init fgs / bilateral: start from a learned blend of the bicubic and the "
+        "smoothed map (default); --no-blend: from the smoothed map itself",
     )
     p.add_argument(
         "--scales",
@@ -578,6 +588,7 @@ def run(args: argparse.Namespace) -> int:
         reimpose=args.reimpose,
         scales=tuple(args.scales),
         blend_detail=args.blend_detail,
+        blend=args.blend,
         curvature=args.curvature,
         c_param=args.c_param,
         c_lr_mult=args.c_lr_mult,
