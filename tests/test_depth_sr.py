@@ -60,6 +60,28 @@ def test_fast_path_equals_reference_path(geometry: str, init: str) -> None:
     assert lr.grad is not None and torch.isfinite(lr.grad).all()
 
 
+def test_no_blend_starts_from_the_smoothed_map_alone() -> None:
+    """``blend=False``: the start and data term are the smoothed map itself, so a constant
+    smoothed map comes out unchanged whatever the low-resolution input; with the blend the
+    bicubic map leaks in."""
+    from affseg.models.depth_sr_fast import FastDepthSR
+
+    torch.manual_seed(0)
+    rgb, lr = torch.rand(1, 3, 64, 48), torch.rand(1, 1, 16, 12) * 100 + 50
+    smooth = torch.full((1, 1, 64, 48), 80.0)
+    plain = FastDepthSR("hyperbolic", init="bilateral", blend=False).eval()
+    blended = FastDepthSR("hyperbolic", init="bilateral", blend_detail=True).eval()
+    assert plain.config()["blend"] is False and plain.blend_detail is None
+    assert blended.config()["blend"] is True
+    with torch.no_grad():
+        torch.testing.assert_close(plain(rgb, lr, 4, smooth=smooth), smooth)
+        assert not torch.allclose(blended(rgb, lr, 4, smooth=smooth), smooth)
+        with pytest.raises(InputError, match="smoothed map"):
+            plain(rgb, lr, 4, smooth=smooth[..., :32, :])
+    # the plain model has one auxiliary output less (no blend logit)
+    assert plain.guide.head.out_channels == blended.guide.head.out_channels - 1
+
+
 @pytest.mark.parametrize("geometry", ["hyperbolic", "euclidean"])
 def test_ham_affinity_fast_equals_module(geometry: str) -> None:
     from affseg.affinity.propagation import normalize_affinity
