@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from affseg.errors import CorruptFileError, InputError
+from affseg.memory import check_memory, max_pixels_within
 from affseg.methods import DEPTH_COMPLETION_METHODS
 from affseg.methods.depth_baselines import fgs_complete
 from affseg.methods.depth_sr import load_model
@@ -303,8 +304,6 @@ def check_completion_memory(method: str, height: int, width: int) -> None:
     ...
     affseg.errors.InputError: depth completion (ham) of a 4000 x 3000 guide would need about ...
     """
-    from affseg.memory import check_memory, max_pixels_within
-
     kind = "fgs" if method == "fgs" else "learned"
     most = max_pixels_within(*MEMORY_MODEL[kind])
     check_memory(
