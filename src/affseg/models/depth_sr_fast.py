@@ -63,6 +63,12 @@ InitMode = Literal["bicubic", "fgs", "bilateral"]
 SMOOTHED_INITS = ("fgs", "bilateral")
 
 
+def _numpy_inputs(rgb: Tensor, depth: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """8-bit guides (B, H, W, 3) and float32 maps (B, 1, H, W) for the classical smoothers."""
+    guide = (rgb.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
+    return guide.cpu().numpy(), depth.detach().float().cpu().numpy()
+
+
 def fgs_smooth(rgb: Tensor, depth: Tensor, lam: float, sigma: float) -> Tensor:
     """Colour-guided fast global smoother (Min et al. 2014) of each map of a batch.
 
@@ -87,9 +93,7 @@ def fgs_smooth(rgb: Tensor, depth: Tensor, lam: float, sigma: float) -> Tensor:
     >>> bool(torch.allclose(fgs_smooth(torch.zeros(1, 3, 8, 8), d, 100.0, 4.0), d))
     True
     """
-    guide = (rgb.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
-    guide = guide.cpu().numpy()
-    dep = depth.detach().float().cpu().numpy()
+    guide, dep = _numpy_inputs(rgb, depth)
     out = np.stack(
         [fast_global_smoother(guide[b], dep[b, 0], lam, sigma) for b in range(dep.shape[0])]
     )[:, None]
@@ -125,9 +129,7 @@ def bilateral_smooth(rgb: Tensor, depth: Tensor, factor: int) -> Tensor:
     >>> bool(torch.allclose(bilateral_smooth(torch.zeros(1, 3, 8, 8), d, 2), d))
     True
     """
-    guide = (rgb.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
-    guide = guide.cpu().numpy()
-    dep = depth.detach().float().cpu().numpy()
+    guide, dep = _numpy_inputs(rgb, depth)
     out = np.stack([depth_sr_solve(guide[b], dep[b, 0], factor) for b in range(dep.shape[0])])
     return torch.from_numpy(out[:, None]).to(depth)
 
