@@ -245,13 +245,15 @@ def test_weak_paths_never_read_pixel_labels(tmp_path: Path, monkeypatch, capsys)
 
     for method in ("wsss", "cam"):
         run = tmp_path / method
-        extra = ["--cross-fit", "2"] if method == "cam" else []
+        extra = ["--no-joint", "--cross-fit", "2"] if method == "cam" else []
         argv = ["--run", str(run), "--data", str(root), "--cache", str(cache), "--crop", "32",
                 *extra]  # fmt: skip
         assert refine.main(argv) == 0
         net, blob = load_refiner(run / "ham_hyperbolic_s0.pt", sha256_of(run / "weights.pt"))
         assert blob["method"] == method and blob["num_classes"] == 21
-        assert set(blob["record"]["val"]) == {"fai", "bilinear", "ham"}
+        joint = method == "wsss"  # the default: the head trains along, and is stored
+        assert set(blob["record"]["val"]) == {"fai", "bilinear", "ham"} | ({"head"} * joint)
+        assert ("seg_state_dict" in blob) == joint and blob["scale"] == 2
     # the fully supervised reference is the one path that reads them, and says so
     with pytest.raises(AssertionError, match="pixel labels of train"):
         main(_train_argv(root, tmp_path / "sup", "supervised", cache))
@@ -866,36 +868,53 @@ def test_training_on_large_photos_works_at_the_working_side(tmp_path: Path, caps
     assert preds["val0"].shape == (600, 1100)
 
 
-def test_refiner_of_your_own_model_trains_and_refines(toy_run, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("joint", [False, True])
+def test_refiner_of_your_own_model_trains_and_refines(
+    toy_run, tmp_path: Path, capsys, joint: bool
+) -> None:
     """`affseg train refine` on a K = 3 run: a refiner pinned to the run's weights; the
     refined labels of `affseg semantic --refine` equal the Python API and the refiner's
-    own propagation of the (bilinear) segmenter scores; another model's refiner is refused."""
-    from affseg.methods.seg_refine import grid_to_image, load_refiner, refine
+    own propagation of the (bilinear) segmenter scores; another model's refiner is refused.
+    Joint training (the default) stores its own head, which the refinement then uses, and
+    works at half the resolution; the fixed-head refiner works at full resolution."""
+    from affseg.methods.seg_refine import grid_to_image, load_refiner, refine, refiner_head
     from affseg.methods.wsss import batch_feats, extract, semantic, semantic_model
     from affseg.train import refine as refine_trainer
 
     root, weights = toy_run
     out = tmp_path / "ham.pt"
+    mode = ["--joint"] if joint else ["--no-joint", "--cross-fit", "2", "--scale", "1"]
     argv = ["--run", str(weights.parent), "--data", str(root), "--crop", "32", "--out",
-            str(out), "--geometry", "euclidean", "--cross-fit", "2"]  # fmt: skip
+            str(out), "--geometry", "euclidean", *mode]  # fmt: skip
     assert refine_trainer.main(argv) == 0
-    assert "refined (euclidean)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "refined (euclidean)" in printed and ("jointly trained head" in printed) == joint
     net, blob = load_refiner(out)
     assert blob["num_classes"] == 3 and blob["config"]["geometry"] == "euclidean"
+    assert blob["scale"] == (2 if joint else 1) and ("seg_state_dict" in blob) == joint
     src = root / "images" / "val" / "val0.png"
     image = np.asarray(Image.open(src))
     got = semantic(image, weights=weights, refine=out)
-    # independently: the segmenter's fused probabilities, resized, propagated, argmax
+    assert got.shape == image.shape[:2]
+    # independently: the head's fused probabilities, resized, propagated, upsampled, argmax
     model = semantic_model(weights=weights)
+    head = refiner_head(blob, model["seg"])
+    assert (head is model["seg"]) != joint
+    if joint:  # the stored head differs from the run's (it was trained)
+        before, after = model["seg"].state_dict(), head.state_dict()
+        assert any(not torch.equal(before[k], after[k]) for k in before)
     item = extract(image)
     with torch.no_grad():
-        p = model["seg"](batch_feats([item]), tuple(item["grid"]))[0].softmax(0)
-    from affseg.methods.wsss import fuse_scores, weak_outputs
+        p = head(batch_feats([item]), tuple(item["grid"]))[0].softmax(0)
+    from affseg.methods.wsss import fuse_scores, upsampled_argmax, weak_outputs
 
     cls, maps = weak_outputs(model["weak"], "wsss", item)
     rule = model["meta"]["inference"]
     p = fuse_scores(p, maps, cls, rule["class_filter"], rule["fuse"])
-    want = refine(net, image, grid_to_image(p, image.shape[:2])).argmax(0).numpy()
+    s = blob["scale"]
+    small = (image.shape[0] // s, image.shape[1] // s)
+    ref = refine(net, image, grid_to_image(p, small), s)
+    want = upsampled_argmax(ref, image.shape[:2])
     np.testing.assert_array_equal(got, want)
     cli_out = tmp_path / "sem"
     argv2 = ["semantic", str(src), "--weights", str(weights), "--refine", str(out),

@@ -2,14 +2,18 @@
 
 A :class:`~affseg.models.ham.SegRefinePropagation` sees the image and a segmenter's class
 probabilities (grid -> image by bilinear resizing) and propagates them with learned
-affinities (hyperbolic: HAM; euclidean: its naive twin) at image resolution. Refiners are
-trained by ``affseg train refine`` (:mod:`affseg.train.refine`) on top of one ``affseg
-train wsss`` run and are pinned to it: a refiner file stores the sha256 of the weights
-file whose class scores it refines, and :func:`load_refiner` refuses another.
+affinities (hyperbolic: HAM; euclidean: its naive twin) at the image resolution divided by
+the refiner's ``scale`` (1: the working image; 2, the default of new refiners: half of
+it). Refiners are trained by ``affseg train refine`` (:mod:`affseg.train.refine`) on top of
+one ``affseg train wsss`` run and are pinned to it: a refiner file stores the sha256 of the
+weights file whose class scores it refines, and :func:`load_refiner` refuses another. A
+refiner trained jointly with the segmentation head (``--joint``, the default) also stores
+that head, which then replaces the run's head whenever the refiner is applied.
 
 Refiner files (``torch.load(weights_only=True)`` safe): ``format`` 2, ``kind``
 ``"seg_refiner"``, ``config`` (:class:`SegRefinePropagation` arguments), ``classes``,
-``num_classes``, ``base_sha256``, ``ndd_sha256``, ``state_dict`` and the training
+``num_classes``, ``base_sha256``, ``ndd_sha256``, ``state_dict``, optionally ``scale``
+(default 1) and ``seg_state_dict`` (the jointly trained head), and the training
 ``record`` (its val scores). ``affseg semantic --refine FILE`` applies one.
 
 References
@@ -22,6 +26,8 @@ Examples
 >>> net = build_refiner(refiner_config(3, width=4, embed_dim=2, iterations=1))
 >>> refine(net, np.zeros((13, 18, 3), np.uint8), torch.full((3, 13, 18), 1 / 3)).shape
 torch.Size([3, 13, 18])
+>>> refine(net, np.zeros((13, 18, 3), np.uint8), torch.full((3, 6, 9), 1 / 3), scale=2).shape
+torch.Size([3, 6, 9])
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ import torch.nn.functional as F
 
 from affseg.errors import AffsegError
 
-#: The refiner configuration (kernels 3 and 5, 12 iterations, a ranked head).
+#: The refiner configuration (kernels 3 and 5, 12 iterations, a ranked head, coarse
+#: scores re-imposed in proportion to their confidence).
 DEFAULT_CONFIG: dict[str, Any] = {
     "geometry": "hyperbolic",
     "k": 3,
@@ -46,7 +53,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "head": True,
     "c": 1.0,
     "c_param": "log",
+    "reimpose": "confident",
 }
+#: Default resolution divisor of new refiners (they work at half the working image).
+DEFAULT_SCALE = 2
 #: Geometries of the affinity: HAM and its naive (euclidean) twin.
 GEOMETRIES = ("hyperbolic", "euclidean")
 
@@ -109,9 +119,49 @@ def build_refiner(config: dict[str, Any]) -> Any:
     return SegRefinePropagation(**cfg)
 
 
+def refiner_size(size: tuple[int, int], scale: int) -> tuple[int, int]:
+    """The (h, w) a refiner of resolution divisor ``scale`` works at for an image of ``size``.
+
+    Examples
+    --------
+    >>> refiner_size((360, 480), 2), refiner_size((13, 18), 2), refiner_size((1, 5), 4)
+    ((180, 240), (6, 9), (1, 1))
+    """
+    return max(1, int(size[0]) // int(scale)), max(1, int(size[1]) // int(scale))
+
+
+def scaled_rgb(rgb: np.ndarray, scale: int) -> torch.Tensor:
+    """(H, W, 3) uint8 image -> (1, 3, h, w) float in [0, 1] at :func:`refiner_size`
+    (area averaging: the mean of each ``scale`` x ``scale`` block).
+
+    Examples
+    --------
+    >>> scaled_rgb(np.full((4, 6, 3), 255, np.uint8), 2).shape
+    torch.Size([1, 3, 2, 3])
+    """
+    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255.0
+    size = refiner_size(tuple(x.shape[-2:]), scale)
+    if size == tuple(x.shape[-2:]):
+        return x
+    return F.interpolate(x, size=size, mode="area")
+
+
 @torch.no_grad()
-def refine(refiner: Any, rgb: np.ndarray, probs: torch.Tensor) -> torch.Tensor:
-    """Refine (C, H, W) class probabilities of an (H, W, 3) uint8 image; returns (C, H, W).
+def refine(refiner: Any, rgb: np.ndarray, probs: torch.Tensor, scale: int = 1) -> torch.Tensor:
+    """Refine the class probabilities of an (H, W, 3) uint8 image.
+
+    Parameters
+    ----------
+    refiner : SegRefinePropagation
+    rgb : ndarray, shape (H, W, 3), uint8
+    probs : Tensor, shape (C, h, w)
+        Class probabilities at :func:`refiner_size` ``((H, W), scale)``.
+    scale : int
+        The refiner's resolution divisor (its file's ``scale``).
+
+    Returns
+    -------
+    Tensor, shape (C, h, w)
 
     Examples
     --------
@@ -120,10 +170,41 @@ def refine(refiner: Any, rgb: np.ndarray, probs: torch.Tensor) -> torch.Tensor:
     >>> refine(net, np.zeros((13, 18, 3), np.uint8), p).shape
     torch.Size([21, 13, 18])
     """
-    h, w = probs.shape[-2:]
-    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 255.0
+    x = scaled_rgb(rgb, scale)
+    h, w = x.shape[-2:]
+    if tuple(probs.shape[-2:]) != (h, w):
+        raise ValueError(f"probabilities of size {tuple(probs.shape[-2:])}; expected {(h, w)}")
     out = refiner.eval()(pad16(x), pad16(probs[None].float()))
     return out[0, :, :h, :w]
+
+
+def refiner_head(blob: dict[str, Any], seg: Any) -> Any:
+    """The segmentation head a refiner file goes with: the head trained jointly with it
+    (``seg_state_dict``), on ``seg``'s configuration, or ``seg`` itself.
+
+    Examples
+    --------
+    >>> from affseg.models.wsss_net import SegHead
+    >>> seg = SegHead(num_classes=3, dim=8, hidden=8, levels={"f8": 4})
+    >>> refiner_head({}, seg) is seg
+    True
+    >>> joint = refiner_head({"seg_state_dict": seg.state_dict()}, seg)
+    >>> joint is seg, joint.training
+    (False, False)
+    """
+    state = blob.get("seg_state_dict")
+    if state is None:
+        return seg
+    from affseg.models.wsss_net import SegHead
+
+    head = SegHead(**seg.config)
+    try:
+        head.load_state_dict(state)
+    except (RuntimeError, KeyError) as exc:
+        raise AffsegError(
+            f"the refiner's segmentation head does not fit the weights: {exc}"
+        ) from None
+    return head.eval()
 
 
 def load_refiner(path: str | Path, base_sha256: str | None = None) -> tuple[Any, dict]:
@@ -164,6 +245,9 @@ def load_refiner(path: str | Path, base_sha256: str | None = None) -> tuple[Any,
         raise AffsegError(f"cannot read refiner {p}: {exc}") from None
     if not isinstance(blob, dict) or blob.get("kind") != "seg_refiner" or "state_dict" not in blob:
         raise AffsegError(f"{p} is not a refiner file of `affseg train refine`")
+    scale = blob.get("scale", 1)
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise AffsegError(f"refiner {p} has an invalid scale {scale!r}")
     if base_sha256 is not None and blob.get("base_sha256") != base_sha256:
         raise AffsegError(
             f"refiner {p} was trained on the scores of other semantic weights (sha256 "

@@ -1067,8 +1067,15 @@ def semantic(
             f"image of {h} x {w} pixels is too small{at}: its 8-pixel feature grid needs at "
             f"least {n_eig} nodes (e.g. 64 x 64 pixels at least)"
         )
+    model = semantic_model(method, weights)
+    refiner = rblob = None
+    if refine is not None:
+        refiner, rblob = _refiner_at(str(refine), _stamp(Path(refine)), model["sha256"])
+    scale = int(rblob.get("scale", 1)) if rblob is not None else 1
     refine_bytes = (
-        0.0 if refine is None else REFINE_PIXEL_BYTES * float(work.shape[0] * work.shape[1])
+        0.0
+        if refine is None
+        else REFINE_PIXEL_BYTES * float(work.shape[0] * work.shape[1]) / scale**2
     )
     check_memory(
         semantic_memory(work.shape[:2], (h, w)) + refine_bytes,
@@ -1077,7 +1084,6 @@ def semantic(
         f"use a working side (--working-side) of {DEFAULT_WORKING_SIDE}, the default, or a "
         "smaller image",
     )
-    model = semantic_model(method, weights)
     seg, kind, rule = model["seg"], model["kind"], model["meta"].get("inference") or {}
     has_weak = model["weak"] is not None
     if not has_weak:
@@ -1090,22 +1096,20 @@ def semantic(
         thr = rule.get("class_filter") if class_filter is None else float(class_filter)
         thr = float(thr) if thr is not None and float(thr) > 0.0 else None
         a = float(rule.get("fuse") or 0.0) if fuse is None else float(fuse)
-    refiner = None
-    if refine is not None:
-        refiner, rblob = _refiner_at(str(refine), _stamp(Path(refine)), model["sha256"])
     item = extract(work)
     cls = maps = None
     if thr is not None or a > 0.0:
         cls, maps = weak_outputs(model["weak"], "cam" if kind == "cam" else "wsss", item)
-    if refiner is not None:
-        from affseg.methods.seg_refine import grid_to_image
+    if refiner is not None and rblob is not None:
+        from affseg.methods.seg_refine import grid_to_image, refiner_head, refiner_size
         from affseg.methods.seg_refine import refine as propagate_scores
 
+        head = refiner_head(rblob, seg)
         with torch.no_grad():
-            logits = seg(batch_feats([item]), tuple(int(v) for v in item["grid"]))[0]
+            logits = head(batch_feats([item]), tuple(int(v) for v in item["grid"]))[0]
             probs = fuse_scores(logits.softmax(0), maps, cls, thr, a)
-            start = grid_to_image(probs, (int(item["size"][0]), int(item["size"][1])))
-            refined = propagate_scores(refiner, work, start)
+            size = refiner_size((int(item["size"][0]), int(item["size"][1])), scale)
+            refined = propagate_scores(refiner, work, grid_to_image(probs, size), scale)
         dtype = class_dtype(int(refined.shape[0]))
         return upsampled_argmax(refined, (h, w), dtype=dtype)
     return segment_item(

@@ -369,6 +369,10 @@ def propagate_stages(
     return cur, t_aff
 
 
+#: Re-imposition rules of :class:`SegRefinePropagation`.
+REIMPOSE = ("learned", "confident")
+
+
 class SegRefinePropagation(nn.Module):
     """Refine coarse class scores by HAM (or naive) propagation at full resolution.
 
@@ -391,17 +395,26 @@ class SegRefinePropagation(nn.Module):
         Initial curvature.
     c_param : {"softplus", "log"}
         Curvature parametrisation (see :class:`HAMAffinity`).
+    reimpose : {"learned", "confident"}
+        Confidence ``m`` with which the coarse probabilities ``p`` are re-imposed after
+        every step (``h <- (1 - m) A h + m p``): ``"learned"`` a per-pixel sigmoid output
+        of the guidance network (it can learn ``m = 1``, the identity, and on a strong head
+        it does); ``"confident"`` that output times ``max_c p^2``, so pixels the coarse
+        scores are unsure of (object borders) are always filled in by propagation from
+        their neighbours, as seeds are in DifNet's random walk.
 
     References
     ----------
     J.-H. Park, J. Choe, I. Bae and H.-G. Jeon, "Learning Affinity with Hyperbolic
     Representation for Spatial Propagation", ICML 2023.
+    P. Jiang, F. Gu, Y. Wang, C. Tu and B. Chen, "DifNet: Semantic Segmentation by
+    Diffusion Networks", NeurIPS 2018.
 
     Examples
     --------
     >>> import torch
     >>> _ = torch.manual_seed(0)
-    >>> net = SegRefinePropagation(3, width=4, embed_dim=2, iterations=2)
+    >>> net = SegRefinePropagation(3, width=4, embed_dim=2, iterations=2, reimpose="confident")
     >>> net(torch.zeros(1, 3, 16, 16), torch.full((1, 3, 16, 16), 1 / 3)).shape
     torch.Size([1, 3, 16, 16])
     """
@@ -418,8 +431,12 @@ class SegRefinePropagation(nn.Module):
         head: bool = False,
         c: float = 0.1,
         c_param: Literal["softplus", "log"] = "softplus",
+        reimpose: Literal["learned", "confident"] = "learned",
     ) -> None:
         super().__init__()
+        if reimpose not in REIMPOSE:
+            raise ValueError(f"reimpose must be one of {REIMPOSE}, got {reimpose!r}")
+        self.reimpose = reimpose
         self.kernels = (k,) if kernels is None else tuple(kernels)
         n_aux = 2 + (len(self.kernels) if len(self.kernels) > 1 else 0)
         self.guide = GuidanceNet(3 + num_classes, width, embed_dim, n_aux=n_aux)
@@ -461,12 +478,7 @@ class SegRefinePropagation(nn.Module):
             aff = affs[0]
         else:
             aff = mix_kernels(affs, self.kernels, torch.softmax(aux[:, 2:], dim=1))
-        return propagate(
-            probs,
-            aff,
-            self.k,
-            self.iterations,
-            h0=probs,
-            mask=torch.sigmoid(aux[:, 1:2]),
-            norm="clip",
-        )
+        mask = torch.sigmoid(aux[:, 1:2])
+        if self.reimpose == "confident":
+            mask = mask * probs.amax(1, keepdim=True).square()
+        return propagate(probs, aff, self.k, self.iterations, h0=probs, mask=mask, norm="clip")
