@@ -173,3 +173,27 @@ def test_seg_refiner_mixed_kernels(geometry: str) -> None:
     assert (model.affinity.raw_c.grad is not None) == (geometry == "hyperbolic")
     with torch.no_grad():  # compiled inference path == autograd path
         torch.testing.assert_close(model(rgb, probs), out.detach(), atol=1e-5, rtol=1e-4)
+
+
+def test_seg_refiner_confident_reimposition() -> None:
+    """``reimpose="confident"`` re-imposes the coarse scores with the learned confidence
+    times ``max_c p^2``: the same propagation as an explicit call with that mask; on
+    one-hot scores (max p = 1) it equals ``"learned"`` with the same weights; a bad rule is
+    refused."""
+    g = torch.Generator().manual_seed(1)
+    torch.manual_seed(0)
+    net = SegRefinePropagation(4, iterations=3, width=4, embed_dim=3, reimpose="confident")
+    learned = SegRefinePropagation(4, iterations=3, width=4, embed_dim=3)
+    learned.load_state_dict(net.state_dict())
+    rgb = torch.rand(1, 3, 12, 16, generator=g)
+    probs = torch.softmax(2 * torch.randn(1, 4, 12, 16, generator=g), 1)
+    emb, aux = net.guide(torch.cat([rgb, probs], 1))
+    aff = net.affinity(emb, torch.sigmoid(aux[:, :1]))
+    mask = torch.sigmoid(aux[:, 1:2]) * probs.max(1, keepdim=True).values ** 2
+    want = propagate(probs, aff, 3, 3, h0=probs, mask=mask, norm="clip")
+    torch.testing.assert_close(net(rgb, probs), want)
+    onehot = torch.nn.functional.one_hot(probs.argmax(1), 4).permute(0, 3, 1, 2).float()
+    torch.testing.assert_close(net(rgb, onehot), learned(rgb, onehot))
+    assert not torch.allclose(net(rgb, probs), learned(rgb, probs))
+    with pytest.raises(ValueError, match="reimpose"):
+        SegRefinePropagation(4, reimpose="always")  # type: ignore[arg-type]

@@ -925,3 +925,42 @@ def test_refiner_of_your_own_model_trains_and_refines(
     argv3 = ["semantic", str(src), "--method", "cam", "--refine", str(out), "--out",
              str(cli_out)]  # fmt: skip
     assert "trained on the scores of other semantic weights" in _error_line(capsys, argv3)
+
+
+def test_refiner_resolution_is_block_means_and_checked(tmp_path: Path) -> None:
+    """A refiner of scale s sees the image as the means of its blocks (s x s where the size
+    divides; otherwise the windows [floor(i H / h), ceil((i + 1) H / h)) that cover every
+    pixel), needs scores of that size, and a file with a bad scale is one clear error."""
+    from affseg.errors import AffsegError
+    from affseg.methods.seg_refine import (
+        build_refiner,
+        load_refiner,
+        refine,
+        refiner_config,
+        refiner_size,
+        scaled_rgb,
+    )
+
+    rgb = np.random.default_rng(0).integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    blocks = rgb[:8, :12].astype(np.float64).reshape(4, 2, 6, 2, 3).mean(axis=(1, 3)) / 255
+    got = scaled_rgb(rgb[:8, :12], 2)[0].permute(1, 2, 0).double().numpy()
+    np.testing.assert_allclose(got, blocks, atol=1e-6)
+    windows = np.empty((4, 6, 3))
+    for i in range(4):
+        for j in range(6):
+            y0, y1 = (i * 9) // 4, -((-(i + 1) * 9) // 4)
+            x0, x1 = (j * 13) // 6, -((-(j + 1) * 13) // 6)
+            windows[i, j] = rgb[y0:y1, x0:x1].astype(np.float64).mean(axis=(0, 1)) / 255
+    got = scaled_rgb(rgb, 2)[0].permute(1, 2, 0).double().numpy()
+    np.testing.assert_allclose(got, windows, atol=1e-6)
+    assert refiner_size((9, 13), 2) == (4, 6)
+    cfg = refiner_config(3, width=4, embed_dim=2, iterations=1)
+    net = build_refiner(cfg)
+    assert refine(net, rgb, torch.full((3, 4, 6), 1 / 3), scale=2).shape == (3, 4, 6)
+    with pytest.raises(ValueError, match=r"expected \(4, 6\)"):
+        refine(net, rgb, torch.full((3, 9, 13), 1 / 3), scale=2)
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": 2, "kind": "seg_refiner", "config": cfg, "scale": 0,
+                "state_dict": net.state_dict()}, bad)  # fmt: skip
+    with pytest.raises(AffsegError, match="invalid scale 0"):
+        load_refiner(bad)

@@ -132,7 +132,9 @@ def refiner_size(size: tuple[int, int], scale: int) -> tuple[int, int]:
 
 def scaled_rgb(rgb: np.ndarray, scale: int) -> torch.Tensor:
     """(H, W, 3) uint8 image -> (1, 3, h, w) float in [0, 1] at :func:`refiner_size`
-    (area averaging: the mean of each ``scale`` x ``scale`` block).
+    (area averaging: the mean of each ``scale`` x ``scale`` block where ``scale`` divides
+    the size, otherwise of the windows ``[floor(i H / h), ceil((i + 1) H / h))``, which
+    cover every pixel).
 
     Examples
     --------
