@@ -157,6 +157,7 @@ def train_refiner(
         head=args.head,
         c=args.c,
         c_param=args.c_param,
+        reimpose=args.reimpose,
     )
     data = [{"x": d["x"], "p": d["p"], "t": d["t"].masked_fill(d["t"] == 255, IGNORE)}
             for d in train]  # fmt: skip
@@ -218,6 +219,12 @@ def main() -> None:
         type=float,
         default=1.0,
         help="learning-rate factor of the curvature parameter",
+    )
+    ap.add_argument(
+        "--reimpose",
+        choices=("learned", "confident"),
+        default="learned",
+        help="re-imposition of the coarse scores (learned: the configuration measured here)",
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="seed of the coarse heads")

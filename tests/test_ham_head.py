@@ -176,24 +176,22 @@ def test_seg_refiner_mixed_kernels(geometry: str) -> None:
 
 
 def test_seg_refiner_confident_reimposition() -> None:
-    """``reimpose="confident"`` re-imposes the coarse scores with the learned confidence
-    times ``max_c p^2``: the same propagation as an explicit call with that mask; on
-    one-hot scores (max p = 1) it equals ``"learned"`` with the same weights; a bad rule is
-    refused."""
+    """``reimpose="confident"``: the coarse scores are re-imposed with confidence
+    ``max_c p^2`` and the propagation strength is at least 1/2 (the refiner cannot learn
+    the identity): the same propagation as an explicit call with that mask and strength;
+    one-hot scores (certain everywhere) come back unchanged; a bad rule is refused."""
     g = torch.Generator().manual_seed(1)
     torch.manual_seed(0)
     net = SegRefinePropagation(4, iterations=3, width=4, embed_dim=3, reimpose="confident")
-    learned = SegRefinePropagation(4, iterations=3, width=4, embed_dim=3)
-    learned.load_state_dict(net.state_dict())
     rgb = torch.rand(1, 3, 12, 16, generator=g)
     probs = torch.softmax(2 * torch.randn(1, 4, 12, 16, generator=g), 1)
     emb, aux = net.guide(torch.cat([rgb, probs], 1))
-    aff = net.affinity(emb, torch.sigmoid(aux[:, :1]))
-    mask = torch.sigmoid(aux[:, 1:2]) * probs.max(1, keepdim=True).values ** 2
+    aff = net.affinity(emb, 0.5 + 0.5 * torch.sigmoid(aux[:, :1]))
+    mask = probs.max(1, keepdim=True).values ** 2
     want = propagate(probs, aff, 3, 3, h0=probs, mask=mask, norm="clip")
     torch.testing.assert_close(net(rgb, probs), want)
+    assert not torch.allclose(want, probs, atol=1e-3)
     onehot = torch.nn.functional.one_hot(probs.argmax(1), 4).permute(0, 3, 1, 2).float()
-    torch.testing.assert_close(net(rgb, onehot), learned(rgb, onehot))
-    assert not torch.allclose(net(rgb, probs), learned(rgb, probs))
+    torch.testing.assert_close(net(rgb, onehot), onehot)
     with pytest.raises(ValueError, match="reimpose"):
         SegRefinePropagation(4, reimpose="always")  # type: ignore[arg-type]

@@ -398,10 +398,12 @@ class SegRefinePropagation(nn.Module):
     reimpose : {"learned", "confident"}
         Confidence ``m`` with which the coarse probabilities ``p`` are re-imposed after
         every step (``h <- (1 - m) A h + m p``): ``"learned"`` a per-pixel sigmoid output
-        of the guidance network (it can learn ``m = 1``, the identity, and on a strong head
-        it does); ``"confident"`` that output times ``max_c p^2``, so pixels the coarse
-        scores are unsure of (object borders) are always filled in by propagation from
-        their neighbours, as seeds are in DifNet's random walk.
+        of the guidance network, with the propagation strength (the affinities' sum) a
+        free sigmoid output too; both can learn the identity (``m = 1`` or strength 0),
+        and on a strong head they do. ``"confident"``: ``m = max_c p^2`` and the strength
+        in [1/2, 1], so pixels the coarse scores are sure of stay and the others (object
+        borders) are filled in by propagation from their neighbours, as seeds are by
+        DifNet's random walk.
 
     References
     ----------
@@ -472,13 +474,12 @@ class SegRefinePropagation(nn.Module):
             Refined probabilities (each pixel still sums to 1).
         """
         emb, aux = self.guide(torch.cat([rgb, probs], 1))
-        strength = torch.sigmoid(aux[:, :1])
+        strength, mask = torch.sigmoid(aux[:, :1]), torch.sigmoid(aux[:, 1:2])
+        if self.reimpose == "confident":  # seeds by confidence; propagation always on
+            strength, mask = 0.5 + 0.5 * strength, probs.amax(1, keepdim=True).square()
         affs = [m(emb, strength) for m in self.affinities]
         if len(affs) == 1:
             aff = affs[0]
         else:
             aff = mix_kernels(affs, self.kernels, torch.softmax(aux[:, 2:], dim=1))
-        mask = torch.sigmoid(aux[:, 1:2])
-        if self.reimpose == "confident":
-            mask = mask * probs.amax(1, keepdim=True).square()
         return propagate(probs, aff, self.k, self.iterations, h0=probs, mask=mask, norm="clip")
