@@ -4,24 +4,34 @@ The segmentation application of the HAM paper (Park et al., ICML 2023) on top of
 ``affseg train wsss`` run, on the run's own data (the same dataset options as ``affseg
 train wsss``; default MSRC-21): a :class:`~affseg.models.ham.SegRefinePropagation` sees
 the image and the segmenter's class probabilities (grid -> image by bilinear resizing) and
-propagates them with learned affinities at image resolution (inference:
-:mod:`affseg.methods.seg_refine`, ``affseg semantic --refine FILE``). ``--geometry
-euclidean`` trains HAM's naive twin with the same seed, data and schedule.
+propagates them with learned affinities at the working image divided by ``--scale``
+(default 2; inference: :mod:`affseg.methods.seg_refine`, ``affseg semantic --refine
+FILE``). ``--geometry euclidean`` trains HAM's naive twin with the same seed, data and
+schedule.
+
+By default (``--joint``) the refiner and the run's segmentation head are trained together,
+end to end, on the train images and their mirrors (the set-up of the HAM paper and of
+DifNet): the head's confident scores are the seeds that the propagation keeps, the
+others are filled in from their neighbours (``--reimpose confident``). The refiner file
+then stores the trained head too. ``--no-joint`` refines the run's fixed head; its inputs
+on the train images come from the run's own head or, with ``--cross-fit STEPS``, from two
+heads each trained on the other half of the train images (realistic, not memorised,
+errors).
 
 Training targets: for ``wsss`` and ``cam`` the *pseudo labels* of the train images (the
-weak network's class scores restricted to each image's known labels, resized to the image
-and arg-maxed), never the train pixel labels; for ``supervised`` the train pixel labels.
-Inputs: the segmenter's probabilities of the train images, from the run's own segmenter
-(trained on those images) or, with ``--cross-fit STEPS``, from two segmenters each trained
-on the other half of the train images (realistic, not memorised, errors). Run::
+weak network's class scores restricted to each image's known labels, resized and
+arg-maxed), never the train pixel labels; for ``supervised`` the train pixel labels.
+Run::
 
-    affseg train refine --run runs/wsss/wsss --cross-fit 400
-    affseg train refine --run runs/camvid --images train=CamVid/train ... --cross-fit 600 \
+    affseg train refine --run runs/camvid/sup0 --images train=CamVid/train ... \
         --geometry euclidean --seed 1
+    affseg train refine --run runs/wsss/wsss --no-joint --scale 1 --reimpose learned \
+        --epochs 1 --cross-fit 400
 
 It writes ``<run>/ham_<geometry>_s<seed>.pt`` (``--out``): a refiner pinned to the run's
 weights by sha256, with its classes, configuration and val scores (the segmenter alone,
-its bilinear start and the refined scores), which it also prints.
+its bilinear start, the jointly trained head alone and the refined scores), which it also
+prints.
 """
 
 from __future__ import annotations
@@ -408,7 +418,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "confidence (default) or a free per-pixel output (learned)",
     )
     p.add_argument("--iterations", type=int, default=12, help="propagation steps (0: none)")
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=2, help="passes over the train images")
     p.add_argument("--crop", type=int, default=96)
     p.add_argument("--batch", type=int, default=2, help="crops per step of joint training")
     p.add_argument("--lr", type=float, default=2e-3)
