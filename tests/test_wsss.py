@@ -964,3 +964,19 @@ def test_refiner_resolution_is_block_means_and_checked(tmp_path: Path) -> None:
                 "state_dict": net.state_dict()}, bad)  # fmt: skip
     with pytest.raises(AffsegError, match="invalid scale 0"):
         load_refiner(bad)
+
+
+def test_refine_options_are_checked_before_any_work(tmp_path: Path) -> None:
+    """Joint training with cross-fitting, and non-positive sizes, are one clear error each,
+    raised before the run folder is even read."""
+    from affseg.errors import InputError
+    from affseg.train import refine as refine_trainer
+
+    run = ["--run", str(tmp_path / "no_such_run")]
+    with pytest.raises(InputError, match="use one or the other"):
+        refine_trainer.main([*run, "--cross-fit", "10"])
+    for opt in ("--scale", "--batch", "--crop"):
+        with pytest.raises(InputError, match=f"{opt} must be >= 1"):
+            refine_trainer.main([*run, opt, "0"])
+    with pytest.raises(InputError, match="--iterations must be >= 0"):
+        refine_trainer.main([*run, "--iterations", "-1"])
