@@ -41,11 +41,11 @@ def main() -> None:
     args = ap.parse_args()
     weights = Path(args.run) / "weights.pt"
     colours = np.array(load_weights(weights)["meta"]["colours"], np.uint8)
-    names = sorted((Path(args.camvid) / "val").glob("*.png"))
+    names = sorted(p for p in (Path(args.camvid) / "val").iterdir() if p.is_file())
     rows = []
     for i in args.images:
         rgb = np.asarray(Image.open(names[i]).convert("RGB"))
-        gt = np.asarray(Image.open(Path(args.camvid) / "valannot" / names[i].name))
+        gt = np.asarray(Image.open(Path(args.camvid) / "valannot" / f"{names[i].stem}.png"))
         cols = [rgb, colourise(gt.astype(np.int64), colours)]
         cols.append(colourise(semantic(rgb, weights=weights, upsample="bilinear"), colours))
         for ref in (args.naive, args.ham):
