@@ -216,14 +216,19 @@ def train_refiner(
                 x, p, t = x.flip(-1), p.flip(-1), t.flip(-1)
             if bool((t == IGNORE).all()):
                 continue
-            out = model(x, p)
-            loss = F.nll_loss(out.clamp_min(1e-6).log(), t, ignore_index=IGNORE)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
+            losses.append(_nll_step(model, opt, sched, x, p, t))
     return model.eval(), float(np.mean(losses[-50:]))
+
+
+def _nll_step(model: Any, opt: Any, sched: Any, x: Any, p: Any, t: Any) -> float:
+    """One optimiser (and schedule) step on the NLL of ``model(x, p)`` against ``t``."""
+    out = model(x, p)
+    loss = F.nll_loss(out.clamp_min(1e-6).log(), t, ignore_index=IGNORE)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    return float(loss.detach())
 
 
 def _crop_at(rng: np.random.Generator, shape: tuple[int, ...], crop: int) -> tuple:
@@ -300,13 +305,7 @@ def train_joint(
         if bool((t == IGNORE).all()):
             sched.step()
             continue
-        out = model(torch.cat(xs), torch.cat(ps))
-        loss = F.nll_loss(out.clamp_min(1e-6).log(), t, ignore_index=IGNORE)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+        losses.append(_nll_step(model, opt, sched, torch.cat(xs), torch.cat(ps), t))
     return model.eval(), seg.eval(), float(np.mean(losses[-50:])) if losses else float("nan")
 
 
