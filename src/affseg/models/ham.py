@@ -374,7 +374,7 @@ REIMPOSE = ("learned", "confident")
 
 
 class SegRefinePropagation(nn.Module):
-    """Refine coarse class scores by HAM (or naive) propagation at full resolution.
+    """Refine coarse class scores by HAM (or naive) propagation at the resolution given.
 
     The guidance network sees the image and the coarse class probabilities; the
     probabilities are propagated with its affinities, the coarse ones softly re-imposed

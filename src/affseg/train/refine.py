@@ -354,10 +354,9 @@ def evaluate_val(
             p = seg(feats, grid)[0].softmax(0)
             scores["fai"].update(segment_item(seg, it, size=full), gt)
             scores["bilinear"].update(upsampled_argmax(grid_to_image(p, size), full), gt)
-            if head is not None:
-                p = head(feats, grid)[0].softmax(0)
+            p = p if head is None else head(feats, grid)[0].softmax(0)
             start = grid_to_image(p, refiner_size(size, scale))
-            if head is not None:
+            if "head" in scores:
                 scores["head"].update(upsampled_argmax(start, full), gt)
             rgb = working_rgb(view.image(split, it["id"]), DEFAULT_WORKING_SIDE)
             ref = refine(refiner, rgb, start, scale)
